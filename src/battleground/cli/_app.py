@@ -1,0 +1,43 @@
+"""Top-level commands: ``serve``, ``ui`` and ``demo``."""
+
+from __future__ import annotations
+
+import typer
+
+from battleground.cli._common import load_settings
+
+
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    model_name: str = typer.Option("churn", help="Registered MLflow model to serve (alias 'champion')."),
+) -> None:
+    """Serve the champion model over HTTP (FastAPI)."""
+    import uvicorn
+
+    from battleground.model.serve import create_app
+
+    settings = load_settings()
+    uvicorn.run(create_app(settings, model_name=model_name), host=host, port=port, log_level="warning")
+
+
+def ui_command(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+) -> None:
+    """Open the battleground dashboard (experiments, leaderboard, bandit battles)."""
+    import uvicorn
+
+    from battleground.web import create_app
+
+    settings = load_settings()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def demo_command(
+    fast: bool = typer.Option(False, help="Smaller data everywhere (used by the tests)."),
+) -> None:
+    """Run the whole battleground on embedded defaults, with progress bars."""
+    from battleground.demo import run_demo
+
+    run_demo(load_settings(), fast=fast)

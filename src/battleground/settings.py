@@ -1,0 +1,85 @@
+"""One settings object, read once at the edge (CLI, server) and passed down.
+
+With nothing configured everything lives under ``./.battleground/``:
+
+========================  ==========================================  ===============================
+what                      default                                     override
+========================  ==========================================  ===============================
+home folder               ``./.battleground``                         ``BATTLEGROUND_HOME``
+experiment registry       ``sqlite:///<home>/registry.db``            ``BATTLEGROUND_DATABASE_URL``
+event store               ``duckdb:///<home>/events.duckdb``          ``BATTLEGROUND_DATABASE_URL``
+MLflow tracking/registry  ``sqlite:///<home>/mlflow.db``              ``BATTLEGROUND_MLFLOW_URI``
+Optuna studies            ``<home>/optuna.journal`` (JournalStorage)  ``BATTLEGROUND_OPTUNA_STORAGE``
+API write token           none (the API is read-only)                 ``BATTLEGROUND_API_TOKEN``
+========================  ==========================================  ===============================
+
+``BATTLEGROUND_DATABASE_URL=postgresql://…`` puts both the registry and the events on PostgreSQL.
+
+Example:
+    >>> s = Settings.from_env({"BATTLEGROUND_HOME": "/tmp/bg"})
+    >>> s.registry_url
+    'sqlite:////tmp/bg/registry.db'
+    >>> s.events_url
+    'duckdb:////tmp/bg/events.duckdb'
+    >>> Settings.from_env({"BATTLEGROUND_DATABASE_URL": "postgresql://u@127.0.0.1/db"}).events_url
+    'postgresql://u@127.0.0.1/db'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "quiet_third_party_telemetry"]
+
+_TELEMETRY_OFF = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def quiet_third_party_telemetry() -> None:
+    """Turn off the telemetry of MLflow, Kedro, Ray and friends (unless the user set it)."""
+    for key, value in _TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where battleground keeps its state. Build it with :meth:`from_env` at the edge."""
+
+    home: Path
+    registry_url: str
+    events_url: str
+    mlflow_uri: str
+    optuna_storage: str
+    api_token: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("BATTLEGROUND_HOME", ".battleground")).expanduser().absolute()
+        database_url = env.get("BATTLEGROUND_DATABASE_URL", "").strip()
+        if database_url and not database_url.startswith(("postgresql", "sqlite")):
+            raise ValueError(
+                "BATTLEGROUND_DATABASE_URL must start with 'postgresql://' (or 'sqlite:///' for the "
+                f"registry alone), got {database_url!r}; unset it to use the embedded defaults"
+            )
+        postgres = database_url.startswith("postgresql")
+        return cls(
+            home=home,
+            registry_url=database_url or f"sqlite:///{home / 'registry.db'}",
+            events_url=database_url if postgres else f"duckdb:///{home / 'events.duckdb'}",
+            mlflow_uri=env.get("BATTLEGROUND_MLFLOW_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            optuna_storage=env.get("BATTLEGROUND_OPTUNA_STORAGE", str(home / "optuna.journal")),
+            api_token=env.get("BATTLEGROUND_API_TOKEN") or None,
+        )
+
+    def ensure_home(self) -> Path:
+        """Create the home folder if it does not exist and return it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
