@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`. Everything else is a convenience.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -6,22 +6,22 @@ export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(PYTHON) -m uv
 VENV := .venv
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test lint bench clean
 
-$(UV):
-	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
-
-install: $(UV)
+# Installs uv with pip if it is missing, then the locked dependencies into .venv.
+install:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --locked --all-extras --python $(PYTHON)
 
 demo: install
 	$(VENV)/bin/battleground demo
 
 test: install
-	$(VENV)/bin/python -m pytest -n 2 --timeout=600
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 

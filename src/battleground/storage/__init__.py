@@ -1,0 +1,1 @@
+"""Storage: the experiment registry (SQLAlchemy + Alembic) and the event stores (DuckDB, PostgreSQL)."""
