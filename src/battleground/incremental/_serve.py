@@ -1,0 +1,101 @@
+"""Scoring incrementally-updated models over HTTP: a FastAPI router over a checkpoint folder."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+
+class ScoreRow(BaseModel):
+    """One row to score: its entity (optional), offset and features by name."""
+
+    entity: str | int | None = None
+    offset: float = 0.0
+    features: dict[str, float] = Field(default_factory=dict)
+
+
+class ScoreRequest(BaseModel):
+    rows: list[ScoreRow] = Field(min_length=1)
+
+
+class ScoreResponse(BaseModel):
+    version: int
+    watermark: str | None
+    scores: list[float]
+    probabilities: list[float]
+
+
+class ModelInfo(BaseModel):
+    version: int
+    watermark: str | None
+    kind: str
+    n_batches: int
+    created_at: str
+    features: list[str]
+    n_entities: int
+
+
+def create_router(checkpoint_dir: str | os.PathLike[str]) -> APIRouter:
+    """An ``APIRouter`` serving the newest checkpoint in ``checkpoint_dir``; mount it with
+    ``app.include_router(create_router(dir), prefix="/incremental")``.
+
+    ``GET /model`` describes the model version; ``POST /score`` scores rows. A newer checkpoint written
+    by a running stream is picked up on the next request (no restart).
+    """
+    import numpy as np
+    from fastapi import APIRouter, HTTPException
+
+    from battleground.incremental._solver import sigmoid
+    from battleground.incremental._stream import CheckpointStore
+
+    store = CheckpointStore(checkpoint_dir)
+    lock = threading.Lock()
+    cache: dict[str, Any] = {"version": None, "model": None, "ckpt": None}
+
+    def current() -> tuple[Any, Any]:
+        versions = store.versions()
+        if not versions:
+            raise HTTPException(status_code=503, detail=f"no model checkpoint yet in {store.directory}")
+        with lock:
+            if cache["version"] != versions[-1]:
+                try:
+                    model, ckpt = store.load(versions[-1])
+                except (FileNotFoundError, LookupError):  # pruned between listing and loading: take the newest
+                    model, ckpt = store.load()
+                cache.update(version=ckpt.version, model=model, ckpt=ckpt)
+            return cache["model"], cache["ckpt"]
+
+    router = APIRouter(tags=["incremental"])
+
+    @router.get("/model", response_model=ModelInfo)
+    def model_info() -> ModelInfo:
+        model, ckpt = current()
+        return ModelInfo(version=ckpt.version, watermark=ckpt.watermark, kind=ckpt.kind,
+                         n_batches=ckpt.n_batches, created_at=ckpt.created_at,
+                         features=list(model.feature_names_in_), n_entities=len(model.entities_))
+
+    @router.post("/score", response_model=ScoreResponse)
+    def score(request: ScoreRequest) -> ScoreResponse:
+        model, ckpt = current()
+        names = list(model.feature_names_in_)
+        X = np.zeros((len(request.rows), len(names)))
+        for i, row in enumerate(request.rows):
+            missing = [n for n in names if n not in row.features]
+            if missing:
+                raise HTTPException(status_code=422, detail=f"row {i}: missing features {missing}")
+            X[i] = [row.features[n] for n in names]
+        offsets = np.array([r.offset for r in request.rows])
+        has_entity = [r.entity is not None for r in request.rows]
+        entity = np.array([str(r.entity) if r.entity is not None else "\x00none" for r in request.rows],
+                          dtype=object) if any(has_entity) else None
+        s = model.decision_function(X, offset=offsets, entity=entity)
+        return ScoreResponse(version=ckpt.version, watermark=ckpt.watermark, scores=s.tolist(),
+                             probabilities=sigmoid(s).tolist())
+
+    return router
