@@ -2,6 +2,133 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from battleground.cli._common import console, load_settings, user_errors
+
 app = typer.Typer(help="Split data, train, tune, evaluate and pick the champion model.", no_args_is_help=True)
+
+_CONFIG = typer.Option(..., "--config", "-c", help="Training config YAML (seed 002's training-config.yml keys).")
+
+
+@app.command("split")
+def split(config: Path = _CONFIG) -> None:
+    """Write train/valid/calib/test Parquet splits (seed 002's split_data.py)."""
+    with user_errors():
+        from battleground.model.tracking import split_from_config
+
+        load_settings()
+        paths = split_from_config(config)
+        for name, path in paths.items():
+            console.print(f"{name}: {path}")
+
+
+@app.command("train")
+def train(config: Path = _CONFIG) -> None:
+    """Tune and train every supported model, logging trials and models to MLflow (`make train`)."""
+    with user_errors():
+        settings = load_settings()
+        with console.status("training…"):
+            from battleground.model.tracking import train_from_config
+
+            result = train_from_config(config, settings)
+        from rich.table import Table
+
+        table = Table(title=f"{result.experiment} (batch {result.batch_id}, seed {result.seed})")
+        for col in ("model", "validation score", "run id"):
+            table.add_column(col)
+        for run in result.runs:
+            table.add_row(run.model, f"{run.valid_score:.4f}", run.run_id)
+        console.print(table)
+
+
+@app.command("evaluate")
+def evaluate(
+    config: Path = _CONFIG,
+    plots: Path | None = typer.Option(None, "--plots", help="Folder for ROC/PR/calibration PNGs and report.html."),
+) -> None:
+    """Pick the best model, score it on test and register it as champion if it clears the threshold."""
+    with user_errors():
+        settings = load_settings()
+        from battleground.model.tracking import evaluate_from_config
+
+        res = evaluate_from_config(config, settings, plots_dir=plots)
+        console.print(
+            f"champion: {res.name}@champion = version {res.version} ({res.model_type}); "
+            f"{res.metric} valid {res.valid_score:.4f}, test {res.test_score:.4f} >= {res.threshold:.4f}"
+        )
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    config: Path | None = typer.Option(None, "--config", "-c", help="Use this config's splits."),
+    models: str = typer.Option("lightgbm,xgboost,logistic,random_forest", help="Comma-separated model types."),
+    n_characters: int = typer.Option(4000, help="Synthetic churn characters when no config is given."),
+    seed: int = typer.Option(0, help="Seed for the synthetic data and the models."),
+    top_k: int = typer.Option(0, help="Also fit a soft-voting ensemble of the top k (k >= 2)."),
+) -> None:
+    """Compare model types on validation data, best first (like PyCaret's compare_models)."""
+    with user_errors():
+        load_settings()
+        from battleground.model.data import CreateDataSet, read_splits
+        from battleground.model.tracking import TrainingConfig, _features
+        from battleground.model.train import leaderboard, score, top_k_voting
+
+        if config is not None:
+            cfg = TrainingConfig.from_yaml(config)
+            splits = read_splits(cfg.splits_dir)
+            X_train, y_train = _features(splits["train"], cfg.label)
+            X_valid, y_valid = _features(splits["valid"], cfg.label)
+        else:
+            ds = CreateDataSet(n_characters=n_characters, seed=seed)
+            X_train, y_train = ds.load_train_set()
+            X_valid, y_valid = ds.load_test_set()
+        board = leaderboard(X_train, y_train, X_valid, y_valid, models=[m.strip() for m in models.split(",")],
+                            seed=seed)
+        table = board.table
+        if top_k:
+            voter = top_k_voting(board, X_train, y_train, k=top_k, seed=seed)
+            console.print(f"voting(top {top_k}: {', '.join(voter.voting_models)}) roc_auc = "
+                          f"{score('roc_auc', y_valid, voter.predict_proba(X_valid)[:, 1]):.4f}")
+        from rich.table import Table
+
+        out = Table(title="leaderboard (validation)")
+        for col in table.columns:
+            out.add_column(str(col))
+        for row in table.itertuples(index=False):
+            out.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+        console.print(out)
+
+
+@app.command("predict")
+def predict(
+    input: Path = typer.Option(..., "--input", "-i", help="Records to score: .csv, .parquet or .json (records)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write predictions (.csv or .parquet)."),
+    model_name: str = typer.Option("churn", help="Registered model whose 'champion' alias scores the rows."),
+) -> None:
+    """Batch-score a file with the champion: writes the input's id column (if any) and churn_probability."""
+    with user_errors():
+        from typing import Any
+
+        import pandas as pd
+
+        from battleground.model.serve import predict_frame
+        from battleground.model.tracking import load_champion
+
+        settings = load_settings()
+        readers: dict[str, Any] = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json}
+        if input.suffix not in readers or output.suffix not in (".csv", ".parquet"):
+            raise ValueError(f"--input {input.name!r}/--output {output.name!r}: use .csv/.parquet/.json in "
+                             "and .csv/.parquet out")
+        frame = readers[input.suffix](input)
+        champ = load_champion(settings, model_name)
+        missing = [c for c in champ.feature_names if c not in frame.columns]
+        if missing:
+            raise ValueError(f"--input {input} lacks the model's feature columns {missing}")
+        out = frame[["char_id"]].copy() if "char_id" in frame.columns else pd.DataFrame(index=frame.index)
+        out["churn_probability"] = predict_frame(champ, frame.to_dict(orient="records"))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(output, index=False) if output.suffix == ".csv" else out.to_parquet(output, index=False)
+        console.print(f"{len(out)} predictions from {champ.name} v{champ.version} → {output}")

@@ -1,0 +1,148 @@
+"""Off-policy evaluation benchmarks (issue 6, part 1).
+
+1. All ten estimators on 1M logged rounds (K = 10) through ``estimate_all`` (one validation, shared
+   per-round columns). Target ≤ 0.15 s. Baseline in the same run: a plain numpy implementation that
+   computes each estimator on its own; obp 0.5.7's recorded 1.54 s for its eight (ANCHORS.md; obp does not
+   install on Python 3.11, so that figure is quoted, not measured).
+2. Percentile bootstrap, 1,000 resamples on 1M rounds. Target ≤ 2.5 s. Baseline in the same run: a plain
+   per-resample numpy loop (random indices, gather, mean) for DR; obp's recorded 12.4 s quoted.
+
+Run: ``python -m benchmarks ope`` (1M rounds) or ``BATTLEGROUND_BENCH_QUICK=1 python -m benchmarks ope``
+/ ``python benchmarks/bench_ope.py --quick`` (100k rounds).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+OBP_ESTIMATORS_S = 1.54  # obp 0.5.7, 8 estimators, 1M rounds (ANCHORS.md, recorded)
+OBP_BOOTSTRAP_S = 12.4  # obp 0.5.7, 1,000 resamples, 1M rounds (ANCHORS.md, recorded)
+
+
+def _timeit(fn: Any, repeat: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _data(n: int) -> tuple[np.ndarray, ...]:
+    from battleground.datasets._bandit_feedback import epsilon_greedy_policy, make_bandit_feedback
+
+    fb = make_bandit_feedback(n, n_actions=10, dim_context=5, beta=0.5, random_state=0)
+    rng = np.random.default_rng(1)
+    q_hat = np.clip(fb.expected_reward + rng.normal(0, 0.05, fb.expected_reward.shape), 0, 1)
+    dist = epsilon_greedy_policy(q_hat, 0.2)
+    return fb.action, fb.reward, fb.pscore, dist, q_hat
+
+
+def _plain_numpy(action, reward, pscore, dist, q_hat, lam: float = 5.0) -> dict[str, float]:
+    """Each estimator computed on its own, the way a straightforward script would."""
+    idx = np.arange(action.shape[0])
+
+    def w() -> np.ndarray:
+        return dist[idx, action] / pscore
+
+    def dm_term() -> np.ndarray:
+        return (dist * q_hat).sum(axis=1)
+
+    def res() -> np.ndarray:
+        return reward - q_hat[idx, action]
+
+    out = {
+        "ips": float(np.mean(w() * reward)),
+        "capped_ips": float(np.mean(np.minimum(w(), lam) * reward)),
+        "snips": float(np.sum(w() * reward) / np.sum(w())),
+        "capped_snips": float(np.sum(np.minimum(w(), lam) * reward) / np.sum(np.minimum(w(), lam))),
+        "dm": float(np.mean(dm_term())),
+        "dr": float(np.mean(dm_term() + w() * res())),
+        "capped_dr": float(np.mean(dm_term() + np.minimum(w(), lam) * res())),
+        "sndr": float(np.mean(dm_term() + w() * res() / np.mean(w()))),
+        "switch_dr": float(np.mean(dm_term() + (w() <= lam) * w() * res())),
+        "dr_os": float(np.mean(dm_term() + lam * w() / (w() ** 2 + lam) * res())),
+    }
+    return out
+
+
+def bench_estimators(n: int) -> dict[str, float]:
+    from battleground.ope import estimate_all
+
+    args = _data(n)
+    t_ours, ours = _timeit(lambda: estimate_all(*args, lambda_=5.0))
+    t_plain, plain = _timeit(lambda: _plain_numpy(*args))
+    diff = max(abs(a - b) for a, b in zip(ours.values(), plain.values(), strict=True))
+    print(
+        f"[estimators] n={n:,} K=10: battleground.ope.estimate_all (10 estimators, validated) {t_ours:.3f} s"
+    )
+    print(
+        f"[estimators] plain numpy, each estimator on its own (same run): {t_plain:.3f} s  "
+        f"ratio {t_plain / t_ours:.1f}x; max |difference| {diff:.1e}"
+    )
+    if n == 1_000_000:
+        print(
+            f"[estimators] obp 0.5.7 recorded (not measured, 8 estimators): {OBP_ESTIMATORS_S} s  "
+            f"ratio {OBP_ESTIMATORS_S / t_ours:.1f}x; target ≤ 0.15 s: {'met' if t_ours <= 0.15 else 'MISSED'}"
+        )
+    return {"ours_s": t_ours, "plain_s": t_plain}
+
+
+def bench_bootstrap(n: int, n_boot: int = 1000) -> dict[str, float]:
+    from battleground.ope import DR, all_estimators, estimate_intervals
+
+    args = _data(n)
+    t_one, one = _timeit(
+        lambda: estimate_intervals(
+            [DR()], *args, ci="bootstrap", n_bootstrap=n_boot, random_state=0
+        )[0],
+        repeat=2,
+    )
+    t_all, _ = _timeit(
+        lambda: estimate_intervals(
+            all_estimators(5.0), *args, ci="bootstrap", n_bootstrap=n_boot, random_state=0
+        ),
+        repeat=1,
+    )
+    action, reward, pscore, dist, q_hat = args
+    idx = np.arange(n)
+    v = (dist * q_hat).sum(axis=1) + dist[idx, action] / pscore * (reward - q_hat[idx, action])
+
+    def loop() -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return np.array([v[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
+
+    t_loop, draws = _timeit(loop, repeat=1)
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    print(
+        f"[bootstrap] n={n:,}, {n_boot} resamples, DR: battleground.ope {t_one:.2f} s "
+        f"(CI [{one.ci_low:.5f}, {one.ci_high:.5f}], sd {one.se:.2e})"
+    )
+    print(f"[bootstrap] all ten estimators sharing one set of resamples: {t_all:.2f} s")
+    print(
+        f"[bootstrap] plain per-resample numpy loop (same run): {t_loop:.2f} s  ratio {t_loop / t_one:.1f}x "
+        f"(CI [{lo:.5f}, {hi:.5f}], sd {draws.std(ddof=1):.2e})"
+    )
+    if n == 1_000_000:
+        print(
+            f"[bootstrap] obp 0.5.7 recorded (not measured): {OBP_BOOTSTRAP_S} s  ratio "
+            f"{OBP_BOOTSTRAP_S / t_one:.1f}x; target ≤ 2.5 s and ≥ 5x obp: "
+            f"{'met' if t_one <= 2.5 and OBP_BOOTSTRAP_S / t_one >= 5 else 'MISSED'}"
+        )
+    return {"ours_s": t_one, "all_s": t_all, "loop_s": t_loop}
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
+    n = 100_000 if quick else 1_000_000
+    bench_estimators(n)
+    bench_bootstrap(n)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,174 @@
+"""Serving and pipeline benchmarks (loopback only).
+
+1. 1-row latency over HTTP: ``battleground serve`` vs ``mlflow models serve --env-manager local`` on the
+   same registered model, in the same run (targets: p50 <= 3 ms, >= 2x faster).
+2. Bounded load: 8 concurrent clients for 60 s (10 s with ``--quick``), a champion swap half-way;
+   errors, p50/p99 and throughput.
+3. ``sub_churn_train_from_raw`` on 100k characters (5k with ``--quick``): time and peak RSS.
+
+``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1`` shrinks everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, timeout: float = 120.0) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not come up in {timeout:.0f} s")
+
+
+def _pct(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q))
+
+
+def _latencies(url: str, payload: Any, n: int) -> list[float]:
+    import httpx
+
+    out = []
+    with httpx.Client(timeout=10) as c:
+        for _ in range(20):
+            c.post(url, json=payload).raise_for_status()
+        for _ in range(n):
+            t = time.perf_counter()
+            c.post(url, json=payload).raise_for_status()
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def _peak_rss_during(func: Any) -> tuple[Any, float, float]:
+    import psutil
+
+    proc = psutil.Process()
+    peak = [proc.memory_info().rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    result = func()
+    secs = time.perf_counter() - t
+    done.set()
+    th.join()
+    return result, secs, peak[0] / 2**20
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
+    n_train = 5_000 if quick else 100_000
+    n_lat = 200 if quick else 1000
+    load_s = 10.0 if quick else 60.0
+    from battleground.pipelines.registry import run_pipeline
+    from battleground.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="bench_serve_"))
+    env = {**os.environ, "BATTLEGROUND_HOME": str(home)}
+    settings = Settings.from_env(env)
+    result, secs, peak = _peak_rss_during(lambda: run_pipeline("sub_churn_train_from_raw", settings,
+                                                                params={"n_characters": n_train}))
+    print(f"sub_churn_train_from_raw, {n_train} characters: {secs:.1f} s, peak RSS {peak:.0f} MiB")
+
+    import pandas as pd
+
+    frame = pd.read_parquet(result.outputs["features_test"]).drop(columns=["churned"]).head(64)
+    records = json.loads(frame.to_json(orient="records"))
+    ours_port, ml_port = _port(), _port()
+    bin_dir = Path(sys.executable).parent
+    ours = subprocess.Popen([str(bin_dir / "battleground"), "serve", "--port", str(ours_port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ml = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/churn@champion",
+                           "--env-manager", "local", "-p", str(ml_port), "-h", "127.0.0.1"],
+                          env={**env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{ours_port}/health")
+        _wait(f"http://127.0.0.1:{ml_port}/health")
+        a = _latencies(f"http://127.0.0.1:{ours_port}/predict", records[0], n_lat)
+        b = _latencies(f"http://127.0.0.1:{ml_port}/invocations", {"dataframe_records": [records[0]]}, n_lat)
+        print(f"1-row latency p50/p99 ms: ours {_pct(a, 50):.2f}/{_pct(a, 99):.2f}, "
+              f"mlflow {_pct(b, 50):.2f}/{_pct(b, 99):.2f}; mlflow/ours p50 = {_pct(b, 50) / _pct(a, 50):.2f}x "
+              "(targets: p50 <= 3 ms, >= 2x)")
+    finally:
+        ml.terminate()
+        ml.wait(timeout=30)
+    try:
+        _load(ours_port, records, load_s, settings)
+    finally:
+        ours.terminate()
+        ours.wait(timeout=30)
+
+
+def _load(port: int, records: list[dict[str, Any]], seconds: float, settings: Any) -> None:
+    import httpx
+
+    from battleground.model.tracking import _mlflow
+
+    stop = time.monotonic() + seconds
+    versions: set[str] = set()
+
+    def loop(i: int) -> tuple[list[float], int]:
+        lat, failed = [], 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                try:
+                    r = c.post("/predict", json=records[i % len(records)])
+                    ok = r.status_code == 200
+                    if ok:
+                        versions.add(r.json()["version"])
+                except httpx.HTTPError:
+                    ok = False
+                lat.append((time.perf_counter() - t) * 1000)
+                failed += not ok
+        return lat, failed
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(loop, i) for i in range(8)]
+        time.sleep(seconds / 2)
+        mlflow = _mlflow(settings)
+        client = mlflow.MlflowClient()
+        mv = client.get_model_version_by_alias("churn", "champion")
+        new = mlflow.register_model(f"runs:/{mv.run_id}/model", "churn")
+        client.set_registered_model_alias("churn", "champion", new.version)
+        results = [f.result() for f in futures]
+    lat = [x for r, _ in results for x in r]
+    failed = sum(f for _, f in results)
+    print(f"load: 8 clients x {seconds:.0f} s, {len(lat)} requests, {failed} failed, "
+          f"{len(lat) / seconds:.0f} req/s, p50 {_pct(lat, 50):.2f} ms, p99 {_pct(lat, 99):.2f} ms, "
+          f"versions served {sorted(versions)} (swap half-way)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,19 @@
+"""Seeded synthetic data sets (generated in code, never downloaded).
+
+``make_churn_tables`` builds the four game-subscription tables of the churn example;
+``build_churn_features`` turns them into one feature row per character as of a cut-off date.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CHURN_VARIANTS", "build_churn_features", "make_churn_tables", "read_churn_tables", "write_churn_tables"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from battleground.datasets import _churn
+
+        return getattr(_churn, name)
+    raise AttributeError(f"module 'battleground.datasets' has no attribute {name!r}")

@@ -1,0 +1,162 @@
+"""Frozen snapshots of registry rows, and the registry's errors.
+
+The registry hands these out instead of live ORM objects, so a caller can keep them after the session
+closes and can never change stored data by accident.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "STATUSES",
+    "AuditEntry",
+    "EndConditions",
+    "ExperimentNotFoundError",
+    "ExperimentRecord",
+    "MetricRecord",
+    "RegistryError",
+    "RegistryRuleError",
+    "VariantRecord",
+]
+
+STATUSES = ("draft", "running", "stopped", "archived")
+METRIC_KINDS = ("proportion", "mean", "ratio")
+DIRECTIONS = ("increase", "decrease")
+
+
+class RegistryError(ValueError):
+    """Bad input to the registry (a ``ValueError``: the CLI prints it as one red line)."""
+
+
+class RegistryRuleError(RegistryError):
+    """A registry rule was broken; ``rule`` names it and ``value`` is the offending value.
+
+    Nothing was changed in the registry when this is raised.
+    """
+
+    def __init__(self, rule: str, value: Any, message: str) -> None:
+        super().__init__(f"rule '{rule}' broken by {value!r}: {message}")
+        self.rule = rule
+        self.value = value
+
+
+class ExperimentNotFoundError(LookupError):
+    """No experiment has the given id or name."""
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    name: str
+    weight: float
+    is_control: bool
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """How a metric is computed from events (see ``docs/experiments-data.md``).
+
+    Attributes:
+        kind: ``proportion`` (user has ≥1 numerator event), ``mean`` (Σ value per user, count when the
+            value is empty) or ``ratio`` (Σ numerator / Σ denominator over users, e.g. CTR).
+        numerator, denominator: event types; ``denominator`` only for ratio metrics.
+        direction: ``increase`` when higher is better, ``decrease`` otherwise.
+        guardrail: a metric that must not get worse; primary: the decision metric.
+    """
+
+    name: str
+    kind: str
+    numerator: str
+    denominator: str | None = None
+    direction: str = "increase"
+    guardrail: bool = False
+    primary: bool = False
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "increase"
+
+
+@dataclass(frozen=True)
+class EndConditions:
+    """When an experiment may stop: any condition met is enough (``battleground experiment check``).
+
+    Attributes:
+        target_sample_size: users per variant.
+        max_duration_days: days since the experiment started.
+        sequential: stop early when the always-valid (mSPRT) test of the primary metric is significant.
+    """
+
+    target_sample_size: int | None = None
+    max_duration_days: float | None = None
+    sequential: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """One registered experiment with its variants, metrics and end conditions."""
+
+    id: int
+    name: str
+    status: str
+    salt: str
+    traffic: float
+    variants: tuple[VariantRecord, ...]
+    metrics: tuple[MetricRecord, ...]
+    end_conditions: EndConditions
+    description: str | None = None
+    hypothesis: str | None = None
+    owner: str | None = None
+    start_at: dt.datetime | None = None
+    end_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    stopped_at: dt.datetime | None = None
+    archived_at: dt.datetime | None = None
+    stop_reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    @property
+    def control(self) -> str:
+        return next(v.name for v in self.variants if v.is_control)
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+    def metric(self, name: str) -> MetricRecord:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise ExperimentNotFoundError(
+            f"experiment {self.name!r} (id {self.id}) has no metric {name!r}; "
+            f"its metrics are {[m.name for m in self.metrics]}"
+        )
+
+    def window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The time window events must fall in: from the planned (else actual) start to the planned end
+        or the stop, whichever is earlier; ``None`` means open."""
+        start = self.start_at or self.started_at
+        ends = [t for t in (self.end_at, self.stopped_at) if t is not None]
+        return start, (min(ends) if ends else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["control"] = self.control
+        return d
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    experiment_id: int
+    at: dt.datetime
+    actor: str | None
+    action: str
+    detail: dict[str, Any]

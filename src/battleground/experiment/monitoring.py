@@ -1,0 +1,504 @@
+"""Monitoring running A/B tests: the seed's ``experiment.monitoring`` module.
+
+Example (the seed's example; ``client=`` means what it means for the registry: a path, a database URL
+or a bare host):
+
+    >>> from battleground.experiment.monitoring import Monitor       # doctest: +SKIP
+    >>> monitor = Monitor(client=".battleground")                      # doctest: +SKIP
+    >>> monitor.put_experiment_id(experiment_id=1)                     # doctest: +SKIP
+    >>> monitor.get_abtest_result(start_dt="2022-03-01", end_dt="2022-03-10")  # doctest: +SKIP
+
+The event store computes per-variant sums in SQL; everything statistical happens in
+:mod:`battleground.stats` from those sums (storage knows nothing of statistics).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from battleground.stats import (
+    MetricSpec,
+    Result,
+    SrmResult,
+    StatsInputError,
+    VariantMetricRow,
+    analyze_metrics,
+    srm_test,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from battleground.settings import Settings
+
+__all__ = [
+    "EndConditionReport",
+    "ExperimentInfo",
+    "ExperimentSource",
+    "Monitor",
+    "VariantInfo",
+    "check_experiments",
+    "results_frame",
+]
+
+
+@dataclass(frozen=True)
+class VariantInfo(Result):
+    name: str
+    weight: float
+    is_control: bool
+
+
+@dataclass(frozen=True)
+class ExperimentInfo(Result):
+    """What monitoring and reports need to know about a registered experiment."""
+
+    id: int
+    name: str
+    status: str
+    description: str | None
+    hypothesis: str | None
+    owner: str | None
+    start_at: dt.datetime | None
+    end_at: dt.datetime | None
+    started_at: dt.datetime | None
+    variants: tuple[VariantInfo, ...]
+    metrics: tuple[MetricSpec, ...]
+    target_sample_size: int | None = None
+    max_duration_days: float | None = None
+    sequential: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control(self) -> str:
+        return next(v.name for v in self.variants if v.is_control)
+
+
+@dataclass(frozen=True)
+class EndConditionReport(Result):
+    """The outcome of evaluating one experiment's end conditions.
+
+    Attributes:
+        met: whether any end condition is met; ``reasons`` say which, in words.
+        stopped: whether this evaluation stopped the experiment (with the reasons in the audit log).
+        srm_status, srm_p_value: the SRM check (an alert is reported and recorded, never a stop reason).
+    """
+
+    experiment_id: int
+    name: str
+    status: str
+    met: bool
+    reasons: tuple[str, ...]
+    stopped: bool
+    srm_status: str
+    srm_p_value: float
+    users_per_variant: dict[str, int]
+
+
+_COLUMNS = [
+    "experiment_id", "metric", "kind", "variant", "is_control", "users", "events", "value",
+    "abs_lift", "abs_ci_lower", "abs_ci_upper", "rel_lift", "rel_ci_lower", "rel_ci_upper",
+    "p_value", "p_value_adjusted", "method", "significant", "primary", "guardrail",
+    "guardrail_breach", "srm_p_value", "srm_status",
+]
+
+
+def results_frame(
+    experiment_id: int, rows: list[VariantMetricRow], srm: SrmResult | None
+) -> pd.DataFrame:
+    """Rows of :func:`battleground.stats.analyze_metrics` as the monitoring DataFrame."""
+    import pandas as pd
+
+    records = []
+    for r in rows:
+        d = r.to_dict()
+        d.pop("higher_is_better", None)
+        d["experiment_id"] = experiment_id
+        d["srm_p_value"] = srm.p_value if srm else math.nan
+        d["srm_status"] = srm.status if srm else "n/a"
+        records.append(d)
+    frame = pd.DataFrame.from_records(records, columns=_COLUMNS)
+    if srm is not None:
+        frame.attrs["srm"] = srm.to_dict()
+    return frame
+
+
+def _to_datetime(value: Any, name: str, *, end: bool = False) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        d = dt.datetime.combine(value, dt.time())
+        return d + dt.timedelta(days=1) if end else d
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise StatsInputError(
+                f"{name} must be an ISO date like '2022-03-01', got {value!r}"
+            ) from exc
+        # A bare date as end_dt means "through the end of that day".
+        if end and len(value.strip()) <= 10:
+            parsed += dt.timedelta(days=1)
+        return parsed
+    raise StatsInputError(f"{name} must be a date, datetime or ISO string, got {value!r}")
+
+
+class Monitor:
+    """Watch one experiment: results per variant and metric, daily cumulative series, end conditions.
+
+    Args:
+        client: where the registry and events live — ``None`` (the settings from the environment), a
+            :class:`~battleground.settings.Settings`, a folder path (embedded SQLite + DuckDB), a
+            database URL, or a bare host (PostgreSQL at that host), as for ``RegisterExperiment``.
+        alpha: significance level.
+        mixing_sd: mSPRT mixing standard deviation τ on the relative-lift scale (sequential experiments).
+        correction: multiple-testing correction across metrics × variants ("holm", "bh", "none").
+        source: where experiments and sums come from, an :class:`ExperimentSource`; default: the
+            registry and event store that ``client`` points at.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        alpha: float = 0.05,
+        mixing_sd: float = 0.1,
+        correction: str = "holm",
+        source: ExperimentSource | None = None,
+    ) -> None:
+        self.client = client
+        self.alpha = alpha
+        self.mixing_sd = mixing_sd
+        self.correction = correction
+        self.source = source
+        self.experiment_id_: int | None = None
+        self._backend_: ExperimentSource | None = None
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def backend(self) -> ExperimentSource:
+        if self._backend_ is None:
+            self._backend_ = self.source if self.source is not None else _Backend(self.client)
+        return self._backend_
+
+    def put_experiment_id(
+        self, experiment_id: Any = None, *, expeirment_id: Any = None
+    ) -> Monitor:
+        """Choose the experiment (by id or name). ``expeirment_id`` is the seed's spelling, accepted."""
+        chosen = experiment_id if experiment_id is not None else expeirment_id
+        if chosen is None:
+            raise StatsInputError("put_experiment_id needs experiment_id= (an id or a name)")
+        self.experiment_id_ = self.backend.resolve_id(chosen)
+        return self
+
+    def _require_id(self) -> int:
+        if self.experiment_id_ is None:
+            raise StatsInputError(
+                "no experiment chosen: call monitor.put_experiment_id(experiment_id=...) first"
+            )
+        return self.experiment_id_
+
+    def experiment(self) -> ExperimentInfo:
+        return self.backend.experiment(self._require_id())
+
+    # ------------------------------------------------------------------ results
+    def get_abtest_result(self, start_dt: Any = None, end_dt: Any = None) -> pd.DataFrame:
+        """One row per (metric, variant) over [start_dt, end_dt]: users, events, value (rate, mean or
+        CTR), absolute and relative lift vs control with CIs, p-value (always-valid mSPRT when the
+        experiment is sequential), Holm-adjusted p-value, SRM status and guardrail breaches."""
+        info = self.experiment()
+        start = _to_datetime(start_dt, "start_dt")
+        end = _to_datetime(end_dt, "end_dt", end=True)
+        if info.sequential:
+            daily = self._daily_rows(info, start, end)
+            if daily:
+                _, rows, srm = daily[-1]
+                return results_frame(info.id, rows, srm)
+        sums = self.backend.metric_sums(info, start, end)
+        srm = self._srm(info, sums)
+        rows = self._analyze(info, sums, sequential=info.sequential)
+        return results_frame(info.id, rows, srm)
+
+    def get_daily_result(self, start_dt: Any = None, end_dt: Any = None) -> pd.DataFrame:
+        """The same numbers on each day's cumulative data (one block of rows per ``date``), for charts."""
+        import pandas as pd
+
+        info = self.experiment()
+        start = _to_datetime(start_dt, "start_dt")
+        end = _to_datetime(end_dt, "end_dt", end=True)
+        frames = []
+        for day, rows, srm in self._daily_rows(info, start, end):
+            f = results_frame(info.id, rows, srm)
+            f.insert(0, "date", pd.Timestamp(day))
+            frames.append(f)
+        if not frames:
+            return pd.DataFrame(columns=["date", *_COLUMNS])
+        return pd.concat(frames, ignore_index=True)
+
+    def get_srm(self, start_dt: Any = None, end_dt: Any = None) -> SrmResult | None:
+        info = self.experiment()
+        sums = self.backend.metric_sums(
+            info, _to_datetime(start_dt, "start_dt"), _to_datetime(end_dt, "end_dt", end=True)
+        )
+        return self._srm(info, sums)
+
+    def _analyze(
+        self,
+        info: ExperimentInfo,
+        sums: dict[str, list[Any]],
+        *,
+        sequential: bool,
+        previous_p: dict[tuple[str, str], float] | None = None,
+    ) -> list[VariantMetricRow]:
+        return analyze_metrics(
+            info.metrics, sums, control=info.control, alpha=self.alpha, sequential=sequential,
+            mixing_sd=self.mixing_sd, previous_p=previous_p, correction=self.correction,
+        )
+
+    def _srm(self, info: ExperimentInfo, sums: dict[str, list[Any]]) -> SrmResult | None:
+        users = _users_per_variant(info, sums)
+        if sum(users.values()) == 0:
+            return None
+        return srm_test([users[v.name] for v in info.variants], [v.weight for v in info.variants])
+
+    def _daily_rows(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, list[VariantMetricRow], SrmResult | None]]:
+        out = []
+        running: dict[tuple[str, str], float] = {}
+        for day, sums in self.backend.daily_metric_sums(info, start, end):
+            try:
+                rows = self._analyze(info, sums, sequential=info.sequential, previous_p=running)
+            except StatsInputError:
+                continue  # a day before the control has any users
+            if info.sequential:
+                for r in rows:
+                    if not r.is_control and math.isfinite(r.p_value):
+                        running[(r.metric, r.variant)] = r.p_value
+            out.append((day, rows, self._srm(info, sums)))
+        return out
+
+    # ------------------------------------------------------------------ end conditions
+    def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
+        """Evaluate the end conditions; when one is met and ``stop``, stop the experiment with the reason
+        in the audit log. An SRM alert is recorded in the audit log but never stops the test."""
+        info = self.experiment()
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        sums = self.backend.metric_sums(info, None, None)
+        users = _users_per_variant(info, sums)
+        srm = self._srm(info, sums)
+        reasons: list[str] = []
+        if info.target_sample_size and users and min(users.values()) >= info.target_sample_size:
+            reasons.append(
+                f"target sample size reached: every variant has >= {info.target_sample_size} users "
+                f"({', '.join(f'{k}={v}' for k, v in users.items())})"
+            )
+        if info.max_duration_days and info.started_at is not None:
+            limit = info.started_at + dt.timedelta(days=info.max_duration_days)
+            if now >= limit:
+                reasons.append(
+                    f"maximum duration passed: {info.max_duration_days:g} days since "
+                    f"{info.started_at:%Y-%m-%d %H:%M} (limit {limit:%Y-%m-%d %H:%M})"
+                )
+        if info.sequential:
+            daily = self._daily_rows(info, None, None)
+            if daily:
+                for r in daily[-1][1]:
+                    if r.primary and not r.is_control and r.p_value <= self.alpha:
+                        reasons.append(
+                            f"sequential boundary crossed on primary metric {r.metric} for {r.variant}: "
+                            f"always-valid p = {r.p_value:.4g} <= {self.alpha}"
+                        )
+        stopped = False
+        if srm is not None and srm.status == "alert":
+            self.backend.record(
+                info.id,
+                f"SRM alert: users per variant {users} do not match weights (p = {srm.p_value:.3g}); "
+                "results are not trustworthy until the cause is found",
+            )
+        if reasons and stop and info.status == "running":
+            self.backend.stop(info.id, "; ".join(reasons))
+            stopped = True
+        return EndConditionReport(
+            experiment_id=info.id, name=info.name, status="stopped" if stopped else info.status,
+            met=bool(reasons), reasons=tuple(reasons), stopped=stopped,
+            srm_status=srm.status if srm else "n/a", srm_p_value=srm.p_value if srm else math.nan,
+            users_per_variant=users,
+        )
+
+
+def _users_per_variant(info: ExperimentInfo, sums: dict[str, list[Any]]) -> dict[str, int]:
+    users = {v.name: 0 for v in info.variants}
+    for arms in sums.values():
+        for s in arms:
+            if s.variant in users:
+                users[s.variant] = max(users[s.variant], int(s.users))
+    return users
+
+
+def check_experiments(
+    client: Any = None,
+    experiment_id: Any = None,
+    *,
+    stop: bool = True,
+    source: ExperimentSource | None = None,
+) -> list[EndConditionReport]:
+    """Evaluate end conditions of one experiment, or of every running one (what the cron job runs)."""
+    monitor = Monitor(client=client, source=source)
+    ids = [monitor.backend.resolve_id(experiment_id)] if experiment_id is not None else monitor.backend.running_ids()
+    reports = []
+    for i in ids:
+        monitor.experiment_id_ = i
+        reports.append(monitor.check_end_conditions(stop=stop))
+    return reports
+
+
+# ---------------------------------------------------------------------------------------------------
+# The seam to the registry and the event store (battleground.experiment.register / .events).
+# ---------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ExperimentSource(Protocol):
+    """Where :class:`Monitor` reads experiments and sums, and where it stops and records.
+
+    The default implementation reads battleground's registry and event store; any object with these
+    methods (e.g. precomputed sums in memory) works too.
+    """
+
+    def resolve_id(self, key: Any) -> int: ...
+
+    def running_ids(self) -> list[int]: ...
+
+    def all_ids(self) -> list[int]: ...
+
+    def experiment(self, experiment_id: int) -> ExperimentInfo: ...
+
+    def metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]: ...
+
+    def daily_metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, dict[str, list[Any]]]]: ...
+
+    def stop(self, experiment_id: int, reason: str) -> None: ...
+
+    def record(self, experiment_id: int, message: str) -> None: ...
+
+
+class _Backend:
+    """Reads experiments from the registry and sums from the event store; stops and records."""
+
+    def __init__(self, client: Any) -> None:
+        from battleground.settings import Settings
+
+        if isinstance(client, Settings):
+            self.settings = client
+        else:
+            from battleground.experiment.register import resolve_client
+
+            self.settings = resolve_client(client)
+        self._registry: Any = None
+        self._store: Any = None
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from battleground.experiment.register import Registry
+
+            self._registry = Registry(self.settings.registry_url)
+        return self._registry
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from battleground.experiment.events import open_event_store
+
+            self._store = open_event_store(self.settings.events_url)
+        return self._store
+
+    def resolve_id(self, key: Any) -> int:
+        exp = self.registry.get(key)
+        return int(exp.id)
+
+    def running_ids(self) -> list[int]:
+        return [int(e.id) for e in self.registry.list() if str(e.status) == "running"]
+
+    def all_ids(self) -> list[int]:
+        return [int(e.id) for e in self.registry.list()]
+
+    def experiment(self, experiment_id: int) -> ExperimentInfo:
+        return _info_from_registry(self.registry.get(experiment_id))
+
+    def metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]:
+        from battleground.experiment.events import metric_sums
+
+        return {
+            m.name: list(metric_sums(self.store, info.id, m.name, start=start, end=end))
+            for m in info.metrics
+        }
+
+    def daily_metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
+        from battleground.experiment.events import daily_metric_sums
+
+        by_day: dict[dt.date, dict[str, list[Any]]] = {}
+        for m in info.metrics:
+            for day, arms in daily_metric_sums(self.store, info.id, m.name, start=start, end=end):
+                by_day.setdefault(_as_date(day), {})[m.name] = list(arms)
+        return sorted(by_day.items())
+
+    def stop(self, experiment_id: int, reason: str) -> None:
+        self.registry.stop(experiment_id, reason=reason)
+
+    def record(self, experiment_id: int, message: str) -> None:
+        self.registry.record(experiment_id, "srm_alert", message)
+
+
+def _as_date(day: Any) -> dt.date:
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, dt.date):
+        return day
+    return dt.date.fromisoformat(str(day)[:10])
+
+
+def _info_from_registry(exp: Any) -> ExperimentInfo:
+    variants = tuple(
+        VariantInfo(name=v.name, weight=float(v.weight), is_control=bool(v.is_control))
+        for v in exp.variants
+    )
+    metrics = tuple(
+        MetricSpec(
+            name=m.name, kind=str(m.kind),
+            higher_is_better=str(getattr(m, "direction", "increase")) not in ("decrease", "lower"),
+            guardrail=bool(getattr(m, "guardrail", False)), primary=bool(getattr(m, "primary", False)),
+        )
+        for m in exp.metrics
+    )
+    ec = getattr(exp, "end_conditions", None) or {}
+    if not isinstance(ec, dict):
+        ec = {k: getattr(ec, k, None) for k in ("target_sample_size", "max_duration_days", "sequential")}
+    return ExperimentInfo(
+        id=int(exp.id), name=str(exp.name), status=str(exp.status),
+        description=getattr(exp, "description", None), hypothesis=getattr(exp, "hypothesis", None),
+        owner=getattr(exp, "owner", None), start_at=getattr(exp, "start_at", None),
+        end_at=getattr(exp, "end_at", None), started_at=getattr(exp, "started_at", None),
+        variants=variants, metrics=metrics,
+        target_sample_size=ec.get("target_sample_size"), max_duration_days=ec.get("max_duration_days"),
+        sequential=bool(ec.get("sequential", False)), metadata=dict(getattr(exp, "metadata", None) or {}),
+    )
+
+
+def settings_of(client: Any) -> Settings:
+    """The settings a ``client=`` argument points at (for the CLI and the report)."""
+    return _Backend(client).settings

@@ -1,0 +1,696 @@
+"""Tracking with MLflow (embedded SQLite store by default) and the champion model.
+
+The seed ``002`` workflow: ``split`` → ``train`` (tune every supported model, log each trial and
+model) → ``evaluate`` (pick the best by the comparison metric on validation, score it on test, set
+the registry alias ``champion`` only when the test score clears ``deployment_score_thresh``).
+MLflow is imported inside the functions: it takes seconds to import.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from battleground.settings import Settings, quiet_third_party_telemetry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Champion",
+    "ChampionThresholdError",
+    "ConfigError",
+    "ModelSelector",
+    "TrainResult",
+    "TrainingConfig",
+    "TrainingOrchestrator",
+    "evaluate_from_config",
+    "load_champion",
+    "log_seed",
+    "run_churn_demo",
+    "split_from_config",
+    "train_from_config",
+]
+
+log = logging.getLogger("battleground.model")
+DEFAULT_MODEL_NAME = "churn"
+CHAMPION = "champion"
+_NON_FEATURES = ("char_id", "cutoff")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ConfigError(ValueError):
+    """A training config key or value is wrong."""
+
+
+class ChampionThresholdError(RuntimeError):
+    """The best model's test score does not clear ``deployment_score_thresh``; nothing was registered."""
+
+    def __init__(self, model: str, metric: str, score: float, thresh: float) -> None:
+        super().__init__(
+            f"champion not registered: best model {model!r} scored {metric}={score:.4f} on test, below "
+            f"deployment_score_thresh={thresh:.4f}; improve the model or lower the threshold"
+        )
+        self.model = model
+        self.score = score
+        self.thresh = thresh
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Seed ``002``'s ``train:`` keys plus ours; load it with :meth:`from_yaml` / :meth:`from_mapping`.
+
+    ``data`` keys: ``input`` (a features Parquet/CSV; empty → synthetic churn data), ``synthetic``
+    (``n_characters``, ``seed``, ``variant``, ``cutoffs``), ``label``, ``split_method``
+    (``stratified``/``time``), ``fractions``, ``time_column``, ``splits_dir``, ``artifacts_dir``.
+    """
+
+    supported_models: tuple[str, ...] = ("LGBMClassifier", "LogisticRegression")
+    max_search_iters: int = 10
+    model_opt_timeout_secs: float | None = 180.0
+    experiment_tracker: str = "mlflow"
+    project_name: str = "battleground-churn"
+    workspace_name: str = "local"
+    comparison_metric: str = "fbeta_score"
+    fbeta_score_beta_val: float = 0.5
+    deployment_score_thresh: float = 0.7
+    seed: int | None = 0
+    registered_model_name: str = DEFAULT_MODEL_NAME
+    n_workers: int = 1
+    search_space: Mapping[str, Any] | None = None
+    tuned_models: tuple[str, ...] | None = None
+    voting_top_k: int = 0
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingConfig:
+        import difflib
+
+        body = dict(raw.get("train", raw)) if isinstance(raw, Mapping) else None
+        if body is None:
+            raise ConfigError("the training config must be a mapping with a 'train:' section")
+        if "data" in raw and "train" in raw:
+            body.setdefault("data", raw["data"])
+        valid = [f.name for f in fields(cls)]
+        for key in body:
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {valid}")
+        if body.get("experiment_tracker", "mlflow") != "mlflow":
+            tracker = body["experiment_tracker"]
+            raise ConfigError(
+                f"experiment_tracker={tracker!r} is not supported: "
+                + ("Comet ML needs a hosted service and an API key, which battleground does not use; "
+                   if tracker == "comet_ml" else "")
+                + "set experiment_tracker: mlflow (local SQLite store, or BATTLEGROUND_MLFLOW_URI for a server)"
+            )
+        for key in ("supported_models", "tuned_models"):
+            if key in body and body[key] is not None:
+                if isinstance(body[key], str):
+                    body[key] = [body[key]]
+                body[key] = tuple(body[key])
+        from battleground.model.train import canonical_model
+
+        for m in body.get("supported_models", ()):
+            try:
+                canonical_model(m)
+            except ValueError as exc:
+                raise ConfigError(f"supported_models: {exc}") from None
+        metrics = ("fbeta_score", "roc_auc", "pr_auc", "validation_score")
+        if body.get("comparison_metric", "fbeta_score") not in metrics:
+            raise ConfigError(f"comparison_metric={body['comparison_metric']!r} is unknown; valid: {list(metrics)}")
+        if int(body.get("max_search_iters", 1)) < 0:
+            raise ConfigError(f"max_search_iters={body['max_search_iters']!r} must be >= 0")
+        data = dict(body.get("data") or {})
+        data_keys = ("input", "synthetic", "label", "split_method", "fractions", "time_column", "splits_dir",
+                     "artifacts_dir")
+        for key in data:
+            if key not in data_keys:
+                close = difflib.get_close_matches(key, data_keys, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown data key {key!r}{hint}; valid keys: {list(data_keys)}")
+        body["data"] = data
+        return cls(**body)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainingConfig:
+        import yaml
+
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        cfg = cls.from_mapping(raw)
+        # relative folders are relative to the config file
+        data = dict(cfg.data)
+        for key in ("input", "splits_dir", "artifacts_dir"):
+            if data.get(key) and not Path(data[key]).is_absolute():
+                data[key] = str((p.parent / data[key]).resolve())
+        return _replace(cfg, data=data)
+
+    @property
+    def splits_dir(self) -> Path:
+        return Path(self.data.get("splits_dir", "splits"))
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return Path(self.data.get("artifacts_dir", "artifacts"))
+
+    @property
+    def label(self) -> str:
+        return str(self.data.get("label", "churned"))
+
+    @property
+    def metric(self) -> str:
+        """Our metric name for the comparison metric."""
+        return {"fbeta_score": "fbeta", "validation_score": "roc_auc"}.get(self.comparison_metric,
+                                                                            self.comparison_metric)
+
+
+def _replace(cfg: TrainingConfig, **changes: Any) -> TrainingConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def _as_config(config: TrainingConfig | Mapping[str, Any] | str | Path) -> TrainingConfig:
+    if isinstance(config, TrainingConfig):
+        return config
+    if isinstance(config, str | Path):
+        return TrainingConfig.from_yaml(config)
+    return TrainingConfig.from_mapping(config)
+
+
+# -- seeds, hashes, environment ------------------------------------------------------------------
+
+
+def _seed_everything(seed: int | None) -> int:
+    if seed is None:
+        seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+    random.seed(seed)
+    np.random.seed(seed)
+    return int(seed)
+
+
+def log_seed(arg: Any = None) -> Any:
+    """Seed ``random`` and NumPy and log the seed.
+
+    ``log_seed(config)`` (a mapping with ``seed``, a :class:`TrainingConfig`, an int or ``None`` to
+    draw one) returns the seed; ``@log_seed`` on a function (seed ``001``'s node decorator) draws and
+    logs a fresh seed before each call.
+    """
+    if callable(arg) and not isinstance(arg, TrainingConfig | Mapping):
+        func = arg
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seed = _seed_everything(None)
+            log.info("random seed for %s: %d", getattr(func, "__qualname__", func), seed)
+            return func(*args, **kwargs)
+
+        return wrapper
+    if isinstance(arg, TrainingConfig):
+        seed = arg.seed
+    elif isinstance(arg, Mapping):
+        seed = dict(arg.get("train", arg)).get("seed")
+    else:
+        seed = arg
+    value = _seed_everything(None if seed is None else int(seed))
+    log.info("random seed: %d", value)
+    return value
+
+
+def data_hash(X: pd.DataFrame, y: Any = None) -> str:
+    """xxh64 of the rows (and labels): which data a model saw, in 16 hex digits."""
+    import pandas as pd
+    import xxhash
+
+    h = xxhash.xxh64()
+    h.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
+    h.update(",".join(map(str, X.columns)).encode())
+    if y is not None:
+        h.update(np.asarray(y).astype(np.int64).tobytes())
+    return h.hexdigest()
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def system_metrics() -> dict[str, float]:
+    import os
+
+    import psutil
+
+    proc = psutil.Process(os.getpid())
+    return {
+        "system_cpu_percent": float(psutil.cpu_percent(interval=None)),
+        "system_memory_percent": float(psutil.virtual_memory().percent),
+        "process_rss_mb": proc.memory_info().rss / 2**20,
+    }
+
+
+def _mlflow(settings: Settings | str) -> Any:
+    import os
+
+    quiet_third_party_telemetry()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    uri = settings if isinstance(settings, str) else settings.mlflow_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name in ("mlflow", "alembic", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return mlflow
+
+
+def _features(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, pd.Series]:
+    if label not in frame.columns:
+        raise ConfigError(f"label {label!r} is not a column; columns: {list(frame.columns)}")
+    y = frame[label]
+    X = frame.drop(columns=[label, *[c for c in _NON_FEATURES if c in frame.columns]])
+    return X, y
+
+
+# -- split ---------------------------------------------------------------------------------------
+
+
+def split_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path) -> dict[str, Path]:
+    """The split step: features (a file, or synthetic churn data at ``synthetic.cutoffs``) →
+    train/valid/(calib)/test Parquet files in ``splits_dir``."""
+    import pandas as pd
+
+    from battleground.datasets import build_churn_features, make_churn_tables
+    from battleground.model.data import split_data, write_splits
+
+    cfg = _as_config(config)
+    seed = log_seed(cfg)
+    data = cfg.data
+    if data.get("input"):
+        src = Path(str(data["input"]))
+        if not src.exists():
+            raise ConfigError(f"data.input {str(src)!r} does not exist")
+        frame = pd.read_parquet(src) if src.suffix == ".parquet" else pd.read_csv(src)
+    else:
+        syn = dict(data.get("synthetic") or {})
+        bad = [k for k in syn if k not in ("n_characters", "seed", "variant", "cutoffs")]
+        if bad:
+            raise ConfigError(f"unknown data.synthetic key {bad[0]!r}; valid: ['n_characters', 'seed', 'variant', "
+                              "'cutoffs']")
+        variant = str(syn.get("variant", "game"))
+        tables = make_churn_tables(int(syn.get("n_characters", 5000)), seed=int(syn.get("seed", seed)),
+                                   variant=variant)  # type: ignore[arg-type]
+        year = "2022" if variant == "game" else "2023"
+        cutoffs = list(syn.get("cutoffs", [f"{year}-06-01", f"{year}-09-01", f"{year}-12-01"]))
+        parts = []
+        for c in cutoffs:
+            f = build_churn_features(tables, c)
+            f.insert(1, "cutoff", pd.Timestamp(c))
+            parts.append(f)
+        frame = pd.concat(parts, ignore_index=True)
+    splits = split_data(frame, label=cfg.label, method=str(data.get("split_method", "stratified")),
+                        fractions=data.get("fractions"), time_column=data.get("time_column"), seed=seed)
+    return write_splits(splits, cfg.splits_dir)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    model: str
+    run_id: str
+    model_uri: str
+    valid_score: float
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The runs a training produced, best first by the comparison metric on validation."""
+
+    experiment: str
+    batch_id: str
+    seed: int
+    runs: tuple[ModelRun, ...]
+
+
+def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFrame, y_train: Any,
+                   X_valid: pd.DataFrame, y_valid: Any, cfg: TrainingConfig, seed: int, batch_id: str,
+                   params: Mapping[str, Any], tune_result: Any = None) -> ModelRun:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.models import infer_signature
+
+    from battleground.model.eval import EvalClassifierModel
+
+    with warnings.catch_warnings():  # MLflow nags about type hints when the class is defined
+        warnings.simplefilter("ignore")
+        from battleground.model._pyfunc import ProbabilityModel
+
+    client = mlflow.MlflowClient()
+    proba = trainer.predict_proba(X_valid)[:, 1]
+    report = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_valid)
+    metrics = {f"valid_{k}": v for k, v in report.metrics().items()}
+    from battleground.model.train import score
+
+    valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val)
+    metrics["validation_score"] = valid_score
+    with mlflow.start_run(run_name=f"{kind}-{batch_id}") as run:
+        now = int(time.time() * 1000)
+        tags = {
+            "battleground.kind": "model", "battleground.batch": batch_id, "model_type": kind,
+            "workspace_name": cfg.workspace_name, "seed": str(seed), "data_hash": data_hash(X_train, y_train),
+            "git_revision": git_revision(), "comparison_metric": cfg.comparison_metric,
+            "input_schema": json.dumps([[c, str(X_train[c].dtype)] for c in X_train.columns]),
+        }
+        plist = {**{k: str(v) for k, v in params.items()}, "seed": str(seed), "model_type": kind}
+        mvals = {**metrics, **system_metrics(), "fit_seconds": float(getattr(trainer, "fit_seconds_", 0.0))}
+        # one batched call instead of one request per value
+        client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in mvals.items()],
+                         params=[Param(k, v[:6000]) for k, v in plist.items()],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
+        if tune_result is not None:
+            for t in tune_result.trials.itertuples(index=False):
+                with mlflow.start_run(run_name=f"{kind}-trial-{t.number}", nested=True) as child:
+                    tp = {k.removeprefix("params_"): str(getattr(t, k)) for k in tune_result.trials.columns
+                          if k.startswith("params_")}
+                    tm = [Metric("trial_value", float(t.value), now, 0)] if t.value == t.value else []
+                    client.log_batch(child.info.run_id, metrics=tm, params=[Param(k, v) for k, v in tp.items()],
+                                     tags=[RunTag("trial_state", str(t.state)), RunTag("battleground.kind", "trial")])
+            if tune_result.csv_path is not None:
+                mlflow.log_artifact(str(tune_result.csv_path))
+        sample = X_train.head(20)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            signature = infer_signature(sample, trainer.predict_proba(sample)[:, 1])
+            info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(trainer),
+                                           signature=signature)
+        client.set_tag(run.info.run_id, "model_uri", info.model_uri)
+    return ModelRun(model=kind, run_id=run.info.run_id, model_uri=info.model_uri, valid_score=valid_score,
+                    metrics=metrics)
+
+
+def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
+                      settings: Settings | None = None) -> TrainResult:
+    """``make train``: tune each supported model on train/valid, log trials and models to MLflow,
+    write ``study_<model>.csv`` files into ``artifacts_dir``."""
+    from battleground.model.data import read_splits
+    from battleground.model.train import Trainer, canonical_model, leaderboard, top_k_voting, tune
+
+    cfg = _as_config(config)
+    settings = settings or Settings.from_env()
+    settings.ensure_home()
+    seed = log_seed(cfg)
+    splits = read_splits(cfg.splits_dir)
+    if "valid" not in splits:
+        raise ConfigError(f"{cfg.splits_dir} has no valid.parquet; give data.fractions a 'valid' share")
+    X_train, y_train = _features(splits["train"], cfg.label)
+    X_valid, y_valid = _features(splits["valid"], cfg.label)
+    mlflow = _mlflow(settings)
+    mlflow.set_experiment(cfg.project_name)
+    batch_id = f"{int(time.time() * 1000):x}"
+    kinds = [canonical_model(m) for m in cfg.supported_models]
+    tuned = {canonical_model(m) for m in (cfg.tuned_models if cfg.tuned_models is not None else cfg.supported_models)}
+    runs: list[ModelRun] = []
+    fitted: dict[str, Any] = {}
+    best_params: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        if kind == "voting":
+            continue
+        if kind in tuned and cfg.max_search_iters > 0:
+            result = tune(kind, X_train, y_train, X_valid, y_valid, search_space=cfg.search_space,
+                          n_trials=cfg.max_search_iters, timeout=cfg.model_opt_timeout_secs,
+                          n_workers=cfg.n_workers, storage=settings.optuna_storage,
+                          study_name=f"{cfg.project_name}-{kind}-{batch_id}", metric=cfg.metric,
+                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir)
+            trainer, params = result.trainer, result.best_params
+        else:
+            result = None
+            trainer, params = Trainer(kind, random_state=seed).fit(X_train, y_train), {}
+        fitted[kind] = trainer
+        best_params[kind] = dict(params)
+        runs.append(_log_model_run(mlflow, kind=kind, trainer=trainer, X_train=X_train, y_train=y_train,
+                                   X_valid=X_valid, y_valid=y_valid, cfg=cfg, seed=seed, batch_id=batch_id,
+                                   params=params, tune_result=result))
+    if "voting" in kinds or cfg.voting_top_k >= 2:
+        k = cfg.voting_top_k if cfg.voting_top_k >= 2 else min(3, len(fitted))
+        board = leaderboard(X_train, y_train, X_valid, y_valid, models=list(fitted), params=best_params,
+                            metric=cfg.metric, beta=cfg.fbeta_score_beta_val, seed=seed)
+        voter = top_k_voting(board, X_train, y_train, k=k, params=best_params, seed=seed)
+        runs.append(_log_model_run(mlflow, kind="voting", trainer=voter, X_train=X_train, y_train=y_train,
+                                   X_valid=X_valid, y_valid=y_valid, cfg=cfg, seed=seed, batch_id=batch_id,
+                                   params={"voting_models": ",".join(voter.voting_models)}))
+    runs.sort(key=lambda r: -r.valid_score)
+    return TrainResult(experiment=cfg.project_name, batch_id=batch_id, seed=seed, runs=tuple(runs))
+
+
+# -- selection, evaluation, champion -------------------------------------------------------------
+
+
+class ModelSelector:
+    """Seed ``002``'s selector: the best model run of the latest training batch of a project."""
+
+    def __init__(self, project_name: str, workspace_name: str | None = None,
+                 comparison_metric: str = "validation_score", settings: Settings | None = None) -> None:
+        self.project_name = project_name
+        self.workspace_name = workspace_name
+        self.comparison_metric = comparison_metric
+        self.settings = settings
+
+    def select_best_model(self) -> tuple[str, str]:
+        """``(model type, run id)`` of the best run by ``comparison_metric`` on validation."""
+        mlflow = _mlflow(self.settings or Settings.from_env())
+        exp = mlflow.get_experiment_by_name(self.project_name)
+        if exp is None:
+            raise LookupError(f"no MLflow experiment named {self.project_name!r}; run `battleground model train` first")
+        client = mlflow.MlflowClient()
+        runs = client.search_runs([exp.experiment_id], "tags.`battleground.kind` = 'model'",
+                                  order_by=["attributes.start_time DESC"], max_results=500)
+        if self.workspace_name:
+            runs = [r for r in runs if r.data.tags.get("workspace_name") == self.workspace_name]
+        if not runs:
+            raise LookupError(f"experiment {self.project_name!r} has no model runs; run `battleground model train`")
+        batch = runs[0].data.tags.get("battleground.batch")
+        latest = [r for r in runs if r.data.tags.get("battleground.batch") == batch]
+        key = {"fbeta_score": "valid_fbeta", "roc_auc": "valid_roc_auc", "pr_auc": "valid_pr_auc"}.get(
+            self.comparison_metric, self.comparison_metric)
+        scored = [r for r in latest if key in r.data.metrics]
+        if not scored:
+            raise LookupError(f"no run logged metric {key!r}; valid: {sorted(latest[0].data.metrics)}")
+        best = max(scored, key=lambda r: r.data.metrics[key])
+        return best.data.tags.get("model_type", "model"), best.info.run_id
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded registered model: call ``model.predict(frame)`` for P(churn)."""
+
+    model: Any
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    model_type: str
+    metrics: Mapping[str, float]
+    input_schema: tuple[tuple[str, str], ...]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [n for n, _ in self.input_schema]
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    model_type: str
+    run_id: str
+    metric: str
+    valid_score: float
+    test_score: float
+    threshold: float
+    test_metrics: Mapping[str, float]
+    registered: bool
+    name: str
+    version: str | None
+
+
+def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
+                         settings: Settings | None = None, *, plots_dir: str | Path | None = None) -> EvaluateResult:
+    """``make evaluate``: pick the best run of the latest batch, score it on test, register it as
+    ``<registered_model_name>@champion`` only if the score clears ``deployment_score_thresh``.
+
+    Raises :class:`ChampionThresholdError` (nothing registered) when it does not.
+    """
+    from mlflow.entities import Metric
+
+    from battleground.model.data import read_splits
+    from battleground.model.eval import EvalClassifierModel
+    from battleground.model.train import score
+
+    cfg = _as_config(config)
+    settings = settings or Settings.from_env()
+    log_seed(cfg)
+    selector = ModelSelector(cfg.project_name, cfg.workspace_name, cfg.comparison_metric, settings)
+    model_type, run_id = selector.select_best_model()
+    mlflow = _mlflow(settings)
+    client = mlflow.MlflowClient()
+    splits = read_splits(cfg.splits_dir)
+    if "test" not in splits:
+        raise ConfigError(f"{cfg.splits_dir} has no test.parquet; give data.fractions a 'test' share")
+    X_test, y_test = _features(splits["test"], cfg.label)
+    model_uri = client.get_run(run_id).data.tags.get("model_uri", f"runs:/{run_id}/model")
+    model = mlflow.pyfunc.load_model(model_uri)
+    proba = np.asarray(model.predict(X_test), dtype=float)
+    report = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_test)
+    test_score = score(cfg.metric, y_test, proba, beta=cfg.fbeta_score_beta_val)
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"test_{k}", float(v), now, 0) for k, v in report.metrics().items()]
+                     + [Metric("test_score", test_score, now, 0)])
+    if plots_dir is not None:
+        EvalClassifierModel(beta=cfg.fbeta_score_beta_val).plots(proba, y_test, plots_dir, title=model_type)
+    valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
+    if test_score < cfg.deployment_score_thresh:
+        raise ChampionThresholdError(model_type, cfg.comparison_metric, test_score, cfg.deployment_score_thresh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        version = mlflow.register_model(model_uri, cfg.registered_model_name)
+    client.set_registered_model_alias(cfg.registered_model_name, CHAMPION, version.version)
+    client.set_model_version_tag(cfg.registered_model_name, version.version, "model_type", model_type)
+    return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric, valid_score=valid_score,
+                          test_score=test_score, threshold=cfg.deployment_score_thresh,
+                          test_metrics=report.metrics(), registered=True, name=cfg.registered_model_name,
+                          version=str(version.version))
+
+
+def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEFAULT_MODEL_NAME,
+                  alias: str = CHAMPION) -> Champion:
+    """Load ``models:/<name>@<alias>`` with its version, metrics and input schema (column, dtype)."""
+    mlflow = _mlflow(settings_or_uri if settings_or_uri is not None else Settings.from_env())
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        raise LookupError(f"no model {name!r} with alias {alias!r} in the registry; run "
+                          "`battleground model train` and `battleground model evaluate` first") from exc
+    run = client.get_run(mv.run_id)
+    schema_tag = run.data.tags.get("input_schema")
+    schema = tuple((str(c), str(t)) for c, t in json.loads(schema_tag)) if schema_tag else ()
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return Champion(model=model, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id,
+                    model_type=run.data.tags.get("model_type", ""), metrics=dict(run.data.metrics),
+                    input_schema=schema)
+
+
+class TrainingOrchestrator:
+    """Seed ``002``'s orchestrator as a thin face over :func:`battleground.model.train.tune`.
+
+    ``experiment_manager`` is accepted for compatibility and unused (MLflow is configured by settings).
+    """
+
+    def __init__(self, experiment_manager: Any = None, *, train_features: pd.DataFrame, train_class: Any,
+                 valid_features: pd.DataFrame, valid_class: Any, settings: Settings | None = None,
+                 config: TrainingConfig | Mapping[str, Any] | None = None) -> None:
+        self.experiment_manager = experiment_manager
+        self.train_features = train_features
+        self.train_class = train_class
+        self.valid_features = valid_features
+        self.valid_class = valid_class
+        self.settings = settings
+        self.config = _as_config(config or {})
+
+    def optimize_model(self, tracker: Any = None, model: Any = "lightgbm",
+                       search_space_params: Mapping[str, Any] | None = None,
+                       registered_model_name: str | None = None) -> tuple[Any, Any]:
+        """Tune ``model`` (a name or a class such as ``LGBMClassifier``), log the best to MLflow.
+
+        Returns ``(study trials frame, TuneResult)`` — the seed's ``(study, optimizer)`` pair."""
+        from battleground.model.train import canonical_model, tune
+
+        kind = canonical_model(model if isinstance(model, str) else getattr(model, "__name__", str(model)))
+        cfg = self.config
+        settings = self.settings or Settings.from_env()
+        seed = log_seed(cfg)
+        space = {kind: dict(search_space_params)} if search_space_params else cfg.search_space
+        result = tune(kind, self.train_features, self.train_class, self.valid_features, self.valid_class,
+                      search_space=space, n_trials=max(cfg.max_search_iters, 1),
+                      timeout=cfg.model_opt_timeout_secs, metric=cfg.metric, beta=cfg.fbeta_score_beta_val,
+                      seed=seed, output_dir=cfg.artifacts_dir)
+        mlflow = _mlflow(settings)
+        mlflow.set_experiment(cfg.project_name)
+        run = _log_model_run(mlflow, kind=kind, trainer=result.trainer, X_train=self.train_features,
+                             y_train=self.train_class, X_valid=self.valid_features, y_valid=self.valid_class,
+                             cfg=cfg, seed=seed, batch_id=registered_model_name or f"{int(time.time() * 1000):x}",
+                             params=result.best_params, tune_result=result)
+        result.extra["run"] = run
+        return result.trials, result
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_churn_demo` produced."""
+
+    train: TrainResult
+    evaluation: EvaluateResult
+    folder: Path
+    seconds: float
+
+
+def demo_config(folder: str | Path, *, n_characters: int = 4000, n_trials: int = 5, seed: int = 0,
+                models: Sequence[str] = ("LogisticRegression", "LGBMClassifier")) -> dict[str, Any]:
+    """The demo's config: a logistic baseline (untuned) and a tuned LightGBM on synthetic churn data."""
+    folder = Path(folder)
+    return {
+        "train": {
+            "supported_models": list(models),
+            "tuned_models": ["LGBMClassifier"],
+            "max_search_iters": n_trials,
+            "model_opt_timeout_secs": 60,
+            "experiment_tracker": "mlflow",
+            "project_name": "churn-demo",
+            "workspace_name": "demo",
+            "comparison_metric": "roc_auc",
+            "deployment_score_thresh": 0.75,
+            "seed": seed,
+            "registered_model_name": DEFAULT_MODEL_NAME,
+        },
+        "data": {
+            "synthetic": {"n_characters": n_characters, "seed": seed, "variant": "game"},
+            "splits_dir": str(folder / "splits"),
+            "artifacts_dir": str(folder / "artifacts"),
+        },
+    }
+
+
+def run_churn_demo(settings: Settings, *, n_characters: int = 4000, n_trials: int = 5, seed: int = 0) -> DemoResult:
+    """Churn data → logistic baseline + tuned LightGBM → champion ``churn@champion``; for ``make demo``."""
+    started = time.perf_counter()
+    folder = settings.ensure_home() / "churn_demo"
+    cfg = TrainingConfig.from_mapping(demo_config(folder, n_characters=n_characters, n_trials=n_trials, seed=seed))
+    split_from_config(cfg)
+    trained = train_from_config(cfg, settings)
+    evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots")
+    return DemoResult(train=trained, evaluation=evaluation, folder=folder, seconds=time.perf_counter() - started)

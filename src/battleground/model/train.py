@@ -1,0 +1,594 @@
+"""Trainers, Optuna tuning, a leaderboard of model types and a soft-voting ensemble of the top k.
+
+Example (seed ``000``):
+    >>> from battleground.model.data import CreateDataSet
+    >>> from battleground.model.train import Trainer
+    >>> X_train, y_train = CreateDataSet(n_characters=400).load_train_set()
+    >>> trainer = Trainer(model="lightgbm", params={"n_estimators": 20})
+    >>> fit_params = {"categorical_features": ["class", "sub_type"]}
+    >>> trainer = trainer.fit(X_train, y_train, **fit_params)
+    >>> trainer.predict_proba(X_train).shape[1]
+    2
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from battleground.model.data import _suggest, categorical_columns
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_SEARCH_SPACES",
+    "MODELS",
+    "LeaderboardResult",
+    "Trainer",
+    "TuneResult",
+    "leaderboard",
+    "parse_search_space",
+    "top_k_voting",
+    "tune",
+]
+
+MODELS = ("lightgbm", "xgboost", "logistic", "random_forest", "voting")
+TUNABLE = ("lightgbm", "xgboost", "logistic", "random_forest")
+METRICS = ("roc_auc", "pr_auc", "fbeta", "neg_log_loss")
+# seed 002 names its models by class; accept those too
+ALIASES = {
+    "LGBMClassifier": "lightgbm",
+    "XGBClassifier": "xgboost",
+    "LogisticRegression": "logistic",
+    "RandomForestClassifier": "random_forest",
+    "VotingClassifier": "voting",
+}
+
+DEFAULT_SEARCH_SPACES = """\
+lightgbm:
+  n_estimators: [50, 400]
+  learning_rate: [0.01, 0.3, log]
+  num_leaves: [8, 128, log]
+  min_child_samples: [5, 100, log]
+  colsample_bytree: [0.5, 1.0]
+  reg_lambda: [0.001, 10.0, log]
+xgboost:
+  n_estimators: [50, 400]
+  learning_rate: [0.01, 0.3, log]
+  max_depth: [2, 8]
+  min_child_weight: [1.0, 20.0, log]
+  colsample_bytree: [0.5, 1.0]
+  reg_lambda: [0.001, 10.0, log]
+logistic:
+  C: [0.001, 100.0, log]
+random_forest:
+  n_estimators: [50, 300]
+  max_depth: [3, 20]
+  min_samples_leaf: [1, 50, log]
+  max_features: [0.2, 1.0]
+"""
+
+
+def canonical_model(name: str) -> str:
+    """``'LGBMClassifier'`` → ``'lightgbm'``; unknown names raise a ValueError listing valid ones."""
+    key = ALIASES.get(str(name), str(name))
+    if key not in MODELS:
+        raise ValueError(f"model={name!r} is unknown{_suggest(str(name), [*MODELS, *ALIASES])}; "
+                         f"valid models: {list(MODELS)} (or {list(ALIASES)})")
+    return key
+
+
+class Trainer(ClassifierMixin, BaseEstimator):
+    """One scikit-learn classifier for every supported model type.
+
+    ``params`` go to the underlying estimator unchanged. Categorical columns (strings/categories,
+    or ``categorical_features``) reach LightGBM and XGBoost natively as pandas categories and are
+    one-hot encoded for the linear and forest models. ``class_weight='balanced'`` handles
+    imbalance (``scale_pos_weight`` for XGBoost). ``calibration='sigmoid'|'isotonic'`` wraps the
+    model in a 3-fold ``CalibratedClassifierCV``. ``model='voting'`` soft-votes ``voting_models``.
+    """
+
+    def __init__(
+        self,
+        model: str = "lightgbm",
+        params: Mapping[str, Any] | None = None,
+        *,
+        categorical_features: Sequence[str] | None = None,
+        class_weight: str | None = "balanced",
+        calibration: str | None = None,
+        voting_models: Sequence[str] = ("lightgbm", "logistic", "random_forest"),
+        voting_params: Mapping[str, Mapping[str, Any]] | None = None,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.model = model
+        self.params = params
+        self.categorical_features = categorical_features
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.voting_models = voting_models
+        self.voting_params = voting_params
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- building -----------------------------------------------------------------------------
+    def _estimator(self, kind: str, y: np.ndarray) -> Any:
+        params = dict(self.params or {})
+        balanced = self.class_weight == "balanced"
+        if kind == "lightgbm":
+            import lightgbm as lgb
+
+            base: dict[str, Any] = {"random_state": self.random_state, "n_jobs": self.n_jobs, "verbose": -1}
+            if balanced:
+                base["class_weight"] = "balanced"
+            return lgb.LGBMClassifier(**{**base, **params})
+        if kind == "xgboost":
+            import xgboost as xgb
+
+            base = {"random_state": self.random_state, "n_jobs": self.n_jobs, "tree_method": "hist",
+                    "enable_categorical": True, "max_cat_to_onehot": 1}
+            if balanced:
+                pos = max(int((y == 1).sum()), 1)
+                base["scale_pos_weight"] = float((y != 1).sum()) / pos
+            return xgb.XGBClassifier(**{**base, **params})
+        from sklearn.pipeline import Pipeline
+
+        from battleground.model.data import Preprocess
+
+        if kind == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            lr_base: dict[str, Any] = {"max_iter": 1000, "random_state": self.random_state}
+            if balanced:
+                lr_base["class_weight"] = "balanced"
+            est: Any = LogisticRegression(**{**lr_base, **params})
+            return Pipeline([("prep", Preprocess(categorical_features=self.categorical_features_)), ("model", est)])
+        if kind == "random_forest":
+            from sklearn.ensemble import RandomForestClassifier
+
+            rf_base: dict[str, Any] = {"random_state": self.random_state, "n_jobs": self.n_jobs}
+            if balanced:
+                rf_base["class_weight"] = "balanced"
+            est = RandomForestClassifier(**{**rf_base, **params})
+            prep = Preprocess(categorical_features=self.categorical_features_, scale=False)
+            return Pipeline([("prep", prep), ("model", est)])
+        from sklearn.ensemble import VotingClassifier
+
+        members = [canonical_model(m) for m in self.voting_models]
+        if not members or "voting" in members:
+            raise ValueError(f"voting_models={list(self.voting_models)} must list base models from {list(TUNABLE)}")
+        vp = dict(self.voting_params or {})
+        estimators = [
+            (m, Trainer(m, params=vp.get(m), categorical_features=self.categorical_features_,
+                        class_weight=self.class_weight, random_state=self.random_state, n_jobs=self.n_jobs))
+            for m in members
+        ]
+        return VotingClassifier(estimators, voting="soft", **params)
+
+    def _prepare(self, X: Any) -> pd.DataFrame:
+        import pandas as pd
+
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
+        if not self.categories_ or self.kind_ not in ("lightgbm", "xgboost"):
+            return X
+        X = X.copy()
+        for col, cats in self.categories_.items():
+            text = X[col].astype(object).where(X[col].notna(), None).map(lambda v: None if v is None else str(v))
+            # categories unseen in fit become missing values
+            X[col] = pd.Categorical(text.where(text.isin(cats), None), categories=cats)
+        return X
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        categorical_features: Sequence[str] | None = None,
+        eval_set: Sequence[tuple[Any, Any]] | None = None,
+        callbacks: Sequence[Any] | None = None,
+    ) -> Trainer:
+        """Fit; ``categorical_features`` here overrides the constructor's (seed ``000``'s fit_params)."""
+        import pandas as pd
+
+        kind = canonical_model(self.model)
+        if self.calibration not in (None, "sigmoid", "isotonic"):
+            raise ValueError(f"calibration={self.calibration!r} is unknown; valid: [None, 'sigmoid', 'isotonic']")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight={self.class_weight!r} is unknown; valid: [None, 'balanced']")
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
+        y_arr = np.asarray(y)
+        classes = np.unique(y_arr)
+        if len(classes) != 2:
+            raise ValueError(f"y must have exactly two classes, got {classes.tolist()}; check the label column")
+        if len(X) != len(y_arr):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y_arr)}")
+        cats = list(categorical_features if categorical_features is not None else
+                    self.categorical_features if self.categorical_features is not None else [])
+        unknown = [c for c in cats if c not in X.columns]
+        if unknown:
+            raise ValueError(f"categorical_features {unknown} are not columns{_suggest(unknown[0], list(X.columns))}; "
+                             f"columns: {list(X.columns)}")
+        cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
+        self.kind_ = kind
+        self.categorical_features_ = cats
+        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in cats}
+        self.classes_ = classes
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        est = self._estimator(kind, y_arr)
+        Xp = self._prepare(X)
+        started = time.perf_counter()
+        if self.calibration is not None:
+            from sklearn.calibration import CalibratedClassifierCV
+
+            est = CalibratedClassifierCV(est, method=self.calibration, cv=3)
+            est.fit(Xp, y_arr)
+        elif kind == "lightgbm" and (eval_set or callbacks):
+            sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
+            est.fit(Xp, y_arr, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
+                    eval_metric="auc", callbacks=list(callbacks or []))
+        elif kind == "xgboost" and (eval_set or callbacks):
+            if callbacks:
+                est.set_params(callbacks=list(callbacks), eval_metric="auc")
+            sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
+            est.fit(Xp, y_arr, eval_set=sets or None, verbose=False)
+        else:
+            est.fit(Xp, y_arr)
+        self.fit_seconds_ = time.perf_counter() - started
+        self.estimator_ = est
+        return self
+
+    def _check(self, X: Any) -> pd.DataFrame:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        Xp = self._prepare(X)
+        missing = [c for c in self.feature_names_in_ if c not in Xp.columns]
+        if missing:
+            raise ValueError(f"X lacks the columns {missing} the model was trained on")
+        return Xp[list(self.feature_names_in_)]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.estimator_.predict_proba(self._check(X)))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        est = self.estimator_
+        return np.asarray(getattr(est, "feature_importances_", np.zeros(self.n_features_in_)))
+
+
+# -- search spaces and tuning ----------------------------------------------------------------------
+
+
+def parse_search_space(spec: str | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Parse ``{model: {param: [low, high] | [low, high, log] | {choices: [...]} | value}}``."""
+    import yaml
+
+    raw = yaml.safe_load(spec) if isinstance(spec, str) else spec
+    if not isinstance(raw, Mapping):
+        raise ValueError("a search space must map model names to {param: [low, high(, log)]}")
+    out: dict[str, dict[str, Any]] = {}
+    for model, params in raw.items():
+        kind = canonical_model(model)
+        if not isinstance(params, Mapping):
+            raise ValueError(f"search space for {model!r} must be a mapping of parameters")
+        out[kind] = {}
+        for name, rng in params.items():
+            if isinstance(rng, list):
+                if len(rng) not in (2, 3) or (len(rng) == 3 and rng[2] != "log"):
+                    raise ValueError(f"{model}.{name}={rng!r}: use [low, high] or [low, high, log]")
+                if not all(isinstance(v, int | float) for v in rng[:2]) or rng[0] >= rng[1]:
+                    raise ValueError(f"{model}.{name}={rng!r}: low and high must be numbers with low < high")
+            elif isinstance(rng, Mapping) and set(rng) != {"choices"}:
+                raise ValueError(f"{model}.{name}={rng!r}: a mapping must be {{choices: [...]}}")
+            out[kind][str(name)] = rng
+    return out
+
+
+def _suggest_params(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, rng in space.items():
+        if isinstance(rng, list):
+            log = len(rng) == 3
+            if isinstance(rng[0], int) and isinstance(rng[1], int) and not isinstance(rng[0], bool):
+                params[name] = trial.suggest_int(name, rng[0], rng[1], log=log)
+            else:
+                params[name] = trial.suggest_float(name, float(rng[0]), float(rng[1]), log=log)
+        elif isinstance(rng, Mapping):
+            params[name] = trial.suggest_categorical(name, list(rng["choices"]))
+        else:
+            params[name] = rng
+    return params
+
+
+def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshold: float = 0.5) -> float:
+    """One validation number, higher is better."""
+    from sklearn import metrics as m
+
+    y = np.asarray(y)
+    if metric in ("roc_auc", "validation_score"):
+        return float(m.roc_auc_score(y, proba))
+    if metric == "pr_auc":
+        return float(m.average_precision_score(y, proba))
+    if metric in ("fbeta", "fbeta_score"):
+        return float(m.fbeta_score(y, (proba >= threshold).astype(int), beta=beta, zero_division=0.0))
+    if metric == "neg_log_loss":
+        return -float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    raise ValueError(f"metric={metric!r} is unknown{_suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
+
+
+@dataclass
+class TuneResult:
+    """What a study produced: best parameters, the refitted model and the trials table."""
+
+    model: str
+    study_name: str
+    best_params: dict[str, Any]
+    best_value: float
+    n_complete: int
+    n_pruned: int
+    trials: pd.DataFrame
+    trainer: Trainer
+    csv_path: Path | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _storage(storage: str | None, n_workers: int) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if storage is None:
+        if n_workers > 1:
+            raise ValueError("n_workers > 1 needs a shared storage: a journal file path or a postgresql:// URL "
+                             "(settings.optuna_storage / BATTLEGROUND_OPTUNA_STORAGE)")
+        return None
+    if storage.startswith("sqlite"):
+        if n_workers > 1:
+            raise ValueError(f"storage={storage!r}: SQLite breaks under parallel workers ('database is locked'); "
+                             "use a journal file path or a postgresql:// URL")
+        return storage
+    if storage.startswith(("postgresql", "mysql")):
+        return storage
+    Path(storage).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(storage)))
+
+
+def _pruning_callback(kind: str, trial: optuna.Trial) -> Any:
+    import optuna
+
+    if kind == "lightgbm":
+        def lgb_callback(env: Any) -> None:
+            if env.iteration % 10:
+                return
+            for _, name, value, _ in env.evaluation_result_list:
+                if name == "auc":
+                    trial.report(float(value), env.iteration)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at iteration {env.iteration}")
+        return lgb_callback
+    import xgboost as xgb
+
+    class XGBPruning(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            if epoch % 10:
+                return False
+            for metrics in evals_log.values():
+                if "auc" in metrics:
+                    trial.report(float(metrics["auc"][-1]), epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at iteration {epoch}")
+            return False
+    return XGBPruning()
+
+
+def _objective(kind: str, space: Mapping[str, Any], data: tuple[Any, Any, Any, Any], metric: str,
+               beta: float, seed: int, base_params: Mapping[str, Any] | None) -> Any:
+    X_train, y_train, X_valid, y_valid = data
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**dict(base_params or {}), **_suggest_params(trial, space)}
+        trainer = Trainer(kind, params=params, random_state=seed, n_jobs=1)
+        if kind in ("lightgbm", "xgboost"):
+            trainer.fit(X_train, y_train, eval_set=[(X_valid, y_valid)], callbacks=[_pruning_callback(kind, trial)])
+        else:
+            trainer.fit(X_train, y_train)
+        return score(metric, y_valid, trainer.predict_proba(X_valid)[:, 1], beta=beta)
+
+    return objective
+
+
+_CLAIMS: Any = None
+
+
+def _init_worker(counter: Any) -> None:
+    global _CLAIMS
+    _CLAIMS = counter
+
+
+def _run_claimed(study: optuna.Study, objective: Any, counter: Any, n_trials: int, timeout: float | None) -> None:
+    """Run trials one at a time while the shared counter says the study still needs some, so a
+    worker that started late simply runs fewer trials and the total is exactly ``n_trials``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        with counter.get_lock():
+            if counter.value >= n_trials:
+                return
+            counter.value += 1
+        study.optimize(objective, n_trials=1)
+
+
+def _worker(storage: str, study_name: str, kind: str, space: Mapping[str, Any], data: Any, metric: str,
+            beta: float, seed: int, n_trials: int, timeout: float | None, base_params: Any) -> None:
+    import optuna
+
+    from battleground.settings import quiet_third_party_telemetry
+
+    quiet_third_party_telemetry()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage, 2),
+                              sampler=optuna.samplers.TPESampler(seed=seed))
+    _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params), _CLAIMS, n_trials, timeout)
+
+
+def tune(
+    model: str,
+    X_train: Any,
+    y_train: Any,
+    X_valid: Any,
+    y_valid: Any,
+    *,
+    search_space: str | Mapping[str, Any] | None = None,
+    n_trials: int = 20,
+    timeout: float | None = None,
+    n_workers: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    metric: str = "roc_auc",
+    beta: float = 0.5,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    base_params: Mapping[str, Any] | None = None,
+) -> TuneResult:
+    """Tune one model type with seeded TPE (and median pruning for LightGBM/XGBoost).
+
+    ``n_workers > 1`` runs worker processes on a shared study: ``storage`` must be a journal file
+    path (one machine) or a ``postgresql://`` URL (several machines). With ``output_dir`` the trials
+    are written to ``<output_dir>/study_<model>.csv`` as seed ``002`` does.
+    """
+    import optuna
+
+    kind = canonical_model(model)
+    if kind not in TUNABLE:
+        raise ValueError(f"model={model!r} cannot be tuned; tunable models: {list(TUNABLE)}")
+    score(metric, [0, 1], np.array([0.2, 0.8]))  # validates the metric name early
+    if int(n_trials) < 1:
+        raise ValueError(f"n_trials={n_trials!r} must be at least 1")
+    spaces = parse_search_space(search_space if search_space is not None else DEFAULT_SEARCH_SPACES)
+    if kind not in spaces:
+        raise ValueError(f"the search space has no entry for {kind!r}; it has {sorted(spaces)}")
+    space = spaces[kind]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = study_name or f"{kind}-{int(time.time() * 1000)}"
+    started = time.perf_counter()
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20)
+    study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction="maximize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    data = (X_train, y_train, X_valid, y_valid)
+    if n_workers <= 1:
+        study.optimize(_objective(kind, space, data, metric, beta, seed, base_params), n_trials=int(n_trials),
+                       timeout=timeout)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        assert storage is not None
+        # spawn, not fork: a forked child of a process that already ran OpenMP can dead-lock.
+        # This process is worker 0, so trials start at once while the others import their libraries.
+        ctx = mp.get_context("spawn")
+        counter = ctx.Value("i", 0)
+        with ProcessPoolExecutor(max_workers=n_workers - 1, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(counter,)) as pool:
+            futures = [
+                pool.submit(_worker, storage, name, kind, space, data, metric, beta, seed + i, int(n_trials),
+                            timeout, base_params)
+                for i in range(1, n_workers)
+            ]
+            _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params), counter,
+                         int(n_trials), timeout)
+            for f in futures:
+                f.result()
+        study = optuna.load_study(study_name=name, storage=_storage(storage, n_workers))
+    states = [t.state for t in study.trials]
+    complete = sum(s == optuna.trial.TrialState.COMPLETE for s in states)
+    if complete == 0:
+        raise RuntimeError(f"no trial of study {name!r} completed (pruned or timed out); raise timeout or n_trials")
+    best = dict(study.best_params)
+    trials = study.trials_dataframe()
+    trainer = Trainer(kind, params={**dict(base_params or {}), **best}, random_state=seed, n_jobs=1)
+    trainer.fit(X_train, y_train)
+    csv_path = None
+    if output_dir is not None:
+        csv_path = Path(output_dir) / f"study_{kind}.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        trials.to_csv(csv_path, index=False)
+    return TuneResult(
+        model=kind, study_name=name, best_params=best, best_value=float(study.best_value), n_complete=complete,
+        n_pruned=sum(s == optuna.trial.TrialState.PRUNED for s in states), trials=trials, trainer=trainer,
+        csv_path=csv_path, seconds=time.perf_counter() - started,
+    )
+
+
+# -- leaderboard and voting -----------------------------------------------------------------------
+
+
+@dataclass
+class LeaderboardResult:
+    """A table of validation metrics (best first) and the fitted trainers by model name."""
+
+    table: pd.DataFrame
+    trainers: dict[str, Trainer]
+    metric: str
+
+
+def leaderboard(
+    X_train: Any,
+    y_train: Any,
+    X_valid: Any,
+    y_valid: Any,
+    *,
+    models: Sequence[str] = TUNABLE,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    metric: str = "roc_auc",
+    beta: float = 0.5,
+    seed: int = 0,
+) -> LeaderboardResult:
+    """Fit each model type with default (or given) parameters and rank them, like PyCaret's
+    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds."""
+    import pandas as pd
+    from sklearn import metrics as m
+
+    kinds = [canonical_model(x) for x in models]
+    score(metric, [0, 1], np.array([0.2, 0.8]))
+    rows = []
+    trainers: dict[str, Trainer] = {}
+    for kind in kinds:
+        trainer = Trainer(kind, params=(params or {}).get(kind), random_state=seed).fit(X_train, y_train)
+        p = trainer.predict_proba(X_valid)[:, 1]
+        y = np.asarray(y_valid)
+        rows.append({
+            "model": kind,
+            "roc_auc": m.roc_auc_score(y, p),
+            "pr_auc": m.average_precision_score(y, p),
+            "fbeta": m.fbeta_score(y, (p >= 0.5).astype(int), beta=beta, zero_division=0.0),
+            "log_loss": m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
+            "brier": m.brier_score_loss(y, p),
+            "fit_seconds": trainer.fit_seconds_,
+            "_score": score(metric, y, p, beta=beta),
+        })
+        trainers[kind] = trainer
+    table = pd.DataFrame(rows).sort_values("_score", ascending=False, kind="stable").drop(columns="_score")
+    return LeaderboardResult(table=table.reset_index(drop=True), trainers=trainers, metric=metric)
+
+
+def top_k_voting(board: LeaderboardResult, X_train: Any, y_train: Any, *, k: int = 3,
+                 params: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0) -> Trainer:
+    """A soft-voting ensemble of the ``k`` best model types of a leaderboard, fitted on the data."""
+    names = [str(n) for n in board.table["model"].tolist() if n != "voting"][: int(k)]
+    if int(k) < 2 or len(names) < 2:
+        raise ValueError(f"k={k} must be at least 2 and the leaderboard needs two base models, has {names}")
+    return Trainer("voting", voting_models=names, voting_params=params, random_state=seed).fit(X_train, y_train)

@@ -1,0 +1,188 @@
+"""Kedro nodes: thin, plain functions over :mod:`battleground.datasets` and :mod:`battleground.model`.
+
+Every node takes DataFrames/dicts and parameters and returns values; the catalog does the I/O.
+Nodes with randomness carry :func:`battleground.model.tracking.log_seed` semantics: the seed is a
+parameter, applied before the work and logged (and written to the MLflow run).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "batch_predict", "batch_score", "build_features", "build_model", "generate_raw", "score_model", "train_model",
+]
+
+_ALLOWED_MODEL_PREFIXES = ("battleground.model.", "sklearn.", "lightgbm.", "xgboost.")
+_NON_FEATURES = ("char_id", "cutoff")
+
+
+def _log_seed(seed: int) -> int:
+    from battleground.model.tracking import log_seed
+
+    return int(log_seed(int(seed)))
+
+
+def generate_raw(params: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The four raw churn tables (seeded synthetic data; ``variant`` picks ``game`` or ``game2``)."""
+    from battleground.datasets import make_churn_tables
+
+    seed = _log_seed(params.get("seed", 0))
+    return make_churn_tables(int(params["n_characters"]), seed=seed, variant=params.get("variant", "game"))
+
+
+def build_features(tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and test feature frames (one row per character) at the configured cut-offs."""
+    from battleground.datasets import build_churn_features
+
+    horizon = int(params.get("horizon_months", 3))
+    train = build_churn_features(tables, params["train_cutoff"], horizon_months=horizon)
+    test = build_churn_features(tables, params["test_cutoff"], horizon_months=horizon)
+    return train, test
+
+
+def build_model(params: Mapping[str, Any]) -> Any:
+    """A scikit-learn ``Pipeline``: the YAML ``preprocessing`` steps then ``model.class(**model.params)``.
+
+    Raises ``ValueError`` when the class lives outside the allowed packages.
+    """
+    from sklearn.pipeline import Pipeline
+
+    from battleground.model.data import build_preprocessing
+
+    spec = params["model"]
+    path = str(spec["class"])
+    if not path.startswith(_ALLOWED_MODEL_PREFIXES):
+        raise ValueError(f"model.class={path!r} is not allowed; use a class from {list(_ALLOWED_MODEL_PREFIXES)}")
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model.class={path!r} cannot be imported; check the module and class name") from exc
+    steps = list(build_preprocessing(list(params.get("preprocessing") or [])).steps) if params.get(
+        "preprocessing") else []
+    return Pipeline([*steps, ("model", cls(**dict(spec.get("params") or {})))])
+
+
+def _xy(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, Any]:
+    X = frame.drop(columns=[c for c in (label, *_NON_FEATURES) if c in frame.columns])
+    return X, frame[label].to_numpy() if label in frame.columns else None
+
+
+def train_model(features: pd.DataFrame, params: Mapping[str, Any], settings_home: str) -> Any:
+    """Fit the configured pipeline, log it to MLflow and make it ``<registered_model_name>@champion``."""
+    import time
+    import warnings
+
+    from battleground.model.eval import EvalClassifierModel
+    from battleground.model.tracking import CHAMPION, _mlflow
+    from battleground.settings import Settings
+
+    seed = _log_seed(params.get("seed", 0))
+    label = params.get("label", "churned")
+    X, y = _xy(features, label)
+    model = build_model(params)
+    if "random_state" in model.steps[-1][1].get_params():
+        model.set_params(model__random_state=seed)
+    start = time.perf_counter()
+    model.fit(X, y)
+    fit_seconds = time.perf_counter() - start
+    proba = model.predict_proba(X)[:, 1]
+    report = EvalClassifierModel().calculate(proba, y)
+    settings = Settings.from_env({"BATTLEGROUND_HOME": settings_home})
+    mlflow = _mlflow(settings)
+    mlflow.set_experiment(str(params.get("experiment", "churn-pipelines")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mlflow.models import infer_signature
+
+        from battleground.model._pyfunc import ProbabilityModel
+
+        with mlflow.start_run(run_name=f"pipeline-train-{params.get('env', 'base')}"):
+            mlflow.log_params({"seed": seed, "model_class": params["model"]["class"],
+                               **{f"model.{k}": v for k, v in dict(params["model"].get("params") or {}).items()}})
+            mlflow.log_metrics({**{f"train_{k}": float(v) for k, v in report.metrics().items()},
+                                "fit_seconds": fit_seconds})
+            mlflow.set_tags({"model_type": params["model"]["class"].rsplit(".", 1)[-1], "seed": str(seed),
+                             "input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns])})
+            sample = X.head(20)
+            info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(model),
+                                           signature=infer_signature(sample, model.predict_proba(sample)[:, 1]))
+        name = str(params.get("registered_model_name", "churn"))
+        version = mlflow.register_model(info.model_uri, name)
+    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version.version)
+    return model
+
+
+def _report_text(title: str, rows: Mapping[str, float]) -> str:
+    width = max(len(k) for k in rows)
+    return "\n".join([title, "=" * len(title), *(f"{k:<{width}}  {v:.4f}" for k, v in rows.items())]) + "\n"
+
+
+def _report_html(title: str, rows: Mapping[str, float], images: list[str]) -> str:
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in rows.items())
+    imgs = "".join(f'<img src="{html.escape(p)}" alt="{html.escape(p)}" width="480">' for p in images)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+            f"<h1>{html.escape(title)}</h1><table>{body}</table>{imgs}</body></html>")
+
+
+def score_model(model: Any, features: pd.DataFrame, params: Mapping[str, Any],
+                plots_dir: str) -> tuple[str, str]:
+    """Back-test report: ROC AUC overall and for new characters (``account_age_days`` < ``new_days``),
+    plus the evaluation plots (PNG, in ``plots_dir``); returns (text, HTML)."""
+    from sklearn.metrics import roc_auc_score
+
+    from battleground.model.eval import EvalClassifierModel
+
+    label = params.get("label", "churned")
+    X, y = _xy(features, label)
+    proba = model.predict_proba(X)[:, 1]
+    new = (features["account_age_days"] < int(params.get("new_days", 90))).to_numpy()
+    rows: dict[str, float] = {"roc_auc": float(roc_auc_score(y, proba))}
+    rows["roc_auc_new_characters"] = (float(roc_auc_score(y[new], proba[new])) if len(set(y[new])) == 2
+                                      else float("nan"))
+    rows.update({k: float(v) for k, v in EvalClassifierModel().calculate(proba, y).metrics().items()
+                 if k != "roc_auc"})
+    rows["n_rows"] = float(len(y))
+    rows["n_new_characters"] = float(new.sum())
+    plots = EvalClassifierModel().plots(proba, y, plots_dir, title="churn back-test")
+    title = "churn back-test report"
+    return _report_text(title, rows), _report_html(title, rows, [str(p) for p in plots.values()])
+
+
+def batch_predict(model: Any, tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> pd.DataFrame:
+    """P(churn) for every character alive at ``predict_cutoff``; no labels are read."""
+    import pandas as pd
+
+    from battleground.datasets import build_churn_features
+
+    frame = build_churn_features(tables, params["predict_cutoff"], with_label=False)
+    X, _ = _xy(frame, params.get("label", "churned"))
+    return pd.DataFrame({"char_id": frame["char_id"].to_numpy(), "churn_probability": model.predict_proba(X)[:, 1],
+                         "cutoff": str(params["predict_cutoff"])})
+
+
+def batch_score(predictions: pd.DataFrame, tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> str:
+    """Score stored predictions once labels have arrived (labels rebuilt at the same cut-off)."""
+    from sklearn.metrics import roc_auc_score
+
+    from battleground.datasets import build_churn_features
+
+    label = params.get("label", "churned")
+    labels = build_churn_features(tables, params["predict_cutoff"], horizon_months=int(
+        params.get("horizon_months", 3)))[["char_id", label]]
+    joined = predictions.merge(labels, on="char_id", how="inner")
+    if joined.empty:
+        raise ValueError("no prediction has a label yet: predictions and labels share no char_id")
+    y = joined[label].to_numpy()
+    p = joined["churn_probability"].to_numpy()
+    rows = {"roc_auc": float(roc_auc_score(y, p)), "churn_rate": float(y.mean()),
+            "mean_prediction": float(p.mean()), "n_scored": float(len(y))}
+    return _report_text(f"churn batch score ({params['predict_cutoff']})", rows)

@@ -1,0 +1,205 @@
+"""Event stores: one small interface, two implementations (DuckDB embedded, PostgreSQL with COPY).
+
+A store knows how to append a validated batch atomically and idempotently (on ``event_id``) and how to
+compute per-variant sufficient statistics of a metric definition in SQL. It knows nothing about
+experiments' rules or statistics: :mod:`battleground.experiment.events` validates batches against the
+registry and resolves metric names; :mod:`battleground.stats` turns the sums into tests.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from battleground.storage._events_sql import DAILY_SUMS, EXPOSURE, METRIC_SUMS
+from battleground.storage.sums import MetricSums
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["EventStore", "open_event_store", "registry_url_for"]
+
+# Open bounds for the time window (both engines compare TIMESTAMP against these exactly).
+_MIN_TS = dt.datetime(1900, 1, 1)
+_MAX_TS = dt.datetime(9999, 12, 31)
+
+
+def registry_url_for(events_url: str) -> str:
+    """The registry that goes with an event store by convention: the same PostgreSQL database, or
+    ``registry.db`` beside an ``events.duckdb`` file."""
+    if events_url.startswith(("postgresql", "postgres://")):
+        return events_url
+    if events_url.startswith("duckdb:///"):
+        path = events_url[len("duckdb:///") :]
+        return f"sqlite:///{os.path.join(os.path.dirname(os.path.abspath(path)), 'registry.db')}"
+    raise ValueError(f"event store URL must start with 'duckdb:///' or 'postgresql://', got {events_url!r}")
+
+
+class EventStore(abc.ABC):
+    """Append-only storage of experiment events with per-variant sums computed in SQL.
+
+    Subclasses implement the three primitives :meth:`_write`, :meth:`_fetch` and :meth:`count`; the
+    queries are shared (``storage/_events_sql.py``).
+
+    Attributes:
+        url: the store's URL.
+        registry_url: the registry used to validate batches and to look metrics up.
+    """
+
+    backend: str = ""
+
+    def __init__(self, url: str, registry_url: str | None = None) -> None:
+        self.url = url
+        self.registry_url = registry_url or registry_url_for(url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # ------------------------------------------------------------------ primitives
+    @abc.abstractmethod
+    def _write(self, table: pa.Table) -> int:
+        """Insert a validated batch in one transaction, skipping event_ids already stored (or repeated
+        within the batch); return the number of rows inserted."""
+
+    @abc.abstractmethod
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run a shared query (``:name`` placeholders) and return all rows."""
+
+    @abc.abstractmethod
+    def count(self, experiment_id: int | None = None) -> int:
+        """Number of stored events (of one experiment, or all)."""
+
+    @abc.abstractmethod
+    def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
+        """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
+
+    def close(self) -> None:
+        """Release resources (connections are per operation, so there is usually nothing to do)."""
+
+    def write_batch(self, table: pa.Table) -> int:
+        """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
+        for the public, validating entry point)."""
+        if table.num_rows == 0:
+            return 0
+        return self._write(table)
+
+    # ------------------------------------------------------------------ sums of a metric definition
+    @staticmethod
+    def _params(
+        experiment_id: int,
+        kind: str,
+        numerator: str,
+        denominator: str | None,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+    ) -> dict[str, Any]:
+        if kind not in ("proportion", "mean", "ratio"):
+            raise ValueError(f"kind must be proportion, mean or ratio, got {kind!r}")
+        return {
+            "experiment": int(experiment_id),
+            "start": start or _MIN_TS,
+            "end": end or _MAX_TS,
+            "exposure": EXPOSURE,
+            "numerator": numerator,
+            # '' never matches: ingest rejects empty event types.
+            "denominator": denominator if kind == "ratio" and denominator else "",
+            "proportion": 1 if kind == "proportion" else 0,
+        }
+
+    def sums(
+        self,
+        experiment_id: int,
+        kind: str,
+        numerator: str,
+        denominator: str | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+    ) -> list[MetricSums]:
+        """Per-variant sums over ``[start, end)`` of a metric definition; ``variants`` lists variants to
+        report even when they have no users yet (with zero sums), in that order."""
+        rows = self._fetch(METRIC_SUMS, self._params(experiment_id, kind, numerator, denominator, start, end))
+        found = {str(r[0]): _sums_from_row(str(r[0]), r[1:]) for r in rows}
+        return _ordered(found, variants)
+
+    def daily_sums(
+        self,
+        experiment_id: int,
+        kind: str,
+        numerator: str,
+        denominator: str | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+    ) -> list[tuple[dt.date, list[MetricSums]]]:
+        """Cumulative per-variant sums at the end of each day (UTC) from the first day with data to the
+        last (days without events repeat the previous day). The last entry equals :meth:`sums`."""
+        rows = self._fetch(DAILY_SUMS, self._params(experiment_id, kind, numerator, denominator, start, end))
+        if not rows:
+            return []
+        by_day: dict[dt.date, dict[str, tuple[Any, ...]]] = {}
+        for r in rows:
+            by_day.setdefault(_as_date(r[0]), {})[str(r[1])] = r[2:]
+        names = list(variants) + sorted({v for d in by_day.values() for v in d} - set(variants))
+        totals = {v: [0.0] * 10 for v in names}
+        out: list[tuple[dt.date, list[MetricSums]]] = []
+        day, last = min(by_day), max(by_day)
+        while day <= last:
+            for v, deltas in by_day.get(day, {}).items():
+                acc = totals[v]
+                for i, value in enumerate(deltas):
+                    acc[i] += float(value or 0.0)
+            current = {v: _sums_from_row(v, totals[v]) for v in names}
+            out.append((day, _ordered(current, variants)))
+            day += dt.timedelta(days=1)
+        return out
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _sums_from_row(variant: str, r: Sequence[Any]) -> MetricSums:
+    f = [float(x or 0.0) for x in r]
+    return MetricSums(
+        variant=variant, users=round(f[0]), events=round(f[1]), sum_x=f[2], sum_x2=f[3],
+        sum_y=f[4], sum_y2=f[5], sum_xy=f[6], sum_c=f[7], sum_c2=f[8], sum_xc=f[9],
+    )
+
+
+def _ordered(found: dict[str, MetricSums], variants: Sequence[str]) -> list[MetricSums]:
+    out = [found.get(v) or MetricSums(v, 0, 0, 0.0, 0.0) for v in variants]
+    out.extend(found[v] for v in sorted(found) if v not in set(variants))
+    return out
+
+
+def open_event_store(url: Any = None, registry_url: str | None = None) -> EventStore:
+    """The event store at ``url``: ``duckdb:///path/events.duckdb`` or ``postgresql://…``.
+
+    ``url`` may also be a :class:`~battleground.settings.Settings` (its ``events_url`` and
+    ``registry_url``) or anything :func:`~battleground.experiment.register.resolve_client` accepts.
+    ``registry_url`` defaults to the convention of :func:`registry_url_for`.
+    """
+    from battleground.settings import Settings
+
+    if not (isinstance(url, str) and url.startswith(("duckdb:", "postgresql", "postgres://"))):
+        if not isinstance(url, Settings):
+            from battleground.experiment.register import resolve_client
+
+            url = resolve_client(url)
+        registry_url = registry_url or url.registry_url
+        url = url.events_url
+    if url.startswith("duckdb:"):
+        from battleground.storage._duckdb import DuckDBEventStore
+
+        return DuckDBEventStore(url, registry_url)
+    from battleground.storage._postgres import PostgresEventStore
+
+    return PostgresEventStore(url, registry_url)

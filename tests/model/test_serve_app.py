@@ -1,0 +1,125 @@
+"""The model server: validation, endpoints and a champion swap under load without failed requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from battleground.pipelines.registry import run_pipeline
+from battleground.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[dict]]:
+    import pandas as pd
+
+    home = tmp_path_factory.mktemp("serve_home")
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home)})
+    result = run_pipeline("sub_churn_train_from_raw", settings, params={"n_characters": 400})
+    frame = pd.read_parquet(Path(result.outputs["features_test"])).drop(columns=["churned"]).head(8)
+    return settings, json.loads(frame.to_json(orient="records"))
+
+
+def test_serve_endpoints_and_validation(trained: tuple[Settings, list[dict]]) -> None:
+    from fastapi.testclient import TestClient
+
+    from battleground.model.serve import create_app
+
+    settings, records = trained
+    with TestClient(create_app(settings, poll_seconds=0)) as client:
+        one = client.post("/predict", json=records[0]).json()
+        many = client.post("/predict", json=records).json()
+        batch = client.post("/predict/batch", json={"records": records}).json()
+        assert len(many["predictions"]) == 8 and batch["predictions"] == many["predictions"]
+        assert one["predictions"][0] == pytest.approx(many["predictions"][0])
+        assert all(0.0 <= p <= 1.0 for p in many["predictions"])
+        info = client.get("/model").json()
+        assert info["name"] == "churn" and info["alias"] == "champion" and info["version"] == "1"
+        assert "train_roc_auc" in info["metrics"]
+        assert client.get("/health").json()["status"] == "ok"
+        bad = dict(records[0], total_kills="many")
+        del bad["race"]
+        resp = client.post("/predict", json=bad)
+        assert resp.status_code == 422
+        text = resp.text
+        assert "race" in text and "total_kills" in text
+        assert client.post("/admin/reload").status_code == 403  # no token configured
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_load_with_champion_swap(trained: tuple[Settings, list[dict]]) -> None:
+    import httpx
+    import uvicorn
+
+    from battleground.model.serve import create_app
+    from battleground.model.tracking import _mlflow
+
+    settings, records = trained
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, poll_seconds=0.25), host="127.0.0.1", port=port,
+                                           log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    stop = time.monotonic() + 10.0
+    versions: set[str] = set()
+
+    def client_loop(i: int) -> tuple[int, int]:
+        ok = failed = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            while time.monotonic() < stop:
+                r = c.post("/predict", json=records[i % len(records)])
+                if r.status_code == 200:
+                    ok += 1
+                    versions.add(r.json()["version"])
+                else:
+                    failed += 1
+        return ok, failed
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client_loop, i) for i in range(8)]
+            time.sleep(1.5)
+            mlflow = _mlflow(settings)
+            client = mlflow.MlflowClient()
+            mv = client.get_model_version_by_alias("churn", "champion")
+            new = mlflow.register_model(f"runs:/{mv.run_id}/model", "churn")
+            client.set_registered_model_alias("churn", "champion", new.version)
+            results = [f.result() for f in futures]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert sum(f for _, f in results) == 0
+    assert sum(o for o, _ in results) > 50
+    assert versions == {"1", "2"}
+
+
+def test_serve_cli_model_predict(trained: tuple[Settings, list[dict]], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    settings, records = trained
+    monkeypatch.setenv("BATTLEGROUND_HOME", str(settings.home))
+    src = tmp_path / "rows.json"
+    src.write_text(json.dumps(records))
+    out = tmp_path / "preds.csv"
+    res = CliRunner().invoke(app, ["model", "predict", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    preds = pd.read_csv(out)
+    assert list(preds.columns) == ["char_id", "churn_probability"]
+    assert len(preds) == len(records) and preds["churn_probability"].between(0, 1).all()
