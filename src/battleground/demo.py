@@ -150,7 +150,7 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
 
     from battleground.experiment.assign import Assigner
     from battleground.experiment.events import ingest, open_event_store
-    from battleground.experiment.monitoring import Monitor
+    from battleground.experiment.monitoring import Monitor, check_experiments
     from battleground.experiment.register import Registry
     from battleground.experiment.report import MakeReport
 
@@ -165,7 +165,7 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
             {"name": "revenue", "kind": "mean", "numerator": "purchase"},
             {"name": "ctr", "kind": "ratio", "numerator": "click", "denominator": "impression"},
         ],
-        end_conditions={"target_sample_size": sizes.users_per_day * DAYS // 2},
+        end_conditions={"target_sample_size": sizes.users_per_day * DAYS * 2 // 5},
         metadata={"true_relative_lift": 0.10, "simulated": True},
     )
     exp = registry.start(exp.id, actor="demo")
@@ -190,6 +190,9 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
                 ingest(store, _events(ids[mask], variants[mask], at[mask], event_type, str(exp.id),
                                       values[mask].astype(float)), experiment=exp.id)
             progress.advance(task)
+    (check,) = check_experiments(settings, exp.id, stop=True)
+    console.print(f"[bold]{'stopped' if check.stopped else 'still running'}[/]: "
+                  f"{'; '.join(check.reasons) or 'no end condition met'}")
     frame = Monitor(client=settings).put_experiment_id(experiment_id=exp.id).get_abtest_result()
     _results_table(console, frame, f"#{exp.id} {exp.name} (true lift +10 % on conversion)")
     return exp.id, MakeReport(client=settings).create_report(exp.id)
@@ -200,36 +203,47 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
 # ---------------------------------------------------------------------------------------------------
 
 
-def _traffic(n_characters: int, seed: int, columns: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Fresh characters (another seed than the training data) with the models' features and the truth."""
+# The model running today: a logistic regression on three raw columns (the one the issue's AUC test
+# beats by at least 0.05), and the columns it reads.
+INCUMBENT_COLUMNS = ("total_kills", "total_deaths", "price")
+
+
+def _traffic(n_characters: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Fresh characters (another seed than the training data) with their features and the truth."""
     from battleground.datasets import build_churn_features, make_churn_tables
 
     frame = build_churn_features(make_churn_tables(n_characters, seed=seed), "2022-12-01")
-    return frame[columns].reset_index(drop=True), frame["churned"].to_numpy().astype(bool)
+    return frame.reset_index(drop=True), frame["churned"].to_numpy().astype(bool)
 
 
-def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, baseline_uri: str,
-                  champion_uri: str, seed: int = 0) -> tuple[int, Any, str]:
-    """Each arm offers a retention bonus to the 30 % of its users that its model ranks riskiest; an offer
-    keeps a would-be churner with probability 0.6. The better ranking keeps more players."""
-    import warnings
+def fit_incumbent(splits_dir: str | Path, *, seed: int = 0) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The baseline arm: a logistic regression on :data:`INCUMBENT_COLUMNS` of the training split."""
+    from battleground.model.data import read_splits
+    from battleground.model.train import Trainer
 
+    train = read_splits(splits_dir)["train"]
+    cols = list(INCUMBENT_COLUMNS)
+    model = Trainer("logistic", random_state=seed).fit(train[cols], train["churned"])
+    return lambda X: model.predict_proba(X[cols])[:, 1]
+
+
+def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *,
+                  scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]], seed: int = 0) -> tuple[int, Any, str]:
+    """An A/B test of two churn models (``scorers``: ``baseline`` and ``champion``, frame → P(churn)).
+
+    Each arm offers a retention bonus to the 30 % of its users that its model ranks riskiest; an offer
+    keeps a would-be churner with probability 0.6. The better ranking keeps more players.
+    """
     import numpy as np
 
     from battleground.experiment.assign import Assigner
     from battleground.experiment.events import ingest, open_event_store
-    from battleground.experiment.monitoring import check_experiments
+    from battleground.experiment.monitoring import Monitor, check_experiments
     from battleground.experiment.register import Registry
     from battleground.experiment.report import MakeReport
-    from battleground.model.tracking import _mlflow
 
-    mlflow = _mlflow(settings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        models = {"baseline": mlflow.pyfunc.load_model(baseline_uri), "champion": mlflow.pyfunc.load_model(champion_uri)}
-    columns = list(models["champion"].metadata.get_input_schema().input_names())
-    X, churns = _traffic(sizes.traffic_characters, seed + 101, columns)
-    risk = {k: np.asarray(m.predict(X), dtype=float) for k, m in models.items()}
+    X, churns = _traffic(sizes.traffic_characters, seed + 101)
+    risk = {k: np.asarray(score(X), dtype=float) for k, score in scorers.items()}
     registry = Registry(settings.registry_url)
     exp = registry.create_experiment(
         f"churn-model-{_stamp()}", variants={"baseline": 0.5, "champion": 0.5},
@@ -239,8 +253,8 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, bas
         metrics=[{"name": "retained", "kind": "proportion", "numerator": "retained", "primary": True},
                  {"name": "offers", "kind": "proportion", "numerator": "offer", "direction": "decrease",
                   "guardrail": True}],
-        end_conditions={"target_sample_size": sizes.traffic_per_day * DAYS // 2, "sequential": True},
-        metadata={"simulated": True, "baseline": baseline_uri, "champion": champion_uri},
+        end_conditions={"target_sample_size": sizes.traffic_per_day * DAYS * 2 // 5, "sequential": True},
+        metadata={"simulated": True, "offer_targets_riskiest": 0.3, "offer_keeps_churner": 0.6},
     )
     exp = registry.start(exp.id, actor="demo")
     store = open_event_store(settings)
@@ -271,8 +285,6 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, bas
         registry.stop(exp.id, "simulation over: 14 days of traffic", actor="demo")
         stop_reason = "simulation over"
     console.print(f"[bold]stopped[/]: {stop_reason}")
-    from battleground.experiment.monitoring import Monitor
-
     frame = Monitor(client=settings).put_experiment_id(experiment_id=exp.id).get_abtest_result()
     _results_table(console, frame, f"#{exp.id} {exp.name}")
     return exp.id, MakeReport(client=settings).create_report(exp.id), stop_reason
@@ -315,12 +327,22 @@ def run_demo(settings: Settings, *, fast: bool = False, console: Console | None 
                       f"{ev.test_score:.4f} ≥ threshold {ev.threshold:.2f}")
         summary.champion = f"{ev.name} v{ev.version} ({ev.model_type})"
         summary.files["model plots"] = str(churn.folder / "plots")
-        champion_run = next(r for r in churn.train.runs if r.run_id == ev.run_id)
-        baseline_run = next((r for r in churn.train.runs if r.run_id != ev.run_id), champion_run)
+        champion_uri = next(r.model_uri for r in churn.train.runs if r.run_id == ev.run_id)
 
     with _stage(console, summary, "3 · A/B test: champion vs baseline on live traffic", "model_ab"):
+        import warnings
+
+        from battleground.model.tracking import _mlflow
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            champion = _mlflow(settings).pyfunc.load_model(champion_uri)
+        columns = list(champion.metadata.get_input_schema().input_names())
+        scorers = {"baseline": fit_incumbent(churn.folder / "splits"),
+                   "champion": lambda X: champion.predict(X[columns])}
+        console.print(f"baseline: today's logistic regression on {', '.join(INCUMBENT_COLUMNS)}")
         summary.model_experiment, report, summary.model_stop_reason = model_ab_test(
-            settings, sizes, console, baseline_uri=baseline_run.model_uri, champion_uri=champion_run.model_uri)
+            settings, sizes, console, scorers=scorers)
         summary.model_decision = report.headline
         summary.files["model A/B report"] = report.html_path
         console.print(f"decision: [bold]{report.headline}[/]")

@@ -121,9 +121,8 @@ class BasePolicy:
                 f"actions and rewards must be 1-D with one entry per context ({n}), "
                 f"got actions {a.shape} and rewards {r.shape}"
             )
-        if n and not np.issubdtype(a.dtype, np.integer):
-            if not np.all(np.equal(np.mod(a, 1), 0)):
-                raise PolicyInputError("actions must be integer arm indices, got non-integer values")
+        if n and not np.issubdtype(a.dtype, np.integer) and not np.all(np.equal(np.mod(a, 1), 0)):
+            raise PolicyInputError("actions must be integer arm indices, got non-integer values")
         a = a.astype(np.int64)
         if n and (a.min() < 0 or a.max() >= self.n_arms):
             bad = a[(a < 0) | (a >= self.n_arms)][0]
@@ -190,7 +189,7 @@ class BasePolicy:
             "params": _jsonable(self.get_params()),
             "fitted": self.is_fitted,
         }
-        arrays: dict[str, NDArray[Any]] = {}
+        arrays: dict[str, Any] = {}
         if self.is_fitted:
             meta["n_features_in_"] = self.n_features_in_
             meta["n_updates_"] = int(self.n_updates_)
@@ -199,7 +198,8 @@ class BasePolicy:
             for name in self._state_arrays:
                 arrays[name] = getattr(self, name)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
+        arrays["__meta__"] = np.array(json.dumps(meta))
+        np.savez(tmp, **arrays)
         tmp.replace(path)
         return path
 

@@ -35,8 +35,13 @@ __all__ = [
 
 _CHUNK = 8192
 # Probabilists' Gauss–Hermite rule for the Thompson-sampling propensities (see LinTS).
-_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
-_GH_WEIGHTS = _GH_WEIGHTS / math.sqrt(2.0 * math.pi)
+# The four outermost nodes carry weights below 1e-12 and are dropped: 20 nodes remain.
+_GH_ALL_NODES, _GH_ALL_WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
+_GH_KEEP = _GH_ALL_WEIGHTS / math.sqrt(2.0 * math.pi) > 1e-12
+_GH_NODES = _GH_ALL_NODES[_GH_KEEP]
+_GH_WEIGHTS = _GH_ALL_WEIGHTS[_GH_KEEP] / math.sqrt(2.0 * math.pi)
+# Φ(8.3) = 1 − 5e-17: a competitor whose standardised gap exceeds this at every node cannot win.
+_SAFE_GAP = 8.3
 _TINY_VAR = 1e-24
 
 
@@ -48,6 +53,22 @@ def _check_float(name: str, value: Any, low: float, high: float = math.inf, *, l
     if not ok:
         bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
         raise PolicyInputError(f"{name} must be a number {bound}, got {value!r}")
+
+
+def _check_one(policy: BasePolicy, context: ArrayLike) -> NDArray[np.float64]:
+    """Validate one context of the per-round API (initialising the state on first use)."""
+    x = context if isinstance(context, np.ndarray) and context.dtype == np.float64 else np.asarray(context, dtype=np.float64)
+    if x.ndim != 1:
+        raise PolicyInputError(
+            f"context must be a 1-D array (n_features,), got shape {x.shape}; use select/update for a batch"
+        )
+    if not policy.is_fitted:
+        policy._init_state(x.shape[0])
+    elif x.shape[0] != policy.n_features_in_:
+        raise PolicyInputError(f"context must have shape ({policy.n_features_in_},), got {x.shape}")
+    if not math.isfinite(float(x.sum())):
+        raise PolicyInputError("context contains NaN or infinite values; impute them first")
+    return x
 
 
 def _greedy_propensity(scores: NDArray[np.float64], rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -84,8 +105,8 @@ class RandomPolicy(BasePolicy):
 
     def select(self, contexts: ArrayLike) -> Decision:
         x = self._check_contexts(contexts)
-        actions = self.rng_.integers(self.n_arms, size=x.shape[0])
-        return Decision(actions.astype(np.int64), np.full(x.shape[0], 1.0 / self.n_arms))
+        actions = np.asarray(self.rng_.integers(self.n_arms, size=x.shape[0]), dtype=np.int64)
+        return Decision(actions, np.full(x.shape[0], 1.0 / self.n_arms))
 
     def update(self, contexts: ArrayLike, actions: ArrayLike, rewards: ArrayLike) -> RandomPolicy:
         _, a, r = self._check_feedback(contexts, actions, rewards)
@@ -95,13 +116,11 @@ class RandomPolicy(BasePolicy):
         return self
 
     def select_one(self, context: ArrayLike) -> tuple[int, float]:
-        if not self.is_fitted:
-            self._init_state(np.asarray(context).shape[0])
+        _check_one(self, context)
         return int(self.rng_.integers(self.n_arms)), 1.0 / self.n_arms
 
     def update_one(self, context: ArrayLike, action: int, reward: float) -> RandomPolicy:
-        if not self.is_fitted:
-            self._init_state(np.asarray(context).shape[0])
+        _check_one(self, context)
         if not 0 <= action < self.n_arms:
             raise PolicyInputError(f"action must lie in 0..{self.n_arms - 1}, got {action}")
         self.counts_[action] += 1
@@ -151,6 +170,13 @@ class _LinearPolicy(BasePolicy):
         self._W = w
         self._bind_views()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickle and deepcopy store theta_ and A_inv_ as separate arrays: bind them to one working
+        # matrix again, as after load_policy.
+        self.__dict__.update(state)
+        if "theta_" in state:
+            self._after_load()
+
     def reset(self) -> _LinearPolicy:
         super().reset()
         for name in ("_W", "_pending", "_last"):
@@ -172,12 +198,23 @@ class _LinearPolicy(BasePolicy):
         self.b_ += b
 
     def _arm_sums(self, x: NDArray[np.float64], a: NDArray[np.int64], r: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per-arm ``Σ x xᵀ`` and ``Σ r x``: rows grouped by arm, one ``einsum`` per arm.
+
+        ``einsum`` without ``optimize`` runs its own C loop; a BLAS product over the rounds would be
+        as fast on an idle machine but stalls badly when OpenBLAS threads compete for busy cores.
+        """
         k, d = self.n_arms, self.n_features_in_
-        onehot = np.zeros((x.shape[0], k))
-        onehot[np.arange(x.shape[0]), a] = 1.0
-        outer = (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], d * d)
-        gram = (onehot.T @ outer).reshape(k, d, d)
-        b = onehot.T @ (x * r[:, None])
+        gram = np.zeros((k, d, d))
+        b = np.zeros((k, d))
+        order = np.argsort(a, kind="stable")
+        bounds = np.searchsorted(a[order], np.arange(k + 1))
+        xs, rs = x[order], r[order]
+        for arm in range(k):
+            lo, hi = bounds[arm], bounds[arm + 1]
+            if hi > lo:
+                blk = xs[lo:hi]
+                gram[arm] = np.einsum("ni,nj->ij", blk, blk)
+                b[arm] = np.einsum("ni,n->i", blk, rs[lo:hi])
         return gram, b
 
     def _refresh(self) -> None:
@@ -211,20 +248,19 @@ class _LinearPolicy(BasePolicy):
 
     def update_one(self, context: ArrayLike, action: int, reward: float) -> _LinearPolicy:
         """Learn from one round. With ``gamma = 1``: a Sherman–Morrison step on the chosen arm."""
-        x = context if isinstance(context, np.ndarray) and context.dtype == np.float64 else np.asarray(context, dtype=np.float64)
-        if not self.is_fitted:
-            self._init_state(x.shape[0])
-        if x.shape != (self.n_features_in_,):
-            raise PolicyInputError(f"context must have shape ({self.n_features_in_},), got {x.shape}")
+        last = self._last if self.is_fitted else None
+        # The context select_one just validated (the same object) is not checked twice.
+        x = context if last is not None and last[0] is context else _check_one(self, context)
         if not 0 <= action < self.n_arms:
             raise PolicyInputError(f"action must lie in 0..{self.n_arms - 1}, got {action}")
         a = int(action)
         r = float(reward)
+        if not math.isfinite(r):
+            raise PolicyInputError(f"reward must be finite, got {reward!r}")
         if self.gamma != 1.0:
             self._sync()
             self.update(x[None, :], np.array([a]), np.array([r]))
             return self
-        last = self._last
         if last is not None and last[0] is x:
             u = last[2][a]
             pred = float(last[1][a])
@@ -257,11 +293,7 @@ class _LinearPolicy(BasePolicy):
         return mu, np.maximum(quad, _TINY_VAR)
 
     def _one(self, context: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        x = context if isinstance(context, np.ndarray) and context.dtype == np.float64 else np.asarray(context, dtype=np.float64)
-        if not self.is_fitted:
-            self._init_state(x.shape[0])
-        if x.shape != (self.n_features_in_,):
-            raise PolicyInputError(f"context must have shape ({self.n_features_in_},), got {x.shape}")
+        x = _check_one(self, context)
         k = self.n_arms
         y = self._W @ x
         mu = y[:k]
@@ -315,11 +347,7 @@ class EpsilonGreedy(_LinearPolicy):
         return Decision(actions.astype(np.int64), prop)
 
     def select_one(self, context: ArrayLike) -> tuple[int, float]:
-        x = context if isinstance(context, np.ndarray) and context.dtype == np.float64 else np.asarray(context, dtype=np.float64)
-        if not self.is_fitted:
-            self._init_state(x.shape[0])
-        if x.shape != (self.n_features_in_,):
-            raise PolicyInputError(f"context must have shape ({self.n_features_in_},), got {x.shape}")
+        x = _check_one(self, context)
         s = (self.theta_ @ x).tolist()
         best = max(s)
         ties = s.count(best)
@@ -398,7 +426,9 @@ class LinTS(_LinearPolicy):
     distribution of decisions as sampling the whole θ, at a fraction of the cost). ``v`` is
     ``variance_scale``. The propensity of arm ``a`` is the probability that it has the largest of
     independent normal scores, ``P(a) = E_z[Π_{b≠a} Φ((μ_a + σ_a z − μ_b)/σ_b)]``, computed with a
-    24-node Gauss–Hermite rule (accurate to about 1e-3 when the arms' spreads are comparable).
+    Gauss–Hermite rule (the 20 central nodes of 24): accurate to about 1e-5 when the arms' spreads
+    are equal, 1e-3 on average and 1e-2 at worst when they differ tenfold. ``select``'s propensity of
+    the chosen arm is the same number as ``action_dist`` gives it before renormalisation.
 
     Example:
         >>> import numpy as np
@@ -425,14 +455,33 @@ class LinTS(_LinearPolicy):
 
     @staticmethod
     def _win_probability(mu: NDArray[np.float64], sd: NDArray[np.float64], arms: NDArray[np.int64]) -> NDArray[np.float64]:
-        """P(arm ``arms[i]`` has the largest score) for each row i, by Gauss–Hermite quadrature."""
-        rows = np.arange(mu.shape[0])
-        m_a = mu[rows, arms][:, None, None]
-        s_a = sd[rows, arms][:, None, None]
-        t = m_a + s_a * _GH_NODES[None, :, None]  # (n, G, 1)
-        z = (t - mu[:, None, :]) / sd[:, None, :]  # (n, G, K)
-        z[rows, :, arms] = np.inf
-        prob = _ndtr(z).prod(axis=2) @ _GH_WEIGHTS
+        """P(arm ``arms[i]`` has the largest score) for each row i, by Gauss–Hermite quadrature.
+
+        A competitor ``b`` whose standardised gap ``(μ_a + σ_a z − μ_b)/σ_b`` exceeds 8.3 even at the
+        lowest node contributes a factor 1 and is skipped; rows are grouped by how many competitors
+        remain, so a trained policy (well-separated arms) pays for two or three arms, not ``K − 1``.
+        """
+        n = mu.shape[0]
+        rows = np.arange(n)
+        m_a = mu[rows, arms]
+        s_a = sd[rows, arms]
+        lowest = (m_a[:, None] + s_a[:, None] * _GH_NODES[0] - mu) / sd
+        lowest[rows, arms] = np.inf
+        relevant = lowest < _SAFE_GAP
+        n_rel = relevant.sum(axis=1)
+        prob = np.full(n, float(_GH_WEIGHTS.sum()))
+        if not n_rel.any():
+            return prob
+        # Relevant competitors first in each row (stable: ties keep arm order).
+        order = np.argsort(~relevant, axis=1, kind="stable")
+        for m in np.unique(n_rel[n_rel > 0]):
+            sel = np.flatnonzero(n_rel == m)
+            idx = order[sel, :m]
+            mu_b = np.take_along_axis(mu[sel], idx, axis=1)[:, None, :]
+            sd_b = np.take_along_axis(sd[sel], idx, axis=1)[:, None, :]
+            t = m_a[sel, None, None] + s_a[sel, None, None] * _GH_NODES[None, :, None]  # (r, G, 1)
+            z = (t - mu_b) / sd_b  # (r, G, m)
+            prob[sel] = np.einsum("rg,g->r", _ndtr(z).prod(axis=2), _GH_WEIGHTS)
         return np.clip(prob, 0.0, 1.0)
 
     def select(self, contexts: ArrayLike) -> Decision:

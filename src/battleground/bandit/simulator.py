@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,12 +175,27 @@ class RetailSimulator:
         self.quantity_rate_ = rng.uniform(0.1, 0.8, size=(n, c))
 
     # -- episode -------------------------------------------------------------------------------
-    def reset(self) -> NDArray[np.float64]:
-        """Draw the world from ``seed``, run the coupon-free warm-up, return the first contexts."""
+    def reset(self, episode: int | Sequence[int] | None = None) -> NDArray[np.float64]:
+        """Draw the world from ``seed``, run the coupon-free warm-up, return the first contexts.
+
+        Args:
+            episode: seeds the step-by-step draws (visits, purchases, promotions) separately from
+                the world, so trajectories ``episode=0, 1, …`` (or tuples such as ``(3, seed, i)``)
+                replay the same customers and products with different luck. ``None`` is the
+                simulator's own stream (``seed`` alone).
+        """
         self._validate()
+        stream = [self.seed, 2]
+        if episode is not None:
+            parts = [episode] if isinstance(episode, int | np.integer) else list(episode)
+            if not parts or any(isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 0 for p in parts):
+                raise SimulatorInputError(
+                    f"episode must be None, an integer >= 0 or a sequence of them, got {episode!r}"
+                )
+            stream = [self.seed, 3, *(int(p) for p in parts)]
         self._draw_world()
         n = self.n_customers
-        self.rng_ = np.random.default_rng([self.seed, 2])
+        self.rng_ = np.random.default_rng(stream)
         self.promo_on_ = self.rng_.random(self.n_products) < self.p_promo_on_ / (self.p_promo_on_ + self.p_promo_off_)
         self.last_visit_ = np.zeros(n, dtype=bool)
         self.t_ = 0
@@ -247,7 +263,7 @@ class RetailSimulator:
         rng = self.rng_
         n, c = self.n_customers, self.n_categories
         per = self.n_products // c
-        coupon = a * float(self.coupon_step)
+        coupon = a.astype(np.float64) * float(self.coupon_step)
         visits = rng.random(n) < self._visit_probability(coupon)
         shelf, utility = self._prices_and_utility(coupon)
         u = utility.reshape(n, c, per)

@@ -45,6 +45,6 @@ def user_errors() -> Iterator[None]:
     into a one-line red message and exit code 1, instead of a traceback."""
     try:
         yield
-    except (ValueError, LookupError, PermissionError, RuntimeError) as exc:
+    except (ValueError, LookupError, PermissionError, FileNotFoundError, RuntimeError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(code=1) from exc
