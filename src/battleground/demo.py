@@ -378,8 +378,11 @@ def _bandit_battle(settings: Settings, sizes: DemoSizes, console: Console, summa
 
     with console.status("agents shopping for customers…"):
         battle = run_battle(settings, n_customers=sizes.bandit_customers, n_steps=sizes.bandit_steps, seed=0)
-    for title, frame in (("agents (mean accumulated revenue per customer)", battle.summary),
-                         ("off-policy estimates from random-policy logs vs truth", battle.ope)):
+    agents = battle.summary[["agent", "accumulated_revenue", "accumulated_revenue_std", "retention",
+                             "category_penetration", "empirical_discount", "mean_coupon_level"]]
+    for title, frame in (("agents: per customer over the evaluation trajectories", agents),
+                         (f"off-policy estimates of {battle.ope_agent} from random-policy logs vs its true value",
+                          battle.ope)):
         table = Table(title=title)
         for col in frame.columns:
             table.add_column(str(col))

@@ -1,0 +1,219 @@
+"""The JSON API under ``/api``: experiments, results, daily series, audit log, leaderboard, bandit
+files, and event ingestion (``POST /api/events``, the one write)."""
+
+# no `from __future__ import annotations`: FastAPI reads the annotations of the routes at runtime
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.security import HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from battleground.web._auth import check_write_access
+from battleground.web._state import DashboardState, check_key
+from battleground.web._views import (
+    audit_dicts,
+    bandit_files,
+    experiment_detail,
+    experiment_summary,
+    frame_records,
+    jsonable,
+    leaderboard,
+    read_only_monitor,
+    record_dict,
+)
+
+__all__ = ["MAX_BATCH", "BatchError", "EventBatch", "EventIn", "IngestResponse", "create_api_router"]
+
+MAX_BATCH = 50_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (tabs, newlines, NUL, ...)")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _plain_time(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    if not 1900 <= value.year <= 9998:
+        raise ValueError(f"year must be between 1900 and 9998, got {value.year}")
+    return value
+
+
+def _key_text(value: str) -> str:
+    value = _no_control(value)
+    if value.strip().isdigit() and int(value) > 2**31 - 1:
+        raise ValueError(f"experiment ids are at most {2**31 - 1}, got {value}")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+ExperimentKey = (
+    Annotated[int, Field(ge=1, le=2**31 - 1)]
+    | Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_key_text)]
+)
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+Timestamp = Annotated[dt.datetime, AfterValidator(_plain_time)]
+
+
+class EventIn(BaseModel):
+    """One event. ``experiment`` may be left out when the batch names it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Text = Field(description="unique id of the event; a repeated id is skipped (idempotent)")
+    experiment: ExperimentKey | None = Field(None, description="experiment id or name")
+    variant: Text
+    user_id: Text
+    event_type: Text = Field(description="'exposure' assigns the user; others feed metrics")
+    timestamp: Timestamp = Field(description="ISO 8601; aware times are converted to UTC")
+    value: Finite | None = None
+    covariate: Finite | None = Field(None, description="pre-period covariate (CUPED)")
+
+
+class EventBatch(BaseModel):
+    """A batch of events, stored all or nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: ExperimentKey | None = Field(
+        None, description="experiment id or name for events that do not name one"
+    )
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _every_event_has_an_experiment(self) -> "EventBatch":
+        if self.experiment is None:
+            for i, e in enumerate(self.events):
+                if e.experiment is None:
+                    raise ValueError(
+                        f"events[{i}].experiment is missing: name the experiment on every event or "
+                        "once for the batch ('experiment': <id or name>)"
+                    )
+        return self
+
+
+class BatchError(ValueError):
+    """A batch refused as a whole (HTTP 422); ``row`` and ``field`` say where, when known."""
+
+    def __init__(self, message: str, *, row: int | None, field: str | None) -> None:
+        super().__init__(message)
+        self.row = row
+        self.field = field
+
+
+class IngestResponse(BaseModel):
+    received: int
+    inserted: int
+    duplicates: int
+
+
+_bearer = HTTPBearer(auto_error=False, description="BATTLEGROUND_API_TOKEN; without one the server is read-only")
+
+
+def create_api_router(state: DashboardState) -> APIRouter:
+    """The ``/api`` routes over one :class:`DashboardState`."""
+    router = APIRouter(prefix="/api", tags=["api"])
+    settings = state.settings
+
+    def require_writer(
+        _: Any = Depends(_bearer), authorization: str | None = Header(default=None, include_in_schema=False)
+    ) -> None:
+        check_write_access(settings.api_token, authorization)
+
+    @router.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness, and whether writes are accepted."""
+        import battleground
+
+        return {"status": "ok", "version": battleground.__version__, "read_only": state.read_only}
+
+    @router.get("/experiments")
+    def list_experiments(
+        status: Literal["draft", "running", "stopped", "archived"] | None = None,
+    ) -> dict[str, Any]:
+        """Every experiment with users per variant and the SRM / end-condition badges."""
+        monitor = read_only_monitor(settings)
+        records = state.registry.list(status=status)
+        return {"experiments": [experiment_summary(monitor, r).to_dict() for r in records]}
+
+    @router.get("/experiments/{key}")
+    def get_experiment(key: str) -> dict[str, Any]:
+        """The registered design: variants, metrics, end conditions, dates."""
+        record = state.registry.get(check_key(key))
+        summary = experiment_summary(read_only_monitor(settings), record)
+        return {"experiment": record_dict(record), "summary": summary.to_dict()}
+
+    @router.get("/experiments/{key}/results")
+    def get_results(
+        key: str,
+        start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
+        end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
+    ) -> dict[str, Any]:
+        """One row per metric × variant with lifts, CIs and p-values; the SRM check; the decision."""
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        return {
+            "experiment_id": d.record.id, "name": d.record.name, "status": d.record.status,
+            "rows": frame_records(d.result), "srm": jsonable(d.srm.to_dict()) if d.srm else None,
+            "decision": jsonable(d.decision.to_dict()) if d.decision else None,
+            "needed": d.needed or None, "no_data": d.no_data,
+            "end_conditions": jsonable(d.end.to_dict()) if d.end else None,
+        }
+
+    @router.get("/experiments/{key}/daily")
+    def get_daily(
+        key: str,
+        start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
+        end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
+    ) -> dict[str, Any]:
+        """The results on each day's cumulative data (one block of rows per date), for charts."""
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        return {"experiment_id": d.record.id, "rows": frame_records(d.daily), "no_data": d.no_data}
+
+    @router.get("/experiments/{key}/audit")
+    def get_audit(key: str) -> dict[str, Any]:
+        """Every status change, edit and note, oldest first."""
+        record = state.registry.get(check_key(key))
+        return {"experiment_id": record.id, "entries": audit_dicts(state.registry.audit_log(record.id))}
+
+    @router.get("/leaderboard")
+    def get_leaderboard() -> dict[str, Any]:
+        """Model runs of the MLflow store, best validation score first, the champion marked."""
+        return leaderboard(settings).to_dict()
+
+    @router.get("/bandit")
+    def get_bandit() -> dict[str, Any]:
+        """Summaries (CSV, JSON, report.html) found under ``<home>/bandit``."""
+        return {"files": [f.to_dict() for f in bandit_files(settings)]}
+
+    @router.post(
+        "/events", response_model=IngestResponse, dependencies=[Depends(require_writer)],
+        responses={
+            401: {"description": "missing or wrong token"},
+            403: {"description": "read-only server (no token configured)"},
+            422: {"description": "bad batch (names the row and field); nothing was stored"},
+        },
+    )
+    def post_events(batch: EventBatch) -> IngestResponse:
+        """Store a batch of events, all or nothing; repeated event ids are skipped."""
+        from battleground.experiment.events import ingest
+
+        rows = [e.model_dump() for e in batch.events]
+        for r in rows:
+            # one type for the column: ids and names as text (the registry reads digits as an id)
+            r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
+        try:
+            result = ingest(state.store, rows)
+        except LookupError as exc:  # an experiment the registry does not know
+            raise BatchError(str(exc), row=None, field="experiment") from exc
+        return IngestResponse(
+            received=int(result.received), inserted=int(result.inserted), duplicates=int(result.duplicates)
+        )
+
+    return router

@@ -1,0 +1,223 @@
+"""The dashboard's FastAPI application and its error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from battleground.settings import quiet_third_party_telemetry
+from battleground.web._auth import WRITE_METHODS, AuthFailure, check_write_access
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    from battleground.settings import Settings
+    from battleground.web._state import DashboardState
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("battleground.web")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The dashboard: pages at ``/``, ``/experiments/{id}``, ``/leaderboard``, ``/bandit`` and the JSON
+    API under ``/api`` (OpenAPI spec at ``/api/openapi.json``).
+
+    Writes (``POST /api/events``) need ``Authorization: Bearer <settings.api_token>``; with no token
+    configured the server is read-only and refuses them with 403.
+    """
+    from fastapi import FastAPI
+
+    import battleground
+    from battleground.web._api import create_api_router
+    from battleground.web._pages import create_page_router
+    from battleground.web._state import DashboardState
+
+    quiet_third_party_telemetry()
+    _warm_imports()
+    state = DashboardState(settings)
+    app = FastAPI(
+        title="battleground dashboard",
+        version=battleground.__version__,
+        description="Experiments, model leaderboard and bandit battles; event ingestion.",
+        docs_url=None,  # the interactive docs load from a CDN; the pages must work offline
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.dashboard = state
+    app.include_router(create_api_router(state))
+    app.include_router(create_page_router(state))
+    _install_error_handlers(app, state)
+    return app
+
+
+def _warm_imports() -> None:
+    """Import the heavy modules the routes use once, here: worker threads importing pandas for the
+    first time at the same moment can see it half-initialised."""
+    import pandas  # noqa: F401
+    import pyarrow
+    import pyarrow.compute  # noqa: F401
+
+    import battleground.experiment.events
+    import battleground.experiment.monitoring
+    import battleground.experiment.report  # noqa: F401
+
+
+# ---------------------------------------------------------------------------------------------------
+# errors: every failure is a clear 4xx (or 503 when storage is down), never a bare 500
+# ---------------------------------------------------------------------------------------------------
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", "")
+
+
+def _respond(
+    request: Request,
+    state: DashboardState,
+    status: int,
+    message: str,
+    extra: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    from fastapi.responses import JSONResponse
+
+    if _wants_json(request):
+        return JSONResponse({"detail": message, **(extra or {})}, status_code=status, headers=headers)
+    from battleground.web._pages import templates
+
+    return templates().TemplateResponse(
+        request, "error.html.j2",
+        {"title": f"error {status}", "status": status, "message": message, "nav": "",
+         "read_only": state.read_only, "home": str(state.settings.home), "plotly": False},
+        status_code=status, headers=headers,
+    )
+
+
+_UNION_TAGS = frozenset({"int", "str", "float", "bool", "datetime", "constrained-str", "constrained-int"})
+
+
+def _where(loc: tuple[Any, ...] | list[Any]) -> tuple[int | None, str | None, str]:
+    """(row, field, dotted text) of a pydantic error location such as ('body', 'events', 3, 'value');
+    union member tags (``int``, ``function-after[...]``) are dropped."""
+    parts = [
+        p for p in loc
+        if isinstance(p, int) or (p != "body" and p not in _UNION_TAGS and not any(c in str(p) for c in "[("))
+    ]
+    row = parts[1] if len(parts) >= 2 and parts[0] == "events" and isinstance(parts[1], int) else None
+    names = [str(p) for p in parts if not isinstance(p, int) and p not in ("query", "path", "header")]
+    text = ""
+    for p in parts:
+        if p in ("query", "path", "header"):
+            continue
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return row, (names[-1] if names else None), text or "request body"
+
+
+def _storage_errors() -> tuple[type[Exception], ...]:
+    """Exception types that mean the registry or event store cannot be reached right now."""
+    found: list[type[Exception]] = []
+    try:
+        from sqlalchemy import exc as sa_exc
+
+        found += [sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError]
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        pass
+    try:
+        import psycopg
+
+        found += [psycopg.OperationalError, psycopg.InterfaceError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import duckdb
+
+        found += [duckdb.IOException, duckdb.ConnectionException]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(found)
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    from battleground.experiment.register import RegistryError
+    from battleground.stats import StatsInputError
+    from battleground.web._api import BatchError
+    from battleground.web._views import WindowError
+
+    if isinstance(exc, RegistryError | StatsInputError | BatchError | WindowError):
+        return True
+    return any(c.__name__ == "EventValidationError" for c in type(exc).__mro__)
+
+
+def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    from battleground.experiment.register import ExperimentNotFoundError
+
+    async def auth_failure(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthFailure)
+        return _respond(request, state, exc.status, exc.message, headers=exc.headers)
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        # a write is refused for its missing token before its body is looked at
+        if request.method in WRITE_METHODS:
+            try:
+                check_write_access(state.settings.api_token, request.headers.get("authorization"))
+            except AuthFailure as refused:
+                return await auth_failure(request, refused)
+        errors = []
+        for e in exc.errors():
+            row, field, where = _where(e.get("loc", ()))
+            errors.append({"where": where, "row": row, "field": field, "message": str(e.get("msg", ""))})
+        first = errors[0] if errors else {"where": "request", "row": None, "field": None, "message": "invalid"}
+        message = f"{first['where']}: {first['message']}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        if request.method in WRITE_METHODS:
+            message += "; nothing was stored"
+        return _respond(
+            request, state, 422, message, {"row": first["row"], "field": first["field"], "errors": errors[:50]}
+        )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _respond(request, state, 404, str(exc).strip("'\""))
+
+    async def bad_value(request: Request, exc: Exception) -> Response:
+        if _is_input_error(exc):
+            extra = {"row": getattr(exc, "row", None), "field": getattr(exc, "field", None)}
+            message = str(exc)
+            if request.method in WRITE_METHODS:
+                message += "; nothing was stored"
+            return _respond(request, state, 422, message, extra)
+        return await internal(request, exc)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _respond(
+            request, state, 503,
+            f"storage unavailable ({type(exc).__name__}: {first_line[:300]}); retry in a few seconds",
+            headers={"Retry-After": "2"},
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _respond(request, state, exc.status_code, str(exc.detail), headers=exc.headers)
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _respond(request, state, 500, f"internal error ({type(exc).__name__}); see the server log")
+
+    app.add_exception_handler(AuthFailure, auth_failure)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(ExperimentNotFoundError, not_found)
+    app.add_exception_handler(LookupError, not_found)
+    app.add_exception_handler(ValueError, bad_value)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal)
+    for cls in _storage_errors():
+        app.add_exception_handler(cls, unavailable)

@@ -1,0 +1,129 @@
+"""Browser tests: Playwright drives Debian's ``chromium`` against the dashboard served by uvicorn.
+
+The set-up installs the Debian package ``chromium`` (``apt-get update && apt-get install -y
+chromium``) only when ``shutil.which("chromium")`` finds none, and Playwright never downloads a
+browser. A failure here fails the suite: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update",
+]
+SCREENSHOT = "/tmp/dash.png"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+            if done.returncode != 0:
+                pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
+        path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("apt-get installed chromium but `chromium` is still not on PATH")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def base_url(seeded: Any) -> Iterator[str]:
+    """The dashboard of the seeded home as `battleground ui` serves it by default: no token, read-only."""
+    import uvicorn
+
+    from battleground.web import create_app
+
+    app = create_app(dataclasses.replace(seeded.settings, api_token=None))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start the dashboard within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_list_experiment_chart_and_refused_write(browser: Any, base_url: str, seeded: Any) -> None:
+    from battleground.experiment.events import open_event_store
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("request", lambda req: None if req.url.startswith(base_url) else problems.append(f"left the box: {req.url}"))
+
+    # the list, with its badges
+    page.goto(f"{base_url}/")
+    assert page.title() == "Experiments · battleground"
+    rows = page.locator("table#experiments tr[data-experiment]")
+    assert rows.count() == 5
+    checkout = page.locator(f'tr[data-experiment="{seeded.ids["checkout-button"]}"]')
+    assert "end condition met" in checkout.inner_text()
+    assert "SRM alert" in page.locator(f'tr[data-experiment="{seeded.ids["srm-broken"]}"]').inner_text()
+    assert page.locator("#mode").inner_text() == "read-only (no API token)"
+
+    # open an experiment and wait for Plotly to draw its charts
+    checkout.get_by_role("link", name="checkout-button").click()
+    page.wait_for_url(f"{base_url}/experiments/{seeded.ids['checkout-button']}")
+    page.wait_for_selector("#charts .plot-container svg.main-svg", timeout=20_000)
+    assert page.locator(".plot-container").count() == 3  # sample size + two lift charts
+    assert page.locator("#charts .plot-container .scatterlayer .trace").count() >= 4  # lift + CI band per chart
+    assert "Decision: ship treatment" in page.locator("#decision").inner_text()
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    # a write without a token, from the page itself, is refused and stores nothing
+    before = open_event_store(seeded.settings).count()
+    answer = page.evaluate(
+        """async () => {
+            const r = await fetch('/api/events', {method: 'POST', headers: {'Content-Type': 'application/json'},
+              body: JSON.stringify({experiment: 'ingest-target', events: [{event_id: 'browser-1',
+                variant: 'control', user_id: 'b1', event_type: 'exposure', timestamp: '2022-03-05T10:00:00'}]})});
+            return {status: r.status, body: await r.json()};
+        }"""
+    )
+    assert answer["status"] == 403, answer
+    assert "read-only" in answer["body"]["detail"]
+    assert open_event_store(seeded.settings).count() == before
+    refused = [p for p in problems if "status of 403" in p]
+    assert len(refused) == 1  # the browser logs the refused write; nothing else went wrong
+    assert [p for p in problems if p not in refused] == []
+    page.close()
