@@ -1,8 +1,10 @@
 """A/B statistics benchmarks (issue 3).
 
-1. ``Monitor.get_abtest_result`` end to end over N events in the embedded DuckDB store, against a pandas
-   implementation of the same numbers (per-user aggregation, per-variant sums, the same statistics)
-   on the same events held in memory. Targets: ≤ 1.5 s at 10M events and ≥ 3× pandas.
+1. ``Monitor.get_abtest_result`` end to end (a fresh Monitor, the registry lookup, the SQL sums in the
+   embedded DuckDB store, the statistics, the DataFrame) over N events that were registered, exposed and
+   ingested through the store, against a pandas implementation of the same numbers (window, per-user
+   aggregation, per-variant sums, the same statistics) on the same events held in memory. Targets:
+   ≤ 1.5 s at 10M events and ≥ 3× pandas.
 2. Analysis of 100 experiments × 10 metrics from their sums (vectorised ``analyze_metrics``) against
    the scalar per-comparison functions. Target: ≤ 0.5 s.
 
@@ -98,151 +100,176 @@ def bench_sums(n_experiments: int = 100, n_metrics: int = 10) -> dict[str, float
 
 
 # ---------------------------------------------------------------------------------------------------
-# 1. per-variant results over raw events: DuckDB (SQL sums + Python tests) vs pandas
+# 1. Monitor.get_abtest_result end to end over events ingested through the store, vs pandas
 # ---------------------------------------------------------------------------------------------------
 
-METRICS_SQL = """
-WITH per_user AS (
-    SELECT variant, user_id,
-           max(CASE WHEN event_type = 'purchase' THEN 1.0 ELSE 0.0 END) AS conv,
-           sum(CASE WHEN event_type = 'purchase' THEN value ELSE 0.0 END) AS revenue,
-           count(*) FILTER (WHERE event_type = 'click') AS clicks,
-           count(*) FILTER (WHERE event_type = 'impression') AS imps,
-           count(*) FILTER (WHERE event_type = 'purchase') AS purchases
-    FROM events
-    WHERE experiment = ? AND timestamp >= ? AND timestamp < ?
-    GROUP BY variant, user_id
-)
-SELECT variant, count(*) AS users, sum(purchases) AS purchases, sum(conv) AS conv,
-       sum(revenue) AS rev, sum(revenue * revenue) AS rev2,
-       sum(clicks) AS clk, sum(clicks * clicks) AS clk2, sum(imps) AS imp, sum(imps * imps) AS imp2,
-       sum(clicks * imps) AS clkimp
-FROM per_user GROUP BY variant ORDER BY variant
-"""
+METRICS = [
+    {"name": "conversion", "kind": "proportion", "numerator": "purchase", "primary": True},
+    {"name": "revenue", "kind": "mean", "numerator": "purchase"},
+    {"name": "ctr", "kind": "ratio", "numerator": "click", "denominator": "impression"},
+]
+START = "2022-03-01"
+END = "2022-03-14"  # the last day; Monitor reads it as "through the end of that day"
 
 
-def _events(n_events: int, seed: int = 0) -> Any:
-    """Synthetic events of one experiment: an exposure per user, impressions, clicks, purchases."""
+def _simulate(n_events: int, variant_of: Any, seed: int = 0) -> Any:
+    """Events after one exposure per user (10 % of the events): impressions, clicks (CTR 5 % vs
+    5.2 %), purchases (1 % vs 1.05 %, gamma revenue as the value), over 14 days. Returns the per-user
+    variants and a generator of event chunks as DataFrames (user_id int64, categorical types)."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
     n_users = max(n_events // 10, 10)
     users = np.arange(n_users, dtype=np.int64)
-    variant = np.where(rng.random(n_users) < 0.5, "control", "treatment")
+    variant = np.asarray(variant_of(users), dtype=object)
     treat = variant == "treatment"
-    per_user = n_events - n_users  # the rest of the events after one exposure each
-    owner = rng.integers(0, n_users, per_user)
-    u = rng.random(per_user)
-    p_click = np.where(treat[owner], 0.052, 0.05)
-    p_buy = np.where(treat[owner], 0.0105, 0.01)
-    etype = np.where(u < p_buy, "purchase", np.where(u < p_buy + p_click, "click", "impression"))
-    value = np.where(etype == "purchase", rng.gamma(2.0, 20.0, per_user), np.nan)
-    start = np.datetime64("2022-03-01T00:00:00")
-    ts = start + rng.integers(0, 14 * 86400, n_events).astype("timedelta64[s]")
-    return pd.DataFrame({
-        "event_id": np.arange(n_events, dtype=np.int64),
-        "experiment": np.full(n_events, 1, dtype=np.int64),
-        "variant": pd.Categorical(np.concatenate([variant, variant[owner]])),
-        "user_id": np.concatenate([users, owner]),
-        "event_type": pd.Categorical(np.concatenate([np.full(n_users, "exposure"), etype])),
-        "timestamp": ts,
-        "value": np.concatenate([np.full(n_users, np.nan), value]),
-    })
+    n_rest = n_events - n_users
+    start = np.datetime64(f"{START}T00:00:00")
+
+    def chunks(size: int = 2_000_000) -> Any:
+        for lo in range(0, n_rest, size):
+            k = min(size, n_rest - lo)
+            owner = rng.integers(0, n_users, k)
+            u = rng.random(k)
+            p_buy = np.where(treat[owner], 0.0105, 0.01)
+            p_click = np.where(treat[owner], 0.052, 0.05)
+            etype = np.where(u < p_buy, "purchase", np.where(u < p_buy + p_click, "click", "impression"))
+            yield lo, pd.DataFrame({
+                "variant": pd.Categorical(variant[owner], categories=["control", "treatment"]),
+                "user_id": owner,
+                "event_type": pd.Categorical(etype, categories=["exposure", "impression", "click", "purchase"]),
+                "timestamp": start + rng.integers(0, 14 * 86400, k).astype("timedelta64[s]"),
+                "value": np.where(etype == "purchase", np.round(rng.gamma(2.0, 20.0, k), 2), np.nan),
+            })
+
+    return users, variant, chunks
 
 
-def _rows_to_sums(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    from battleground.storage.sums import MetricSums
-
-    out: dict[str, list[Any]] = {"conversion": [], "revenue": [], "ctr": []}
-    for v, users, purchases, conv, rev, rev2, clk, clk2, imp, imp2, clkimp in rows:
-        v, users, purchases = str(v), int(users), int(purchases)
-        out["conversion"].append(MetricSums(v, users, purchases, float(conv), float(conv)))
-        out["revenue"].append(MetricSums(v, users, purchases, float(rev), float(rev2)))
-        out["ctr"].append(
-            MetricSums(v, users, int(clk), float(clk), float(clk2), float(imp), float(imp2), float(clkimp))
-        )
-    return out
-
-
-
-def _specs() -> Any:
-    from battleground.stats import MetricSpec
-
-    return [MetricSpec("conversion", "proportion", primary=True), MetricSpec("revenue", "mean"),
-            MetricSpec("ctr", "ratio")]
-
-
-def _to_frame(sums: dict[str, list[Any]]) -> Any:
-    from battleground.experiment.monitoring import results_frame
-    from battleground.stats import analyze_metrics, srm_test
-
-    rows = analyze_metrics(_specs(), sums, control="control")
-    users = [s.users for s in sums["conversion"]]
-    return results_frame(1, rows, srm_test(users, [0.5, 0.5]))
-
-
-def duckdb_result(con: Any, start: str, end: str) -> Any:
-    rows = con.execute(METRICS_SQL, [1, start, end]).fetchall()
-    return _to_frame(_rows_to_sums(rows))
-
-
-def pandas_result(df: Any, start: str, end: str) -> Any:
+def _load(home: Path, n_events: int) -> tuple[Any, int, Any]:
+    """Register and start the experiment, expose every user and ingest the events through the store;
+    returns the settings, the experiment id and the same events as one in-memory DataFrame."""
     import pandas as pd
 
-    sel = df[(df["experiment"] == 1) & (df["timestamp"] >= pd.Timestamp(start)) & (df["timestamp"] < pd.Timestamp(end))]
-    et = sel["event_type"]
-    per_user = pd.DataFrame({
-        "variant": sel["variant"], "user_id": sel["user_id"],
-        "conv": (et == "purchase").astype(float), "revenue": sel["value"].where(et == "purchase", 0.0),
-        "clicks": (et == "click").astype(np.int64), "imps": (et == "impression").astype(np.int64),
-        "purchases": (et == "purchase").astype(np.int64),
-    }).groupby(["variant", "user_id"], observed=True).agg(
-        conv=("conv", "max"), revenue=("revenue", "sum"), clicks=("clicks", "sum"), imps=("imps", "sum"),
-        purchases=("purchases", "sum"),
-    )
-    per_user = per_user.assign(
-        rev2=per_user["revenue"] ** 2, clk2=per_user["clicks"] ** 2, imp2=per_user["imps"] ** 2,
-        clkimp=per_user["clicks"] * per_user["imps"],
-    )
-    g = per_user.groupby(level="variant", observed=True)
-    agg = g.agg(
-        users=("conv", "size"), purchases=("purchases", "sum"), conv=("conv", "sum"),
-        rev=("revenue", "sum"), rev2=("rev2", "sum"), clk=("clicks", "sum"), clk2=("clk2", "sum"),
-        imp=("imps", "sum"), imp2=("imp2", "sum"), clkimp=("clkimp", "sum"),
-    ).sort_index()
-    rows = [(v, *r) for v, r in zip(agg.index, agg.itertuples(index=False), strict=True)]
-    return _to_frame(_rows_to_sums(rows))
+    from battleground.experiment.assign import Assigner
+    from battleground.experiment.events import ingest, open_event_store
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
 
-
-def bench_events(n_events: int) -> dict[str, float]:
-    import duckdb
-
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home)})
+    registry = Registry(settings.registry_url)
+    exp = registry.create_experiment("bench-checkout", metrics=METRICS, start_at=START, salt="bench")
+    exp = registry.start(exp.id)
+    store = open_event_store(settings)
+    assigner = Assigner(exp)
+    users, variant, chunks = _simulate(n_events, assigner.assign_many)
     t0 = time.perf_counter()
-    df = _events(n_events)
-    with tempfile.TemporaryDirectory() as tmp:
-        con = duckdb.connect(str(Path(tmp) / "events.duckdb"))
-        con.register("df_view", df)
-        con.execute("CREATE TABLE events AS SELECT * FROM df_view")
-        con.unregister("df_view")
-        print(f"{n_events:,} events generated and loaded into DuckDB in {time.perf_counter() - t0:.1f} s")
-        start, end = "2022-03-01", "2022-03-15"
-        t_db, res_db = _timeit(lambda: duckdb_result(con, start, end))
-        t_pd, res_pd = _timeit(lambda: pandas_result(df, start, end), repeat=2)
-        con.close()
-    cols = ["users", "value", "abs_lift", "p_value", "rel_ci_lower", "rel_ci_upper"]
-    same = np.allclose(res_db[cols].to_numpy(float), res_pd[cols].to_numpy(float), equal_nan=True, rtol=1e-9)
-    print(
-        f"per-variant results over {n_events:,} events (3 metrics: conversion, revenue, CTR by the delta "
-        f"method; Welch + SRM): DuckDB {t_db:.3f} s (target <= 1.5 s), pandas {t_pd:.3f} s, "
-        f"ratio {t_pd / t_db:.1f}x (target >= 3x); same numbers: {same}"
+    assigner.expose(store, users, at=np.datetime64(f"{START}T00:00:00").astype("datetime64[us]").item())
+    frames = [pd.DataFrame({
+        "variant": pd.Categorical(variant, categories=["control", "treatment"]), "user_id": users,
+        "event_type": pd.Categorical(["exposure"] * users.size, categories=["exposure", "impression", "click", "purchase"]),
+        "timestamp": np.full(users.size, np.datetime64(f"{START}T00:00:00")), "value": np.nan,
+    })]
+    for lo, chunk in chunks():
+        batch = chunk.assign(
+            event_id=np.char.add("e", np.arange(lo, lo + len(chunk)).astype(str)), experiment=exp.id,
+            variant=chunk["variant"].astype(str), event_type=chunk["event_type"].astype(str),
+            value=pd.array(chunk["value"].to_numpy(), dtype="Float64"),  # <NA>: no value
+        )
+        ingest(store, batch)
+        frames.append(chunk)
+    events = pd.concat(frames, ignore_index=True)
+    print(f"{len(events):,} events ({users.size:,} users) registered, exposed and ingested through the "
+          f"store in {time.perf_counter() - t0:.1f} s; {store.count(exp.id):,} stored", flush=True)
+    return settings, exp.id, events
+
+
+def monitor_result(settings: Any, experiment_id: int) -> Any:
+    """What a user runs: a fresh Monitor, the experiment, the results frame."""
+    from battleground.experiment.monitoring import Monitor
+
+    monitor = Monitor(client=settings)
+    monitor.put_experiment_id(experiment_id=experiment_id)
+    return monitor.get_abtest_result(start_dt=START, end_dt=END)
+
+
+def pandas_result(df: Any, experiment_id: int) -> Any:
+    """The same numbers with pandas on the in-memory events: window, per-user aggregation of exposed
+    users, per-variant sums, then the same statistics (analyze_metrics + SRM) on those sums."""
+    import pandas as pd
+
+    from battleground.experiment.monitoring import results_frame
+    from battleground.stats import MetricSpec, analyze_metrics, srm_test
+    from battleground.storage.sums import MetricSums
+
+    lo, hi = pd.Timestamp(START), pd.Timestamp(END) + pd.Timedelta(days=1)
+    sel = df[(df["timestamp"] >= lo) & (df["timestamp"] < hi)]
+    et = sel["event_type"]
+    buy, click = (et == "purchase"), (et == "click")
+    flags = pd.DataFrame({
+        "variant": sel["variant"], "user_id": sel["user_id"], "exposed": (et == "exposure"),
+        "purchases": buy.astype(np.int64), "revenue": sel["value"].where(buy, 0.0).fillna(0.0),
+        "clicks": click.astype(np.float64), "imps": (et == "impression").astype(np.float64),
+    })
+    per_user = flags.groupby(["variant", "user_id"], observed=True, sort=False).agg(
+        exposed=("exposed", "max"), purchases=("purchases", "sum"), revenue=("revenue", "sum"),
+        clicks=("clicks", "sum"), imps=("imps", "sum"),
     )
-    return {"duckdb_s": t_db, "pandas_s": t_pd}
+    per_user = per_user[per_user["exposed"]]
+    conv = (per_user["purchases"] > 0).astype(np.float64)
+    per_user = per_user.assign(conv=conv, rev2=per_user["revenue"] ** 2, clk2=per_user["clicks"] ** 2,
+                               imp2=per_user["imps"] ** 2, clkimp=per_user["clicks"] * per_user["imps"])
+    agg = per_user.groupby(level="variant", observed=True).agg(
+        users=("conv", "size"), purchases=("purchases", "sum"), conv=("conv", "sum"), rev=("revenue", "sum"),
+        rev2=("rev2", "sum"), clk=("clicks", "sum"), clk2=("clk2", "sum"), imp=("imps", "sum"),
+        imp2=("imp2", "sum"), clkimp=("clkimp", "sum"),
+    ).sort_index()
+    sums: dict[str, list[Any]] = {"conversion": [], "revenue": [], "ctr": []}
+    for v, r in agg.iterrows():
+        n, e = int(r["users"]), int(r["purchases"])
+        sums["conversion"].append(MetricSums(str(v), n, e, float(r["conv"]), float(r["conv"])))
+        sums["revenue"].append(MetricSums(str(v), n, e, float(r["rev"]), float(r["rev2"])))
+        sums["ctr"].append(MetricSums(str(v), n, int(r["clk"]), float(r["clk"]), float(r["clk2"]),
+                                      float(r["imp"]), float(r["imp2"]), float(r["clkimp"])))
+    specs = [MetricSpec(m["name"], m["kind"], primary=bool(m.get("primary"))) for m in METRICS]
+    rows = analyze_metrics(specs, sums, control="control")
+    return results_frame(experiment_id, rows, srm_test([s.users for s in sums["conversion"]], [0.5, 0.5]))
+
+
+def bench_monitor(n_events: int) -> dict[str, float]:
+    from battleground.experiment.events import events_frame, open_event_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, exp_id, events = _load(Path(tmp) / ".battleground", n_events)
+        store = open_event_store(settings)
+        one_scan = hasattr(store, "sums_many")
+        t_mon, res_mon = _timeit(lambda: monitor_result(settings, exp_id))
+        # pandas on the events as the store holds them (text ids and types, read back once, untimed) …
+        stored = events_frame(store, exp_id).drop(columns=["event_id", "experiment_id", "covariate"])
+        stored = stored.rename(columns={"ts": "timestamp"})
+        t_pd, res_pd = _timeit(lambda: pandas_result(stored, exp_id), repeat=2)
+        # … and on the generator's own frame (int64 user ids, categorical types: pandas at its fastest).
+        t_fast, res_fast = _timeit(lambda: pandas_result(events, exp_id), repeat=2)
+    cols = ["users", "events", "value", "abs_lift", "abs_ci_lower", "p_value", "rel_ci_lower", "rel_ci_upper",
+            "p_value_adjusted", "srm_p_value"]
+
+    def same(a: Any) -> bool:
+        return bool(np.allclose(res_mon[cols].to_numpy(float), a[cols].to_numpy(float), equal_nan=True, rtol=1e-9))
+
+    print(
+        f"Monitor.get_abtest_result over {n_events:,} events on DuckDB (3 metrics: conversion, revenue, "
+        f"CTR by the delta method; Welch, Holm, SRM; "
+        f"{'one scan for all metrics' if one_scan else 'one scan per metric'}): {t_mon:.3f} s end to end "
+        f"(target <= 1.5 s)\n  pandas on the stored events (text ids): {t_pd:.3f} s, ratio "
+        f"{t_pd / t_mon:.1f}x (target >= 3x), same numbers: {same(res_pd)}\n  pandas on int64 ids and "
+        f"categoricals: {t_fast:.3f} s, ratio {t_fast / t_mon:.1f}x, same numbers: {same(res_fast)}"
+    )
+    return {"monitor_s": t_mon, "pandas_s": t_pd, "pandas_fast_s": t_fast}
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     n_events = int(os.environ.get("BATTLEGROUND_BENCH_EVENTS", 200_000 if quick else 10_000_000))
-    bench_events(n_events)
+    bench_monitor(n_events)
     bench_sums(20 if quick else 100, 10)
 
 

@@ -1,5 +1,6 @@
 """Monitor's logic (results frame, daily series, sequential peeking, end conditions, reports) on an
-in-memory backend; the same Monitor runs on the real registry and event store in test_ab_monitoring.py."""
+in-memory backend; the same Monitor runs on the real registry and event store in
+test_monitoring_store.py and test_report.py."""
 
 from __future__ import annotations
 

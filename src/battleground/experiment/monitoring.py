@@ -32,6 +32,7 @@ from battleground.stats import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from battleground.experiment._records import ExperimentRecord
     from battleground.settings import Settings
 
 __all__ = [
@@ -254,10 +255,12 @@ class Monitor:
         *,
         sequential: bool,
         previous_p: dict[tuple[str, str], float] | None = None,
+        previous_ci: dict[tuple[str, str], tuple[float, float]] | None = None,
     ) -> list[VariantMetricRow]:
         return analyze_metrics(
             info.metrics, sums, control=info.control, alpha=self.alpha, sequential=sequential,
             mixing_sd=self.mixing_sd, previous_p=previous_p, correction=self.correction,
+            previous_ci=previous_ci,
         )
 
     def _srm(self, info: ExperimentInfo, sums: dict[str, list[Any]]) -> SrmResult | None:
@@ -271,22 +274,33 @@ class Monitor:
     ) -> list[tuple[dt.date, list[VariantMetricRow], SrmResult | None]]:
         out = []
         running: dict[tuple[str, str], float] = {}
+        running_ci: dict[tuple[str, str], tuple[float, float]] = {}
         for day, sums in self.backend.daily_metric_sums(info, start, end):
             try:
-                rows = self._analyze(info, sums, sequential=info.sequential, previous_p=running)
+                rows = self._analyze(
+                    info, sums, sequential=info.sequential, previous_p=running, previous_ci=running_ci
+                )
             except StatsInputError:
                 continue  # a day before the control has any users
             if info.sequential:
                 for r in rows:
                     if not r.is_control and math.isfinite(r.p_value):
                         running[(r.metric, r.variant)] = r.p_value
+                    if not r.is_control and math.isfinite(r.rel_ci_lower) and math.isfinite(r.rel_ci_upper):
+                        running_ci[(r.metric, r.variant)] = (r.rel_ci_lower, r.rel_ci_upper)
             out.append((day, rows, self._srm(info, sums)))
         return out
 
     # ------------------------------------------------------------------ end conditions
     def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
         """Evaluate the end conditions; when one is met and ``stop``, stop the experiment with the reason
-        in the audit log. An SRM alert is recorded in the audit log but never stops the test."""
+        in the audit log. An SRM alert is recorded in the audit log but never stops the test.
+
+        The conditions: every variant has ``target_sample_size`` users; ``max_duration_days`` have passed
+        since the experiment's window began (its planned ``start_at``, else when it was started); for
+        sequential experiments, the always-valid p-value of the primary metric is ≤ α. ``now`` (naive
+        UTC) defaults to the current time.
+        """
         info = self.experiment()
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         sums = self.backend.metric_sums(info, None, None)
@@ -298,12 +312,13 @@ class Monitor:
                 f"target sample size reached: every variant has >= {info.target_sample_size} users "
                 f"({', '.join(f'{k}={v}' for k, v in users.items())})"
             )
-        if info.max_duration_days and info.started_at is not None:
-            limit = info.started_at + dt.timedelta(days=info.max_duration_days)
+        began = info.start_at or info.started_at
+        if info.max_duration_days and began is not None:
+            limit = began + dt.timedelta(days=info.max_duration_days)
             if now >= limit:
                 reasons.append(
                     f"maximum duration passed: {info.max_duration_days:g} days since "
-                    f"{info.started_at:%Y-%m-%d %H:%M} (limit {limit:%Y-%m-%d %H:%M})"
+                    f"{began:%Y-%m-%d %H:%M} (limit {limit:%Y-%m-%d %H:%M})"
                 )
         if info.sequential:
             daily = self._daily_rows(info, None, None)
@@ -347,14 +362,18 @@ def check_experiments(
     *,
     stop: bool = True,
     source: ExperimentSource | None = None,
+    now: dt.datetime | None = None,
 ) -> list[EndConditionReport]:
-    """Evaluate end conditions of one experiment, or of every running one (what the cron job runs)."""
+    """Evaluate end conditions of one experiment, or of every running one (what the cron job runs).
+
+    Safe to repeat: an experiment that is not running is reported but never stopped twice.
+    """
     monitor = Monitor(client=client, source=source)
     ids = [monitor.backend.resolve_id(experiment_id)] if experiment_id is not None else monitor.backend.running_ids()
     reports = []
     for i in ids:
         monitor.experiment_id_ = i
-        reports.append(monitor.check_end_conditions(stop=stop))
+        reports.append(monitor.check_end_conditions(stop=stop, now=now))
     return reports
 
 
@@ -393,7 +412,11 @@ class ExperimentSource(Protocol):
 
 
 class _Backend:
-    """Reads experiments from the registry and sums from the event store; stops and records."""
+    """Reads experiments from the registry and sums from the event store; stops and records.
+
+    Sums come from the store's ``sums``/``daily_sums`` (one SQL query per metric), or from one query for
+    all metrics when the store offers ``sums_many``/``daily_sums_many``.
+    """
 
     def __init__(self, client: Any) -> None:
         from battleground.settings import Settings
@@ -406,6 +429,7 @@ class _Backend:
             self.settings = resolve_client(client)
         self._registry: Any = None
         self._store: Any = None
+        self._records: dict[int, ExperimentRecord] = {}
 
     @property
     def registry(self) -> Any:
@@ -420,41 +444,59 @@ class _Backend:
         if self._store is None:
             from battleground.experiment.events import open_event_store
 
-            self._store = open_event_store(self.settings.events_url)
+            self._store = open_event_store(self.settings)
         return self._store
 
     def resolve_id(self, key: Any) -> int:
-        exp = self.registry.get(key)
-        return int(exp.id)
+        return int(self.registry.get(key).id)
 
     def running_ids(self) -> list[int]:
-        return [int(e.id) for e in self.registry.list() if str(e.status) == "running"]
+        return [int(e.id) for e in self.registry.list("running")]
 
     def all_ids(self) -> list[int]:
         return [int(e.id) for e in self.registry.list()]
 
     def experiment(self, experiment_id: int) -> ExperimentInfo:
-        return _info_from_registry(self.registry.get(experiment_id))
+        rec = self.registry.get(experiment_id)
+        self._records[rec.id] = rec
+        return _info_from_registry(rec)
+
+    def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[tuple[str, str, str | None]]]:
+        rec = self._records.get(info.id) or self.registry.get(info.id)
+        return rec, [(m.kind, m.numerator, m.denominator) for m in rec.metrics]
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
-        from battleground.experiment.events import metric_sums
-
-        return {
-            m.name: list(metric_sums(self.store, info.id, m.name, start=start, end=end))
-            for m in info.metrics
-        }
+        rec, defs = self._definitions(info)
+        names = [m.name for m in rec.metrics]
+        many = getattr(self.store, "sums_many", None)
+        if many is not None and defs:
+            per_metric = many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
+        else:
+            per_metric = [
+                self.store.sums(rec.id, kind, num, den, start=start, end=end, variants=rec.variant_names)
+                for kind, num, den in defs
+            ]
+        return {name: list(arms) for name, arms in zip(names, per_metric, strict=True)}
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
-        from battleground.experiment.events import daily_metric_sums
-
+        rec, defs = self._definitions(info)
+        names = [m.name for m in rec.metrics]
+        many = getattr(self.store, "daily_sums_many", None)
         by_day: dict[dt.date, dict[str, list[Any]]] = {}
-        for m in info.metrics:
-            for day, arms in daily_metric_sums(self.store, info.id, m.name, start=start, end=end):
-                by_day.setdefault(_as_date(day), {})[m.name] = list(arms)
+        if many is not None and defs:
+            for day, per_metric in many(rec.id, defs, start=start, end=end, variants=rec.variant_names):
+                by_day[_as_date(day)] = {n: list(a) for n, a in zip(names, per_metric, strict=True)}
+        else:
+            for name, (kind, num, den) in zip(names, defs, strict=True):
+                series = self.store.daily_sums(
+                    rec.id, kind, num, den, start=start, end=end, variants=rec.variant_names
+                )
+                for day, arms in series:
+                    by_day.setdefault(_as_date(day), {})[name] = list(arms)
         return sorted(by_day.items())
 
     def stop(self, experiment_id: int, reason: str) -> None:
@@ -472,30 +514,22 @@ def _as_date(day: Any) -> dt.date:
     return dt.date.fromisoformat(str(day)[:10])
 
 
-def _info_from_registry(exp: Any) -> ExperimentInfo:
-    variants = tuple(
-        VariantInfo(name=v.name, weight=float(v.weight), is_control=bool(v.is_control))
-        for v in exp.variants
-    )
+def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
+    variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
     metrics = tuple(
         MetricSpec(
-            name=m.name, kind=str(m.kind),
-            higher_is_better=str(getattr(m, "direction", "increase")) not in ("decrease", "lower"),
-            guardrail=bool(getattr(m, "guardrail", False)), primary=bool(getattr(m, "primary", False)),
+            name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
+            primary=m.primary,
         )
         for m in exp.metrics
     )
-    ec = getattr(exp, "end_conditions", None) or {}
-    if not isinstance(ec, dict):
-        ec = {k: getattr(ec, k, None) for k in ("target_sample_size", "max_duration_days", "sequential")}
+    ec = exp.end_conditions
     return ExperimentInfo(
-        id=int(exp.id), name=str(exp.name), status=str(exp.status),
-        description=getattr(exp, "description", None), hypothesis=getattr(exp, "hypothesis", None),
-        owner=getattr(exp, "owner", None), start_at=getattr(exp, "start_at", None),
-        end_at=getattr(exp, "end_at", None), started_at=getattr(exp, "started_at", None),
-        variants=variants, metrics=metrics,
-        target_sample_size=ec.get("target_sample_size"), max_duration_days=ec.get("max_duration_days"),
-        sequential=bool(ec.get("sequential", False)), metadata=dict(getattr(exp, "metadata", None) or {}),
+        id=exp.id, name=exp.name, status=exp.status, description=exp.description,
+        hypothesis=exp.hypothesis, owner=exp.owner, start_at=exp.start_at, end_at=exp.end_at,
+        started_at=exp.started_at, variants=variants, metrics=metrics,
+        target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
+        sequential=ec.sequential, metadata=dict(exp.metadata),
     )
 
 

@@ -105,6 +105,7 @@ def analyze_metrics(
     mixing_sd: float = 0.1,
     previous_p: Mapping[tuple[str, str], float] | None = None,
     correction: str = "holm",
+    previous_ci: Mapping[tuple[str, str], tuple[float, float]] | None = None,
 ) -> list[VariantMetricRow]:
     """Analyse every metric of one experiment from its per-variant sums.
 
@@ -116,6 +117,9 @@ def analyze_metrics(
         mixing_sd: mSPRT mixing standard deviation τ on the relative scale (τ² = mixing_sd²).
         previous_p: running always-valid p-values from earlier looks, ``{(metric, variant): p}``; the
             result's p is the minimum (monitoring passes the daily series' minimum).
+        previous_ci: running always-valid intervals of the relative lift from earlier looks,
+            ``{(metric, variant): (lower, upper)}``; the result's interval is the intersection (so the
+            interval excludes 0 exactly when the running p-value is ≤ α, as in :func:`msprt_path`).
         correction: multiple-testing correction across metrics × variants ("holm", "bh", "none").
 
     Returns:
@@ -151,7 +155,7 @@ def analyze_metrics(
         for t in arms:
             if t.variant != control:
                 metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind)))
-    rows = _compare_vectorised(metas, alpha, sequential, mixing_sd, previous_p, correction)
+    rows = _compare_vectorised(metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci)
     out: list[VariantMetricRow] = []
     for crow in controls:
         out.append(crow)
@@ -166,6 +170,7 @@ def _compare_vectorised(
     mixing_sd: float,
     previous_p: Mapping[tuple[str, str], float] | None,
     correction: str,
+    previous_ci: Mapping[tuple[str, str], tuple[float, float]] | None = None,
 ) -> list[VariantMetricRow]:
     if not metas:
         return []
@@ -195,6 +200,10 @@ def _compare_vectorised(
             p_seq = np.minimum(1.0, np.exp(-log_lam))
             half = np.sqrt(v * (v + tau2) / tau2 * (2 * math.log(1 / alpha) + np.log((v + tau2) / v)))
             lo_rel, hi_rel = rel - half, rel + half
+            if previous_ci:
+                keys = [(m[0].name, m[2].variant) for m in metas]
+                lo_rel = np.fmax(lo_rel, np.array([previous_ci.get(k, (-np.inf, np.inf))[0] for k in keys]))
+                hi_rel = np.fmin(hi_rel, np.array([previous_ci.get(k, (-np.inf, np.inf))[1] for k in keys]))
             # The absolute CI is the relative one scaled by |control mean| (same always-valid level).
             lo_abs, hi_abs = lo_rel * den, hi_rel * den
             p = p_seq

@@ -162,8 +162,8 @@ def _effect(
     se_abs = math.sqrt(vm_c + vm_t)
     if not se_abs > 0:
         raise StatsInputError(
-            "control and treatment both have zero variance (every user has the same value); "
-            "no test is possible; check that the metric is recorded"
+            f"control and treatment both have zero variance (every user of control has {mean_c!r}, every "
+            f"user of treatment {mean_t!r}); no test is possible; check that the metric is recorded"
         )
     cm = mean_c if control_mean is None else control_mean
     den = cm if rel_den is None else rel_den
@@ -180,6 +180,11 @@ def _effect(
             se = math.sqrt(var)
     else:
         est, se = diff, se_abs
+    if not se > 0:
+        raise StatsInputError(
+            f"the relative lift's delta-method standard error is 0 (treatment mean {mean_t!r} with no "
+            "variance), so no interval or p-value is honest; use relative=False (the absolute difference)"
+        )
     stat, p, lo, hi = infer(est, se, df, alpha, alternative)
     if relative and relative_ci == "absolute_over_control":
         # spotify-confidence: the p-value is the absolute test's; the CI is the absolute CI / |μC|.
@@ -394,21 +399,31 @@ def cuped_test(
     distribution: Distribution = "t",
     alpha: float = 0.05,
     alternative: Alternative = "two-sided",
+    relative_variance: Literal["gbstats", "full_delta"] = "gbstats",
 ) -> EffectResult:
     """CUPED: Y_cv = Y − θ(X − X̄) with one θ = cov(Y, X)/var(X) over both arms (gbstats' choice).
 
     The per-arm variance becomes s_Y² + θ²s_X² − 2θ·s_XY, i.e. multiplied by about (1 − ρ²). The relative
-    lift divides the adjusted difference by the *unadjusted* control mean |ȲC| (gbstats); its delta-method
-    variance treats θ as fixed: [V_T + ((1+L)² s_YC² − 2(1+L)θ s_XYC + θ² s_XC²)/n_C] / ȲC².
+    lift divides the adjusted difference by the *unadjusted* control mean |ȲC| (gbstats). Its variance
+    (``relative_variance=``):
+
+    * ``"gbstats"`` (default, gbstats 0.8.0's RegressionAdjustedStatistic): the relative-lift delta
+      formula with the adjusted variances and the unadjusted means, V_T/ȲC² + V_C·ȲT²/ȲC⁴, where
+      V = (s_Y² + θ²s_X² − 2θ·s_XY)/n per arm;
+    * ``"full_delta"``: the exact gradient of [(ȲT−θX̄T) − (ȲC−θX̄C)]/ȲC with θ fixed,
+      [V_T + ((1+L)² s_YC² − 2(1+L)θ s_XYC + θ² s_XC²)/n_C] / ȲC² (differs in the 2nd–3rd digit).
+
     ``variance_reduction`` = ρ² over the pooled data = 1 − var(Y_cv)/var(Y).
 
     Args:
         control, treatment: :class:`CupedSummary`, ``MetricSums`` (x = metric, c = covariate) or
             ``(y, covariate)`` array pairs.
+        relative_variance: ``"gbstats"`` or ``"full_delta"`` (relative lifts only).
     """
     alpha = check_alpha(alpha)
     alternative = check_alternative(alternative)
     check_choice("distribution", distribution, ("t", "normal"))
+    check_choice("relative_variance", relative_variance, ("gbstats", "full_delta"))
     c = as_cuped_summary(control, "control")
     t = as_cuped_summary(treatment, "treatment")
     theta = _theta(
@@ -421,9 +436,12 @@ def cuped_test(
     diff = (my_t - theta * mx_t) - (my_c - theta * mx_c)
     rel_var = None
     if relative and my_c != 0:
-        a = 1.0 + diff / my_c
-        v_ctrl = (a * a * vy_c - 2 * a * theta * cov_c + theta**2 * vx_c) / c.n
-        rel_var = (va_t / t.n + max(v_ctrl, 0.0)) / my_c**2
+        if relative_variance == "gbstats":
+            rel_var = va_t / t.n / my_c**2 + va_c / c.n * my_t**2 / my_c**4
+        else:
+            a = 1.0 + diff / my_c
+            v_ctrl = (a * a * vy_c - 2 * a * theta * cov_c + theta**2 * vx_c) / c.n
+            rel_var = (va_t / t.n + max(v_ctrl, 0.0)) / my_c**2
     # Adjusted means on the scale of Y: Ȳ − θ(X̄_arm − X̄_pooled); their difference is `diff`.
     mx_all = (c.sum_x + t.sum_x) / (c.n + t.n)
     adj_c = my_c - theta * (mx_c - mx_all)
