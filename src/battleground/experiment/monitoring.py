@@ -134,7 +134,7 @@ def _to_datetime(value: Any, name: str, *, end: bool = False) -> dt.datetime | N
         return value
     if isinstance(value, dt.date):
         d = dt.datetime.combine(value, dt.time())
-        return d + dt.timedelta(days=1) if end else d
+        return _through_end_of_day(d, name) if end else d
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value)
@@ -144,9 +144,15 @@ def _to_datetime(value: Any, name: str, *, end: bool = False) -> dt.datetime | N
             ) from exc
         # A bare date as end_dt means "through the end of that day".
         if end and len(value.strip()) <= 10:
-            parsed += dt.timedelta(days=1)
+            parsed = _through_end_of_day(parsed, name)
         return parsed
     raise StatsInputError(f"{name} must be a date, datetime or ISO string, got {value!r}")
+
+
+def _through_end_of_day(day: dt.datetime, name: str) -> dt.datetime:
+    if day.date() >= dt.date.max:
+        raise StatsInputError(f"{name} must be a date before {dt.date.max.isoformat()}, got {day.date().isoformat()}")
+    return day + dt.timedelta(days=1)
 
 
 class Monitor:
@@ -330,7 +336,7 @@ class Monitor:
                             f"always-valid p = {r.p_value:.4g} <= {self.alpha}"
                         )
         stopped = False
-        if srm is not None and srm.status == "alert":
+        if srm is not None and srm.status == "alert" and stop:  # a dry run or a page view writes nothing
             self.backend.record(
                 info.id,
                 f"SRM alert: users per variant {users} do not match weights (p = {srm.p_value:.3g}); "

@@ -34,7 +34,18 @@ from battleground.stats import (
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MakeReport", "ReportResult", "render_report", "write_experiment_report"]
+__all__ = [
+    "MakeReport",
+    "ReportResult",
+    "fmt_num",
+    "fmt_pct",
+    "lift_charts",
+    "needed_text",
+    "render_report",
+    "result_rows",
+    "table_rows",
+    "write_experiment_report",
+]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -125,21 +136,45 @@ def write_experiment_report(settings: Any, experiment_id: Any, out: str | Path |
 # ---------------------------------------------------------------------------------------------------
 
 
-def _rows_from_frame(frame: pd.DataFrame) -> list[VariantMetricRow]:
+def result_rows(info: ExperimentInfo, frame: pd.DataFrame) -> list[VariantMetricRow]:
+    """The monitoring frame as :class:`~battleground.stats.VariantMetricRow`, each with its metric's
+    direction."""
     fields = VariantMetricRow.__dataclass_fields__
+    direction = {m.name: m.higher_is_better for m in info.metrics}
     rows = []
     for rec in frame.to_dict("records"):
         kw = {k: rec[k] for k in fields if k in rec}
-        kw.setdefault("higher_is_better", True)
+        kw["higher_is_better"] = direction.get(str(kw.get("metric")), True)
         rows.append(VariantMetricRow(**kw))
     return rows
 
 
-def _pct(x: float) -> str:
+def table_rows(rows: list[VariantMetricRow]) -> list[dict[str, Any]]:
+    """The per-metric table of reports and the dashboard: one dict of display texts per row."""
+    table = []
+    for r in rows:
+        harmful = r.guardrail_breach
+        good = r.significant and not harmful and ((r.abs_lift > 0) == r.higher_is_better)
+        table.append({
+            "metric": r.metric, "variant": r.variant, "is_control": r.is_control,
+            "users": int(r.users), "events": int(r.events), "value_text": fmt_num(r.value, r.kind),
+            "abs_text": "" if r.is_control else f"{r.abs_lift:+.4g} [{r.abs_ci_lower:+.4g}, {r.abs_ci_upper:+.4g}]",
+            "rel_text": "" if r.is_control else
+            f"{fmt_pct(r.rel_lift)} [{fmt_pct(r.rel_ci_lower)}, {fmt_pct(r.rel_ci_upper)}]",
+            "p_text": "" if r.is_control or not math.isfinite(r.p_value) else f"{r.p_value:.3g}",
+            "padj_text": "" if r.is_control or not math.isfinite(r.p_value_adjusted) else f"{r.p_value_adjusted:.3g}",
+            "css": "neg" if harmful or (r.significant and not good) else "pos" if good else "",
+            "flag": "guardrail harmed" if harmful else ("significant" if r.significant else ""),
+            "primary": r.primary, "guardrail": r.guardrail, "method": r.method,
+        })
+    return table
+
+
+def fmt_pct(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x:+.2%}"
 
 
-def _num(x: float, kind: str) -> str:
+def fmt_num(x: float, kind: str) -> str:
     if not math.isfinite(x):
         return "—"
     if kind in ("proportion", "ratio"):
@@ -147,7 +182,7 @@ def _num(x: float, kind: str) -> str:
     return f"{x:,.4g}"
 
 
-def _needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: Decision, alpha: float) -> str:
+def needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: Decision, alpha: float) -> str:
     if decision.verdict != "inconclusive":
         return ""
     prim = [r for r in rows if r.primary and not r.is_control]
@@ -178,12 +213,12 @@ def _needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: D
     more = max(plan.n_control_ceil - have, 0)
     return (
         f"Sample size still needed: about {plan.n_control_ceil:,} users per variant ({more:,} more) to "
-        f"detect the observed {r.metric} effect ({_pct(r.rel_lift)}) with 80 % power "
+        f"detect the observed {r.metric} effect ({fmt_pct(r.rel_lift)}) with 80 % power "
         f"({plan.formula})."
     )
 
 
-def _charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
+def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
     if daily is None or daily.empty:
         return []
     import plotly.graph_objects as go
@@ -230,29 +265,11 @@ def render_report(
 
     import battleground
 
-    rows = _rows_from_frame(result)
-    direction = {m.name: m.higher_is_better for m in info.metrics}
-    rows = [
-        VariantMetricRow(**{**r.to_dict(), "higher_is_better": direction.get(r.metric, True)})
-        for r in rows
-    ]
+    rows = result_rows(info, result)
     srm_dict = result.attrs.get("srm")
     srm = SrmResult(**{**srm_dict, "observed": tuple(srm_dict["observed"]), "weights": tuple(srm_dict["weights"]), "expected": tuple(srm_dict["expected"])}) if srm_dict else None
     decision = decide(rows, srm_status=srm.status if srm else "ok")
-    table = []
-    for r in rows:
-        harmful = r.guardrail_breach
-        good = r.significant and not harmful and ((r.abs_lift > 0) == r.higher_is_better)
-        table.append({
-            "metric": r.metric, "variant": r.variant, "is_control": r.is_control, "users": r.users,
-            "value_text": _num(r.value, r.kind),
-            "abs_text": "" if r.is_control else f"{r.abs_lift:+.4g} [{r.abs_ci_lower:+.4g}, {r.abs_ci_upper:+.4g}]",
-            "rel_text": "" if r.is_control else f"{_pct(r.rel_lift)} [{_pct(r.rel_ci_lower)}, {_pct(r.rel_ci_upper)}]",
-            "p_text": "" if r.is_control else f"{r.p_value:.3g}",
-            "padj_text": "" if r.is_control else f"{r.p_value_adjusted:.3g}",
-            "css": "neg" if harmful or (r.significant and not good) else "pos" if good else "",
-            "flag": "guardrail harmed" if harmful else ("significant" if r.significant else ""),
-        })
+    table = table_rows(rows)
     users = {r.variant: r.users for r in rows if r.primary}
     sizes = []
     for v in info.variants:
@@ -283,9 +300,9 @@ def render_report(
     if daily is not None and not daily.empty:
         window = f"{daily['date'].min():%Y-%m-%d} to {daily['date'].max():%Y-%m-%d}"
     ctx = {
-        "exp": info, "decision": decision, "needed": _needed_text(info, rows, decision, alpha),
+        "exp": info, "decision": decision, "needed": needed_text(info, rows, decision, alpha),
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
-        "charts": _charts(info, daily) if daily is not None else [],
+        "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",
         "window": window, "generated": f"{(generated or dt.datetime.now(dt.UTC)):%Y-%m-%d %H:%M} UTC",
         "version": battleground.__version__,

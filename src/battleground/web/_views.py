@@ -230,40 +230,16 @@ def srm_from_frame(result: pd.DataFrame) -> SrmResult | None:
 
 
 def result_rows(info: ExperimentInfo, result: pd.DataFrame) -> list[Any]:
-    """The monitoring frame as :class:`~battleground.stats.VariantMetricRow` with each metric's
-    direction."""
-    from battleground.experiment.report import _rows_from_frame
-    from battleground.stats import VariantMetricRow
+    """The monitoring frame as rows with each metric's direction (the report's helper)."""
+    from battleground.experiment.report import result_rows as rows_of
 
-    direction = {m.name: m.higher_is_better for m in info.metrics}
-    return [
-        VariantMetricRow(**{**r.to_dict(), "higher_is_better": direction.get(r.metric, True)})
-        for r in _rows_from_frame(result)
-    ]
+    return rows_of(info, result)
 
 
 def _table(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    from battleground.experiment.report import _num, _pct
+    from battleground.experiment.report import table_rows
 
-    table = []
-    for r in rows:
-        harmful = r.guardrail_breach
-        good = r.significant and not harmful and ((r.abs_lift > 0) == r.higher_is_better)
-        table.append({
-            "metric": r.metric, "variant": r.variant, "is_control": r.is_control,
-            "users": int(r.users), "events": int(r.events), "value_text": _num(r.value, r.kind),
-            "abs_text": "" if r.is_control else
-            f"{r.abs_lift:+.4g} [{r.abs_ci_lower:+.4g}, {r.abs_ci_upper:+.4g}]",
-            "rel_text": "" if r.is_control else
-            f"{_pct(r.rel_lift)} [{_pct(r.rel_ci_lower)}, {_pct(r.rel_ci_upper)}]",
-            "p_text": "" if r.is_control or not math.isfinite(r.p_value) else f"{r.p_value:.3g}",
-            "padj_text": "" if r.is_control or not math.isfinite(r.p_value_adjusted)
-            else f"{r.p_value_adjusted:.3g}",
-            "css": "neg" if harmful or (r.significant and not good) else "pos" if good else "",
-            "flag": "guardrail harmed" if harmful else ("significant" if r.significant else ""),
-            "primary": r.primary, "guardrail": r.guardrail, "method": r.method,
-        })
-    return table
+    return table_rows(list(rows))
 
 
 def _sizes(info: ExperimentInfo, users: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -331,7 +307,7 @@ def experiment_detail(
     Raises :class:`~battleground.experiment.register.ExperimentNotFoundError` for an unknown key and
     ``ValueError`` (``StatsInputError``) for a bad time window.
     """
-    from battleground.experiment.report import _charts, _needed_text
+    from battleground.experiment.report import lift_charts, needed_text
     from battleground.stats import StatsInputError, decide
 
     start, end = parse_window(start, end)
@@ -366,7 +342,7 @@ def experiment_detail(
     return ExperimentDetail(
         record=record, info=info, result=result, daily=daily, srm=srm, decision=decision,
         end=_end_report(monitor, record), rows=_table(rows), sizes=_sizes(info, users),
-        charts=_charts(info, daily) if charts else [], needed=_needed_text(info, rows, decision, monitor.alpha),
+        charts=lift_charts(info, daily) if charts else [], needed=needed_text(info, rows, decision, monitor.alpha),
         audit=audit,
     )
 
