@@ -7,12 +7,253 @@ import typer
 app = typer.Typer(help="Register, run, monitor and report A/B tests.", no_args_is_help=True)
 
 
-# --- A/B results: status, check, report (issue 3) ------------------------------------------------
-
-
 def _experiment_key(value: str) -> int | str:
     """An experiment is named by its id (digits) or its name."""
     return int(value) if value.strip().isdigit() else value
+
+
+# --- Registry: create, list, show, start, stop, archive, audit (issue 2) ----------------------------
+
+
+def _parse_variants(text: str) -> dict[str, float] | list[str]:
+    """``control=0.5,treatment=0.5`` (first is the control) or ``control,treatment`` (equal weights)."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise typer.BadParameter("give variants like control=0.5,treatment=0.5", param_hint="--variants")
+    if all("=" not in item for item in items):
+        return items
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, weight = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(
+                f"{item!r} is not NAME=WEIGHT; write e.g. control=0.5,treatment=0.5", param_hint="--variants"
+            )
+        try:
+            out[name.strip()] = float(weight)
+        except ValueError:
+            raise typer.BadParameter(f"weight of {name.strip()!r} must be a number, got {weight!r}",
+                                     param_hint="--variants") from None
+    return out
+
+
+def _parse_metric(text: str, guardrails: set[str], decreasing: set[str], primary: str | None,
+                  first: bool) -> dict[str, object]:
+    """``NAME:KIND:NUMERATOR[:DENOMINATOR]``, e.g. ``conversion:proportion:purchase`` or
+    ``ctr:ratio:click:impression``."""
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) not in (3, 4) or not all(parts):
+        raise typer.BadParameter(
+            f"{text!r} is not NAME:KIND:NUMERATOR[:DENOMINATOR] (e.g. conversion:proportion:purchase, "
+            "ctr:ratio:click:impression)", param_hint="--metric",
+        )
+    name = parts[0]
+    return {
+        "name": name, "kind": parts[1], "numerator": parts[2],
+        "denominator": parts[3] if len(parts) == 4 else None,
+        "guardrail": name in guardrails, "direction": "decrease" if name in decreasing else "increase",
+        "primary": name == primary if primary is not None else first,
+    }
+
+
+@app.command("create")
+def create_command(
+    name: str = typer.Argument(..., help="Unique experiment name."),
+    variants: str = typer.Option(
+        "control=0.5,treatment=0.5", "--variants",
+        help="NAME=WEIGHT,… (weights sum to 1) or NAME,… (equal weights); the first is the control.",
+    ),
+    control: str | None = typer.Option(None, "--control", help="The control variant (default: the first)."),
+    metric: list[str] = typer.Option(
+        [], "--metric", help="NAME:KIND:NUMERATOR[:DENOMINATOR], KIND proportion|mean|ratio (repeatable)."
+    ),
+    primary: str | None = typer.Option(None, "--primary", help="The decision metric (default: the first)."),
+    guardrail: list[str] = typer.Option([], "--guardrail", help="A metric that must not get worse (repeatable)."),
+    decrease: list[str] = typer.Option([], "--decrease", help="A metric where lower is better (repeatable)."),
+    description: str | None = typer.Option(None, "--description"),
+    hypothesis: str | None = typer.Option(None, "--hypothesis"),
+    owner: str | None = typer.Option(None, "--owner"),
+    start: str | None = typer.Option(None, "--start", help="Planned start (ISO date/datetime, UTC)."),
+    end: str | None = typer.Option(None, "--end", help="Planned end (ISO date/datetime, UTC)."),
+    traffic: float = typer.Option(1.0, "--traffic", help="Fraction of users in the experiment, in (0, 1]."),
+    salt: str | None = typer.Option(None, "--salt", help="Assignment salt (default: random)."),
+    target_sample_size: int | None = typer.Option(None, "--target-sample-size", help="Users per variant."),
+    max_days: float | None = typer.Option(None, "--max-days", help="Maximum duration in days."),
+    sequential: bool = typer.Option(False, "--sequential", help="Stop early on an always-valid test."),
+) -> None:
+    """Register an experiment (status draft)."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    parsed = _parse_variants(variants)
+    metrics = [
+        _parse_metric(m, set(guardrail), set(decrease), primary, i == 0) for i, m in enumerate(metric)
+    ]
+    unknown = sorted((set(guardrail) | set(decrease) | ({primary} if primary else set()))
+                     - {str(m["name"]) for m in metrics})
+    if unknown:
+        raise typer.BadParameter(f"no --metric named {unknown}", param_hint="--guardrail/--decrease/--primary")
+    with user_errors():
+        from battleground.experiment.register import Registry
+
+        spec: object = parsed
+        if control is not None:
+            names = list(parsed) if isinstance(parsed, dict) else parsed
+            if control not in names:
+                raise typer.BadParameter(f"{control!r} is not one of the variants {names}", param_hint="--control")
+            weights = parsed if isinstance(parsed, dict) else {n: 1.0 / len(names) for n in names}
+            spec = [{"name": n, "weight": w, "is_control": n == control} for n, w in weights.items()]
+        exp = Registry(load_settings().registry_url).create_experiment(
+            name, variants=spec, metrics=metrics, description=description, hypothesis=hypothesis,
+            owner=owner, start_at=start, end_at=end, traffic=traffic, salt=salt,
+            end_conditions={"target_sample_size": target_sample_size, "max_duration_days": max_days,
+                            "sequential": sequential},
+        )
+        console.print(f"created experiment [bold]#{exp.id} {exp.name}[/] (draft): "
+                      + ", ".join(f"{v.name} {v.weight:g}" + (" (control)" if v.is_control else "")
+                                  for v in exp.variants))
+
+
+@app.command("list")
+def list_command(
+    status: str | None = typer.Option(None, "--status", help="Only draft, running, stopped or archived."),
+) -> None:
+    """The registered experiments, oldest first."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    with user_errors():
+        from rich.table import Table
+
+        from battleground.experiment.register import Registry
+
+        experiments = Registry(load_settings().registry_url).list(status=status)
+        if not experiments:
+            console.print("no experiments" + (f" with status {status}" if status else ""))
+            return
+        table = Table(title="experiments")
+        for col in ("id", "name", "status", "variants", "metrics", "window", "owner"):
+            table.add_column(col, justify="right" if col == "id" else "left")
+        for e in experiments:
+            start, stop = e.window()
+            window = f"{_day(start)} → {_day(stop)}" if start or stop else ""
+            table.add_row(
+                str(e.id), e.name, e.status, ", ".join(f"{v.name} {v.weight:g}" for v in e.variants),
+                ", ".join(m.name for m in e.metrics), window, e.owner or "",
+            )
+        console.print(table)
+
+
+def _day(value: object) -> str:
+    return "…" if value is None else str(value)[:10]
+
+
+@app.command("show")
+def show_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+    """Everything the registry knows about one experiment."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    with user_errors():
+        from rich.table import Table
+
+        from battleground.experiment.register import Registry
+
+        e = Registry(load_settings().registry_url).get(_experiment_key(experiment))
+        console.print(f"[bold]#{e.id} {e.name}[/] ({e.status})")
+        for label, value in (
+            ("description", e.description), ("hypothesis", e.hypothesis), ("owner", e.owner),
+            ("planned window", f"{_day(e.start_at)} → {_day(e.end_at)}"),
+            ("started", e.started_at), ("stopped", e.stopped_at), ("stop reason", e.stop_reason),
+            ("archived", e.archived_at), ("traffic", f"{e.traffic:g}"), ("salt", e.salt),
+            ("metadata", e.metadata or None),
+        ):
+            if value is not None:
+                console.print(f"  {label}: {value}")
+        variants = Table(title="variants")
+        for col in ("variant", "weight", "control"):
+            variants.add_column(col)
+        for v in e.variants:
+            variants.add_row(v.name, f"{v.weight:g}", "yes" if v.is_control else "")
+        console.print(variants)
+        if e.metrics:
+            metrics = Table(title="metrics")
+            for col in ("metric", "kind", "numerator", "denominator", "direction", "role"):
+                metrics.add_column(col)
+            for m in e.metrics:
+                role = ", ".join(r for r, on in (("primary", m.primary), ("guardrail", m.guardrail)) if on)
+                metrics.add_row(m.name, m.kind, m.numerator, m.denominator or "", m.direction, role)
+            console.print(metrics)
+        ec = e.end_conditions
+        console.print(
+            f"  end conditions: target sample size {ec.target_sample_size or '—'} per variant, "
+            f"maximum {ec.max_duration_days if ec.max_duration_days is not None else '—'} days, "
+            f"sequential {'yes' if ec.sequential else 'no'}"
+        )
+
+
+def _transition(verb: str, experiment: str, reason: str | None = None) -> None:
+    from battleground.cli._common import console, load_settings, user_errors
+
+    with user_errors():
+        from battleground.experiment.register import Registry
+
+        registry = Registry(load_settings().registry_url)
+        key = _experiment_key(experiment)
+        if verb == "start":
+            e = registry.start(key)
+        elif verb == "stop":
+            e = registry.stop(key, reason or "")
+        else:
+            e = registry.archive(key)
+        console.print(f"#{e.id} {e.name} is now [bold]{e.status}[/]")
+
+
+@app.command("start")
+def start_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+    """draft → running (variants, weights, traffic and salt are frozen from now on)."""
+    _transition("start", experiment)
+
+
+@app.command("stop")
+def stop_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    reason: str = typer.Option(..., "--reason", help="Why it stops (goes to the audit log)."),
+) -> None:
+    """running → stopped, with the reason in the audit log."""
+    _transition("stop", experiment, reason)
+
+
+@app.command("archive")
+def archive_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+    """stopped → archived (read-only from now on)."""
+    _transition("archive", experiment)
+
+
+@app.command("audit")
+def audit_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+    """The append-only audit log of one experiment: every status change, edit and note."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    with user_errors():
+        import json
+
+        from rich.table import Table
+
+        from battleground.experiment.register import Registry
+
+        registry = Registry(load_settings().registry_url)
+        e = registry.get(_experiment_key(experiment))
+        table = Table(title=f"audit log of #{e.id} {e.name}")
+        for col in ("at (UTC)", "actor", "action", "detail"):
+            table.add_column(col)
+        for entry in registry.audit_log(e.id):
+            detail = dict(entry.detail)
+            if entry.action == "create":
+                detail = {"variants": [v["name"] for v in detail.get("experiment", {}).get("variants", [])]}
+            table.add_row(entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.actor or "", entry.action,
+                          json.dumps(detail, ensure_ascii=False)[:200])
+        console.print(table)
+
+
+# --- A/B results: status, check, report (issue 3) ------------------------------------------------
 
 
 @app.command("status")

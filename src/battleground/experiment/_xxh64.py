@@ -190,7 +190,8 @@ def xxh64_strings(prefix: bytes, strings: Any) -> np.ndarray:
     for lo in range(0, len(arr), _CHUNK):
         chunk = arr.slice(lo, _CHUNK)
         offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
-        data = np.frombuffer(chunk.buffers()[2], np.uint8) if chunk.buffers()[2] is not None else np.zeros(1, np.uint8)
+        buffer = chunk.buffers()[2]
+        data = np.frombuffer(buffer, np.uint8) if buffer is not None and buffer.size else np.zeros(1, np.uint8)
         starts = offsets[:-1].astype(np.int64)
         lengths = (offsets[1:] - offsets[:-1]).astype(np.int64)
         width = max(int(lengths.max()) if len(lengths) else 0, 1)

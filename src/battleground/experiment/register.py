@@ -7,7 +7,7 @@ Example (the seed's example; ``client=`` takes a folder, a database URL or a bar
 
     >>> import tempfile
     >>> from battleground.experiment.register import RegisterExperiment
-    >>> client = RegisterExperiment(client=tempfile.mkdtemp())  # or client='10.x.x.x' (PostgreSQL)
+    >>> client = RegisterExperiment(client=tempfile.mkdtemp())  # or client='127.0.0.1' (PostgreSQL)
     >>> exp = client.add_experiment(meta={"name": "Galileo신규모델", "실험시작일": "2022-03-05"})
     >>> exp.status, exp.start_at.date().isoformat(), [v.name for v in exp.variants]
     ('draft', '2022-03-05', ['control', 'treatment'])
@@ -22,6 +22,7 @@ read-only. Every status change and edit is appended to the audit log.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import ipaddress
 import math
@@ -102,7 +103,7 @@ def resolve_client(client: Any = None) -> Settings:
     * a :class:`Settings`: itself;
     * a database URL: ``postgresql://…`` (registry and events there), ``sqlite:///path/registry.db``
       (events in ``events.duckdb`` beside it) or ``duckdb:///path/events.duckdb`` (registry beside it);
-    * a bare host, IP or ``host:port`` (the seed's ``'10.x.x.x'``): PostgreSQL at that host, database
+    * a bare host, IP or ``host:port`` (as in the seed, e.g. ``'127.0.0.1'``): PostgreSQL at that host, database
       ``battleground``, user ``$PGUSER`` or ``postgres`` (password from ``$PGPASSWORD``/``.pgpass``);
     * anything else is a folder (created on first use) holding ``registry.db`` and ``events.duckdb``;
       a path ending in ``.db``/``.sqlite`` names the registry file itself.
@@ -225,9 +226,10 @@ def _normalize_variants(variants: Any) -> list[VariantRecord]:
         n = len(items)
         return [VariantRecord(v, 1.0 / n if n else 0.0, i == 0) for i, v in enumerate(items)]
     out = []
+    # Control flags given for any variant are taken as given (so zero or two controls break the rule);
+    # without any, the first variant is the control.
     explicit_control = any(
-        (isinstance(v, VariantRecord) and v.is_control)
-        or (isinstance(v, Mapping) and (v.get("is_control") or v.get("control")))
+        isinstance(v, VariantRecord) or (isinstance(v, Mapping) and ("is_control" in v or "control" in v))
         for v in items
     )
     for i, v in enumerate(items):
@@ -480,7 +482,12 @@ class Registry:
         """
         from sqlalchemy.exc import IntegrityError
 
-        from battleground.storage._models import EndConditionRow, ExperimentRow, MetricRow, VariantRow
+        from battleground.storage._models import (
+            EndConditionRow,
+            ExperimentRow,
+            MetricRow,
+            VariantRow,
+        )
 
         if not isinstance(name, str) or not name.strip():
             raise RegistryRuleError("experiment names non-empty", name, "give the experiment a name")
@@ -808,7 +815,7 @@ class Registry:
             self._audit(session, row, action.strip()[:64], {"message": message}, actor)
             session.commit()
 
-    def audit_log(self, key: Any) -> list[AuditEntry]:
+    def audit_log(self, key: Any) -> builtins.list[AuditEntry]:
         """Every status change, edit and note of an experiment, oldest first."""
         from sqlalchemy import select
 

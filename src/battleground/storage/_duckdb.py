@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground.storage._events_sql import COLUMNS, SCHEMA, render
+from battleground.storage._events_sql import COLUMNS, render, schema
 from battleground.storage._filelock import StoreLockedError, exclusive_lock
-from battleground.storage.events import EventStore
+from battleground.storage.events import EventStore, has_duplicate_ids
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
 __all__ = ["DuckDBEventStore"]
+
+_CHUNK_ROWS = 1 << 20
+# The connection of the (single) thread holding a store's lock, for nested operations in that thread.
+_open: dict[str, duckdb.DuckDBPyConnection] = {}
 
 
 class DuckDBEventStore(EventStore):
@@ -26,7 +31,8 @@ class DuckDBEventStore(EventStore):
     closes it afterwards; other processes wait up to ``lock_timeout`` seconds (default 60, or
     ``$BATTLEGROUND_LOCK_TIMEOUT``) and then get a :class:`StoreLockedError` naming the holder.
     Idempotency: a batch is inserted with an anti-join on ``event_id`` inside one transaction, which
-    is exact because no other writer can run at the same time.
+    is exact because no other writer can run at the same time. DuckDB writes a transaction to its
+    write-ahead log at commit, so a writer killed before the commit leaves nothing behind.
     """
 
     backend = "duckdb"
@@ -39,76 +45,82 @@ class DuckDBEventStore(EventStore):
         self.lock_timeout = (
             float(os.environ.get("BATTLEGROUND_LOCK_TIMEOUT", "60")) if lock_timeout is None else lock_timeout
         )
-        self._con: duckdb.DuckDBPyConnection | None = None
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The open database, held exclusively for the duration of the ``with`` block."""
         import duckdb
 
+        key = str(self.path)
         with exclusive_lock(self.path, timeout=self.lock_timeout) as outermost:
-            if not outermost:
-                assert self._con is not None
-                yield self._con
+            if not outermost:  # nested use in the thread that holds the lock: share its connection
+                yield _open[key]
                 return
             try:
-                con = duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:  # held by a process outside battleground's lock
-                raise StoreLockedError(f"event store {self.path} is locked: {exc}") from exc
+                con = duckdb.connect(key)
+            except duckdb.IOException as exc:  # held by a program that ignores battleground's lock
+                raise StoreLockedError(
+                    f"event store {self.path} is locked by another program ({exc}); close it and retry"
+                ) from exc
             try:
-                con.execute(SCHEMA.format(primary_key=""))
-                self._con = con
+                con.execute(schema("duckdb"))
+                _open[key] = con
                 yield con
             finally:
-                self._con = None
+                _open.pop(key, None)
                 con.close()
 
     def _write(self, table: pa.Table) -> int:
+        # One transaction for the whole batch, inserted in chunks of about a million rows (the anti-join
+        # of each chunk sees the chunks before it, so ids repeated across chunks are skipped too).
+        duplicates = has_duplicate_ids(table)
+        if duplicates:
+            import numpy as np
+            import pyarrow as pa
+
+            table = table.append_column("bg_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
         cols = ", ".join(COLUMNS)
         with self.connection() as con:
-            con.register("bg_batch", table)
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("BEGIN TRANSACTION")
-                before = con.execute("SELECT count(*) FROM events").fetchone()
-                # First occurrence of each event_id within the batch, minus the ids already stored.
-                con.execute(
-                    f"""
-                    INSERT INTO events ({cols})
-                    SELECT {cols} FROM (
-                        SELECT *, row_number() OVER (PARTITION BY event_id) AS bg_k FROM bg_batch
-                    ) b
-                    WHERE b.bg_k = 1
-                      AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
+                stored = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+                if duplicates:
+                    # The first occurrence of each event_id, minus the ids already stored.
+                    sql = f"""
+                        INSERT INTO events ({cols})
+                        SELECT {cols} FROM (
+                            SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY bg_row) AS bg_k
+                            FROM bg_batch
+                        ) b
+                        WHERE b.bg_k = 1
+                          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
                     """
-                    if _has_duplicates(table)
-                    else f"""
-                    INSERT INTO events ({cols})
-                    SELECT {cols} FROM bg_batch b
-                    WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
+                elif stored == 0:
+                    # An empty store and distinct ids in the batch: nothing to skip.
+                    sql = f"INSERT INTO events ({cols}) SELECT {cols} FROM bg_batch"
+                else:
+                    sql = f"""
+                        INSERT INTO events ({cols})
+                        SELECT {cols} FROM bg_batch b
+                        WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
                     """
-                )
-                after = con.execute("SELECT count(*) FROM events").fetchone()
+                inserted = 0
+                for lo in range(0, table.num_rows, _CHUNK_ROWS):
+                    con.register("bg_batch", table.slice(lo, _CHUNK_ROWS))
+                    try:
+                        inserted += int(con.execute(sql).fetchall()[0][0])
+                    finally:
+                        con.unregister("bg_batch")
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
                 raise
-            finally:
-                con.unregister("bg_batch")
-        assert before is not None and after is not None
-        return int(after[0]) - int(before[0])
+        return inserted
 
     def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self.connection() as con:
             return con.execute(render(sql, "duckdb"), params).fetchall()
-
-    def count(self, experiment_id: int | None = None) -> int:
-        sql = "SELECT count(*) FROM events"
-        params: dict[str, Any] = {}
-        if experiment_id is not None:
-            sql += " WHERE experiment_id = :experiment"
-            params["experiment"] = int(experiment_id)
-        rows = self._fetch(sql, params)
-        return int(rows[0][0])
 
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         sql = f"SELECT {', '.join(COLUMNS)} FROM events"
@@ -117,11 +129,7 @@ class DuckDBEventStore(EventStore):
             sql += " WHERE experiment_id = $experiment"
             params["experiment"] = int(experiment_id)
         with self.connection() as con:
-            result = con.execute(sql + " ORDER BY ts, event_id", params)
-            return result.fetch_arrow_table() if hasattr(result, "fetch_arrow_table") else result.arrow()
+            relation = con.sql(sql + " ORDER BY ts, event_id", params=params)
+            assert relation is not None
+            return relation.to_arrow_table()
 
-
-def _has_duplicates(table: pa.Table) -> bool:
-    import pyarrow.compute as pc
-
-    return bool(pc.count_distinct(table.column("event_id")).as_py() != table.num_rows)

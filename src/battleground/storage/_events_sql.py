@@ -26,25 +26,40 @@ __all__ = [
     "DAILY_SUMS",
     "EXPOSURE",
     "METRIC_SUMS",
-    "SCHEMA",
     "render",
+    "schema",
 ]
 
 EXPOSURE = "exposure"
 COLUMNS = ("event_id", "experiment_id", "variant", "user_id", "event_type", "ts", "value", "covariate")
 
-SCHEMA = """
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    event_id VARCHAR NOT NULL{primary_key},
+    event_id {text} NOT NULL{primary_key},
     experiment_id INTEGER NOT NULL,
-    variant VARCHAR NOT NULL,
-    user_id VARCHAR NOT NULL,
-    event_type VARCHAR NOT NULL,
+    variant {text} NOT NULL,
+    user_id {text} NOT NULL,
+    event_type {text} NOT NULL,
     ts TIMESTAMP NOT NULL,
     value DOUBLE PRECISION,
     covariate DOUBLE PRECISION
 )
 """
+
+
+def schema(backend: str) -> str:
+    """The ``CREATE TABLE events`` statement of a backend (``"duckdb"`` or ``"postgresql"``).
+
+    The columns are the same; PostgreSQL adds the primary key on ``event_id`` (what makes concurrent
+    writers exact) and the byte-order ``C`` collation on text, so that sorting, grouping and the key's
+    B-tree compare bytes as DuckDB does, without the cost of locale-aware comparison.
+    """
+    if backend == "duckdb":
+        return _SCHEMA.format(text="VARCHAR", primary_key="")
+    if backend == "postgresql":
+        return _SCHEMA.format(text='VARCHAR COLLATE "C"', primary_key=" PRIMARY KEY")
+    raise ValueError(f"backend must be 'duckdb' or 'postgresql', got {backend!r}")
+
 
 _ONE = "CAST(1 AS DOUBLE PRECISION)"
 _ZERO = "CAST(0 AS DOUBLE PRECISION)"
@@ -138,13 +153,15 @@ GROUP BY day, variant
 ORDER BY day, variant
 """
 
-_PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+# A quoted literal (left alone) or a ``:name`` placeholder (not ``::type`` casts).
+_TOKEN = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
 
 
 def render(sql: str, style: str) -> str:
-    """Turn ``:name`` placeholders into ``$name`` (``style="duckdb"``) or ``%(name)s`` (``"psycopg"``)."""
+    """Turn ``:name`` placeholders into ``$name`` (``style="duckdb"``) or ``%(name)s`` (``"psycopg"``);
+    text inside quotes is left as it is."""
     if style == "duckdb":
-        return _PLACEHOLDER.sub(r"$\1", sql)
+        return _TOKEN.sub(lambda m: m.group(0) if m.group(1) is None else f"${m.group(1)}", sql)
     if style == "psycopg":
-        return _PLACEHOLDER.sub(r"%(\1)s", sql.replace("%", "%%"))
+        return _TOKEN.sub(lambda m: m.group(0) if m.group(1) is None else f"%({m.group(1)})s", sql.replace("%", "%%"))
     raise ValueError(f"style must be 'duckdb' or 'psycopg', got {style!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 __all__ = ["ensure_database", "psycopg_url"]
 
 
@@ -16,7 +18,7 @@ def psycopg_url(url: str) -> str:
 def ensure_database(url: str) -> None:
     """Create the database named in ``url`` if the server does not have it yet.
 
-    This is what makes ``RegisterExperiment(client="10.1.2.3")`` work on a fresh server, the way an
+    This is what makes ``RegisterExperiment(client="127.0.0.1")`` work on a fresh server, the way an
     embedded SQLite file is created on first use. Any other connection failure is raised unchanged.
     """
     import psycopg
@@ -34,8 +36,9 @@ def ensure_database(url: str) -> None:
     if not name:
         raise ValueError(f"the PostgreSQL URL {url!r} names no database; add '/battleground' to it")
     admin = make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        try:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process created it first
+    # Another process may have created it first.
+    with (
+        psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn,
+        contextlib.suppress(psycopg.errors.DuplicateDatabase),
+    ):
+        conn.execute(f'CREATE DATABASE "{name}"')

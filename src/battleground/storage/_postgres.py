@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from battleground.storage._events_sql import COLUMNS, SCHEMA, render
+from battleground.storage._events_sql import COLUMNS, render, schema
 from battleground.storage._pg import ensure_database, psycopg_url
-from battleground.storage.events import EventStore
+from battleground.storage.events import EventStore, StoreUnavailableError, has_duplicate_ids
 
 if TYPE_CHECKING:
     import psycopg
@@ -24,10 +25,12 @@ class PostgresEventStore(EventStore):
     """Events in the ``events`` table of a PostgreSQL database.
 
     A batch is loaded with ``COPY`` into a temporary table and inserted with
-    ``INSERT … SELECT DISTINCT ON (event_id) … ORDER BY event_id ON CONFLICT (event_id) DO NOTHING`` in
-    one transaction: concurrent writers with overlapping ids store each id exactly once, and taking the
-    row locks in ``event_id`` order keeps them from dead-locking (a deadlock or serialization failure
-    would still be retried, as the whole transaction rolls back).
+    ``INSERT … SELECT … ORDER BY event_id ON CONFLICT (event_id) DO NOTHING`` in one transaction: the
+    primary key makes concurrent writers with overlapping ids store each id exactly once, and taking
+    the key locks in ``event_id`` order keeps them from dead-locking (a deadlock or serialization
+    failure would still be retried, as the whole transaction rolls back). A writer that dies before
+    its commit leaves nothing: the server rolls its transaction back. A server that cannot be reached
+    raises :class:`~battleground.storage.events.StoreUnavailableError` naming it.
     """
 
     backend = "postgresql"
@@ -43,33 +46,41 @@ class PostgresEventStore(EventStore):
             ensure_database(self.dsn)
             with psycopg.connect(self.dsn) as conn:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                conn.execute(SCHEMA.format(primary_key=" PRIMARY KEY"))
+                conn.execute(schema("postgresql"))
                 conn.execute("CREATE INDEX IF NOT EXISTS ix_events_experiment ON events (experiment_id, event_type)")
             _ready.add(self.dsn)
         return psycopg.connect(self.dsn)
 
     def _write(self, table: pa.Table) -> int:
+        import numpy as np
         import psycopg
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
+        data = table.select(list(COLUMNS))
+        names = list(COLUMNS)
+        order = "event_id"
+        if has_duplicate_ids(table):
+            # ON CONFLICT DO NOTHING also skips ids repeated within the statement; ordering by the row
+            # number keeps the first occurrence, as the DuckDB store does.
+            data = data.append_column("bg_row", pa.array(np.arange(data.num_rows, dtype=np.int64)))
+            names.append("bg_row")
+            order = "event_id, bg_row"
         buffer = io.BytesIO()
-        pacsv.write_csv(
-            table.select(list(COLUMNS)), buffer,
-            write_options=pacsv.WriteOptions(include_header=False, batch_size=65536),
-        )
+        pacsv.write_csv(data, buffer, write_options=pacsv.WriteOptions(include_header=False, batch_size=65536))
         payload = buffer.getbuffer()
         cols = ", ".join(COLUMNS)
+        extra = ", bg_row BIGINT" if "bg_row" in names else ""
         for attempt in range(8):
             try:
                 with self._connect() as conn, conn.cursor() as cur:
-                    cur.execute("CREATE TEMP TABLE bg_batch (LIKE events) ON COMMIT DROP")
-                    with cur.copy(f"COPY bg_batch ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+                    cur.execute(f"CREATE TEMP TABLE bg_batch (LIKE events{extra}) ON COMMIT DROP")
+                    with cur.copy(f"COPY bg_batch ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy:
                         step = 1 << 22
                         for i in range(0, len(payload), step):
                             copy.write(payload[i : i + step])
                     cur.execute(
-                        f"INSERT INTO events ({cols}) "
-                        f"SELECT DISTINCT ON (event_id) {cols} FROM bg_batch ORDER BY event_id "
+                        f"INSERT INTO events ({cols}) SELECT {cols} FROM bg_batch ORDER BY {order} "
                         "ON CONFLICT (event_id) DO NOTHING"
                     )
                     return int(cur.rowcount)
@@ -77,19 +88,31 @@ class PostgresEventStore(EventStore):
                 if attempt == 7:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+            except psycopg.OperationalError as exc:
+                raise self._unavailable(exc, writing=True) from exc
         raise AssertionError("unreachable")
 
-    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        with self._connect() as conn:
-            return conn.execute(render(sql, "psycopg"), params).fetchall()  # type: ignore[arg-type]
+    def _unavailable(self, exc: Exception, *, writing: bool) -> StoreUnavailableError:
+        from psycopg.conninfo import conninfo_to_dict
 
-    def count(self, experiment_id: int | None = None) -> int:
-        sql = "SELECT count(*) FROM events"
-        params: dict[str, Any] = {}
-        if experiment_id is not None:
-            sql += " WHERE experiment_id = :experiment"
-            params["experiment"] = int(experiment_id)
-        return int(self._fetch(sql, params)[0][0])
+        params = conninfo_to_dict(self.dsn)
+        where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = (
+            "this batch may not have been stored: re-send it once the server is back (ingest is "
+            "idempotent, so re-sending never stores an event twice)" if writing
+            else "retry once the server is back"
+        )
+        return StoreUnavailableError(f"the event store (PostgreSQL at {where}) is unavailable ({reason}); {what}")
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            with self._connect() as conn:
+                return conn.execute(render(sql, "psycopg"), params).fetchall()  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc, writing=False) from exc
 
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         import pyarrow as pa
@@ -102,7 +125,7 @@ class PostgresEventStore(EventStore):
         rows = self._fetch(sql + " ORDER BY ts, event_id", params)
         from battleground.storage._arrow import EVENT_SCHEMA
 
-        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in COLUMNS]
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
         return pa.table(
             {name: pa.array(list(col), type=EVENT_SCHEMA.field(name).type) for name, col in zip(COLUMNS, columns, strict=True)}
         )

@@ -20,11 +20,43 @@ from battleground.storage.sums import MetricSums
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["EventStore", "open_event_store", "registry_url_for"]
+__all__ = ["EventStore", "StoreUnavailableError", "has_duplicate_ids", "open_event_store", "registry_url_for"]
 
 # Open bounds for the time window (both engines compare TIMESTAMP against these exactly).
 _MIN_TS = dt.datetime(1900, 1, 1)
 _MAX_TS = dt.datetime(9999, 12, 31)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store's database server cannot be reached, or the connection broke during an operation.
+
+    A batch being written may or may not have been stored; re-sending it is always safe, because ingest
+    is idempotent on ``event_id``.
+    """
+
+
+def has_duplicate_ids(table: pa.Table) -> bool:
+    """Whether some ``event_id`` occurs twice in a batch (then the stores keep its first occurrence).
+
+    Hashing the ids with the vectorised XXH64 and sorting the 64-bit digests is several times faster than
+    a hash set of strings; equal ids always have equal digests, and a collision of different ids (odds
+    about n²/2⁶⁵) only sends the batch down the slower, exact deduplicating path.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table.column("event_id")
+    if table.num_rows < 2:
+        return False
+    longest = pc.max(pc.binary_length(ids)).as_py() or 0
+    if longest > 64:  # the vectorised hash pads every id to the longest: use a hash set instead
+        return bool(pc.count_distinct(ids).as_py() != table.num_rows)
+    from battleground.experiment._xxh64 import xxh64_strings
+
+    arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    digests = np.sort(xxh64_strings(b"", arr))
+    return bool(np.any(digests[1:] == digests[:-1]))
 
 
 def registry_url_for(events_url: str) -> str:
@@ -41,8 +73,8 @@ def registry_url_for(events_url: str) -> str:
 class EventStore(abc.ABC):
     """Append-only storage of experiment events with per-variant sums computed in SQL.
 
-    Subclasses implement the three primitives :meth:`_write`, :meth:`_fetch` and :meth:`count`; the
-    queries are shared (``storage/_events_sql.py``).
+    Subclasses implement the primitives :meth:`_write`, :meth:`_fetch` and :meth:`to_arrow`; the queries are shared (``storage/_events_sql.py``). Connections are opened per
+    operation, so a store holds no resources between calls and needs no closing.
 
     Attributes:
         url: the store's URL.
@@ -68,16 +100,23 @@ class EventStore(abc.ABC):
     def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a shared query (``:name`` placeholders) and return all rows."""
 
-    @abc.abstractmethod
     def count(self, experiment_id: int | None = None) -> int:
         """Number of stored events (of one experiment, or all)."""
+        return sum(n for _, n in self.count_by_type(experiment_id))
+
+    def count_by_type(self, experiment_id: int | None = None) -> list[tuple[str, int]]:
+        """``(event_type, number of events)`` of one experiment (or all), by event type."""
+        sql = "SELECT event_type, COUNT(*) FROM events"
+        params: dict[str, Any] = {}
+        if experiment_id is not None:
+            sql += " WHERE experiment_id = :experiment"
+            params["experiment"] = int(experiment_id)
+        rows = self._fetch(sql + " GROUP BY event_type ORDER BY event_type", params)
+        return [(str(t), int(n)) for t, n in rows]
 
     @abc.abstractmethod
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
-
-    def close(self) -> None:
-        """Release resources (connections are per operation, so there is usually nothing to do)."""
 
     def write_batch(self, table: pa.Table) -> int:
         """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
