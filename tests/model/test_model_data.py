@@ -101,3 +101,30 @@ def test_split_stratified_and_time(tmp_path) -> None:
         split_data(frame.assign(churned=0))
     with pytest.raises(ValueError, match="unknown part 'validation'"):
         split_data(frame, fractions={"train": 0.5, "validation": 0.5})
+
+
+def test_preprocess_vectorised_transform_matches_per_column_reference(churn_sets) -> None:
+    X_train, _, X_test, _ = churn_sets
+    X = X_test.head(300).copy()
+    X.loc[X.index[:4], "class"] = "Z"  # unseen category: all one-hot columns 0
+    X.loc[X.index[4:8], "sub_type"] = None
+    X.loc[X.index[:3], "price"] = np.nan
+    for kw in ({}, {"encoding": "ordinal", "scale": False}):
+        p = Preprocess(**kw).fit(X_train)
+        out = p.transform(X)
+        for c in p.numerical_features_:
+            v = pd.to_numeric(X[c], errors="coerce").astype(float).fillna(p.fill_values_[c])
+            ref = (v - p.means_[c]) / p.scales_[c] if p.scale else v
+            np.testing.assert_allclose(out[c].to_numpy(), ref.to_numpy(), rtol=0, atol=1e-12)
+        for c in p.categorical_features_:
+            text = X[c].map(lambda v: None if pd.isna(v) else str(v))
+            if p.encoding == "ordinal":
+                lookup = {v: i for i, v in enumerate(p.categories_[c])}
+                assert out[c].tolist() == [float(lookup.get(v, -1)) for v in text]
+            else:
+                for cat in p.categories_[c]:
+                    assert out[f"{c}={cat}"].tolist() == (text == cat).astype(float).tolist()
+        assert list(out.columns) == list(p.get_feature_names_out()) and (out.index == X.index).all()
+    assert out.loc[X.index[0], "class"] == -1.0
+    with pytest.raises(ValueError, match="always returns pandas"):
+        Preprocess().set_output(transform="polars")

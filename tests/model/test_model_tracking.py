@@ -150,8 +150,9 @@ def test_log_seed_same_config_same_metrics(tmp_path, settings) -> None:
     assert node(1) == 2
     from battleground.model.tracking import split_from_config
 
-    raw = {"train": {"supported_models": ["LogisticRegression"], "max_search_iters": 2, "seed": 5,
-                     "project_name": "repro"},
+    raw = {"train": {"supported_models": ["LogisticRegression", "LGBMClassifier"], "max_search_iters": 2,
+                     "seed": 5, "project_name": "repro",
+                     "search_space": {"lightgbm": {"n_estimators": [10, 40], "num_leaves": [4, 31]}}},
            "data": {"synthetic": {"n_characters": 600}, "splits_dir": str(tmp_path / "s"),
                     "artifacts_dir": str(tmp_path / "a")}}
     split_from_config(raw)
@@ -159,7 +160,10 @@ def test_log_seed_same_config_same_metrics(tmp_path, settings) -> None:
     split_from_config(raw)
     b = train_from_config(raw, settings)
     assert a.seed == b.seed == 5
-    assert a.runs[0].metrics == b.runs[0].metrics
+    assert [r.model for r in a.runs] == [r.model for r in b.runs] and len(a.runs) == 2
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert ra.metrics == rb.metrics and ra.run_id != rb.run_id
+    assert 0.5 < a.runs[0].metrics["valid_roc_auc"] < 1.0
 
 
 def test_leaderboard_command(tmp_path) -> None:
@@ -181,12 +185,21 @@ def test_orchestrator_face_and_churn_demo(settings, churn_sets, tmp_path) -> Non
                                 valid_class=y_valid, settings=settings,
                                 config={"max_search_iters": 2, "seed": 1, "project_name": "faces",
                                         "data": {"artifacts_dir": str(tmp_path)}})
-    trials, result = orch.optimize_model(model=LGBMClassifier, search_space_params={"n_estimators": [10, 30]},
-                                         registered_model_name="lightgbm_model")
-    assert len(trials) == 2 and 10 <= result.best_params["n_estimators"] <= 30
+    study, result = orch.optimize_model(model=LGBMClassifier, search_space_params={"n_estimators": [10, 30]},
+                                        registered_model_name="lightgbm_model")
+    assert len(study.trials) == 2 and 10 <= result.best_params["n_estimators"] <= 30
+    assert study.best_params == result.best_params
     assert (tmp_path / "study_lightgbm.csv").exists() and result.extra["run"].model == "lightgbm"
 
     demo = run_churn_demo(settings, n_characters=1500, n_trials=3)
     assert demo.evaluation.registered and demo.evaluation.test_score >= 0.75
     assert {r.model for r in demo.train.runs} == {"lightgbm", "logistic"}
     assert load_champion(settings).version == demo.evaluation.version
+    # what the end-to-end demo uses: both fitted models, their metrics and the champion's name/version
+    assert set(demo.models) == {"lightgbm", "logistic"} == set(demo.test_metrics) == set(demo.valid_metrics)
+    assert demo.models["lightgbm"].predict_proba(X_valid).shape == (len(X_valid), 2)
+    assert demo.test_metrics["lightgbm"]["roc_auc"] > demo.test_metrics["logistic"]["roc_auc"] - 0.05
+    assert demo.champion == ("churn", demo.evaluation.version)
+    assert not (Path.cwd() / "mlruns").exists() or settings.home != Path.cwd()
+    artifacts = settings.home / "mlartifacts"
+    assert artifacts.is_dir() and any(artifacts.rglob("MLmodel"))

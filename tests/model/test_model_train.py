@@ -80,14 +80,26 @@ def test_tune_is_seeded_and_writes_study_csv(churn_sets, tmp_path) -> None:
 
 
 def test_parallel_tuning_shares_a_journal_study(churn_sets, tmp_path) -> None:
+    import os
+
+    from battleground.model.train import TuningWorkers
+
     X_train, y_train, X_test, y_test = churn_sets
     journal = str(tmp_path / "optuna.journal")
     space = {"logistic": {"C": [0.01, 10.0, "log"]}}
-    r = tune("logistic", X_train, y_train, X_test, y_test, search_space=space, n_trials=4, n_workers=2,
-             storage=journal, study_name="par")
-    assert len(r.trials) == 4 and r.n_complete == 4
+    with TuningWorkers(2).start() as pool:  # started once, reused by both studies
+        assert len(pool.pids) == 1 and os.getpid() not in pool.pids
+        r = tune("logistic", X_train, y_train, X_test, y_test, search_space=space, n_trials=4, n_workers=2,
+                 storage=journal, study_name="par", workers=pool)
+        again = tune("logistic", X_train, y_train, X_test, y_test, search_space=space, n_trials=3, n_workers=2,
+                     storage=journal, study_name="par-2", workers=pool, prune=False)
+        with pytest.raises(ValueError, match="workers has 2 workers but n_workers=3"):
+            tune("logistic", X_train, y_train, X_test, y_test, n_trials=2, n_workers=3, storage=journal, workers=pool)
+    assert len(r.trials) == 4 and r.n_complete == 4  # exactly n_trials, whichever worker ran them
+    assert len(again.trials) == 3 and again.n_complete == 3
     assert (tmp_path / "optuna.journal").stat().st_size > 0
     assert r.best_value == pytest.approx(r.trials["value"].max())
+    assert r.study.best_value == pytest.approx(r.best_value)
 
 
 def test_leaderboard_and_top_k_voting(churn_sets) -> None:
@@ -111,3 +123,8 @@ def test_tuning_on_postgresql_storage(churn_sets, postgres_url) -> None:
              study_name="pg-study")
     stored = optuna.load_study(study_name="pg-study", storage=postgres_url)
     assert len(stored.trials) == 2 and stored.best_value == pytest.approx(r.best_value)
+    # parallel workers across processes (or machines) share the study through the database
+    par = tune("logistic", X_train, y_train, X_test, y_test, search_space=space, n_trials=4, n_workers=2,
+               storage=postgres_url, study_name="pg-parallel")
+    stored = optuna.load_study(study_name="pg-parallel", storage=postgres_url)
+    assert len(stored.trials) == 4 == par.n_complete

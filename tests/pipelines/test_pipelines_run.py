@@ -73,3 +73,90 @@ def test_pipelines_game2_overrides_base(tmp_path: Path) -> None:
 def test_pipelines_upstream_missing_is_clear(settings: Settings) -> None:
     with pytest.raises(FileNotFoundError, match="features_test"):
         run_pipeline("sub_churn_score", settings)
+
+
+def test_pipelines_cli_runs_base_names_in_game2_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    monkeypatch.setenv("BATTLEGROUND_HOME", str(settings.home))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["pipeline", "list"])
+    assert listed.exit_code == 0 and "sub_churn_batch_score_from_raw_game2" in listed.output
+    for name in ("sub_churn_train_from_raw", "sub_churn_score_from_raw"):
+        res = runner.invoke(app, ["pipeline", "run", "-p", name, "--env", "game2_env", "--n-characters", "400"])
+        assert res.exit_code == 0, res.output
+        assert f"{name} ran in game2_env" in res.output
+    folder = settings.home / "pipelines" / "game2_env"
+    report = (folder / "08_reporting" / "score_report_game2.txt").read_text()
+    assert report.startswith("churn back-test report") and "roc_auc_new_characters" in report
+    assert (folder / "08_reporting" / "score_report_game2.html").exists()
+    assert not (settings.home / "pipelines" / "base").exists()  # game2 never touches base's files
+    bad = runner.invoke(app, ["pipeline", "run", "-p", "sub_churn_trian"])
+    assert bad.exit_code == 1 and "sub_churn_train_from_raw" in bad.output
+
+
+def test_pipelines_parameter_typos_are_refused(settings: Settings, tmp_path: Path) -> None:
+    import shutil
+
+    with pytest.raises(ValueError, match=r"unknown churn parameter 'n_character' \(did you mean 'n_characters'\?\)"):
+        run_pipeline("sub_churn_raw", settings, params={"n_character": 300})
+    conf = tmp_path / "conf"
+    shutil.copytree(Path(__file__).parents[2] / "src/battleground/pipelines/conf", conf)
+    params = conf / "base" / "parameters.yml"
+    params.write_text(params.read_text().replace("  train_cutoff:", "  trian_cutoff:"))
+    with pytest.raises(ValueError, match=r"unknown churn parameter 'trian_cutoff' \(did you mean 'train_cutoff'\?\); "
+                                         r"valid keys: \['env', 'seed'"):
+        run_pipeline("sub_churn_train_from_raw", settings, params=SMALL, conf_source=conf)
+
+
+def test_batch_predict_sees_only_the_past(settings: Settings) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from battleground.datasets import make_churn_tables
+    from battleground.pipelines import nodes
+
+    tables = make_churn_tables(600, seed=4)
+    params = {"predict_cutoff": "2022-10-01", "label": "churned"}
+    cut = pd.Timestamp(params["predict_cutoff"])
+
+    class MeanOfBalances:  # a stand-in model: any function of the features
+        def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+            p = 1 / (1 + np.exp(-X["hard_balance"].fillna(0).to_numpy() / 100 + X["missed_months"].to_numpy()))
+            return np.c_[1 - p, p]
+
+    before = nodes.batch_predict(MeanOfBalances(), tables, params)
+    future = {k: v.copy() for k, v in tables.items()}
+    later = future["currency"]["date"] >= cut
+    future["currency"].loc[later, "hard_balance"] = 0.0  # rewrite everything after the cut-off
+    miss = future["sub_miss"]
+    future["sub_miss"] = pd.concat([miss, pd.DataFrame({"sub_id": tables["characters"]["char_id"].head(50),
+                                                        "start_date": cut, "end_date": cut + pd.DateOffset(months=3)})])
+    after = nodes.batch_predict(MeanOfBalances(), future, params)
+    pd.testing.assert_frame_equal(before, after)
+    assert "churned" not in before.columns and before["churn_probability"].between(0, 1).all()
+
+
+def test_pipelines_run_with_kedro_own_tools(tmp_path: Path) -> None:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    project = tmp_path / "churn-project"
+    res = CliRunner().invoke(app, ["pipeline", "kedro-project", str(project)])
+    assert res.exit_code == 0, res.output
+    assert (project / "conf" / "game2_env" / "catalog.yml").exists()
+    assert (project / ".telemetry").read_text() == "consent: false\n"
+    # what `cd churn-project && kedro run --env game2_env -p sub_churn_train_from_raw_game2` does
+    params = project / "conf" / "base" / "parameters.yml"
+    params.write_text(params.read_text().replace("n_characters: 4000", "n_characters: 400"))
+    bootstrap_project(project)
+    runtime = {"data_dir": str(tmp_path / "data"), "home": str(tmp_path / "home")}
+    with KedroSession.create(project_path=project, env="game2_env", runtime_params=runtime) as session:
+        session.run(pipeline_name="sub_churn_train_from_raw_game2")
+    assert (tmp_path / "data" / "06_models" / "churn_model_game2.pkl").exists()
+    assert (tmp_path / "home" / "mlflow.db").exists() and not (project / "mlruns").exists()

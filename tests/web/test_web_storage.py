@@ -64,7 +64,7 @@ def test_unreachable_storage_is_503_with_a_clear_message(tmp_path: Path) -> None
         for url in ("/api/experiments", "/api/experiments/1/results"):
             r = c.get(url)
             assert r.status_code == 503 and r.headers["retry-after"] == "2"
-            assert r.json()["detail"].startswith("storage unavailable (OperationalError")
+            assert r.json()["detail"].startswith(("storage unavailable (StoreUnavailableError", "storage unavailable (OperationalError"))
             assert "retry in a few seconds" in r.json()["detail"]
         page = c.get("/", headers={"accept": "text/html"})
         assert page.status_code == 503 and "storage unavailable" in page.text

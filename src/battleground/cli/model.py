@@ -10,7 +10,8 @@ from battleground.cli._common import console, load_settings, user_errors
 
 app = typer.Typer(help="Split data, train, tune, evaluate and pick the champion model.", no_args_is_help=True)
 
-_CONFIG = typer.Option(..., "--config", "-c", help="Training config YAML (seed 002's training-config.yml keys).")
+_CONFIG = typer.Option(..., "--config", "-c", "--config_yaml_path",
+                       help="Training config YAML (seed 002's training-config.yml keys).")
 
 
 @app.command("split")

@@ -17,7 +17,10 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CHURN_VARIANTS", "build_churn_features", "make_churn_tables", "read_churn_tables", "write_churn_tables"]
+__all__ = [
+    "CHURN_VARIANTS", "build_churn_features", "make_churn_tables", "read_churn_tables", "tables_as_of",
+    "write_churn_tables",
+]
 
 TABLES = ("characters", "currency", "subscriptions", "sub_miss")
 LABEL = "churned"
@@ -265,6 +268,42 @@ def read_churn_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
         else:
             raise FileNotFoundError(f"{out / name}.parquet (or .csv) not found; write it with write_churn_tables")
     return tables
+
+
+def tables_as_of(tables: dict[str, pd.DataFrame], cutoff: str | pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The four tables as they stood on ``cutoff``: what a production batch job would see.
+
+    Characters and subscriptions created on or after the cut-off are dropped, currency rows dated on
+    or after it too, mastery dates after it are unknown (``NaT``), and a miss still running at the
+    cut-off ends the day before it (a churn run in progress is not known to be one yet).
+
+    Example:
+        >>> t = make_churn_tables(300, seed=2)
+        >>> past = tables_as_of(t, "2022-10-01")
+        >>> bool((past["currency"]["date"] < "2022-10-01").all())
+        True
+    """
+    import pandas as pd
+
+    missing = [t for t in TABLES if t not in tables]
+    if missing:
+        raise ValueError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
+    cut = pd.Timestamp(cutoff)
+    chars = tables["characters"]
+    chars = chars[chars["creation_date"] < cut].copy()
+    chars["class_mastery_date"] = chars["class_mastery_date"].where(chars["class_mastery_date"] < cut)
+    subs = tables["subscriptions"]
+    miss = tables["sub_miss"]
+    miss = miss[miss["start_date"] < cut].copy()
+    last_day = cut - pd.Timedelta(days=1)
+    miss["end_date"] = miss["end_date"].where(miss["end_date"] <= last_day, last_day)
+    cur = tables["currency"]
+    return {
+        "characters": chars.reset_index(drop=True),
+        "currency": cur[cur["date"] < cut].reset_index(drop=True),
+        "subscriptions": subs[subs["sub_start_date"] < cut].reset_index(drop=True),
+        "sub_miss": miss.reset_index(drop=True),
+    }
 
 
 def _month_index(values: pd.Series) -> np.ndarray:

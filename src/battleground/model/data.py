@@ -110,8 +110,16 @@ class CreateDataSet:
 
         from battleground.datasets import build_churn_features
 
+        field = "train_dt" if which == "train" else "infer_dt"
+        if isinstance(dates, str):
+            raise ValueError(f"{field}={dates!r} must be a list of dates, e.g. [{dates!r}]")
         if not dates:
             dates = _DEFAULT_CUTOFFS.get(self.variant, _DEFAULT_CUTOFFS["game"])[0 if which == "train" else 1]
+        for d in dates:
+            try:
+                pd.Timestamp(d)
+            except (ValueError, TypeError):
+                raise ValueError(f"{field} value {d!r} is not a date; use 'YYYY-MM-DD'") from None
         tables = self._tables()
         frames = [build_churn_features(tables, d, horizon_months=self.horizon_months) for d in dates]
         frame = pd.concat(frames, ignore_index=True)
@@ -168,7 +176,9 @@ def split_data(
     out: dict[str, pd.DataFrame] = {}
     if method == "time":
         if time_column is None or time_column not in frame.columns:
-            raise ValueError(f"time_column={time_column!r} must name a column for method='time'")
+            hint = _suggest(str(time_column), [str(c) for c in frame.columns]) if time_column else ""
+            raise ValueError(f"time_column={time_column!r} must name a column for method='time'{hint}; "
+                             f"columns: {list(frame.columns)}")
         ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
         edges = np.round(np.cumsum([0.0] + [fr[p] for p in parts]) * len(ordered)).astype(int)
         for p, lo, hi in zip(parts, edges[:-1], edges[1:], strict=True):
@@ -288,7 +298,7 @@ class FeatureSelection(TransformerMixin, BaseEstimator):
 _IMPUTE = ("median", "mean", "most_frequent", "constant", "zero")
 
 
-class Preprocess(TransformerMixin, BaseEstimator):
+class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  # type: ignore[call-arg]
     """Impute, scale numeric columns and encode categorical ones; DataFrame in, DataFrame out.
 
     Empty ``numerical_features``/``categorical_features`` mean "infer from dtypes".
@@ -353,24 +363,72 @@ class Preprocess(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """One float matrix built with whole-array NumPy operations (a single row costs well under a
+        millisecond, which the model server relies on)."""
         import pandas as pd
 
         missing = [c for c in [*self.numerical_features_, *self.categorical_features_] if c not in X.columns]
         if missing:
             raise ValueError(f"X lacks the columns {missing} seen in fit")
-        out: dict[str, Any] = {}
-        for c in self.numerical_features_:
-            v = pd.to_numeric(X[c], errors="coerce").astype(float).fillna(self.fill_values_[c]).to_numpy()
-            out[c] = (v - self.means_[c]) / self.scales_[c] if self.scale else v
-        for c in self.categorical_features_:
-            values = X[c].astype(object).where(X[c].notna(), None).map(lambda v: None if v is None else str(v))
-            if self.encoding == "ordinal":
-                lookup = {v: i for i, v in enumerate(self.categories_[c])}
-                out[c] = values.map(lambda v, lk=lookup: lk.get(v, -1)).to_numpy(dtype=float)
+        n = len(X)
+        blocks: list[np.ndarray] = []
+        nums = self.numerical_features_
+        if nums:
+            dtypes = X.dtypes
+            plain = all(pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c])
+                        for c in nums)
+            if plain:  # one take and one conversion for the whole numeric block
+                block = X[nums].to_numpy(dtype=float, na_value=np.nan)
             else:
-                for cat in self.categories_[c]:
-                    out[f"{c}={cat}"] = (values == cat).to_numpy(dtype=float)
-        return pd.DataFrame(out, index=X.index)
+                block = np.column_stack([pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                                         for c in nums])
+            fill, means, scales = self._numeric_constants()
+            block = np.where(np.isnan(block), fill, block)
+            if self.scale:
+                block = (block - means) / scales
+            blocks.append(block)
+        for c in self.categorical_features_:
+            raw = X[c].to_numpy(dtype=object)
+            known = ~pd.isna(raw)
+            text = np.array([str(v) for v in raw], dtype=object)
+            text[~known] = None
+            cats = self.categories_[c]
+            if self.encoding == "ordinal":
+                lookup = {v: float(i) for i, v in enumerate(cats)}
+                blocks.append(np.array([lookup.get(v, -1.0) for v in text], dtype=float).reshape(n, 1))
+            elif cats:
+                blocks.append((text[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float))
+        values = np.hstack(blocks) if blocks else np.empty((n, 0))
+        return pd.DataFrame(values, columns=self._output_columns(), index=X.index, copy=False)
+
+    def set_output(self, *, transform: str | None = None) -> Preprocess:
+        """Output is always a DataFrame; accepted so ``Pipeline.set_output(transform="pandas")`` works
+        (scikit-learn's own output wrapper, which would rebuild the frame on every call, is off)."""
+        if transform not in (None, "default", "pandas"):
+            raise ValueError(f"Preprocess always returns pandas DataFrames; set_output(transform={transform!r}) "
+                             "is not supported")
+        return self
+
+    def _numeric_constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fill values, means and scales as arrays in column order (built once per fitted object)."""
+        cached = self.__dict__.get("_constants")
+        if cached is None or cached[0] is not self.fill_values_:
+            nums = self.numerical_features_
+            arrays = (np.array([self.fill_values_[c] for c in nums], dtype=float),
+                      np.array([self.means_[c] for c in nums], dtype=float),
+                      np.array([self.scales_[c] for c in nums], dtype=float))
+            cached = (self.fill_values_, arrays)
+            self.__dict__["_constants"] = cached
+        return cached[1]
+
+    def _output_columns(self) -> Any:
+        import pandas as pd
+
+        cached = self.__dict__.get("_columns")
+        if cached is None or cached[0] is not self.categories_:
+            cached = (self.categories_, pd.Index(self.get_feature_names_out().tolist()))
+            self.__dict__["_columns"] = cached
+        return cached[1]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         names = list(self.numerical_features_)

@@ -47,6 +47,7 @@ log = logging.getLogger("battleground.model")
 DEFAULT_MODEL_NAME = "churn"
 CHAMPION = "champion"
 _NON_FEATURES = ("char_id", "cutoff")
+_SYNTHETIC_KEYS = ("n_characters", "seed", "variant", "cutoffs")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -100,12 +101,24 @@ class TrainingConfig:
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingConfig:
         import difflib
 
-        body = dict(raw.get("train", raw)) if isinstance(raw, Mapping) else None
-        if body is None:
+        if not isinstance(raw, Mapping):
             raise ConfigError("the training config must be a mapping with a 'train:' section")
+        valid = [f.name for f in fields(cls)]
+        if "train" in raw:
+            extra = [k for k in raw if k not in ("train", "data")]
+            if extra:
+                close = difflib.get_close_matches(str(extra[0]), ["train", "data"], n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown top-level section {extra[0]!r}{hint}; valid sections: ['train', 'data']")
+        else:
+            odd = [k for k in raw if k not in valid]
+            sections = [k for k in odd if difflib.get_close_matches(str(k), ["train"], n=1, cutoff=0.6)]
+            if sections:
+                raise ConfigError(f"unknown top-level section {sections[0]!r} (did you mean 'train'?); "
+                                  "valid sections: ['train', 'data']")
+        body = dict(raw.get("train", raw) or {})
         if "data" in raw and "train" in raw:
             body.setdefault("data", raw["data"])
-        valid = [f.name for f in fields(cls)]
         for key in body:
             if key not in valid:
                 close = difflib.get_close_matches(key, valid, n=1)
@@ -126,11 +139,34 @@ class TrainingConfig:
                 body[key] = tuple(body[key])
         from battleground.model.train import canonical_model
 
-        for m in body.get("supported_models", ()):
+        for key in ("supported_models", "tuned_models"):
+            for m in body.get(key) or ():
+                try:
+                    canonical_model(m)
+                except ValueError as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
+        if body.get("search_space") is not None:
+            from battleground.model.train import check_params, parse_search_space
+
             try:
-                canonical_model(m)
+                for kind, space in parse_search_space(body["search_space"]).items():
+                    check_params(kind, list(space), where=f"search_space.{kind}")
             except ValueError as exc:
-                raise ConfigError(f"supported_models: {exc}") from None
+                raise ConfigError(f"search_space: {exc}") from None
+        numbers = {"max_search_iters": int, "n_workers": int, "voting_top_k": int, "fbeta_score_beta_val": float,
+                   "deployment_score_thresh": float, "model_opt_timeout_secs": float, "seed": int}
+        for key, typ in numbers.items():
+            if key in body and not (body[key] is None and key in ("model_opt_timeout_secs", "seed")):
+                body[key] = _number(key, body[key], typ)
+        for key in ("project_name", "workspace_name", "registered_model_name"):
+            if key in body and not isinstance(body[key], str | int):
+                raise ConfigError(f"{key}={body[key]!r} must be a string")
+            if key in body:
+                body[key] = str(body[key])
+        if int(body.get("n_workers", 1)) < 1:
+            raise ConfigError(f"n_workers={body['n_workers']!r} must be >= 1")
+        if not float(body.get("fbeta_score_beta_val", 0.5)) > 0:
+            raise ConfigError(f"fbeta_score_beta_val={body['fbeta_score_beta_val']!r} must be > 0")
         metrics = ("fbeta_score", "roc_auc", "pr_auc", "validation_score")
         if body.get("comparison_metric", "fbeta_score") not in metrics:
             raise ConfigError(f"comparison_metric={body['comparison_metric']!r} is unknown; valid: {list(metrics)}")
@@ -144,6 +180,21 @@ class TrainingConfig:
                 close = difflib.get_close_matches(key, data_keys, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown data key {key!r}{hint}; valid keys: {list(data_keys)}")
+        syn = data.get("synthetic") or {}
+        if not isinstance(syn, Mapping):
+            raise ConfigError(f"data.synthetic={syn!r} must be a mapping of {list(_SYNTHETIC_KEYS)}")
+        for key in syn:
+            if key not in _SYNTHETIC_KEYS:
+                close = difflib.get_close_matches(str(key), _SYNTHETIC_KEYS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown data.synthetic key {key!r}{hint}; valid keys: {list(_SYNTHETIC_KEYS)}")
+        if "cutoffs" in syn and (isinstance(syn["cutoffs"], str) or not list(syn["cutoffs"] or [])):
+            raise ConfigError(f"data.synthetic.cutoffs={syn['cutoffs']!r} must be a non-empty list of dates, "
+                              "e.g. ['2022-06-01', '2022-09-01']")
+        if data.get("split_method", "stratified") not in ("stratified", "time"):
+            raise ConfigError(f"data.split_method={data['split_method']!r} is unknown; valid: ['stratified', 'time']")
+        if data.get("split_method") == "time" and not data.get("time_column"):
+            raise ConfigError("data.split_method='time' needs data.time_column (e.g. 'cutoff')")
         body["data"] = data
         return cls(**body)
 
@@ -182,6 +233,31 @@ class TrainingConfig:
                                                                             self.comparison_metric)
 
 
+def _search_space(cfg: TrainingConfig) -> dict[str, dict[str, Any]]:
+    """The default search spaces with the config's ``search_space`` entries replacing whole models."""
+    from battleground.model.train import DEFAULT_SEARCH_SPACES, parse_search_space
+
+    spaces = parse_search_space(DEFAULT_SEARCH_SPACES)
+    if cfg.search_space:
+        spaces.update(parse_search_space(cfg.search_space))
+    return spaces
+
+
+def _number(key: str, value: Any, typ: type) -> int | float:
+    kind = "an integer" if typ is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"{key}={value!r} must be {kind}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} must be {kind}") from None
+    if typ is int:
+        if number != int(number):
+            raise ConfigError(f"{key}={value!r} must be {kind}")
+        return int(number)
+    return number
+
+
 def _replace(cfg: TrainingConfig, **changes: Any) -> TrainingConfig:
     import dataclasses
 
@@ -211,19 +287,20 @@ def log_seed(arg: Any = None) -> Any:
     """Seed ``random`` and NumPy and log the seed.
 
     ``log_seed(config)`` (a mapping with ``seed``, a :class:`TrainingConfig`, an int or ``None`` to
-    draw one) returns the seed; ``@log_seed`` on a function (seed ``001``'s node decorator) draws and
-    logs a fresh seed before each call.
+    draw one) returns the seed. ``@log_seed`` on a function is seed ``001``'s node decorator: before
+    each call it takes the seed from the function's ``params`` argument (a mapping with a ``seed``
+    key, as Kedro passes ``params:...``), or draws one when there is none, seeds ``random`` and NumPy,
+    logs it, and passes ``params`` on with ``seed`` filled in, so the node can hand it to its models.
+
+    Example:
+        >>> @log_seed
+        ... def node(params):
+        ...     return params["seed"]
+        >>> node({"seed": 7})
+        7
     """
     if callable(arg) and not isinstance(arg, TrainingConfig | Mapping):
-        func = arg
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            seed = _seed_everything(None)
-            log.info("random seed for %s: %d", getattr(func, "__qualname__", func), seed)
-            return func(*args, **kwargs)
-
-        return wrapper
+        return _seeded(arg)
     if isinstance(arg, TrainingConfig):
         seed = arg.seed
     elif isinstance(arg, Mapping):
@@ -233,6 +310,28 @@ def log_seed(arg: Any = None) -> Any:
     value = _seed_everything(None if seed is None else int(seed))
     log.info("random seed: %d", value)
     return value
+
+
+def _seeded(func: F) -> F:
+    import inspect
+
+    signature = inspect.signature(func)
+    has_params = "params" in signature.parameters
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs) if has_params else None
+        params = bound.arguments.get("params") if bound is not None else None
+        given = params.get("seed") if isinstance(params, Mapping) else None
+        seed = _seed_everything(None if given is None else int(given))
+        log.info("random seed for %s: %d", getattr(func, "__qualname__", func), seed)
+        if bound is not None and isinstance(params, Mapping):
+            bound.arguments["params"] = {**params, "seed": seed}
+            return func(*bound.args, **bound.kwargs)
+        return func(*args, **kwargs)
+
+    wrapper.__wrapped_seeded__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def data_hash(X: pd.DataFrame, y: Any = None) -> str:
@@ -286,6 +385,27 @@ def _mlflow(settings: Settings | str) -> Any:
     return mlflow
 
 
+def use_experiment(mlflow: Any, name: str, settings: Settings) -> str:
+    """Select (creating if needed) the MLflow experiment ``name``; returns its id.
+
+    With a local store (``sqlite:``/``file:``) new experiments keep their artifacts in
+    ``<home>/mlartifacts``: MLflow's own default is ``./mlruns`` in whatever folder the process runs.
+    """
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        location = None
+        if settings.mlflow_uri.startswith(("sqlite:", "file:")) or "://" not in settings.mlflow_uri:
+            location = (settings.home / "mlartifacts").absolute().as_uri()
+        try:
+            exp_id = mlflow.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:  # created meanwhile by another process
+            exp_id = mlflow.get_experiment_by_name(name).experiment_id
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return str(exp_id)
+
+
 def _features(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, pd.Series]:
     if label not in frame.columns:
         raise ConfigError(f"label {label!r} is not a column; columns: {list(frame.columns)}")
@@ -315,10 +435,6 @@ def split_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path) -
         frame = pd.read_parquet(src) if src.suffix == ".parquet" else pd.read_csv(src)
     else:
         syn = dict(data.get("synthetic") or {})
-        bad = [k for k in syn if k not in ("n_characters", "seed", "variant", "cutoffs")]
-        if bad:
-            raise ConfigError(f"unknown data.synthetic key {bad[0]!r}; valid: ['n_characters', 'seed', 'variant', "
-                              "'cutoffs']")
         variant = str(syn.get("variant", "game"))
         tables = make_churn_tables(int(syn.get("n_characters", 5000)), seed=int(syn.get("seed", seed)),
                                    variant=variant)  # type: ignore[arg-type]
@@ -355,6 +471,7 @@ class TrainResult:
     batch_id: str
     seed: int
     runs: tuple[ModelRun, ...]
+    trainers: Mapping[str, Any] = field(default_factory=dict)  # model type → fitted Trainer (predict_proba)
 
 
 def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFrame, y_train: Any,
@@ -398,7 +515,9 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
                           if k.startswith("params_")}
                     tm = [Metric("trial_value", float(t.value), now, 0)] if t.value == t.value else []
                     client.log_batch(child.info.run_id, metrics=tm, params=[Param(k, v) for k, v in tp.items()],
-                                     tags=[RunTag("trial_state", str(t.state)), RunTag("battleground.kind", "trial")])
+                                     tags=[RunTag("trial_state", str(t.state)), RunTag("battleground.kind", "trial"),
+                                           RunTag("seed", str(seed)), RunTag("battleground.batch", batch_id),
+                                           RunTag("model_type", kind)])
             if tune_result.csv_path is not None:
                 mlflow.log_artifact(str(tune_result.csv_path))
         sample = X_train.head(20)
@@ -429,7 +548,7 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
     X_train, y_train = _features(splits["train"], cfg.label)
     X_valid, y_valid = _features(splits["valid"], cfg.label)
     mlflow = _mlflow(settings)
-    mlflow.set_experiment(cfg.project_name)
+    use_experiment(mlflow, cfg.project_name, settings)
     batch_id = f"{int(time.time() * 1000):x}"
     kinds = [canonical_model(m) for m in cfg.supported_models]
     tuned = {canonical_model(m) for m in (cfg.tuned_models if cfg.tuned_models is not None else cfg.supported_models)}
@@ -440,7 +559,7 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
         if kind == "voting":
             continue
         if kind in tuned and cfg.max_search_iters > 0:
-            result = tune(kind, X_train, y_train, X_valid, y_valid, search_space=cfg.search_space,
+            result = tune(kind, X_train, y_train, X_valid, y_valid, search_space=_search_space(cfg),
                           n_trials=cfg.max_search_iters, timeout=cfg.model_opt_timeout_secs,
                           n_workers=cfg.n_workers, storage=settings.optuna_storage,
                           study_name=f"{cfg.project_name}-{kind}-{batch_id}", metric=cfg.metric,
@@ -459,11 +578,12 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
         board = leaderboard(X_train, y_train, X_valid, y_valid, models=list(fitted), params=best_params,
                             metric=cfg.metric, beta=cfg.fbeta_score_beta_val, seed=seed)
         voter = top_k_voting(board, X_train, y_train, k=k, params=best_params, seed=seed)
+        fitted["voting"] = voter
         runs.append(_log_model_run(mlflow, kind="voting", trainer=voter, X_train=X_train, y_train=y_train,
                                    X_valid=X_valid, y_valid=y_valid, cfg=cfg, seed=seed, batch_id=batch_id,
                                    params={"voting_models": ",".join(voter.voting_models)}))
     runs.sort(key=lambda r: -r.valid_score)
-    return TrainResult(experiment=cfg.project_name, batch_id=batch_id, seed=seed, runs=tuple(runs))
+    return TrainResult(experiment=cfg.project_name, batch_id=batch_id, seed=seed, runs=tuple(runs), trainers=fitted)
 
 
 # -- selection, evaluation, champion -------------------------------------------------------------
@@ -624,26 +744,28 @@ class TrainingOrchestrator:
                        registered_model_name: str | None = None) -> tuple[Any, Any]:
         """Tune ``model`` (a name or a class such as ``LGBMClassifier``), log the best to MLflow.
 
-        Returns ``(study trials frame, TuneResult)`` — the seed's ``(study, optimizer)`` pair."""
+        Returns ``(optuna.Study, TuneResult)``: the seed's ``(study, optimizer)`` pair. The result's
+        ``trainer`` is the refitted best model, ``trials`` the study as a table and
+        ``extra["run"]`` the MLflow run it was logged to."""
         from battleground.model.train import canonical_model, tune
 
         kind = canonical_model(model if isinstance(model, str) else getattr(model, "__name__", str(model)))
         cfg = self.config
         settings = self.settings or Settings.from_env()
         seed = log_seed(cfg)
-        space = {kind: dict(search_space_params)} if search_space_params else cfg.search_space
+        space = {kind: dict(search_space_params)} if search_space_params else _search_space(cfg)
         result = tune(kind, self.train_features, self.train_class, self.valid_features, self.valid_class,
                       search_space=space, n_trials=max(cfg.max_search_iters, 1),
                       timeout=cfg.model_opt_timeout_secs, metric=cfg.metric, beta=cfg.fbeta_score_beta_val,
                       seed=seed, output_dir=cfg.artifacts_dir)
         mlflow = _mlflow(settings)
-        mlflow.set_experiment(cfg.project_name)
+        use_experiment(mlflow, cfg.project_name, settings)
         run = _log_model_run(mlflow, kind=kind, trainer=result.trainer, X_train=self.train_features,
                              y_train=self.train_class, X_valid=self.valid_features, y_valid=self.valid_class,
                              cfg=cfg, seed=seed, batch_id=registered_model_name or f"{int(time.time() * 1000):x}",
                              params=result.best_params, tune_result=result)
         result.extra["run"] = run
-        return result.trials, result
+        return result.study, result
 
 
 # -- the demo ------------------------------------------------------------------------------------
@@ -651,12 +773,30 @@ class TrainingOrchestrator:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What :func:`run_churn_demo` produced."""
+    """What :func:`run_churn_demo` produced.
+
+    ``models`` maps ``'logistic'`` (the untuned baseline) and ``'lightgbm'`` (the tuned model) to fitted
+    :class:`~battleground.model.train.Trainer` objects (``predict_proba(frame)``); ``test_metrics``
+    holds each one's metrics on the test split; ``champion`` is ``(registered name, version)``.
+    """
 
     train: TrainResult
     evaluation: EvaluateResult
     folder: Path
     seconds: float
+    test_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        return dict(self.train.trainers)
+
+    @property
+    def valid_metrics(self) -> dict[str, dict[str, float]]:
+        return {r.model: dict(r.metrics) for r in self.train.runs}
+
+    @property
+    def champion(self) -> tuple[str, str | None]:
+        return self.evaluation.name, self.evaluation.version
 
 
 def demo_config(folder: str | Path, *, n_characters: int = 4000, n_trials: int = 5, seed: int = 0,
@@ -690,7 +830,14 @@ def run_churn_demo(settings: Settings, *, n_characters: int = 4000, n_trials: in
     started = time.perf_counter()
     folder = settings.ensure_home() / "churn_demo"
     cfg = TrainingConfig.from_mapping(demo_config(folder, n_characters=n_characters, n_trials=n_trials, seed=seed))
+    from battleground.model.data import read_splits
+    from battleground.model.eval import EvalClassifierModel
+
     split_from_config(cfg)
     trained = train_from_config(cfg, settings)
     evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots")
-    return DemoResult(train=trained, evaluation=evaluation, folder=folder, seconds=time.perf_counter() - started)
+    X_test, y_test = _features(read_splits(cfg.splits_dir)["test"], cfg.label)
+    test_metrics = {kind: EvalClassifierModel().calculate(t.predict_proba(X_test), y_test).metrics()
+                    for kind, t in trained.trainers.items()}
+    return DemoResult(train=trained, evaluation=evaluation, folder=folder, seconds=time.perf_counter() - started,
+                      test_metrics=test_metrics)

@@ -1,8 +1,10 @@
 """Kedro nodes: thin, plain functions over :mod:`battleground.datasets` and :mod:`battleground.model`.
 
 Every node takes DataFrames/dicts and parameters and returns values; the catalog does the I/O.
-Nodes with randomness carry :func:`battleground.model.tracking.log_seed` semantics: the seed is a
-parameter, applied before the work and logged (and written to the MLflow run).
+Nodes with randomness carry the :func:`battleground.model.tracking.log_seed` decorator: the seed is
+the ``seed`` parameter, applied to ``random``/NumPy before the work and logged (and written to the
+MLflow run by ``train_model``). Every node checks its ``params`` keys, so a misspelled key in
+``parameters.yml`` fails with the key and the valid ones instead of a ``KeyError`` deep inside.
 """
 
 from __future__ import annotations
@@ -13,35 +15,67 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from battleground.model.tracking import log_seed
+
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "batch_predict", "batch_score", "build_features", "build_model", "generate_raw", "score_model", "train_model",
+    "CHURN_PARAMETERS", "batch_predict", "batch_score", "build_features", "build_model", "check_params",
+    "generate_raw", "score_model", "train_model",
 ]
 
 _ALLOWED_MODEL_PREFIXES = ("battleground.model.", "sklearn.", "lightgbm.", "xgboost.")
 _NON_FEATURES = ("char_id", "cutoff")
+# every key the ``churn`` parameters may hold (conf/base/parameters.yml documents each)
+CHURN_PARAMETERS = (
+    "env", "seed", "n_characters", "variant", "horizon_months", "train_cutoff", "test_cutoff", "predict_cutoff",
+    "new_days", "label", "experiment", "registered_model_name", "preprocessing", "model",
+)
 
 
-def _log_seed(seed: int) -> int:
-    from battleground.model.tracking import log_seed
+def check_params(params: Mapping[str, Any]) -> None:
+    """Raise a ValueError naming an unknown ``churn`` parameter key (with the closest valid one)."""
+    import difflib
 
-    return int(log_seed(int(seed)))
+    if not isinstance(params, Mapping):
+        raise ValueError(f"the churn parameters must be a mapping, got {type(params).__name__}")
+    for key in params:
+        if key not in CHURN_PARAMETERS:
+            close = difflib.get_close_matches(str(key), CHURN_PARAMETERS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown churn parameter {key!r}{hint}; valid keys: {list(CHURN_PARAMETERS)}")
+    model = params.get("model")
+    if model is not None:
+        if not isinstance(model, Mapping) or "class" not in model:
+            raise ValueError(f"churn.model={model!r} needs a 'class' key (and optional 'params')")
+        extra = [k for k in model if k not in ("class", "params")]
+        if extra:
+            raise ValueError(f"churn.model has unknown keys {extra}; valid keys: ['class', 'params']")
 
 
+def _require(params: Mapping[str, Any], *keys: str) -> None:
+    check_params(params)
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise ValueError(f"the churn parameters lack {missing}; set them in parameters.yml")
+
+
+@log_seed
 def generate_raw(params: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """The four raw churn tables (seeded synthetic data; ``variant`` picks ``game`` or ``game2``)."""
     from battleground.datasets import make_churn_tables
 
-    seed = _log_seed(params.get("seed", 0))
-    return make_churn_tables(int(params["n_characters"]), seed=seed, variant=params.get("variant", "game"))
+    _require(params, "n_characters")
+    return make_churn_tables(int(params["n_characters"]), seed=int(params["seed"]),
+                             variant=params.get("variant", "game"))
 
 
 def build_features(tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train and test feature frames (one row per character) at the configured cut-offs."""
     from battleground.datasets import build_churn_features
 
+    _require(params, "train_cutoff", "test_cutoff")
     horizon = int(params.get("horizon_months", 3))
     train = build_churn_features(tables, params["train_cutoff"], horizon_months=horizon)
     test = build_churn_features(tables, params["test_cutoff"], horizon_months=horizon)
@@ -57,6 +91,7 @@ def build_model(params: Mapping[str, Any]) -> Any:
 
     from battleground.model.data import build_preprocessing
 
+    _require(params, "model")
     spec = params["model"]
     path = str(spec["class"])
     if not path.startswith(_ALLOWED_MODEL_PREFIXES):
@@ -76,16 +111,22 @@ def _xy(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, Any]:
     return X, frame[label].to_numpy() if label in frame.columns else None
 
 
+@log_seed
 def train_model(features: pd.DataFrame, params: Mapping[str, Any], settings_home: str) -> Any:
-    """Fit the configured pipeline, log it to MLflow and make it ``<registered_model_name>@champion``."""
+    """Fit the configured pipeline, log it to MLflow and make it ``<registered_model_name>@champion``.
+
+    ``settings_home`` is the battleground home whose MLflow store (``BATTLEGROUND_MLFLOW_URI`` if set)
+    the run goes to, the same store as ``battleground model train``.
+    """
+    import os
     import time
     import warnings
 
     from battleground.model.eval import EvalClassifierModel
-    from battleground.model.tracking import CHAMPION, _mlflow
+    from battleground.model.tracking import CHAMPION, _mlflow, use_experiment
     from battleground.settings import Settings
 
-    seed = _log_seed(params.get("seed", 0))
+    seed = int(params["seed"])
     label = params.get("label", "churned")
     X, y = _xy(features, label)
     model = build_model(params)
@@ -96,9 +137,9 @@ def train_model(features: pd.DataFrame, params: Mapping[str, Any], settings_home
     fit_seconds = time.perf_counter() - start
     proba = model.predict_proba(X)[:, 1]
     report = EvalClassifierModel().calculate(proba, y)
-    settings = Settings.from_env({"BATTLEGROUND_HOME": settings_home})
+    settings = Settings.from_env({**os.environ, "BATTLEGROUND_HOME": str(settings_home)})
     mlflow = _mlflow(settings)
-    mlflow.set_experiment(str(params.get("experiment", "churn-pipelines")))
+    use_experiment(mlflow, str(params.get("experiment", "churn-pipelines")), settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from mlflow.models import infer_signature
@@ -141,6 +182,7 @@ def score_model(model: Any, features: pd.DataFrame, params: Mapping[str, Any],
 
     from battleground.model.eval import EvalClassifierModel
 
+    check_params(params)
     label = params.get("label", "churned")
     X, y = _xy(features, label)
     proba = model.predict_proba(X)[:, 1]
@@ -158,12 +200,16 @@ def score_model(model: Any, features: pd.DataFrame, params: Mapping[str, Any],
 
 
 def batch_predict(model: Any, tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> pd.DataFrame:
-    """P(churn) for every character alive at ``predict_cutoff``; no labels are read."""
+    """P(churn) for every character alive at ``predict_cutoff``, from the tables as they stood then
+    (:func:`battleground.datasets.tables_as_of`: no currency row, miss or churn run after the
+    cut-off is seen, as in production); no labels are read."""
     import pandas as pd
 
-    from battleground.datasets import build_churn_features
+    from battleground.datasets import build_churn_features, tables_as_of
 
-    frame = build_churn_features(tables, params["predict_cutoff"], with_label=False)
+    _require(params, "predict_cutoff")
+    frame = build_churn_features(tables_as_of(tables, params["predict_cutoff"]), params["predict_cutoff"],
+                                 with_label=False)
     X, _ = _xy(frame, params.get("label", "churned"))
     return pd.DataFrame({"char_id": frame["char_id"].to_numpy(), "churn_probability": model.predict_proba(X)[:, 1],
                          "cutoff": str(params["predict_cutoff"])})
@@ -175,6 +221,7 @@ def batch_score(predictions: pd.DataFrame, tables: dict[str, pd.DataFrame], para
 
     from battleground.datasets import build_churn_features
 
+    _require(params, "predict_cutoff")
     label = params.get("label", "churned")
     labels = build_churn_features(tables, params["predict_cutoff"], horizon_months=int(
         params.get("horizon_months", 3)))[["char_id", label]]

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
     from battleground.settings import Settings
 
-__all__ = ["CONF_DIR", "ENVIRONMENTS", "PIPELINE_NAMES", "PipelineRun", "load_config", "register_pipelines",
-           "run_pipeline"]
+__all__ = ["CONFIG_LOADER_ARGS", "CONF_DIR", "ENVIRONMENTS", "PIPELINE_NAMES", "PipelineRun", "load_config",
+           "register_pipelines", "run_pipeline"]
 
 CONF_DIR = Path(__file__).parent / "conf"
 ENVIRONMENTS = ("base", "game2_env")
@@ -34,9 +34,10 @@ def _base_pipelines() -> dict[str, Pipeline]:
     raw = Pipeline([Node(nodes.generate_raw, "params:churn", "raw_tables", name="generate_raw")])
     features = Pipeline([Node(nodes.build_features, ["raw_tables", "params:churn"],
                               ["features_train", "features_test"], name="build_features")])
-    train = Pipeline([Node(nodes.train_model, ["features_train", "params:churn", "settings_home"], "churn_model",
+    train = Pipeline([Node(nodes.train_model, ["features_train", "params:churn", "params:paths.home"], "churn_model",
                            name="train_model")])
-    score = Pipeline([Node(nodes.score_model, ["churn_model", "features_test", "params:churn", "plots_dir"],
+    score = Pipeline([Node(nodes.score_model, ["churn_model", "features_test", "params:churn",
+                                               "params:paths.plots_dir"],
                            ["score_report_txt", "score_report_html"], name="score_model")])
     predict = Pipeline([Node(nodes.batch_predict, ["churn_model", "raw_tables", "params:churn"], "predictions",
                              name="batch_predict")])
@@ -75,13 +76,22 @@ def env_for(name: str, env: str | None = None) -> str:
     return env or "base"
 
 
-def load_config(env: str, data_dir: Path, conf_source: Path = CONF_DIR) -> tuple[dict[str, Any], dict[str, Any]]:
+# the config loader arguments, shared with Kedro's own tools (battleground/pipelines/settings.py)
+CONFIG_LOADER_ARGS: dict[str, Any] = {"base_env": "base", "default_run_env": "base",
+                                      "merge_strategy": {"parameters": "soft", "catalog": "soft"}}
+
+
+def load_config(env: str, data_dir: Path, conf_source: Path = CONF_DIR, *,
+                home: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(catalog, parameters) from ``conf/base`` overlaid by ``conf/<env>``."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(str(conf_source), base_env="base", default_run_env=env,
-                               runtime_params={"data_dir": str(data_dir)},
-                               merge_strategy={"parameters": "soft", "catalog": "soft"})
+    if not (Path(conf_source) / "base").is_dir():
+        raise FileNotFoundError(f"conf_source {str(conf_source)!r} has no base/ folder; copy it from "
+                                f"{CONF_DIR} or run `battleground pipeline kedro-project`")
+    runtime = {"data_dir": str(data_dir), **({"home": str(home)} if home is not None else {})}
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": env}
+    loader = OmegaConfigLoader(str(conf_source), runtime_params=runtime, **args)
     return dict(loader["catalog"]), dict(loader["parameters"])
 
 
@@ -125,14 +135,17 @@ def run_pipeline(name: str, settings: Settings, *, env: str | None = None,
 
     for noisy in ("kedro", "mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from battleground.pipelines.nodes import check_params
+
     with warnings.catch_warnings():  # omegaconf's resolver deprecation notice, raised inside Kedro
         warnings.simplefilter("ignore")
-        catalog_conf, parameters = load_config(run_env, data_dir, conf_source)
+        catalog_conf, parameters = load_config(run_env, data_dir, conf_source, home=settings.home)
+    check_params(dict(params or {}))
     churn = {**dict(parameters.get("churn", {})), **dict(params or {}), "env": run_env}
+    check_params(churn)
     parameters = {**parameters, "churn": churn}
     catalog = DataCatalog.from_config(catalog_conf)
-    for key, value in {**_flatten(parameters), "settings_home": str(settings.home),
-                       "plots_dir": str(data_dir / "08_reporting" / "plots")}.items():
+    for key, value in _flatten(parameters).items():
         catalog[key] = MemoryDataset(value, copy_mode="assign")
     pipeline = register_pipelines()[name]
     missing = [d for d in pipeline.inputs() if d not in catalog or not catalog.exists(d)]

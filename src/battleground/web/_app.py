@@ -118,7 +118,10 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> tuple[int | None, str | None, st
 
 def _storage_errors() -> tuple[type[Exception], ...]:
     """Exception types that mean the registry or event store cannot be reached right now."""
-    found: list[type[Exception]] = []
+    from battleground.storage._filelock import StoreLockedError
+    from battleground.storage.events import StoreUnavailableError
+
+    found: list[type[Exception]] = [StoreUnavailableError, StoreLockedError]
     try:
         from sqlalchemy import exc as sa_exc
 
