@@ -421,7 +421,7 @@ class _Backend:
     """Reads experiments from the registry and sums from the event store; stops and records.
 
     Sums come from the store's ``sums``/``daily_sums`` (one SQL query per metric), or from one query for
-    all metrics when the store offers ``sums_many``/``daily_sums_many``.
+    all metrics (``sums_many``/``daily_sums_many``).
     """
 
     def __init__(self, client: Any) -> None:
@@ -475,35 +475,20 @@ class _Backend:
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
         rec, defs = self._definitions(info)
-        names = [m.name for m in rec.metrics]
-        many = getattr(self.store, "sums_many", None)
-        if many is not None and defs:
-            per_metric = many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
-        else:
-            per_metric = [
-                self.store.sums(rec.id, kind, num, den, start=start, end=end, variants=rec.variant_names)
-                for kind, num, den in defs
-            ]
-        return {name: list(arms) for name, arms in zip(names, per_metric, strict=True)}
+        if not defs:
+            return {}
+        per_metric = self.store.sums_many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
+        return {m.name: list(arms) for m, arms in zip(rec.metrics, per_metric, strict=True)}
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
         rec, defs = self._definitions(info)
-        names = [m.name for m in rec.metrics]
-        many = getattr(self.store, "daily_sums_many", None)
-        by_day: dict[dt.date, dict[str, list[Any]]] = {}
-        if many is not None and defs:
-            for day, per_metric in many(rec.id, defs, start=start, end=end, variants=rec.variant_names):
-                by_day[_as_date(day)] = {n: list(a) for n, a in zip(names, per_metric, strict=True)}
-        else:
-            for name, (kind, num, den) in zip(names, defs, strict=True):
-                series = self.store.daily_sums(
-                    rec.id, kind, num, den, start=start, end=end, variants=rec.variant_names
-                )
-                for day, arms in series:
-                    by_day.setdefault(_as_date(day), {})[name] = list(arms)
-        return sorted(by_day.items())
+        if not defs:
+            return []
+        series = self.store.daily_sums_many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
+        return [(_as_date(day), {m.name: list(a) for m, a in zip(rec.metrics, per_metric, strict=True)})
+                for day, per_metric in series]
 
     def stop(self, experiment_id: int, reason: str) -> None:
         self.registry.stop(experiment_id, reason=reason)

@@ -14,7 +14,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from battleground.storage._events_sql import DAILY_SUMS, EXPOSURE, METRIC_SUMS
+from battleground.storage._events_sql import EXPOSURE
+from battleground.storage._sums_sql import MetricDefinition
 from battleground.storage.sums import MetricSums
 
 if TYPE_CHECKING:
@@ -125,28 +126,64 @@ class EventStore(abc.ABC):
             return 0
         return self._write(table)
 
-    # ------------------------------------------------------------------ sums of a metric definition
-    @staticmethod
-    def _params(
+    # ------------------------------------------------------------------ sums of metric definitions
+    def sums_many(
+        self,
         experiment_id: int,
-        kind: str,
-        numerator: str,
-        denominator: str | None,
-        start: dt.datetime | None,
-        end: dt.datetime | None,
-    ) -> dict[str, Any]:
-        if kind not in ("proportion", "mean", "ratio"):
-            raise ValueError(f"kind must be proportion, mean or ratio, got {kind!r}")
-        return {
-            "experiment": int(experiment_id),
-            "start": start or _MIN_TS,
-            "end": end or _MAX_TS,
-            "exposure": EXPOSURE,
-            "numerator": numerator,
-            # '' never matches: ingest rejects empty event types.
-            "denominator": denominator if kind == "ratio" and denominator else "",
-            "proportion": 1 if kind == "proportion" else 0,
-        }
+        metrics: Sequence[MetricDefinition],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+    ) -> list[list[MetricSums]]:
+        """Per-variant sums over ``[start, end)`` of metric definitions ``(kind, numerator, denominator)``
+        from one scan of the events: one list per metric; ``variants`` lists variants to report even
+        when they have no users yet (with zero sums), in that order."""
+        from battleground.storage._sums_sql import metric_sums_many_sql
+
+        defs = _definitions(metrics)
+        rows = self._fetch(metric_sums_many_sql(defs), _params(experiment_id, defs, start, end))
+        out = []
+        for j in range(len(defs)):
+            found = {str(r[0]): _sums_from_row(str(r[0]), (r[1], *r[2 + 9 * j : 11 + 9 * j])) for r in rows}
+            out.append(_ordered(found, variants))
+        return out
+
+    def daily_sums_many(
+        self,
+        experiment_id: int,
+        metrics: Sequence[MetricDefinition],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+    ) -> list[tuple[dt.date, list[list[MetricSums]]]]:
+        """Cumulative per-variant sums at the end of each day (UTC) from the first day with data to the
+        last (days without events repeat the previous day), one list per metric; the last day equals
+        :meth:`sums_many`."""
+        from battleground.storage._sums_sql import daily_sums_many_sql
+
+        defs = _definitions(metrics)
+        rows = self._fetch(daily_sums_many_sql(defs), _params(experiment_id, defs, start, end))
+        if not rows:
+            return []
+        by_day: dict[dt.date, dict[str, tuple[Any, ...]]] = {}
+        for r in rows:
+            by_day.setdefault(_as_date(r[0]), {})[str(r[1])] = r[2:]
+        names = list(variants) + sorted({v for d in by_day.values() for v in d} - set(variants))
+        totals = {v: [[0.0] * 10 for _ in defs] for v in names}
+        out: list[tuple[dt.date, list[list[MetricSums]]]] = []
+        day, last = min(by_day), max(by_day)
+        while day <= last:
+            for v, deltas in by_day.get(day, {}).items():
+                users = float(deltas[0] or 0.0)
+                for j, acc in enumerate(totals[v]):
+                    acc[0] += users
+                    for i, value in enumerate(deltas[1 + 9 * j : 10 + 9 * j]):
+                        acc[1 + i] += float(value or 0.0)
+            out.append((day, [
+                _ordered({v: _sums_from_row(v, totals[v][j]) for v in names}, variants) for j in range(len(defs))
+            ]))
+            day += dt.timedelta(days=1)
+        return out
 
     def sums(
         self,
@@ -158,11 +195,8 @@ class EventStore(abc.ABC):
         end: dt.datetime | None = None,
         variants: Sequence[str] = (),
     ) -> list[MetricSums]:
-        """Per-variant sums over ``[start, end)`` of a metric definition; ``variants`` lists variants to
-        report even when they have no users yet (with zero sums), in that order."""
-        rows = self._fetch(METRIC_SUMS, self._params(experiment_id, kind, numerator, denominator, start, end))
-        found = {str(r[0]): _sums_from_row(str(r[0]), r[1:]) for r in rows}
-        return _ordered(found, variants)
+        """:meth:`sums_many` of one metric definition."""
+        return self.sums_many(experiment_id, [(kind, numerator, denominator)], start, end, variants)[0]
 
     def daily_sums(
         self,
@@ -174,27 +208,30 @@ class EventStore(abc.ABC):
         end: dt.datetime | None = None,
         variants: Sequence[str] = (),
     ) -> list[tuple[dt.date, list[MetricSums]]]:
-        """Cumulative per-variant sums at the end of each day (UTC) from the first day with data to the
-        last (days without events repeat the previous day). The last entry equals :meth:`sums`."""
-        rows = self._fetch(DAILY_SUMS, self._params(experiment_id, kind, numerator, denominator, start, end))
-        if not rows:
-            return []
-        by_day: dict[dt.date, dict[str, tuple[Any, ...]]] = {}
-        for r in rows:
-            by_day.setdefault(_as_date(r[0]), {})[str(r[1])] = r[2:]
-        names = list(variants) + sorted({v for d in by_day.values() for v in d} - set(variants))
-        totals = {v: [0.0] * 10 for v in names}
-        out: list[tuple[dt.date, list[MetricSums]]] = []
-        day, last = min(by_day), max(by_day)
-        while day <= last:
-            for v, deltas in by_day.get(day, {}).items():
-                acc = totals[v]
-                for i, value in enumerate(deltas):
-                    acc[i] += float(value or 0.0)
-            current = {v: _sums_from_row(v, totals[v]) for v in names}
-            out.append((day, _ordered(current, variants)))
-            day += dt.timedelta(days=1)
-        return out
+        """:meth:`daily_sums_many` of one metric definition."""
+        series = self.daily_sums_many(experiment_id, [(kind, numerator, denominator)], start, end, variants)
+        return [(day, per_metric[0]) for day, per_metric in series]
+
+
+def _definitions(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
+    defs: list[MetricDefinition] = []
+    for kind, numerator, denominator in metrics:
+        if kind not in ("proportion", "mean", "ratio"):
+            raise ValueError(f"kind must be proportion, mean or ratio, got {kind!r}")
+        if kind == "ratio" and not denominator:
+            raise ValueError(f"a ratio metric needs a denominator event type, got {denominator!r}")
+        defs.append((kind, numerator, denominator if kind == "ratio" else None))
+    if not defs:
+        raise ValueError("give at least one metric definition (kind, numerator, denominator)")
+    return defs
+
+
+def _params(experiment_id: int, defs: Sequence[MetricDefinition], start: dt.datetime | None,
+            end: dt.datetime | None) -> dict[str, Any]:
+    from battleground.storage._sums_sql import sums_many_params
+
+    return {"experiment": int(experiment_id), "start": start or _MIN_TS, "end": end or _MAX_TS,
+            "exposure": EXPOSURE, **sums_many_params(defs)}
 
 
 def _as_date(value: Any) -> dt.date:
