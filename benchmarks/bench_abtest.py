@@ -23,15 +23,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _timeit(fn: Any, repeat: int = 3) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
+from benchmarks._common import best_of
 
 # ---------------------------------------------------------------------------------------------------
 # 2. many experiments from sums
@@ -89,8 +81,8 @@ def bench_sums(n_experiments: int = 100, n_metrics: int = 10) -> dict[str, float
                 rows += 2
         return rows
 
-    t_vec, rows = _timeit(vectorised)
-    t_sca, _ = _timeit(scalar, repeat=1)
+    t_vec, rows = best_of(vectorised)
+    t_sca, _ = best_of(scalar, repeat=1)
     print(
         f"analysis of {n_experiments} experiments x {n_metrics} metrics ({rows} rows) from sums: "
         f"vectorised {t_vec:.3f} s (target <= 0.5 s), scalar functions {t_sca:.3f} s "
@@ -241,13 +233,13 @@ def bench_monitor(n_events: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         settings, exp_id, events = _load(Path(tmp) / ".battleground", n_events)
         store = open_event_store(settings)
-        t_mon, res_mon = _timeit(lambda: monitor_result(settings, exp_id))
+        t_mon, res_mon = best_of(lambda: monitor_result(settings, exp_id))
         # pandas on the events as the store holds them (text ids and types, read back once, untimed) …
         stored = events_frame(store, exp_id).drop(columns=["event_id", "experiment_id", "covariate"])
         stored = stored.rename(columns={"ts": "timestamp"})
-        t_pd, res_pd = _timeit(lambda: pandas_result(stored, exp_id), repeat=2)
+        t_pd, res_pd = best_of(lambda: pandas_result(stored, exp_id), repeat=2)
         # … and on the generator's own frame (int64 user ids, categorical types: pandas at its fastest).
-        t_fast, res_fast = _timeit(lambda: pandas_result(events, exp_id), repeat=2)
+        t_fast, res_fast = best_of(lambda: pandas_result(events, exp_id), repeat=2)
     cols = ["users", "events", "value", "abs_lift", "abs_ci_lower", "p_value", "rel_ci_lower", "rel_ci_upper",
             "p_value_adjusted", "srm_p_value"]
 

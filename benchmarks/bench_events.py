@@ -31,17 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._common import best_of
+
 START = dt.datetime(2022, 3, 1)
 METRIC = {"name": "ctr", "kind": "ratio", "numerator": "click", "denominator": "impression"}
 
-
-def _best(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def make_events(n: int, *, first_id: int = 0, seed: int = 0) -> Any:
@@ -203,12 +197,12 @@ def pandas_sums(frame: Any) -> dict[str, tuple[float, ...]]:
 def bench_sums(store: Any, table: Any) -> None:
     from battleground.experiment.events import events_frame, metric_sums
 
-    t_duck, sums = _best(lambda: metric_sums(store, "bench-events", "ctr"))
+    t_duck, sums = best_of(lambda: metric_sums(store, "bench-events", "ctr"))
     # pandas on the events as the store holds them (text ids, read back once, untimed) …
     stored = events_frame(store, "bench-events")
-    t_pd, ref = _best(lambda: pandas_sums(stored), repeat=2)
+    t_pd, ref = best_of(lambda: pandas_sums(stored), repeat=2)
     # … and on the generator's frame: int64 user ids, categorical variant and type, pandas at its fastest
-    t_fast, ref_fast = _best(lambda: pandas_sums(table.to_pandas()), repeat=2)
+    t_fast, ref_fast = best_of(lambda: pandas_sums(table.to_pandas()), repeat=2)
 
     def same(reference: dict[str, tuple[float, ...]]) -> bool:
         return all(
@@ -236,9 +230,9 @@ def bench_assign(n: int) -> None:
 
     variants, weights = ["control", "treatment"], [0.5, 0.5]
     ids = np.arange(n, dtype=np.int64) * 7919 + 10**9
-    t_int, out = _best(lambda: assign_variants(ids, salt="bench", variants=variants, weights=weights))
+    t_int, out = best_of(lambda: assign_variants(ids, salt="bench", variants=variants, weights=weights))
     strings = pa.array([f"user-{i:012d}" for i in range(max(n // 10, 1))])
-    t_str, out_s = _best(lambda: assign_variants(strings, salt="bench", variants=variants, weights=weights))
+    t_str, out_s = best_of(lambda: assign_variants(strings, salt="bench", variants=variants, weights=weights))
     m = min(n, 200_000)
 
     def loop() -> list[str]:
@@ -249,7 +243,7 @@ def bench_assign(n: int) -> None:
             res.append(variants[int(np.searchsorted(edges, u, side="right"))])
         return res
 
-    t_loop, base = _best(loop, repeat=1)
+    t_loop, base = best_of(loop, repeat=1)
     assert base == out[:m].tolist()
     assert out_s[:100].tolist() == [assign_one(s, salt="bench", variants=variants, weights=weights)
                                     for s in strings[:100].to_pylist()]

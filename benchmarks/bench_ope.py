@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from typing import Any
 
 import numpy as np
+
+from benchmarks._common import best_of
 
 OBP_ESTIMATORS_S = 1.54  # obp 0.5.7, 8 estimators, 1M rounds (ANCHORS.md, recorded)
 OBP_BOOTSTRAP_S = 12.4  # obp 0.5.7, 1,000 resamples, 1M rounds (ANCHORS.md, recorded)
 
-
-def _timeit(fn: Any, repeat: int = 3) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _data(n: int) -> tuple[np.ndarray, ...]:
@@ -75,8 +67,8 @@ def bench_estimators(n: int) -> dict[str, float]:
     from battleground.ope import estimate_all
 
     args = _data(n)
-    t_ours, ours = _timeit(lambda: estimate_all(*args, lambda_=5.0))
-    t_plain, plain = _timeit(lambda: _plain_numpy(*args))
+    t_ours, ours = best_of(lambda: estimate_all(*args, lambda_=5.0))
+    t_plain, plain = best_of(lambda: _plain_numpy(*args))
     diff = max(abs(a - b) for a, b in zip(ours.values(), plain.values(), strict=True))
     print(
         f"[estimators] n={n:,} K=10: battleground.ope.estimate_all (10 estimators, validated) {t_ours:.3f} s"
@@ -97,13 +89,13 @@ def bench_bootstrap(n: int, n_boot: int = 1000) -> dict[str, float]:
     from battleground.ope import DR, all_estimators, estimate_intervals
 
     args = _data(n)
-    t_one, one = _timeit(
+    t_one, one = best_of(
         lambda: estimate_intervals(
             [DR()], *args, ci="bootstrap", n_bootstrap=n_boot, random_state=0
         )[0],
         repeat=2,
     )
-    t_all, _ = _timeit(
+    t_all, _ = best_of(
         lambda: estimate_intervals(
             all_estimators(5.0), *args, ci="bootstrap", n_bootstrap=n_boot, random_state=0
         ),
@@ -117,7 +109,7 @@ def bench_bootstrap(n: int, n_boot: int = 1000) -> dict[str, float]:
         rng = np.random.default_rng(0)
         return np.array([v[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
 
-    t_loop, draws = _timeit(loop, repeat=1)
+    t_loop, draws = best_of(loop, repeat=1)
     lo, hi = np.quantile(draws, [0.025, 0.975])
     print(
         f"[bootstrap] n={n:,}, {n_boot} resamples, DR: battleground.ope {t_one:.2f} s "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks._loopback import Server, percentile
+from benchmarks._common import Server, percentile
 
 TOKEN = "reliability-token"
 TIMESTAMP = "2024-01-02T03:04:05"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,31 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, timeout: float = 120.0) -> None:
-    import httpx
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} did not come up in {timeout:.0f} s")
-
-
-def _pct(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values), q))
+from benchmarks._common import free_port, percentile, wait_ready
 
 
 def _latencies(url: str, payload: Any, n: int) -> list[float]:
@@ -104,7 +79,7 @@ def main(argv: list[str]) -> None:
 
     frame = pd.read_parquet(result.outputs["features_test"]).drop(columns=["churned"]).head(64)
     records = json.loads(frame.to_json(orient="records"))
-    ours_port, ml_port = _port(), _port()
+    ours_port, ml_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
     ours = subprocess.Popen([str(bin_dir / "battleground"), "serve", "--port", str(ours_port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,12 +88,12 @@ def main(argv: list[str]) -> None:
                           env={**env, "MLFLOW_TRACKING_URI": settings.mlflow_uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{ours_port}/health")
-        _wait(f"http://127.0.0.1:{ml_port}/health")
+        wait_ready(f"http://127.0.0.1:{ours_port}/health")
+        wait_ready(f"http://127.0.0.1:{ml_port}/health")
         a = _latencies(f"http://127.0.0.1:{ours_port}/predict", records[0], n_lat)
         b = _latencies(f"http://127.0.0.1:{ml_port}/invocations", {"dataframe_records": [records[0]]}, n_lat)
-        print(f"1-row latency p50/p99 ms: ours {_pct(a, 50):.2f}/{_pct(a, 99):.2f}, "
-              f"mlflow {_pct(b, 50):.2f}/{_pct(b, 99):.2f}; mlflow/ours p50 = {_pct(b, 50) / _pct(a, 50):.2f}x "
+        print(f"1-row latency p50/p99 ms: ours {percentile(a, 50):.2f}/{percentile(a, 99):.2f}, "
+              f"mlflow {percentile(b, 50):.2f}/{percentile(b, 99):.2f}; mlflow/ours p50 = {percentile(b, 50) / percentile(a, 50):.2f}x "
               "(targets: p50 <= 3 ms, >= 2x)")
     finally:
         ml.terminate()
@@ -166,7 +141,7 @@ def _load(port: int, records: list[dict[str, Any]], seconds: float, settings: An
     lat = [x for r, _ in results for x in r]
     failed = sum(f for _, f in results)
     print(f"load: 8 clients x {seconds:.0f} s, {len(lat)} requests, {failed} failed, "
-          f"{len(lat) / seconds:.0f} req/s, p50 {_pct(lat, 50):.2f} ms, p99 {_pct(lat, 99):.2f} ms, "
+          f"{len(lat) / seconds:.0f} req/s, p50 {percentile(lat, 50):.2f} ms, p99 {percentile(lat, 99):.2f} ms, "
           f"versions served {sorted(versions)} (swap half-way)")
 
 
