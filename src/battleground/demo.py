@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,7 +167,7 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
             {"name": "ctr", "kind": "ratio", "numerator": "click", "denominator": "impression"},
         ],
         end_conditions={"target_sample_size": sizes.users_per_day * DAYS * 2 // 5},
-        metadata={"true_relative_lift": 0.10, "simulated": True},
+        metadata={"true_relative_lift": 0.10, "simulated": True}, salt=f"demo-checkout-{seed}",
     )
     exp = registry.start(exp.id, actor="demo")
     store = open_event_store(settings)
@@ -255,6 +256,7 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *,
                   "guardrail": True}],
         end_conditions={"target_sample_size": sizes.traffic_per_day * DAYS * 2 // 5, "sequential": True},
         metadata={"simulated": True, "offer_targets_riskiest": 0.3, "offer_keeps_churner": 0.6},
+        salt=f"demo-churn-{seed}",
     )
     exp = registry.start(exp.id, actor="demo")
     store = open_event_store(settings)
@@ -318,7 +320,8 @@ def run_demo(settings: Settings, *, fast: bool = False, console: Console | None 
     with _stage(console, summary, "2 · churn models: baseline, tuned LightGBM, champion", "models"):
         from battleground.model.tracking import run_churn_demo
 
-        with console.status("splitting, tuning and training (MLflow tracking)…"):
+        with console.status("splitting, tuning and training (MLflow tracking)…"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")  # type-hint nags
             churn = run_churn_demo(settings, n_characters=sizes.churn_characters, n_trials=sizes.churn_trials)
         ev = churn.evaluation
         for run in churn.train.runs:
@@ -330,8 +333,6 @@ def run_demo(settings: Settings, *, fast: bool = False, console: Console | None 
         champion_uri = next(r.model_uri for r in churn.train.runs if r.run_id == ev.run_id)
 
     with _stage(console, summary, "3 · A/B test: champion vs baseline on live traffic", "model_ab"):
-        import warnings
-
         from battleground.model.tracking import _mlflow
 
         with warnings.catch_warnings():
