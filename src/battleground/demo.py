@@ -106,14 +106,15 @@ def _exposure_times(rng: np.random.Generator, day: int, n: int) -> np.ndarray:
     return np.datetime64(START, "s") + np.timedelta64(day, "D") + seconds.astype("timedelta64[s]")
 
 
-def _events(ids: np.ndarray, variants: np.ndarray, at: np.ndarray, event_type: str, day_key: str,
+def _events(ids: np.ndarray, variants: np.ndarray, at: np.ndarray, event_type: str, experiment_key: str,
             values: np.ndarray | None = None) -> pd.DataFrame:
-    """One event per user; the event id makes a re-run of the same day idempotent."""
+    """One ``event_type`` event per user, ten minutes after exposure; ids are unique per experiment, user
+    and type, so sending a day twice adds nothing."""
     import numpy as np
     import pandas as pd
 
     frame = pd.DataFrame({
-        "event_id": [f"{event_type}:{day_key}:{u}" for u in ids],
+        "event_id": [f"{event_type}:{experiment_key}:{u}" for u in ids],
         "variant": variants,
         "user_id": ids,
         "event_type": event_type,
