@@ -1,9 +1,11 @@
-"""What the benchmark areas share: best-of timing, and servers on loopback (a free port, a process, a
-readiness wait, percentiles of latencies)."""
+"""What the benchmark areas share: best-of timing, servers on loopback (a free port, a process, a
+readiness wait, percentiles of latencies), and side virtual environments for the libraries we compare
+against but do not depend on (installed from PyPI on first use, timed in a subprocess)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +14,57 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class SideEnvError(RuntimeError):
+    """A side environment could not be created or a package could not be installed into it."""
+
+
+def pins_like_ours(*distributions: str) -> list[str]:
+    """``name==version`` of each distribution as installed here, so a side environment computes with the
+    same numpy/scipy/... as the project's."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in distributions]
+
+
+def side_python(venv: Path, pins: Sequence[str], probe: str, *, timeout: float = 300.0) -> Path:
+    """The python of the side virtual environment ``venv`` in which the Python code ``probe`` runs.
+
+    Cached: when ``probe`` already runs there nothing is installed. Otherwise the environment is created
+    if missing (uv when available, else ``venv`` + pip) and ``pins`` are installed into it, each step
+    bounded by ``timeout`` seconds. Raises :class:`SideEnvError` with the installer's reason (the first
+    and last lines of its output) when that fails; the project's own environment is never touched.
+    """
+    python = venv / "bin" / "python"
+    probe_cmd = [str(python), "-c", probe]
+    if python.exists() and subprocess.run(probe_cmd, capture_output=True).returncode == 0:
+        return python
+    uv = shutil.which("uv") is not None
+    steps: list[list[str]] = []
+    if not python.exists():
+        steps.append(["uv", "venv", str(venv), "--python", sys.executable, "-q"] if uv
+                     else [sys.executable, "-m", "venv", str(venv)])
+    steps.append(["uv", "pip", "install", "--python", str(python), "-q", *pins] if uv
+                 else [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins])
+    for cmd in steps:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SideEnvError(f"`{' '.join(cmd[:3])} ...` timed out after {timeout:.0f} s") from None
+        if done.returncode != 0:
+            raise SideEnvError(_tail(done.stderr or done.stdout) or f"`{' '.join(cmd[:3])} ...` exited {done.returncode}")
+    done = subprocess.run(probe_cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SideEnvError(f"installed {' '.join(pins)} but `{probe}` fails: {_tail(done.stderr)}")
+    return python
+
+
+def _tail(text: str, width: int = 300) -> str:
+    """An installer's error on one line: its first two lines (what failed) and its last (the root cause)."""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    picked = kept if len(kept) <= 3 else [*kept[:2], kept[-1]]
+    return " | ".join(picked)[:width]
 
 
 def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:

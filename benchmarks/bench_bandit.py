@@ -11,9 +11,17 @@
 4. LinTS (the tuned defaults) against the random policy on the default simulator: trained offline on
    30 logged random steps, then 3 evaluation trajectories of 30 steps; the revenue margin.
 
-mabwiser and vowpalwabbit are compared when they are importable (they are not dependencies).
-BLAS is limited to one thread (threadpoolctl): on a small shared machine OpenBLAS's threads on these
-tiny matrices cost more than they save.
+5. The same per-round stream against mabwiser 2.7.4 (LinTS, LinUCB: ``predict`` + ``partial_fit`` of
+   one row, after one ``fit`` on a 100-row warm-up of uniformly random arms) and Vowpal Wabbit 9.11.9
+   (``--cb_explore_adf -q sa`` with ``--epsilon 0.1`` and with ``--squarecb``: one text-format ADF
+   example per round, ``predict`` → pmf → sampled arm, ``learn`` of the labelled example). They are not
+   dependencies: the benchmark installs them from PyPI into a side environment (``/tmp/bandit-venv``,
+   or ``BATTLEGROUND_BANDIT_VENV``; cached, with our numpy/scipy/scikit-learn/pandas versions) and times
+   them in a subprocess on fewer rounds (they are slower); where pip cannot install one it prints
+   "not installable: <reason>". Mean rewards over the rounds all of them play show they all learn.
+
+BLAS is limited to one thread (threadpoolctl here, ``*_NUM_THREADS=1`` in the side process): on a small
+shared machine OpenBLAS's threads on these tiny matrices cost more than they save.
 
 Run: ``python -m benchmarks bandit`` or ``python benchmarks/bench_bandit.py --quick``.
 """
@@ -21,10 +29,14 @@ Run: ``python -m benchmarks bandit`` or ``python benchmarks/bench_bandit.py --qu
 from __future__ import annotations
 
 import copy
-import importlib.util
+import json
 import os
+import subprocess
 import sys
+import tempfile
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,15 +52,24 @@ def _env(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.random.Gener
     return rng.normal(size=(n, D)), rng.normal(size=(K, D)), rng
 
 
-def per_round(policy: Any, n: int) -> float:
+def _stream(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contexts (n, D), true per-arm coefficients (K, D) and reward noise (n,): reward = θ_a·x + noise."""
     x, theta, rng = _env(n)
-    noise = rng.normal(0, 0.1, size=n)
+    return x, theta, rng.normal(0, 0.1, size=n)
+
+
+def per_round(policy: Any, n: int) -> tuple[float, np.ndarray]:
+    """Rounds/s of ``select_one`` + ``update_one`` on the stream, and the rewards it collected."""
+    x, theta, noise = _stream(n)
+    rewards = np.empty(n)
     t0 = time.perf_counter()
     for i in range(n):
         xi = x[i]
         a, _p = policy.select_one(xi)
-        policy.update_one(xi, a, float(theta[a] @ xi) + noise[i])
-    return n / (time.perf_counter() - t0)
+        r = float(theta[a] @ xi) + noise[i]
+        policy.update_one(xi, a, r)
+        rewards[i] = r
+    return n / (time.perf_counter() - t0), rewards
 
 
 def naive_lints(n: int) -> float:
@@ -112,8 +133,145 @@ def revenue_margin(n_log: int, n_eval: int, n_traj: int) -> tuple[float, float, 
     return float(np.mean(ts_rev)), float(np.mean(rnd_rev)), float(np.mean(ts_rev) / np.mean(rnd_rev) - 1)
 
 
-def _optional(name: str) -> str:
-    return "installed" if importlib.util.find_spec(name) is not None else "not installed (not compared)"
+LIBS_ALPHA_TS = float(np.sqrt(0.1))  # mabwiser samples θ ~ N(θ̂, α²A⁻¹): α² = our variance_scale 0.1
+LIBS_ALPHA_UCB = 0.5
+_LIBRARIES = {  # name → (pins, probe)
+    "mabwiser": (["mabwiser==2.7.4"], "import mabwiser.mab"),
+    "vowpalwabbit": (["vowpalwabbit==9.11.9"], "import vowpalwabbit"),
+}
+_SAME_VERSIONS = ("numpy", "scipy", "scikit-learn", "pandas")
+
+_LIBRARY_SCRIPT = textwrap.dedent(
+    r'''
+    import json, sys, time
+    from importlib.metadata import version
+    import numpy as np
+
+    z = np.load(sys.argv[1]); library = sys.argv[2]; n = int(sys.argv[3])
+    x, theta, noise = z["x"][:n], z["theta"], z["noise"][:n]
+    K, D = theta.shape
+    results = {}
+
+    def mab_run(name, policy):
+        from mabwiser.mab import MAB
+        mab = MAB(list(range(K)), policy, seed=0)
+        mab.fit(z["warm_a"], z["warm_r"], z["warm_x"])
+        rewards = np.empty(n)
+        t0 = time.perf_counter()
+        for i in range(n):
+            xi = x[i : i + 1]
+            a = mab.predict(xi)
+            r = float(theta[a] @ x[i]) + noise[i]
+            mab.partial_fit([a], [r], xi)
+            rewards[i] = r
+        results[name] = {"rate": n / (time.perf_counter() - t0), "rewards": rewards.tolist()}
+
+    def vw_run(name, explore):
+        import vowpalwabbit
+        vw = vowpalwabbit.Workspace(f"--cb_explore_adf -q sa --quiet --random_seed 0 {explore}")
+        actions = [f"|a a{k}" for k in range(K)]
+        u = np.random.default_rng(1).random(n).tolist()
+        rewards = np.empty(n)
+        t0 = time.perf_counter()
+        for i in range(n):
+            xi = x[i]
+            example = ["shared |s " + " ".join(f"x{j}:{v:.6g}" for j, v in enumerate(xi.tolist())), *actions]
+            pmf = vw.predict(example)
+            a, acc, target = 0, pmf[0], u[i] * sum(pmf)
+            while acc < target and a < K - 1:
+                a += 1
+                acc += pmf[a]
+            r = float(theta[a] @ xi) + noise[i]
+            example[a + 1] = f"0:{-r:.6g}:{pmf[a]:.6g} {actions[a]}"
+            vw.learn(example)
+            rewards[i] = r
+        results[name] = {"rate": n / (time.perf_counter() - t0), "rewards": rewards.tolist()}
+        vw.finish()
+
+    if library == "mabwiser":
+        from mabwiser.mab import LearningPolicy
+        mab_run("LinTS", LearningPolicy.LinTS(alpha=float(z["alpha_ts"])))
+        mab_run("LinUCB", LearningPolicy.LinUCB(alpha=float(z["alpha_ucb"])))
+    else:
+        vw_run("epsilon 0.1", "--epsilon 0.1")
+        vw_run("squarecb", "--squarecb")
+    print(json.dumps({"version": version(library), "results": results}))
+    '''
+)
+
+
+def compare_libraries(x: np.ndarray, theta: np.ndarray, noise: np.ndarray, rounds: dict[str, int],
+                      timeout: float = 120.0) -> dict[str, dict[str, Any] | str]:
+    """Each library's per-round results on the first ``rounds[library]`` rounds of the stream, run in the
+    side environment; a string (the reason) where it cannot be installed or run."""
+    from benchmarks._common import SideEnvError, pins_like_ours, side_python
+
+    venv = Path(os.environ.get("BATTLEGROUND_BANDIT_VENV", "/tmp/bandit-venv"))
+    rng = np.random.default_rng(1)
+    warm_a = np.repeat(np.arange(K), 10)
+    warm_x = rng.normal(size=(warm_a.size, D))
+    warm_r = (warm_x * theta[warm_a]).sum(axis=1) + rng.normal(0, 0.1, size=warm_a.size)
+    env = {**os.environ, **{v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    out: dict[str, dict[str, Any] | str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "stream.npz"
+        n_max = max(rounds.values())
+        np.savez(data, x=x[:n_max], theta=theta, noise=noise[:n_max], warm_a=warm_a, warm_x=warm_x,
+                 warm_r=warm_r, alpha_ts=LIBS_ALPHA_TS, alpha_ucb=LIBS_ALPHA_UCB)
+        script = Path(tmp) / "bandit_libs.py"
+        script.write_text(_LIBRARY_SCRIPT)
+        for name, (pins, probe) in _LIBRARIES.items():
+            try:
+                python = side_python(venv, [*pins, *pins_like_ours(*_SAME_VERSIONS)], probe)
+            except SideEnvError as exc:
+                out[name] = f"not installable: {exc}"
+                continue
+            try:
+                done = subprocess.run([str(python), str(script), str(data), name, str(rounds[name])],
+                                      capture_output=True, text=True, env=env, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                out[name] = f"run failed: timed out after {timeout:.0f} s"
+                continue
+            if done.returncode != 0:
+                last = done.stderr.strip().splitlines()[-1:]
+                out[name] = f"run failed: {last[0] if last else f'exit code {done.returncode}'}"
+                continue
+            out[name] = json.loads(done.stdout)
+    return out
+
+
+def _print_libraries(libs: dict[str, dict[str, Any] | str], ours: dict[str, tuple[float, np.ndarray]],
+                     x: np.ndarray, theta: np.ndarray) -> None:
+    venv = os.environ.get("BATTLEGROUND_BANDIT_VENV", "/tmp/bandit-venv")
+    print(f"same stream, other libraries (side environment {venv}, subprocess, one BLAS thread):")
+    ts, ucb, eps = ours["LinTS"][0], ours["LinUCB"][0], ours["epsilon-greedy"][0]
+    labels = {"LinTS": f"LinTS (alpha=√0.1={LIBS_ALPHA_TS:.3f})", "LinUCB": f"LinUCB (alpha={LIBS_ALPHA_UCB})",
+              "epsilon 0.1": "--cb_explore_adf -q sa --epsilon 0.1", "squarecb": "--cb_explore_adf -q sa --squarecb"}
+    played = [len(r["rewards"]) for lib in libs.values() if isinstance(lib, dict) for r in lib["results"].values()]
+    for name, lib in libs.items():
+        if isinstance(lib, str):
+            print(f"  {name}: {lib}")
+            continue
+        for policy, res in lib["results"].items():
+            rate, n = res["rate"], len(res["rewards"])
+            if name == "mabwiser":
+                mine, label = (ts, "LinTS") if policy == "LinTS" else (ucb, "LinUCB")
+                ratio = f"battleground {label} {mine / rate:.1f}×"
+            else:
+                ratio = (f"battleground LinTS {ts / rate:.1f}×, LinUCB {ucb / rate:.1f}×"
+                         + (f", epsilon-greedy {eps / rate:.1f}×" if policy == "epsilon 0.1" else ""))
+            print(f"  {name + ' ' + lib['version'] + ' ' + labels[policy]:<58} {rate:>7,.0f} rounds/s ({n:,} rounds) → {ratio}")
+    if played:
+        m = min(played)
+        means = {f"battleground {k}": float(v[1][:m].mean()) for k, v in ours.items()}
+        for name, lib in libs.items():
+            if isinstance(lib, dict):
+                means.update({f"{name} {k}": float(np.mean(r["rewards"][:m])) for k, r in lib["results"].items()})
+        best = float((x[:m] @ theta.T).max(axis=1).mean())
+        uniform = float((x[:m] @ theta.T).mean())
+        print(f"  mean reward over the first {m:,} rounds (best arm {best:.3f}, uniform random {uniform:.3f}; "
+              "mabwiser after its 100-row warm-up):")
+        print("    " + ", ".join(f"{k} {v:.3f}" for k, v in means.items()))
 
 
 def main(argv: list[str]) -> None:
@@ -125,16 +283,20 @@ def main(argv: list[str]) -> None:
     n_rounds = 20_000 if quick else 100_000
     n_naive = 1_000 if quick else 3_000
     n_select = 200_000 if quick else 1_000_000
+    lib_rounds = {"mabwiser": 2_000, "vowpalwabbit": 5_000} if quick else {"mabwiser": 5_000, "vowpalwabbit": 20_000}
     with threadpool_limits(limits=1, user_api="blas"):
-        ts = per_round(LinTS(n_arms=K, variance_scale=0.1, random_state=0), n_rounds)
+        ours = {"LinTS": per_round(LinTS(n_arms=K, variance_scale=0.1, random_state=0), n_rounds),
+                "LinUCB": per_round(LinUCB(n_arms=K, alpha=LIBS_ALPHA_UCB, random_state=0), n_rounds),
+                "epsilon-greedy": per_round(EpsilonGreedy(n_arms=K, epsilon=0.1, random_state=0), n_rounds)}
         naive = naive_lints(n_naive)
-        ucb = per_round(LinUCB(n_arms=K, alpha=0.5, random_state=0), n_rounds)
-        eps = per_round(EpsilonGreedy(n_arms=K, epsilon=0.1, random_state=0), n_rounds)
+        ts, ucb, eps = (ours[k][0] for k in ("LinTS", "LinUCB", "epsilon-greedy"))
         print(f"per-round API, K={K}, d={D}, {n_rounds:,} rounds (select_one with propensity + update_one):")
         print(f"  LinTS           {ts:>11,.0f} rounds/s   naive per-arm numpy loop {naive:,.0f} rounds/s → {ts / naive:.1f}× "
               f"(target ≥ 10×; obp recorded {OBP_LINTS:,} → {ts / OBP_LINTS:.1f}×)")
         print(f"  LinUCB          {ucb:>11,.0f} rounds/s   obp recorded {OBP_LINUCB:,} → {ucb / OBP_LINUCB:.1f}× (target ≥ 4×)")
         print(f"  epsilon-greedy  {eps:>11,.0f} rounds/s   obp recorded {OBP_EPS_GREEDY:,} → {eps / OBP_EPS_GREEDY:.1f}×")
+        x, theta, noise = _stream(n_rounds)
+        _print_libraries(compare_libraries(x, theta, noise, lib_rounds), ours, x, theta)
         b_ts = batched(LinTS(n_arms=K, variance_scale=0.1, random_state=0), 100_000, n_select)
         b_ucb = batched(LinUCB(n_arms=K, alpha=0.5, random_state=0), 100_000, n_select)
         b_ts_fresh = n_select / _time(lambda: LinTS(n_arms=K, random_state=0).select(np.random.default_rng(2).normal(size=(n_select, D))))
@@ -147,7 +309,6 @@ def main(argv: list[str]) -> None:
     ts_rev, rnd_rev, margin = revenue_margin(n_log, n_eval, n_traj)
     print(f"LinTS vs random ({n_log} logged steps, {n_traj} trajectories × {n_eval} steps, 1,000 customers): "
           f"{ts_rev:,.2f} vs {rnd_rev:,.2f} accumulated revenue per customer → {100 * margin:+.2f} %")
-    print(f"mabwiser: {_optional('mabwiser')}; vowpalwabbit: {_optional('vowpalwabbit')}")
 
 
 def _time(fn: Any) -> float:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._common import pins_like_ours, side_python
+
 N, K, E, PENALTY, DELTA = 1000, 20, 100, 10.0, 0.8
 
 _LIBRARY_SCRIPT = textwrap.dedent(
@@ -142,25 +144,9 @@ _LIBRARY_STREAM_SCRIPT = textwrap.dedent(
 
 
 def _ensure_library(venv: Path) -> Path:
-    """The side environment's python, creating it (uv or venv + pip) on first use."""
-    import scipy
-    import sklearn
-
-    python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import linkedin.learner.prediction.trainer_lbgfs"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    pins = ["lambda-learner==0.1.0", f"numpy=={np.__version__}", f"scipy=={scipy.__version__}",
-            f"scikit-learn=={sklearn.__version__}"]
-    uv = subprocess.run(["uv", "--version"], capture_output=True).returncode == 0
-    if uv:
-        subprocess.run(["uv", "venv", str(venv), "--python", sys.executable, "-q"], check=True)
-        subprocess.run(["uv", "pip", "install", "--python", str(python), "-q", *pins], check=True)
-    else:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], check=True)
-    subprocess.run(probe, check=True)
-    return python
+    """The side environment's python, creating it on first use (see ``benchmarks._common.side_python``)."""
+    pins = ["lambda-learner==0.1.0", *pins_like_ours("numpy", "scipy", "scikit-learn")]
+    return side_python(venv, pins, "import linkedin.learner.prediction.trainer_lbgfs")
 
 
 def _timed(fn: Callable[..., Any], repeats: int, setup: Callable[[], Any] | None = None) -> tuple[Any, list[float]]:
