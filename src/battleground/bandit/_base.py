@@ -11,16 +11,18 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from battleground.errors import BanditError
+
 __all__ = ["BasePolicy", "Decision", "NotFittedPolicyError", "PolicyInputError", "load_policy"]
 
 _FORMAT_VERSION = 1
 
 
-class PolicyInputError(ValueError):
+class PolicyInputError(BanditError, ValueError):
     """Contexts, actions or rewards of the wrong shape or value, or a bad hyperparameter."""
 
 
-class NotFittedPolicyError(ValueError):
+class NotFittedPolicyError(BanditError, ValueError):
     """The policy has seen no data yet and cannot say how many features its contexts have."""
 
 

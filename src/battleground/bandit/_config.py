@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from battleground.errors import BanditError
+
 __all__ = ["DEFAULT_CONFIG", "ConfigError", "apply_overrides", "dump_config", "load_config"]
 
 
-class ConfigError(ValueError):
+class ConfigError(BanditError, ValueError):
     """A configuration file or override that cannot be used."""
 
 

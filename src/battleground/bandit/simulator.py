@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from battleground.errors import BanditError
+
 __all__ = ["CONTEXT_FEATURES", "RetailSimulator", "SimulatorInputError", "StepResult"]
 
 CONTEXT_FEATURES: tuple[str, ...] = (
@@ -50,7 +52,7 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 )
 
 
-class SimulatorInputError(ValueError):
+class SimulatorInputError(BanditError, ValueError):
     """A simulator parameter or a vector of actions that cannot be used."""
 
 

@@ -40,6 +40,7 @@ from battleground.bandit._base import BasePolicy, load_policy
 from battleground.bandit._config import ConfigError, dump_config
 from battleground.bandit._policies import AGENTS, make_policy
 from battleground.bandit.simulator import RetailSimulator
+from battleground.errors import BanditError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +69,7 @@ __all__ = [
     "tune",
 ]
 
-class MissingArtifactError(FileNotFoundError, LookupError):
+class MissingArtifactError(BanditError, FileNotFoundError, LookupError):
     """A step needs the output of an earlier step that has not run (the message names the command)."""
 
 

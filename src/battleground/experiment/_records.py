@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from battleground.errors import ExperimentError
+
 __all__ = [
     "STATUSES",
     "AuditEntry",
@@ -27,7 +29,7 @@ METRIC_KINDS = ("proportion", "mean", "ratio")
 DIRECTIONS = ("increase", "decrease")
 
 
-class RegistryError(ValueError):
+class RegistryError(ExperimentError, ValueError):
     """Bad input to the registry (a ``ValueError``: the CLI prints it as one red line)."""
 
 
@@ -43,7 +45,7 @@ class RegistryRuleError(RegistryError):
         self.value = value
 
 
-class ExperimentNotFoundError(LookupError):
+class ExperimentNotFoundError(ExperimentError, LookupError):
     """No experiment has the given id or name."""
 
 

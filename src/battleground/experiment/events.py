@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground.errors import ExperimentError
 from battleground.storage.events import EventStore, StoreUnavailableError, open_event_store
 from battleground.storage.sums import MetricSums
 
@@ -73,7 +74,7 @@ OPTIONAL = ("value", "covariate")
 _ALIASES = {"experiment_id": "experiment", "ts": "timestamp"}
 
 
-class EventValidationError(ValueError):
+class EventValidationError(ExperimentError, ValueError):
     """A batch of events was rejected; nothing of it was written.
 
     Attributes:

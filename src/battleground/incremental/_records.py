@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from battleground.errors import IncrementalError
+
 if TYPE_CHECKING:
     from scipy import sparse
 
@@ -31,7 +33,7 @@ _WEIGHT = attrgetter("weight")
 _OFFSET = attrgetter("offset")
 
 
-class UnknownFeatureError(LookupError):
+class UnknownFeatureError(IncrementalError, LookupError):
     """A name-term is not in the index map."""
 
 

@@ -21,13 +21,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from battleground.errors import IncrementalError
+
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _ROUNDOFF = 1e-11
 _OUTER_LIMIT = 4_000_000  # elements of the n × p × p outer-product array
 
 
-class OptimizationError(RuntimeError):
+class OptimizationError(IncrementalError, RuntimeError):
     """The optimiser did not reach the optimum; ``metadata`` says why (never the prior returned silently)."""
 
     def __init__(self, message: str, metadata: dict[str, Any]) -> None:

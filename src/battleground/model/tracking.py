@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from battleground.errors import ModelError
 from battleground.settings import Settings, quiet_third_party_telemetry
 
 if TYPE_CHECKING:
@@ -51,11 +52,11 @@ _SYNTHETIC_KEYS = ("n_characters", "seed", "variant", "cutoffs")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ConfigError(ValueError):
+class ConfigError(ModelError, ValueError):
     """A training config key or value is wrong."""
 
 
-class ChampionThresholdError(RuntimeError):
+class ChampionThresholdError(ModelError, RuntimeError):
     """The best model's test score does not clear ``deployment_score_thresh``; nothing was registered."""
 
     def __init__(self, model: str, metric: str, score: float, thresh: float) -> None:

@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from battleground.errors import OPEError
+
 __all__ = ["LoggedFeedback", "OPEInputError", "check_lambda", "validate_feedback"]
 
 _ROW_SUM_TOL = 1e-6
 
 
-class OPEInputError(ValueError):
+class OPEInputError(OPEError, ValueError):
     """Bad input to an off-policy estimator; the message names the argument, the value and the fix."""
 
 

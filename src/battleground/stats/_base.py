@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from battleground.errors import StatsError
+
 __all__ = [
     "Alternative",
     "CupedSummary",
@@ -29,7 +31,7 @@ Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
 
 
-class StatsInputError(ValueError):
+class StatsInputError(StatsError, ValueError):
     """Bad input to a statistics function; the message names the argument, the value and the fix."""
 
 

@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from battleground.errors import StorageError
+
 __all__ = ["StoreLockedError", "exclusive_lock"]
 
 
-class StoreLockedError(RuntimeError):
+class StoreLockedError(StorageError, RuntimeError):
     """Another process held the embedded store for longer than the wait allows."""
 
 

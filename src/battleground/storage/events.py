@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
 from battleground.storage._sums_sql import MetricDefinition
 from battleground.storage.sums import MetricSums
@@ -28,7 +29,7 @@ _MIN_TS = dt.datetime(1900, 1, 1)
 _MAX_TS = dt.datetime(9999, 12, 31)
 
 
-class StoreUnavailableError(RuntimeError):
+class StoreUnavailableError(StorageError, RuntimeError):
     """The store's database server cannot be reached, or the connection broke during an operation.
 
     A batch being written may or may not have been stored; re-sending it is always safe, because ingest

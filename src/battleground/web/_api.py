@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from battleground.errors import WebError
 from battleground.web._auth import check_write_access
 from battleground.web._state import DashboardState, check_key
 from battleground.web._views import (
@@ -99,7 +100,7 @@ class EventBatch(BaseModel):
         return self
 
 
-class BatchError(ValueError):
+class BatchError(WebError, ValueError):
     """A batch refused as a whole (HTTP 422); ``row`` and ``field`` say where, when known."""
 
     def __init__(self, message: str, *, row: int | None, field: str | None) -> None:

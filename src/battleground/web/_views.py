@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground.errors import WebError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -256,7 +258,7 @@ def _sizes(info: ExperimentInfo, users: Mapping[str, int]) -> list[dict[str, Any
     return out
 
 
-class WindowError(ValueError):
+class WindowError(WebError, ValueError):
     """A bad ``start``/``end`` of a results window; ``field`` names which."""
 
     def __init__(self, field: str, message: str) -> None:
