@@ -1,15 +1,14 @@
 """Fuzzing the JSON API from its own OpenAPI spec (schemathesis + hypothesis): no input gives a 5xx.
 
 Positive (schema-valid) and negative (schema-violating) requests for every operation, with and
-without the write token, against a small home of its own (writes may succeed here). Bounded: a fixed,
-derandomized number of examples per operation (about 10 s on 2 idle cores), and time-boxed at 20 s
-on a busy machine (examples past the box are not sent).
+without the write token, against a small home of its own (writes may succeed here). Bounded by count:
+a fixed, derandomized number of examples per operation (about 10 s on 2 idle cores), never by time, so
+a loaded machine sends the same requests, only slower.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from battleground.settings import Settings
 
 TOKEN = "fuzz-token"
 EXAMPLES = {"positive": 15, "negative": 12, "keyed": 8}
-BUDGET_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +59,6 @@ def test_no_input_gives_a_server_error(fuzz_app: Any) -> None:
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", fuzz_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 9
-    started = time.monotonic()
     seen: dict[str, set[int]] = {}
     failures: list[str] = []
     no_negative: list[str] = []
@@ -73,8 +70,6 @@ def test_no_input_gives_a_server_error(fuzz_app: Any) -> None:
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy(generation_mode=mode, **fixed))
         def check(case: Any) -> None:
-            if time.monotonic() - started > BUDGET_S:
-                return  # time-boxed: the remaining examples are not sent
             for extra in header_sets:
                 response = case.call(headers={**(case.headers or {}), **extra})
                 seen.setdefault(label, set()).add(response.status_code)
@@ -100,9 +95,7 @@ def test_no_input_gives_a_server_error(fuzz_app: Any) -> None:
         if "{key}" in op.path:  # the query of a real experiment, by id and by name
             for key in ("1", "fuzzed"):
                 fuzz(op, GenerationMode.POSITIVE, label, header_sets, path_parameters={"key": key})
-    elapsed = time.monotonic() - started
     assert not failures, failures
-    assert elapsed < BUDGET_S + 5, f"fuzzing took {elapsed:.1f} s"
     assert len(seen) == len(operations), sorted(seen)
     # the fuzzer reached the interesting answers, not only 422s
     assert 200 in seen["GET /api/experiments/{key}/results"] and 404 in seen["GET /api/experiments/{key}"]
