@@ -19,6 +19,7 @@ import numpy as np
 
 from battleground.stats._base import Result, StatsInputError, check_alpha, check_choice
 from battleground.stats._corrections import adjust_pvalues
+from battleground.stats._sequential import _msprt_arrays
 from battleground.stats._tests import infer
 
 __all__ = ["Decision", "MetricSpec", "VariantMetricRow", "analyze_metrics", "decide"]
@@ -114,6 +115,9 @@ def analyze_metrics(
         sums: ``{metric name: [MetricSums per variant]}``.
         control: the control variant's name.
         sequential: use mSPRT (always-valid p-values and CIs on the relative lift) instead of Welch.
+            Where the relative lift is undefined (control mean 0) the test runs on the absolute
+            difference with τ = ``mixing_sd`` × |pooled mean of both arms|; when that is 0 too the row
+            has no p-value. An undefined estimate is never significant.
         mixing_sd: mSPRT mixing standard deviation τ on the relative scale (τ² = mixing_sd²).
         previous_p: running always-valid p-values from earlier looks, ``{(metric, variant): p}``; the
             result's p is the minimum (monitoring passes the daily series' minimum).
@@ -194,19 +198,27 @@ def _compare_vectorised(
         _, p_abs, lo_abs, hi_abs = infer(diff, safe_se, df, alpha, "two-sided")
         _, _, lo_rel, hi_rel = infer(np.where(valid_rel, rel, 0.0), safe_se_rel, df, alpha, "two-sided")
         if sequential:
-            tau2 = mixing_sd**2
-            v = safe_se_rel**2
-            log_lam = 0.5 * np.log(v / (v + tau2)) + tau2 * rel**2 / (2 * v * (v + tau2))
-            p_seq = np.minimum(1.0, np.exp(-log_lam))
-            half = np.sqrt(v * (v + tau2) / tau2 * (2 * math.log(1 / alpha) + np.log((v + tau2) / v)))
+            # mSPRT on the relative lift where it is defined; where it is not (control mean 0, or a
+            # zero relative SE) on the absolute difference with τ = mixing_sd·|pooled mean|, so an
+            # infinite relative estimate can never make a look significant. Neither: no p-value.
+            pooled = np.abs(mc * nc + mt * nt) / (nc + nt)
+            use_abs = valid & ~valid_rel & (pooled > 0)
+            seq_ok = valid_rel | use_abs
+            est_seq = np.where(valid_rel, rel, np.where(use_abs, diff, 0.0))
+            se_seq = np.where(valid_rel, safe_se_rel, safe_se)
+            tau2 = np.where(use_abs, (mixing_sd * pooled) ** 2, mixing_sd**2)
+            tau2 = np.where(tau2 > 0, tau2, 1.0)
+            _, p_seq, half = _msprt_arrays(est_seq, se_seq, tau2, alpha)
             lo_rel, hi_rel = rel - half, rel + half
             if previous_ci:
                 keys = [(m[0].name, m[2].variant) for m in metas]
                 lo_rel = np.fmax(lo_rel, np.array([previous_ci.get(k, (-np.inf, np.inf))[0] for k in keys]))
                 hi_rel = np.fmin(hi_rel, np.array([previous_ci.get(k, (-np.inf, np.inf))[1] for k in keys]))
-            # The absolute CI is the relative one scaled by |control mean| (same always-valid level).
-            lo_abs, hi_abs = lo_rel * den, hi_rel * den
-            p = p_seq
+            # The absolute CI is the relative one scaled by |control mean| (same always-valid level),
+            # or the absolute-scale sequence itself where the relative lift is undefined.
+            lo_abs = np.where(valid_rel, lo_rel * den, np.where(use_abs, diff - half, np.nan))
+            hi_abs = np.where(valid_rel, hi_rel * den, np.where(use_abs, diff + half, np.nan))
+            p = np.where(seq_ok, p_seq, np.nan)
         else:
             p = p_abs
     p = np.where(valid, p, np.nan)

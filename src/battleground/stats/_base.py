@@ -87,6 +87,16 @@ def check_positive(name: str, value: float) -> float:
     return float(value)
 
 
+def check_finite(name: str, value: float) -> float:
+    """A real number: not inf, not NaN (an undefined estimate must never reach a test)."""
+    if isinstance(value, bool) or not (isinstance(value, int | float | np.floating) and math.isfinite(value)):
+        raise StatsInputError(
+            f"{name} must be a finite number, got {value!r}; an infinite or undefined estimate (e.g. a "
+            "relative lift over a zero baseline) cannot be tested: use the absolute difference"
+        )
+    return float(value)
+
+
 def _check_n(name: str, n: float) -> None:
     if not (math.isfinite(n) and n >= 2):
         raise StatsInputError(f"{name}: n must be >= 2 users, got n={n!r}; wait for more data")
