@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from battleground.stats._base import Result, StatsInputError, check_alpha, check_choice
+from battleground.stats._base import (
+    RatioSummary,
+    Result,
+    StatsInputError,
+    _mean_var,
+    _shift,
+    check_alpha,
+    check_choice,
+)
 from battleground.stats._corrections import adjust_pvalues
 from battleground.stats._sequential import _msprt_arrays
 from battleground.stats._tests import infer
@@ -74,25 +82,32 @@ class VariantMetricRow(Result):
     higher_is_better: bool
 
 
-def _arm_stats(s: Any, kind: str) -> tuple[float, float, int, int]:
-    """(value, per-user variance of the value's estimator × n, n, events) for one arm."""
+def _arm_stats(s: Any, kind: str, metric: str) -> tuple[float, float, int, int]:
+    """(value, per-user variance of the value's estimator × n, n, events) for one arm.
+
+    The sums may be taken around the ``MetricSums`` shifts (``shift_x``, ``shift_y``); impossible sums
+    raise a :class:`StatsInputError` naming the metric, the variant and the field.
+    """
     n = float(s.users)
     if n < 2:
         return math.nan, math.nan, int(s.users), int(s.events)
+    where = f"metric {metric!r}, variant {s.variant!r}"
     if kind == "ratio":
-        if not s.sum_y > 0:
+        rs = RatioSummary(
+            n=n, sum_m=s.sum_x, sum_d=s.sum_y, sum_m2=s.sum_x2, sum_d2=s.sum_y2, sum_md=s.sum_xy,
+            shift_m=_shift(s, "shift_x"), shift_d=_shift(s, "shift_y"),
+        )
+        mm, md, vm, vd, cov = rs.moments(where, ("sum_x2", "sum_y2", "sum_xy"))
+        if not md > 0:
             return math.nan, math.nan, int(n), int(s.events)
-        mm, md = s.sum_x / n, s.sum_y / n
-        r = s.sum_x / s.sum_y
-        vm = (s.sum_x2 - n * mm * mm) / (n - 1)
-        vd = (s.sum_y2 - n * md * md) / (n - 1)
-        cov = (s.sum_xy - n * mm * md) / (n - 1)
+        r = mm / md
+        # Var(M − R·D) >= 0 for valid sums (checked above): only rounding goes below.
         return r, max((vm - 2 * r * cov + r * r * vd) / (md * md), 0.0), int(n), int(s.events)
-    mean = s.sum_x / n
-    if kind == "proportion" and 0.0 <= mean <= 1.0 and s.sum_x2 == s.sum_x:
-        var = mean * (1.0 - mean)
-    else:
-        var = max((s.sum_x2 - n * mean * mean) / (n - 1), 0.0)
+    shift = _shift(s, "shift_x")
+    if kind == "proportion" and shift == 0.0 and 0.0 <= s.sum_x <= n and s.sum_x2 == s.sum_x:
+        mean = s.sum_x / n
+        return mean, mean * (1.0 - mean), int(n), int(s.events)
+    mean, var = _mean_var(n, s.sum_x, s.sum_x2, shift, ("sum_x", "sum_x2"), where)
     return mean, var, int(n), int(s.events)
 
 
@@ -145,7 +160,7 @@ def analyze_metrics(
             )
         primary = spec.primary or (not has_primary and i == 0)
         c = ctrl[0]
-        cst = _arm_stats(c, spec.kind)
+        cst = _arm_stats(c, spec.kind, spec.name)
         controls.append(
             VariantMetricRow(
                 metric=spec.name, kind=spec.kind, variant=c.variant, is_control=True, users=cst[2],
@@ -158,7 +173,7 @@ def analyze_metrics(
         )
         for t in arms:
             if t.variant != control:
-                metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind)))
+                metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind, spec.name)))
     rows = _compare_vectorised(metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci)
     out: list[VariantMetricRow] = []
     for crow in controls:
