@@ -29,6 +29,7 @@ __all__ = [
 
 Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
+_ALIASES = {"larger": "greater", "smaller": "less"}  # statsmodels' names
 
 
 class StatsInputError(StatsError, ValueError):
@@ -68,6 +69,8 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
 
 
 def check_alternative(alternative: str) -> Alternative:
+    """"two-sided", "greater" or "less" (statsmodels' "larger" and "smaller" are read as the latter two)."""
+    alternative = _ALIASES.get(alternative, alternative)
     if alternative not in _ALTERNATIVES:
         raise StatsInputError(
             f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}"
