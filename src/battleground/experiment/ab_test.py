@@ -273,5 +273,5 @@ class ABTest:
         if proportion and isinstance(c, tuple) and len(c) == 2:
             return MeanSummary.from_proportion(c[0], c[1])
         if self.metric == "cuped" and isinstance(c, CupedSummary):
-            return MeanSummary.from_sums(c.n, c.sum_y, c.sum_y2)
+            return MeanSummary.from_sums(c.n, c.sum_y, c.sum_y2, shift=c.shift_y)
         return as_mean_summary(c, "control", proportion=proportion)

@@ -17,8 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from battleground.stats._base import Result, StatsInputError, check_alpha, check_choice
+from battleground.stats._base import (
+    RatioSummary,
+    Result,
+    StatsInputError,
+    _mean_var,
+    _shift,
+    check_alpha,
+    check_choice,
+)
 from battleground.stats._corrections import adjust_pvalues
+from battleground.stats._sequential import _msprt_arrays
 from battleground.stats._tests import infer
 
 __all__ = ["Decision", "MetricSpec", "VariantMetricRow", "analyze_metrics", "decide"]
@@ -73,25 +82,32 @@ class VariantMetricRow(Result):
     higher_is_better: bool
 
 
-def _arm_stats(s: Any, kind: str) -> tuple[float, float, int, int]:
-    """(value, per-user variance of the value's estimator × n, n, events) for one arm."""
+def _arm_stats(s: Any, kind: str, metric: str) -> tuple[float, float, int, int]:
+    """(value, per-user variance of the value's estimator × n, n, events) for one arm.
+
+    The sums may be taken around the ``MetricSums`` shifts (``shift_x``, ``shift_y``); impossible sums
+    raise a :class:`StatsInputError` naming the metric, the variant and the field.
+    """
     n = float(s.users)
     if n < 2:
         return math.nan, math.nan, int(s.users), int(s.events)
+    where = f"metric {metric!r}, variant {s.variant!r}"
     if kind == "ratio":
-        if not s.sum_y > 0:
+        rs = RatioSummary(
+            n=n, sum_m=s.sum_x, sum_d=s.sum_y, sum_m2=s.sum_x2, sum_d2=s.sum_y2, sum_md=s.sum_xy,
+            shift_m=_shift(s, "shift_x"), shift_d=_shift(s, "shift_y"),
+        )
+        mm, md, vm, vd, cov = rs.moments(where, ("sum_x2", "sum_y2", "sum_xy"))
+        if not md > 0:
             return math.nan, math.nan, int(n), int(s.events)
-        mm, md = s.sum_x / n, s.sum_y / n
-        r = s.sum_x / s.sum_y
-        vm = (s.sum_x2 - n * mm * mm) / (n - 1)
-        vd = (s.sum_y2 - n * md * md) / (n - 1)
-        cov = (s.sum_xy - n * mm * md) / (n - 1)
+        r = mm / md
+        # Var(M − R·D) >= 0 for valid sums (checked above): only rounding goes below.
         return r, max((vm - 2 * r * cov + r * r * vd) / (md * md), 0.0), int(n), int(s.events)
-    mean = s.sum_x / n
-    if kind == "proportion" and 0.0 <= mean <= 1.0 and s.sum_x2 == s.sum_x:
-        var = mean * (1.0 - mean)
-    else:
-        var = max((s.sum_x2 - n * mean * mean) / (n - 1), 0.0)
+    shift = _shift(s, "shift_x")
+    if kind == "proportion" and shift == 0.0 and 0.0 <= s.sum_x <= n and s.sum_x2 == s.sum_x:
+        mean = s.sum_x / n
+        return mean, mean * (1.0 - mean), int(n), int(s.events)
+    mean, var = _mean_var(n, s.sum_x, s.sum_x2, shift, ("sum_x", "sum_x2"), where)
     return mean, var, int(n), int(s.events)
 
 
@@ -114,6 +130,9 @@ def analyze_metrics(
         sums: ``{metric name: [MetricSums per variant]}``.
         control: the control variant's name.
         sequential: use mSPRT (always-valid p-values and CIs on the relative lift) instead of Welch.
+            Where the relative lift is undefined (control mean 0) the test runs on the absolute
+            difference with τ = ``mixing_sd`` × |pooled mean of both arms|; when that is 0 too the row
+            has no p-value. An undefined estimate is never significant.
         mixing_sd: mSPRT mixing standard deviation τ on the relative scale (τ² = mixing_sd²).
         previous_p: running always-valid p-values from earlier looks, ``{(metric, variant): p}``; the
             result's p is the minimum (monitoring passes the daily series' minimum).
@@ -141,7 +160,7 @@ def analyze_metrics(
             )
         primary = spec.primary or (not has_primary and i == 0)
         c = ctrl[0]
-        cst = _arm_stats(c, spec.kind)
+        cst = _arm_stats(c, spec.kind, spec.name)
         controls.append(
             VariantMetricRow(
                 metric=spec.name, kind=spec.kind, variant=c.variant, is_control=True, users=cst[2],
@@ -154,7 +173,7 @@ def analyze_metrics(
         )
         for t in arms:
             if t.variant != control:
-                metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind)))
+                metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind, spec.name)))
     rows = _compare_vectorised(metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci)
     out: list[VariantMetricRow] = []
     for crow in controls:
@@ -194,19 +213,27 @@ def _compare_vectorised(
         _, p_abs, lo_abs, hi_abs = infer(diff, safe_se, df, alpha, "two-sided")
         _, _, lo_rel, hi_rel = infer(np.where(valid_rel, rel, 0.0), safe_se_rel, df, alpha, "two-sided")
         if sequential:
-            tau2 = mixing_sd**2
-            v = safe_se_rel**2
-            log_lam = 0.5 * np.log(v / (v + tau2)) + tau2 * rel**2 / (2 * v * (v + tau2))
-            p_seq = np.minimum(1.0, np.exp(-log_lam))
-            half = np.sqrt(v * (v + tau2) / tau2 * (2 * math.log(1 / alpha) + np.log((v + tau2) / v)))
+            # mSPRT on the relative lift where it is defined; where it is not (control mean 0, or a
+            # zero relative SE) on the absolute difference with τ = mixing_sd·|pooled mean|, so an
+            # infinite relative estimate can never make a look significant. Neither: no p-value.
+            pooled = np.abs(mc * nc + mt * nt) / (nc + nt)
+            use_abs = valid & ~valid_rel & (pooled > 0)
+            seq_ok = valid_rel | use_abs
+            est_seq = np.where(valid_rel, rel, np.where(use_abs, diff, 0.0))
+            se_seq = np.where(valid_rel, safe_se_rel, safe_se)
+            tau2 = np.where(use_abs, (mixing_sd * pooled) ** 2, mixing_sd**2)
+            tau2 = np.where(tau2 > 0, tau2, 1.0)
+            _, p_seq, half = _msprt_arrays(est_seq, se_seq, tau2, alpha)
             lo_rel, hi_rel = rel - half, rel + half
             if previous_ci:
                 keys = [(m[0].name, m[2].variant) for m in metas]
                 lo_rel = np.fmax(lo_rel, np.array([previous_ci.get(k, (-np.inf, np.inf))[0] for k in keys]))
                 hi_rel = np.fmin(hi_rel, np.array([previous_ci.get(k, (-np.inf, np.inf))[1] for k in keys]))
-            # The absolute CI is the relative one scaled by |control mean| (same always-valid level).
-            lo_abs, hi_abs = lo_rel * den, hi_rel * den
-            p = p_seq
+            # The absolute CI is the relative one scaled by |control mean| (same always-valid level),
+            # or the absolute-scale sequence itself where the relative lift is undefined.
+            lo_abs = np.where(valid_rel, lo_rel * den, np.where(use_abs, diff - half, np.nan))
+            hi_abs = np.where(valid_rel, hi_rel * den, np.where(use_abs, diff + half, np.nan))
+            p = np.where(seq_ok, p_seq, np.nan)
         else:
             p = p_abs
     p = np.where(valid, p, np.nan)

@@ -20,7 +20,13 @@ from typing import Any
 
 from scipy import stats as _st
 
-from battleground.stats._base import Result, StatsInputError, check_alpha, check_positive
+from battleground.stats._base import (
+    Result,
+    StatsInputError,
+    check_alpha,
+    check_finite,
+    check_positive,
+)
 from battleground.stats._tests import compare_means, ratio_test
 
 __all__ = ["BayesResult", "bayes_from_estimate", "bayesian_test"]
@@ -74,7 +80,9 @@ def bayes_from_estimate(
 ) -> BayesResult:
     """Posterior from an estimate and its SE; the prior is on the same scale as the estimate."""
     alpha = check_alpha(alpha)
-    check_positive("se", se)
+    estimate = check_finite("estimate", estimate)
+    se = check_positive("se", se)
+    prior_mean = check_finite("prior_mean", prior_mean)
     if prior_sd is None:
         mu, sd = float(estimate), float(se)
     else:

@@ -17,6 +17,13 @@ Proportion formulas, per control group (``method=``):
 ``"baseline_variance"``     n = (z_α + z_β)² p₁q₁ (1 + 1/r) / δ² (spotify-confidence)
 ==========================  ======================================================================
 
+Direction: ``mde`` is always the *size* of the change (> 0); ``alternative="greater"`` plans for an
+increase of that size, ``"less"`` for a decrease (statsmodels: a negative effect with
+``alternative="smaller"``; its names ``"larger"``/``"smaller"`` are accepted too), ``"two-sided"`` for
+either. Every function matches statsmodels for every alternative (tests/data/ab/h_planning_alternatives.json).
+Root finding is bounded (a bracket that doubles at most 200 times, brentq with at most 200 iterations):
+a call returns or raises, it never hangs.
+
 Means (``method=``): ``"normal"`` (default) n = (z_α + z_β)² σ² (1 + 1/r) / δ²; ``"normal_exact"`` the
 same z-test solved with both tails (statsmodels NormalIndPower); ``"t"`` the noncentral-t power
 (statsmodels TTestIndPower).
@@ -166,8 +173,21 @@ def _z_alpha(alpha: float, alternative: str) -> float:
     return float(_st.norm.isf(alpha / 2.0 if alternative == "two-sided" else alpha))
 
 
+def _check_mde(mde: float, alternative: str) -> float:
+    """The size of the change to plan for (> 0); its direction is ``alternative``'s."""
+    if isinstance(mde, int | float) and math.isfinite(mde) and mde < 0:
+        raise StatsInputError(
+            f"mde must be > 0, got {mde!r}: give the size of the change, and its direction with "
+            "alternative='greater' or alternative='less'"
+        )
+    return check_positive("mde", mde)
+
+
 def _normal_power(effect_over_se: float, alpha: float, alternative: str) -> float:
-    """Power of a z-test whose statistic has mean ``effect_over_se`` (both tails when two-sided)."""
+    """Power of a z-test whose statistic has mean ``effect_over_se`` (both tails when two-sided).
+
+    The effect is signed: for ``"less"`` a decrease (negative) is what the test looks for.
+    """
     if alternative == "two-sided":
         crit = _st.norm.isf(alpha / 2.0)
         return float(_st.norm.sf(crit - effect_over_se) + _st.norm.cdf(-crit - effect_over_se))
@@ -176,23 +196,50 @@ def _normal_power(effect_over_se: float, alpha: float, alternative: str) -> floa
 
 
 def _t_power(d: float, n1: float, ratio: float, alpha: float, alternative: str) -> float:
+    """Power of the two-sample t-test at standardised effect ``d`` (signed, as :func:`_normal_power`)."""
     n2 = n1 * ratio
     df = n1 + n2 - 2
     nc = d * math.sqrt(n1 * n2 / (n1 + n2))
     if alternative == "two-sided":
         crit = _st.t.isf(alpha / 2.0, df)
-        return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+        # P(T < −c | nc) written as P(T > c | −nc): scipy's nct.cdf returns NaN far in the tail.
+        lower = float(_st.nct.sf(crit, df, -nc))
+        return float(_st.nct.sf(crit, df, nc)) + (lower if math.isfinite(lower) else 0.0)
     nc = nc if alternative == "greater" else -nc
     return float(_st.nct.sf(_st.t.isf(alpha, df), df, nc))
 
 
-def _solve_n(power_fn: Any, target: float, start: float) -> float:
-    lo, hi = max(start * 0.5, 1.5), max(start * 2.0, 4.0)
-    while power_fn(lo) > target and lo > 1.5:
-        lo = max(lo * 0.5, 1.5)
-    while power_fn(hi) < target:
-        hi *= 2.0
-    return float(optimize.brentq(lambda n: power_fn(n) - target, lo, hi, xtol=1e-10, rtol=1e-14))
+_MAX_DOUBLINGS = 200  # 2**200 users: far beyond any experiment
+_MAXITER = 200
+
+
+def _solve_increasing(fn: Any, target: float, lo: float, start: float, name: str) -> float:
+    """Smallest x >= lo with fn(x) = target for an increasing fn (power in n, or in the effect).
+
+    Bounded: the bracket doubles at most ``_MAX_DOUBLINGS`` times and brentq runs at most
+    ``_MAXITER`` iterations; a NaN on the way is an error, never a loop.
+    """
+    def f(x: float) -> float:
+        v = fn(x) - target
+        if not math.isfinite(v):
+            raise StatsInputError(f"the power is undefined at {name}={x!r}; check the inputs")
+        return v
+
+    if f(lo) >= 0:
+        return float(lo)
+    hi = max(start, lo) * 2.0
+    for _ in range(_MAX_DOUBLINGS):
+        if f(hi) >= 0:
+            break
+        lo, hi = hi, hi * 2.0
+    else:
+        raise StatsInputError(f"no {name} up to {hi:.3g} reaches the target power {target!r}")
+    return float(optimize.brentq(f, lo, hi, xtol=1e-12, rtol=1e-14, maxiter=_MAXITER))
+
+
+def _one_side(alternative: str) -> str:
+    """Planning works with the size of the effect in the direction tested: "less" is "greater" mirrored."""
+    return "two-sided" if alternative == "two-sided" else "greater"
 
 
 def _result(
@@ -232,12 +279,12 @@ def _prop_n(p1: float, p2: float, za: float, zb: float, ratio: float, method: st
     closed = (za + zb) ** 2 * (1 + 1 / r) / h**2
     if method == "cohens_h_closed_form":
         return closed
-    hh = abs(h) if alternative == "two-sided" else (h if alternative == "greater" else -h)
+    side = _one_side(alternative)
 
     def pw(n1: float) -> float:
-        return _normal_power(hh * math.sqrt(n1 * r / (1 + r)), alpha_c, alternative)
+        return _normal_power(abs(h) * math.sqrt(n1 * r / (1 + r)), alpha_c, side)
 
-    return _solve_n(pw, power, closed)
+    return _solve_increasing(pw, power, 1e-9, closed, "n_control")
 
 
 def sample_size_proportions(
@@ -271,7 +318,7 @@ def sample_size_proportions(
     alpha, power, ratio, alt, n_arms = _check_common(alpha, power, ratio, alternative, n_arms)
     check_choice("method", method, PROPORTION_METHODS)
     p1 = _check_proportion("baseline", baseline)
-    mde = check_positive("mde", mde)
+    mde = _check_mde(mde, alt)
     delta = mde * p1 if relative else mde
     p2 = p1 + (delta if alt != "less" else -delta)
     if not 0.0 < p2 < 1.0:
@@ -288,12 +335,20 @@ def sample_size_proportions(
 
 
 def _mean_n(d: float, za: float, zb: float, ratio: float, method: str, alpha_c: float, power: float, alternative: str) -> float:
+    """Users per control group; ``d`` > 0 is the standardised effect in the direction tested."""
     closed = (za + zb) ** 2 * (1 + 1 / ratio) / d**2
     if method == "normal":
         return closed
+    side = _one_side(alternative)
     if method == "normal_exact":
-        return _solve_n(lambda n1: _normal_power(d * math.sqrt(n1 * ratio / (1 + ratio)), alpha_c, alternative), power, closed)
-    return _solve_n(lambda n1: _t_power(d, n1, ratio, alpha_c, alternative), power, closed)
+        return _solve_increasing(
+            lambda n1: _normal_power(d * math.sqrt(n1 * ratio / (1 + ratio)), alpha_c, side), power,
+            1e-9, closed, "n_control",
+        )
+    # the t-test needs df = n1(1 + r) − 2 >= 1
+    return _solve_increasing(
+        lambda n1: _t_power(d, n1, ratio, alpha_c, side), power, 3.0 / (1 + ratio), closed, "n_control"
+    )
 
 
 def sample_size_means(
@@ -321,7 +376,7 @@ def sample_size_means(
     """
     alpha, power, ratio, alt, n_arms = _check_common(alpha, power, ratio, alternative, n_arms)
     check_choice("method", method, MEAN_METHODS)
-    mde = check_positive("mde", mde)
+    mde = _check_mde(mde, alt)
     std = check_positive("std", std)
     if relative:
         if baseline_mean is None or baseline_mean == 0:
@@ -395,11 +450,14 @@ def power_means(
     check_choice("method", method, ("normal_exact", "normal", "t"))
     n = check_positive("n_control", n_control)
     ratio = check_positive("ratio", ratio)
-    d = check_positive("mde", mde) / check_positive("std", std)
+    d = _check_mde(mde, alt) / check_positive("std", std)
+    side = _one_side(alt)  # mde is the size of the change in the direction tested
     if method == "t":
-        pw = _t_power(d, n, ratio, alpha, alt)
+        if n * (1 + ratio) - 2 < 1:
+            raise StatsInputError(f"n_control={n!r} is too small for a t-test (df < 1); use more users")
+        pw = _t_power(d, n, ratio, alpha, side)
     else:
-        pw = _normal_power(d * math.sqrt(n * ratio / (1 + ratio)), alpha, alt)
+        pw = _normal_power(d * math.sqrt(n * ratio / (1 + ratio)), alpha, side)
     return PowerResult(
         metric="mean", method=method, n_control=n, n_treatment=n * ratio, effect=mde, alpha=alpha,
         alternative=alt, power=pw,
@@ -422,7 +480,7 @@ def power_proportions(
     n = check_positive("n_control", n_control)
     ratio = check_positive("ratio", ratio)
     p1 = _check_proportion("baseline", baseline)
-    delta = check_positive("mde", mde) * (p1 if relative else 1.0)
+    delta = _check_mde(mde, alt) * (p1 if relative else 1.0)
     p2 = p1 + (delta if alt != "less" else -delta)
     _check_proportion("baseline + mde", p2)
     se = math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / (n * ratio))
@@ -443,15 +501,39 @@ def mde_means(
     ratio: float = 1.0,
     alternative: Alternative = "two-sided",
     n_arms: int = 2,
+    method: str = "normal",
 ) -> MdeResult:
-    """Minimum detectable effect for a mean: δ = (z_α + z_β) σ √((1 + 1/r)/n_control)."""
+    """Minimum detectable effect for a mean (its size; for ``"less"`` a decrease of that size).
+
+    ``method``: ``"normal"`` (default) the closed form δ = (z_α + z_β) σ √((1 + 1/r)/n_control), the
+    inverse of :func:`sample_size_means`; ``"normal_exact"`` (z-test with both tails, statsmodels'
+    NormalIndPower) or ``"t"`` (TTestIndPower), solved with a bounded root finder.
+
+    Example:
+        >>> round(mde_means(392.444, 1.0).mde, 4)
+        0.2
+    """
     alpha, power, ratio, alt, n_arms = _check_common(alpha, power, ratio, alternative, n_arms)
+    check_choice("method", method, MEAN_METHODS)
     n = check_positive("n_control", n_control)
     std = check_positive("std", std)
     alpha_c = alpha / (n_arms - 1)
-    d = (_z_alpha(alpha_c, alt) + _st.norm.ppf(power)) * std * math.sqrt((1 + 1 / ratio) / n)
+    closed = (_z_alpha(alpha_c, alt) + _st.norm.ppf(power)) * math.sqrt((1 + 1 / ratio) / n)
+    side = _one_side(alt)
+    if method == "normal":
+        d = closed
+    elif method == "normal_exact":
+        d = _solve_increasing(
+            lambda e: _normal_power(e * math.sqrt(n * ratio / (1 + ratio)), alpha_c, side), power,
+            1e-12, closed, "mde",
+        )
+    else:
+        if n * (1 + ratio) - 2 < 1:
+            raise StatsInputError(f"n_control={n!r} is too small for a t-test (df < 1); use more users")
+        d = _solve_increasing(lambda e: _t_power(e, n, ratio, alpha_c, side), power, 1e-12, closed, "mde")
+    d *= std
     return MdeResult(
-        metric="mean", method="normal", n_control=n, n_treatment=n * ratio, baseline=baseline_mean,
+        metric="mean", method=method, n_control=n, n_treatment=n * ratio, baseline=baseline_mean,
         mde=float(d), relative_mde=float(d / abs(baseline_mean)) if baseline_mean else None,
         alpha=alpha, power=power, alternative=alt,
     )
@@ -470,27 +552,31 @@ def mde_proportions(
 ) -> MdeResult:
     """Minimum detectable (upward, or downward for ``"less"``) change of a conversion rate at n users.
 
-    Solves ``sample_size_proportions(baseline, mde, method=method).n_control == n_control`` for mde.
+    Solves ``sample_size_proportions(baseline, mde, method=method).n_control == n_control`` for mde
+    (bounded: brentq on (0, the largest change the baseline allows), at most 200 iterations).
     """
     alpha, power, ratio, alt, n_arms = _check_common(alpha, power, ratio, alternative, n_arms)
     check_choice("method", method, PROPORTION_METHODS)
     n = check_positive("n_control", n_control)
     p1 = _check_proportion("baseline", baseline)
     top = (1.0 - p1 if alt != "less" else p1) * (1 - 1e-9)
+    alpha_c = alpha / (n_arms - 1)
+    za, zb = _z_alpha(alpha_c, alt), float(_st.norm.ppf(power))
+    sign = -1.0 if alt == "less" else 1.0
 
     def gap(d: float) -> float:
-        r = sample_size_proportions(
-            p1, d, alpha=alpha, power=power, ratio=ratio, alternative=alt, n_arms=n_arms,
-            method=method,
-        )
-        return r.n_control - n
+        return _prop_n(p1, p1 + sign * d, za, zb, ratio, method, alpha_c, power, alt) - n
 
     if gap(top) > 0:
         raise StatsInputError(
             f"n_control={n!r} is too small to detect any change from baseline {p1!r} with "
             f"power {power!r}; add users"
         )
-    d = float(optimize.brentq(gap, 1e-12, top, xtol=1e-14, rtol=1e-12))
+    lo = min(1e-12, top / 2)
+    if gap(lo) <= 0:
+        d = lo
+    else:
+        d = float(optimize.brentq(gap, lo, top, xtol=1e-14, rtol=1e-12, maxiter=_MAXITER))
     return MdeResult(
         metric="proportion", method=method, n_control=n, n_treatment=n * ratio, baseline=p1, mde=d,
         relative_mde=d / p1, alpha=alpha, power=power, alternative=alt,

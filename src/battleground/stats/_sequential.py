@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from battleground.stats._base import Result, StatsInputError, check_alpha, check_positive
+from battleground.stats._base import (
+    Result,
+    StatsInputError,
+    check_alpha,
+    check_finite,
+    check_positive,
+)
 
 __all__ = [
     "SequentialPath",
@@ -68,8 +74,9 @@ class SequentialResult(Result):
 
 
 def _msprt_arrays(
-    est: np.ndarray, se: np.ndarray, tau2: float, alpha: float
+    est: np.ndarray, se: np.ndarray, tau2: float | np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Λ, 1/Λ capped at 1, CI half-width) per look: the one mSPRT formula (also used by analyze_metrics)."""
     v = se * se
     log_lam = 0.5 * np.log(v / (v + tau2)) + tau2 * est * est / (2.0 * v * (v + tau2))
     p = np.minimum(1.0, np.exp(-log_lam))
@@ -94,7 +101,8 @@ def msprt(
     """
     alpha = check_alpha(alpha)
     tau2 = check_positive("tau2", tau2)
-    check_positive("se", se)
+    estimate = check_finite("estimate", estimate)
+    se = check_positive("se", se)
     lam, p, half = _msprt_arrays(np.asarray([estimate]), np.asarray([se]), tau2, alpha)
     p_val, lo, hi = float(p[0]), float(estimate - half[0]), float(estimate + half[0])
     if previous is not None:
@@ -138,8 +146,16 @@ def msprt_path(estimates: Any, ses: Any, *, tau2: float, alpha: float = 0.05) ->
     se = np.asarray(ses, dtype=float)
     if est.shape != se.shape:
         raise StatsInputError(f"estimates and ses must have the same shape, got {est.shape} and {se.shape}")
-    if not np.all(se > 0):
-        raise StatsInputError("ses must all be > 0 (a look with zero standard error has no data)")
+    if not np.all(np.isfinite(est)):
+        raise StatsInputError(
+            f"estimates must all be finite, got {est[~np.isfinite(est)].ravel()[:3].tolist()!r}; an "
+            "undefined look (e.g. a relative lift over a zero baseline) cannot be tested"
+        )
+    if not np.all(np.isfinite(se) & (se > 0)):
+        raise StatsInputError(
+            "ses must all be finite and > 0 (a look with zero or undefined standard error has no data), "
+            f"got {se[~(np.isfinite(se) & (se > 0))].ravel()[:3].tolist()!r}"
+        )
     lam, p, half = _msprt_arrays(est, se, tau2, alpha)
     p_run = np.minimum.accumulate(p, axis=-1)
     lo = np.maximum.accumulate(est - half, axis=-1)
@@ -173,7 +189,8 @@ def confidence_sequence(
     The p-value is the smallest α whose sequence excludes 0 (ρ held at the chosen α).
     """
     alpha = check_alpha(alpha)
-    check_positive("se", se)
+    estimate = check_finite("estimate", estimate)
+    se = check_positive("se", se)
     check_positive("n", n)
     check_positive("n_star", n_star)
     rho = _cs_rho(alpha, n_star)

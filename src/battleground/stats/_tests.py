@@ -21,6 +21,7 @@ from scipy import special as _sp
 
 from battleground.stats._base import (
     Alternative,
+    CupedSummary,
     MeanSummary,
     Result,
     StatsInputError,
@@ -373,22 +374,22 @@ def cuped_theta(control: Any, treatment: Any) -> float:
     """θ = cov(Y, X) / var(X) over both arms together (pooled data, as gbstats)."""
     c = as_cuped_summary(control, "control")
     t = as_cuped_summary(treatment, "treatment")
-    return _theta(c.n + t.n, c.sum_y + t.sum_y, c.sum_x + t.sum_x, c.sum_x2 + t.sum_x2, c.sum_xy + t.sum_xy)
+    return _pooled(c, t)[0]
 
 
-def _theta(n: float, sy: float, sx: float, sx2: float, sxy: float) -> float:
-    mx, my = sx / n, sy / n
-    var_x = (sx2 - n * mx * mx) / (n - 1)
-    cov = (sxy - n * mx * my) / (n - 1)
-    return float(cov / var_x) if var_x > 0 else 0.0
-
-
-def _rho2(n: float, sy: float, sy2: float, sx: float, sx2: float, sxy: float) -> float:
-    """Squared correlation of Y and X over the pooled data (= variance reduction of Y − θX)."""
-    mx, my = sx / n, sy / n
-    var_x, var_y = sx2 - n * mx * mx, sy2 - n * my * my
-    cov = sxy - n * mx * my
-    return float(cov * cov / (var_x * var_y)) if var_x > 0 and var_y > 0 else 0.0
+def _pooled(c: CupedSummary, t: CupedSummary) -> tuple[float, float]:
+    """(θ, ρ²) of Y on X over both arms' data pooled, from each arm's centred moments (Chan et al.'s
+    pairwise update: exact whatever shift each arm's sums were taken around)."""
+    my_c, mx_c, vy_c, vx_c, cov_c = c.moments()
+    my_t, mx_t, vy_t, vx_t, cov_t = t.moments()
+    w = c.n * t.n / (c.n + t.n)
+    dy, dx = my_t - my_c, mx_t - mx_c
+    ss_y = (c.n - 1) * vy_c + (t.n - 1) * vy_t + w * dy * dy
+    ss_x = (c.n - 1) * vx_c + (t.n - 1) * vx_t + w * dx * dx
+    sp = (c.n - 1) * cov_c + (t.n - 1) * cov_t + w * dx * dy
+    theta = float(sp / ss_x) if ss_x > 0 else 0.0
+    rho2 = float(sp * sp / (ss_x * ss_y)) if ss_x > 0 and ss_y > 0 else 0.0
+    return theta, min(rho2, 1.0)
 
 
 def cuped_test(
@@ -426,11 +427,10 @@ def cuped_test(
     check_choice("relative_variance", relative_variance, ("gbstats", "full_delta"))
     c = as_cuped_summary(control, "control")
     t = as_cuped_summary(treatment, "treatment")
-    theta = _theta(
-        c.n + t.n, c.sum_y + t.sum_y, c.sum_x + t.sum_x, c.sum_x2 + t.sum_x2, c.sum_xy + t.sum_xy
-    )
+    theta, rho2 = _pooled(c, t)
     my_c, mx_c, vy_c, vx_c, cov_c = c.moments()
     my_t, mx_t, vy_t, vx_t, cov_t = t.moments()
+    # Var(Y − θX) >= 0 for valid sums (Cauchy–Schwarz is checked on input): only rounding goes below.
     va_c = max(vy_c + theta**2 * vx_c - 2 * theta * cov_c, 0.0)
     va_t = max(vy_t + theta**2 * vx_t - 2 * theta * cov_t, 0.0)
     diff = (my_t - theta * mx_t) - (my_c - theta * mx_c)
@@ -443,7 +443,7 @@ def cuped_test(
             v_ctrl = (a * a * vy_c - 2 * a * theta * cov_c + theta**2 * vx_c) / c.n
             rel_var = (va_t / t.n + max(v_ctrl, 0.0)) / my_c**2
     # Adjusted means on the scale of Y: Ȳ − θ(X̄_arm − X̄_pooled); their difference is `diff`.
-    mx_all = (c.sum_x + t.sum_x) / (c.n + t.n)
+    mx_all = (c.n * mx_c + t.n * mx_t) / (c.n + t.n)
     adj_c = my_c - theta * (mx_c - mx_all)
     adj_t = my_t - theta * (mx_t - mx_all)
     return _effect(
@@ -451,8 +451,5 @@ def cuped_test(
         n_t=t.n, df=welch_df(va_c, c.n, va_t, t.n), relative=relative, relative_ci="delta",
         distribution=distribution, alpha=alpha, alternative=alternative, method="welch",
         control_mean=my_c, rel_var=rel_var, rel_den=my_c, treatment_mean=my_t, theta=theta,
-        variance_reduction=_rho2(
-            c.n + t.n, c.sum_y + t.sum_y, c.sum_y2 + t.sum_y2, c.sum_x + t.sum_x,
-            c.sum_x2 + t.sum_x2, c.sum_xy + t.sum_xy,
-        ),
+        variance_reduction=rho2,
     )
