@@ -113,5 +113,5 @@ def _panels_chunk(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.
     z = (breaks[row, panel] + h)[:, None] + h[:, None] * _GL_NODES  # (F, L)
     phi = np.exp(-0.5 * z * z) * _INV_SQRT_2PI
     factors = ndtr(a[row, None, :] + b[row, None, :] * z[:, :, None]).prod(axis=2)
-    total: NDArray[np.float64] = np.bincount(row, weights=((phi * factors) @ _GL_WEIGHTS) * h, minlength=r)
+    total = np.asarray(np.bincount(row, weights=((phi * factors) @ _GL_WEIGHTS) * h, minlength=r), dtype=np.float64)
     return total
