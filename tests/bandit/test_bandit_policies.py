@@ -71,8 +71,8 @@ def test_action_dist_is_a_distribution_matching_the_propensities(name: str) -> N
     assert dist.shape == (200, K)
     np.testing.assert_allclose(dist.sum(axis=1), 1.0, atol=1e-12)
     actions, props = policy.select(x)
-    # select's propensity is the probability action_dist gives the chosen arm (LinTS: before renormalising).
-    np.testing.assert_allclose(props, dist[np.arange(200), actions], rtol=2e-3, atol=1e-6)
+    # select's propensity is the probability action_dist gives the chosen arm.
+    np.testing.assert_allclose(props, dist[np.arange(200), actions], atol=1e-7)
 
 
 def test_propensity_matches_empirical_frequency(name: str) -> None:
@@ -268,3 +268,70 @@ def test_greedy_policies_learn_the_best_arm() -> None:
         best = (test @ theta.T).argmax(axis=1)
         greedy = policy.action_dist(test).argmax(axis=1)
         assert (greedy == best).mean() > 0.95, name
+
+
+# -- LinTS propensities when the arms' posterior spreads differ (issue 15) ----------------------------
+# Rows of (means, spreads): a new arm 30× and 140× wider than well-trained ones, arms close, three
+# spread levels, and ten arms.
+_SPREAD_CASES = [
+    ([0.0, 0.02, -0.01, 0.01], [30.0, 1.0, 1.0, 1.0]),
+    ([0.0, 0.5, 0.3, -0.2], [140.0, 1.0, 2.0, 1.0]),
+    ([0.0, 3.0, 1.0, 2.0], [1.0, 30.0, 140.0, 0.5]),
+    (np.linspace(-0.3, 0.3, 10).tolist(), [1.0, 30.0, 1.2, 140.0, 1.0, 0.9, 5.0, 1.0, 60.0, 1.0]),
+]
+
+
+@pytest.mark.parametrize(("means", "spreads"), _SPREAD_CASES)
+def test_linear_ts_propensities_with_unequal_spreads_match_monte_carlo(means: list[float], spreads: list[float]) -> None:
+    """≤ 1e-3 from a 2M-draw Monte Carlo of the Thompson draw itself (plus its sampling error)."""
+    from scipy import integrate
+    from scipy.special import ndtr
+
+    mu, sd = np.array([means]), np.array([spreads])
+    k = mu.shape[1]
+    rng = np.random.default_rng(15)
+    wins = np.concatenate([(mu + sd * rng.standard_normal((500_000, k))).argmax(axis=1) for _ in range(4)])
+    freq = np.bincount(wins, minlength=k) / wins.size
+    props = LinTS._win_probability(np.repeat(mu, k, 0), np.repeat(sd, k, 0), np.arange(k))
+    se = np.sqrt(freq * (1 - freq) / wins.size)
+    assert (np.abs(props - freq) <= 1e-3 + 4.5 * se).all(), (props, freq)
+    assert props.sum() == pytest.approx(1.0, abs=1e-7)
+    # And against adaptive quadrature, far tighter than the Monte Carlo can tell.
+    for arm in range(k):
+        def integrand(x: float, arm: int = arm) -> float:
+            others = np.delete(np.arange(k), arm)
+            dens = np.exp(-0.5 * ((x - mu[0, arm]) / sd[0, arm]) ** 2) / (sd[0, arm] * np.sqrt(2 * np.pi))
+            return float(dens * ndtr((x - mu[0, others]) / sd[0, others]).prod())
+
+        lo, hi = mu[0, arm] - 8.3 * sd[0, arm], mu[0, arm] + 8.3 * sd[0, arm]
+        points = sorted(p for p in (mu[0] + sd[0] * c for c in (-2, 0, 2)) for p in p if lo < p < hi)
+        exact = integrate.quad(integrand, lo, hi, points=points, limit=400, epsabs=1e-12)[0]
+        assert props[arm] == pytest.approx(exact, abs=1e-7)
+
+
+def _starved_linear_ts() -> tuple[LinTS, np.ndarray]:
+    """Arms 0 and 3 barely played: their spreads are 30–100× the others' at the same context."""
+    rng = np.random.default_rng(4)
+    n = 40_000
+    x = np.column_stack([np.ones(n), rng.normal(size=(n, D - 1))])
+    a = rng.choice(K, size=n, p=[0.0001, 0.33, 0.33, 0.0004, 0.3395])
+    r = (x @ np.array([0.1, 0.05, -0.02])) + rng.normal(0, 0.3, size=n)  # the same reward for every arm
+    policy = LinTS(n_arms=K, variance_scale=1.0, random_state=0).fit(x, a, r)
+    return policy, np.column_stack([np.ones(300), rng.normal(size=(300, D - 1))])
+
+
+def test_linear_ts_select_and_action_dist_agree_when_spreads_differ() -> None:
+    policy, x = _starved_linear_ts()
+    _, sd = policy._mean_sd(x)
+    assert (sd.max(axis=1) / sd.min(axis=1)).min() > 20
+    dist = policy.action_dist(x)
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0, atol=1e-12)
+    actions, props = policy.select(x)
+    np.testing.assert_allclose(props, dist[np.arange(x.shape[0]), actions], atol=1e-7)
+    for i in range(20):
+        action, prop = policy.select_one(x[i])
+        assert prop == pytest.approx(policy.action_dist(x[i : i + 1])[0, action], abs=1e-7)
+    # The decisions themselves: frequencies of 20k Thompson draws at one context match action_dist.
+    many = policy.select(np.repeat(x[:1], 20_000, axis=0))
+    freq = np.bincount(many.actions, minlength=K) / 20_000
+    np.testing.assert_allclose(freq, dist[0], atol=0.012)

@@ -97,3 +97,52 @@ def test_facade_bad_mode_and_lambda() -> None:
         ev.get_importance_sampling(g["action_dist"], {"action": g["action"], "reward": g["reward"]})
     with pytest.raises(OPEInputError, match="y must be a DataFrame or dict"):
         ev.get_importance_sampling(g["action_dist"], [1, 2, 3])
+
+
+def _random_feedback(seed: int = 0, n: int = 500) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dist = rng.dirichlet(np.ones(K), size=n)
+    behaviour = rng.dirichlet(np.ones(K), size=n)
+    action = np.array([rng.choice(K, p=p) for p in behaviour])
+    return {
+        "action": action,
+        "reward": rng.binomial(1, 0.4, size=n).astype(float),
+        "pscore": behaviour[np.arange(n), action],
+        "action_dist": dist,
+        "q_hat": rng.uniform(0.2, 0.6, size=(n, K)),
+    }
+
+
+def test_dros_with_infinite_lambda_is_dr() -> None:
+    from battleground.ope import DR
+
+    g = _random_feedback()
+    got = DRos(float("inf")).estimate(**g)
+    assert np.isfinite(got)
+    assert got == pytest.approx(DR().estimate(**g), rel=1e-12)
+
+
+def test_zero_lambda_switch_dr_and_dros_are_dm() -> None:
+    """As in obp: λ = 0 switches every correction off (SwitchDR) or shrinks every weight to 0 (DRos)."""
+    from battleground.ope import DM, SwitchDR
+
+    g = _random_feedback(1)
+    dm = DM().estimate(**g)
+    assert SwitchDR(0.0).estimate(**g) == pytest.approx(dm, rel=1e-12)
+    assert DRos(0.0).estimate(**g) == pytest.approx(dm, rel=1e-12)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(OPEInputError, match="lambda_="):
+            SwitchDR(bad)
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_q_hat_slot_count_must_match_action_dist_with_position(slots: int) -> None:
+    g = _good()
+    dist = np.stack([g["action_dist"]] * 2, axis=2)  # two slots
+    q3 = np.full((N, K, slots), 0.5)
+    pos = np.array([0, 1, 1, 0, 1, 0])
+    with pytest.raises(OPEInputError, match=rf"q_hat has {slots} position"):
+        DRos().estimate(g["action"], g["reward"], g["pscore"], dist, q_hat=q3, position=pos)
+    # with the slot count of action_dist it selects the same slot
+    ok = DRos().estimate(g["action"], g["reward"], g["pscore"], dist, q_hat=np.full((N, K, 2), 0.5), position=pos)
+    assert np.isfinite(ok)

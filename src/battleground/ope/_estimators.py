@@ -43,6 +43,8 @@ class Estimator(ABC):
 
     name: ClassVar[str] = "estimator"
     requires_q_hat: ClassVar[bool] = False
+    # λ = 0 is meaningful (the direct method) only where λ switches or shrinks a DR correction.
+    zero_lambda_ok: ClassVar[bool] = False
 
     @abstractmethod
     def parts(self) -> tuple[Part, ...]:
@@ -74,7 +76,7 @@ class Estimator(ABC):
     def _check(self) -> None:
         lam = getattr(self, "lambda_", None)
         if lam is not None:
-            check_lambda(lam)
+            check_lambda(lam, allow_zero=self.zero_lambda_ok)
 
     def round_values(self, data: LoggedFeedback) -> np.ndarray:
         """Linearised per-round terms: their mean is the estimate, their spread gives the analytic SE."""
@@ -211,8 +213,10 @@ class SwitchDR(Estimator):
     name: ClassVar[str] = "switch_dr"
     requires_q_hat: ClassVar[bool] = True
 
+    zero_lambda_ok: ClassVar[bool] = True
+
     def parts(self) -> tuple[Part, ...]:
-        return ((("dm", None), _ONE), (("swres", _lam(self.lambda_)), _ONE))
+        return ((("dm", None), _ONE), (("swres", check_lambda(self.lambda_, allow_zero=True)), _ONE))
 
 
 @dataclass(frozen=True)
@@ -223,8 +227,10 @@ class DRos(Estimator):
     name: ClassVar[str] = "dr_os"
     requires_q_hat: ClassVar[bool] = True
 
+    zero_lambda_ok: ClassVar[bool] = True
+
     def parts(self) -> tuple[Part, ...]:
-        return ((("dm", None), _ONE), (("osres", _lam(self.lambda_)), _ONE))
+        return ((("dm", None), _ONE), (("osres", check_lambda(self.lambda_, allow_zero=True)), _ONE))
 
 
 def all_estimators(lambda_: float = 5.0, *, with_q_hat: bool = True) -> list[Estimator]:

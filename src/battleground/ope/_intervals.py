@@ -3,9 +3,12 @@
 The bootstrap never materialises resampled data. Each resample is a vector of multinomial counts over
 resampling units; every estimator is a sum of ratios of column sums, so a resample's estimates need only
 ``counts @ unit_sums`` (a matrix product shared by all estimators). Units are single rounds when there are
-at most ``max_units`` rounds, else contiguous blocks of ⌈n / max_units⌉ rounds: with independent rounds the
-block sums are independent too, so resampling blocks has the same variance, and with drift in time it is
-the (more honest) block bootstrap. That caps the random numbers per resample at ``max_units``.
+at most ``max_units`` rounds, else ``max_units`` groups of ⌊n / max_units⌋ or ⌈n / max_units⌉ rounds drawn
+at random: a seeded permutation of the rows (from ``random_state``) is cut into equal groups. With
+independent rounds the group sums are then independent and exchangeable, so resampling groups has the
+variance of resampling rounds whatever the order of the log (contiguous blocks did not: a log sorted by
+reward put similar rounds together and doubled the interval). That caps the random numbers per resample
+at ``max_units``. It is not a block bootstrap for drift in time; a log with drift needs one.
 """
 
 from __future__ import annotations
@@ -63,12 +66,13 @@ def resampling_counts(
     return counts
 
 
-def _unit_sums(matrix: np.ndarray, n_units: int) -> np.ndarray:
+def _unit_sums(matrix: np.ndarray, n_units: int, rng: np.random.Generator) -> np.ndarray:
+    """Column sums over ``n_units`` random groups of rows (the rows themselves when ``n_units == n``)."""
     n = matrix.shape[0]
     if n_units == n:
         return matrix
     starts = (np.arange(n_units, dtype=np.int64) * n) // n_units
-    return np.add.reduceat(matrix, starts, axis=0)
+    return np.add.reduceat(matrix[rng.permutation(n)], starts, axis=0)
 
 
 def bootstrap_intervals(
@@ -103,7 +107,7 @@ def bootstrap_intervals(
     for j, c in enumerate(cols):
         matrix[:, j] = data.column(*c)
     n_units = min(data.n, int(max_units))
-    unit = _unit_sums(matrix, n_units)
+    unit = _unit_sums(matrix, n_units, rng)
     # Centre the unit sums so the product sums small numbers; the means are added back exactly below.
     centre = unit.mean(axis=0)
     unit_c = unit - centre

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,23 +31,26 @@ def _as_1d(name: str, value: Any, dtype: Any = np.float64) -> np.ndarray:
     return arr
 
 
-def check_lambda(lambda_: float, name: str = "lambda_") -> float:
-    """Return ``lambda_`` as a float, or raise if it is not a positive number."""
+def check_lambda(lambda_: float, name: str = "lambda_", *, allow_zero: bool = False) -> float:
+    """Return ``lambda_`` as a float, or raise if it is not a positive number (``≥ 0`` with ``allow_zero``)."""
     try:
         value = float(lambda_)
     except (TypeError, ValueError):
         raise OPEInputError(
             f"{name}={lambda_!r} is not a number; pass a positive float such as 5.0"
         ) from None
-    if not value > 0 or np.isnan(value):
+    if np.isnan(value) or not (value >= 0 if allow_zero else value > 0):
+        bound = ">= 0" if allow_zero else "> 0"
         raise OPEInputError(
-            f"{name}={lambda_!r} must be > 0; pass a positive weight cap such as 5.0"
+            f"{name}={lambda_!r} must be {bound}; pass a positive weight cap such as 5.0"
         )
     return value
 
 
-def _action_dist_2d(action_dist: Any, n: int, position: Any) -> np.ndarray:
+def _action_dist_2d(action_dist: Any, n: int, position: Any) -> tuple[np.ndarray, int]:
+    """The (n, K) slice of the logged slot, and the number of slots action_dist had (1 if 2-D)."""
     dist = np.asarray(action_dist, dtype=np.float64)
+    slots = dist.shape[2] if dist.ndim == 3 else 1
     if dist.ndim == 3:
         if position is None:
             if dist.shape[2] != 1:
@@ -74,7 +78,7 @@ def _action_dist_2d(action_dist: Any, n: int, position: Any) -> np.ndarray:
         )
     if dist.shape[1] < 1:
         raise OPEInputError("action_dist has no actions (K=0)")
-    return dist
+    return dist, slots
 
 
 class LoggedFeedback:
@@ -150,8 +154,12 @@ class LoggedFeedback:
             return self.column("wc", lam) * self.column("res")
         if key == "swres":  # SwitchDR: the correction only where w ≤ λ
             return np.where(w <= lam, w, 0.0) * self.column("res")
-        if key == "osres":  # DRos: w shrunk to λw/(w²+λ)
-            return (lam * w / (w * w + lam)) * self.column("res")
+        if key == "osres":  # DRos: w shrunk to λw/(w²+λ); λ = ∞ is DR, λ = 0 shrinks every w to 0 (DM)
+            if math.isinf(lam):
+                return self.column("wres")
+            denom = w * w + lam
+            shrunk = np.divide(lam * w, denom, out=np.zeros_like(w), where=denom > 0)
+            return shrunk * self.column("res")
         raise KeyError(key)
 
 
@@ -188,7 +196,7 @@ def validate_feedback(
         raise OPEInputError(
             f"pscore={bad!r} is outside (0, 1]; pscore is the logging policy's probability of the logged action"
         )
-    dist = _action_dist_2d(action_dist, n, position)
+    dist, slots = _action_dist_2d(action_dist, n, position)
     k = dist.shape[1]
     a_min, a_max = int(act.min()), int(act.max())
     if a_min < 0 or a_max >= k:
@@ -209,13 +217,17 @@ def validate_feedback(
     if q_hat is not None:
         q = np.asarray(q_hat, dtype=np.float64)
         if q.ndim == 3:
-            if q.shape[2] != 1 and position is None:
-                raise OPEInputError(f"q_hat has shape {q.shape}; pass (n, K) or (n, K, 1)")
-            q = (
-                q[:, :, 0]
-                if position is None
-                else q[np.arange(q.shape[0]), :, np.asarray(position, dtype=np.int64)]
-            )
+            if position is None:
+                if q.shape[2] != 1:
+                    raise OPEInputError(f"q_hat has shape {q.shape}; pass (n, K) or (n, K, 1)")
+                q = q[:, :, 0]
+            else:
+                if q.shape[2] != slots or q.shape[0] != n:
+                    raise OPEInputError(
+                        f"q_hat has {q.shape[2]} position slot(s) and {q.shape[0]} rows but action_dist has "
+                        f"{slots} slot(s) and {n} rows; with position= pass q_hat of shape (n, K, {slots})"
+                    )
+                q = q[np.arange(n), :, np.asarray(position, dtype=np.int64)]
         if q.shape != dist.shape:
             raise OPEInputError(
                 f"q_hat has shape {q.shape} but action_dist has {dist.shape}; they must match (n, K)"
