@@ -90,7 +90,7 @@ def test_no_error_reply_or_log_line_shows_a_secret(
         texts += [c.get(u, headers=HTML).text for u in ("/", "/experiments/leaky", "/api/experiments")]
     # the reproduction: the 404 named the registry by its full URL, password included
     assert "leaky" not in replies[0].text and "999999" in replies[0].text
-    _assert_clean(texts + [caplog.text], settings)
+    _assert_clean([*texts, caplog.text], settings)
     assert "registry.db" not in replies[0].text and "postgresql" not in replies[0].text
 
 
