@@ -11,6 +11,8 @@ event store               ``duckdb:///<home>/events.duckdb``          ``BATTLEGR
 MLflow tracking/registry  ``sqlite:///<home>/mlflow.db``              ``BATTLEGROUND_MLFLOW_URI``
 Optuna studies            ``<home>/optuna.journal`` (JournalStorage)  ``BATTLEGROUND_OPTUNA_STORAGE``
 API write token           none (the API is read-only)                 ``BATTLEGROUND_API_TOKEN``
+trusted host names        127.0.0.1, localhost, ::1                   ``BATTLEGROUND_ALLOWED_HOSTS``
+largest request body      16 MiB                                      ``BATTLEGROUND_MAX_BODY_BYTES``
 ========================  ==========================================  ===============================
 
 ``BATTLEGROUND_DATABASE_URL=postgresql://…`` puts both the registry and the events on PostgreSQL.
@@ -29,8 +31,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from battleground._redact import redact_url
+from battleground.errors import SettingsError
 
 __all__ = ["Settings", "quiet_third_party_telemetry"]
 
@@ -57,7 +62,16 @@ class Settings:
     events_url: str
     mlflow_uri: str
     optuna_storage: str
-    api_token: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()  # beyond 127.0.0.1, localhost and ::1
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    def __repr__(self) -> str:  # no password, token or full path in a log line or a traceback
+        return (
+            f"Settings(home=<home>, registry_url={redact_url(self.registry_url)!r}, "
+            f"events_url={redact_url(self.events_url)!r}, mlflow_uri={redact_url(self.mlflow_uri)!r}, "
+            f"api_token={'***' if self.api_token else None!r})"
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,10 +79,13 @@ class Settings:
         home = Path(env.get("BATTLEGROUND_HOME", ".battleground")).expanduser().absolute()
         database_url = env.get("BATTLEGROUND_DATABASE_URL", "").strip()
         if database_url and not database_url.startswith(("postgresql", "sqlite")):
-            raise ValueError(
+            raise SettingsError(
                 "BATTLEGROUND_DATABASE_URL must start with 'postgresql://' (or 'sqlite:///' for the "
-                f"registry alone), got {database_url!r}; unset it to use the embedded defaults"
+                f"registry alone), got {redact_url(database_url)!r}; unset it to use the embedded defaults"
             )
+        max_body = env.get("BATTLEGROUND_MAX_BODY_BYTES", "").strip()
+        if max_body and not (max_body.isdigit() and int(max_body) > 0):
+            raise SettingsError(f"BATTLEGROUND_MAX_BODY_BYTES must be a positive number of bytes, got {max_body!r}")
         postgres = database_url.startswith("postgresql")
         return cls(
             home=home,
@@ -77,6 +94,8 @@ class Settings:
             mlflow_uri=env.get("BATTLEGROUND_MLFLOW_URI", f"sqlite:///{home / 'mlflow.db'}"),
             optuna_storage=env.get("BATTLEGROUND_OPTUNA_STORAGE", str(home / "optuna.journal")),
             api_token=env.get("BATTLEGROUND_API_TOKEN") or None,
+            allowed_hosts=tuple(h.strip() for h in env.get("BATTLEGROUND_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            max_body_bytes=int(max_body) if max_body else 16 * 1024 * 1024,
         )
 
     def ensure_home(self) -> Path:

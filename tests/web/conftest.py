@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.web._hostile import hostile
 
 from battleground.settings import Settings
 
@@ -164,7 +165,7 @@ def app(seeded: Seeded) -> Any:
 def client(app: Any) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 @pytest.fixture(scope="session")
@@ -174,10 +175,82 @@ def read_only_client(seeded: Seeded) -> Iterator[Any]:
 
     from battleground.web import create_app
 
-    with TestClient(create_app(dataclasses.replace(seeded.settings, api_token=None))) as c:
+    with TestClient(create_app(dataclasses.replace(seeded.settings, api_token=None)), base_url="http://127.0.0.1") as c:
         yield c
 
 
 @pytest.fixture
 def empty_settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"BATTLEGROUND_HOME": str(tmp_path / ".battleground")})
+
+
+# ---------------------------------------------------------------------------------------------------
+# a home where every text a person can type is hostile markup (the security tests)
+# ---------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Hostile:
+    settings: Settings
+    running: int
+    stopped: int
+    name: str
+
+
+@pytest.fixture(scope="session")
+def hostile_home(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
+    """A registry, events, bandit files, reports and an MLflow run named with hostile markup."""
+    from battleground.experiment.events import ingest, open_event_store
+    from battleground.experiment.register import Registry
+
+    home = tmp_path_factory.mktemp("hostile") / ".battleground"
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home), "BATTLEGROUND_API_TOKEN": TOKEN})
+    registry = Registry(settings.registry_url)
+    control, treatment = hostile("control"), "t" + hostile("treatment")
+    metrics = [
+        {"name": hostile("metric"), "kind": "proportion", "numerator": hostile("event"), "primary": True},
+        {"name": "g" + hostile("guardrail"), "kind": "mean", "numerator": hostile("event"), "guardrail": True},
+    ]
+    name = hostile("name")
+    rec = registry.create_experiment(
+        name, variants={control: 0.5, treatment: 0.5}, metrics=metrics, owner=hostile("owner"),
+        hypothesis=hostile("hypothesis"), description=hostile("description"), start_at=START,
+        end_conditions={"target_sample_size": 100}, actor=hostile("actor"),
+    )
+    registry.start(rec.id, actor=hostile("actor"))
+    registry.record(rec.id, "note", hostile("note"), actor=hostile("actor"))
+    rows, _ = _events("h", {control: 150, treatment: 150}, {control: 0.1, treatment: 0.2}, seed=7)
+    for r in rows:
+        r["experiment"] = rec.id
+        r["event_type"] = "exposure" if r["event_type"] == "exposure" else hostile("event")
+    ingest(open_event_store(settings), rows)
+    stopped = registry.create_experiment("s" + hostile("stopped"), metrics=metrics[:1], start_at=START)
+    registry.start(stopped.id)
+    registry.stop(stopped.id, hostile("reason"))
+
+    battle = settings.home / "bandit" / "battle"
+    battle.mkdir(parents=True)
+    (battle / "summary.csv").write_text(
+        f"{hostile('column').replace(',', ' ')},value\n{hostile('cell').replace(',', ' ')},1.5\n", encoding="utf-8")
+    (battle / "metrics.json").write_text(json.dumps({hostile("key"): hostile("value")}), encoding="utf-8")
+    from battleground.bandit._report import _render
+
+    (battle / "report.html").write_text(
+        _render(hostile("title"), hostile("subtitle"), hostile("verdict"),
+                [{"title": hostile("section"), "text": hostile("text"), "charts": [],
+                  "tables": [{"columns": [hostile("th")], "rows": [{"cells": [hostile("td")], "css": ""}],
+                              "note": hostile("table-note")}]}],
+                hostile("footer")),
+        encoding="utf-8")
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    exp = client.create_experiment(hostile("mlflow-experiment"))
+    run = client.create_run(exp, run_name=hostile("run"), tags={
+        "battleground.kind": "model", "battleground.batch": hostile("batch"), "model_type": hostile("model"),
+    })
+    from mlflow.entities import Metric
+
+    client.log_batch(run.info.run_id, metrics=[Metric("validation_score", 0.8, 0, 0)])
+    client.set_terminated(run.info.run_id)
+    return Hostile(settings, rec.id, stopped.id, name)

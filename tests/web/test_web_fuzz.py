@@ -111,7 +111,7 @@ def test_pages_never_give_a_server_error(fuzz_app: Any) -> None:
     from fastapi.testclient import TestClient
     from hypothesis import strategies as st
 
-    client = TestClient(fuzz_app)
+    client = TestClient(fuzz_app, base_url="http://127.0.0.1")
     text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
 
     @settings(max_examples=60, deadline=None, derandomize=True, database=None,

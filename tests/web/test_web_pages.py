@@ -124,13 +124,12 @@ def test_viewing_pages_never_writes_to_the_audit_log(client: Any, seeded: Any) -
     assert registry.get(seeded.ids["checkout-button"]).status == "running"  # met, but not stopped
 
 
-def test_report_is_written_under_home_and_served(client: Any, seeded: Any) -> None:
+def test_report_is_rendered_and_served_without_writing(client: Any, seeded: Any) -> None:
     exp_id = seeded.ids["checkout-button"]
     r = client.get(f"/experiments/{exp_id}/report", headers=HTML)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "A/B report: checkout-button" in r.text and "Decision: ship treatment" in r.text
-    path = Path(seeded.settings.home) / "reports" / f"experiment-{exp_id}.html"
-    assert path.is_file() and path.with_suffix(".md").is_file()
+    assert not (Path(seeded.settings.home) / "reports").exists()  # a GET never writes
     assert client.get("/experiments/nope/report", headers=HTML).status_code == 404
     draft = client.get(f"/experiments/{seeded.ids['draft-one']}/report", headers=HTML)
     assert draft.status_code == 200 and "Decision: inconclusive" in draft.text
@@ -161,9 +160,9 @@ def test_leaderboard_without_an_mlflow_store(empty_settings: Any) -> None:
 
     from battleground.web import create_app
 
-    with TestClient(create_app(empty_settings)) as c:
+    with TestClient(create_app(empty_settings), base_url="http://127.0.0.1") as c:
         html = c.get("/leaderboard", headers=HTML).text
-        assert "no MLflow store at" in html and "battleground model train" in html
+        assert "no MLflow store yet" in html and "battleground model train" in html
         assert "No bandit runs yet" in c.get("/bandit", headers=HTML).text
         assert "No experiments yet" in c.get("/", headers=HTML).text
     assert not Path(empty_settings.mlflow_uri.removeprefix("sqlite:///")).exists()
@@ -211,8 +210,66 @@ def test_user_text_is_escaped(empty_settings: Any) -> None:
         "<script>alert(1)</script>", hypothesis="<img src=x onerror=alert(2)>",
         metrics=[{"name": "conversion", "kind": "proportion", "numerator": "purchase"}],
     )
-    with TestClient(create_app(empty_settings)) as c:
+    with TestClient(create_app(empty_settings), base_url="http://127.0.0.1") as c:
         for url in ("/", "/experiments/1"):
             html = c.get(url, headers=HTML).text
             assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
             assert "<img src=x" not in html
+
+
+def _snapshot(home: Path) -> dict[str, str]:
+    """Every file under ``home`` and its SHA-256 (SQLite's ``-shm`` index, which every reader updates by
+    design and which holds no data, left out)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(home.rglob("*")) if p.is_file() and not p.name.endswith("-shm")
+    }
+
+
+def _every_page(seeded: Any) -> list[str]:
+    ids = seeded.ids
+    urls = ["/", "/?status=running", "/leaderboard", "/bandit", "/bandit/files/battle-2022-03/report.html",
+            "/bandit/files/battle-2022-03/ope.csv", "/static/plotly.min.js", "/static/charts.js",
+            "/experiments/nope", "/no-such-page", "/api/health", "/api/experiments", "/api/leaderboard",
+            "/api/bandit"]
+    for key in ids.values():
+        urls += [f"/experiments/{key}", f"/experiments/{key}/report", f"/api/experiments/{key}",
+                 f"/api/experiments/{key}/results", f"/api/experiments/{key}/daily", f"/api/experiments/{key}/audit"]
+    return urls
+
+
+def test_a_get_never_writes(client: Any, seeded: Any) -> None:
+    home = Path(seeded.settings.home)
+    client.get("/", headers=HTML)  # the app's first look opens the stores
+    before = _snapshot(home)
+    for url in _every_page(seeded):
+        assert client.get(url, headers=HTML).status_code in (200, 404), url
+    assert _snapshot(home) == before
+
+
+def test_viewing_an_empty_home_creates_nothing(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from battleground.settings import Settings
+    from battleground.web import create_app
+
+    home = tmp_path / ".battleground"
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home)})
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        for url in ("/", "/leaderboard", "/bandit", "/experiments/1", "/experiments/1/report",
+                    "/api/experiments", "/api/experiments/1", "/api/experiments/1/results", "/api/bandit"):
+            r = c.get(url, headers=HTML)
+            assert r.status_code in (200, 404), (url, r.status_code, r.text[:300])
+        assert "No experiments yet" in c.get("/", headers=HTML).text
+    assert not home.exists()
+
+
+def test_pages_show_no_filesystem_path(client: Any, seeded: Any) -> None:
+    home = str(seeded.settings.home)
+    for url in _every_page(seeded):
+        if url.startswith("/static/"):
+            continue
+        r = client.get(url, headers=HTML)
+        assert home not in r.text and "registry.db" not in r.text and "sqlite:" not in r.text, url

@@ -34,7 +34,7 @@ def test_ingest_and_results_on_postgres(postgres_settings: Settings) -> None:
         if (variant == "control" and u < 10) or (variant == "treatment" and u < 20):
             events.append({"event_id": f"p{u}", "variant": variant, "user_id": f"u{u}",
                            "event_type": "purchase", "timestamp": f"2022-03-0{1 + u % 3}T11:00:00Z"})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         auth = {"Authorization": "Bearer pg-token"}
         r = c.post("/api/events", json={"experiment": "pg-test", "events": events}, headers=auth)
         assert r.status_code == 200 and r.json() == {"received": 55, "inserted": 55, "duplicates": 0}
@@ -60,7 +60,7 @@ def test_unreachable_storage_is_503_with_a_clear_message(tmp_path: Path) -> None
         "BATTLEGROUND_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",  # nothing listens on port 1
         "BATTLEGROUND_API_TOKEN": "t",
     })
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         for url in ("/api/experiments", "/api/experiments/1/results"):
             r = c.get(url)
             assert r.status_code == 503 and r.headers["retry-after"] == "2"

@@ -1,4 +1,7 @@
-"""HTML reports of the bandit workflow (Jinja2 + Plotly, plotly.js inlined: they open offline)."""
+"""HTML reports of the bandit workflow (Jinja2 + Plotly, plotly.js inlined: they open offline).
+
+They render through the shared, autoescaping environment (``battleground._html``): charts are inert
+``<div>`` elements drawn by the inlined ``charts.js``, the only two scripts their ``<meta>`` policy allows."""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from markupsafe import Markup
 
     from battleground.bandit.workflow import ExperimentDir, OPEResult
 
 __all__ = ["render_ope_report", "render_report"]
 
-_TEMPLATES = Path(__file__).parent / "templates"
 _COLORS = {"linear_ts": "#1a73e8", "linear_ucb": "#e37400", "epsilon_greedy": "#1e8e3e", "random": "#80868b"}
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 50, "b": 45}, "height": 360}
 _LABELS = {
@@ -51,20 +54,19 @@ def _table(frame: pd.DataFrame, columns: list[str], *, note: str = "", best: tup
     return {"columns": columns, "rows": rows, "note": note}
 
 
-def _html(fig: Any) -> str:
-    return str(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+def _html(fig: Any) -> Markup:
+    from battleground._html import chart
+
+    return chart(fig)
 
 
 def _render(title: str, subtitle: str, verdict: str, sections: list[dict[str, Any]], footer: str) -> str:
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-    from plotly.offline import get_plotlyjs
-
     import battleground
+    from battleground._html import environment
 
-    env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
-    return env.get_template("report.html.j2").render(
+    return environment().get_template("bandit/report.html.j2").render(
         title=title, subtitle=subtitle, verdict=verdict, sections=sections, footer=footer,
-        plotly_js=get_plotlyjs(), version=battleground.__version__,
+        version=battleground.__version__,
         generated=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
     )
 
@@ -227,7 +229,7 @@ def render_report(exp: ExperimentDir, *, title: str = "Bandit battle") -> Path:
         sections.append({"title": "Sweep", "charts": [],
                          "tables": [_table(sw, ["label", "revenue_mean", "revenue_std", "n_trajectories", "train_loss", "executor"],
                                            best=("revenue_mean", True))]})
-    html = _render(title, f"experiment {exp.root}", verdict, sections,
+    html = _render(title, f"experiment {exp.root.name}", verdict, sections,
                    "Simulator: RetailSynth-style customers, products in categories, Markov promotions, store-wide coupons "
                    "(level a = 5·a % off). Reward: the customer's revenue in the step.")
     exp.report.parent.mkdir(parents=True, exist_ok=True)

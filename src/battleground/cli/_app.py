@@ -11,6 +11,10 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to listen on."),
     model_name: str = typer.Option("churn", help="Registered MLflow model to serve (alias 'champion')."),
+    require_token: bool = typer.Option(
+        False, "--require-token", help="Every route but /health needs 'Authorization: Bearer $BATTLEGROUND_API_TOKEN'."
+    ),
+    docs: bool = typer.Option(True, "--docs/--no-docs", help="Serve the interactive API docs at /docs."),
 ) -> None:
     """Serve the champion model over HTTP (FastAPI)."""
     import uvicorn
@@ -18,7 +22,8 @@ def serve_command(
     from battleground.model.serve import create_app
 
     settings = load_settings()
-    uvicorn.run(create_app(settings, model_name=model_name), host=host, port=port, log_level="warning")
+    app = create_app(settings, model_name=model_name, require_token=require_token, docs=docs, hosts=(host,))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def ui_command(
@@ -26,11 +31,14 @@ def ui_command(
     port: int = typer.Option(8080, help="Port to listen on."),
 ) -> None:
     """Open the battleground dashboard (experiments, leaderboard, bandit battles)."""
+    import dataclasses
+
     import uvicorn
 
     from battleground.web import create_app
 
     settings = load_settings()
+    settings = dataclasses.replace(settings, allowed_hosts=(*settings.allowed_hosts, host))  # trusted as well
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 

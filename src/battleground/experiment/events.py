@@ -616,9 +616,11 @@ def ingest(store: EventStore | Any, data: Any, *, experiment: Any = None) -> Ing
         table = validate_events(raw, _registry(store), experiment=experiment)
     except Exception as exc:  # the registry's server went away while checking the batch
         if type(exc).__module__.startswith(("sqlalchemy", "psycopg")) and "Operational" in type(exc).__name__:
+            from battleground._redact import redact_text, redact_url
+
             raise StoreUnavailableError(
-                f"the registry at {store.registry_url.rpartition('@')[2]} is unavailable while checking the "
-                f"batch ({str(exc).strip().splitlines()[0]}); nothing was stored: re-send it once the server "
+                f"the registry at {redact_url(store.registry_url)} is unavailable while checking the "
+                f"batch ({redact_text(str(exc).strip().splitlines()[0])}); nothing was stored: re-send it once the server "
                 "is back"
             ) from exc
         raise

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground._redact import redact_url
 from battleground.experiment._records import (
     DIRECTIONS,
     METRIC_KINDS,
@@ -383,7 +384,7 @@ class Registry:
         self._engine = registry_engine(url)
 
     def __repr__(self) -> str:
-        return f"Registry({self.url!r})"
+        return f"Registry({redact_url(self.url)!r})"
 
     # ------------------------------------------------------------------ sessions and lookups
     def _session(self) -> Session:
@@ -410,7 +411,7 @@ class Registry:
         row = session.scalars(query).first()
         if row is None:
             raise ExperimentNotFoundError(
-                f"no experiment {key!r} in the registry at {self.url}; "
+                f"no experiment {key!r} in the registry at {redact_url(self.url)}; "
                 "`battleground experiment list` shows the registered ones"
             )
         return row

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground._html import chart, environment, text_environment
 from battleground.experiment.monitoring import ExperimentInfo, ExperimentSource, Monitor
 from battleground.stats import (
     Decision,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MakeReport",
+    "RenderedReport",
     "ReportResult",
     "fmt_num",
     "fmt_pct",
@@ -47,9 +49,6 @@ __all__ = [
     "write_experiment_report",
 ]
 
-_TEMPLATES = Path(__file__).parent / "templates"
-
-
 @dataclass(frozen=True)
 class ReportResult(Result):
     """Where the report went and what it decided."""
@@ -59,6 +58,16 @@ class ReportResult(Result):
     markdown_path: str
     verdict: str
     headline: str
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    """A report rendered in memory: the HTML, the Markdown summary and the decision."""
+
+    experiment_id: int
+    html: str
+    markdown: str
+    decision: Decision
 
 
 class MakeReport:
@@ -84,6 +93,24 @@ class MakeReport:
         self.out_dir = out_dir
         self.source = source
 
+    def render(self, experiment_id: Any = None, *, start_dt: Any = None, end_dt: Any = None) -> RenderedReport:
+        """The report as text, written nowhere (what the dashboard shows)."""
+        return self._render(experiment_id, start_dt, end_dt)[1]
+
+    def _render(self, experiment_id: Any, start_dt: Any, end_dt: Any) -> tuple[Monitor, RenderedReport]:
+        monitor = Monitor(client=self.client, alpha=self.alpha, source=self.source)
+        if experiment_id is None:
+            ids = monitor.backend.all_ids()
+            if not ids:
+                raise LookupError("there are no experiments to report on; create one first")
+            experiment_id = max(ids)
+        monitor.put_experiment_id(experiment_id=experiment_id)
+        info = monitor.experiment()
+        result = monitor.get_abtest_result(start_dt=start_dt, end_dt=end_dt)
+        daily = monitor.get_daily_result(start_dt=start_dt, end_dt=end_dt)
+        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha)
+        return monitor, RenderedReport(info.id, html, markdown, decision)
+
     def create_report(
         self,
         experiment_id: Any = None,
@@ -96,27 +123,18 @@ class MakeReport:
 
         ``experiment_id`` may be an id or a name; without one, the most recent experiment is used.
         """
-        monitor = Monitor(client=self.client, alpha=self.alpha, source=self.source)
-        if experiment_id is None:
-            ids = monitor.backend.all_ids()
-            if not ids:
-                raise LookupError("there are no experiments to report on; create one first")
-            experiment_id = max(ids)
-        monitor.put_experiment_id(experiment_id=experiment_id)
-        info = monitor.experiment()
-        result = monitor.get_abtest_result(start_dt=start_dt, end_dt=end_dt)
-        daily = monitor.get_daily_result(start_dt=start_dt, end_dt=end_dt)
-        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha)
+        monitor, rendered = self._render(experiment_id, start_dt, end_dt)
+        info_id, html, markdown, decision = rendered.experiment_id, rendered.html, rendered.markdown, rendered.decision
         if out is None:
             folder = Path(self.out_dir) if self.out_dir else _default_folder(monitor)
-            out = folder / f"experiment-{info.id}.html"
+            out = folder / f"experiment-{info_id}.html"
         html_path = Path(out)
         html_path.parent.mkdir(parents=True, exist_ok=True)
         md_path = html_path.with_suffix(".md")
         html_path.write_text(html, encoding="utf-8")
         md_path.write_text(markdown, encoding="utf-8")
         return ReportResult(
-            experiment_id=info.id, html_path=str(html_path), markdown_path=str(md_path),
+            experiment_id=info_id, html_path=str(html_path), markdown_path=str(md_path),
             verdict=decision.verdict, headline=decision.headline,
         )
 
@@ -219,11 +237,12 @@ def needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: De
 
 
 def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
+    """One chart per metric (an inert ``<div>``, as ``Markup``, that ``charts.js`` draws)."""
     if daily is None or daily.empty:
         return []
     import plotly.graph_objects as go
 
-    charts = []
+    charts: list[str] = []
     palette = ["#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
     for m in info.metrics:
         sub = daily[(daily["metric"] == m.name) & (~daily["is_control"].astype(bool))]
@@ -247,7 +266,7 @@ def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
             title=f"{m.name}: cumulative relative lift vs control (%)", height=340,
             margin={"l": 40, "r": 20, "t": 50, "b": 40}, template="plotly_white",
         )
-        charts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+        charts.append(chart(fig))
     return charts
 
 
@@ -260,9 +279,6 @@ def render_report(
     generated: dt.datetime | None = None,
 ) -> tuple[str, str, Decision]:
     """Render (html, markdown, decision) from the monitoring frames; no I/O."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-    from plotly.offline import get_plotlyjs
-
     import battleground
 
     rows = result_rows(info, result)
@@ -312,10 +328,9 @@ def render_report(
             + "; p (Holm) is adjusted for all metric × variant comparisons."
         ),
     }
-    env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=select_autoescape(["html"]))
-    html = env.get_template("report.html.j2").render(plotly_js=get_plotlyjs(), **ctx)
-    md_env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=False)
-    markdown = md_env.get_template("report.md.j2").render(**ctx)
+    # one shared, autoescaping environment: every name, hypothesis and reason is text, never markup
+    html = environment().get_template("experiment/report.html.j2").render(**ctx)
+    markdown = text_environment().get_template("experiment/report.md.j2").render(**ctx)
     return html, markdown, decision
 
 

@@ -41,15 +41,17 @@ class ModelInfo(BaseModel):
     n_entities: int
 
 
-def create_router(checkpoint_dir: str | os.PathLike[str]) -> APIRouter:
+def create_router(checkpoint_dir: str | os.PathLike[str], *, api_token: str | None = None) -> APIRouter:
     """An ``APIRouter`` serving the newest checkpoint in ``checkpoint_dir``; mount it with
     ``app.include_router(create_router(dir), prefix="/incremental")``.
 
     ``GET /model`` describes the model version; ``POST /score`` scores rows. A newer checkpoint written
-    by a running stream is picked up on the next request (no restart).
+    by a running stream is picked up on the next request (no restart). With ``api_token`` both routes
+    need ``Authorization: Bearer <api_token>`` (compared in constant time); wrap the app with
+    ``battleground._http.harden`` for the headers, trusted hosts and the body cap.
     """
     import numpy as np
-    from fastapi import APIRouter, HTTPException
+    from fastapi import APIRouter, Depends, Header, HTTPException
 
     from battleground.incremental._solver import sigmoid
     from battleground.incremental._stream import CheckpointStore
@@ -61,7 +63,9 @@ def create_router(checkpoint_dir: str | os.PathLike[str]) -> APIRouter:
     def current() -> tuple[Any, Any]:
         versions = store.versions()
         if not versions:
-            raise HTTPException(status_code=503, detail=f"no model checkpoint yet in {store.directory}")
+            raise HTTPException(
+                status_code=503, detail="no model checkpoint yet: run `battleground incremental run` to write one"
+            )
         with lock:
             if cache["version"] != versions[-1]:
                 try:
@@ -71,7 +75,15 @@ def create_router(checkpoint_dir: str | os.PathLike[str]) -> APIRouter:
                 cache.update(version=ckpt.version, model=model, ckpt=ckpt)
             return cache["model"], cache["ckpt"]
 
-    router = APIRouter(tags=["incremental"])
+    def token_required(authorization: str | None = Header(default=None, include_in_schema=False)) -> None:
+        from battleground._http import AuthFailure, check_token
+
+        try:
+            check_token(api_token, authorization, what="scoring calls")
+        except AuthFailure as refused:
+            raise HTTPException(refused.status, refused.message, headers=refused.headers) from None
+
+    router = APIRouter(tags=["incremental"], dependencies=[Depends(token_required)] if api_token else [])
 
     @router.get("/model", response_model=ModelInfo)
     def model_info() -> ModelInfo:

@@ -176,15 +176,13 @@ class EvalClassifierModel:
             paths[name] = out / f"{name}.png"
             fig.savefig(paths[name], dpi=80)
             plt.close(fig)
-        rows = "".join(f"<tr><td>{k}</td><td>{v:.4f}</td></tr>" for k, v in report.metrics().items())
-        imgs = "".join(
-            f'<img alt="{k}" src="data:image/png;base64,{base64.b64encode(paths[k].read_bytes()).decode()}">'
-            for k in curves
+        from battleground._html import environment
+
+        html = environment().get_template("model/eval_report.html.j2").render(
+            title=title, metrics=list(report.metrics().items()), threshold=report.threshold,
+            confusion_matrix=report.confusion_matrix,
+            images=[(k, base64.b64encode(paths[k].read_bytes()).decode()) for k in curves],
         )
-        html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-                f"<h1>{title}</h1><table>{rows}</table>"
-                f"<p>confusion matrix [[tn, fp], [fn, tp]] at {report.threshold}: {report.confusion_matrix}</p>"
-                f"{imgs}</body></html>")
         paths["html"] = out / "report.html"
         paths["html"].write_text(html, encoding="utf-8")
         return paths

@@ -7,6 +7,11 @@ Champion swaps: a background thread polls the alias every ``poll_seconds``; when
 ``<name>@champion`` changes it loads the new model *beside* the old one and then swaps one reference.
 Requests in flight keep the object they started with, so no request is dropped. ``POST /admin/reload``
 (``Authorization: Bearer <BATTLEGROUND_API_TOKEN>``) forces the same check at once.
+
+HTTP hardening (``battleground._http``): trusted hosts, security headers, the token checked in constant
+time and the body capped before it is read; ``require_token=True`` (``battleground serve
+--require-token``) puts every route but ``/health`` behind the token; ``docs=False`` turns off
+``/docs``, ``/redoc`` and ``/openapi.json``.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the dynamic pydantic models as real types
@@ -93,13 +98,30 @@ def predict_frame(champion: "Champion", records: list[dict[str, Any]]) -> list[f
     return [float(p) for p in np.asarray(proba, dtype=float)]
 
 
-def create_app(settings: "Settings", model_name: str = "churn", *, poll_seconds: float = 2.0) -> "FastAPI":
+def create_app(
+    settings: "Settings",
+    model_name: str = "churn",
+    *,
+    poll_seconds: float = 2.0,
+    require_token: bool = False,
+    docs: bool = True,
+    hosts: "tuple[str, ...]" = (),
+) -> "FastAPI":
     """A FastAPI app serving ``models:/<model_name>@champion`` from ``settings.mlflow_uri``.
+
+    ``require_token``: every route but ``/health`` needs ``Authorization: Bearer <settings.api_token>``;
+    ``docs``: serve the interactive docs; ``hosts``: trusted host names beyond the local ones.
 
     Raises ``LookupError`` when the registry has no champion yet.
     """
-    from fastapi import Depends, FastAPI, Header, HTTPException
+    from fastapi import Depends, FastAPI, Header
     from fastapi.responses import JSONResponse
+
+    from battleground._http import check_token, harden
+    from battleground.errors import ModelError
+
+    if require_token and not settings.api_token:
+        raise ModelError("require_token needs a token: set BATTLEGROUND_API_TOKEN=<secret> before serving")
     from pydantic import BaseModel, ConfigDict, create_model
 
     from battleground.model.tracking import CHAMPION, _mlflow, load_champion
@@ -140,7 +162,11 @@ def create_app(settings: "Settings", model_name: str = "churn", *, poll_seconds:
         yield
         stop.set()
 
-    app = FastAPI(title=f"battleground model server: {model_name}", lifespan=lifespan)
+    app = FastAPI(
+        title=f"battleground model server: {model_name}", lifespan=lifespan,
+        docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.holder = holder
 
     def score(records: list[Any]) -> JSONResponse:
@@ -171,10 +197,8 @@ def create_app(settings: "Settings", model_name: str = "churn", *, poll_seconds:
                 "features": [{"name": n, "dtype": t} for n, t in champ.input_schema], "swaps": holder.swaps}
 
     def admin(authorization: str | None = Header(default=None)) -> None:
-        if not settings.api_token:
-            raise HTTPException(403, "admin calls are disabled: set BATTLEGROUND_API_TOKEN to enable them")
-        if authorization != f"Bearer {settings.api_token}":
-            raise HTTPException(401, "missing or wrong 'Authorization: Bearer <token>' header")
+        # the gate below refuses first; this keeps the route safe if it is mounted elsewhere
+        check_token(settings.api_token, authorization, what="admin calls")
 
     @app.post("/admin/reload", dependencies=[Depends(admin)])
     def reload() -> dict[str, Any]:
@@ -185,4 +209,25 @@ def create_app(settings: "Settings", model_name: str = "churn", *, poll_seconds:
     from battleground.incremental import create_router
 
     app.include_router(create_router(settings.home / "incremental" / "checkpoints"), prefix="/incremental")
+
+    def needs_token(method: str, path: str) -> bool:
+        return path.startswith("/admin") or (require_token and path != "/health")
+
+    harden(app, token=settings.api_token, needs_token=needs_token, hosts=(*settings.allowed_hosts, *hosts),
+           max_body=settings.max_body_bytes)
+    _install_auth_handler(app)
     return app
+
+
+def _install_auth_handler(app: "FastAPI") -> None:
+    """A refused token is a 401/403 with the reason, not a 500."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from battleground._http import AuthFailure
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthFailure)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    app.add_exception_handler(AuthFailure, refused)

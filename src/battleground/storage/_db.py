@@ -35,8 +35,10 @@ def sqlalchemy_url(url: str) -> str:
 
 def _check_url(url: str) -> None:
     if not url.startswith(("sqlite:", "postgresql", "postgres://")):
+        from battleground._redact import redact_url
+
         raise ValueError(
-            f"registry URL must start with 'sqlite:///' or 'postgresql://', got {url!r}; "
+            f"registry URL must start with 'sqlite:///' or 'postgresql://', got {redact_url(url)!r}; "
             "pass a folder path to use the embedded SQLite registry"
         )
 

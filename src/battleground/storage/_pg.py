@@ -34,7 +34,9 @@ def ensure_database(url: str) -> None:
     params = conninfo_to_dict(dsn)
     name = str(params.get("dbname") or "")
     if not name:
-        raise ValueError(f"the PostgreSQL URL {url!r} names no database; add '/battleground' to it")
+        from battleground._redact import redact_url
+
+        raise ValueError(f"the PostgreSQL URL {redact_url(url)!r} names no database; add '/battleground' to it")
     admin = make_conninfo(dsn, dbname="postgres")
     # Another process may have created it first.
     with (

@@ -97,7 +97,9 @@ class PostgresEventStore(EventStore):
 
         params = conninfo_to_dict(self.dsn)
         where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        from battleground._redact import redact_text
+
+        reason = redact_text(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
         what = (
             "this batch may not have been stored: re-send it once the server is back (ingest is "
             "idempotent, so re-sending never stores an event twice)" if writing

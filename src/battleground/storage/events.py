@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from battleground._redact import redact_url
 from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
 from battleground.storage._sums_sql import MetricDefinition
@@ -69,7 +70,7 @@ def registry_url_for(events_url: str) -> str:
     if events_url.startswith("duckdb:///"):
         path = events_url[len("duckdb:///") :]
         return f"sqlite:///{os.path.join(os.path.dirname(os.path.abspath(path)), 'registry.db')}"
-    raise ValueError(f"event store URL must start with 'duckdb:///' or 'postgresql://', got {events_url!r}")
+    raise ValueError(f"event store URL must start with 'duckdb:///' or 'postgresql://', got {redact_url(events_url)!r}")
 
 
 class EventStore(abc.ABC):
@@ -90,7 +91,7 @@ class EventStore(abc.ABC):
         self.registry_url = registry_url or registry_url_for(url)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({redact_url(self.url)!r})"
 
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod

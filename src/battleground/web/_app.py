@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from battleground._redact import RedactingFilter, redact_text, url_password
 from battleground.settings import quiet_third_party_telemetry
 from battleground.web._auth import WRITE_METHODS, AuthFailure, check_write_access
 
@@ -26,11 +28,16 @@ def create_app(settings: Settings) -> FastAPI:
     API under ``/api`` (OpenAPI spec at ``/api/openapi.json``).
 
     Writes (``POST /api/events``) need ``Authorization: Bearer <settings.api_token>``; with no token
-    configured the server is read-only and refuses them with 403.
+    configured the server is read-only and refuses them with 403. Every reply carries the security
+    headers (a Content-Security-Policy without inline script, nosniff, no framing); only the trusted
+    hosts (127.0.0.1, localhost, ::1 and ``settings.allowed_hosts``) are answered; a write's token and
+    body size are checked before its body is read.
     """
     from fastapi import FastAPI
 
     import battleground
+    from battleground._html import dashboard_csp
+    from battleground._http import harden
     from battleground.web._api import create_api_router
     from battleground.web._pages import create_page_router
     from battleground.web._state import DashboardState
@@ -50,7 +57,24 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(create_api_router(state))
     app.include_router(create_page_router(state))
     _install_error_handlers(app, state)
+    harden(
+        app, token=settings.api_token, needs_token=lambda method, path: method in WRITE_METHODS,
+        hosts=settings.allowed_hosts, max_body=settings.max_body_bytes, csp=dashboard_csp(),
+    )
+    _redact_logs(state)
     return app
+
+
+def _secrets(state: DashboardState) -> list[str | None]:
+    s = state.settings
+    return [s.api_token, url_password(s.registry_url), url_password(s.events_url), url_password(s.mlflow_uri)]
+
+
+def _redact_logs(state: DashboardState) -> None:
+    """Scrub the server's own log lines and uvicorn's (tracebacks included) of secrets and the home."""
+    scrub = RedactingFilter(secrets=_secrets(state), folders=[state.settings.home])
+    for name in ("battleground.web", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(scrub)
 
 
 def _warm_imports() -> None:
@@ -84,14 +108,16 @@ def _respond(
 ) -> Response:
     from fastapi.responses import JSONResponse
 
+    # the last line of defence: a driver's message may carry a URL, a password or a path
+    message = redact_text(message, secrets=_secrets(state), folders=[state.settings.home])
     if _wants_json(request):
         return JSONResponse({"detail": message, **(extra or {})}, status_code=status, headers=headers)
     from battleground.web._pages import templates
 
     return templates().TemplateResponse(
-        request, "error.html.j2",
+        request, "web/error.html.j2",
         {"title": f"error {status}", "status": status, "message": message, "nav": "",
-         "read_only": state.read_only, "home": str(state.settings.home), "plotly": False},
+         "read_only": state.read_only, "plotly": False},
         status_code=status, headers=headers,
     )
 
@@ -187,7 +213,9 @@ def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
         )
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _respond(request, state, 404, str(exc).strip("'\""))
+        # where the registry lives is the operator's business, not the reader's
+        message = re.sub(r" in the registry at \S+;", ";", str(exc).strip("'\""))
+        return _respond(request, state, 404, message)
 
     async def bad_value(request: Request, exc: Exception) -> Response:
         if _is_input_error(exc):

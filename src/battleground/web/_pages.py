@@ -1,7 +1,6 @@
 """Server-rendered pages (Jinja2 + Plotly, plotly.js served from the installed package)."""
 
 # no `from __future__ import annotations`: FastAPI reads the annotations of the routes at runtime
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,12 +8,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from battleground._html import CHARTS_JS, chart, environment
 from battleground.web._state import DashboardState, check_key
 from battleground.web._views import (
     ExperimentDetail,
     bandit_file_path,
     bandit_files,
-    bandit_root,
     experiment_detail,
     experiment_summary,
     leaderboard,
@@ -28,43 +27,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 _PALETTE = ["#5f6368", "#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
 
 
-def _fmt_int(value: Any) -> str:
-    try:
-        return f"{int(value):,}"
-    except (TypeError, ValueError):
-        return "—"
-
-
-def _fmt_p(value: Any) -> str:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return f"{x:.3g}" if math.isfinite(x) else "—"
-
-
-def _fmt_num(value: Any) -> str:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return f"{x:.4g}" if math.isfinite(x) else "—"
-
-
-def _fmt_time(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:%Y-%m-%d %H:%M}" if hasattr(value, "strftime") else str(value)
-
-
 def templates() -> Jinja2Templates:
-    from jinja2 import Environment, FileSystemLoader
-
-    # autoescape everything: the templates end in .j2, which select_autoescape would not escape
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True)
-    t = Jinja2Templates(env=env)
-    t.env.filters.update(int=_fmt_int, p=_fmt_p, num=_fmt_num, time=_fmt_time)
-    return t
+    """The page templates, rendered by the one shared, autoescaping environment."""
+    return Jinja2Templates(env=environment())
 
 
 def sample_size_chart(detail: ExperimentDetail) -> str:
@@ -95,7 +60,7 @@ def sample_size_chart(detail: ExperimentDetail) -> str:
         title="users per variant: actual vs plan", height=300, template="plotly_white",
         margin={"l": 50, "r": 20, "t": 50, "b": 40},
     )
-    return str(fig.to_html(full_html=False, include_plotlyjs=False))
+    return chart(fig)
 
 
 def create_page_router(state: DashboardState) -> APIRouter:
@@ -106,15 +71,20 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         context.setdefault("plotly", False)
-        return tpl.TemplateResponse(
-            request, name, {"read_only": state.read_only, "home": str(settings.home), **context}
-        )
+        return tpl.TemplateResponse(request, f"web/{name}", {"read_only": state.read_only, **context})
 
     @router.get("/static/plotly.min.js")
     def plotly_js() -> Response:
         return Response(
             state.plotly_js, media_type="application/javascript",
             headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    @router.get("/static/charts.js")
+    def charts_js() -> Response:
+        return Response(
+            CHARTS_JS.read_bytes(), media_type="application/javascript",
+            headers={"Cache-Control": "public, max-age=3600"},
         )
 
     @router.get("/", response_class=HTMLResponse)
@@ -134,14 +104,14 @@ def create_page_router(state: DashboardState) -> APIRouter:
                     exp=d.record, sample_chart=sample_size_chart(d), plotly=True)
 
     @router.get("/experiments/{key}/report", response_class=HTMLResponse)
-    def experiment_report(key: str) -> FileResponse:
-        """Write the HTML report under ``<home>/reports`` now and show it."""
+    def experiment_report(key: str) -> HTMLResponse:
+        """The HTML report, rendered now and written nowhere (a GET never writes)."""
         from battleground.experiment.report import MakeReport
 
         record = state.registry.get(check_key(key))
-        out = settings.home / "reports" / f"experiment-{record.id}.html"
-        result = MakeReport(client=settings).create_report(record.id, out=out)
-        return FileResponse(result.html_path, media_type="text/html")
+        monitor = read_only_monitor(settings)
+        html = MakeReport(source=monitor.backend).render(record.id).html
+        return HTMLResponse(html)
 
     @router.get("/leaderboard", response_class=HTMLResponse)
     def leaderboard_page(request: Request) -> HTMLResponse:
@@ -152,16 +122,13 @@ def create_page_router(state: DashboardState) -> APIRouter:
     @router.get("/bandit", response_class=HTMLResponse)
     def bandit_page(request: Request) -> HTMLResponse:
         files = bandit_files(settings)
-        return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit",
-                    files=files, root=str(bandit_root(settings)))
+        return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit", files=files)
 
     @router.get("/bandit/files/{relative:path}")
     def bandit_file(relative: str) -> FileResponse:
         path = bandit_file_path(settings, relative)
         if path is None:
-            raise HTTPException(
-                404, f"no summary {relative!r} under {bandit_root(settings)} (the bandit page lists them)"
-            )
+            raise HTTPException(404, f"no summary {relative!r} under <home>/bandit (the bandit page lists them)")
         media = {".csv": "text/csv", ".json": "application/json"}.get(path.suffix.lower(), "text/html")
         return FileResponse(path, media_type=media)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,11 +47,14 @@ class DashboardState:
 
     @property
     def registry(self) -> Registry:
+        """The registry; while an embedded one does not exist yet, an empty stand-in (so that looking
+        at an empty home never creates ``registry.db``)."""
         with self._lock:
             if self._registry is None:
                 from battleground.experiment.register import Registry
 
-                self.settings.ensure_home()
+                if not _exists(self.settings.registry_url):
+                    return _EMPTY  # type: ignore[return-value]
                 self._registry = Registry(self.settings.registry_url)
             return self._registry
 
@@ -73,3 +77,30 @@ class DashboardState:
 
                 self._plotly_js = get_plotlyjs().encode("utf-8")
             return self._plotly_js
+
+
+def _exists(url: str) -> bool:
+    """Whether an embedded (SQLite) registry file exists; a server-backed one always does."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :]).is_file()
+    return True
+
+
+class _EmptyRegistry:
+    """What the pages read before any experiment is registered: nothing, and no file created."""
+
+    def list(self, status: str | None = None) -> list[Any]:
+        return []
+
+    def get(self, key: Any) -> Any:
+        from battleground.experiment.register import ExperimentNotFoundError
+
+        raise ExperimentNotFoundError(
+            f"no experiment {key!r}: no experiment is registered yet (`battleground experiment create`)"
+        )
+
+    def audit_log(self, key: Any) -> Any:
+        return self.get(key)
+
+
+_EMPTY = _EmptyRegistry()

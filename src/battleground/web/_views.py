@@ -458,8 +458,7 @@ def leaderboard(settings: Settings, *, model_name: str = CHAMPION_MODEL) -> Lead
     path = _sqlite_path(settings.mlflow_uri)
     if path is not None and not path.exists():
         return Leaderboard([], [], None, message=(
-            f"no MLflow store at {path} yet: train models with `battleground model train` "
-            "(or `make demo`) and reload"
+            "no MLflow store yet: train models with `battleground model train` (or `make demo`) and reload"
         ))
     from mlflow.tracking import MlflowClient
 
@@ -520,7 +519,9 @@ def leaderboard_chart(board: Leaderboard) -> str:
         title="validation score by run (green: champion)", height=320, template="plotly_white",
         margin={"l": 40, "r": 20, "t": 50, "b": 60},
     )
-    return str(fig.to_html(full_html=False, include_plotlyjs=False))
+    from battleground._html import chart
+
+    return chart(fig)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -607,7 +608,9 @@ def bandit_files(settings: Settings, *, with_content: bool = True) -> list[Bandi
                     data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
                     info["text"] = json.dumps(data, indent=2, ensure_ascii=False, default=str)[:20000]
             except (OSError, ValueError, csv.Error) as exc:
-                info["error"] = f"could not read {rel}: {exc}"
+                # the error names the file by its place under <home>/bandit, never by its full path
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                info["error"] = f"could not read {rel}: {reason}"
         out.append(BanditFile(**info))
     return out
 

@@ -1,0 +1,171 @@
+"""HTML for every surface: one autoescaping Jinja environment, charts drawn without inline script, and
+the Content-Security-Policy that dashboard pages and saved reports carry.
+
+Every template (dashboard pages, experiment, bandit and model-evaluation reports) renders through
+:func:`environment`, which escapes every value (``autoescape=True``, whatever the file name ends in).
+A chart is a ``<div class="bg-chart">`` holding its Plotly JSON in an attribute; ``charts.js`` draws it.
+A saved report inlines plotly.js and ``charts.js`` (so it opens offline) and allows exactly those two
+scripts by their SHA-256 in its own ``<meta>`` policy; the dashboard sends the same hashes in its header.
+
+Example:
+    >>> from battleground._html import environment
+    >>> environment().from_string("<p>{{ name }}</p>").render(name="<script>x</script>")
+    '<p>&lt;script&gt;x&lt;/script&gt;</p>'
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+__all__ = [
+    "CHARTS_JS",
+    "chart",
+    "dashboard_csp",
+    "environment",
+    "report_head",
+    "report_scripts",
+    "text_environment",
+]
+
+_ROOT = Path(__file__).parent
+TEMPLATE_DIRS = {
+    "web": _ROOT / "web" / "templates",
+    "experiment": _ROOT / "experiment" / "templates",
+    "bandit": _ROOT / "bandit" / "templates",
+    "model": _ROOT / "model" / "templates",
+}
+CHARTS_JS = _ROOT / "web" / "static" / "charts.js"
+_CHART_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+# ---------------------------------------------------------------------------------------------------
+# display filters shared by pages and reports
+# ---------------------------------------------------------------------------------------------------
+
+
+def fmt_int(value: Any) -> str:
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError, OverflowError):
+        return "—"
+
+
+def fmt_p(value: Any) -> str:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{x:.3g}" if math.isfinite(x) else "—"
+
+
+def fmt_num(value: Any) -> str:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{x:.4g}" if math.isfinite(x) else "—"
+
+
+def fmt_time(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:%Y-%m-%d %H:%M}" if isinstance(value, dt.date) or hasattr(value, "strftime") else str(value)
+
+
+@functools.cache
+def environment() -> Environment:
+    """The one HTML environment: templates as ``web/…``, ``experiment/…``, ``bandit/…``, ``model/…``;
+    every value escaped."""
+    from jinja2 import Environment, FileSystemLoader, PrefixLoader
+
+    env = Environment(
+        loader=PrefixLoader({k: FileSystemLoader(str(v)) for k, v in TEMPLATE_DIRS.items()}),
+        autoescape=True,  # not select_autoescape: our templates end in .j2, which it would not escape
+    )
+    env.filters.update(int=fmt_int, p=fmt_p, num=fmt_num, time=fmt_time)
+    env.globals["report_head"] = report_head
+    return env
+
+
+@functools.cache
+def text_environment() -> Environment:
+    """For plain-text templates only (the Markdown summary); never for HTML."""
+    from jinja2 import Environment, FileSystemLoader, PrefixLoader
+
+    return Environment(
+        loader=PrefixLoader({k: FileSystemLoader(str(v)) for k, v in TEMPLATE_DIRS.items()}),
+        autoescape=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# charts and scripts
+# ---------------------------------------------------------------------------------------------------
+
+
+def chart(fig: Any, *, config: dict[str, Any] | None = None) -> Markup:
+    """A Plotly figure as an inert ``<div>`` (its JSON escaped into ``data-figure``) that ``charts.js``
+    draws; no inline script."""
+    from markupsafe import Markup
+
+    return Markup('<div class="bg-chart" data-figure="{}" data-config="{}"></div>').format(
+        fig.to_json(), json.dumps({**_CHART_CONFIG, **(config or {})})
+    )
+
+
+@functools.cache
+def report_scripts() -> tuple[str, str]:
+    """The two scripts a saved report inlines: plotly.js (from the installed package) and charts.js."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs(), CHARTS_JS.read_text(encoding="utf-8")
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+@functools.cache
+def script_hashes() -> str:
+    """The CSP source list of the report scripts."""
+    return " ".join(_sha256(s) for s in report_scripts())
+
+
+def report_csp() -> str:
+    """The policy a saved report carries in its ``<meta>``: its own two scripts, nothing fetched."""
+    return (
+        f"default-src 'none'; script-src {script_hashes()}; style-src 'unsafe-inline'; "
+        "img-src data:; font-src data:; base-uri 'none'; form-action 'none'"
+    )
+
+
+def report_head(*, charts: bool = True) -> Markup:
+    """The ``<head>`` lines of a self-contained report: its policy, then (for charts) the two scripts."""
+    from markupsafe import Markup, escape
+
+    parts = [f'<meta http-equiv="Content-Security-Policy" content="{escape(report_csp())}">']
+    if charts:
+        plotly_js, charts_js = report_scripts()
+        # the scripts are our own files, inlined verbatim so that their hashes match the policy
+        parts += [f"<script>{plotly_js}</script>", f"<script>{charts_js}</script>"]
+    return Markup("\n".join(parts))
+
+
+def dashboard_csp() -> str:
+    """The dashboard's policy: scripts from its own ``/static`` (and the served reports' two scripts)."""
+    return (
+        f"default-src 'self'; script-src 'self' {script_hashes()}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
