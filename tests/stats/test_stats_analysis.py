@@ -119,3 +119,49 @@ def test_empty_arm_gives_nan_not_crash() -> None:
         [MetricSpec("m", "proportion")], {"m": [_binary("a", 100, 10), _binary("b", 1, 0)]}, control="a"
     )
     assert math.isnan(rows[1].p_value) and not rows[1].significant
+
+
+# ------------------------------------------------------------------ issue 12: significant agrees with its p
+
+
+def _three_arms_four_metrics() -> tuple[list[MetricSpec], dict[str, list[MetricSums]]]:
+    rng = np.random.default_rng(12)
+    specs = [
+        MetricSpec("conversion", "proportion", primary=True),
+        MetricSpec("revenue", "mean"),
+        MetricSpec("ctr", "ratio"),
+        MetricSpec("latency", "mean", higher_is_better=False, guardrail=True),
+    ]
+    sums: dict[str, list[MetricSums]] = {m.name: [] for m in specs}
+    for arm, (conv, rev, lat) in {"a": (400, 5.0, 100.0), "b": (445, 5.25, 100.6), "c": (470, 5.0, 101.5),
+                                  "d": (400, 5.0, 100.0)}.items():
+        sums["conversion"].append(_binary(arm, 4000, conv))
+        sums["revenue"].append(_values(arm, rng.gamma(2.0, rev / 2.0, 4000)))
+        imp = rng.poisson(20, 4000) + 1
+        sums["ctr"].append(_ratio(arm, rng.binomial(imp, 0.05), imp))
+        sums["latency"].append(_values(arm, rng.normal(lat, 10, 4000)))
+    return specs, sums
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+@pytest.mark.parametrize("significant_by", ["p_value", "p_value_adjusted"])
+def test_significant_is_the_named_p_below_alpha(sequential: bool, significant_by: str) -> None:
+    specs, sums = _three_arms_four_metrics()
+    rows = analyze_metrics(specs, sums, control="a", sequential=sequential, significant_by=significant_by)
+    treated = [r for r in rows if not r.is_control]
+    assert len(treated) == 12 and all(r.significant_by == significant_by for r in rows)
+    for r in treated:
+        p = getattr(r, r.significant_by)
+        assert r.significant == (math.isfinite(p) and p < 0.05), (r.metric, r.variant)
+        harmful = (r.abs_lift < 0) if r.higher_is_better else (r.abs_lift > 0)
+        assert r.guardrail_breach == (r.guardrail and r.significant and harmful)
+    # The two choices disagree somewhere here (raw p < 0.05 < Holm-adjusted p), so the label matters.
+    if not sequential:
+        between = [r for r in treated if r.p_value < 0.05 <= r.p_value_adjusted]
+        assert between, [(r.metric, r.variant, r.p_value, r.p_value_adjusted) for r in treated]
+
+
+def test_significant_by_is_checked() -> None:
+    specs, sums = _three_arms_four_metrics()
+    with pytest.raises(stats.StatsInputError, match="significant_by must be one of"):
+        analyze_metrics(specs, sums, control="a", significant_by="adjusted")

@@ -138,20 +138,34 @@ def test_cuped_from_metric_sums(cuped: dict) -> None:
     assert close(r.p_value, cuped["cuped_adjusted"]["p"])
 
 
-def test_cuped_relative(cuped: dict) -> None:
+def test_cuped_relative_old_option_matches_gbstats_0_8(cuped: dict) -> None:
     ctrl, trt = _cuped_arms(cuped)
-    r = stats.cuped_test(ctrl, trt, relative=True)
+    r = stats.cuped_test(ctrl, trt, relative=True, relative_variance="gbstats_0.8")
     gb = cuped["gbstats_RegressionAdjustedStatistic_TwoSidedTTest"]["relative"]
     # Point estimate: adjusted difference / unadjusted control mean; variance V_T/ȲC² + V_C·ȲT²/ȲC⁴ with
-    # the CUPED-adjusted V (gbstats 0.8.0's convention, the default).
+    # the CUPED-adjusted V (the 2024 wheel, gbstats 0.8.0: the named old option).
     assert close(r.estimate, gb["expected"]) and close(r.se, gb["se"])
     assert close(r.theta, gb["theta"]) and close(r.p_value, gb["p_value"])
     assert close(r.ci_lower, gb["ci"][0]) and close(r.ci_upper, gb["ci"][1])
-    # The exact θ-fixed gradient is the named alternative; it differs in the 2nd digit here.
-    full = stats.cuped_test(ctrl, trt, relative=True, relative_variance="full_delta")
-    assert full.estimate == r.estimate and full.se == pytest.approx(gb["se"], rel=0.02) and full.se != r.se
+
+
+def test_cuped_relative_default_matches_current_gbstats(cuped: dict) -> None:
+    # i_cuped_gbstats_main.json: gbstats from its GitHub source (full delta method), same inputs.
+    ctrl, trt = _cuped_arms(cuped)
+    ref = load("i_cuped_gbstats_main.json")
+    r = stats.cuped_test(ctrl, trt, relative=True)
+    assert close(r.estimate, ref["relative"]["expected"]) and close(r.se, ref["relative"]["se"])
+    assert close(r.p_value, ref["relative"]["p_value"])
+    assert close(r.ci_lower, ref["relative"]["ci"][0]) and close(r.ci_upper, ref["relative"]["ci"][1])
+    assert r == stats.cuped_test(ctrl, trt, relative=True, relative_variance="full_delta")
+    old = stats.cuped_test(ctrl, trt, relative=True, relative_variance="gbstats_0.8")
+    assert old.estimate == r.estimate and old.se == pytest.approx(r.se, rel=0.01) and old.se != r.se
+    a = stats.cuped_test(ctrl, trt)  # the absolute effect is the same in both versions
+    assert close(a.se, ref["absolute"]["se"]) and close(a.p_value, ref["absolute"]["p_value"])
     with pytest.raises(StatsInputError, match="relative_variance must be one of"):
         stats.cuped_test(ctrl, trt, relative=True, relative_variance="exact")  # type: ignore[arg-type]
+    with pytest.raises(StatsInputError, match=r"relative_variance='gbstats' is ambiguous.*'gbstats_0.8'"):
+        stats.cuped_test(ctrl, trt, relative=True, relative_variance="gbstats")  # type: ignore[arg-type]
 
 
 def test_cuped_remaining_reference_numbers(cuped: dict) -> None:

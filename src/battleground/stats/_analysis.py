@@ -33,6 +33,7 @@ from battleground.stats._tests import infer
 __all__ = ["Decision", "MetricSpec", "VariantMetricRow", "analyze_metrics", "decide"]
 
 KINDS = ("proportion", "mean", "ratio")
+SIGNIFICANT_BY = ("p_value", "p_value_adjusted")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ class MetricSpec(Result):
 
 @dataclass(frozen=True)
 class VariantMetricRow(Result):
-    """One (metric, variant) line of an experiment's results (control rows carry no lift)."""
+    """One (metric, variant) line of an experiment's results (control rows carry no lift).
+
+    ``significant`` is ``getattr(row, row.significant_by) < alpha``: ``significant_by`` names the
+    p-value it is based on, ``"p_value"`` (raw) or ``"p_value_adjusted"`` (multiplicity-corrected),
+    so a page can say which one it shows beside the flag.
+    """
 
     metric: str
     kind: str
@@ -80,6 +86,7 @@ class VariantMetricRow(Result):
     guardrail_breach: bool
     primary: bool
     higher_is_better: bool
+    significant_by: str = "p_value"
 
 
 def _arm_stats(s: Any, kind: str, metric: str) -> tuple[float, float, int, int]:
@@ -122,6 +129,7 @@ def analyze_metrics(
     previous_p: Mapping[tuple[str, str], float] | None = None,
     correction: str = "holm",
     previous_ci: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+    significant_by: str = "p_value",
 ) -> list[VariantMetricRow]:
     """Analyse every metric of one experiment from its per-variant sums.
 
@@ -140,12 +148,15 @@ def analyze_metrics(
             ``{(metric, variant): (lower, upper)}``; the result's interval is the intersection (so the
             interval excludes 0 exactly when the running p-value is ≤ α, as in :func:`msprt_path`).
         correction: multiple-testing correction across metrics × variants ("holm", "bh", "none").
+        significant_by: which p-value ``significant`` (and so ``guardrail_breach``) is based on:
+            ``"p_value"`` (raw, default) or ``"p_value_adjusted"``; every row records it.
 
     Returns:
         One row per (metric, variant), control first within each metric.
     """
     alpha = check_alpha(alpha)
     check_choice("correction", correction, ("holm", "bh", "bonferroni", "by", "none"))
+    check_choice("significant_by", significant_by, SIGNIFICANT_BY)
     metas: list[tuple[MetricSpec, Any, Any, tuple[float, float, int, int], tuple[float, float, int, int]]] = []
     controls: list[VariantMetricRow] = []
     has_primary = any(m.primary for m in metrics)
@@ -168,13 +179,15 @@ def analyze_metrics(
                 abs_ci_upper=math.nan, rel_lift=math.nan, rel_ci_lower=math.nan, rel_ci_upper=math.nan,
                 p_value=math.nan, p_value_adjusted=math.nan, method="", significant=False,
                 guardrail=spec.guardrail, guardrail_breach=False, primary=primary,
-                higher_is_better=spec.higher_is_better,
+                higher_is_better=spec.higher_is_better, significant_by=significant_by,
             )
         )
         for t in arms:
             if t.variant != control:
                 metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind, spec.name)))
-    rows = _compare_vectorised(metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci)
+    rows = _compare_vectorised(
+        metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci, significant_by
+    )
     out: list[VariantMetricRow] = []
     for crow in controls:
         out.append(crow)
@@ -190,6 +203,7 @@ def _compare_vectorised(
     previous_p: Mapping[tuple[str, str], float] | None,
     correction: str,
     previous_ci: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+    significant_by: str = "p_value",
 ) -> list[VariantMetricRow]:
     if not metas:
         return []
@@ -248,7 +262,10 @@ def _compare_vectorised(
     rows = []
     for k, (spec, _c, t, _cs, ts) in enumerate(metas):
         ok = bool(valid[k])
-        sig = bool(ok and p[k] < alpha)
+        basis = adj[k] if significant_by == "p_value_adjusted" else p[k]
+        # Exactly the p-value shown beside it (a running always-valid p carried from an earlier look
+        # counts even when today's look has no estimate).
+        sig = bool(np.isfinite(basis) and basis < alpha)
         harmful = (diff[k] < 0) if spec.higher_is_better else (diff[k] > 0)
         rows.append(
             VariantMetricRow(
@@ -263,6 +280,7 @@ def _compare_vectorised(
                 method="msprt" if sequential else "welch", significant=sig,
                 guardrail=spec.guardrail, guardrail_breach=bool(spec.guardrail and sig and harmful),
                 primary=spec.primary, higher_is_better=spec.higher_is_better,
+                significant_by=significant_by,
             )
         )
     return rows

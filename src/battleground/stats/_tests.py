@@ -48,6 +48,7 @@ __all__ = [
 
 Distribution = Literal["t", "normal"]
 RelativeCI = Literal["delta", "absolute_over_control"]
+RelativeVariance = Literal["full_delta", "gbstats_0.8"]
 
 
 @dataclass(frozen=True)
@@ -400,31 +401,38 @@ def cuped_test(
     distribution: Distribution = "t",
     alpha: float = 0.05,
     alternative: Alternative = "two-sided",
-    relative_variance: Literal["gbstats", "full_delta"] = "gbstats",
+    relative_variance: RelativeVariance = "full_delta",
 ) -> EffectResult:
     """CUPED: Y_cv = Y − θ(X − X̄) with one θ = cov(Y, X)/var(X) over both arms (gbstats' choice).
 
     The per-arm variance becomes s_Y² + θ²s_X² − 2θ·s_XY, i.e. multiplied by about (1 − ρ²). The relative
-    lift divides the adjusted difference by the *unadjusted* control mean |ȲC| (gbstats). Its variance
+    lift L divides the adjusted difference by the *unadjusted* control mean |ȲC| (gbstats). Its variance
     (``relative_variance=``):
 
-    * ``"gbstats"`` (default, gbstats 0.8.0's RegressionAdjustedStatistic): the relative-lift delta
-      formula with the adjusted variances and the unadjusted means, V_T/ȲC² + V_C·ȲT²/ȲC⁴, where
+    * ``"full_delta"`` (default; gbstats' current source, ``frequentist_variance_relative_cuped``): the
+      delta method through the control's mean *and* covariate,
+      V_T/ȲC² + (s_YC²·ȲT²/ȲC² − 2θ·s_XYC·ȲT/ȲC + θ²s_XC²)/(n_C·ȲC²), with
       V = (s_Y² + θ²s_X² − 2θ·s_XY)/n per arm;
-    * ``"full_delta"``: the exact gradient of [(ȲT−θX̄T) − (ȲC−θX̄C)]/ȲC with θ fixed,
-      [V_T + ((1+L)² s_YC² − 2(1+L)θ s_XYC + θ² s_XC²)/n_C] / ȲC² (differs in the 2nd–3rd digit).
+    * ``"gbstats_0.8"`` (the 2024 wheel, gbstats 0.8.0's RegressionAdjustedStatistic): the plain
+      relative-lift formula with the adjusted variances, V_T/ȲC² + V_C·ȲT²/ȲC⁴ (about 1 % smaller on
+      the reference data: it ignores how the control's covariate moves ȲC's weight).
 
     ``variance_reduction`` = ρ² over the pooled data = 1 − var(Y_cv)/var(Y).
 
     Args:
         control, treatment: :class:`CupedSummary`, ``MetricSums`` (x = metric, c = covariate) or
             ``(y, covariate)`` array pairs.
-        relative_variance: ``"gbstats"`` or ``"full_delta"`` (relative lifts only).
+        relative_variance: ``"full_delta"`` or ``"gbstats_0.8"`` (relative lifts only).
     """
     alpha = check_alpha(alpha)
     alternative = check_alternative(alternative)
     check_choice("distribution", distribution, ("t", "normal"))
-    check_choice("relative_variance", relative_variance, ("gbstats", "full_delta"))
+    if relative_variance == "gbstats":
+        raise StatsInputError(
+            "relative_variance='gbstats' is ambiguous: gbstats changed its formula; use 'full_delta' "
+            "(gbstats' current source, the default) or 'gbstats_0.8' (the 2024 wheel)"
+        )
+    check_choice("relative_variance", relative_variance, ("full_delta", "gbstats_0.8"))
     c = as_cuped_summary(control, "control")
     t = as_cuped_summary(treatment, "treatment")
     theta, rho2 = _pooled(c, t)
@@ -433,15 +441,15 @@ def cuped_test(
     # Var(Y − θX) >= 0 for valid sums (Cauchy–Schwarz is checked on input): only rounding goes below.
     va_c = max(vy_c + theta**2 * vx_c - 2 * theta * cov_c, 0.0)
     va_t = max(vy_t + theta**2 * vx_t - 2 * theta * cov_t, 0.0)
-    diff = (my_t - theta * mx_t) - (my_c - theta * mx_c)
     rel_var = None
     if relative and my_c != 0:
-        if relative_variance == "gbstats":
+        if relative_variance == "gbstats_0.8":
             rel_var = va_t / t.n / my_c**2 + va_c / c.n * my_t**2 / my_c**4
         else:
-            a = 1.0 + diff / my_c
-            v_ctrl = (a * a * vy_c - 2 * a * theta * cov_c + theta**2 * vx_c) / c.n
-            rel_var = (va_t / t.n + max(v_ctrl, 0.0)) / my_c**2
+            a = my_t / my_c  # ∂L/∂ȲC·ȲC², as gbstats writes it (θ(X̄C − X̄T) ≈ 0 dropped)
+            # a²s_Y² − 2aθs_XY + θ²s_X² = Var(aY − θX) >= 0: only rounding goes below.
+            v_ctrl = max(a * a * vy_c - 2 * a * theta * cov_c + theta**2 * vx_c, 0.0) / c.n
+            rel_var = (va_t / t.n + v_ctrl) / my_c**2
     # Adjusted means on the scale of Y: Ȳ − θ(X̄_arm − X̄_pooled); their difference is `diff`.
     mx_all = (c.n * mx_c + t.n * mx_t) / (c.n + t.n)
     adj_c = my_c - theta * (mx_c - mx_all)
