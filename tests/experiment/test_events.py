@@ -316,6 +316,27 @@ def test_idempotent_resend_and_duplicates_within_a_batch(world: World) -> None:
     stored = _stored(world, "dup")
     assert stored["value"].isna().tolist() == [True, True, False]
     assert stored["value"].iloc[2] == 12.5
+    assert (result.duplicates, result.conflicts) == (0, 3)  # the re-sent ids carry another value
+
+
+def test_event_ids_are_per_experiment_and_conflicts_are_counted(world: World) -> None:
+    """The idempotency key is (experiment, event_id): the same id in two experiments is two events."""
+    world.experiment("ids-a")
+    world.experiment("ids-b")
+    a = ingest(world.store, _batch("same", experiment="ids-a"))
+    b = ingest(world.store, _batch("same", experiment="ids-b"))
+    assert (a.inserted, b.inserted, b.duplicates, b.conflicts) == (6, 6, 0, 0)
+    assert count_events(world.store, "ids-a")[0] == count_events(world.store, "ids-b")[0] == 6
+    # An identical re-send is a duplicate; a re-sent id with other content is a conflict, and the
+    # stored row is kept (first write wins), never silently replaced.
+    again = ingest(world.store, _batch("same", experiment="ids-b"))
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 6, 0)
+    changed = _batch("same", experiment="ids-b").assign(user_id=["x1", "u0", "u1", "u1", "u2", "u2"])
+    clash = ingest(world.store, changed)
+    assert (clash.received, clash.inserted, clash.duplicates, clash.conflicts) == (6, 0, 5, 1)
+    assert clash.to_dict()["conflicts"] == 1
+    frame = events_frame(world.store, "ids-b")
+    assert sorted(frame["user_id"]) == ["u0", "u0", "u1", "u1", "u2", "u2"]
 
 
 # --------------------------------------------------------------------------------------------------

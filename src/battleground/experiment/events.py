@@ -31,7 +31,7 @@ Example:
     ...     "variant": ["control", "treatment"], "user_id": [1, 2], "event_type": "exposure",
     ...     "timestamp": "2022-03-05T10:00:00"})
     >>> ingest(store, batch)
-    IngestResult(received=2, inserted=2, experiments=(1,))
+    IngestResult(received=2, inserted=2, experiments=(1,), duplicates=0, conflicts=0)
     >>> ingest(store, batch).duplicates
     2
 """
@@ -92,20 +92,26 @@ class EventValidationError(ExperimentError, ValueError):
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one call to :func:`ingest` did."""
+    """What one call to :func:`ingest` did: each received row was inserted, a duplicate or a conflict.
+
+    Attributes:
+        received, inserted: rows in the batch and rows stored.
+        experiments: ids of the experiments the batch named.
+        duplicates: rows whose (experiment, event_id) was already stored, or came earlier in the batch,
+            with the same content: a harmless re-send.
+        conflicts: rows whose (experiment, event_id) was already stored (or came earlier in the batch)
+            with *different* content; the first version is kept. A sender that reuses ids sees it here.
+    """
 
     received: int
     inserted: int
     experiments: tuple[int, ...] = ()
-
-    @property
-    def duplicates(self) -> int:
-        """Rows skipped because their event_id was already stored (or repeated in the batch)."""
-        return self.received - self.inserted
+    duplicates: int = 0
+    conflicts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"received": self.received, "inserted": self.inserted, "duplicates": self.duplicates,
-                "experiments": list(self.experiments)}
+                "conflicts": self.conflicts, "experiments": list(self.experiments)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -622,11 +628,12 @@ def ingest(store: EventStore | Any, data: Any, *, experiment: Any = None) -> Ing
                 "is back"
             ) from exc
         raise
-    inserted = store.write_batch(table)
+    written = store.write_batch(table)
     import pyarrow.compute as pc
 
     exps = tuple(sorted(int(x) for x in pc.unique(table.column("experiment_id")).to_pylist()))
-    return IngestResult(received=table.num_rows, inserted=inserted, experiments=exps)
+    return IngestResult(received=table.num_rows, inserted=written.inserted, experiments=exps,
+                        duplicates=written.duplicates, conflicts=written.conflicts)
 
 
 def _as_store(store: Any) -> EventStore:

@@ -1,6 +1,7 @@
 """Event stores: one small interface, two implementations (DuckDB embedded, PostgreSQL with COPY).
 
-A store knows how to append a validated batch atomically and idempotently (on ``event_id``) and how to
+A store knows how to append a validated batch atomically and idempotently (on ``(experiment_id,
+event_id)``) and how to
 compute per-variant sufficient statistics of a metric definition in SQL. It knows nothing about
 experiments' rules or statistics: :mod:`battleground.experiment.events` validates batches against the
 registry and resolves metric names; :mod:`battleground.stats` turns the sums into tests.
@@ -12,6 +13,7 @@ import abc
 import datetime as dt
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from battleground.errors import StorageError
@@ -22,7 +24,14 @@ from battleground.storage.sums import MetricSums
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["EventStore", "StoreUnavailableError", "has_duplicate_ids", "open_event_store", "registry_url_for"]
+__all__ = [
+    "EventStore",
+    "StoreUnavailableError",
+    "WriteResult",
+    "has_duplicate_ids",
+    "open_event_store",
+    "registry_url_for",
+]
 
 # Open bounds for the time window (both engines compare TIMESTAMP against these exactly).
 _MIN_TS = dt.datetime(1900, 1, 1)
@@ -33,12 +42,29 @@ class StoreUnavailableError(StorageError, RuntimeError):
     """The store's database server cannot be reached, or the connection broke during an operation.
 
     A batch being written may or may not have been stored; re-sending it is always safe, because ingest
-    is idempotent on ``event_id``.
+    is idempotent on ``(experiment_id, event_id)``.
     """
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What writing one batch did: every row is inserted, a duplicate or a conflict.
+
+    Attributes:
+        inserted: rows stored.
+        duplicates: rows whose (experiment_id, event_id) was stored (or came earlier in the batch) with
+            the same content: a harmless re-send.
+        conflicts: rows whose key was stored with *other* content; the stored row is kept (first write
+            wins), so a sender that reuses ids learns about it here instead of losing events silently.
+    """
+
+    inserted: int
+    duplicates: int = 0
+    conflicts: int = 0
+
+
 def has_duplicate_ids(table: pa.Table) -> bool:
-    """Whether some ``event_id`` occurs twice in a batch (then the stores keep its first occurrence).
+    """Whether some ``event_id`` occurs twice in a batch (then the stores check for repeated keys).
 
     Hashing the ids with the vectorised XXH64 and sorting the 64-bit digests is several times faster than
     a hash set of strings; equal ids always have equal digests, and a collision of different ids (odds
@@ -94,9 +120,9 @@ class EventStore(abc.ABC):
 
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
-    def _write(self, table: pa.Table) -> int:
-        """Insert a validated batch in one transaction, skipping event_ids already stored (or repeated
-        within the batch); return the number of rows inserted."""
+    def _write(self, table: pa.Table) -> WriteResult:
+        """Insert a validated batch in one transaction, skipping keys ``(experiment_id, event_id)`` already
+        stored (or repeated within the batch: the first occurrence wins); say what became of each row."""
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -120,11 +146,11 @@ class EventStore(abc.ABC):
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
 
-    def write_batch(self, table: pa.Table) -> int:
+    def write_batch(self, table: pa.Table) -> WriteResult:
         """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
         for the public, validating entry point)."""
         if table.num_rows == 0:
-            return 0
+            return WriteResult(0)
         return self._write(table)
 
     # ------------------------------------------------------------------ sums of metric definitions
