@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from battleground.errors import StorageError
-from battleground.storage._events_sql import COLUMNS, DUCKDB_VERSION, KEY, conflicts_sql, render, schema
+from battleground.storage._events_sql import (
+    COLUMNS,
+    DUCKDB_VERSION,
+    KEY,
+    conflicts_sql,
+    render,
+    schema,
+)
 from battleground.storage._filelock import StoreLockedError, exclusive_lock
 from battleground.storage.events import EventStore, WriteResult, has_duplicate_ids
 

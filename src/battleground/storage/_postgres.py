@@ -7,9 +7,21 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from battleground.storage._events_sql import COLUMNS, KEY, PG_KEY_MIGRATION, conflicts_sql, render, schema
+from battleground.storage._events_sql import (
+    COLUMNS,
+    KEY,
+    PG_KEY_MIGRATION,
+    conflicts_sql,
+    render,
+    schema,
+)
 from battleground.storage._pg import ensure_database, psycopg_url
-from battleground.storage.events import EventStore, StoreUnavailableError, WriteResult, has_duplicate_ids
+from battleground.storage.events import (
+    EventStore,
+    StoreUnavailableError,
+    WriteResult,
+    has_duplicate_ids,
+)
 
 if TYPE_CHECKING:
     import psycopg
