@@ -134,7 +134,7 @@ class DuckDBEventStore(EventStore):
                 raise
         return WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
 
-    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         with self.connection() as con:
             return con.execute(render(sql, "duckdb"), params).fetchall()
 

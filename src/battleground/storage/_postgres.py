@@ -125,11 +125,19 @@ class PostgresEventStore(EventStore):
         )
         return StoreUnavailableError(f"the event store (PostgreSQL at {where}) is unavailable ({reason}); {what}")
 
-    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         import psycopg
 
         try:
             with self._connect() as conn:
+                if scan:
+                    # Right after a load the table has no statistics yet (autovacuum analyses it later),
+                    # and the planner then joins every event to every user in a nested loop: quadratic.
+                    # A whole-experiment aggregate is always a hash join of the users with their events.
+                    # (The penalty that setting puts on plan costs would then trigger JIT compilation,
+                    # seconds of it for a query that runs in milliseconds: off too.)
+                    conn.execute("SET LOCAL enable_nestloop = off")
+                    conn.execute("SET LOCAL jit = off")
                 return conn.execute(render(sql, "psycopg"), params).fetchall()  # type: ignore[arg-type]
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc, writing=False) from exc
