@@ -105,7 +105,7 @@ def _ingest_report(label: str, make_store: Callable[[], Any], table: Any, target
     valid = validate_events(table, _registry(other))
     t_validate = time.perf_counter() - t0
     t0 = time.perf_counter()
-    assert other.write_batch(valid) == n
+    assert other.write_batch(valid).inserted == n
     t_write = time.perf_counter() - t0
     rate = n / t_ingest
     print(

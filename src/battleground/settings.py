@@ -29,15 +29,18 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from battleground._redact import redact_url
 from battleground.errors import SettingsError
 
-__all__ = ["Settings", "quiet_third_party_telemetry"]
+__all__ = ["Settings", "quiet_third_party_telemetry", "resolve_client"]
 
 _TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -102,3 +105,93 @@ class Settings:
         """Create the home folder if it does not exist and return it."""
         self.home.mkdir(parents=True, exist_ok=True)
         return self.home
+
+
+# ---------------------------------------------------------------------------------------------------
+# What a ``client=`` argument points at (used by every layer, so it lives here, below them all)
+# ---------------------------------------------------------------------------------------------------
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
+_FILE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".duckdb")
+
+
+def _is_bare_host(text: str) -> bool:
+    if "/" in text or "\\" in text or text.lower().endswith(_FILE_SUFFIXES) or Path(text).exists():
+        return False
+    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    # A dotted name like db.example.com, or localhost; a plain word is taken as a folder name.
+    return bool(_HOSTNAME.match(text)) and ("." in host or host == "localhost")
+
+
+def resolve_client(client: Any = None) -> Settings:
+    """The :class:`~battleground.settings.Settings` that a ``client=`` argument points at.
+
+    Accepted forms:
+
+    * ``None``: :meth:`Settings.from_env` (``./.battleground`` unless configured);
+    * a :class:`Settings`: itself;
+    * a database URL: ``postgresql://…`` (registry and events there), ``sqlite:///path/registry.db``
+      (events in ``events.duckdb`` beside it) or ``duckdb:///path/events.duckdb`` (registry beside it);
+    * a bare host, IP or ``host:port`` (as in the seed, e.g. ``'127.0.0.1'``): PostgreSQL at that host, database
+      ``battleground``, user ``$PGUSER`` or ``postgres`` (password from ``$PGPASSWORD``/``.pgpass``);
+    * anything else is a folder (created on first use) holding ``registry.db`` and ``events.duckdb``;
+      a path ending in ``.db``/``.sqlite`` names the registry file itself.
+
+    >>> resolve_client("127.0.0.1").registry_url
+    'postgresql://postgres@127.0.0.1:5432/battleground'
+    >>> resolve_client("/tmp/bg").events_url
+    'duckdb:////tmp/bg/events.duckdb'
+    """
+    if client is None:
+        return Settings.from_env()
+    if isinstance(client, Settings):
+        return client
+    if not isinstance(client, str | os.PathLike):
+        raise TypeError(
+            f"client must be None, a Settings, a path, a database URL or a host, got {type(client).__name__}"
+        )
+    env = Settings.from_env()
+    text = os.fspath(client).strip()
+    if not text:
+        raise ValueError("client must not be empty: pass a folder, a database URL or a host")
+    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        url = "postgresql://" + text.split("://", 1)[1]
+        return Settings(env.home, url, url, env.mlflow_uri, env.optuna_storage, env.api_token)
+    if text.startswith("sqlite:///"):
+        folder = Path(text[len("sqlite:///") :]).expanduser().absolute().parent
+        return Settings(
+            folder, text, f"duckdb:///{folder / 'events.duckdb'}",
+            f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.journal"), env.api_token,
+        )
+    if text.startswith("duckdb:///"):
+        folder = Path(text[len("duckdb:///") :]).expanduser().absolute().parent
+        return Settings(
+            folder, f"sqlite:///{folder / 'registry.db'}", text,
+            f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.journal"), env.api_token,
+        )
+    if "://" in text:
+        raise ValueError(
+            f"client URL {text!r} is not supported: use postgresql://, sqlite:/// or duckdb:///, "
+            "a folder path, or a PostgreSQL host"
+        )
+    if _is_bare_host(text):
+        host, _, port = text.partition(":") if text.count(":") == 1 else (text, "", "")
+        user = os.environ.get("PGUSER", "postgres")
+        url = f"postgresql://{user}@{host}:{port or 5432}/battleground"
+        return Settings(env.home, url, url, env.mlflow_uri, env.optuna_storage, env.api_token)
+    path = Path(text).expanduser().absolute()
+    if path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        folder = path.parent
+        registry = f"sqlite:///{path}"
+    else:
+        folder = path
+        registry = f"sqlite:///{folder / 'registry.db'}"
+    return Settings(
+        folder, registry, f"duckdb:///{folder / 'events.duckdb'}",
+        f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.journal"), env.api_token,
+    )

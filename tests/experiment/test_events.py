@@ -316,6 +316,27 @@ def test_idempotent_resend_and_duplicates_within_a_batch(world: World) -> None:
     stored = _stored(world, "dup")
     assert stored["value"].isna().tolist() == [True, True, False]
     assert stored["value"].iloc[2] == 12.5
+    assert (result.duplicates, result.conflicts) == (0, 3)  # the re-sent ids carry another value
+
+
+def test_event_ids_are_per_experiment_and_conflicts_are_counted(world: World) -> None:
+    """The idempotency key is (experiment, event_id): the same id in two experiments is two events."""
+    world.experiment("ids-a")
+    world.experiment("ids-b")
+    a = ingest(world.store, _batch("same", experiment="ids-a"))
+    b = ingest(world.store, _batch("same", experiment="ids-b"))
+    assert (a.inserted, b.inserted, b.duplicates, b.conflicts) == (6, 6, 0, 0)
+    assert count_events(world.store, "ids-a")[0] == count_events(world.store, "ids-b")[0] == 6
+    # An identical re-send is a duplicate; a re-sent id with other content is a conflict, and the
+    # stored row is kept (first write wins), never silently replaced.
+    again = ingest(world.store, _batch("same", experiment="ids-b"))
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 6, 0)
+    changed = _batch("same", experiment="ids-b").assign(user_id=["x1", "u0", "u1", "u1", "u2", "u2"])
+    clash = ingest(world.store, changed)
+    assert (clash.received, clash.inserted, clash.duplicates, clash.conflicts) == (6, 0, 5, 1)
+    assert clash.to_dict()["conflicts"] == 1
+    frame = events_frame(world.store, "ids-b")
+    assert sorted(frame["user_id"]) == ["u0", "u0", "u1", "u1", "u2", "u2"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,7 +365,7 @@ def _simulated_events(experiment: str, seed: int = 3, users: int = 300) -> pd.Da
         exposed = rng.random() < 0.85
         if exposed:
             add(u, variant, "exposure", day0, covariate=cov)
-        if rng.random() < 0.3:  # an event before the exposure (counted: it is in the window)
+        if rng.random() < 0.3:  # an event before the exposure (not counted; a CUPED covariate)
             add(u, variant, "impression", day0 - dt.timedelta(hours=3) if day0 - dt.timedelta(hours=3) >= START else day0)
         for _ in range(int(rng.poisson(3))):
             when = day0 + dt.timedelta(hours=float(rng.uniform(0, 72)))
@@ -365,32 +386,45 @@ def _simulated_events(experiment: str, seed: int = 3, users: int = 300) -> pd.Da
 
 
 def _pandas_sums(events: pd.DataFrame, metric: dict[str, Any], start: dt.datetime | None,
-                 end: dt.datetime | None) -> dict[str, MetricSums]:
-    """The documented definition of the sums, written independently in pandas."""
+                 end: dt.datetime | None, *, lookback_days: float = 14.0) -> dict[str, MetricSums]:
+    """The documented definition of the sums, written independently in pandas: users from their first
+    exposure in the window, users who saw two variants left out, events from the exposure on, the
+    covariate an explicit one or else the metric over the lookback before the exposure."""
     e = events.copy()
     e["value"] = pd.to_numeric(e["value"], errors="coerce")
     e["covariate"] = pd.to_numeric(e["covariate"], errors="coerce")
+    exposures = e[e["event_type"] == "exposure"]
     if start is not None:
-        e = e[e["timestamp"] >= start]
+        exposures = exposures[exposures["timestamp"] >= start]
     if end is not None:
+        exposures = exposures[exposures["timestamp"] < end]
         e = e[e["timestamp"] < end]
+    first = exposures.groupby("user_id").agg(t0=("timestamp", "min"), variant=("variant", "min"),
+                                             arms=("variant", "nunique"))
+    first = first[first["arms"] == 1]
     num, den = metric["numerator"], metric.get("denominator")
-    e = e[e["event_type"].isin({"exposure", num, den} - {None})]
+    e = e[e["event_type"].isin({"exposure", num, den} - {None}) & e["user_id"].isin(first.index)]
+    e = e.join(first[["t0"]], on="user_id")
+    e = e[e["timestamp"] >= e["t0"] - dt.timedelta(days=lookback_days)]
+    after = e["timestamp"] >= e["t0"]
+    before = ~after
     v1 = e["value"].fillna(1.0)
     e = e.assign(
-        exposed=(e["event_type"] == "exposure").astype(int),
-        n=(e["event_type"] == num).astype(float),
-        s=np.where(e["event_type"] == num, v1, 0.0),
-        d=np.where(e["event_type"] == den, v1, 0.0) if den else 0.0,
+        n=((e["event_type"] == num) & after).astype(float),
+        s=np.where((e["event_type"] == num) & after, v1, 0.0),
+        d=np.where((e["event_type"] == den) & after, v1, 0.0) if den else 0.0,
+        pn=((e["event_type"] == num) & before).astype(float),
+        ps=np.where((e["event_type"] == num) & before, v1, 0.0),
     )
-    per_user = e.groupby(["variant", "user_id"]).agg(
-        exposed=("exposed", "max"), n=("n", "sum"), s=("s", "sum"), d=("d", "sum"), c=("covariate", "max"))
-    per_user = per_user[per_user["exposed"] == 1]
-    x = (per_user["n"] > 0).astype(float) if metric["kind"] == "proportion" else per_user["s"]
+    per_user = e.groupby("user_id").agg(n=("n", "sum"), s=("s", "sum"), d=("d", "sum"), pn=("pn", "sum"),
+                                        ps=("ps", "sum"), c=("covariate", "max"))
+    per_user = per_user.join(first[["variant"]])
+    proportion = metric["kind"] == "proportion"
+    x = (per_user["n"] > 0).astype(float) if proportion else per_user["s"]
     y = per_user["d"]
-    c = per_user["c"].fillna(0.0)
+    c = per_user["c"].fillna((per_user["pn"] > 0).astype(float) if proportion else per_user["ps"])
     out = {}
-    for variant, idx in per_user.groupby(level="variant").groups.items():
+    for variant, idx in per_user.groupby("variant").groups.items():
         xv, yv, cv = x.loc[idx], y.loc[idx], c.loc[idx]
         out[str(variant)] = MetricSums(
             str(variant), len(idx), round(per_user.loc[idx, "n"].sum()), float(xv.sum()), float((xv**2).sum()),
@@ -430,6 +464,7 @@ def test_metric_sums_match_pandas(world: World) -> None:
             _assert_sums(got, _pandas_sums(events, metric, start, end))
     # Some users really have covariates, ratios and pre-exposure events, so every sum was exercised.
     ctr = metric_sums(world.store, "sums", "ctr")
+    assert len(events[events["event_type"] == "impression"]) > sum(s.sum_y for s in ctr)  # some came before
     assert all(s.sum_y > 0 and s.sum_xy > 0 and s.sum_xc > 0 for s in ctr)
     # Dates and ISO strings work as window bounds too.
     # (DuckDB sums floats in parallel, so two runs of one query may differ in the last bits.)
@@ -485,3 +520,121 @@ def test_duckdb_and_postgresql_give_equal_sums(settings: Settings, postgres_sett
         assert day_a == day_b
         _assert_same(last_a, last_b)
     assert duck.to_arrow().equals(pg.to_arrow())
+
+
+# --------------------------------------------------------------------------------------------------
+# Which events count: first exposure, conversion window, multiple exposures, CUPED covariates, shifts
+# --------------------------------------------------------------------------------------------------
+
+
+def _rows(experiment: str, spec: list[tuple[str, str, str, dt.datetime, float | None]]) -> pd.DataFrame:
+    """Events from (user, variant, event_type, time, value) tuples."""
+    return pd.DataFrame({
+        "event_id": [f"{experiment}-{i}" for i in range(len(spec))], "experiment": experiment,
+        "variant": [r[1] for r in spec], "user_id": [r[0] for r in spec], "event_type": [r[2] for r in spec],
+        "timestamp": [r[3] for r in spec], "value": pd.Series([r[4] for r in spec], dtype=object),
+    })
+
+
+def test_variance_is_exact_when_the_mean_dwarfs_the_spread(world: World) -> None:
+    """x = 1e8 + N(0, 1): raw Σx² keeps no digit of the variance; the shifted sums keep them all."""
+    world.experiment("huge", metrics=[{"name": "revenue", "kind": "mean", "numerator": "purchase"}])
+    rng = np.random.default_rng(11)
+    values = {"control": 1e8 + rng.normal(0, 1, 400), "treatment": 1e8 + 0.5 + rng.normal(0, 1, 400)}
+    spec = []
+    for v, xs in values.items():
+        for i, x in enumerate(xs):
+            when = START + dt.timedelta(hours=i % 48)
+            spec += [(f"{v}{i}", v, "exposure", when, None), (f"{v}{i}", v, "purchase", when, float(x))]
+    ingest(world.store, _rows("huge", spec))
+    for s in metric_sums(world.store, "huge", "revenue", shifted=True):
+        want = values[s.variant]
+        assert s.users == 400
+        assert s.mean == pytest.approx(want.mean(), rel=1e-15)
+        assert s.var == pytest.approx(want.var(ddof=1), rel=1e-9)
+        # the same from the fields, as statistics read them: (Σx'² − (Σx')²/n)/(n − 1) around the shift
+        assert (s.sum_x2 - s.sum_x**2 / s.users) / (s.users - 1) == pytest.approx(want.var(ddof=1), rel=1e-9)
+        assert abs(s.shift - 1e8) < 1.0
+    raw = metric_sums(world.store, "huge", "revenue")  # the seed's raw sums are still there on request
+    assert raw[0].shift == 0.0 and raw[0].sum_x == pytest.approx(values["control"].sum(), rel=1e-15)
+
+
+def test_events_count_from_the_first_exposure_within_the_window(world: World) -> None:
+    metrics = [{"name": "buy", "kind": "proportion", "numerator": "purchase", "conversion_window_days": 7},
+               {"name": "spend", "kind": "mean", "numerator": "purchase"}]
+    world.experiment("window", metrics=metrics)
+    assert world.registry.get("window").metric("buy").conversion_window_days == 7.0
+    day = START + dt.timedelta(days=2)
+    spec = [
+        ("a", "control", "purchase", day - dt.timedelta(hours=1), 10.0),  # before exposure: never counts
+        ("a", "control", "exposure", day, None),
+        ("b", "control", "exposure", day, None),
+        ("b", "control", "purchase", day + dt.timedelta(days=8), 5.0),  # after the 7-day window of "buy"
+        ("c", "treatment", "exposure", day, None),
+        ("c", "treatment", "purchase", day + dt.timedelta(days=6), 3.0),  # inside the window
+        ("d", "treatment", "exposure", day, None),
+        ("d", "treatment", "exposure", day + dt.timedelta(days=1), None),  # a second exposure: one user
+    ]
+    ingest(world.store, _rows("window", spec))
+    buy = metric_sums(world.store, "window", "buy")
+    assert [(s.variant, s.users, s.sum_x) for s in buy] == [("control", 2, 0.0), ("treatment", 2, 1.0)]
+    spend = metric_sums(world.store, "window", "spend")
+    assert [(s.users, s.events, s.sum_x) for s in spend] == [(2, 1, 5.0), (2, 1, 3.0)]
+    # Counting from the exposure holds in the daily series too, whose last day is the whole window.
+    _assert_same(daily_metric_sums(world.store, "window", "buy")[-1][1], buy)
+    with pytest.raises(ValueError, match="conversion_window_days"):
+        world.registry.add_metric("window", "bad", "proportion", "purchase", conversion_window_days=-1)
+
+
+def test_users_exposed_to_several_variants(world: World) -> None:
+    """Excluded from both arms by default, counted and reported; 'first' and 'keep' on request."""
+    world.experiment("multi", metrics=[{"name": "buy", "kind": "proportion", "numerator": "purchase"}])
+    day = START + dt.timedelta(days=1)
+    spec = [
+        ("m", "treatment", "exposure", day, None),
+        ("m", "control", "exposure", day + dt.timedelta(hours=1), None),
+        ("m", "control", "purchase", day + dt.timedelta(hours=2), None),
+        ("c1", "control", "exposure", day, None), ("c2", "control", "exposure", day, None),
+        ("t1", "treatment", "exposure", day, None), ("t1", "treatment", "purchase", day, None),
+        ("t2", "treatment", "exposure", day, None),
+    ]
+    ingest(world.store, _rows("multi", spec))
+    exp = world.registry.get("multi")
+    query = [("proportion", "purchase", None)]
+    found = world.store.experiment_sums(exp.id, query, variants=exp.variant_names)
+    assert (found.exposed_users, found.multiple_exposure_users) == (5, 1)
+    assert found.multiple_exposure_share == pytest.approx(0.2)
+    assert [(s.variant, s.users, s.sum_x) for s in found.metrics[0]] == [("control", 2, 0.0), ("treatment", 2, 1.0)]
+    first = world.store.experiment_sums(exp.id, query, variants=exp.variant_names, multiple_exposures="first")
+    assert [(s.users, s.sum_x) for s in first.metrics[0]] == [(2, 0.0), (3, 2.0)]  # m is treatment's
+    keep = world.store.experiment_sums(exp.id, query, variants=exp.variant_names, multiple_exposures="keep")
+    assert [(s.users, s.sum_x) for s in keep.metrics[0]] == [(3, 1.0), (3, 1.0)]
+    assert (keep.exposed_users, keep.multiple_exposure_users) == (5, 1)
+    daily = world.store.daily_experiment_sums(exp.id, query, variants=exp.variant_names)
+    assert (daily[-1][1].exposed_users, daily[-1][1].multiple_exposure_users) == (5, 1)
+    assert [s.users for s in daily[-1][1].metrics[0]] == [2, 2]
+    with pytest.raises(ValueError, match="multiple_exposures must be one of"):
+        world.store.experiment_sums(exp.id, query, multiple_exposures="both")
+
+
+def test_cuped_covariate_is_the_metric_before_the_first_exposure(world: World) -> None:
+    metrics = [{"name": "spend", "kind": "mean", "numerator": "purchase"},
+               {"name": "spend2", "kind": "mean", "numerator": "purchase", "cuped_lookback_days": 2}]
+    world.experiment("cuped", metrics=metrics)
+    day = START + dt.timedelta(days=10)
+    spec = [
+        ("a", "control", "purchase", day - dt.timedelta(days=3), 4.0),   # in the 14-day lookback only
+        ("a", "control", "purchase", day - dt.timedelta(days=1), 6.0),   # in both lookbacks
+        ("a", "control", "exposure", day, None),
+        ("a", "control", "purchase", day + dt.timedelta(hours=1), 9.0),
+        ("b", "control", "exposure", day, None),
+        ("c", "treatment", "purchase", day - dt.timedelta(days=9), 1.0),
+        ("c", "treatment", "exposure", day, None),
+        ("d", "treatment", "exposure", day, None),
+    ]
+    ingest(world.store, _rows("cuped", spec))
+    for name, c_a, c_c in (("spend", 10.0, 1.0), ("spend2", 6.0, 0.0)):
+        ctrl, treat = metric_sums(world.store, "cuped", name)
+        assert (ctrl.sum_c, ctrl.sum_c2, ctrl.sum_xc) == pytest.approx((c_a, c_a**2, 9.0 * c_a)), name
+        assert (treat.sum_c, treat.sum_c2, treat.sum_xc) == pytest.approx((c_c, c_c**2, 0.0)), name
+        assert ctrl.sum_x == 9.0 and ctrl.events == 1  # the pre-exposure purchases are no outcome

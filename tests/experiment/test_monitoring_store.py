@@ -217,3 +217,68 @@ def test_cli_check(settings: Settings) -> None:
     assert sc.registry.get(sc.id).status == "stopped"
     again = CliRunner().invoke(app, ["experiment", "check"], env=_env(settings))
     assert again.exit_code == 0 and "no running experiments" in again.output
+
+
+# --------------------------------------------------------------------------------------------------
+# The experiment source: exposure check and CUPED from the same scan (both backends)
+# --------------------------------------------------------------------------------------------------
+
+
+def _cuped_world(s: Settings) -> tuple[Monitor, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Users with spend before their exposure (the covariate) and after it, correlated; one user exposed
+    to both variants. Returns the monitor and the per-variant (post, pre) arrays of the analysed users."""
+    from battleground.experiment.events import ingest
+    from battleground.experiment.register import Registry
+    from battleground.storage.events import open_event_store
+
+    registry = Registry(s.registry_url)
+    exp = registry.create_experiment("cuped-src", metrics=[{"name": "spend", "kind": "mean", "numerator": "purchase"}],
+                                     start_at=START)
+    registry.start(exp.id)
+    rng = np.random.default_rng(5)
+    rows, arrays = [], {}
+    t0 = START + dt.timedelta(days=15)
+    for v, lift in (("control", 0.0), ("treatment", 1.0)):
+        pre = rng.gamma(2.0, 5.0, 300)
+        post = pre * 0.8 + rng.normal(0, 2, 300) + 5 + lift
+        arrays[v] = (post, pre)
+        for i in range(300):
+            u = f"{v}-{i}"
+            rows += [(u, v, "purchase", t0 - dt.timedelta(days=3), float(pre[i])),
+                     (u, v, "exposure", t0, None), (u, v, "purchase", t0 + dt.timedelta(days=1), float(post[i]))]
+    rows += [("both", "control", "exposure", t0, None), ("both", "treatment", "exposure", t0, None)]
+    ingest(open_event_store(s), pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(len(rows))], "experiment": "cuped-src", "user_id": [r[0] for r in rows],
+        "variant": [r[1] for r in rows], "event_type": [r[2] for r in rows], "timestamp": [r[3] for r in rows],
+        "value": pd.Series([r[4] for r in rows], dtype=object)}))
+    return Monitor(client=s).put_experiment_id(experiment_id="cuped-src"), arrays
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_cuped_and_exposure_check_from_the_source(backend: str, settings: Settings,
+                                                  request: pytest.FixtureRequest) -> None:
+    from battleground.experiment._source import cuped_comparisons, exposure_check
+
+    s = settings if backend == "duckdb" else request.getfixturevalue("postgres_settings")
+    monitor, arrays = _cuped_world(s)
+    info = monitor.experiment()
+    found = monitor.backend.experiment_sums(info, None, None)
+    check = exposure_check(found)
+    assert (check.exposed_users, check.multiple_exposure_users, check.policy) == (601, 1, "exclude")
+    assert check.share == pytest.approx(1 / 601) and check.status == "ok"
+    (cmp,) = cuped_comparisons([(m.name, m.kind) for m in info.metrics], found, control="control")
+    (post_c, pre_c), (post_t, pre_t) = arrays["control"], arrays["treatment"]
+    want = stats.cuped_test((post_c, pre_c), (post_t, pre_t), relative=True)
+    plain = stats.compare_means(post_c, post_t, relative=True)
+    for got, ref in ((cmp.adjusted, want), (cmp.unadjusted, plain)):
+        for f in ("estimate", "se", "p_value", "ci_lower", "ci_upper"):
+            assert getattr(got, f) == pytest.approx(getattr(ref, f), rel=1e-9), f
+    assert cmp.adjusted.se < 0.7 * cmp.unadjusted.se  # the covariate explains most of the variance
+    assert cmp.pre_period_p_value == pytest.approx(stats.compare_means(pre_c, pre_t).p_value, rel=1e-9)
+    # The seed frame comes from the same sums, the excluded user in no arm.
+    frame = monitor.get_abtest_result()
+    assert list(frame["users"]) == [300, 300]
+    keep = Monitor(client=s, multiple_exposures="keep").put_experiment_id(experiment_id="cuped-src")
+    assert list(keep.get_abtest_result()["users"]) == [301, 301]
+    with pytest.raises(ValueError, match="multiple_exposures must be one of"):
+        Monitor(client=s, multiple_exposures="all").put_experiment_id(experiment_id="cuped-src")

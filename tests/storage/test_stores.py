@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from battleground.errors import StorageError
 from battleground.experiment.events import ingest, open_event_store
 from battleground.experiment.register import Registry
 from battleground.settings import Settings
@@ -44,7 +45,7 @@ def test_postgres_events_table_compares_bytes(postgres_settings: Settings) -> No
         "SELECT column_name, collation_name FROM information_schema.columns "
         "WHERE table_name = 'events' AND data_type = 'character varying' ORDER BY column_name", {})
     assert rows == [("event_id", "C"), ("event_type", "C"), ("user_id", "C"), ("variant", "C")]
-    assert "PRIMARY KEY" in schema("postgresql") and "PRIMARY KEY" not in schema("duckdb")
+    assert "PRIMARY KEY (experiment_id, event_id)" in schema("postgresql") and "PRIMARY KEY" not in schema("duckdb")
     with pytest.raises(ValueError, match="backend must be"):
         schema("sqlite")
 
@@ -120,3 +121,90 @@ def test_nested_and_threaded_use_of_the_embedded_store(settings: Settings) -> No
     assert table.column_names == ["event_id", "experiment_id", "variant", "user_id", "event_type", "ts",
                                   "value", "covariate"]
     assert pc.sum(table.column("experiment_id")).as_py() == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Migrating stores written before events were keyed per experiment
+# --------------------------------------------------------------------------------------------------
+
+_OLD_EVENTS = """
+CREATE TABLE events (
+    event_id {text} NOT NULL{pk}, experiment_id INTEGER NOT NULL, variant {text} NOT NULL,
+    user_id {text} NOT NULL, event_type {text} NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE PRECISION,
+    covariate DOUBLE PRECISION
+)"""
+_OLD_ROW = "INSERT INTO events VALUES ('1', 1, 'control', 'u1', 'exposure', TIMESTAMP '2022-03-02 10:00:00', NULL, NULL)"
+
+
+def _event(experiment_id: int, event_id: str = "1", user: str = "u1") -> pa.Table:
+    from battleground.storage._arrow import EVENT_SCHEMA
+
+    return pa.Table.from_pylist([{
+        "event_id": event_id, "experiment_id": experiment_id, "variant": "control", "user_id": user,
+        "event_type": "exposure", "ts": dt.datetime(2022, 3, 2, 10), "value": None, "covariate": None,
+    }], schema=EVENT_SCHEMA)
+
+
+def _pg_key(url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+            "AND a.attnum = ANY (c.conkey) WHERE c.conrelid = 'events'::regclass AND c.contype = 'p' "
+            "ORDER BY array_position(c.conkey, a.attnum)").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_duckdb_store_of_the_old_layout_is_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    from battleground.storage._duckdb import DuckDBEventStore
+    from battleground.storage._events_sql import DUCKDB_VERSION
+
+    path = tmp_path / "events.duckdb"
+    with duckdb.connect(str(path)) as con:  # a file as battleground wrote it before the migration step
+        con.execute(_OLD_EVENTS.format(text="VARCHAR", pk=""))
+        con.execute(_OLD_ROW)
+    store = DuckDBEventStore(f"duckdb:///{path}")
+    assert store.count(1) == 1
+    with store.connection() as con:
+        assert con.execute("SELECT version FROM battleground_schema").fetchall() == [(DUCKDB_VERSION,)]
+    assert store.write_batch(_event(2)).inserted == 1  # the same id in another experiment
+    assert store.write_batch(_event(1)).duplicates == 1
+    assert store.write_batch(_event(1, user="u2")).conflicts == 1
+    assert (store.count(1), store.count(2)) == (1, 1)
+    with store.connection() as con:  # a file of a newer layout is refused, not misread
+        con.execute("UPDATE battleground_schema SET version = 99")
+    with pytest.raises(StorageError, match="layout version 99"):
+        store.count()
+
+
+def test_postgres_store_of_the_old_layout_is_migrated(postgres_url: str) -> None:
+    import psycopg
+
+    from battleground.storage._postgres import PostgresEventStore
+
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(_OLD_EVENTS.format(text='VARCHAR COLLATE "C"', pk=" PRIMARY KEY"))
+        conn.execute(_OLD_ROW)
+    assert _pg_key(postgres_url) == ["event_id"]
+    store = PostgresEventStore(postgres_url)
+    assert store.count(1) == 1
+    assert _pg_key(postgres_url) == ["experiment_id", "event_id"]
+    assert store.write_batch(_event(2)).inserted == 1
+    assert store.write_batch(_event(1)).duplicates == 1
+    assert store.write_batch(_event(1, user="u2")).conflicts == 1
+    assert (store.count(1), store.count(2)) == (1, 1)
+
+
+def test_registry_migration_rekeys_a_shared_events_table(postgres_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(_OLD_EVENTS.format(text='VARCHAR COLLATE "C"', pk=" PRIMARY KEY"))
+        conn.execute(_OLD_ROW)
+    registry_engine(postgres_url)  # runs the Alembic revisions up to the head
+    assert _pg_key(postgres_url) == ["experiment_id", "event_id"]
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchall() == [(1,)]

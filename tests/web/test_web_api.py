@@ -190,11 +190,14 @@ def test_right_token_ingests_idempotently(client: Any, seeded: Any) -> None:
     del batch["events"][4]["experiment_id"]
     r = client.post("/api/events", json=batch, headers=AUTH)
     assert r.status_code == 200, r.text
-    assert r.json() == {"received": 10, "inserted": 10, "duplicates": 0}
+    assert r.json() == {"received": 10, "inserted": 10, "duplicates": 0, "conflicts": 0}
     assert _count(seeded) == before + 10
     again = client.post("/api/events", json=batch, headers=AUTH).json()
-    assert again == {"received": 10, "inserted": 0, "duplicates": 10}
+    assert again == {"received": 10, "inserted": 0, "duplicates": 10, "conflicts": 0}
     assert _count(seeded) == before + 10
+    batch["events"][0]["value"] = 99.0  # a re-sent id with other content: reported, the stored one kept
+    clash = client.post("/api/events", json=batch, headers=AUTH).json()
+    assert clash == {"received": 10, "inserted": 0, "duplicates": 9, "conflicts": 1}
     users = client.get("/api/experiments/ingest-target").json()["summary"]["users"]
     assert sum(users.values()) >= 10
 

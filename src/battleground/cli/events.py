@@ -26,6 +26,8 @@ def ingest_command(
         result = ingest(open_event_store(load_settings()), file, experiment=key)
         console.print(
             f"received {result.received:,} · inserted {result.inserted:,} · duplicates {result.duplicates:,}"
+            + (f" · conflicts {result.conflicts:,} (re-sent ids with other content; the stored events were kept)"
+               if result.conflicts else "")
         )
 
 

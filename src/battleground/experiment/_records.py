@@ -66,6 +66,10 @@ class MetricRecord:
         numerator, denominator: event types; ``denominator`` only for ratio metrics.
         direction: ``increase`` when higher is better, ``decrease`` otherwise.
         guardrail: a metric that must not get worse; primary: the decision metric.
+        conversion_window_days: count a user's events in [first exposure, + this many days); ``None``:
+            until the end of the analysis window. Events before the first exposure never count.
+        cuped_lookback_days: the CUPED covariate is this metric over the days before the user's first
+            exposure (default 14); ``None`` or 0: no pre-period covariate.
     """
 
     name: str
@@ -75,6 +79,8 @@ class MetricRecord:
     direction: str = "increase"
     guardrail: bool = False
     primary: bool = False
+    conversion_window_days: float | None = None
+    cuped_lookback_days: float | None = 14.0
 
     @property
     def higher_is_better(self) -> bool:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
     from battleground.experiment._records import ExperimentRecord
     from battleground.settings import Settings
+    from battleground.storage._sums_sql import MetricQuery
+    from battleground.storage.sums import ExperimentSums
 
 __all__ = [
     "EndConditionReport",
@@ -167,6 +169,9 @@ class Monitor:
         correction: multiple-testing correction across metrics × variants ("holm", "bh", "none").
         source: where experiments and sums come from, an :class:`ExperimentSource`; default: the
             registry and event store that ``client`` points at.
+        multiple_exposures: users exposed to more than one variant are ``"exclude"``-d from every arm
+            (default), counted in the variant of their ``"first"`` exposure, or counted in each variant
+            they saw (``"keep"``); their number is reported either way (``ExperimentSums``).
     """
 
     def __init__(
@@ -177,8 +182,10 @@ class Monitor:
         mixing_sd: float = 0.1,
         correction: str = "holm",
         source: ExperimentSource | None = None,
+        multiple_exposures: str = "exclude",
     ) -> None:
         self.client = client
+        self.multiple_exposures = multiple_exposures
         self.alpha = alpha
         self.mixing_sd = mixing_sd
         self.correction = correction
@@ -190,7 +197,8 @@ class Monitor:
     @property
     def backend(self) -> ExperimentSource:
         if self._backend_ is None:
-            self._backend_ = self.source if self.source is not None else _Backend(self.client)
+            self._backend_ = (self.source if self.source is not None
+                              else _Backend(self.client, multiple_exposures=self.multiple_exposures))
         return self._backend_
 
     def put_experiment_id(
@@ -408,6 +416,9 @@ class ExperimentSource(Protocol):
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]: ...
 
+    # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
+    # exact shifted sums with the exposure check and CUPED covariates, from the same scan.
+
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]: ...
@@ -420,12 +431,15 @@ class ExperimentSource(Protocol):
 class _Backend:
     """Reads experiments from the registry and sums from the event store; stops and records.
 
-    Sums come from the store's ``sums``/``daily_sums`` (one SQL query per metric), or from one query for
-    all metrics (``sums_many``/``daily_sums_many``).
+    All metrics of an experiment come from one SQL scan (``experiment_sums``/``daily_experiment_sums``);
+    ``multiple_exposures`` is the policy for users exposed to several variants.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, multiple_exposures: str = "exclude") -> None:
+        from battleground.experiment._source import check_multiple_exposures
         from battleground.settings import Settings
+
+        self.multiple_exposures = check_multiple_exposures(multiple_exposures)
 
         if isinstance(client, Settings):
             self.settings = client
@@ -467,34 +481,56 @@ class _Backend:
         self._records[rec.id] = rec
         return _info_from_registry(rec)
 
-    def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[tuple[str, str, str | None]]]:
+    def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[MetricQuery]]:
+        from battleground.experiment._source import metric_query
+
         rec = self._records.get(info.id) or self.registry.get(info.id)
-        return rec, [(m.kind, m.numerator, m.denominator) for m in rec.metrics]
+        return rec, [metric_query(m) for m in rec.metrics]
+
+    def experiment_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> ExperimentSums:
+        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates."""
+        rec, defs = self._definitions(info)
+        if not defs:
+            from battleground.storage.sums import ExperimentSums
+
+            return ExperimentSums((), multiple_exposures=self.multiple_exposures)
+        return self.store.experiment_sums(rec.id, defs, start, end, rec.variant_names,
+                                          multiple_exposures=self.multiple_exposures)
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
+        return sums_by_metric(info, self.experiment_sums(info, start, end))
+
+    def daily_experiment_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, ExperimentSums]]:
         rec, defs = self._definitions(info)
         if not defs:
-            return {}
-        per_metric = self.store.sums_many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
-        return {m.name: list(arms) for m, arms in zip(rec.metrics, per_metric, strict=True)}
+            return []
+        series = self.store.daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
+                                                  multiple_exposures=self.multiple_exposures)
+        return [(_as_date(day), found) for day, found in series]
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
-        rec, defs = self._definitions(info)
-        if not defs:
-            return []
-        series = self.store.daily_sums_many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
-        return [(_as_date(day), {m.name: list(a) for m, a in zip(rec.metrics, per_metric, strict=True)})
-                for day, per_metric in series]
+        return [(day, sums_by_metric(info, found)) for day, found in self.daily_experiment_sums(info, start, end)]
 
     def stop(self, experiment_id: int, reason: str) -> None:
         self.registry.stop(experiment_id, reason=reason)
 
     def record(self, experiment_id: int, message: str) -> None:
         self.registry.record(experiment_id, "srm_alert", message)
+
+
+def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:
+    """``{metric name: per-variant sums}`` as :func:`battleground.stats.analyze_metrics` reads them."""
+    from battleground.experiment._source import for_stats
+
+    return {m.name: for_stats(arms) for m, arms in zip(info.metrics, sums.metrics, strict=True)}
 
 
 def _as_date(day: Any) -> dt.date:

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-import ipaddress
 import math
 import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from battleground._redact import redact_url
@@ -47,7 +45,7 @@ from battleground.experiment._records import (
     RegistryRuleError,
     VariantRecord,
 )
-from battleground.settings import Settings
+from battleground.settings import Settings, resolve_client  # resolve_client: the seed's path
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -77,92 +75,6 @@ _UNSET: Any = object()
 # ---------------------------------------------------------------------------------------------------
 # client= → Settings
 # ---------------------------------------------------------------------------------------------------
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
-_FILE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".duckdb")
-
-
-def _is_bare_host(text: str) -> bool:
-    if "/" in text or "\\" in text or text.lower().endswith(_FILE_SUFFIXES) or Path(text).exists():
-        return False
-    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        pass
-    # A dotted name like db.example.com, or localhost; a plain word is taken as a folder name.
-    return bool(_HOSTNAME.match(text)) and ("." in host or host == "localhost")
-
-
-def resolve_client(client: Any = None) -> Settings:
-    """The :class:`~battleground.settings.Settings` that a ``client=`` argument points at.
-
-    Accepted forms:
-
-    * ``None``: :meth:`Settings.from_env` (``./.battleground`` unless configured);
-    * a :class:`Settings`: itself;
-    * a database URL: ``postgresql://…`` (registry and events there), ``sqlite:///path/registry.db``
-      (events in ``events.duckdb`` beside it) or ``duckdb:///path/events.duckdb`` (registry beside it);
-    * a bare host, IP or ``host:port`` (as in the seed, e.g. ``'127.0.0.1'``): PostgreSQL at that host, database
-      ``battleground``, user ``$PGUSER`` or ``postgres`` (password from ``$PGPASSWORD``/``.pgpass``);
-    * anything else is a folder (created on first use) holding ``registry.db`` and ``events.duckdb``;
-      a path ending in ``.db``/``.sqlite`` names the registry file itself.
-
-    >>> resolve_client("127.0.0.1").registry_url
-    'postgresql://postgres@127.0.0.1:5432/battleground'
-    >>> resolve_client("/tmp/bg").events_url
-    'duckdb:////tmp/bg/events.duckdb'
-    """
-    if client is None:
-        return Settings.from_env()
-    if isinstance(client, Settings):
-        return client
-    if not isinstance(client, str | os.PathLike):
-        raise TypeError(
-            f"client must be None, a Settings, a path, a database URL or a host, got {type(client).__name__}"
-        )
-    env = Settings.from_env()
-    text = os.fspath(client).strip()
-    if not text:
-        raise ValueError("client must not be empty: pass a folder, a database URL or a host")
-    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        url = "postgresql://" + text.split("://", 1)[1]
-        return Settings(env.home, url, url, env.mlflow_uri, env.optuna_storage, env.api_token)
-    if text.startswith("sqlite:///"):
-        folder = Path(text[len("sqlite:///") :]).expanduser().absolute().parent
-        return Settings(
-            folder, text, f"duckdb:///{folder / 'events.duckdb'}",
-            f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.journal"), env.api_token,
-        )
-    if text.startswith("duckdb:///"):
-        folder = Path(text[len("duckdb:///") :]).expanduser().absolute().parent
-        return Settings(
-            folder, f"sqlite:///{folder / 'registry.db'}", text,
-            f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.journal"), env.api_token,
-        )
-    if "://" in text:
-        raise ValueError(
-            f"client URL {text!r} is not supported: use postgresql://, sqlite:/// or duckdb:///, "
-            "a folder path, or a PostgreSQL host"
-        )
-    if _is_bare_host(text):
-        host, _, port = text.partition(":") if text.count(":") == 1 else (text, "", "")
-        user = os.environ.get("PGUSER", "postgres")
-        url = f"postgresql://{user}@{host}:{port or 5432}/battleground"
-        return Settings(env.home, url, url, env.mlflow_uri, env.optuna_storage, env.api_token)
-    path = Path(text).expanduser().absolute()
-    if path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
-        folder = path.parent
-        registry = f"sqlite:///{path}"
-    else:
-        folder = path
-        registry = f"sqlite:///{folder / 'registry.db'}"
-    return Settings(
-        folder, registry, f"duckdb:///{folder / 'events.duckdb'}",
-        f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.journal"), env.api_token,
-    )
-
 
 # ---------------------------------------------------------------------------------------------------
 # Parsing helpers
@@ -292,7 +204,8 @@ def _normalize_metric(metric: Any) -> MetricRecord:
     if isinstance(metric, MetricRecord):
         record = metric
     elif isinstance(metric, Mapping):
-        allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary"}
+        allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
+                   "conversion_window_days", "cuped_lookback_days"}
         unknown = set(metric) - allowed
         if unknown:
             raise RegistryError(f"metric {metric!r} has unknown key(s) {sorted(unknown)}; use {sorted(allowed)}")
@@ -304,6 +217,8 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             denominator=None if metric.get("denominator") is None else str(metric["denominator"]),
             direction=str(metric.get("direction", "increase")),
             guardrail=bool(metric.get("guardrail", False)), primary=bool(metric.get("primary", False)),
+            conversion_window_days=_days(metric, "conversion_window_days", None),
+            cuped_lookback_days=_days(metric, "cuped_lookback_days", 14.0),
         )
     else:
         raise RegistryError(f"a metric must be a dict or a MetricRecord, got {metric!r}")
@@ -327,7 +242,28 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             "only ratio metrics have a denominator", record.denominator,
             f"metric {record.name!r} is a {record.kind}: drop denominator= or use kind='ratio'",
         )
+    window, lookback = record.conversion_window_days, record.cuped_lookback_days
+    if window is not None and not (isinstance(window, int | float) and 0 < window <= 3650):
+        raise RegistryRuleError(
+            "conversion window in (0, 3650] days", window,
+            f"metric {record.name!r}: give conversion_window_days > 0 (e.g. 7), or None for no window",
+        )
+    if lookback is not None and not (isinstance(lookback, int | float) and 0 <= lookback <= 3650):
+        raise RegistryRuleError(
+            "CUPED lookback in [0, 3650] days", lookback,
+            f"metric {record.name!r}: give cuped_lookback_days >= 0 (default 14), or None for no covariate",
+        )
     return record
+
+
+def _days(metric: Mapping[str, Any], key: str, default: float | None) -> float | None:
+    """A metric's optional number of days (``None`` stays ``None``)."""
+    value = metric.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RegistryRuleError(f"{key} is a number of days", value, f"give {key} as a number (e.g. 7) or None")
+    return float(value)
 
 
 def _check_metrics(metrics: Sequence[MetricRecord]) -> None:
@@ -423,7 +359,9 @@ class Registry:
             id=row.id, name=row.name, status=row.status, salt=row.salt, traffic=row.traffic,
             variants=tuple(VariantRecord(v.name, v.weight, v.is_control) for v in row.variants),
             metrics=tuple(
-                MetricRecord(m.name, m.kind, m.numerator, m.denominator, m.direction, m.guardrail, m.primary)
+                MetricRecord(m.name, m.kind, m.numerator, m.denominator, m.direction, m.guardrail, m.primary,
+                             conversion_window_days=m.conversion_window_days,
+                             cuped_lookback_days=m.cuped_lookback_days)
                 for m in row.metrics
             ),
             end_conditions=EndConditions(ec.target_sample_size, ec.max_duration_days, ec.sequential)
@@ -533,6 +471,7 @@ class Registry:
                 MetricRow(
                     name=m.name, kind=m.kind, numerator=m.numerator, denominator=m.denominator,
                     direction=m.direction, guardrail=m.guardrail, primary=m.primary, position=i,
+                    conversion_window_days=m.conversion_window_days, cuped_lookback_days=m.cuped_lookback_days,
                 )
                 for i, m in enumerate(metric_records)
             ]
@@ -726,6 +665,8 @@ class Registry:
         direction: str = "increase",
         guardrail: bool = False,
         primary: bool = False,
+        conversion_window_days: float | None = None,
+        cuped_lookback_days: float | None = 14.0,
         actor: str | None = None,
     ) -> ExperimentRecord:
         """Add a metric (allowed until archived; the sums are computed from events at query time)."""
@@ -737,6 +678,7 @@ class Registry:
             record = _normalize_metric({
                 "name": name, "kind": kind, "numerator": numerator if numerator is not None else name,
                 "denominator": denominator, "direction": direction, "guardrail": guardrail, "primary": primary,
+                "conversion_window_days": conversion_window_days, "cuped_lookback_days": cuped_lookback_days,
             })
         with self._session() as session:
             row = self._row(session, key, lock=True)
@@ -746,6 +688,8 @@ class Registry:
                 name=record.name, kind=record.kind, numerator=record.numerator,
                 denominator=record.denominator, direction=record.direction,
                 guardrail=record.guardrail, primary=record.primary, position=len(row.metrics),
+                conversion_window_days=record.conversion_window_days,
+                cuped_lookback_days=record.cuped_lookback_days,
             ))
             row.updated_at = _now()
             self._audit(session, row, "add_metric", {"metric": record}, actor)
@@ -951,7 +895,8 @@ class RegisterExperiment:
         return self.registry.set_end_conditions(self._require(), actor=self.actor, **values)
 
     def add_metric(self, metric: Mapping[str, Any] | None = None, **fields: Any) -> ExperimentRecord:
-        """Add a metric: ``{"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary"}``."""
+        """Add a metric: ``{"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
+        "conversion_window_days", "cuped_lookback_days"}``."""
         return self.registry.add_metric(self._require(), {**dict(metric or {}), **fields}, actor=self.actor)
 
     def set_variants(self, variants: Any) -> ExperimentRecord:

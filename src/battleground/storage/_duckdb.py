@@ -9,9 +9,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground.storage._events_sql import COLUMNS, render, schema
+from battleground.errors import StorageError
+from battleground.storage._events_sql import (
+    COLUMNS,
+    DUCKDB_VERSION,
+    KEY,
+    conflicts_sql,
+    render,
+    schema,
+)
 from battleground.storage._filelock import StoreLockedError, exclusive_lock
-from battleground.storage.events import EventStore, has_duplicate_ids
+from battleground.storage.events import EventStore, WriteResult, has_duplicate_ids
 
 if TYPE_CHECKING:
     import duckdb
@@ -30,8 +38,9 @@ class DuckDBEventStore(EventStore):
     Concurrency rule: every operation opens the file inside an exclusive lock on ``<file>.lock`` and
     closes it afterwards; other processes wait up to ``lock_timeout`` seconds (default 60, or
     ``$BATTLEGROUND_LOCK_TIMEOUT``) and then get a :class:`StoreLockedError` naming the holder.
-    Idempotency: a batch is inserted with an anti-join on ``event_id`` inside one transaction, which
-    is exact because no other writer can run at the same time. DuckDB writes a transaction to its
+    Idempotency: a batch is inserted with an anti-join on ``(experiment_id, event_id)`` inside one
+    transaction, which is exact because no other writer can run at the same time. Layout changes are
+    applied when a file is opened (:func:`migrate`). DuckDB writes a transaction to its
     write-ahead log at commit, so a writer killed before the commit leaves nothing behind.
     """
 
@@ -64,13 +73,14 @@ class DuckDBEventStore(EventStore):
                 ) from exc
             try:
                 con.execute(schema("duckdb"))
+                migrate(con)
                 _open[key] = con
                 yield con
             finally:
                 _open.pop(key, None)
                 con.close()
 
-    def _write(self, table: pa.Table) -> int:
+    def _write(self, table: pa.Table) -> WriteResult:
         # One transaction for the whole batch, inserted in chunks of about a million rows (the anti-join
         # of each chunk sees the chunks before it, so ids repeated across chunks are skipped too).
         duplicates = has_duplicate_ids(table)
@@ -80,6 +90,8 @@ class DuckDBEventStore(EventStore):
 
             table = table.append_column("bg_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
         cols = ", ".join(COLUMNS)
+        keys = ", ".join(KEY)
+        same = " AND ".join(f"e.{c} = b.{c}" for c in KEY)
         with self.connection() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -89,11 +101,11 @@ class DuckDBEventStore(EventStore):
                     sql = f"""
                         INSERT INTO events ({cols})
                         SELECT {cols} FROM (
-                            SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY bg_row) AS bg_k
+                            SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY bg_row) AS bg_k
                             FROM bg_batch
                         ) b
                         WHERE b.bg_k = 1
-                          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
+                          AND NOT EXISTS (SELECT 1 FROM events e WHERE {same})
                     """
                 elif stored == 0:
                     # An empty store and distinct ids in the batch: nothing to skip.
@@ -102,13 +114,17 @@ class DuckDBEventStore(EventStore):
                     sql = f"""
                         INSERT INTO events ({cols})
                         SELECT {cols} FROM bg_batch b
-                        WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
+                        WHERE NOT EXISTS (SELECT 1 FROM events e WHERE {same})
                     """
-                inserted = 0
+                inserted = conflicts = 0
                 for lo in range(0, table.num_rows, _CHUNK_ROWS):
-                    con.register("bg_batch", table.slice(lo, _CHUNK_ROWS))
+                    chunk = table.slice(lo, _CHUNK_ROWS)
+                    con.register("bg_batch", chunk)
                     try:
-                        inserted += int(con.execute(sql).fetchall()[0][0])
+                        added = int(con.execute(sql).fetchall()[0][0])
+                        inserted += added
+                        if added < chunk.num_rows:  # some ids were known: re-sent as they were, or changed?
+                            conflicts += int(con.execute(conflicts_sql("bg_batch")).fetchall()[0][0])
                     finally:
                         con.unregister("bg_batch")
                 con.execute("COMMIT")
@@ -116,9 +132,9 @@ class DuckDBEventStore(EventStore):
                 with contextlib.suppress(Exception):
                     con.execute("ROLLBACK")
                 raise
-        return inserted
+        return WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
 
-    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         with self.connection() as con:
             return con.execute(render(sql, "duckdb"), params).fetchall()
 
@@ -133,3 +149,23 @@ class DuckDBEventStore(EventStore):
             assert relation is not None
             return relation.to_arrow_table()
 
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring an open events file to the newest layout (:data:`DUCKDB_VERSION`), step by step.
+
+    Version 1 (files without ``battleground_schema``) keyed events on ``event_id`` alone; version 2 keys
+    them on ``(experiment_id, event_id)``. DuckDB files never held a key constraint (the anti-join of
+    :meth:`DuckDBEventStore._write` is the key), so the step keeps every row and records the version.
+    """
+    con.execute("CREATE TABLE IF NOT EXISTS battleground_schema (version INTEGER NOT NULL)")
+    (found,) = con.execute("SELECT max(version) FROM battleground_schema").fetchall()[0]
+    version = 1 if found is None else int(found)
+    if version > DUCKDB_VERSION:
+        raise StorageError(
+            f"the events file has layout version {version}, newer than this battleground's "
+            f"{DUCKDB_VERSION}; upgrade battleground to open it"
+        )
+    if version < DUCKDB_VERSION:
+        con.execute("DELETE FROM battleground_schema")
+        con.execute("INSERT INTO battleground_schema VALUES (?)", [DUCKDB_VERSION])

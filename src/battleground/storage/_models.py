@@ -95,6 +95,8 @@ class MetricRow(Base):
     guardrail: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     primary: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    conversion_window_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cuped_lookback_days: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     experiment: Mapped[ExperimentRow] = relationship(back_populates="metrics")
 

@@ -7,9 +7,21 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from battleground.storage._events_sql import COLUMNS, render, schema
+from battleground.storage._events_sql import (
+    COLUMNS,
+    KEY,
+    PG_KEY_MIGRATION,
+    conflicts_sql,
+    render,
+    schema,
+)
 from battleground.storage._pg import ensure_database, psycopg_url
-from battleground.storage.events import EventStore, StoreUnavailableError, has_duplicate_ids
+from battleground.storage.events import (
+    EventStore,
+    StoreUnavailableError,
+    WriteResult,
+    has_duplicate_ids,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -25,9 +37,9 @@ class PostgresEventStore(EventStore):
     """Events in the ``events`` table of a PostgreSQL database.
 
     A batch is loaded with ``COPY`` into a temporary table and inserted with
-    ``INSERT … SELECT … ORDER BY event_id ON CONFLICT (event_id) DO NOTHING`` in one transaction: the
-    primary key makes concurrent writers with overlapping ids store each id exactly once, and taking
-    the key locks in ``event_id`` order keeps them from dead-locking (a deadlock or serialization
+    ``INSERT … SELECT … ORDER BY experiment_id, event_id ON CONFLICT (experiment_id, event_id) DO NOTHING``
+    in one transaction: the primary key makes concurrent writers with overlapping ids store each id of an
+    experiment exactly once, and taking the key locks in key order keeps them from dead-locking (a deadlock or serialization
     failure would still be retried, as the whole transaction rolls back). A writer that dies before
     its commit leaves nothing: the server rolls its transaction back. A server that cannot be reached
     raises :class:`~battleground.storage.events.StoreUnavailableError` naming it.
@@ -47,11 +59,12 @@ class PostgresEventStore(EventStore):
             with psycopg.connect(self.dsn) as conn:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 conn.execute(schema("postgresql"))
+                conn.execute(PG_KEY_MIGRATION)
                 conn.execute("CREATE INDEX IF NOT EXISTS ix_events_experiment ON events (experiment_id, event_type)")
             _ready.add(self.dsn)
         return psycopg.connect(self.dsn)
 
-    def _write(self, table: pa.Table) -> int:
+    def _write(self, table: pa.Table) -> WriteResult:
         import numpy as np
         import psycopg
         import pyarrow as pa
@@ -59,13 +72,14 @@ class PostgresEventStore(EventStore):
 
         data = table.select(list(COLUMNS))
         names = list(COLUMNS)
-        order = "event_id"
+        keys = ", ".join(KEY)
+        order = keys
         if has_duplicate_ids(table):
             # ON CONFLICT DO NOTHING also skips ids repeated within the statement; ordering by the row
             # number keeps the first occurrence, as the DuckDB store does.
             data = data.append_column("bg_row", pa.array(np.arange(data.num_rows, dtype=np.int64)))
             names.append("bg_row")
-            order = "event_id, bg_row"
+            order = f"{keys}, bg_row"
         buffer = io.BytesIO()
         pacsv.write_csv(data, buffer, write_options=pacsv.WriteOptions(include_header=False, batch_size=65536))
         payload = buffer.getbuffer()
@@ -81,9 +95,15 @@ class PostgresEventStore(EventStore):
                             copy.write(payload[i : i + step])
                     cur.execute(
                         f"INSERT INTO events ({cols}) SELECT {cols} FROM bg_batch ORDER BY {order} "
-                        "ON CONFLICT (event_id) DO NOTHING"
+                        f"ON CONFLICT ({keys}) DO NOTHING"
                     )
-                    return int(cur.rowcount)
+                    inserted = int(cur.rowcount)
+                    conflicts = 0
+                    if inserted < table.num_rows:  # some ids were known: re-sent as they were, or changed?
+                        cur.execute(conflicts_sql("bg_batch"))
+                        row = cur.fetchone()
+                        conflicts = int(row[0]) if row else 0
+                    return WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 7:
                     raise
@@ -107,11 +127,19 @@ class PostgresEventStore(EventStore):
         )
         return StoreUnavailableError(f"the event store (PostgreSQL at {where}) is unavailable ({reason}); {what}")
 
-    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         import psycopg
 
         try:
             with self._connect() as conn:
+                if scan:
+                    # Right after a load the table has no statistics yet (autovacuum analyses it later),
+                    # and the planner then joins every event to every user in a nested loop: quadratic.
+                    # A whole-experiment aggregate is always a hash join of the users with their events.
+                    # (The penalty that setting puts on plan costs would then trigger JIT compilation,
+                    # seconds of it for a query that runs in milliseconds: off too.)
+                    conn.execute("SET LOCAL enable_nestloop = off")
+                    conn.execute("SET LOCAL jit = off")
                 return conn.execute(render(sql, "psycopg"), params).fetchall()  # type: ignore[arg-type]
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc, writing=False) from exc

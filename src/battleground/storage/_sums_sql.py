@@ -1,187 +1,354 @@
 """The SQL of metric sums: the sums of any number of metric definitions of one experiment from one scan.
 
-One text serves DuckDB and PostgreSQL (``:name`` placeholders, see :func:`_events_sql.render`); the
-semantics (which users count, what x, y and c are) are in ``_events_sql.py``'s docstring. The per-user
-step is the expensive part (a GROUP BY over every user of the experiment) and is the same for every
-metric, so it runs once: for each distinct event type ``i`` the per-user count ``n_i`` and sum ``s_i``
-(empty value = 1), then per metric ``x`` (``n > 0`` for proportions, else ``s`` of the numerator) and
-``y`` (``s`` of the denominator for ratios, else 0).
+One text serves DuckDB and PostgreSQL (``:name`` placeholders, see :func:`_events_sql.render`). What the
+numbers mean (the rules GrowthBook and Eppo follow):
 
-The generated text contains only placeholders and column aliases built from indices, never user input;
-event types travel as parameters (``:et0``, ``:et1``, …).
+* **Who counts.** A user counts from their *first exposure* in the window ``[start, end)``, in the
+  variant it named. A user exposed to more than one variant is a data-quality problem; ``multiple``
+  says what to do: ``"exclude"`` (default) leaves them out of every arm, ``"first"`` keeps them in
+  the variant of their first exposure, ``"keep"`` counts them in each variant they saw (the old rule;
+  each (user, variant) pair is then a unit, from that variant's first exposure). Either way the query
+  reports how many users were exposed and how many of them saw more than one variant.
+* **Which events.** For a user with first exposure ``t0`` a metric counts the events in
+  ``[t0, t0 + window)`` (``window`` per metric; none: up to ``end``). Events before the exposure never
+  count toward the metric.
+* **What x, y and c are.** ``x_u``: 1 if the user has a numerator event (proportion), else Σ value of
+  numerator events (an empty value counts as 1, so a mean of events is a count); ``y_u``: the same Σ
+  over denominator events (ratio metrics); ``c_u``: the CUPED covariate, the same metric's numerator over
+  ``[t0 - lookback, t0)`` (1/0 for proportions), unless the user's rows carry an explicit ``covariate``
+  (then the largest one). Lookback events may lie before ``start``.
+* **Shifted sums.** Every Σ is taken around a per-metric shift, Σ(x − kx), Σ(x − kx)², Σ(x − kx)(y − ky)
+  …, with kx, ky, kc the means of x, y and c over the users analysed (computed in the same query; 0 for
+  proportions, whose 0/1 values lose nothing). Raw Σx² of values near 1e8 keep no digit of a variance
+  of 1; the shifted sums keep all of them.
+
+The per-user step (a GROUP BY over every user of the experiment, joined to their first exposure) is the
+expensive part and is shared by all metrics: per metric only the aggregates it needs, deduplicated
+(two metrics on the same events share them). Output columns are named in :data:`HEAD_COLUMNS` and
+:data:`METRIC_COLUMNS`, which the decoder in ``events.py`` reads by the same names.
+
+The generated text contains only placeholders and aliases built from indices, never user input; event
+types, windows and bounds travel as parameters.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MetricDefinition", "daily_sums_many_sql", "metric_sums_many_sql", "sums_many_params"]
+__all__ = [
+    "HEAD_COLUMNS",
+    "METRIC_COLUMNS",
+    "MULTIPLE_EXPOSURES",
+    "MetricDefinition",
+    "MetricQuery",
+    "as_query",
+    "daily_sums_many_sql",
+    "metric_sums_many_sql",
+    "sums_many_params",
+]
 
-# (kind, numerator event type, denominator event type or None)
+# (kind, numerator event type, denominator event type or None), the short form of a MetricQuery.
 MetricDefinition = tuple[str, str, "str | None"]
+MULTIPLE_EXPOSURES = ("exclude", "first", "keep")
+
+# The per-variant head of each result row, then per metric these columns (in this order): the decoder
+# reads rows by these names, so the SQL and the decoder cannot drift apart.
+HEAD_COLUMNS = ("variant", "users", "exposed_users", "multiple_users")
+METRIC_COLUMNS = (
+    "events", "sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_c", "sum_c2", "sum_xc",
+    "shift", "shift_y", "shift_c",
+)
+# Of those, the ones a daily series accumulates (the shifts are the same every day).
+DAILY_COLUMNS = METRIC_COLUMNS[:9]
 
 _ONE = "CAST(1 AS DOUBLE PRECISION)"
 _ZERO = "CAST(0 AS DOUBLE PRECISION)"
+KINDS = ("proportion", "mean", "ratio")
 
 
-def _event_types(metrics: Sequence[MetricDefinition]) -> list[str]:
+@dataclass(frozen=True)
+class MetricQuery:
+    """One metric as the store computes it.
+
+    Attributes:
+        kind: ``proportion``, ``mean`` or ``ratio``.
+        numerator, denominator: event types (``denominator`` for ratios only).
+        window_days: count a user's events in ``[first exposure, + window_days)``; ``None``: no limit.
+        lookback_days: the CUPED covariate covers ``[first exposure - lookback_days, first exposure)``;
+            ``0`` or ``None``: no pre-period (the covariate is only an explicit ``covariate``, else 0).
+    """
+
+    kind: str
+    numerator: str
+    denominator: str | None = None
+    window_days: float | None = None
+    lookback_days: float | None = 14.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be proportion, mean or ratio, got {self.kind!r}")
+        if self.kind == "ratio" and not self.denominator:
+            raise ValueError(f"a ratio metric needs a denominator event type, got {self.denominator!r}")
+        for name in ("window_days", "lookback_days"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and 0 <= v <= 3650):
+                raise ValueError(f"{name} must be a number of days in [0, 3650] or None, got {v!r}")
+        if self.window_days == 0:
+            raise ValueError("window_days must be > 0 (or None for no window), got 0")
+        if self.kind != "ratio":
+            object.__setattr__(self, "denominator", None)
+
+
+def as_query(metric: MetricQuery | Sequence[Any]) -> MetricQuery:
+    """A :class:`MetricQuery` from itself or from ``(kind, numerator, denominator[, window, lookback])``."""
+    if isinstance(metric, MetricQuery):
+        return metric
+    kind, numerator, denominator, *rest = metric
+    return MetricQuery(str(kind), str(numerator), denominator, *rest)
+
+
+def _event_types(metrics: Sequence[MetricQuery]) -> list[str]:
     types: list[str] = []
-    for kind, numerator, denominator in metrics:
-        if kind not in ("proportion", "mean", "ratio"):
-            raise ValueError(f"kind must be proportion, mean or ratio, got {kind!r}")
-        for et in (numerator, denominator if kind == "ratio" else None):
+    for m in metrics:
+        for et in (m.numerator, m.denominator):
             if et and et not in types:
                 types.append(et)
     return types
 
 
-def sums_many_params(metrics: Sequence[MetricDefinition]) -> dict[str, str]:
-    """The ``:et<i>`` parameters of the generated queries."""
-    return {f"et{i}": et for i, et in enumerate(_event_types(metrics))}
+def _days(value: float | None) -> dt.timedelta | None:
+    return None if not value else dt.timedelta(days=float(value))
 
 
-def _needed(metrics: Sequence[MetricDefinition]) -> tuple[set[int], set[int]]:
-    """Which per-type counts n_i and sums s_i the metrics use (each aggregate costs a pass over the rows)."""
-    index = {et: i for i, et in enumerate(_event_types(metrics))}
-    counts, sums = set(), set()
-    for kind, numerator, denominator in metrics:
-        counts.add(index[numerator])
-        if kind != "proportion":
-            sums.add(index[numerator])
-        if kind == "ratio" and denominator:
-            sums.add(index[denominator])
-    return counts, sums
-
-
-def _per_user_columns(metrics: Sequence[MetricDefinition], *, prefix: str = "") -> str:
-    counts, sums = _needed(metrics)
-    cols = ["COUNT(*) FILTER (WHERE event_type = :exposure) AS exposed"]
-    for i in range(len(_event_types(metrics))):
-        if i in counts:
-            cols.append(f"CAST(COUNT(*) FILTER (WHERE event_type = :et{i}) AS DOUBLE PRECISION) AS n{i}")
-        if i in sums:
-            cols.append(
-                f"COALESCE(SUM(COALESCE(value, {_ONE})) FILTER (WHERE event_type = :et{i}), {_ZERO}) AS s{i}"
-            )
-    cols.append("MAX(covariate) AS c")
-    return ",\n        ".join(cols)
-
-
-def _carried(metrics: Sequence[MetricDefinition]) -> list[str]:
-    """The per-user columns that later steps carry (n_i and s_i in use)."""
-    counts, sums = _needed(metrics)
-    out = []
-    for i in range(len(_event_types(metrics))):
-        if i in counts:
-            out.append(f"n{i}")
-        if i in sums:
-            out.append(f"s{i}")
+def sums_many_params(metrics: Sequence[MetricQuery]) -> dict[str, Any]:
+    """The parameters of the generated queries other than the experiment and the bounds: event types
+    ``:et<i>``, windows ``:w<j>`` and lookbacks ``:lb<j>`` (as intervals)."""
+    out: dict[str, Any] = {f"et{i}": et for i, et in enumerate(_event_types(metrics))}
+    for j, m in enumerate(metrics):
+        if _days(m.window_days):
+            out[f"w{j}"] = _days(m.window_days)
+        if _days(m.lookback_days):
+            out[f"lb{j}"] = _days(m.lookback_days)
     return out
 
 
-def _filter(metrics: Sequence[MetricDefinition]) -> str:
+def max_lookback(metrics: Sequence[MetricQuery]) -> dt.timedelta:
+    """How far before ``start`` the scan must reach for the covariates."""
+    return max((_days(m.lookback_days) or dt.timedelta(0) for m in metrics), default=dt.timedelta(0))
+
+
+class _Columns:
+    """The per-user aggregates in use, deduplicated by their expression."""
+
+    def __init__(self) -> None:
+        self.exprs: dict[str, str] = {}
+
+    def add(self, expr: str) -> str:
+        if expr not in self.exprs:
+            self.exprs[expr] = f"a{len(self.exprs)}"
+        return self.exprs[expr]
+
+
+def _per_metric(metrics: Sequence[MetricQuery], cols: _Columns) -> list[dict[str, str]]:
+    """Per metric: the per-user expressions n (numerator events), x, y and c over the aggregates."""
+    index = {et: i for i, et in enumerate(_event_types(metrics))}
+    out = []
+    for j, m in enumerate(metrics):
+        until = f" AND e.ts < x.t0 + :w{j}" if _days(m.window_days) else ""
+        after = f"e.ts >= x.t0{until}"
+
+        def count(et: str, when: str) -> str:
+            return cols.add(f"CAST(COUNT(*) FILTER (WHERE e.event_type = :et{index[et]} AND {when}) "
+                            "AS DOUBLE PRECISION)")
+
+        def total(et: str, when: str) -> str:
+            return cols.add(f"COALESCE(SUM(COALESCE(e.value, {_ONE})) FILTER (WHERE e.event_type = "
+                            f":et{index[et]} AND {when}), {_ZERO})")
+
+        n = count(m.numerator, after)
+        if m.kind == "proportion":
+            x = f"(CASE WHEN {n} > 0 THEN {_ONE} ELSE {_ZERO} END)"
+        else:
+            x = total(m.numerator, after)
+        y = total(m.denominator, after) if m.kind == "ratio" and m.denominator else _ZERO
+        if _days(m.lookback_days):
+            before = f"e.ts >= x.t0 - :lb{j} AND e.ts < x.t0"
+            pre = (f"(CASE WHEN {count(m.numerator, before)} > 0 THEN {_ONE} ELSE {_ZERO} END)"
+                   if m.kind == "proportion" else total(m.numerator, before))
+        else:
+            pre = _ZERO
+        out.append({"n": n, "x": x, "y": y, "c": f"COALESCE(cg, {pre})", "ratio": str(m.kind == "ratio"),
+                    "proportion": str(m.kind == "proportion")})
+    return out
+
+
+def _exposure(multiple: str) -> str:
+    """Per unit (user, or (user, variant) for ``keep``): variant, first exposure t0, whether the user saw
+    several variants (``multi``) and the unit's weight in the count of users (``wu``)."""
+    where = "experiment_id = :experiment AND event_type = :exposure AND ts >= :start AND ts < :end"
+    if multiple == "exclude":
+        return f"""
+    SELECT user_id, MIN(variant) AS variant, MIN(ts) AS t0, MIN(variant) <> MAX(variant) AS multi,
+           {_ONE} AS wu
+    FROM events WHERE {where}
+    GROUP BY user_id"""
+    if multiple == "first":
+        return f"""
+    SELECT user_id, variant, t0, multi, {_ONE} AS wu FROM (
+        SELECT user_id, variant, ts AS t0,
+               (MIN(variant) OVER p) <> (MAX(variant) OVER p) AS multi,
+               ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts, variant) AS k
+        FROM events WHERE {where}
+        WINDOW p AS (PARTITION BY user_id)
+    ) f WHERE k = 1"""
+    if multiple == "keep":
+        return f"""
+    SELECT user_id, variant, t0, (COUNT(*) OVER p) > 1 AS multi,
+           {_ONE} / CAST(COUNT(*) OVER p AS DOUBLE PRECISION) AS wu
+    FROM (SELECT user_id, variant, MIN(ts) AS t0 FROM events WHERE {where} GROUP BY user_id, variant) g
+    WINDOW p AS (PARTITION BY user_id)"""
+    raise ValueError(f"multiple_exposures must be one of {list(MULTIPLE_EXPOSURES)}, got {multiple!r}")
+
+
+def _scan(metrics: Sequence[MetricQuery], multiple: str) -> str:
     types = ", ".join(f":et{i}" for i in range(len(_event_types(metrics))))
+    join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if multiple == "keep" else "")
     return f"""
-    FROM events
-    WHERE experiment_id = :experiment
-      AND ts >= :start AND ts < :end
-      AND event_type IN (:exposure, {types})"""
+    FROM exposure x JOIN events e ON {join}
+    WHERE e.experiment_id = :experiment
+      AND e.ts >= :scan_start AND e.ts < :end
+      AND e.event_type IN (:exposure, {types})"""
 
 
-def _xy(metrics: Sequence[MetricDefinition], *, n: str = "n{}", s: str = "s{}") -> list[tuple[str, str, str]]:
-    """Per metric: (numerator count, x, y) expressions over the per-user columns."""
-    index = {et: i for i, et in enumerate(_event_types(metrics))}
-    out = []
-    for kind, numerator, denominator in metrics:
-        a = index[numerator]
-        x = f"(CASE WHEN {n.format(a)} > 0 THEN {_ONE} ELSE {_ZERO} END)" if kind == "proportion" else s.format(a)
-        y = s.format(index[denominator]) if kind == "ratio" and denominator else _ZERO
-        out.append((n.format(a), x, y))
-    return out
+def _group(multiple: str) -> str:
+    """The arm a unit is analysed in: NULL for users excluded for seeing several variants."""
+    return "CASE WHEN multi THEN NULL ELSE variant END" if multiple == "exclude" else "variant"
 
 
-def metric_sums_many_sql(metrics: Sequence[MetricDefinition]) -> str:
-    """One row per variant: users, then for each metric (events, Σx, Σx², Σy, Σy², Σxy, Σc, Σc², Σxc)."""
+def _terms(j: int, e: dict[str, str]) -> dict[str, str]:
+    """The METRIC_COLUMNS of metric j over the per-user values x{j}, y{j}, c{j} and shifts k*{j}."""
+    dx, dy, dc = f"(x{j} - kx{j})", f"(y{j} - ky{j})", f"(c{j} - kc{j})"
+    ratio = e["ratio"] == "True"
+    return {
+        "events": f"SUM(n{j})", "sum_x": f"SUM({dx})", "sum_x2": f"SUM({dx} * {dx})",
+        "sum_y": f"SUM({dy})" if ratio else _ZERO, "sum_y2": f"SUM({dy} * {dy})" if ratio else _ZERO,
+        "sum_xy": f"SUM({dx} * {dy})" if ratio else _ZERO, "sum_c": f"SUM({dc})",
+        "sum_c2": f"SUM({dc} * {dc})", "sum_xc": f"SUM({dx} * {dc})",
+        "shift": f"MIN(kx{j})", "shift_y": f"MIN(ky{j})", "shift_c": f"MIN(kc{j})",
+    }
+
+
+def _shifts(per_metric: list[dict[str, str]], source: str) -> str:
+    """One row of per-metric shifts: the means of x, y and c over the analysed units of ``source``."""
+    cols = []
+    for j, e in enumerate(per_metric):
+        kx = _ZERO if e["proportion"] == "True" else f"COALESCE(AVG(x{j}), {_ZERO})"
+        ky = f"COALESCE(AVG(y{j}), {_ZERO})" if e["ratio"] == "True" else _ZERO
+        cols.append(f"{kx} AS kx{j}, {ky} AS ky{j}, COALESCE(AVG(c{j}), {_ZERO}) AS kc{j}")
+    return f"SELECT {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL"
+
+
+def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
+    """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
+    :data:`METRIC_COLUMNS` named ``m<j>_<column>``."""
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
-    parts = []
-    for j, (n, _x, _y) in enumerate(_xy(metrics)):
-        terms = [n, f"x{j}", f"x{j} * x{j}", f"y{j}", f"y{j} * y{j}", f"x{j} * y{j}", "c", "c * c", f"x{j} * c"]
-        parts.append(", ".join(f"SUM({term}) AS m{j}_{t}" for t, term in enumerate(terms)))
-    xy = ", ".join(f"{x} AS x{j}, {y} AS y{j}" for j, (_n, x, y) in enumerate(_xy(metrics)))
-    counts = ", ".join(sorted({n for n, _x, _y in _xy(metrics)}))
+    cols = _Columns()
+    per_metric = _per_metric(metrics, cols)
+    vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
+                     for j, e in enumerate(per_metric))
+    aggregates = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in cols.exprs.items())
+    outputs = ",\n       ".join(
+        f"{term} AS m{j}_{name}" for j, e in enumerate(per_metric) for name, term in _terms(j, e).items()
+    )
     return f"""
-WITH per_user AS (
-    SELECT variant, user_id,
-        {_per_user_columns(metrics)}{_filter(metrics)}
-    GROUP BY variant, user_id
+WITH exposure AS MATERIALIZED ({_exposure(multiple)}
 ),
-v AS (
-    SELECT variant, {counts}, {xy}, COALESCE(c, {_ZERO}) AS c
-    FROM per_user
-    WHERE exposed > 0
-)
-SELECT variant, COUNT(*) AS users,
-       {", ".join(parts)}
-FROM v
-GROUP BY variant
-ORDER BY variant
+per_user AS MATERIALIZED (
+    SELECT {_group(multiple)} AS grp, multi, wu, {vals}
+    FROM (
+        SELECT x.variant, x.multi, x.wu, MAX(e.covariate) AS cg,
+        {aggregates}{_scan(metrics, multiple)}
+        GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0
+    ) agg
+),
+k AS MATERIALIZED ({_shifts(per_metric, "per_user")})
+SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
+       SUM(CASE WHEN multi THEN wu ELSE {_ZERO} END) AS multiple_users,
+       {outputs}
+FROM per_user CROSS JOIN k
+GROUP BY grp
+ORDER BY grp
 """
 
 
-def daily_sums_many_sql(metrics: Sequence[MetricDefinition]) -> str:
-    """Per (day, variant): the change of users, then per metric the changes of the 9 sums (as DAILY_SUMS)."""
+def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
+    """Per (day, arm): the change of :data:`HEAD_COLUMNS` counts, then per metric the changes of
+    :data:`DAILY_COLUMNS` and the (constant) shifts. A unit enters on the day of its first exposure,
+    and its later events move its sums on the days they happen; summing the changes up to the last day
+    gives :func:`metric_sums_many_sql`."""
     if not metrics:
         raise ValueError("daily_sums_many_sql needs at least one metric")
-    carried = _carried(metrics)
-    ns = ", ".join(f"SUM(p.{c}) AS {c}" for c in carried)
-    cum = ", ".join(f"SUM({c}) OVER w AS {c}" for c in carried)
-    xy = ", ".join(f"{x} AS x{j}, {y} AS y{j}" for j, (_n, x, y) in enumerate(_xy(metrics)))
-    counts = ", ".join(sorted({n for n, _x, _y in _xy(metrics)}))
+    cols = _Columns()
+    per_metric = _per_metric(metrics, cols)
+    aggregates = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in cols.exprs.items())
+    carried = list(cols.exprs.values())
+    cum = ", ".join(f"SUM({a}) OVER w AS {a}" for a in carried)
+    vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
+                     for j, e in enumerate(per_metric))
     lag = "LAG({e}, 1, " + _ZERO + ") OVER u"
-    deltas = []
-    sums = []
-    for j, (n, _x, _y) in enumerate(_xy(metrics)):
-        terms = [n, f"x{j}", f"x{j} * x{j}", f"y{j}", f"y{j} * y{j}", f"x{j} * y{j}", "c", "c * c", f"x{j} * c"]
-        for t, term in enumerate(terms):
-            deltas.append(f"{term} - {lag.format(e=term)} AS d{j}_{t}")
-            sums.append(f"SUM(d{j}_{t})")
+    deltas: list[str] = []
+    sums: list[str] = []
+    shifts: list[str] = []
+    for j, e in enumerate(per_metric):
+        terms = _terms(j, e)
+        for name in DAILY_COLUMNS:
+            inner = terms[name]
+            inner = inner[4:-1] if inner.startswith("SUM(") else inner  # the per-unit term
+            deltas.append(f"{inner} - {lag.format(e=inner)} AS d{j}_{name}")
+            sums.append(f"SUM(d{j}_{name}) AS m{j}_{name}")
+        shifts.extend(f"{terms[name]} AS m{j}_{name}" for name in ("shift", "shift_y", "shift_c"))
+    # The day a user's event moves their sums: the event's day, but never before the first exposure's
+    # (lookback events, before it, belong to the entry day).
+    day = "CASE WHEN e.ts >= x.t0 THEN CAST(date_trunc('day', e.ts) AS DATE) ELSE CAST(date_trunc('day', x.t0) AS DATE) END"
     return f"""
-WITH per_user_day AS (
-    SELECT variant, user_id, CAST(date_trunc('day', ts) AS DATE) AS day,
-        {_per_user_columns(metrics)}{_filter(metrics)}
-    GROUP BY variant, user_id, CAST(date_trunc('day', ts) AS DATE)
+WITH exposure AS MATERIALIZED ({_exposure(multiple)}
 ),
-first_exposure AS (
-    SELECT variant, user_id, MIN(day) AS day0
-    FROM per_user_day
-    WHERE exposed > 0
-    GROUP BY variant, user_id
-),
-effective AS (
-    SELECT p.variant, p.user_id, CASE WHEN p.day > f.day0 THEN p.day ELSE f.day0 END AS day,
-           {ns}, MAX(p.c) AS c
-    FROM per_user_day p
-    JOIN first_exposure f ON p.variant = f.variant AND p.user_id = f.user_id
-    GROUP BY p.variant, p.user_id, CASE WHEN p.day > f.day0 THEN p.day ELSE f.day0 END
+per_unit_day AS (
+    SELECT x.user_id, x.variant, x.multi, x.wu, {day} AS day, MAX(e.covariate) AS cg,
+        {aggregates}{_scan(metrics, multiple)}
+    GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0, {day}
 ),
 cumulative AS (
-    SELECT variant, user_id, day, {cum},
-           COALESCE(MAX(c) OVER w, {_ZERO}) AS c, ROW_NUMBER() OVER w AS k
-    FROM effective
-    WINDOW w AS (PARTITION BY variant, user_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    SELECT user_id, variant, multi, wu, day, {cum}, MAX(cg) OVER w AS cg, ROW_NUMBER() OVER w AS r
+    FROM per_unit_day
+    WINDOW w AS (PARTITION BY user_id, variant ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-vals AS (
-    SELECT variant, user_id, day, k, {counts}, {xy}, c FROM cumulative
+vals AS MATERIALIZED (
+    SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r, {vals} FROM cumulative
 ),
+last AS (
+    SELECT * FROM (
+        SELECT grp, {", ".join(f"x{j}, y{j}, c{j}" for j in range(len(per_metric)))},
+               ROW_NUMBER() OVER (PARTITION BY user_id, variant ORDER BY day DESC) AS z
+        FROM vals
+    ) l WHERE z = 1
+),
+k AS MATERIALIZED ({_shifts(per_metric, "last")}),
 deltas AS (
-    SELECT variant, day, CASE WHEN k = 1 THEN 1 ELSE 0 END AS du,
-           {", ".join(deltas)}
-    FROM vals
-    WINDOW u AS (PARTITION BY variant, user_id ORDER BY day)
+    SELECT grp, day, CASE WHEN r = 1 THEN 1 ELSE 0 END AS du,
+           CASE WHEN r = 1 THEN wu ELSE {_ZERO} END AS dw,
+           CASE WHEN r = 1 AND multi THEN wu ELSE {_ZERO} END AS dm,
+           {", ".join(deltas)}, {", ".join(f"kx{j}, ky{j}, kc{j}" for j in range(len(per_metric)))}
+    FROM vals CROSS JOIN k
+    WINDOW u AS (PARTITION BY user_id, variant ORDER BY day)
 )
-SELECT day, variant, SUM(du), {", ".join(sums)}
+SELECT day, grp AS variant, SUM(du) AS users, SUM(dw) AS exposed_users, SUM(dm) AS multiple_users,
+       {", ".join(sums)}, {", ".join(shifts)}
 FROM deltas
-GROUP BY day, variant
-ORDER BY day, variant
+GROUP BY day, grp
+ORDER BY day, grp
 """

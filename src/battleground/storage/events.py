@@ -1,6 +1,7 @@
 """Event stores: one small interface, two implementations (DuckDB embedded, PostgreSQL with COPY).
 
-A store knows how to append a validated batch atomically and idempotently (on ``event_id``) and how to
+A store knows how to append a validated batch atomically and idempotently (on ``(experiment_id,
+event_id)``) and how to
 compute per-variant sufficient statistics of a metric definition in SQL. It knows nothing about
 experiments' rules or statistics: :mod:`battleground.experiment.events` validates batches against the
 registry and resolves metric names; :mod:`battleground.stats` turns the sums into tests.
@@ -12,18 +13,26 @@ import abc
 import datetime as dt
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from battleground._redact import redact_url
 from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
-from battleground.storage._sums_sql import MetricDefinition
-from battleground.storage.sums import MetricSums
+from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
+from battleground.storage.sums import ExperimentSums, MetricSums
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["EventStore", "StoreUnavailableError", "has_duplicate_ids", "open_event_store", "registry_url_for"]
+__all__ = [
+    "EventStore",
+    "StoreUnavailableError",
+    "WriteResult",
+    "has_duplicate_ids",
+    "open_event_store",
+    "registry_url_for",
+]
 
 # Open bounds for the time window (both engines compare TIMESTAMP against these exactly).
 _MIN_TS = dt.datetime(1900, 1, 1)
@@ -34,12 +43,29 @@ class StoreUnavailableError(StorageError, RuntimeError):
     """The store's database server cannot be reached, or the connection broke during an operation.
 
     A batch being written may or may not have been stored; re-sending it is always safe, because ingest
-    is idempotent on ``event_id``.
+    is idempotent on ``(experiment_id, event_id)``.
     """
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What writing one batch did: every row is inserted, a duplicate or a conflict.
+
+    Attributes:
+        inserted: rows stored.
+        duplicates: rows whose (experiment_id, event_id) was stored (or came earlier in the batch) with
+            the same content: a harmless re-send.
+        conflicts: rows whose key was stored with *other* content; the stored row is kept (first write
+            wins), so a sender that reuses ids learns about it here instead of losing events silently.
+    """
+
+    inserted: int
+    duplicates: int = 0
+    conflicts: int = 0
+
+
 def has_duplicate_ids(table: pa.Table) -> bool:
-    """Whether some ``event_id`` occurs twice in a batch (then the stores keep its first occurrence).
+    """Whether some ``event_id`` occurs twice in a batch (then the stores check for repeated keys).
 
     Hashing the ids with the vectorised XXH64 and sorting the 64-bit digests is several times faster than
     a hash set of strings; equal ids always have equal digests, and a collision of different ids (odds
@@ -55,7 +81,7 @@ def has_duplicate_ids(table: pa.Table) -> bool:
     longest = pc.max(pc.binary_length(ids)).as_py() or 0
     if longest > 64:  # the vectorised hash pads every id to the longest: use a hash set instead
         return bool(pc.count_distinct(ids).as_py() != table.num_rows)
-    from battleground.experiment._xxh64 import xxh64_strings
+    from battleground._xxh64 import xxh64_strings
 
     arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     digests = np.sort(xxh64_strings(b"", arr))
@@ -95,13 +121,14 @@ class EventStore(abc.ABC):
 
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
-    def _write(self, table: pa.Table) -> int:
-        """Insert a validated batch in one transaction, skipping event_ids already stored (or repeated
-        within the batch); return the number of rows inserted."""
+    def _write(self, table: pa.Table) -> WriteResult:
+        """Insert a validated batch in one transaction, skipping keys ``(experiment_id, event_id)`` already
+        stored (or repeated within the batch: the first occurrence wins); say what became of each row."""
 
     @abc.abstractmethod
-    def _fetch(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run a shared query (``:name`` placeholders) and return all rows."""
+    def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
+        """Run a shared query (``:name`` placeholders) and return all rows; ``scan``: the query aggregates
+        a whole experiment (joins of all its events with its users), so hash joins are the right plan."""
 
     def count(self, experiment_id: int | None = None) -> int:
         """Number of stored events (of one experiment, or all)."""
@@ -121,71 +148,126 @@ class EventStore(abc.ABC):
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
 
-    def write_batch(self, table: pa.Table) -> int:
+    def write_batch(self, table: pa.Table) -> WriteResult:
         """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
         for the public, validating entry point)."""
         if table.num_rows == 0:
-            return 0
+            return WriteResult(0)
         return self._write(table)
 
     # ------------------------------------------------------------------ sums of metric definitions
-    def sums_many(
+    def experiment_sums(
         self,
         experiment_id: int,
-        metrics: Sequence[MetricDefinition],
+        metrics: Sequence[MetricQuery | MetricDefinition],
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         variants: Sequence[str] = (),
-    ) -> list[list[MetricSums]]:
-        """Per-variant sums over ``[start, end)`` of metric definitions ``(kind, numerator, denominator)``
-        from one scan of the events: one list per metric; ``variants`` lists variants to report even
-        when they have no users yet (with zero sums), in that order."""
+        *,
+        multiple_exposures: str = "exclude",
+    ) -> ExperimentSums:
+        """Per-variant sums over ``[start, end)`` of metric definitions (:class:`MetricQuery` or
+        ``(kind, numerator, denominator)``) from one scan of the events, with the exposure check.
+
+        ``variants`` lists variants to report even when they have no users yet (with zero sums), in that
+        order; ``multiple_exposures`` says what to do with users exposed to several variants
+        (``"exclude"``, ``"first"`` or ``"keep"``, see :class:`ExperimentSums`).
+        """
         from battleground.storage._sums_sql import metric_sums_many_sql
 
         defs = _definitions(metrics)
-        rows = self._fetch(metric_sums_many_sql(defs), _params(experiment_id, defs, start, end))
-        out = []
-        for j in range(len(defs)):
-            found = {str(r[0]): _sums_from_row(str(r[0]), (r[1], *r[2 + 9 * j : 11 + 9 * j])) for r in rows}
-            out.append(_ordered(found, variants))
+        rows = self._fetch(metric_sums_many_sql(defs, multiple_exposures),
+                           _params(experiment_id, defs, start, end), scan=True)
+        names = [*HEAD_COLUMNS, *_metric_names(len(defs))]
+        records = [dict(zip(names, r, strict=True)) for r in rows]
+        exposed = round(sum(float(r["exposed_users"] or 0.0) for r in records))
+        multiple = round(sum(float(r["multiple_users"] or 0.0) for r in records))
+        arms = [r for r in records if r["variant"] is not None]
+        per_metric = tuple(
+            tuple(_ordered({str(r["variant"]): _sums_from(str(r["variant"]), r, j) for r in arms}, variants))
+            for j in range(len(defs))
+        )
+        return ExperimentSums(per_metric, exposed, multiple, multiple_exposures)
+
+    def daily_experiment_sums(
+        self,
+        experiment_id: int,
+        metrics: Sequence[MetricQuery | MetricDefinition],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+        *,
+        multiple_exposures: str = "exclude",
+    ) -> list[tuple[dt.date, ExperimentSums]]:
+        """Cumulative :meth:`experiment_sums` at the end of each day (UTC) from the first day with data
+        to the last (days without events repeat the previous day); the last day equals
+        :meth:`experiment_sums`. A user enters on the day of their first exposure."""
+        from battleground.storage._sums_sql import DAILY_COLUMNS, daily_sums_many_sql
+
+        defs = _definitions(metrics)
+        rows = self._fetch(daily_sums_many_sql(defs, multiple_exposures),
+                           _params(experiment_id, defs, start, end), scan=True)
+        if not rows:
+            return []
+        names = ["day", *HEAD_COLUMNS, *(f"m{j}_{c}" for j in range(len(defs)) for c in DAILY_COLUMNS),
+                 *(f"m{j}_{c}" for j in range(len(defs)) for c in ("shift", "shift_y", "shift_c"))]
+        records = [dict(zip(names, r, strict=True)) for r in rows]
+        shifts = {k: float(v or 0.0) for k, v in records[0].items() if k.endswith(("_shift", "_shift_y", "_shift_c"))}
+        by_day: dict[dt.date, list[dict[str, Any]]] = {}
+        for r in records:
+            by_day.setdefault(_as_date(r["day"]), []).append(r)
+        found = sorted({str(r["variant"]) for r in records if r["variant"] is not None} - set(variants))
+        arm_names = [*variants, *found]
+        totals = {v: dict.fromkeys(names[2:], 0.0) for v in arm_names}
+        exposed = multiple = 0.0
+        out: list[tuple[dt.date, ExperimentSums]] = []
+        day, last = min(by_day), max(by_day)
+        while day <= last:
+            for r in by_day.get(day, []):
+                exposed += float(r["exposed_users"] or 0.0)
+                multiple += float(r["multiple_users"] or 0.0)
+                if r["variant"] is None:
+                    continue
+                acc = totals[str(r["variant"])]
+                for k in acc:
+                    acc[k] += float(r[k] or 0.0)
+            per_metric = tuple(
+                tuple(_ordered({v: _sums_from(v, {**totals[v], **shifts}, j) for v in arm_names}, variants))
+                for j in range(len(defs))
+            )
+            out.append((day, ExperimentSums(per_metric, round(exposed), round(multiple), multiple_exposures)))
+            day += dt.timedelta(days=1)
         return out
+
+    def sums_many(
+        self,
+        experiment_id: int,
+        metrics: Sequence[MetricQuery | MetricDefinition],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+        *,
+        multiple_exposures: str = "exclude",
+    ) -> list[list[MetricSums]]:
+        """The per-metric lists of :meth:`experiment_sums`."""
+        found = self.experiment_sums(experiment_id, metrics, start, end, variants,
+                                     multiple_exposures=multiple_exposures)
+        return [list(arms) for arms in found.metrics]
 
     def daily_sums_many(
         self,
         experiment_id: int,
-        metrics: Sequence[MetricDefinition],
+        metrics: Sequence[MetricQuery | MetricDefinition],
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         variants: Sequence[str] = (),
+        *,
+        multiple_exposures: str = "exclude",
     ) -> list[tuple[dt.date, list[list[MetricSums]]]]:
-        """Cumulative per-variant sums at the end of each day (UTC) from the first day with data to the
-        last (days without events repeat the previous day), one list per metric; the last day equals
-        :meth:`sums_many`."""
-        from battleground.storage._sums_sql import daily_sums_many_sql
-
-        defs = _definitions(metrics)
-        rows = self._fetch(daily_sums_many_sql(defs), _params(experiment_id, defs, start, end))
-        if not rows:
-            return []
-        by_day: dict[dt.date, dict[str, tuple[Any, ...]]] = {}
-        for r in rows:
-            by_day.setdefault(_as_date(r[0]), {})[str(r[1])] = r[2:]
-        names = list(variants) + sorted({v for d in by_day.values() for v in d} - set(variants))
-        totals = {v: [[0.0] * 10 for _ in defs] for v in names}
-        out: list[tuple[dt.date, list[list[MetricSums]]]] = []
-        day, last = min(by_day), max(by_day)
-        while day <= last:
-            for v, deltas in by_day.get(day, {}).items():
-                users = float(deltas[0] or 0.0)
-                for j, acc in enumerate(totals[v]):
-                    acc[0] += users
-                    for i, value in enumerate(deltas[1 + 9 * j : 10 + 9 * j]):
-                        acc[1 + i] += float(value or 0.0)
-            out.append((day, [
-                _ordered({v: _sums_from_row(v, totals[v][j]) for v in names}, variants) for j in range(len(defs))
-            ]))
-            day += dt.timedelta(days=1)
-        return out
+        """The per-metric lists of :meth:`daily_experiment_sums`."""
+        series = self.daily_experiment_sums(experiment_id, metrics, start, end, variants,
+                                            multiple_exposures=multiple_exposures)
+        return [(day, [list(arms) for arms in found.metrics]) for day, found in series]
 
     def sums(
         self,
@@ -196,9 +278,12 @@ class EventStore(abc.ABC):
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         variants: Sequence[str] = (),
+        **options: Any,
     ) -> list[MetricSums]:
-        """:meth:`sums_many` of one metric definition."""
-        return self.sums_many(experiment_id, [(kind, numerator, denominator)], start, end, variants)[0]
+        """:meth:`sums_many` of one metric definition (``options``: ``window_days``, ``lookback_days``,
+        ``multiple_exposures``)."""
+        query, multiple = _one(kind, numerator, denominator, options)
+        return self.sums_many(experiment_id, [query], start, end, variants, multiple_exposures=multiple)[0]
 
     def daily_sums(
         self,
@@ -209,31 +294,44 @@ class EventStore(abc.ABC):
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         variants: Sequence[str] = (),
+        **options: Any,
     ) -> list[tuple[dt.date, list[MetricSums]]]:
-        """:meth:`daily_sums_many` of one metric definition."""
-        series = self.daily_sums_many(experiment_id, [(kind, numerator, denominator)], start, end, variants)
+        """:meth:`daily_sums_many` of one metric definition (options as for :meth:`sums`)."""
+        query, multiple = _one(kind, numerator, denominator, options)
+        series = self.daily_sums_many(experiment_id, [query], start, end, variants, multiple_exposures=multiple)
         return [(day, per_metric[0]) for day, per_metric in series]
 
 
-def _definitions(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
-    defs: list[MetricDefinition] = []
-    for kind, numerator, denominator in metrics:
-        if kind not in ("proportion", "mean", "ratio"):
-            raise ValueError(f"kind must be proportion, mean or ratio, got {kind!r}")
-        if kind == "ratio" and not denominator:
-            raise ValueError(f"a ratio metric needs a denominator event type, got {denominator!r}")
-        defs.append((kind, numerator, denominator if kind == "ratio" else None))
+def _one(kind: str, numerator: str, denominator: str | None, options: dict[str, Any]) -> tuple[MetricQuery, str]:
+    unknown = set(options) - {"window_days", "lookback_days", "multiple_exposures"}
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; use window_days, lookback_days or multiple_exposures")
+    multiple = str(options.pop("multiple_exposures", "exclude"))
+    return MetricQuery(kind, numerator, denominator, **options), multiple
+
+
+def _metric_names(n: int) -> list[str]:
+    from battleground.storage._sums_sql import METRIC_COLUMNS
+
+    return [f"m{j}_{c}" for j in range(n) for c in METRIC_COLUMNS]
+
+
+def _definitions(metrics: Sequence[MetricQuery | MetricDefinition]) -> list[MetricQuery]:
+    from battleground.storage._sums_sql import as_query
+
+    defs = [as_query(m) for m in metrics]
     if not defs:
         raise ValueError("give at least one metric definition (kind, numerator, denominator)")
     return defs
 
 
-def _params(experiment_id: int, defs: Sequence[MetricDefinition], start: dt.datetime | None,
+def _params(experiment_id: int, defs: Sequence[MetricQuery], start: dt.datetime | None,
             end: dt.datetime | None) -> dict[str, Any]:
-    from battleground.storage._sums_sql import sums_many_params
+    from battleground.storage._sums_sql import max_lookback, sums_many_params
 
-    return {"experiment": int(experiment_id), "start": start or _MIN_TS, "end": end or _MAX_TS,
-            "exposure": EXPOSURE, **sums_many_params(defs)}
+    start = start or _MIN_TS
+    return {"experiment": int(experiment_id), "start": start, "end": end or _MAX_TS,
+            "scan_start": start - max_lookback(defs), "exposure": EXPOSURE, **sums_many_params(defs)}
 
 
 def _as_date(value: Any) -> dt.date:
@@ -244,12 +342,13 @@ def _as_date(value: Any) -> dt.date:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def _sums_from_row(variant: str, r: Sequence[Any]) -> MetricSums:
-    f = [float(x or 0.0) for x in r]
-    return MetricSums(
-        variant=variant, users=round(f[0]), events=round(f[1]), sum_x=f[2], sum_x2=f[3],
-        sum_y=f[4], sum_y2=f[5], sum_xy=f[6], sum_c=f[7], sum_c2=f[8], sum_xc=f[9],
-    )
+def _sums_from(variant: str, r: dict[str, Any], j: int) -> MetricSums:
+    """The MetricSums of metric ``j`` from a result row keyed by column name."""
+    from battleground.storage._sums_sql import METRIC_COLUMNS
+
+    f = {c: float(r.get(f"m{j}_{c}") or 0.0) for c in METRIC_COLUMNS}
+    users = round(float(r.get("users") or 0.0))
+    return MetricSums(variant=variant, users=users, **{**f, "events": round(f["events"])})  # type: ignore[arg-type]
 
 
 def _ordered(found: dict[str, MetricSums], variants: Sequence[str]) -> list[MetricSums]:
@@ -262,15 +361,13 @@ def open_event_store(url: Any = None, registry_url: str | None = None) -> EventS
     """The event store at ``url``: ``duckdb:///path/events.duckdb`` or ``postgresql://…``.
 
     ``url`` may also be a :class:`~battleground.settings.Settings` (its ``events_url`` and
-    ``registry_url``) or anything :func:`~battleground.experiment.register.resolve_client` accepts.
+    ``registry_url``) or anything :func:`~battleground.settings.resolve_client` accepts.
     ``registry_url`` defaults to the convention of :func:`registry_url_for`.
     """
-    from battleground.settings import Settings
+    from battleground.settings import Settings, resolve_client
 
     if not (isinstance(url, str) and url.startswith(("duckdb:", "postgresql", "postgres://"))):
         if not isinstance(url, Settings):
-            from battleground.experiment.register import resolve_client
-
             url = resolve_client(url)
         registry_url = registry_url or url.registry_url
         url = url.events_url

@@ -1,27 +1,38 @@
-"""The boundary type between storage and statistics: per-variant sufficient statistics of one metric.
+"""The boundary types between storage and statistics: per-variant sufficient statistics of metrics.
 
 Event stores compute these in SQL (aggregating per user first); statistics code works only from them.
 For user u in a variant, ``x_u`` is the user's metric value (numerator), ``y_u`` the denominator of a
-ratio metric (e.g. impressions for CTR) and ``c_u`` the pre-period covariate (for CUPED).
+ratio metric (e.g. impressions for CTR) and ``c_u`` the CUPED covariate (the same metric over a lookback
+window before the user's first exposure). See ``storage/_sums_sql.py`` for the exact rules.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+__all__ = ["ExperimentSums", "MetricSums"]
 
 
 @dataclass(frozen=True)
 class MetricSums:
-    """Sufficient statistics of one metric for one variant over a time window.
+    """Sufficient statistics of one metric for one variant over a time window, around shifts.
+
+    Every sum is of *shifted* values x' = x − ``shift``, y' = y − ``shift_y``, c' = c − ``shift_c``: the
+    store picks each shift near the metric's mean (the same for every variant of a metric), so that
+    variances come out exact even when the mean dwarfs the spread (values near 1e8 with sd 1). With the
+    shifts at 0 (the default) the sums are the raw Σx, Σx², … Statistics that do not read the shifts
+    take :meth:`unshifted`; ``mean``/``var`` give the exact moments directly.
 
     Attributes:
         variant: variant name.
         users: number of users (the unit of analysis; each contributes one x_u).
         events: number of raw events that went into the numerator.
-        sum_x, sum_x2: Σx_u and Σx_u².
-        sum_y, sum_y2, sum_xy: Σy_u, Σy_u², Σx_u·y_u (ratio metrics; 0 otherwise).
-        sum_c, sum_c2, sum_xc: Σc_u, Σc_u², Σx_u·c_u (pre-period covariate; 0 when absent).
+        sum_x, sum_x2: Σx'_u and Σx'_u².
+        sum_y, sum_y2, sum_xy: Σy'_u, Σy'_u², Σx'_u·y'_u (ratio metrics; 0 otherwise).
+        sum_c, sum_c2, sum_xc: Σc'_u, Σc'_u², Σx'_u·c'_u (CUPED covariate).
+        shift, shift_y, shift_c: the shifts of x, y and c.
     """
 
     variant: str
@@ -35,6 +46,69 @@ class MetricSums:
     sum_c: float = 0.0
     sum_c2: float = 0.0
     sum_xc: float = 0.0
+    shift: float = 0.0
+    shift_y: float = 0.0
+    shift_c: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def mean(self) -> float:
+        """Mean of x (NaN without users)."""
+        return self.shift + self.sum_x / self.users if self.users else math.nan
+
+    @property
+    def var(self) -> float:
+        """Sample variance (ddof=1) of x, exact from the shifted sums (NaN below 2 users)."""
+        n = self.users
+        return (self.sum_x2 - self.sum_x * self.sum_x / n) / (n - 1) if n > 1 else math.nan
+
+    def unshifted(self) -> MetricSums:
+        """The same statistics as raw sums (shifts 0), for code that reads Σx and Σx² directly; exact
+        when the shifts are 0, else as precise as raw sums can be."""
+        if self.shift == self.shift_y == self.shift_c == 0.0:
+            return self
+        n, kx, ky, kc = self.users, self.shift, self.shift_y, self.shift_c
+        return replace(
+            self,
+            sum_x=self.sum_x + n * kx,
+            sum_x2=self.sum_x2 + 2 * kx * self.sum_x + n * kx * kx,
+            sum_y=self.sum_y + n * ky,
+            sum_y2=self.sum_y2 + 2 * ky * self.sum_y + n * ky * ky,
+            sum_xy=self.sum_xy + ky * self.sum_x + kx * self.sum_y + n * kx * ky,
+            sum_c=self.sum_c + n * kc,
+            sum_c2=self.sum_c2 + 2 * kc * self.sum_c + n * kc * kc,
+            sum_xc=self.sum_xc + kc * self.sum_x + kx * self.sum_c + n * kx * kc,
+            shift=0.0, shift_y=0.0, shift_c=0.0,
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentSums:
+    """Everything one scan of an experiment's events yields: per-metric, per-variant sums and the
+    exposure check (a data-quality item beside SRM).
+
+    Attributes:
+        metrics: one tuple of :class:`MetricSums` per metric definition, variants in the order asked.
+        exposed_users: distinct users with an exposure in the window.
+        multiple_exposure_users: those of them exposed to more than one variant.
+        multiple_exposures: what the sums did with them: ``"exclude"`` (left out of every arm, the
+            default), ``"first"`` (counted in the variant of their first exposure) or ``"keep"``
+            (counted in every variant they saw).
+    """
+
+    metrics: tuple[tuple[MetricSums, ...], ...]
+    exposed_users: int = 0
+    multiple_exposure_users: int = 0
+    multiple_exposures: str = "exclude"
+
+    @property
+    def multiple_exposure_share(self) -> float:
+        """Share of exposed users that saw more than one variant (0 without users)."""
+        return self.multiple_exposure_users / self.exposed_users if self.exposed_users else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["multiple_exposure_share"] = self.multiple_exposure_share
+        return d

@@ -112,7 +112,8 @@ class BatchError(WebError, ValueError):
 class IngestResponse(BaseModel):
     received: int
     inserted: int
-    duplicates: int
+    duplicates: int = Field(description="re-sent event ids with the same content (skipped)")
+    conflicts: int = Field(0, description="re-sent event ids with different content (the stored event is kept)")
 
 
 _bearer = HTTPBearer(auto_error=False, description="BATTLEGROUND_API_TOKEN; without one the server is read-only")
@@ -202,7 +203,8 @@ def create_api_router(state: DashboardState) -> APIRouter:
         },
     )
     def post_events(batch: EventBatch) -> IngestResponse:
-        """Store a batch of events, all or nothing; repeated event ids are skipped."""
+        """Store a batch of events, all or nothing; event ids already stored for the experiment are skipped
+        and counted as duplicates (same content) or conflicts (different content)."""
         from battleground.experiment.events import ingest
 
         rows = [e.model_dump() for e in batch.events]
@@ -214,7 +216,8 @@ def create_api_router(state: DashboardState) -> APIRouter:
         except LookupError as exc:  # an experiment the registry does not know
             raise BatchError(str(exc), row=None, field="experiment") from exc
         return IngestResponse(
-            received=int(result.received), inserted=int(result.inserted), duplicates=int(result.duplicates)
+            received=int(result.received), inserted=int(result.inserted), duplicates=int(result.duplicates),
+            conflicts=int(result.conflicts),
         )
 
     return router

@@ -1,0 +1,245 @@
+"""Event input: a batch from a DataFrame, an Arrow table, a file, records or columns, as an Arrow table.
+
+Nothing is validated here except that the input can be read; a value of the wrong kind names its row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from battleground.errors import ExperimentError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = ["OPTIONAL", "REQUIRED", "EventValidationError", "read_events"]
+
+REQUIRED = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp")
+OPTIONAL = ("value", "covariate")
+_ALIASES = {"experiment_id": "experiment", "ts": "timestamp"}
+
+
+class EventValidationError(ExperimentError, ValueError):
+    """A batch of events was rejected; nothing of it was written.
+
+    Attributes:
+        row: 0-based position of the first offending row in the batch (``None`` for batch-level
+            problems such as a missing column).
+        field: the offending column.
+    """
+
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
+        where = f"row {row}, " if row is not None else ""
+        super().__init__(f"{where}field '{field}': {message}" if field else message)
+        self.row = row
+        self.field = field
+
+
+def _kind(value: Any) -> str:
+    """A coarse type name of one Python value, for messages about mixed columns."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, dt.date):
+        return "date"
+    return type(value).__name__
+
+
+_TEXT_FIELDS = frozenset({"event_id", "experiment", "experiment_id", "variant", "user_id", "event_type"})
+
+
+def _array(name: str, values: Sequence[Any]) -> Any:
+    """An Arrow array of one column of Python values; a value of the wrong kind names its row.
+
+    Text columns may mix strings and integers (integers are ids written as their decimal text).
+    """
+    import pyarrow as pa
+
+    if name in _TEXT_FIELDS:
+        for i, v in enumerate(values):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, str | int)):
+                raise EventValidationError(f"{v!r} is a {_kind(v)}; this column holds text or integers",
+                                           row=i, field=name)
+        if any(isinstance(v, int) for v in values) and any(isinstance(v, str) for v in values):
+            values = [str(v) if isinstance(v, int) else v for v in values]
+    elif name in OPTIONAL:
+        for i, v in enumerate(values):
+            if v is not None and not isinstance(v, int | float):
+                raise EventValidationError(f"{v!r} is a {_kind(v)}; this column holds numbers", row=i, field=name)
+    try:
+        return pa.array(values, from_pandas=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        kinds = [_kind(v) for v in values if v is not None]
+        # The most common kind is the column's; a tie goes to the kind seen first.
+        expected = max(dict.fromkeys(kinds), key=kinds.count) if kinds else "?"
+        for i, v in enumerate(values):
+            if v is not None and _kind(v) != expected:
+                raise EventValidationError(
+                    f"{v!r} is a {_kind(v)} but the column holds {expected} values", row=i, field=name
+                ) from None
+        raise EventValidationError(f"cannot be read: {exc}", field=name) from None
+
+
+def _from_pandas(frame: pd.DataFrame) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    names = [str(c) for c in frame.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise EventValidationError("given twice; keep one", field=repeated[0])
+    arrays = []
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+            # Keep NaN as NaN (pandas' own conversion would silently turn it into "no value").
+            arrays.append(pa.array(col.to_numpy(), from_pandas=False))
+            continue
+        if col.dtype == object and str(name) in OPTIONAL:
+            # In an object column pandas' converter would also read NaN as "no value": only None and
+            # pd.NA mean that; a NaN is rejected like everywhere else.
+            nan = np.flatnonzero([isinstance(v, float) and v != v for v in col.tolist()])
+            if nan.size:
+                raise EventValidationError(
+                    "is nan; numbers must be finite (leave it empty, None or pd.NA, when there is no value)",
+                    row=int(nan[0]), field=str(name),
+                )
+        try:
+            arrays.append(pa.Array.from_pandas(col))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            values = col.tolist()
+            arrays.append(_array(str(name), [None if _is_missing(v) else v for v in values]))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _is_missing(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(value is None or (not isinstance(value, str | bytes) and pd.isna(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _from_columns(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    arrays, names = [], []
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise EventValidationError(f"the columns have different lengths {sorted(lengths)}")
+    for name, values in columns.items():
+        names.append(str(name))
+        if isinstance(values, pa.Array | pa.ChunkedArray):
+            arrays.append(values)
+        elif hasattr(values, "dtype") and getattr(values, "ndim", 1) == 1 and not isinstance(values, list):
+            import pandas as pd
+
+            frame = _from_pandas(pd.DataFrame({str(name): values}))
+            arrays.append(frame.column(0))
+        else:
+            arrays.append(_array(str(name), list(values)))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _from_records(records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    names: dict[str, None] = {}
+    for r in records:
+        for k in r:
+            names.setdefault(str(k), None)
+    return _from_columns({n: [r.get(n) for r in records] for n in names})
+
+
+def _read_csv(path: Path) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    # Text stays text (ids like "007" must not become 7); only an empty cell is "no value", so that a
+    # literal NaN is read as NaN and rejected rather than silently dropped.
+    text = ("event_id", "experiment", "experiment_id", "variant", "user_id", "event_type", "timestamp", "ts")
+    opts = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in text}, null_values=[""], strings_can_be_null=True,
+    )
+    try:
+        return pacsv.read_csv(path, convert_options=opts)
+    except pa.ArrowInvalid as exc:
+        raise EventValidationError(f"{path} is not a readable CSV file: {exc}") from None
+
+
+def _read_json_lines(path: Path, *, lines: bool) -> pa.Table:
+    import json
+
+    records: list[Any] = []
+    with path.open(encoding="utf-8") as f:
+        if lines:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise EventValidationError(f"line {number} of {path} is not JSON: {exc}") from None
+        else:
+            try:
+                loaded = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise EventValidationError(f"{path} is not JSON: {exc}") from None
+            records = loaded if isinstance(loaded, list) else [loaded]
+    if not all(isinstance(r, Mapping) for r in records):
+        raise EventValidationError(f"{path} must hold one JSON object per event")
+    return _from_records(records)
+
+
+def read_events(source: Any) -> pa.Table:
+    """An Arrow table from a DataFrame, an Arrow table, a Parquet/CSV/JSON(-lines) file, a list of dicts
+    or a dict of columns. Nothing is validated here except that the input can be read."""
+    import sys
+
+    import pyarrow as pa
+
+    if isinstance(source, pa.Table):
+        return source
+    if isinstance(source, pa.RecordBatch):
+        return pa.Table.from_batches([source])
+    pandas = sys.modules.get("pandas")  # a DataFrame means pandas is imported already
+    if pandas is not None and isinstance(source, pandas.DataFrame):
+        return _from_pandas(source)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise EventValidationError(f"no such file {str(path)!r}")
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            try:
+                return pq.read_table(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise EventValidationError(f"{path} is not a readable Parquet file: {exc}") from None
+        if suffix == ".csv":
+            return _read_csv(path)
+        if suffix in (".json", ".jsonl", ".ndjson"):
+            return _read_json_lines(path, lines=suffix != ".json")
+        raise EventValidationError(
+            f"unknown file type {suffix!r} of {str(path)!r}; use .parquet, .csv, .json or .jsonl"
+        )
+    if isinstance(source, Mapping):
+        return _from_columns(source)
+    if isinstance(source, Sequence):
+        if not all(isinstance(r, Mapping) for r in source):
+            raise EventValidationError("a list of events must hold one dict per event")
+        return _from_records(source)
+    raise EventValidationError(
+        f"cannot read events from {type(source).__name__}; pass a DataFrame, an Arrow table, a file "
+        "path, a list of dicts or a dict of columns"
+    )

@@ -1,0 +1,278 @@
+"""Event rules: a read batch checked against the registry and normalised to the store's schema.
+
+Every check is vectorised and names the first offending row (0-based), the field and the fix; the first
+bad row raises :class:`EventValidationError` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from battleground.experiment._event_input import _ALIASES, OPTIONAL, REQUIRED, EventValidationError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from battleground.experiment._records import ExperimentRecord
+
+__all__ = ["validate_events"]
+
+# Timestamps must lie in this range (the sums' open window is [1900, 9999-12-31)).
+_TS_MIN = dt.datetime(1900, 1, 1)
+_TS_MAX = dt.datetime(9999, 12, 31)
+
+
+def _first(mask: Any) -> int | None:
+    """Position of the first true value of a boolean Arrow array (nulls count as false)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not pc.any(mask).as_py():
+        return None
+    values = mask.fill_null(False).to_numpy(zero_copy_only=False)
+    hits = np.flatnonzero(values)
+    return int(hits[0]) if hits.size else None
+
+
+def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
+    import difflib
+
+    cols: dict[str, Any] = {}
+    for name in table.column_names:
+        key = _ALIASES.get(name, name)
+        if key in cols:
+            raise EventValidationError(f"given twice (as {name!r} and an alias); keep one", field=key)
+        if key not in REQUIRED + OPTIONAL:
+            close = difflib.get_close_matches(name, [*REQUIRED, *OPTIONAL, *_ALIASES], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise EventValidationError(
+                f"unknown column; {hint}expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
+                field=name,
+            )
+        cols[key] = table.column(name)
+    if experiment is not None and "experiment" in cols:
+        raise EventValidationError("given both as a column and as experiment=; keep one", field="experiment")
+    missing = [c for c in REQUIRED if c not in cols and not (c == "experiment" and experiment is not None)]
+    if missing:
+        raise EventValidationError(
+            f"missing column(s) {missing}; every event needs {list(REQUIRED)}", field=missing[0]
+        )
+    return cols
+
+
+def _decoded(col: Any) -> Any:
+    """A dictionary-encoded column as its plain values."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type):
+        return col.cast(col.type.value_type)
+    return col
+
+
+def _text(col: Any, field: str) -> Any:
+    """A column as non-empty strings (integers become their decimal text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = _decoded(col)
+    if pa.types.is_integer(col.type) or pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
+        col = pc.cast(col, pa.string())
+    elif pa.types.is_null(col.type):
+        raise EventValidationError("is empty; every event needs one", row=0, field=field)
+    elif not pa.types.is_string(col.type):
+        bad = _first(pc.invert(pc.is_null(col)))
+        raise EventValidationError(
+            f"must be text or an integer, got type {col.type} (value {col[bad or 0].as_py()!r})",
+            row=bad, field=field,
+        )
+    if col.null_count:
+        raise EventValidationError("is empty; every event needs one", row=_first(pc.is_null(col)), field=field)
+    # Blank: empty, or only whitespace (utf8_is_space is false for "", hence the length test).
+    row = _first(pc.or_(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col)))
+    if row is not None:
+        raise EventValidationError("is blank; every event needs one", row=row, field=field)
+    return col
+
+
+def _timestamps(col: Any) -> Any:
+    """Naive UTC microsecond timestamps."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = _decoded(col)
+    field = "timestamp"
+    if pa.types.is_timestamp(col.type):
+        if col.type.tz is not None:
+            col = pc.cast(col, pa.timestamp(col.type.unit, tz="UTC")).cast(pa.timestamp(col.type.unit))
+        try:
+            # Nanoseconds are truncated to microseconds; coarser units must fit.
+            col = col.cast(pa.timestamp("us"), safe=col.type.unit != "ns")
+        except pa.ArrowInvalid as exc:
+            raise EventValidationError(f"is out of range: {exc}", field=field) from None
+    elif pa.types.is_date(col.type):
+        col = pc.cast(pc.cast(col, pa.date32()), pa.timestamp("us"))
+    elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        import pandas as pd
+
+        raw = col.to_pandas()
+        parsed = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
+        row = _first(pa.array(parsed.isna().to_numpy() & raw.notna().to_numpy()))
+        if row is not None:
+            raise EventValidationError(
+                f"{raw.iloc[row]!r} is not an ISO date or datetime (like '2022-03-05T10:00:00')",
+                row=row, field=field,
+            )
+        col = pa.array(parsed.dt.tz_localize(None), type=pa.timestamp("us"))
+    elif pa.types.is_null(col.type):
+        raise EventValidationError("is empty; every event needs a time", row=0, field=field)
+    else:
+        bad = _first(pc.invert(pc.is_null(col)))
+        raise EventValidationError(
+            f"must be a datetime or an ISO string, got type {col.type} (value {col[bad or 0].as_py()!r})",
+            row=bad, field=field,
+        )
+    if col.null_count:
+        raise EventValidationError("is empty; every event needs a time", row=_first(pc.is_null(col)), field=field)
+    low, high = pa.scalar(_TS_MIN, pa.timestamp("us")), pa.scalar(_TS_MAX, pa.timestamp("us"))
+    row = _first(pc.or_(pc.less(col, low), pc.greater_equal(col, high)))
+    if row is not None:
+        raise EventValidationError(
+            f"{col[row].as_py().isoformat()} is outside the supported range [1900-01-01, 9999-12-31)",
+            row=row, field=field,
+        )
+    return col
+
+
+def _floats(col: Any, field: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = _decoded(col)
+    if pa.types.is_null(col.type):
+        return pa.nulls(len(col), type=pa.float64())
+    numeric = (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
+               or pa.types.is_boolean(col.type) or pa.types.is_decimal(col.type))
+    if not numeric:
+        bad = _first(pc.invert(pc.is_null(col)))
+        raise EventValidationError(
+            f"must be a number, got type {col.type} (value {col[bad or 0].as_py()!r})", row=bad, field=field
+        )
+    col = pc.cast(col, pa.float64())
+    row = _first(pc.invert(pc.is_finite(col)))
+    if row is not None:
+        raise EventValidationError(
+            f"is {col[row].as_py()}; numbers must be finite (leave it empty, None or pd.NA, when there is no value)",
+            row=row, field=field,
+        )
+    return col
+
+
+def _experiments(col: Any, registry: Any, n: int, experiment: Any) -> tuple[Any, dict[int, ExperimentRecord]]:
+    """Experiment ids per row, and the records of the experiments named in the batch."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from battleground.experiment._records import ExperimentNotFoundError
+
+    def lookup(key: Any, row: int | None) -> ExperimentRecord:
+        try:
+            rec: ExperimentRecord = registry.get(key)
+        except ExperimentNotFoundError:
+            known = [e.name for e in registry.list()]
+            raise EventValidationError(
+                f"no experiment {key!r}; register it first (known: {known[:20]})", row=row, field="experiment"
+            ) from None
+        if rec.status == "archived":
+            raise EventValidationError(
+                f"experiment {rec.name!r} is archived and takes no more events", row=row, field="experiment"
+            )
+        return rec
+
+    if experiment is not None:
+        rec = lookup(experiment, None)
+        return pa.array(np.full(n, rec.id, dtype=np.int32)), {rec.id: rec}
+    col = _decoded(col)
+    if pa.types.is_integer(col.type):
+        if col.null_count:
+            raise EventValidationError("is empty; every event needs one", row=_first(pc.is_null(col)),
+                                       field="experiment")
+        values = np.asarray(col.to_numpy() if isinstance(col, pa.Array) else col.combine_chunks().to_numpy())
+        found = {}
+        for key in np.unique(values).tolist():
+            rec = lookup(int(key), int(np.flatnonzero(values == key)[0]))
+            found[rec.id] = rec
+        return pa.array(values.astype(np.int32)), found
+    text = _text(col, "experiment")
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    keys = encoded.dictionary.to_pylist()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    by_key: list[ExperimentRecord] = []
+    for code, key in enumerate(keys):
+        row = int(np.flatnonzero(indices == code)[0])
+        by_key.append(lookup(int(key) if key.strip().isdigit() else key, row))
+    ids = np.array([r.id for r in by_key], dtype=np.int32)[indices]
+    return pa.array(ids), {r.id: r for r in by_key}
+
+
+def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRecord]) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    single = len(records) == 1
+    for exp_id, rec in records.items():
+        mine = None if single else pc.equal(ids, pa.scalar(exp_id, pa.int32()))
+
+        def only_mine(mask: Any, mine: Any = mine) -> Any:
+            return mask if mine is None else pc.and_(mine, mask)
+
+        stranger = only_mine(pc.invert(pc.is_in(variant, value_set=pa.array(rec.variant_names, pa.string()))))
+        row = _first(stranger)
+        if row is not None:
+            raise EventValidationError(
+                f"{variant[row].as_py()!r} is not a variant of experiment {rec.name!r}; "
+                f"its variants are {list(rec.variant_names)}", row=row, field="variant",
+            )
+        start, end = rec.window()
+        for bound, outside, words in ((start, pc.less, "before its start"), (end, pc.greater_equal, "at or after its end")):
+            if bound is None:
+                continue
+            row = _first(only_mine(outside(ts, pa.scalar(bound, pa.timestamp("us")))))
+            if row is not None:
+                raise EventValidationError(
+                    f"{ts[row].as_py().isoformat()} is {words} ({bound.isoformat()}) of experiment "
+                    f"{rec.name!r}; events must fall in its window", row=row, field="timestamp",
+                )
+
+
+def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -> pa.Table:
+    """The batch normalised to the store's schema, or :class:`EventValidationError` on the first bad row.
+
+    Args:
+        table: the raw batch (see :func:`read_events`).
+        registry: the :class:`~battleground.experiment.register.Registry` to check experiments against.
+        experiment: the experiment of every row, instead of an ``experiment`` column.
+    """
+    import pyarrow as pa
+
+    from battleground.storage._arrow import EVENT_SCHEMA
+
+    n = table.num_rows
+    cols = _columns(table, experiment)
+    if n == 0:
+        return EVENT_SCHEMA.empty_table()
+    event_id = _text(cols["event_id"], "event_id")
+    ids, records = _experiments(cols.get("experiment"), registry, n, experiment)
+    variant = _text(cols["variant"], "variant")
+    user_id = _text(cols["user_id"], "user_id")
+    event_type = _text(cols["event_type"], "event_type")
+    ts = _timestamps(cols["timestamp"])
+    value = _floats(cols["value"], "value") if "value" in cols else pa.nulls(n, type=pa.float64())
+    covariate = _floats(cols["covariate"], "covariate") if "covariate" in cols else pa.nulls(n, type=pa.float64())
+    _check_rows(ids, variant, ts, records)
+    return pa.Table.from_arrays(
+        [event_id, ids, variant, user_id, event_type, ts, value, covariate], schema=EVENT_SCHEMA
+    )

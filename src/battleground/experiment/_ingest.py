@@ -1,0 +1,81 @@
+"""The ingest call: read, validate against the registry, store in one transaction, say what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from battleground.experiment._event_input import read_events
+from battleground.experiment._event_rules import validate_events
+from battleground.storage.events import EventStore, StoreUnavailableError, open_event_store
+
+__all__ = ["IngestResult", "ingest", "registry_of"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one call to :func:`ingest` did: each received row was inserted, a duplicate or a conflict.
+
+    Attributes:
+        received, inserted: rows in the batch and rows stored.
+        experiments: ids of the experiments the batch named.
+        duplicates: rows whose (experiment, event_id) was already stored, or came earlier in the batch,
+            with the same content: a harmless re-send.
+        conflicts: rows whose (experiment, event_id) was already stored (or came earlier in the batch)
+            with *different* content; the first version is kept. A sender that reuses ids sees it here.
+    """
+
+    received: int
+    inserted: int
+    experiments: tuple[int, ...] = ()
+    duplicates: int = 0
+    conflicts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"received": self.received, "inserted": self.inserted, "duplicates": self.duplicates,
+                "conflicts": self.conflicts, "experiments": list(self.experiments)}
+
+
+def registry_of(store: EventStore) -> Any:
+    """The registry that goes with a store."""
+    from battleground.experiment.register import Registry
+
+    return Registry(store.registry_url)
+
+
+def ingest(store: EventStore | Any, data: Any, *, experiment: Any = None) -> IngestResult:
+    """Validate a batch of events and store it in one transaction, skipping known event_ids.
+
+    Args:
+        store: an :class:`EventStore`, or anything :func:`open_event_store` accepts (a Settings, a
+            folder, a database URL).
+        data: a pandas DataFrame, an Arrow table, a Parquet/CSV/JSON-lines file path, a list of dicts
+            or a dict of columns (columns as in this module's docstring).
+        experiment: the experiment (name or id) of every row, instead of an ``experiment`` column.
+
+    Raises:
+        EventValidationError: on the first bad row; nothing is written.
+        StoreUnavailableError: the database server cannot be reached; re-send the batch later.
+        StoreLockedError: another process held the embedded store for longer than the wait allows.
+    """
+    if not isinstance(store, EventStore):
+        store = open_event_store(store)
+    raw = read_events(data)
+    try:
+        table = validate_events(raw, registry_of(store), experiment=experiment)
+    except Exception as exc:  # the registry's server went away while checking the batch
+        if type(exc).__module__.startswith(("sqlalchemy", "psycopg")) and "Operational" in type(exc).__name__:
+            from battleground._redact import redact_text, redact_url
+
+            raise StoreUnavailableError(
+                f"the registry at {redact_url(store.registry_url)} is unavailable while checking the "
+                f"batch ({redact_text(str(exc).strip().splitlines()[0])}); nothing was stored: re-send it "
+                "once the server is back"
+            ) from exc
+        raise
+    written = store.write_batch(table)
+    import pyarrow.compute as pc
+
+    exps = tuple(sorted(int(x) for x in pc.unique(table.column("experiment_id")).to_pylist()))
+    return IngestResult(received=table.num_rows, inserted=written.inserted, experiments=exps,
+                        duplicates=written.duplicates, conflicts=written.conflicts)
