@@ -35,9 +35,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import optimize
-from scipy import stats as _st
-
 from battleground.stats._base import (
     Alternative,
     Result,
@@ -47,7 +44,11 @@ from battleground.stats._base import (
     check_alternative,
     check_choice,
     check_positive,
+    lazy_module,
 )
+
+optimize = lazy_module("scipy.optimize")
+_st = lazy_module("scipy.stats")
 
 __all__ = [
     "DurationResult",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special as _sp
 
 from battleground.stats._base import (
     Alternative,
@@ -31,7 +30,10 @@ from battleground.stats._base import (
     check_alpha,
     check_alternative,
     check_choice,
+    lazy_module,
 )
+
+_sp = lazy_module("scipy.special")
 
 __all__ = [
     "EffectResult",
