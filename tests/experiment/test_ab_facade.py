@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+import scipy.optimize
+import scipy.stats  # noqa: F401
 from sklearn.base import clone
 
 from battleground.experiment import ab_test
@@ -89,3 +91,23 @@ def test_ratio_and_cuped_metrics() -> None:
     cu = ABTest(control=(ci["y_c"], ci["x_c"]), treatment=(ci["y_t"], ci["x_t"]), metric="cuped")
     r = cu.get_t_test()
     assert r.theta == pytest.approx(c["theta"], rel=1e-9) and r.p_value == pytest.approx(c["cuped_adjusted"]["p"], rel=1e-6)
+
+
+@pytest.mark.timeout(10)  # scipy is imported when the module is collected, not inside the timed test
+def test_planning_a_decrease_through_the_facade() -> None:
+    # Issue 12: alternative="less" hung (normal_exact, cohens_h) or planned for the wrong direction.
+    less = ABTest(mde=0.3, std=1.0, relative_mde=False, alternative="less", sample_size_method="normal_exact")
+    greater = less.get_params() | {"alternative": "greater"}
+    assert less.get_sample_size().n_control == pytest.approx(ABTest(**greater).get_sample_size().n_control, rel=1e-12)
+    drop = ABTest(metric="proportion", baseline=0.1, mde=0.2, alternative="less", sample_size_method="cohens_h")
+    r = drop.get_sample_size()
+    assert r.alternative == "less" and r.effect == pytest.approx(0.02) and r.n_control_ceil > 0
+
+
+def test_cuped_facade_with_shifted_sums() -> None:
+    from battleground.stats import CupedSummary
+
+    c = CupedSummary(n=4, sum_y=0.0, sum_y2=2.0, sum_x=0.0, sum_x2=2.0, sum_xy=1.5, shift_y=1e8, shift_x=5e7)
+    abtest = ABTest(control=c, metric="cuped", mde=0.01)
+    n = abtest.get_sample_size()
+    assert n.baseline == 1e8 and n.std == pytest.approx((2.0 / 3) ** 0.5, rel=1e-12)

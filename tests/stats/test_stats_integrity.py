@@ -81,6 +81,28 @@ def test_sequential_and_bayes_reject_non_finite_estimates(bad: float) -> None:
         stats.bayes_from_estimate(0.1, 0.1, prior_mean=bad, prior_sd=0.3)
 
 
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_relative_lift_that_overflows_is_treated_as_undefined(sequential: bool) -> None:
+    # Control mean 1e-100: (μT − μC)/μC overflows its variance to inf. The row is judged on the
+    # absolute scale, exactly like a zero baseline, never on an infinite or NaN statistic.
+    rng = np.random.default_rng(5)
+    c, t = rng.normal(0, 1, 500) * 1e-100 + 1e-100, rng.normal(0.01, 1, 500)
+    sums = {"m": [MetricSums("c", 500, 500, float(c.sum()), float(c @ c)),
+                  MetricSums("t", 500, 500, float(t.sum()), float(t @ t))]}
+    (_, row) = analyze_metrics([MetricSpec("m")], sums, control="c", sequential=sequential)
+    assert math.isnan(row.rel_lift) and math.isfinite(row.p_value) and 0 < row.p_value <= 1
+    assert row.significant == (row.p_value < 0.05) and math.isfinite(row.abs_ci_lower)
+
+
+def test_scalar_relative_lift_near_a_zero_baseline() -> None:
+    # μC = 1e-100: μC⁴ underflows to 0 (a ZeroDivisionError before); the lift is huge, so is its SE.
+    c, t = MeanSummary(500, 1e-100, 1e-200), MeanSummary(500, 0.01, 1.0)
+    r = stats.relative_lift(c, t)
+    assert r.estimate == pytest.approx(1e98) and math.isfinite(r.se) and not r.significant
+    with pytest.raises(StatsInputError, match=r"relative lift or its standard error is not finite.*relative=False"):
+        stats.relative_lift(MeanSummary(500, 1e-300, 1e-300), MeanSummary(500, 1e10, 1.0))
+
+
 def test_msprt_is_never_certain_on_finite_inputs() -> None:
     r = stats.msprt(1e-3, 1e-3, tau2=1e-2)
     assert 0 < r.p_value <= 1 and not r.boundary_crossed

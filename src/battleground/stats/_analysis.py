@@ -221,7 +221,7 @@ def _compare_vectorised(
         rel = diff / den
         se_rel = np.sqrt(b / mc**2 + a * mt**2 / mc**4)
         valid = (se_abs > 0) & np.isfinite(se_abs) & (nc >= 2) & (nt >= 2)
-        valid_rel = valid & (den > 0) & (se_rel > 0)
+        valid_rel = valid & (den > 0) & (se_rel > 0) & np.isfinite(se_rel) & np.isfinite(rel)
         safe_se = np.where(valid, se_abs, 1.0)
         safe_se_rel = np.where(valid_rel, se_rel, 1.0)
         _, p_abs, lo_abs, hi_abs = infer(diff, safe_se, df, alpha, "two-sided")

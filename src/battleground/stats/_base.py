@@ -32,6 +32,27 @@ _ALTERNATIVES = ("two-sided", "greater", "less")
 _ALIASES = {"larger": "greater", "smaller": "less"}  # statsmodels' names
 
 
+class _LazyModule:
+    """A module imported on first attribute access: ``import battleground.stats`` stays cheap (scipy
+    takes seconds to import; a CLI that never computes a p-value should not pay for it)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+def lazy_module(name: str) -> Any:
+    """``lazy_module("scipy.stats")``: the module, imported when first used."""
+    return _LazyModule(name)
+
+
 class StatsInputError(StatsError, ValueError):
     """Bad input to a statistics function; the message names the argument, the value and the fix."""
 

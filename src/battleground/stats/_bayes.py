@@ -18,16 +18,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats as _st
-
 from battleground.stats._base import (
     Result,
     StatsInputError,
     check_alpha,
     check_finite,
     check_positive,
+    lazy_module,
 )
 from battleground.stats._tests import compare_means, ratio_test
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["BayesResult", "bayes_from_estimate", "bayesian_test"]
 

@@ -35,9 +35,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import optimize
-from scipy import stats as _st
-
 from battleground.stats._base import (
     Alternative,
     Result,
@@ -47,7 +44,11 @@ from battleground.stats._base import (
     check_alternative,
     check_choice,
     check_positive,
+    lazy_module,
 )
+
+optimize = lazy_module("scipy.optimize")
+_st = lazy_module("scipy.stats")
 
 __all__ = [
     "DurationResult",
@@ -237,6 +238,15 @@ def _solve_increasing(fn: Any, target: float, lo: float, start: float, name: str
     return float(optimize.brentq(f, lo, hi, xtol=1e-12, rtol=1e-14, maxiter=_MAXITER))
 
 
+def _check_plannable(square: float, effect: float) -> None:
+    # 1e-280 keeps (z_α + z_β)²(1 + 1/r)/square finite for any sane α, power and ratio
+    if not square > 1e-280:
+        raise StatsInputError(
+            f"mde is too small to plan for (standardised effect {effect!r}; its square underflows); "
+            "use a larger mde"
+        )
+
+
 def _one_side(alternative: str) -> str:
     """Planning works with the size of the effect in the direction tested: "less" is "greater" mirrored."""
     return "two-sided" if alternative == "two-sided" else "greater"
@@ -247,6 +257,10 @@ def _result(
     std: float | None, alpha: float, alpha_c: float, power: float, alternative: str, ratio: float,
     n_arms: int, n_control: float,
 ) -> SampleSizeResult:
+    if not math.isfinite(n_control):
+        raise StatsInputError(
+            f"mde={effect!r} is too small to plan for: the sample size overflows; use a larger mde"
+        )
     n_t = n_control * ratio
     nc, nt = math.ceil(n_control - 1e-9), math.ceil(n_t - 1e-9)
     return SampleSizeResult(
@@ -265,6 +279,7 @@ def _check_proportion(name: str, p: float) -> float:
 
 def _prop_n(p1: float, p2: float, za: float, zb: float, ratio: float, method: str, alpha_c: float, power: float, alternative: str) -> float:
     q1, q2, d = 1 - p1, 1 - p2, p2 - p1
+    _check_plannable(d * d, d)
     r = ratio
     if method == "unpooled":
         return (za + zb) ** 2 * (p1 * q1 + p2 * q2 / r) / d**2
@@ -336,6 +351,7 @@ def sample_size_proportions(
 
 def _mean_n(d: float, za: float, zb: float, ratio: float, method: str, alpha_c: float, power: float, alternative: str) -> float:
     """Users per control group; ``d`` > 0 is the standardised effect in the direction tested."""
+    _check_plannable(d * d, d)
     closed = (za + zb) ** 2 * (1 + 1 / ratio) / d**2
     if method == "normal":
         return closed

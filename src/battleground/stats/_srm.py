@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as _st
 
-from battleground.stats._base import Result, StatsInputError, check_alpha
+from battleground.stats._base import Result, StatsInputError, check_alpha, lazy_module
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["SrmResult", "srm_test"]
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special as _sp
 
 from battleground.stats._base import (
     Alternative,
@@ -31,7 +30,10 @@ from battleground.stats._base import (
     check_alpha,
     check_alternative,
     check_choice,
+    lazy_module,
 )
+
+_sp = lazy_module("scipy.special")
 
 __all__ = [
     "EffectResult",
@@ -178,10 +180,18 @@ def _effect(
             est, se = diff / abs(den), se_abs / abs(den)
         else:
             est = diff / abs(den)
-            var = rel_var if rel_var is not None else vm_t / den**2 + vm_c * mean_t**2 / den**4
-            se = math.sqrt(var)
+            if rel_var is not None:
+                se = math.sqrt(rel_var)
+            else:  # √(vT/μC² + vC·μT²/μC⁴), written so that a tiny μC cannot divide by zero
+                se = math.sqrt(vm_t + vm_c * (mean_t / den) ** 2) / abs(den)
     else:
         est, se = diff, se_abs
+    if not (math.isfinite(est) and math.isfinite(se)):
+        raise StatsInputError(
+            f"the {'relative lift' if relative else 'difference'} or its standard error is not finite "
+            f"(estimate {est!r}, se {se!r}; control mean {cm!r}): no honest test; "
+            + ("use relative=False (the absolute difference)" if relative else "check the inputs")
+        )
     if not se > 0:
         raise StatsInputError(
             f"the relative lift's delta-method standard error is 0 (treatment mean {mean_t!r} with no "
