@@ -312,7 +312,7 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
                    f"MAX(variant) FILTER (WHERE {exposed}) AS v_max,")
     first_dirty = " OR v_min <> v_max" if multiple == "first" else ""
     arm = "u.variant" if keep else ("COALESCE(f.first_variant, u.v_min)" if multiple == "first" else "u.v_min")
-    first_col = (f", MIN(e.variant) FILTER (WHERE e.event_type = :exposure AND e.ts = x.t0) AS first_variant"
+    first_col = (", MIN(e.variant) FILTER (WHERE e.event_type = :exposure AND e.ts = x.t0) AS first_variant"
                  if multiple == "first" else "")
     grp = f"CASE WHEN u.multi THEN NULL ELSE {arm} END" if multiple == "exclude" else arm
     vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
