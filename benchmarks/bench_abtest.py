@@ -5,6 +5,13 @@
    ingested through the store, against a pandas implementation of the same numbers (window, per-user
    aggregation, per-variant sums, the same statistics) on the same events held in memory. Targets:
    ≤ 1.5 s at 10M events and ≥ 3× pandas.
+   Issue 12: the same call now counts events from each user's first exposure, checks for users exposed
+   to several variants and computes CUPED covariates (each metric over 14 days before the exposure),
+   all in the one scan, with shifted sums. Compared in the same run with (a) the plain sums of before
+   (one GROUP BY per (variant, user), no exposure join; the seed's query kept here as the baseline,
+   behind the same Monitor) — target ≤ 1.2× — and (b) polars doing the same computation on the
+   in-memory events (first exposure, multiple-exposure check, CUPED lookback, shifted sums, the same
+   statistics) — target: faster than polars.
 2. Analysis of 100 experiments × 10 metrics from their sums (vectorised ``analyze_metrics``) against
    the scalar per-comparison functions. Target: ≤ 0.5 s.
 
@@ -227,6 +234,143 @@ def pandas_result(df: Any, experiment_id: int) -> Any:
     return results_frame(experiment_id, rows, srm_test([s.users for s in sums["conversion"]], [0.5, 0.5]))
 
 
+_PLAIN_TYPES = ("purchase", "click", "impression")
+
+
+def _plain_sql() -> str:
+    """The seed's plain sums of the three metrics: every event of an exposed (variant, user) in the
+    window counts, no exposure join, raw Σx and Σx² (the baseline of issue 12)."""
+    one, zero = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+    per_user = ", ".join([
+        "COUNT(*) FILTER (WHERE event_type = 'exposure') AS exposed",
+        "CAST(COUNT(*) FILTER (WHERE event_type = 'purchase') AS DOUBLE) AS n_buy",
+        f"COALESCE(SUM(COALESCE(value, {one})) FILTER (WHERE event_type = 'purchase'), {zero}) AS rev",
+        "CAST(COUNT(*) FILTER (WHERE event_type = 'click') AS DOUBLE) AS n_clk",
+        f"COALESCE(SUM(COALESCE(value, {one})) FILTER (WHERE event_type = 'click'), {zero}) AS clk",
+        f"COALESCE(SUM(COALESCE(value, {one})) FILTER (WHERE event_type = 'impression'), {zero}) AS imp",
+        "COALESCE(MAX(covariate), CAST(0 AS DOUBLE)) AS c",
+    ])
+    metrics = [("n_buy", f"(CASE WHEN n_buy > 0 THEN {one} ELSE {zero} END)", zero), ("n_buy", "rev", zero),
+               ("n_clk", "clk", "imp")]
+    sums = []
+    for j, (n, x, y) in enumerate(metrics):
+        terms = [n, x, f"{x} * {x}", y, f"{y} * {y}", f"{x} * {y}", "c", "c * c", f"{x} * c"]
+        sums += [f"SUM({t}) AS m{j}_{k}" for k, t in enumerate(terms)]
+    return f"""
+WITH per_user AS (
+    SELECT variant, user_id, {per_user}
+    FROM events WHERE experiment_id = $experiment AND ts >= $start AND ts < $end
+      AND event_type IN ('exposure', 'purchase', 'click', 'impression')
+    GROUP BY variant, user_id
+)
+SELECT variant, COUNT(*), {", ".join(sums)} FROM per_user WHERE exposed > 0 GROUP BY variant ORDER BY variant"""
+
+
+class _PlainSource:
+    """The default experiment source with the seed's plain sums (the baseline)."""
+
+    def __init__(self, settings: Any) -> None:
+        from battleground.experiment.monitoring import _Backend
+
+        self._inner = _Backend(settings)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def metric_sums(self, info: Any, start: Any, end: Any) -> dict[str, list[Any]]:
+        from battleground.storage.sums import MetricSums
+
+        with self._inner.store.connection() as con:
+            rows = con.execute(_plain_sql(), {"experiment": info.id, "start": start, "end": end}).fetchall()
+        out: dict[str, list[Any]] = {m.name: [] for m in info.metrics}
+        for r in rows:
+            for j, m in enumerate(info.metrics):
+                f = [float(v or 0.0) for v in r[2 + 9 * j : 11 + 9 * j]]
+                out[m.name].append(MetricSums(str(r[0]), int(r[1]), round(f[0]), *f[1:]))
+        return out
+
+
+def plain_result(settings: Any, experiment_id: int) -> Any:
+    """Monitor over the plain sums (everything else as in :func:`monitor_result`)."""
+    from battleground.experiment.monitoring import Monitor
+
+    monitor = Monitor(client=settings, source=_PlainSource(settings))  # type: ignore[arg-type]
+    monitor.put_experiment_id(experiment_id=experiment_id)
+    return monitor.get_abtest_result(start_dt=START, end_dt=END)
+
+
+def polars_result(events: Any, experiment_id: int, lookback_days: float = 14.0) -> Any:
+    """What the store's scan computes, in polars on the in-memory events: first exposure per user in the
+    window, users exposed to two variants counted and left out, events from the exposure on, the CUPED
+    covariate over the lookback before it, per-variant sums around per-metric means; then the same
+    statistics as the Monitor."""
+    import datetime as dt
+
+    import polars as pl
+
+    from battleground.experiment._source import for_stats
+    from battleground.experiment.monitoring import results_frame
+    from battleground.stats import MetricSpec, analyze_metrics, srm_test
+    from battleground.storage.sums import MetricSums
+
+    lo = dt.datetime.fromisoformat(START)
+    hi = dt.datetime.fromisoformat(END) + dt.timedelta(days=1)
+    back = dt.timedelta(days=lookback_days)
+    e = events.lazy().filter((pl.col("timestamp") >= lo - back) & (pl.col("timestamp") < hi))
+    exposure = (
+        e.filter((pl.col("event_type") == "exposure") & (pl.col("timestamp") >= lo))
+        .group_by("user_id")
+        .agg(t0=pl.col("timestamp").min(), arm=pl.col("variant").min(), multi=pl.col("variant").n_unique() > 1)
+    )
+    et, ts, t0 = pl.col("event_type"), pl.col("timestamp"), pl.col("t0")
+    after, before = ts >= t0, (ts < t0) & (ts >= t0 - back)
+    v1 = pl.col("value").fill_nan(None).fill_null(1.0)
+
+    def total(kind: str, when: Any) -> Any:
+        return pl.when((et == kind) & when).then(v1).otherwise(0.0).sum()
+
+    per_user = (
+        e.filter(et.is_in(["exposure", *_PLAIN_TYPES])).join(exposure, on="user_id")
+        .group_by("user_id")
+        .agg(
+            arm=pl.col("arm").first(), multi=pl.col("multi").first(),
+            n_buy=((et == "purchase") & after).sum(), rev=total("purchase", after),
+            n_clk=((et == "click") & after).sum(), clk=total("click", after), imp=total("impression", after),
+            pre_buy=((et == "purchase") & before).sum(), pre_rev=total("purchase", before),
+            pre_clk=total("click", before),
+        )
+        .collect()
+    )
+    exposed, multiple = per_user.height, int(per_user["multi"].sum())
+    u = per_user.filter(~pl.col("multi"))
+    defs = {  # metric: (events, x, y or None, c, shifted?)
+        "conversion": ("n_buy", (pl.col("n_buy") > 0).cast(pl.Float64), None, (pl.col("pre_buy") > 0).cast(pl.Float64), False),
+        "revenue": ("n_buy", pl.col("rev"), None, pl.col("pre_rev"), True),
+        "ctr": ("n_clk", pl.col("clk"), pl.col("imp"), pl.col("pre_clk"), True),
+    }
+    sums: dict[str, list[Any]] = {}
+    for name, (n, x, y, c, shifted) in defs.items():
+        frame = u.select(pl.col("arm"), pl.col(n).cast(pl.Float64).alias("n"), x.alias("x"),
+                         (y if y is not None else pl.lit(0.0)).alias("y"), c.alias("c"))
+        kx = float(frame["x"].mean()) if shifted else 0.0  # type: ignore[arg-type]
+        ky = float(frame["y"].mean()) if y is not None else 0.0  # type: ignore[arg-type]
+        kc = float(frame["c"].mean())  # type: ignore[arg-type]
+        dx, dy, dc = pl.col("x") - kx, pl.col("y") - ky, pl.col("c") - kc
+        agg = frame.group_by("arm").agg(
+            users=pl.len(), events=pl.col("n").sum(), sx=dx.sum(), sx2=(dx * dx).sum(), sy=dy.sum(),
+            sy2=(dy * dy).sum(), sxy=(dx * dy).sum(), sc=dc.sum(), sc2=(dc * dc).sum(), sxc=(dx * dc).sum(),
+        ).sort("arm")
+        sums[name] = for_stats([
+            MetricSums(r["arm"], int(r["users"]), round(r["events"]), r["sx"], r["sx2"], r["sy"], r["sy2"],
+                       r["sxy"], r["sc"], r["sc2"], r["sxc"], kx, ky, kc)
+            for r in agg.iter_rows(named=True)
+        ])
+    specs = [MetricSpec(m["name"], m["kind"], primary=bool(m.get("primary"))) for m in METRICS]
+    rows = analyze_metrics(specs, sums, control="control")
+    frame_out = results_frame(experiment_id, rows, srm_test([s.users for s in sums["conversion"]], [0.5, 0.5]))
+    return frame_out, (exposed, multiple)
+
+
 def bench_monitor(n_events: int) -> dict[str, float]:
     from battleground.experiment.events import events_frame, open_event_store
 
@@ -240,6 +384,15 @@ def bench_monitor(n_events: int) -> dict[str, float]:
         t_pd, res_pd = best_of(lambda: pandas_result(stored, exp_id), repeat=2)
         # … and on the generator's own frame (int64 user ids, categorical types: pandas at its fastest).
         t_fast, res_fast = best_of(lambda: pandas_result(events, exp_id), repeat=2)
+        # Issue 12: the plain sums of before behind the same Monitor, and polars doing the full scan's
+        # work (int64 ids, text types; converted once, untimed).
+        t_plain, res_plain = best_of(lambda: plain_result(settings, exp_id))
+        import polars as pl
+
+        frame_pl = pl.from_pandas(events.assign(variant=events["variant"].astype(str),
+                                                event_type=events["event_type"].astype(str)))
+        t_pl, (res_pl, counts_pl) = best_of(lambda: polars_result(frame_pl, exp_id), repeat=2)
+        found = _full_sums(settings, exp_id)
     cols = ["users", "events", "value", "abs_lift", "abs_ci_lower", "p_value", "rel_ci_lower", "rel_ci_upper",
             "p_value_adjusted", "srm_p_value"]
 
@@ -254,7 +407,22 @@ def bench_monitor(n_events: int) -> dict[str, float]:
         f"{t_pd / t_mon:.1f}x (target >= 3x), same numbers: {same(res_pd)}\n  pandas on int64 ids and "
         f"categoricals: {t_fast:.3f} s, ratio {t_fast / t_mon:.1f}x, same numbers: {same(res_fast)}"
     )
-    return {"monitor_s": t_mon, "pandas_s": t_pd, "pandas_fast_s": t_fast}
+    print(
+        f"issue 12: the same call with first-exposure filtering, the multiple-exposure check and CUPED "
+        f"covariates (14-day lookback) in the scan, shifted sums: {t_mon:.3f} s\n  plain sums of before "
+        f"(same Monitor, no exposure join): {t_plain:.3f} s, ratio {t_mon / t_plain:.2f}x (target <= 1.2x), "
+        f"same numbers: {same(res_plain)}\n  polars doing the full computation on the in-memory events: "
+        f"{t_pl:.3f} s, ratio polars/battleground {t_pl / t_mon:.2f}x (target > 1), same numbers: "
+        f"{same(res_pl)}, same exposure check: {counts_pl == (found.exposed_users, found.multiple_exposure_users)}"
+    )
+    return {"monitor_s": t_mon, "pandas_s": t_pd, "pandas_fast_s": t_fast, "plain_s": t_plain, "polars_s": t_pl}
+
+
+def _full_sums(settings: Any, experiment_id: int) -> Any:
+    from battleground.experiment.monitoring import Monitor
+
+    monitor = Monitor(client=settings).put_experiment_id(experiment_id=experiment_id)
+    return monitor.backend.experiment_sums(monitor.experiment(), None, None)  # type: ignore[attr-defined]
 
 
 def main(argv: list[str]) -> None:

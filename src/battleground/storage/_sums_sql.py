@@ -168,21 +168,30 @@ def _per_metric(metrics: Sequence[MetricQuery], cols: _Columns) -> list[dict[str
             return cols.add(f"COALESCE(SUM(COALESCE(e.value, {_ONE})) FILTER (WHERE e.event_type = "
                             f":et{index[et]} AND {when}), {_ZERO})")
 
-        n = count(m.numerator, after)
-        if m.kind == "proportion":
-            x = f"(CASE WHEN {n} > 0 THEN {_ONE} ELSE {_ZERO} END)"
-        else:
-            x = total(m.numerator, after)
-        y = total(m.denominator, after) if m.kind == "ratio" and m.denominator else _ZERO
+        parts = {"n": count(m.numerator, after),
+                 "s": None if m.kind == "proportion" else total(m.numerator, after),
+                 "d": total(m.denominator, after) if m.kind == "ratio" and m.denominator else None,
+                 "p": None}
         if _days(m.lookback_days):
             before = f"e.ts >= x.t0 - :lb{j} AND e.ts < x.t0"
-            pre = (f"(CASE WHEN {count(m.numerator, before)} > 0 THEN {_ONE} ELSE {_ZERO} END)"
-                   if m.kind == "proportion" else total(m.numerator, before))
-        else:
-            pre = _ZERO
-        out.append({"n": n, "x": x, "y": y, "c": f"COALESCE(cg, {pre})", "ratio": str(m.kind == "ratio"),
-                    "proportion": str(m.kind == "proportion")})
+            parts["p"] = count(m.numerator, before) if m.kind == "proportion" else total(m.numerator, before)
+        out.append(_values(m, parts))
     return out
+
+
+def _values(m: MetricQuery, parts: dict[str, str | None]) -> dict[str, str]:
+    """Per-user expressions n, x, y, c of a metric from its parts (numerator count ``n`` and total ``s``,
+    denominator total ``d``, pre-exposure numerator ``p``; expressions or aliases)."""
+    n = str(parts["n"])
+    x = f"(CASE WHEN {n} > 0 THEN {_ONE} ELSE {_ZERO} END)" if m.kind == "proportion" else str(parts["s"])
+    y = str(parts["d"]) if parts["d"] else _ZERO
+    pre = parts["p"]
+    if pre is None:
+        pre = _ZERO
+    elif m.kind == "proportion":
+        pre = f"(CASE WHEN {pre} > 0 THEN {_ONE} ELSE {_ZERO} END)"
+    return {"n": n, "x": x, "y": y, "c": f"COALESCE(cg, {pre})", "ratio": str(m.kind == "ratio"),
+            "proportion": str(m.kind == "proportion"), **{f"part_{k}": v or "" for k, v in parts.items()}}
 
 
 def _exposure(multiple: str) -> str:
@@ -223,9 +232,15 @@ def _scan(metrics: Sequence[MetricQuery], multiple: str) -> str:
       AND e.event_type IN (:exposure, {types})"""
 
 
-def _group(multiple: str) -> str:
+def _unit_join(alias: str, multiple: str) -> str:
+    """Back from per-unit aggregates to their exposure row (grouping by the unit's key alone, and joining
+    variant and flags afterwards, keeps the big GROUP BY on one key)."""
+    return f"{alias}.user_id = x.user_id" + (f" AND {alias}.variant = x.variant" if multiple == "keep" else "")
+
+
+def _group(multiple: str, of: str = "") -> str:
     """The arm a unit is analysed in: NULL for users excluded for seeing several variants."""
-    return "CASE WHEN multi THEN NULL ELSE variant END" if multiple == "exclude" else "variant"
+    return f"CASE WHEN {of}multi THEN NULL ELSE {of}variant END" if multiple == "exclude" else f"{of}variant"
 
 
 def _terms(j: int, e: dict[str, str]) -> dict[str, str]:
@@ -253,27 +268,88 @@ def _shifts(per_metric: list[dict[str, str]], source: str) -> str:
 
 def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
     """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
-    :data:`METRIC_COLUMNS` named ``m<j>_<column>``."""
+    :data:`METRIC_COLUMNS` named ``m<j>_<column>``.
+
+    Two passes, so that the common case costs what plain sums cost. Pass 1 is one GROUP BY per unit over
+    the experiment's events, as plain sums are, adding the first exposure ``t0`` and the first and last
+    metric-event times. A unit whose metric events all fall in ``[t0, t0 + shortest window)`` (the usual
+    case: exposure first) has its sums right there and no pre-period. Only the other units ("dirty":
+    an event before the exposure, after a window, or — for ``first`` — several variants) go through
+    pass 2, the join of their events with their exposure that applies the rules event by event.
+    """
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
-    cols = _Columns()
-    per_metric = _per_metric(metrics, cols)
+    _exposure(multiple)  # validates ``multiple``
+    index = {et: i for i, et in enumerate(_event_types(metrics))}
+    keep = multiple == "keep"
+    unit = "user_id, variant" if keep else "user_id"
+    plain = _Columns()
+    fixed = _Columns()
+    cond = _per_metric(metrics, fixed)
+    per_metric = []
+    for m, c in zip(metrics, cond, strict=True):
+        parts = {"n": plain.add(f"CAST(COUNT(*) FILTER (WHERE event_type = :et{index[m.numerator]}) AS DOUBLE PRECISION)"),
+                 "s": None if m.kind == "proportion" else plain.add(
+                     f"COALESCE(SUM(COALESCE(value, {_ONE})) FILTER (WHERE event_type = :et{index[m.numerator]}), {_ZERO})"),
+                 "d": plain.add(f"COALESCE(SUM(COALESCE(value, {_ONE})) FILTER (WHERE event_type = "
+                                f":et{index[m.denominator]}), {_ZERO})") if m.kind == "ratio" and m.denominator else None,
+                 "p": c["part_p"] or None}
+        merged = {k: None if v is None else
+                  (f"(CASE WHEN u.dirty THEN f.{c['part_' + k]} ELSE {_ZERO} END)" if k == "p"
+                   else f"(CASE WHEN u.dirty THEN f.{c['part_' + k]} ELSE u.{v} END)")
+                  for k, v in parts.items()}
+        per_metric.append(_values(m, merged))
+    windows = [f":w{j}" for j, m in enumerate(metrics) if _days(m.window_days)]
+    late = "".join(f" OR last_ts >= t0 + {w}" for w in windows)
+    exposed = "event_type = :exposure AND ts >= :start"
+    types = ", ".join(f":et{i}" for i in range(len(index)))
+    if keep:
+        flags = f"(COUNT(*) OVER (PARTITION BY user_id)) > 1 AS multi, {_ONE} / CAST(COUNT(*) OVER (PARTITION BY user_id) AS DOUBLE PRECISION) AS wu"
+        variant = ""
+    else:
+        flags = f"v_min <> v_max AS multi, {_ONE} AS wu"
+        variant = (f"MIN(variant) FILTER (WHERE {exposed}) AS v_min, "
+                   f"MAX(variant) FILTER (WHERE {exposed}) AS v_max,")
+    first_dirty = " OR v_min <> v_max" if multiple == "first" else ""
+    arm = "u.variant" if keep else ("COALESCE(f.first_variant, u.v_min)" if multiple == "first" else "u.v_min")
+    first_col = (", MIN(e.variant) FILTER (WHERE e.event_type = :exposure AND e.ts = x.t0) AS first_variant"
+                 if multiple == "first" else "")
+    grp = f"CASE WHEN u.multi THEN NULL ELSE {arm} END" if multiple == "exclude" else arm
     vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
                      for j, e in enumerate(per_metric))
-    aggregates = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in cols.exprs.items())
+    plain_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in plain.exprs.items())
+    fixed_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in fixed.exprs.items())
     outputs = ",\n       ".join(
         f"{term} AS m{j}_{name}" for j, e in enumerate(per_metric) for name, term in _terms(j, e).items()
     )
+    on = "f.user_id = u.user_id" + (" AND f.variant = u.variant" if keep else "")
+    join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if keep else "")
     return f"""
-WITH exposure AS MATERIALIZED ({_exposure(multiple)}
+WITH scan AS (
+    SELECT {unit}, MIN(ts) FILTER (WHERE {exposed}) AS t0, {variant}
+        MIN(ts) FILTER (WHERE event_type <> :exposure) AS first_ts,
+        MAX(ts) FILTER (WHERE event_type <> :exposure) AS last_ts,
+        MAX(covariate) AS cg,
+        {plain_aggs}
+    FROM events
+    WHERE experiment_id = :experiment AND ts >= :scan_start AND ts < :end
+      AND event_type IN (:exposure, {types})
+    GROUP BY {unit}
+),
+units AS MATERIALIZED (
+    SELECT *, {flags}, (first_ts < t0{late}{first_dirty}) AS dirty FROM scan WHERE t0 IS NOT NULL
+),
+fixed AS (
+    SELECT {", ".join("e." + c.strip() for c in unit.split(","))}{first_col},
+        {fixed_aggs}
+    FROM units x JOIN events e ON {join}
+    WHERE x.dirty AND e.experiment_id = :experiment AND e.ts >= :scan_start AND e.ts < :end
+      AND e.event_type IN (:exposure, {types})
+    GROUP BY {", ".join("e." + c.strip() for c in unit.split(","))}
 ),
 per_user AS MATERIALIZED (
-    SELECT {_group(multiple)} AS grp, multi, wu, {vals}
-    FROM (
-        SELECT x.variant, x.multi, x.wu, MAX(e.covariate) AS cg,
-        {aggregates}{_scan(metrics, multiple)}
-        GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0
-    ) agg
+    SELECT {grp} AS grp, u.multi, u.wu, {vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
+    FROM units u LEFT JOIN fixed f ON {on}
 ),
 k AS MATERIALIZED ({_shifts(per_metric, "per_user")})
 SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
