@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from battleground.experiment._source import (
+    ExperimentInfo,
+    ExperimentSource,
+    VariantInfo,
+    _Backend,
+    settings_of,
+)
 from battleground.stats import (
-    MetricSpec,
     Result,
     SrmResult,
     StatsInputError,
@@ -32,9 +38,6 @@ from battleground.stats import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from battleground.experiment._records import ExperimentRecord
-    from battleground.settings import Settings
-
 __all__ = [
     "EndConditionReport",
     "ExperimentInfo",
@@ -43,39 +46,8 @@ __all__ = [
     "VariantInfo",
     "check_experiments",
     "results_frame",
+    "settings_of",
 ]
-
-
-@dataclass(frozen=True)
-class VariantInfo(Result):
-    name: str
-    weight: float
-    is_control: bool
-
-
-@dataclass(frozen=True)
-class ExperimentInfo(Result):
-    """What monitoring and reports need to know about a registered experiment."""
-
-    id: int
-    name: str
-    status: str
-    description: str | None
-    hypothesis: str | None
-    owner: str | None
-    start_at: dt.datetime | None
-    end_at: dt.datetime | None
-    started_at: dt.datetime | None
-    variants: tuple[VariantInfo, ...]
-    metrics: tuple[MetricSpec, ...]
-    target_sample_size: int | None = None
-    max_duration_days: float | None = None
-    sequential: bool = False
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def control(self) -> str:
-        return next(v.name for v in self.variants if v.is_control)
 
 
 @dataclass(frozen=True)
@@ -381,149 +353,3 @@ def check_experiments(
         monitor.experiment_id_ = i
         reports.append(monitor.check_end_conditions(stop=stop, now=now))
     return reports
-
-
-# ---------------------------------------------------------------------------------------------------
-# The seam to the registry and the event store (battleground.experiment.register / .events).
-# ---------------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class ExperimentSource(Protocol):
-    """Where :class:`Monitor` reads experiments and sums, and where it stops and records.
-
-    The default implementation reads battleground's registry and event store; any object with these
-    methods (e.g. precomputed sums in memory) works too.
-    """
-
-    def resolve_id(self, key: Any) -> int: ...
-
-    def running_ids(self) -> list[int]: ...
-
-    def all_ids(self) -> list[int]: ...
-
-    def experiment(self, experiment_id: int) -> ExperimentInfo: ...
-
-    def metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> dict[str, list[Any]]: ...
-
-    def daily_metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> list[tuple[dt.date, dict[str, list[Any]]]]: ...
-
-    def stop(self, experiment_id: int, reason: str) -> None: ...
-
-    def record(self, experiment_id: int, message: str) -> None: ...
-
-
-class _Backend:
-    """Reads experiments from the registry and sums from the event store; stops and records.
-
-    Sums come from the store's ``sums``/``daily_sums`` (one SQL query per metric), or from one query for
-    all metrics (``sums_many``/``daily_sums_many``).
-    """
-
-    def __init__(self, client: Any) -> None:
-        from battleground.settings import Settings
-
-        if isinstance(client, Settings):
-            self.settings = client
-        else:
-            from battleground.experiment.register import resolve_client
-
-            self.settings = resolve_client(client)
-        self._registry: Any = None
-        self._store: Any = None
-        self._records: dict[int, ExperimentRecord] = {}
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from battleground.experiment.register import Registry
-
-            self._registry = Registry(self.settings.registry_url)
-        return self._registry
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from battleground.experiment.events import open_event_store
-
-            self._store = open_event_store(self.settings)
-        return self._store
-
-    def resolve_id(self, key: Any) -> int:
-        return int(self.registry.get(key).id)
-
-    def running_ids(self) -> list[int]:
-        return [int(e.id) for e in self.registry.list("running")]
-
-    def all_ids(self) -> list[int]:
-        return [int(e.id) for e in self.registry.list()]
-
-    def experiment(self, experiment_id: int) -> ExperimentInfo:
-        rec = self.registry.get(experiment_id)
-        self._records[rec.id] = rec
-        return _info_from_registry(rec)
-
-    def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[tuple[str, str, str | None]]]:
-        rec = self._records.get(info.id) or self.registry.get(info.id)
-        return rec, [(m.kind, m.numerator, m.denominator) for m in rec.metrics]
-
-    def metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> dict[str, list[Any]]:
-        rec, defs = self._definitions(info)
-        if not defs:
-            return {}
-        per_metric = self.store.sums_many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
-        return {m.name: list(arms) for m, arms in zip(rec.metrics, per_metric, strict=True)}
-
-    def daily_metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
-        rec, defs = self._definitions(info)
-        if not defs:
-            return []
-        series = self.store.daily_sums_many(rec.id, defs, start=start, end=end, variants=rec.variant_names)
-        return [(_as_date(day), {m.name: list(a) for m, a in zip(rec.metrics, per_metric, strict=True)})
-                for day, per_metric in series]
-
-    def stop(self, experiment_id: int, reason: str) -> None:
-        self.registry.stop(experiment_id, reason=reason)
-
-    def record(self, experiment_id: int, message: str) -> None:
-        self.registry.record(experiment_id, "srm_alert", message)
-
-
-def _as_date(day: Any) -> dt.date:
-    if isinstance(day, dt.datetime):
-        return day.date()
-    if isinstance(day, dt.date):
-        return day
-    return dt.date.fromisoformat(str(day)[:10])
-
-
-def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
-    variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
-    metrics = tuple(
-        MetricSpec(
-            name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
-            primary=m.primary,
-        )
-        for m in exp.metrics
-    )
-    ec = exp.end_conditions
-    return ExperimentInfo(
-        id=exp.id, name=exp.name, status=exp.status, description=exp.description,
-        hypothesis=exp.hypothesis, owner=exp.owner, start_at=exp.start_at, end_at=exp.end_at,
-        started_at=exp.started_at, variants=variants, metrics=metrics,
-        target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
-        sequential=ec.sequential, metadata=dict(exp.metadata),
-    )
-
-
-def settings_of(client: Any) -> Settings:
-    """The settings a ``client=`` argument points at (for the CLI and the report)."""
-    return _Backend(client).settings
