@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from battleground.stats import MetricSpec, Result
 
 if TYPE_CHECKING:
+    from battleground.experiment._decide import GuardrailMargin
     from battleground.experiment._records import ExperimentRecord
     from battleground.settings import Settings
 
@@ -42,6 +43,8 @@ class ExperimentInfo(Result):
     max_duration_days: float | None = None
     sequential: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    guardrail_margins: dict[str, GuardrailMargin] = field(default_factory=dict)
+    stopped_at: dt.datetime | None = None
 
     @property
     def control(self) -> str:
@@ -171,6 +174,8 @@ def _as_date(day: Any) -> dt.date:
 
 
 def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
+    from battleground.experiment._decide import GuardrailMargin
+
     variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
     metrics = tuple(
         MetricSpec(
@@ -186,6 +191,11 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
         started_at=exp.started_at, variants=variants, metrics=metrics,
         target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
         sequential=ec.sequential, metadata=dict(exp.metadata),
+        guardrail_margins={
+            m.name: GuardrailMargin(float(m.margin), m.margin_relative)
+            for m in exp.metrics if m.guardrail and m.margin is not None
+        },
+        stopped_at=exp.stopped_at,
     )
 
 
