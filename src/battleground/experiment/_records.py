@@ -66,6 +66,9 @@ class MetricRecord:
         numerator, denominator: event types; ``denominator`` only for ratio metrics.
         direction: ``increase`` when higher is better, ``decrease`` otherwise.
         guardrail: a metric that must not get worse; primary: the decision metric.
+        margin: for a guardrail, the largest harm still called non-inferior (``None``: none declared,
+            the guardrail is then only checked for significant deterioration).
+        margin_relative: ``margin`` is a share of the control value (0.01 = 1 %), else absolute.
     """
 
     name: str
@@ -75,6 +78,8 @@ class MetricRecord:
     direction: str = "increase"
     guardrail: bool = False
     primary: bool = False
+    margin: float | None = None
+    margin_relative: bool = True
 
     @property
     def higher_is_better(self) -> bool:

@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -291,7 +292,8 @@ def _normalize_metric(metric: Any) -> MetricRecord:
     if isinstance(metric, MetricRecord):
         record = metric
     elif isinstance(metric, Mapping):
-        allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary"}
+        allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
+                   "margin", "margin_relative"}
         unknown = set(metric) - allowed
         if unknown:
             raise RegistryError(f"metric {metric!r} has unknown key(s) {sorted(unknown)}; use {sorted(allowed)}")
@@ -303,6 +305,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             denominator=None if metric.get("denominator") is None else str(metric["denominator"]),
             direction=str(metric.get("direction", "increase")),
             guardrail=bool(metric.get("guardrail", False)), primary=bool(metric.get("primary", False)),
+            margin=metric.get("margin"), margin_relative=metric.get("margin_relative", True),
         )
     else:
         raise RegistryError(f"a metric must be a dict or a MetricRecord, got {metric!r}")
@@ -326,7 +329,26 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             "only ratio metrics have a denominator", record.denominator,
             f"metric {record.name!r} is a {record.kind}: drop denominator= or use kind='ratio'",
         )
-    return record
+    return _checked_margin(record)
+
+
+def _checked_margin(record: MetricRecord) -> MetricRecord:
+    """A guardrail's non-inferiority margin, validated (only guardrails have one)."""
+    from battleground.experiment._decide import GuardrailMargin, MarginError
+
+    if record.margin is None:
+        if not isinstance(record.margin_relative, bool):
+            raise MarginError(
+                f"margin_relative of metric {record.name!r} must be True or False, got {record.margin_relative!r}"
+            )
+        return record
+    if not record.guardrail:
+        raise MarginError(
+            f"metric {record.name!r} has margin={record.margin!r} but is not a guardrail; only guardrails "
+            "have a non-inferiority margin: set guardrail=True or drop margin="
+        )
+    m = GuardrailMargin.checked(record.name, record.margin, record.margin_relative)
+    return replace(record, margin=m.margin, margin_relative=m.relative)
 
 
 def _check_metrics(metrics: Sequence[MetricRecord]) -> None:
@@ -422,7 +444,8 @@ class Registry:
             id=row.id, name=row.name, status=row.status, salt=row.salt, traffic=row.traffic,
             variants=tuple(VariantRecord(v.name, v.weight, v.is_control) for v in row.variants),
             metrics=tuple(
-                MetricRecord(m.name, m.kind, m.numerator, m.denominator, m.direction, m.guardrail, m.primary)
+                MetricRecord(m.name, m.kind, m.numerator, m.denominator, m.direction, m.guardrail, m.primary,
+                             m.margin, bool(m.margin_relative))
                 for m in row.metrics
             ),
             end_conditions=EndConditions(ec.target_sample_size, ec.max_duration_days, ec.sequential)
@@ -531,7 +554,8 @@ class Registry:
             row.metrics = [
                 MetricRow(
                     name=m.name, kind=m.kind, numerator=m.numerator, denominator=m.denominator,
-                    direction=m.direction, guardrail=m.guardrail, primary=m.primary, position=i,
+                    direction=m.direction, guardrail=m.guardrail, primary=m.primary, margin=m.margin,
+                    margin_relative=m.margin_relative, position=i,
                 )
                 for i, m in enumerate(metric_records)
             ]
@@ -725,9 +749,14 @@ class Registry:
         direction: str = "increase",
         guardrail: bool = False,
         primary: bool = False,
+        margin: float | None = None,
+        margin_relative: bool = True,
         actor: str | None = None,
     ) -> ExperimentRecord:
-        """Add a metric (allowed until archived; the sums are computed from events at query time)."""
+        """Add a metric (allowed until archived; the sums are computed from events at query time).
+
+        A guardrail may declare ``margin`` (relative to control unless ``margin_relative=False``): the
+        largest harm still called non-inferior by the decision rule."""
         from battleground.storage._models import MetricRow
 
         if isinstance(name, Mapping | MetricRecord):
@@ -736,6 +765,7 @@ class Registry:
             record = _normalize_metric({
                 "name": name, "kind": kind, "numerator": numerator if numerator is not None else name,
                 "denominator": denominator, "direction": direction, "guardrail": guardrail, "primary": primary,
+                "margin": margin, "margin_relative": margin_relative,
             })
         with self._session() as session:
             row = self._row(session, key, lock=True)
@@ -744,7 +774,8 @@ class Registry:
             row.metrics.append(MetricRow(
                 name=record.name, kind=record.kind, numerator=record.numerator,
                 denominator=record.denominator, direction=record.direction,
-                guardrail=record.guardrail, primary=record.primary, position=len(row.metrics),
+                guardrail=record.guardrail, primary=record.primary, margin=record.margin,
+                margin_relative=record.margin_relative, position=len(row.metrics),
             ))
             row.updated_at = _now()
             self._audit(session, row, "add_metric", {"metric": record}, actor)
