@@ -133,7 +133,7 @@ def test_report_is_written_under_home_and_served(client: Any, seeded: Any) -> No
     assert path.is_file() and path.with_suffix(".md").is_file()
     assert client.get("/experiments/nope/report", headers=HTML).status_code == 404
     draft = client.get(f"/experiments/{seeded.ids['draft-one']}/report", headers=HTML)
-    assert draft.status_code == 200 and "Decision: inconclusive" in draft.text
+    assert draft.status_code == 200 and "Decision: collecting data (no plan" in draft.text
 
 
 def test_plotly_is_served_from_the_installed_package(client: Any) -> None:

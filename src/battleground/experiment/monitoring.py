@@ -19,6 +19,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from battleground.experiment._decide import (
+    DataQualityCheck,
+    Decision,
+    clause_text,
+    decide,
+    srm_check,
+)
+from battleground.experiment._result import COLUMNS, MonitorResult, MonitorRow, results_frame
 from battleground.experiment._source import (
     ExperimentInfo,
     ExperimentSource,
@@ -43,6 +51,8 @@ __all__ = [
     "ExperimentInfo",
     "ExperimentSource",
     "Monitor",
+    "MonitorResult",
+    "MonitorRow",
     "VariantInfo",
     "check_experiments",
     "results_frame",
@@ -69,34 +79,6 @@ class EndConditionReport(Result):
     srm_status: str
     srm_p_value: float
     users_per_variant: dict[str, int]
-
-
-_COLUMNS = [
-    "experiment_id", "metric", "kind", "variant", "is_control", "users", "events", "value",
-    "abs_lift", "abs_ci_lower", "abs_ci_upper", "rel_lift", "rel_ci_lower", "rel_ci_upper",
-    "p_value", "p_value_adjusted", "method", "significant", "primary", "guardrail",
-    "guardrail_breach", "srm_p_value", "srm_status",
-]
-
-
-def results_frame(
-    experiment_id: int, rows: list[VariantMetricRow], srm: SrmResult | None
-) -> pd.DataFrame:
-    """Rows of :func:`battleground.stats.analyze_metrics` as the monitoring DataFrame."""
-    import pandas as pd
-
-    records = []
-    for r in rows:
-        d = r.to_dict()
-        d.pop("higher_is_better", None)
-        d["experiment_id"] = experiment_id
-        d["srm_p_value"] = srm.p_value if srm else math.nan
-        d["srm_status"] = srm.status if srm else "n/a"
-        records.append(d)
-    frame = pd.DataFrame.from_records(records, columns=_COLUMNS)
-    if srm is not None:
-        frame.attrs["srm"] = srm.to_dict()
-    return frame
 
 
 def _to_datetime(value: Any, name: str, *, end: bool = False) -> dt.datetime | None:
@@ -189,19 +171,52 @@ class Monitor:
     def get_abtest_result(self, start_dt: Any = None, end_dt: Any = None) -> pd.DataFrame:
         """One row per (metric, variant) over [start_dt, end_dt]: users, events, value (rate, mean or
         CTR), absolute and relative lift vs control with CIs, p-value (always-valid mSPRT when the
-        experiment is sequential), Holm-adjusted p-value, SRM status and guardrail breaches."""
+        experiment is sequential), Holm-adjusted p-value, SRM status and guardrail breaches (the seed's
+        DataFrame; :meth:`result` gives the typed result with the decision)."""
+        return self.result(start_dt, end_dt).to_frame()
+
+    def result(self, start_dt: Any = None, end_dt: Any = None, *, now: dt.datetime | None = None) -> MonitorResult:
+        """The typed result over [start_dt, end_dt]: rows, SRM, data-quality checks and the decision of
+        the one decision rule (:mod:`battleground.experiment._decide`). ``now`` (naive UTC) dates the
+        plan's end date and duration; default the current time."""
         info = self.experiment()
         start = _to_datetime(start_dt, "start_dt")
         end = _to_datetime(end_dt, "end_dt", end=True)
+        rows: list[VariantMetricRow] | None = None
         if info.sequential:
             daily = self._daily_rows(info, start, end)
             if daily:
                 _, rows, srm = daily[-1]
-                return results_frame(info.id, rows, srm)
-        sums = self.backend.metric_sums(info, start, end)
-        srm = self._srm(info, sums)
-        rows = self._analyze(info, sums, sequential=info.sequential)
-        return results_frame(info.id, rows, srm)
+        if rows is None:
+            sums = self.backend.metric_sums(info, start, end)
+            srm = self._srm(info, sums)
+            rows = self._analyze(info, sums, sequential=info.sequential)
+        return self._result(info, rows, srm, self._data_quality(info, start, end), now)
+
+    def _result(
+        self,
+        info: ExperimentInfo,
+        rows: list[VariantMetricRow],
+        srm: SrmResult | None,
+        extra: tuple[DataQualityCheck, ...],
+        now: dt.datetime | None,
+    ) -> MonitorResult:
+        srm_dq = srm_check(srm)
+        checks = ((srm_dq,) if srm_dq is not None else ()) + extra
+        decision = decide(info, rows, data_quality=checks, alpha=self.alpha, correction=self.correction, now=now)
+        return MonitorResult(
+            experiment_id=info.id, rows=tuple(MonitorRow.of(r) for r in rows), srm=srm, data_quality=checks,
+            decision=decision,
+        )
+
+    def _data_quality(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[DataQualityCheck, ...]:
+        """Checks a source offers beside SRM (e.g. multiple exposure): its optional ``data_quality``."""
+        offer = getattr(self.backend, "data_quality", None)
+        if offer is None:
+            return ()
+        return tuple(c for c in offer(info, start, end) if c is not None)
 
     def get_daily_result(self, start_dt: Any = None, end_dt: Any = None) -> pd.DataFrame:
         """The same numbers on each day's cumulative data (one block of rows per ``date``), for charts."""
@@ -216,7 +231,7 @@ class Monitor:
             f.insert(0, "date", pd.Timestamp(day))
             frames.append(f)
         if not frames:
-            return pd.DataFrame(columns=["date", *_COLUMNS])
+            return pd.DataFrame(columns=["date", *COLUMNS])
         return pd.concat(frames, ignore_index=True)
 
     def get_srm(self, start_dt: Any = None, end_dt: Any = None) -> SrmResult | None:
@@ -269,6 +284,14 @@ class Monitor:
             out.append((day, rows, self._srm(info, sums)))
         return out
 
+    def _sequential_decision(self, info: ExperimentInfo, now: dt.datetime) -> Decision | None:
+        """The rule's verdict on the always-valid results to date (``None`` before any data)."""
+        daily = self._daily_rows(info, None, None)
+        if not daily:
+            return None
+        _, rows, srm = daily[-1]
+        return self._result(info, rows, srm, self._data_quality(info, None, None), now).decision
+
     # ------------------------------------------------------------------ end conditions
     def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
         """Evaluate the end conditions; when one is met and ``stop``, stop the experiment with the reason
@@ -276,8 +299,8 @@ class Monitor:
 
         The conditions: every variant has ``target_sample_size`` users; ``max_duration_days`` have passed
         since the experiment's window began (its planned ``start_at``, else when it was started); for
-        sequential experiments, the always-valid p-value of the primary metric is ≤ α. ``now`` (naive
-        UTC) defaults to the current time.
+        sequential experiments, the decision rule reaches ship or don't ship on the always-valid results.
+        ``now`` (naive UTC) defaults to the current time.
         """
         info = self.experiment()
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -299,14 +322,12 @@ class Monitor:
                     f"{began:%Y-%m-%d %H:%M} (limit {limit:%Y-%m-%d %H:%M})"
                 )
         if info.sequential:
-            daily = self._daily_rows(info, None, None)
-            if daily:
-                for r in daily[-1][1]:
-                    if r.primary and not r.is_control and r.p_value <= self.alpha:
-                        reasons.append(
-                            f"sequential boundary crossed on primary metric {r.metric} for {r.variant}: "
-                            f"always-valid p = {r.p_value:.4g} <= {self.alpha}"
-                        )
+            decision = self._sequential_decision(info, now)
+            if decision is not None and decision.verdict in ("ship", "dont_ship"):
+                reasons.append(
+                    f"sequential boundary crossed: {decision.headline} ({clause_text(decision.clause)}): "
+                    + "; ".join(decision.reasons[:2])
+                )
         stopped = False
         if srm is not None and srm.status == "alert" and stop:  # a dry run or a page view writes nothing
             self.backend.record(
