@@ -220,3 +220,30 @@ def test_make_report_and_check_experiments_on_a_source(tmp_path) -> None:  # typ
     reports = check_experiments(source=backend)
     assert len(reports) == 1 and reports[0].stopped and backend.info.status == "stopped"
     assert check_experiments(source=backend) == []  # nothing running any more
+
+
+def test_three_arms_one_verdict_per_variant_through_monitor_and_report() -> None:
+    # a converts better, b converts worse: b's harm must not sink a (it did: "don't ship" for all)
+    info = make_info(
+        target_sample_size=3000,
+        variants=(VariantInfo("control", 1 / 3, True), VariantInfo("a", 1 / 3, False), VariantInfo("b", 1 / 3, False)),
+        metrics=(MetricSpec("conversion", "proportion", primary=True), MetricSpec("revenue", "mean", guardrail=True)),
+    )
+    backend = MemoryBackend(info, 10, {"control": 400, "a": 400, "b": 400}, {"control": 0.10, "a": 0.15, "b": 0.05})
+    monitor = monitor_for(backend).put_experiment_id(experiment_id=7)
+    result = monitor.result()
+    d = result.decision
+    assert d.verdict == "ship" and d.best == "a" and d.headline == "ship a"
+    verdicts = {v.variant: (v.verdict, v.clause) for v in d.variants}
+    assert verdicts == {"a": ("ship", "success"), "b": ("dont_ship", "deterioration")}
+    _, md, decision = render_report(info, result, monitor.get_daily_result())
+    assert decision == d and "## Decision: ship a" in md
+    assert "| a | ship | the success-metric clause |" in md and "| b | dont ship | the deterioration clause |" in md
+    # 'significant' on the page is the adjusted p it shows: flag and p (Holm) agree on every row
+    from battleground.experiment.report import table_rows
+
+    success = [r for r in table_rows(result) if r["padj_text"]]
+    assert len(success) == 2
+    for r in success:
+        if r["flag"] != "significantly worse":
+            assert (r["flag"] == "significant: improved") == (float(r["padj_text"]) < 0.05), r
