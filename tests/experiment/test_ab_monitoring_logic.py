@@ -247,3 +247,23 @@ def test_three_arms_one_verdict_per_variant_through_monitor_and_report() -> None
     for r in success:
         if r["flag"] != "significantly worse":
             assert (r["flag"] == "significant: improved") == (float(r["padj_text"]) < 0.05), r
+
+
+def test_a_source_plugs_in_data_quality_checks_and_views_forward_them() -> None:
+    from battleground.experiment._decide import multiple_exposure_check
+    from battleground.web._views import ReadOnlySource
+
+    class WithMultipleExposure(MemoryBackend):
+        def data_quality(self, info: ExperimentInfo, start: Any, end: Any) -> list[Any]:
+            return [multiple_exposure_check(120, 10_000)]
+
+    info = make_info(target_sample_size=1000)
+    backend = WithMultipleExposure(info, 5, {"control": 1000, "green": 1000}, {"control": 0.10, "green": 0.16})
+    for source in (backend, ReadOnlySource(backend)):
+        result = Monitor(source=source).put_experiment_id(experiment_id=7).result()
+        assert [c.name for c in result.data_quality] == ["srm", "multiple_exposure"]
+        assert result.decision.verdict == "data_quality"
+        assert "multiple_exposure: 120 of 10,000 users (1.20%)" in result.decision.reasons[0]
+    assert Monitor(source=MemoryBackend(info, 5, {"control": 1000, "green": 1000},
+                                        {"control": 0.10, "green": 0.16})).put_experiment_id(
+        experiment_id=7).result().decision.verdict == "ship"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import pytest
+
 from battleground.experiment._decide import decide
 from battleground.experiment.monitoring import (
     ExperimentInfo,
@@ -75,3 +77,21 @@ def test_dashboard_page_shows_adjusted_beside_unadjusted(settings: Settings) -> 
     assert 'class="badge">CUPED</span>' in page and cuped["p_text"] in page
     assert "CUPED rows: the same comparison adjusted" in page and "p (Holm)" in page
     assert dataclasses.replace(detail, result=typed(False), rows=table_rows(typed(False))).result.has_cuped is False
+
+
+def test_cuped_row_from_a_relative_result_and_pre_period_check() -> None:
+    from types import SimpleNamespace
+
+    from battleground.experiment._decide import pre_period_check
+    from battleground.experiment.monitoring import cuped_row
+
+    plain = _rows(10_400.0, 400_000.0, 420_000.0)[1]
+    adj = cuped_row(plain, SimpleNamespace(estimate=0.04, ci_lower=0.01, ci_upper=0.07, p_value=0.004), 10.0)
+    assert type(adj) is type(plain) and adj.method == "cuped" and adj.p_value == 0.004
+    assert (adj.abs_lift, adj.abs_ci_lower, adj.abs_ci_upper) == pytest.approx((0.4, 0.1, 0.7))
+    assert adj.value == pytest.approx(10.4) and adj.metric == "revenue" and adj.variant == "treatment"
+    row = MonitorRow.of(plain, cuped=adj)
+    assert row.cuped is adj and row.to_dict()["cuped"]["p_value"] == 0.004
+    assert pre_period_check("revenue", "treatment", 1e-5).status == "warn"
+    ok = pre_period_check("revenue", "treatment", float("nan"))
+    assert ok.status == "ok" and "not estimable" in ok.detail and "nan" not in ok.detail

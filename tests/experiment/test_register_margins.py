@@ -1,5 +1,5 @@
 """Guardrail margins in the registry: declared, validated (bad input changes nothing), read back by the
-monitor, and added to existing registries by migration 0002 (embedded SQLite and PostgreSQL)."""
+monitor, and added to existing registries by migration 0004 (embedded SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _at_revision_0001(url: str) -> None:
     engine.dispose()
 
 
-def test_migration_0002_adds_margins_to_an_existing_registry(backend: Settings) -> None:
+def test_migration_0004_adds_margins_to_an_existing_registry(backend: Settings) -> None:
     if backend.registry_url.startswith("sqlite"):
         from pathlib import Path
 

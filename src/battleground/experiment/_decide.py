@@ -58,6 +58,7 @@ __all__ = [
     "multiple_exposure_check",
     "p_label",
     "plan_progress",
+    "pre_period_check",
     "srm_check",
 ]
 
@@ -149,6 +150,18 @@ def multiple_exposure_check(users: int, total: int, *, fail_share: float = 0.01)
     return DataQualityCheck(
         "multiple_exposure", status,
         f"{users:,} of {total:,} users ({share:.2%}) were exposed to more than one variant", share,
+    )
+
+
+def pre_period_check(metric: str, variant: str, p_value: float, *, alert_at: float = 0.001) -> DataQualityCheck:
+    """The CUPED covariate analysed as if it were the response: arms that differ before exposure ``warn``
+    (the adjustment corrects such a bias, but the assignment deserves a look); never blocks a decision."""
+    status = "warn" if math.isfinite(p_value) and p_value < alert_at else "ok"
+    shown = f"{p_value:.3g}" if math.isfinite(p_value) else "not estimable"
+    return DataQualityCheck(
+        "pre_period_bias", status,
+        f"{metric} before exposure, {variant} vs control: p = {shown}"
+        + (" (the arms differed before the experiment)" if status == "warn" else ""), p_value,
     )
 
 
@@ -402,8 +415,7 @@ def _metric_verdicts(
     family = [i for i, r in enumerate(treated) if roles[r.metric] == "success" and _estimable(r)]
     adjusted = dict.fromkeys(range(len(treated)), math.nan)
     if family:
-        method = correction if correction != "none" else "none"
-        adj = adjust_pvalues([treated[i].p_value for i in family], method=method, alpha=alpha).adjusted
+        adj = adjust_pvalues([treated[i].p_value for i in family], method=correction, alpha=alpha).adjusted
         adjusted.update(zip(family, adj, strict=True))
     out = []
     for i, r in enumerate(treated):

@@ -13,7 +13,7 @@ from battleground.stats import Result, SrmResult, VariantMetricRow
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "MonitorResult", "MonitorRow", "results_frame"]
+__all__ = ["COLUMNS", "MonitorResult", "MonitorRow", "cuped_row", "results_frame"]
 
 # the seed's monitoring DataFrame, column by column
 COLUMNS = [
@@ -68,6 +68,27 @@ class MonitorResult(Result):
     def to_frame(self) -> pd.DataFrame:
         """The seed's DataFrame: one row per (metric, variant) with the columns of :data:`COLUMNS`."""
         return results_frame(self.experiment_id, self.rows, self.srm)
+
+
+def cuped_row(row: VariantMetricRow, adjusted: Any, control_value: float) -> VariantMetricRow:
+    """The CUPED-adjusted comparison of ``row`` as a row (for :attr:`MonitorRow.cuped`).
+
+    ``adjusted`` is a relative-lift result with ``estimate``, ``ci_lower``, ``ci_upper`` and ``p_value``
+    (e.g. :func:`battleground.stats.cuped_test` ``(relative=True)``); the absolute lift and its interval
+    are the relative ones times ``|control_value|``, and the treatment value is the control value moved
+    by the adjusted lift.
+    """
+    from dataclasses import replace
+
+    plain = VariantMetricRow(**{f.name: getattr(row, f.name) for f in fields(VariantMetricRow)})
+    scale = abs(control_value)
+    rel, lo, hi = float(adjusted.estimate), float(adjusted.ci_lower), float(adjusted.ci_upper)
+    return replace(
+        plain, value=control_value + rel * scale, abs_lift=rel * scale, abs_ci_lower=lo * scale,
+        abs_ci_upper=hi * scale, rel_lift=rel, rel_ci_lower=lo, rel_ci_upper=hi,
+        p_value=float(adjusted.p_value), p_value_adjusted=math.nan, method="cuped", significant=False,
+        guardrail_breach=False,
+    )
 
 
 def results_frame(experiment_id: int, rows: Any, srm: SrmResult | None) -> pd.DataFrame:

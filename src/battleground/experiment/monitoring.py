@@ -26,7 +26,13 @@ from battleground.experiment._decide import (
     decide,
     srm_check,
 )
-from battleground.experiment._result import COLUMNS, MonitorResult, MonitorRow, results_frame
+from battleground.experiment._result import (
+    COLUMNS,
+    MonitorResult,
+    MonitorRow,
+    cuped_row,
+    results_frame,
+)
 from battleground.experiment._source import (
     ExperimentInfo,
     ExperimentSource,
@@ -55,6 +61,7 @@ __all__ = [
     "MonitorRow",
     "VariantInfo",
     "check_experiments",
+    "cuped_row",
     "results_frame",
     "settings_of",
 ]

@@ -95,7 +95,7 @@ class MetricRow(Base):
     guardrail: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     primary: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    # a guardrail's non-inferiority margin (migration 0002); NULL = none declared
+    # a guardrail's non-inferiority margin (migration 0004); NULL = none declared
     margin: Mapped[float | None] = mapped_column(Float, nullable=True)
     margin_relative: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 

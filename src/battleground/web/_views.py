@@ -117,6 +117,13 @@ class ReadOnlySource:
             self._sums[key] = self.inner.daily_metric_sums(info, start, end)
         return list(self._sums[key])
 
+    def data_quality(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[Any, ...]:
+        """The inner source's data-quality checks beyond SRM (e.g. multiple exposure), if it has any."""
+        offer = getattr(self.inner, "data_quality", None)
+        return tuple(offer(info, start, end)) if offer is not None else ()
+
     def stop(self, experiment_id: int, reason: str) -> None:
         """Views never stop experiments (``battleground experiment check`` does)."""
 

@@ -1,7 +1,7 @@
 """Guardrail non-inferiority margins on metrics (the decision rule of issue 12).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0001 (on this branch; 0003 once issue 12's storage branch, with 0002 and 0003, is merged)
 Create Date: 2026-12-02
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
+# numbered 0004 so it never clashes with the storage branch's 0002/0003; at merge set down_revision = "0003"
+revision = "0004"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
