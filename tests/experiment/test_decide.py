@@ -255,3 +255,25 @@ def test_margin_validation_names_the_metric_value_and_fix(margin: Any, relative:
         GuardrailMargin.checked("latency", margin, relative)
     assert "latency" in str(err.value) and isinstance(err.value, ExperimentError)
     assert isinstance(err.value, ValueError)
+
+
+def test_users_needed_for_an_underpowered_guardrail() -> None:
+    from statistics import NormalDist
+
+    from battleground.experiment._decide import guardrail_users_needed
+    from battleground.experiment.report import needed_text
+
+    margins = {"latency": GuardrailMargin(0.02)}
+    spec = info(margins=margins)
+    r = rows(row("conversion", "a", 0.1, 1e-6), lat("a", 0.015, 0.2, half=0.03))
+    d = decide(spec, r, now=NOW)
+    assert d.clause == "guardrail"
+    nd = NormalDist()
+    se = 0.03 / nd.inv_cdf(0.975)
+    want = 1000 * ((nd.inv_cdf(0.95) + nd.inv_cdf(0.9)) * se / 0.005) ** 2  # power 1 − 0.2/2 per test
+    assert guardrail_users_needed(r[-1], margins["latency"], n_guardrails=1) == pytest.approx(want)
+    text = needed_text(spec, r, d, 0.05)
+    assert f"about {math.ceil(want):,} users per variant" in text and "90% power each" in text
+    beyond = rows(row("conversion", "a", 0.1, 1e-6), lat("a", 0.025, 0.2, half=0.06))
+    assert math.isinf(guardrail_users_needed(beyond[-1], margins["latency"]))
+    assert "beyond the margin" in needed_text(spec, beyond, decide(spec, beyond, now=NOW), 0.05)

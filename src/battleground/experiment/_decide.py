@@ -61,6 +61,7 @@ __all__ = [
     "VariantDecision",
     "decide",
     "guardrail_power",
+    "guardrail_users_needed",
     "multiple_exposure_check",
     "p_label",
     "plan_progress",
@@ -126,6 +127,27 @@ def guardrail_power(power: float, n_guardrails: int) -> float:
     if not 0 < power < 1:
         raise MarginError(f"power must be in (0, 1), got {power!r}")
     return 1 - (1 - power) / (max(int(n_guardrails), 0) + 1)
+
+
+def guardrail_users_needed(
+    r: VariantMetricRow, margin: GuardrailMargin, *, alpha: float = 0.05, power: float = 0.8,
+    n_guardrails: int = 1,
+) -> float:
+    """Users per arm for this guardrail's non-inferiority test to pass with power 1 − β/(G + 1), if the
+    true effect is the observed one (the interval shrinks as 1/√n); ``inf`` when the observed harm is
+    already beyond the margin, NaN when not estimable."""
+    est, lo, hi = (r.rel_lift, r.rel_ci_lower, r.rel_ci_upper) if margin.relative else (
+        r.abs_lift, r.abs_ci_lower, r.abs_ci_upper)
+    if not all(math.isfinite(x) for x in (est, lo, hi)) or r.users < 2:
+        return math.nan
+    nd = NormalDist()
+    se = (hi - lo) / 2 / nd.inv_cdf(1 - alpha / 2)
+    harm = -est if r.higher_is_better else est
+    room = margin.margin - harm
+    if room <= 0:
+        return math.inf
+    z = nd.inv_cdf(1 - alpha) + nd.inv_cdf(guardrail_power(power, n_guardrails))
+    return r.users * (z * se / room) ** 2
 
 
 # ---------------------------------------------------------------------------------------------------

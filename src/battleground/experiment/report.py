@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground.experiment._decide import RULE, Decision, MetricVerdict, clause_text, p_label
+from battleground.experiment._decide import (
+    RULE,
+    Decision,
+    MetricVerdict,
+    clause_text,
+    guardrail_power,
+    guardrail_users_needed,
+    p_label,
+)
 from battleground.experiment._result import MonitorResult
 from battleground.experiment.monitoring import ExperimentInfo, ExperimentSource, Monitor
 from battleground.stats import (
@@ -229,6 +237,8 @@ def needed_text(info: ExperimentInfo, rows: Any, decision: Decision, alpha: floa
         )
     if decision.verdict == "collecting":
         return ""
+    if decision.clause == "guardrail":
+        return _guardrail_needed(info, rows, decision, alpha)
     r = prim[0]
     effect = abs(r.abs_lift)
     if not (math.isfinite(effect) and effect > 0 and ctrl.value > 0):
@@ -250,6 +260,28 @@ def needed_text(info: ExperimentInfo, rows: Any, decision: Decision, alpha: floa
         f"detect the observed {r.metric} effect ({fmt_pct(r.rel_lift)}) with 80 % power "
         f"({plan.formula})."
     )
+
+
+def _guardrail_needed(info: ExperimentInfo, rows: list[Any], decision: Decision, alpha: float) -> str:
+    """Users per arm for the guardrails not yet shown non-inferior (power 1 − β/(G + 1), Spotify)."""
+    margins = info.guardrail_margins
+    n_guard = sum(1 for m in info.metrics if m.guardrail)
+    texts = []
+    for r in rows:
+        v = None if r.is_control else decision.for_row(r.metric, r.variant)
+        if v is None or v.outcome != "not_shown_non_inferior" or r.metric not in margins:
+            continue
+        n = guardrail_users_needed(r, margins[r.metric], alpha=alpha, n_guardrails=n_guard)
+        if math.isinf(n):
+            texts.append(f"{r.metric} in {r.variant}: the observed harm is beyond the margin, so no sample "
+                         "would show it non-inferior")
+        elif math.isfinite(n):
+            texts.append(f"{r.metric} in {r.variant}: about {math.ceil(n):,} users per variant "
+                         f"({max(math.ceil(n) - r.users, 0):,} more)")
+    if not texts:
+        return ""
+    return (f"Sample size still needed to show the guardrails non-inferior with "
+            f"{guardrail_power(0.8, n_guard):.0%} power each (80 % overall, β/(G+1)): " + "; ".join(texts) + ".")
 
 
 def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
