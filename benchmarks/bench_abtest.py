@@ -308,7 +308,7 @@ def polars_result(events: Any, experiment_id: int, lookback_days: float = 14.0) 
 
     import polars as pl
 
-    from battleground.experiment._source import for_stats
+    from battleground.experiment._metric_sums import for_stats
     from battleground.experiment.monitoring import results_frame
     from battleground.stats import MetricSpec, analyze_metrics, srm_test
     from battleground.storage.sums import MetricSums

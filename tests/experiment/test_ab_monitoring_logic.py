@@ -123,7 +123,9 @@ def test_seed_calls_and_result_frame() -> None:
     r_c = np.concatenate([d["control"]["revenue"] for d in backend.data])
     r_t = np.concatenate([d["green"]["revenue"] for d in backend.data])
     assert rev.p_value == pytest.approx(welch_t_test(r_c, r_t).p_value, rel=1e-9)
-    assert frame.srm_status.iloc[0] == "ok" and frame.attrs["srm"]["df"] == 1
+    result = monitor.result(start_dt="2022-03-01", end_dt="2022-03-10")
+    assert frame.srm_status.iloc[0] == "ok" and result.srm is not None and result.srm.df == 1
+    assert result.to_frame().equals(frame) and not frame.attrs  # nothing travels in attrs
     # A window: only the first 3 days.
     early = monitor.get_abtest_result(start_dt="2022-03-01", end_dt="2022-03-03")
     assert (early["users"] == 1500).all()
@@ -177,25 +179,32 @@ def test_srm_alert_is_recorded_but_does_not_stop() -> None:
     r = monitor.check_end_conditions(now=START + dt.timedelta(days=5))
     assert r.srm_status == "alert" and not r.met and not r.stopped
     assert backend.records and "SRM alert" in backend.records[0]
-    frame = monitor.get_abtest_result()
-    html, md, decision = render_report(info, frame, monitor.get_daily_result())
+    html, md, decision = render_report(info, monitor.result(), monitor.get_daily_result())
     assert decision.verdict == "data_quality"
     assert "do not trust these results" in md and "do not trust these results" in html
 
 
 def test_report_render_ship_and_inconclusive() -> None:
-    info = make_info(target_sample_size=20000)
+    # 15,000 of a planned 20,000 users per variant: a fixed-horizon test decides nothing yet
+    early = make_info(target_sample_size=20000)
+    m0 = monitor_for(MemoryBackend(early, 10, {"control": 1500, "green": 1500}, {"control": 0.10, "green": 0.13}))
+    m0.put_experiment_id(experiment_id=7)
+    _, md0, d0 = render_report(early, m0.result(), m0.get_daily_result())
+    assert d0.verdict == "collecting" and "## Decision: collecting data (75 % of plan)" in md0
+    assert "ship" not in d0.headline
+    info = make_info(target_sample_size=15000)
     win = MemoryBackend(info, 10, {"control": 1500, "green": 1500}, {"control": 0.10, "green": 0.13})
     m = monitor_for(win).put_experiment_id(experiment_id=7)
-    html, md, decision = render_report(info, m.get_abtest_result(), m.get_daily_result())
+    html, md, decision = render_report(info, m.result(), m.get_daily_result())
     assert decision.verdict == "ship" and decision.headline == "ship green"
     assert "## Decision: ship green" in md and "| conversion | green |" in md
     assert html.count("<script") >= 2 and "Plotly.newPlot" in html  # inlined plotly.js + charts
     assert "cdn.plot.ly" not in html.split("</head>")[1] and "A green button raises conversion" in html
+    info = make_info(target_sample_size=20000)
     flat = MemoryBackend(info, 4, {"control": 300, "green": 300}, {"control": 0.10, "green": 0.10}, seed=5)
     m2 = monitor_for(flat).put_experiment_id(experiment_id=7)
-    _, md2, d2 = render_report(info, m2.get_abtest_result(), m2.get_daily_result())
-    assert d2.verdict == "inconclusive" and "Sample size still needed" in md2
+    _, md2, d2 = render_report(info, m2.result(), m2.get_daily_result())
+    assert d2.verdict == "collecting" and "Sample size still needed" in md2
     assert "more users per variant to reach the planned 20,000" in md2
     assert not math.isnan(m2.get_abtest_result().p_value.iloc[1])
 
@@ -211,3 +220,50 @@ def test_make_report_and_check_experiments_on_a_source(tmp_path) -> None:  # typ
     reports = check_experiments(source=backend)
     assert len(reports) == 1 and reports[0].stopped and backend.info.status == "stopped"
     assert check_experiments(source=backend) == []  # nothing running any more
+
+
+def test_three_arms_one_verdict_per_variant_through_monitor_and_report() -> None:
+    # a converts better, b converts worse: b's harm must not sink a (it did: "don't ship" for all)
+    info = make_info(
+        target_sample_size=3000,
+        variants=(VariantInfo("control", 1 / 3, True), VariantInfo("a", 1 / 3, False), VariantInfo("b", 1 / 3, False)),
+        metrics=(MetricSpec("conversion", "proportion", primary=True), MetricSpec("revenue", "mean", guardrail=True)),
+    )
+    backend = MemoryBackend(info, 10, {"control": 400, "a": 400, "b": 400}, {"control": 0.10, "a": 0.15, "b": 0.05})
+    monitor = monitor_for(backend).put_experiment_id(experiment_id=7)
+    result = monitor.result()
+    d = result.decision
+    assert d.verdict == "ship" and d.best == "a" and d.headline == "ship a"
+    verdicts = {v.variant: (v.verdict, v.clause) for v in d.variants}
+    assert verdicts == {"a": ("ship", "success"), "b": ("dont_ship", "deterioration")}
+    _, md, decision = render_report(info, result, monitor.get_daily_result())
+    assert decision == d and "## Decision: ship a" in md
+    assert "| a | ship | the success-metric clause |" in md and "| b | dont ship | the deterioration clause |" in md
+    # 'significant' on the page is the adjusted p it shows: flag and p (Holm) agree on every row
+    from battleground.experiment.report import table_rows
+
+    success = [r for r in table_rows(result) if r["padj_text"]]
+    assert len(success) == 2
+    for r in success:
+        if r["flag"] != "significantly worse":
+            assert (r["flag"] == "significant: improved") == (float(r["padj_text"]) < 0.05), r
+
+
+def test_a_source_plugs_in_data_quality_checks_and_views_forward_them() -> None:
+    from battleground.experiment._decide import multiple_exposure_check
+    from battleground.web._views import ReadOnlySource
+
+    class WithMultipleExposure(MemoryBackend):
+        def data_quality(self, info: ExperimentInfo, start: Any, end: Any) -> list[Any]:
+            return [multiple_exposure_check(120, 10_000)]
+
+    info = make_info(target_sample_size=1000)
+    backend = WithMultipleExposure(info, 5, {"control": 1000, "green": 1000}, {"control": 0.10, "green": 0.16})
+    for source in (backend, ReadOnlySource(backend)):
+        result = Monitor(source=source).put_experiment_id(experiment_id=7).result()
+        assert [c.name for c in result.data_quality] == ["srm", "multiple_exposure"]
+        assert result.decision.verdict == "data_quality"
+        assert "multiple_exposure: 120 of 10,000 users (1.20%)" in result.decision.reasons[0]
+    assert Monitor(source=MemoryBackend(info, 5, {"control": 1000, "green": 1000},
+                                        {"control": 0.10, "green": 0.16})).put_experiment_id(
+        experiment_id=7).result().decision.verdict == "ship"

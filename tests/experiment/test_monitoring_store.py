@@ -89,7 +89,9 @@ def test_srm_status_in_the_frame(settings: Settings) -> None:
     srm = stats.srm_test(users, [0.5, 0.5])
     assert srm.status == "alert" and (frame["srm_status"] == "alert").all()
     assert frame["srm_p_value"].iloc[0] == pytest.approx(srm.p_value, rel=1e-12)
-    assert frame.attrs["srm"]["chi2"] == pytest.approx(srm.chi2)
+    typed = Monitor(client=settings).put_experiment_id(experiment_id=sc.id).result()
+    assert typed.srm is not None and typed.srm.chi2 == pytest.approx(srm.chi2)
+    assert typed.decision.verdict == "data_quality" and typed.data_quality[0].status == "fail"
     ok = build(settings, name="balanced", users=2000, seed=4)
     assert (Monitor(client=settings).put_experiment_id(experiment_id=ok.id).get_abtest_result()["srm_status"] == "ok").all()
 
@@ -164,11 +166,13 @@ def test_end_condition_max_duration(settings: Settings) -> None:
 
 
 def test_end_condition_sequential_boundary(settings: Settings) -> None:
-    sc = build(settings, users=4000, sequential=True, conversion=(0.10, 0.16), seed=8)
+    # conversion +10 points: clear even after Holm over the three success metrics
+    sc = build(settings, users=4000, sequential=True, conversion=(0.10, 0.20), seed=8)
     dry = check_experiments(settings, sc.id, stop=False)[0]
     assert dry.met and not dry.stopped and sc.registry.get(sc.id).status == "running"
     (r,) = check_experiments(settings, sc.id)
-    assert r.stopped and "sequential boundary crossed on primary metric conversion for treatment" in r.reasons[0]
+    assert r.stopped and r.reasons[0].startswith("sequential boundary crossed: ship treatment")
+    assert "success metric conversion improved in treatment" in r.reasons[0]
     assert "always-valid p" in _audit(sc, "stop")[0]["reason"]
     flat = build(settings, name="flat", users=2000, sequential=True, conversion=(0.10, 0.10), seed=10)
     assert not check_experiments(settings, flat.id)[0].met
@@ -257,7 +261,7 @@ def _cuped_world(s: Settings) -> tuple[Monitor, dict[str, tuple[np.ndarray, np.n
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])
 def test_cuped_and_exposure_check_from_the_source(backend: str, settings: Settings,
                                                   request: pytest.FixtureRequest) -> None:
-    from battleground.experiment._source import cuped_comparisons, exposure_check
+    from battleground.experiment._metric_sums import cuped_comparisons, exposure_check
 
     s = settings if backend == "duckdb" else request.getfixturevalue("postgres_settings")
     monitor, arrays = _cuped_world(s)

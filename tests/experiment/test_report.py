@@ -35,27 +35,29 @@ def test_ship(settings: Settings, tmp_path: Path) -> None:
     assert html.count("Plotly.newPlot") == 4  # one cumulative-lift chart per metric
     assert "A green checkout button raises conversion" in html and "Decision: ship treatment" in html
     assert md.startswith("# A/B report: checkout-button")
-    assert "## Decision: ship treatment" in md and "no guardrail is significantly harmed" in md
-    assert "primary metric conversion improved in treatment" in md
+    assert "## Decision: ship treatment" in md and "guardrail errors not significantly worse in treatment" in md
+    assert "Decided by: the success-metric clause." in md and "Rule: Ship a variant only if" in md
+    assert "success metric conversion improved in treatment" in md
     # Planned vs actual sample size, the SRM check, and the per-metric table with Holm-adjusted p-values.
     assert "| control | 1,000 |" in md and "## Sample-ratio mismatch" in md and "**OK**" in md
-    assert "| p (Holm) |" in md and "| conversion | treatment |" in md and "| ctr | treatment |" in md
+    assert "| p (Holm) |" in md and "| p (raw) |" in md and "| conversion | treatment |" in md and "| ctr | treatment |" in md
 
 
 def test_dont_ship_wrong_direction(settings: Settings, tmp_path: Path) -> None:
-    sc = build(settings, conversion=(0.15, 0.10), seed=11)
+    sc = build(settings, conversion=(0.15, 0.10), seed=11, target_sample_size=1000)
     result = MakeReport(client=settings).create_report(sc.id, out=tmp_path / "r.html")
     _, md = _texts(result)
     assert result.verdict == "dont_ship" and result.headline == "don't ship"
-    assert "primary metric conversion moved the wrong way in treatment" in md
+    assert "success metric conversion got significantly worse in treatment" in md
+    assert "Decided by: the deterioration clause." in md
 
 
 def test_dont_ship_guardrail_harmed(settings: Settings, tmp_path: Path) -> None:
-    sc = build(settings, users=4000, errors=(0.02, 0.06), seed=5)
+    sc = build(settings, users=4000, errors=(0.02, 0.06), seed=5, target_sample_size=1000)
     result = MakeReport(client=settings).create_report(sc.id, out=tmp_path / "r.html")
     html, md = _texts(result)
     assert result.verdict == "dont_ship"
-    assert "guardrail errors is significantly harmed in treatment" in md
+    assert "guardrail errors got significantly worse in treatment" in md
     assert "guardrail harmed" in html
 
 
@@ -63,12 +65,13 @@ def test_inconclusive_says_how_many_users_are_still_needed(settings: Settings, t
     planned = build(settings, users=1200, conversion=(0.10, 0.105), target_sample_size=5000, seed=12)
     result = MakeReport(client=settings).create_report(planned.id, out=tmp_path / "a.html")
     _, md = _texts(result)
-    assert result.verdict == "inconclusive" and "## Decision: inconclusive" in md
+    assert result.verdict == "collecting" and "## Decision: collecting data (12 % of plan)" in md
     assert planned.registry.get(planned.id).end_conditions.target_sample_size == 5000
     # The smaller arm decides how many more users are needed.
     m = re.search(r"Sample size still needed: ([\d,]+) more users per variant to reach the planned 5,000", md)
     assert m is not None and 4000 < int(m.group(1).replace(",", "")) < 4500
     unplanned = build(settings, name="unplanned", users=1200, conversion=(0.10, 0.105), seed=12)
+    unplanned.registry.stop(unplanned.id, "no plan: the stop is the horizon")
     res2 = MakeReport(client=settings).create_report("unplanned", out=tmp_path / "b.html")
     _, md2 = _texts(res2)
     assert res2.verdict == "inconclusive"
@@ -94,7 +97,7 @@ def test_default_location_and_latest_experiment(settings: Settings) -> None:
 
 
 def test_cli_report(settings: Settings, tmp_path: Path) -> None:
-    build(settings)
+    build(settings, target_sample_size=1000)
     out = tmp_path / "cli" / "report.html"
     env = {"BATTLEGROUND_HOME": str(settings.home), "BATTLEGROUND_DATABASE_URL": ""}
     result = CliRunner().invoke(app, ["experiment", "report", "checkout-button", "--out", str(out)], env=env)

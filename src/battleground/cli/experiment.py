@@ -268,43 +268,51 @@ def status_command(
     with user_errors():
         from rich.table import Table
 
+        from battleground.experiment._decide import clause_text, p_label
         from battleground.experiment.monitoring import Monitor
+        from battleground.experiment.report import table_rows
 
         monitor = Monitor(client=load_settings()).put_experiment_id(experiment_id=_experiment_key(experiment))
         info = monitor.experiment()
-        frame = monitor.get_abtest_result(start_dt=start, end_dt=end)
+        result = monitor.result(start_dt=start, end_dt=end)
+        decision = result.decision
         method = "mSPRT, always valid" if info.sequential else "Welch, fixed horizon"
         table = Table(title=f"#{info.id} {info.name} ({info.status}) · {method}")
-        for col in ("metric", "variant", "users", "value", "abs lift [CI]", "rel lift [CI]", "p", "p (Holm)", ""):
+        p_adj = p_label(decision.correction)
+        for col in ("metric", "variant", "users", "value", "abs lift [CI]", "rel lift [CI]", "p (raw)", p_adj, ""):
             table.add_column(col, justify="left" if col in ("metric", "variant", "") else "right")
-        for r in frame.itertuples():
-            if r.is_control:
-                table.add_row(str(r.metric), f"{r.variant} (control)", f"{r.users:,}", _fmt_value(r.value, r.kind), "", "", "", "", "")
+        styles = {"pos": "green", "neg": "red"}
+        for r in table_rows(result):
+            if r["is_control"]:
+                table.add_row(r["metric"], f"{r['variant']} (control)", f"{r['users']:,}", r["value_text"],
+                              "", "", "", "", "")
                 continue
-            flag = "[red]guardrail harmed[/]" if r.guardrail_breach else ("[green]significant[/]" if r.significant else "")
-            table.add_row(
-                str(r.metric), str(r.variant), f"{r.users:,}", _fmt_value(r.value, r.kind),
-                f"{r.abs_lift:+.4g} [{r.abs_ci_lower:+.4g}, {r.abs_ci_upper:+.4g}]",
-                f"{r.rel_lift:+.2%} [{r.rel_ci_lower:+.2%}, {r.rel_ci_upper:+.2%}]",
-                f"{r.p_value:.3g}", f"{r.p_value_adjusted:.3g}", flag,
-            )
+            flag = f"[{styles[r['css']]}]{r['flag']}[/]" if r["css"] in styles and r["flag"] else r["flag"]
+            table.add_row(r["metric"], r["variant"], f"{r['users']:,}", r["value_text"], r["abs_text"],
+                          r["rel_text"], r["p_text"], r["padj_text"], flag)
+            if r["cuped"]:
+                table.add_row(f"{r['metric']} (CUPED)", r["variant"], "", r["cuped"]["value_text"],
+                              r["cuped"]["abs_text"], r["cuped"]["rel_text"], r["cuped"]["p_text"], "", "adjusted")
         console.print(table)
-        srm = frame.attrs.get("srm")
-        if srm:
-            style = {"alert": "bold white on red", "warn": "bold yellow", "ok": "green"}[srm["status"]]
+        srm = result.srm
+        if srm is not None:
+            style = {"alert": "bold white on red", "warn": "bold yellow", "ok": "green"}[srm.status]
             console.print(
-                f"[{style}]SRM {srm['status'].upper()}[/]: users {[int(o) for o in srm['observed']]} vs "
-                f"weights {srm['weights']} (χ² = {srm['chi2']:.3f}, p = {srm['p_value']:.3g})"
+                f"[{style}]SRM {srm.status.upper()}[/]: users {[int(o) for o in srm.observed]} vs "
+                f"weights {list(srm.weights)} (χ² = {srm.chi2:.3f}, p = {srm.p_value:.3g})"
             )
-            if srm["status"] == "alert":
-                console.print("[bold red]data quality problem: do not trust these results[/]")
-
-
-def _fmt_value(value: object, kind: object) -> str:
-    v = float(value)  # type: ignore[arg-type]
-    if v != v:  # NaN
-        return "—"
-    return f"{v:.3%}" if kind in ("proportion", "ratio") else f"{v:,.4g}"
+        for check in result.data_quality:
+            if check.name != "srm" and check.status != "ok":
+                console.print(f"[bold yellow]{check.name} {check.status.upper()}[/]: {check.detail}")
+        verdict_style = {"ship": "bold green", "dont_ship": "bold red", "data_quality": "bold white on red"}
+        console.print(f"decision: [{verdict_style.get(decision.verdict, 'bold')}]{decision.headline}[/]"
+                      f" (decided by {clause_text(decision.clause)})")
+        for reason in decision.reasons:
+            console.print(f"  - {reason}")
+        if len(decision.variants) > 1:
+            console.print("  per variant: " + ", ".join(
+                f"{v.variant} {v.verdict.replace('_', ' ')}" for v in decision.variants))
+        console.print(f"[dim]rule: {decision.rule}[/]")
 
 
 @app.command("check")

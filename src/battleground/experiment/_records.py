@@ -70,6 +70,9 @@ class MetricRecord:
             until the end of the analysis window. Events before the first exposure never count.
         cuped_lookback_days: the CUPED covariate is this metric over the days before the user's first
             exposure (default 14); ``None`` or 0: no pre-period covariate.
+        margin: for a guardrail, the largest harm still called non-inferior (``None``: none declared,
+            the guardrail is then only checked for significant deterioration).
+        margin_relative: ``margin`` is a share of the control value (0.01 = 1 %), else absolute.
     """
 
     name: str
@@ -81,6 +84,8 @@ class MetricRecord:
     primary: bool = False
     conversion_window_days: float | None = None
     cuped_lookback_days: float | None = 14.0
+    margin: float | None = None
+    margin_relative: bool = True
 
     @property
     def higher_is_better(self) -> bool:

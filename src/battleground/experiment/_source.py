@@ -1,159 +1,234 @@
-"""From registered metrics to store queries, and from the store's sums to what statistics read.
-
-The one place that knows both sides of the seam: a registry :class:`MetricRecord` becomes a storage
-:class:`MetricQuery` (conversion window, CUPED lookback), and an :class:`ExperimentSums` becomes the
-per-metric mappings :func:`battleground.stats.analyze_metrics` reads, the exposure check, and the CUPED
-comparisons (adjusted beside unadjusted, with the pre-period bias check).
-"""
+"""Where :class:`~battleground.experiment.monitoring.Monitor` reads experiments and sums from: the
+:class:`ExperimentSource` seam and its default implementation over the registry and the event store."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from battleground.errors import ExperimentError
-from battleground.storage._sums_sql import MULTIPLE_EXPOSURES, MetricQuery
-from battleground.storage.sums import ExperimentSums, MetricSums
+from battleground.stats import MetricSpec, Result
 
 if TYPE_CHECKING:
-    from battleground.experiment._records import MetricRecord
-    from battleground.stats import EffectResult
+    from battleground.experiment._decide import GuardrailMargin
+    from battleground.experiment._records import ExperimentRecord
+    from battleground.settings import Settings
+    from battleground.storage._sums_sql import MetricQuery
+    from battleground.storage.sums import ExperimentSums
 
-__all__ = [
-    "MULTIPLE_EXPOSURES",
-    "CupedComparison",
-    "ExposureCheck",
-    "SourceSettingError",
-    "check_multiple_exposures",
-    "cuped_comparisons",
-    "exposure_check",
-    "for_stats",
-    "metric_query",
-]
-
-# Above this share of users exposed to more than one variant the assignment or logging is broken.
-MULTIPLE_EXPOSURE_ALERT = 0.01
-
-
-def metric_query(m: MetricRecord) -> MetricQuery:
-    """The store's definition of a registered metric."""
-    return MetricQuery(m.kind, m.numerator, m.denominator, window_days=m.conversion_window_days,
-                       lookback_days=m.cuped_lookback_days)
-
-
-class SourceSettingError(ExperimentError, ValueError):
-    """A setting of where and how results are read is invalid."""
-
-
-def check_multiple_exposures(value: str) -> str:
-    """``value`` if it names a policy for users exposed to several variants, else a clear error."""
-    if value not in MULTIPLE_EXPOSURES:
-        raise SourceSettingError(
-            f"multiple_exposures must be one of {list(MULTIPLE_EXPOSURES)}, got {value!r}; "
-            "'exclude' (default) drops users who saw several variants"
-        )
-    return value
-
-
-def for_stats(arms: Sequence[MetricSums]) -> list[MetricSums]:
-    """The arms as raw sums (shifts 0), for statistics that read Σx and Σx² directly.
-
-    The store's sums are shifted (exact variances); ``battleground.stats`` reads the shift once it
-    supports it (``MeanSummary.from_sums(..., shift=)``), and then this conversion can go.
-    """
-    return [s.unshifted() for s in arms]
+__all__ = ["ExperimentInfo", "ExperimentSource", "VariantInfo", "settings_of", "sums_by_metric"]
 
 
 @dataclass(frozen=True)
-class ExposureCheck:
-    """The multiple-exposure data-quality check of one experiment (beside SRM).
+class VariantInfo(Result):
+    name: str
+    weight: float
+    is_control: bool
 
-    Attributes:
-        exposed_users: distinct users exposed in the window.
-        multiple_exposure_users: users exposed to more than one variant.
-        share: their share of the exposed users.
-        policy: what the results did with them (``exclude``, ``first`` or ``keep``).
-        status: ``"ok"``, or ``"alert"`` when the share exceeds 1 % (assignment or logging is broken).
-    """
 
-    exposed_users: int
-    multiple_exposure_users: int
-    share: float
-    policy: str
+@dataclass(frozen=True)
+class ExperimentInfo(Result):
+    """What monitoring and reports need to know about a registered experiment."""
+
+    id: int
+    name: str
     status: str
+    description: str | None
+    hypothesis: str | None
+    owner: str | None
+    start_at: dt.datetime | None
+    end_at: dt.datetime | None
+    started_at: dt.datetime | None
+    variants: tuple[VariantInfo, ...]
+    metrics: tuple[MetricSpec, ...]
+    target_sample_size: int | None = None
+    max_duration_days: float | None = None
+    sequential: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    guardrail_margins: dict[str, GuardrailMargin] = field(default_factory=dict)
+    stopped_at: dt.datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-
-def exposure_check(sums: ExperimentSums) -> ExposureCheck:
-    share = sums.multiple_exposure_share
-    return ExposureCheck(sums.exposed_users, sums.multiple_exposure_users, share, sums.multiple_exposures,
-                         "alert" if share > MULTIPLE_EXPOSURE_ALERT else "ok")
+    @property
+    def control(self) -> str:
+        return next(v.name for v in self.variants if v.is_control)
 
 
-@dataclass(frozen=True)
-class CupedComparison:
-    """One (metric, variant) compared with control, with and without the CUPED adjustment.
+# ---------------------------------------------------------------------------------------------------
+# The seam to the registry and the event store (battleground.experiment.register / .events).
+# ---------------------------------------------------------------------------------------------------
 
-    Attributes:
-        metric, variant: what is compared (against the control).
-        unadjusted, adjusted: the relative-lift comparisons (``EffectResult``), without and with CUPED
-            (covariate = the same metric over the lookback window before each user's first exposure).
-        pre_period_p_value: the covariate analysed as if it were the response (Welch); a small value
-            means the arms differed before the experiment (a bias the adjustment corrects, and a data
-            quality flag).
+
+@runtime_checkable
+class ExperimentSource(Protocol):
+    """Where :class:`Monitor` reads experiments and sums, and where it stops and records.
+
+    The default implementation reads battleground's registry and event store; any object with these
+    methods (e.g. precomputed sums in memory) works too.
     """
 
-    metric: str
-    variant: str
-    unadjusted: EffectResult
-    adjusted: EffectResult
-    pre_period_p_value: float
+    def resolve_id(self, key: Any) -> int: ...
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "variant": self.variant, "unadjusted": self.unadjusted.to_dict(),
-                "adjusted": self.adjusted.to_dict(), "pre_period_p_value": self.pre_period_p_value}
+    def running_ids(self) -> list[int]: ...
+
+    def all_ids(self) -> list[int]: ...
+
+    def experiment(self, experiment_id: int) -> ExperimentInfo: ...
+
+    def metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]: ...
+
+    # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
+    # exact shifted sums with the exposure check and CUPED covariates, from the same scan.
+
+    def daily_metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, dict[str, list[Any]]]]: ...
+
+    def stop(self, experiment_id: int, reason: str) -> None: ...
+
+    def record(self, experiment_id: int, message: str) -> None: ...
 
 
-def _covariate(s: MetricSums) -> Any:
-    """The covariate's exact moments (from the shifted sums)."""
-    from battleground.stats import MeanSummary
+class _Backend:
+    """Reads experiments from the registry and sums from the event store; stops and records.
 
-    n = s.users
-    var = (s.sum_c2 - s.sum_c * s.sum_c / n) / (n - 1) if n > 1 else math.nan
-    return MeanSummary(n=float(n), mean=s.shift_c + s.sum_c / n if n else math.nan, var=max(var, 0.0))
+    All metrics of an experiment come from one SQL scan (``experiment_sums``/``daily_experiment_sums``);
+    ``multiple_exposures`` is the policy for users exposed to several variants.
+    """
+
+    def __init__(self, client: Any, *, multiple_exposures: str = "exclude") -> None:
+        from battleground.experiment._metric_sums import check_multiple_exposures
+        from battleground.settings import Settings
+
+        self.multiple_exposures = check_multiple_exposures(multiple_exposures)
+
+        if isinstance(client, Settings):
+            self.settings = client
+        else:
+            from battleground.experiment.register import resolve_client
+
+            self.settings = resolve_client(client)
+        self._registry: Any = None
+        self._store: Any = None
+        self._records: dict[int, ExperimentRecord] = {}
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from battleground.experiment.register import Registry
+
+            self._registry = Registry(self.settings.registry_url)
+        return self._registry
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from battleground.experiment.events import open_event_store
+
+            self._store = open_event_store(self.settings)
+        return self._store
+
+    def resolve_id(self, key: Any) -> int:
+        return int(self.registry.get(key).id)
+
+    def running_ids(self) -> list[int]:
+        return [int(e.id) for e in self.registry.list("running")]
+
+    def all_ids(self) -> list[int]:
+        return [int(e.id) for e in self.registry.list()]
+
+    def experiment(self, experiment_id: int) -> ExperimentInfo:
+        rec = self.registry.get(experiment_id)
+        self._records[rec.id] = rec
+        return _info_from_registry(rec)
+
+    def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[MetricQuery]]:
+        from battleground.experiment._metric_sums import metric_query
+
+        rec = self._records.get(info.id) or self.registry.get(info.id)
+        return rec, [metric_query(m) for m in rec.metrics]
+
+    def experiment_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> ExperimentSums:
+        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates."""
+        rec, defs = self._definitions(info)
+        if not defs:
+            from battleground.storage.sums import ExperimentSums
+
+            return ExperimentSums((), multiple_exposures=self.multiple_exposures)
+        return self.store.experiment_sums(rec.id, defs, start, end, rec.variant_names,
+                                          multiple_exposures=self.multiple_exposures)
+
+    def metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]:
+        return sums_by_metric(info, self.experiment_sums(info, start, end))
+
+    def daily_experiment_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, ExperimentSums]]:
+        rec, defs = self._definitions(info)
+        if not defs:
+            return []
+        series = self.store.daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
+                                                  multiple_exposures=self.multiple_exposures)
+        return [(_as_date(day), found) for day, found in series]
+
+    def daily_metric_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
+        return [(day, sums_by_metric(info, found)) for day, found in self.daily_experiment_sums(info, start, end)]
+
+    def stop(self, experiment_id: int, reason: str) -> None:
+        self.registry.stop(experiment_id, reason=reason)
+
+    def record(self, experiment_id: int, message: str) -> None:
+        self.registry.record(experiment_id, "srm_alert", message)
 
 
-def cuped_comparisons(
-    metrics: Sequence[tuple[str, str]], sums: ExperimentSums, *, control: str, alpha: float = 0.05,
-) -> list[CupedComparison]:
-    """CUPED beside the plain comparison for every (metric, treatment variant) of proportion and mean
-    metrics with at least 2 users per arm; ``metrics`` are ``(name, kind)`` in the order of
-    ``sums.metrics``. Ratio metrics are left out (their covariate would need its own denominator)."""
-    from battleground.stats import StatsInputError, compare_means, cuped_test
+def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:
+    """``{metric name: per-variant sums}`` as :func:`battleground.stats.analyze_metrics` reads them."""
+    from battleground.experiment._metric_sums import for_stats
 
-    out = []
-    for (name, kind), arms in zip(metrics, sums.metrics, strict=True):
-        if kind == "ratio":
-            continue
-        by_name = {s.variant: s for s in arms}
-        ctrl = by_name.get(control)
-        if ctrl is None or ctrl.users < 2:
-            continue
-        for s in arms:
-            if s.variant == control or s.users < 2:
-                continue
-            c, t = ctrl.unshifted(), s.unshifted()
-            try:
-                plain = compare_means(c, t, relative=True, alpha=alpha, proportion=kind == "proportion")
-                adjusted = cuped_test(c, t, relative=True, alpha=alpha)
-                bias = compare_means(_covariate(ctrl), _covariate(s), alpha=alpha).p_value
-            except StatsInputError:
-                continue  # e.g. a control mean of 0: nothing to compare yet
-            out.append(CupedComparison(name, s.variant, plain, adjusted, float(bias)))
-    return out
+    return {m.name: for_stats(arms) for m, arms in zip(info.metrics, sums.metrics, strict=True)}
+
+
+def _as_date(day: Any) -> dt.date:
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, dt.date):
+        return day
+    return dt.date.fromisoformat(str(day)[:10])
+
+
+def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
+    from battleground.experiment._decide import GuardrailMargin
+
+    variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
+    metrics = tuple(
+        MetricSpec(
+            name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
+            primary=m.primary,
+        )
+        for m in exp.metrics
+    )
+    ec = exp.end_conditions
+    return ExperimentInfo(
+        id=exp.id, name=exp.name, status=exp.status, description=exp.description,
+        hypothesis=exp.hypothesis, owner=exp.owner, start_at=exp.start_at, end_at=exp.end_at,
+        started_at=exp.started_at, variants=variants, metrics=metrics,
+        target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
+        sequential=ec.sequential, metadata=dict(exp.metadata),
+        guardrail_margins={
+            m.name: GuardrailMargin(float(m.margin), m.margin_relative)
+            for m in exp.metrics if m.guardrail and m.margin is not None
+        },
+        stopped_at=exp.stopped_at,
+    )
+
+
+def settings_of(client: Any) -> Settings:
+    """The settings a ``client=`` argument points at (for the CLI and the report)."""
+    return _Backend(client).settings

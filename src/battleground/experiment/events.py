@@ -93,7 +93,7 @@ def count_events(store: EventStore | Any, experiment: Any = None) -> tuple[int, 
 
 
 def _metric_query(store: EventStore, experiment: Any, metric: str) -> tuple[ExperimentRecord, MetricQuery]:
-    from battleground.experiment._source import metric_query
+    from battleground.experiment._metric_sums import metric_query
 
     rec = _registry(store).get(experiment)
     return rec, metric_query(rec.metric(metric))

@@ -16,11 +16,31 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from battleground.experiment._decide import (
+    DataQualityCheck,
+    Decision,
+    clause_text,
+    decide,
+    srm_check,
+)
+from battleground.experiment._result import (
+    COLUMNS,
+    MonitorResult,
+    MonitorRow,
+    cuped_row,
+    results_frame,
+)
+from battleground.experiment._source import (
+    ExperimentInfo,
+    ExperimentSource,
+    VariantInfo,
+    _Backend,
+    settings_of,
+)
 from battleground.stats import (
-    MetricSpec,
     Result,
     SrmResult,
     StatsInputError,
@@ -32,52 +52,20 @@ from battleground.stats import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from battleground.experiment._records import ExperimentRecord
-    from battleground.settings import Settings
-    from battleground.storage._sums_sql import MetricQuery
-    from battleground.storage.sums import ExperimentSums
 
 __all__ = [
     "EndConditionReport",
     "ExperimentInfo",
     "ExperimentSource",
     "Monitor",
+    "MonitorResult",
+    "MonitorRow",
     "VariantInfo",
     "check_experiments",
+    "cuped_row",
     "results_frame",
+    "settings_of",
 ]
-
-
-@dataclass(frozen=True)
-class VariantInfo(Result):
-    name: str
-    weight: float
-    is_control: bool
-
-
-@dataclass(frozen=True)
-class ExperimentInfo(Result):
-    """What monitoring and reports need to know about a registered experiment."""
-
-    id: int
-    name: str
-    status: str
-    description: str | None
-    hypothesis: str | None
-    owner: str | None
-    start_at: dt.datetime | None
-    end_at: dt.datetime | None
-    started_at: dt.datetime | None
-    variants: tuple[VariantInfo, ...]
-    metrics: tuple[MetricSpec, ...]
-    target_sample_size: int | None = None
-    max_duration_days: float | None = None
-    sequential: bool = False
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def control(self) -> str:
-        return next(v.name for v in self.variants if v.is_control)
 
 
 @dataclass(frozen=True)
@@ -99,34 +87,6 @@ class EndConditionReport(Result):
     srm_status: str
     srm_p_value: float
     users_per_variant: dict[str, int]
-
-
-_COLUMNS = [
-    "experiment_id", "metric", "kind", "variant", "is_control", "users", "events", "value",
-    "abs_lift", "abs_ci_lower", "abs_ci_upper", "rel_lift", "rel_ci_lower", "rel_ci_upper",
-    "p_value", "p_value_adjusted", "method", "significant", "primary", "guardrail",
-    "guardrail_breach", "srm_p_value", "srm_status",
-]
-
-
-def results_frame(
-    experiment_id: int, rows: list[VariantMetricRow], srm: SrmResult | None
-) -> pd.DataFrame:
-    """Rows of :func:`battleground.stats.analyze_metrics` as the monitoring DataFrame."""
-    import pandas as pd
-
-    records = []
-    for r in rows:
-        d = r.to_dict()
-        d.pop("higher_is_better", None)
-        d["experiment_id"] = experiment_id
-        d["srm_p_value"] = srm.p_value if srm else math.nan
-        d["srm_status"] = srm.status if srm else "n/a"
-        records.append(d)
-    frame = pd.DataFrame.from_records(records, columns=_COLUMNS)
-    if srm is not None:
-        frame.attrs["srm"] = srm.to_dict()
-    return frame
 
 
 def _to_datetime(value: Any, name: str, *, end: bool = False) -> dt.datetime | None:
@@ -225,19 +185,52 @@ class Monitor:
     def get_abtest_result(self, start_dt: Any = None, end_dt: Any = None) -> pd.DataFrame:
         """One row per (metric, variant) over [start_dt, end_dt]: users, events, value (rate, mean or
         CTR), absolute and relative lift vs control with CIs, p-value (always-valid mSPRT when the
-        experiment is sequential), Holm-adjusted p-value, SRM status and guardrail breaches."""
+        experiment is sequential), Holm-adjusted p-value, SRM status and guardrail breaches (the seed's
+        DataFrame; :meth:`result` gives the typed result with the decision)."""
+        return self.result(start_dt, end_dt).to_frame()
+
+    def result(self, start_dt: Any = None, end_dt: Any = None, *, now: dt.datetime | None = None) -> MonitorResult:
+        """The typed result over [start_dt, end_dt]: rows, SRM, data-quality checks and the decision of
+        the one decision rule (:mod:`battleground.experiment._decide`). ``now`` (naive UTC) dates the
+        plan's end date and duration; default the current time."""
         info = self.experiment()
         start = _to_datetime(start_dt, "start_dt")
         end = _to_datetime(end_dt, "end_dt", end=True)
+        rows: list[VariantMetricRow] | None = None
         if info.sequential:
             daily = self._daily_rows(info, start, end)
             if daily:
                 _, rows, srm = daily[-1]
-                return results_frame(info.id, rows, srm)
-        sums = self.backend.metric_sums(info, start, end)
-        srm = self._srm(info, sums)
-        rows = self._analyze(info, sums, sequential=info.sequential)
-        return results_frame(info.id, rows, srm)
+        if rows is None:
+            sums = self.backend.metric_sums(info, start, end)
+            srm = self._srm(info, sums)
+            rows = self._analyze(info, sums, sequential=info.sequential)
+        return self._result(info, rows, srm, self._data_quality(info, start, end), now)
+
+    def _result(
+        self,
+        info: ExperimentInfo,
+        rows: list[VariantMetricRow],
+        srm: SrmResult | None,
+        extra: tuple[DataQualityCheck, ...],
+        now: dt.datetime | None,
+    ) -> MonitorResult:
+        srm_dq = srm_check(srm)
+        checks = ((srm_dq,) if srm_dq is not None else ()) + extra
+        decision = decide(info, rows, data_quality=checks, alpha=self.alpha, correction=self.correction, now=now)
+        return MonitorResult(
+            experiment_id=info.id, rows=tuple(MonitorRow.of(r) for r in rows), srm=srm, data_quality=checks,
+            decision=decision,
+        )
+
+    def _data_quality(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[DataQualityCheck, ...]:
+        """Checks a source offers beside SRM (e.g. multiple exposure): its optional ``data_quality``."""
+        offer = getattr(self.backend, "data_quality", None)
+        if offer is None:
+            return ()
+        return tuple(c for c in offer(info, start, end) if c is not None)
 
     def get_daily_result(self, start_dt: Any = None, end_dt: Any = None) -> pd.DataFrame:
         """The same numbers on each day's cumulative data (one block of rows per ``date``), for charts."""
@@ -252,7 +245,7 @@ class Monitor:
             f.insert(0, "date", pd.Timestamp(day))
             frames.append(f)
         if not frames:
-            return pd.DataFrame(columns=["date", *_COLUMNS])
+            return pd.DataFrame(columns=["date", *COLUMNS])
         return pd.concat(frames, ignore_index=True)
 
     def get_srm(self, start_dt: Any = None, end_dt: Any = None) -> SrmResult | None:
@@ -305,6 +298,14 @@ class Monitor:
             out.append((day, rows, self._srm(info, sums)))
         return out
 
+    def _sequential_decision(self, info: ExperimentInfo, now: dt.datetime) -> Decision | None:
+        """The rule's verdict on the always-valid results to date (``None`` before any data)."""
+        daily = self._daily_rows(info, None, None)
+        if not daily:
+            return None
+        _, rows, srm = daily[-1]
+        return self._result(info, rows, srm, self._data_quality(info, None, None), now).decision
+
     # ------------------------------------------------------------------ end conditions
     def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
         """Evaluate the end conditions; when one is met and ``stop``, stop the experiment with the reason
@@ -312,8 +313,8 @@ class Monitor:
 
         The conditions: every variant has ``target_sample_size`` users; ``max_duration_days`` have passed
         since the experiment's window began (its planned ``start_at``, else when it was started); for
-        sequential experiments, the always-valid p-value of the primary metric is ≤ α. ``now`` (naive
-        UTC) defaults to the current time.
+        sequential experiments, the decision rule reaches ship or don't ship on the always-valid results.
+        ``now`` (naive UTC) defaults to the current time.
         """
         info = self.experiment()
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -335,14 +336,12 @@ class Monitor:
                     f"{began:%Y-%m-%d %H:%M} (limit {limit:%Y-%m-%d %H:%M})"
                 )
         if info.sequential:
-            daily = self._daily_rows(info, None, None)
-            if daily:
-                for r in daily[-1][1]:
-                    if r.primary and not r.is_control and r.p_value <= self.alpha:
-                        reasons.append(
-                            f"sequential boundary crossed on primary metric {r.metric} for {r.variant}: "
-                            f"always-valid p = {r.p_value:.4g} <= {self.alpha}"
-                        )
+            decision = self._sequential_decision(info, now)
+            if decision is not None and decision.verdict in ("ship", "dont_ship"):
+                reasons.append(
+                    f"sequential boundary crossed: {decision.headline} ({clause_text(decision.clause)}): "
+                    + "; ".join(decision.reasons[:2])
+                )
         stopped = False
         if srm is not None and srm.status == "alert" and stop:  # a dry run or a page view writes nothing
             self.backend.record(
@@ -389,177 +388,3 @@ def check_experiments(
         monitor.experiment_id_ = i
         reports.append(monitor.check_end_conditions(stop=stop, now=now))
     return reports
-
-
-# ---------------------------------------------------------------------------------------------------
-# The seam to the registry and the event store (battleground.experiment.register / .events).
-# ---------------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class ExperimentSource(Protocol):
-    """Where :class:`Monitor` reads experiments and sums, and where it stops and records.
-
-    The default implementation reads battleground's registry and event store; any object with these
-    methods (e.g. precomputed sums in memory) works too.
-    """
-
-    def resolve_id(self, key: Any) -> int: ...
-
-    def running_ids(self) -> list[int]: ...
-
-    def all_ids(self) -> list[int]: ...
-
-    def experiment(self, experiment_id: int) -> ExperimentInfo: ...
-
-    def metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> dict[str, list[Any]]: ...
-
-    # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
-    # exact shifted sums with the exposure check and CUPED covariates, from the same scan.
-
-    def daily_metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> list[tuple[dt.date, dict[str, list[Any]]]]: ...
-
-    def stop(self, experiment_id: int, reason: str) -> None: ...
-
-    def record(self, experiment_id: int, message: str) -> None: ...
-
-
-class _Backend:
-    """Reads experiments from the registry and sums from the event store; stops and records.
-
-    All metrics of an experiment come from one SQL scan (``experiment_sums``/``daily_experiment_sums``);
-    ``multiple_exposures`` is the policy for users exposed to several variants.
-    """
-
-    def __init__(self, client: Any, *, multiple_exposures: str = "exclude") -> None:
-        from battleground.experiment._source import check_multiple_exposures
-        from battleground.settings import Settings
-
-        self.multiple_exposures = check_multiple_exposures(multiple_exposures)
-
-        if isinstance(client, Settings):
-            self.settings = client
-        else:
-            from battleground.experiment.register import resolve_client
-
-            self.settings = resolve_client(client)
-        self._registry: Any = None
-        self._store: Any = None
-        self._records: dict[int, ExperimentRecord] = {}
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from battleground.experiment.register import Registry
-
-            self._registry = Registry(self.settings.registry_url)
-        return self._registry
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from battleground.experiment.events import open_event_store
-
-            self._store = open_event_store(self.settings)
-        return self._store
-
-    def resolve_id(self, key: Any) -> int:
-        return int(self.registry.get(key).id)
-
-    def running_ids(self) -> list[int]:
-        return [int(e.id) for e in self.registry.list("running")]
-
-    def all_ids(self) -> list[int]:
-        return [int(e.id) for e in self.registry.list()]
-
-    def experiment(self, experiment_id: int) -> ExperimentInfo:
-        rec = self.registry.get(experiment_id)
-        self._records[rec.id] = rec
-        return _info_from_registry(rec)
-
-    def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[MetricQuery]]:
-        from battleground.experiment._source import metric_query
-
-        rec = self._records.get(info.id) or self.registry.get(info.id)
-        return rec, [metric_query(m) for m in rec.metrics]
-
-    def experiment_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> ExperimentSums:
-        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates."""
-        rec, defs = self._definitions(info)
-        if not defs:
-            from battleground.storage.sums import ExperimentSums
-
-            return ExperimentSums((), multiple_exposures=self.multiple_exposures)
-        return self.store.experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                          multiple_exposures=self.multiple_exposures)
-
-    def metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> dict[str, list[Any]]:
-        return sums_by_metric(info, self.experiment_sums(info, start, end))
-
-    def daily_experiment_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> list[tuple[dt.date, ExperimentSums]]:
-        rec, defs = self._definitions(info)
-        if not defs:
-            return []
-        series = self.store.daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                                  multiple_exposures=self.multiple_exposures)
-        return [(_as_date(day), found) for day, found in series]
-
-    def daily_metric_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
-    ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
-        return [(day, sums_by_metric(info, found)) for day, found in self.daily_experiment_sums(info, start, end)]
-
-    def stop(self, experiment_id: int, reason: str) -> None:
-        self.registry.stop(experiment_id, reason=reason)
-
-    def record(self, experiment_id: int, message: str) -> None:
-        self.registry.record(experiment_id, "srm_alert", message)
-
-
-def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:
-    """``{metric name: per-variant sums}`` as :func:`battleground.stats.analyze_metrics` reads them."""
-    from battleground.experiment._source import for_stats
-
-    return {m.name: for_stats(arms) for m, arms in zip(info.metrics, sums.metrics, strict=True)}
-
-
-def _as_date(day: Any) -> dt.date:
-    if isinstance(day, dt.datetime):
-        return day.date()
-    if isinstance(day, dt.date):
-        return day
-    return dt.date.fromisoformat(str(day)[:10])
-
-
-def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
-    variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
-    metrics = tuple(
-        MetricSpec(
-            name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
-            primary=m.primary,
-        )
-        for m in exp.metrics
-    )
-    ec = exp.end_conditions
-    return ExperimentInfo(
-        id=exp.id, name=exp.name, status=exp.status, description=exp.description,
-        hypothesis=exp.hypothesis, owner=exp.owner, start_at=exp.start_at, end_at=exp.end_at,
-        started_at=exp.started_at, variants=variants, metrics=metrics,
-        target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
-        sequential=ec.sequential, metadata=dict(exp.metadata),
-    )
-
-
-def settings_of(client: Any) -> Settings:
-    """The settings a ``client=`` argument points at (for the CLI and the report)."""
-    return _Backend(client).settings

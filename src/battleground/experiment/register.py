@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from battleground._redact import redact_url
@@ -205,7 +206,8 @@ def _normalize_metric(metric: Any) -> MetricRecord:
         record = metric
     elif isinstance(metric, Mapping):
         allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
-                   "conversion_window_days", "cuped_lookback_days"}
+                   "conversion_window_days", "cuped_lookback_days",
+                   "margin", "margin_relative"}
         unknown = set(metric) - allowed
         if unknown:
             raise RegistryError(f"metric {metric!r} has unknown key(s) {sorted(unknown)}; use {sorted(allowed)}")
@@ -219,6 +221,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             guardrail=bool(metric.get("guardrail", False)), primary=bool(metric.get("primary", False)),
             conversion_window_days=_days(metric, "conversion_window_days", None),
             cuped_lookback_days=_days(metric, "cuped_lookback_days", 14.0),
+            margin=metric.get("margin"), margin_relative=metric.get("margin_relative", True),
         )
     else:
         raise RegistryError(f"a metric must be a dict or a MetricRecord, got {metric!r}")
@@ -253,7 +256,26 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             "CUPED lookback in [0, 3650] days", lookback,
             f"metric {record.name!r}: give cuped_lookback_days >= 0 (default 14), or None for no covariate",
         )
-    return record
+    return _checked_margin(record)
+
+
+def _checked_margin(record: MetricRecord) -> MetricRecord:
+    """A guardrail's non-inferiority margin, validated (only guardrails have one)."""
+    from battleground.experiment._decide import GuardrailMargin, MarginError
+
+    if record.margin is None:
+        if not isinstance(record.margin_relative, bool):
+            raise MarginError(
+                f"margin_relative of metric {record.name!r} must be True or False, got {record.margin_relative!r}"
+            )
+        return record
+    if not record.guardrail:
+        raise MarginError(
+            f"metric {record.name!r} has margin={record.margin!r} but is not a guardrail; only guardrails "
+            "have a non-inferiority margin: set guardrail=True or drop margin="
+        )
+    m = GuardrailMargin.checked(record.name, record.margin, record.margin_relative)
+    return replace(record, margin=m.margin, margin_relative=m.relative)
 
 
 def _days(metric: Mapping[str, Any], key: str, default: float | None) -> float | None:
@@ -361,7 +383,8 @@ class Registry:
             metrics=tuple(
                 MetricRecord(m.name, m.kind, m.numerator, m.denominator, m.direction, m.guardrail, m.primary,
                              conversion_window_days=m.conversion_window_days,
-                             cuped_lookback_days=m.cuped_lookback_days)
+                             cuped_lookback_days=m.cuped_lookback_days,
+                             margin=m.margin, margin_relative=bool(m.margin_relative))
                 for m in row.metrics
             ),
             end_conditions=EndConditions(ec.target_sample_size, ec.max_duration_days, ec.sequential)
@@ -471,7 +494,8 @@ class Registry:
                 MetricRow(
                     name=m.name, kind=m.kind, numerator=m.numerator, denominator=m.denominator,
                     direction=m.direction, guardrail=m.guardrail, primary=m.primary, position=i,
-                    conversion_window_days=m.conversion_window_days, cuped_lookback_days=m.cuped_lookback_days,
+                    conversion_window_days=m.conversion_window_days, cuped_lookback_days=m.cuped_lookback_days, margin=m.margin,
+                    margin_relative=m.margin_relative,
                 )
                 for i, m in enumerate(metric_records)
             ]
@@ -667,9 +691,14 @@ class Registry:
         primary: bool = False,
         conversion_window_days: float | None = None,
         cuped_lookback_days: float | None = 14.0,
+        margin: float | None = None,
+        margin_relative: bool = True,
         actor: str | None = None,
     ) -> ExperimentRecord:
-        """Add a metric (allowed until archived; the sums are computed from events at query time)."""
+        """Add a metric (allowed until archived; the sums are computed from events at query time).
+
+        A guardrail may declare ``margin`` (relative to control unless ``margin_relative=False``): the
+        largest harm still called non-inferior by the decision rule."""
         from battleground.storage._models import MetricRow
 
         if isinstance(name, Mapping | MetricRecord):
@@ -679,6 +708,7 @@ class Registry:
                 "name": name, "kind": kind, "numerator": numerator if numerator is not None else name,
                 "denominator": denominator, "direction": direction, "guardrail": guardrail, "primary": primary,
                 "conversion_window_days": conversion_window_days, "cuped_lookback_days": cuped_lookback_days,
+                "margin": margin, "margin_relative": margin_relative,
             })
         with self._session() as session:
             row = self._row(session, key, lock=True)
@@ -690,6 +720,7 @@ class Registry:
                 guardrail=record.guardrail, primary=record.primary, position=len(row.metrics),
                 conversion_window_days=record.conversion_window_days,
                 cuped_lookback_days=record.cuped_lookback_days,
+                margin=record.margin, margin_relative=record.margin_relative,
             ))
             row.updated_at = _now()
             self._audit(session, row, "add_metric", {"metric": record}, actor)

@@ -3,13 +3,10 @@
 ``MakeReport().create_report(experiment_id)`` writes a self-contained HTML report (Jinja2 + Plotly,
 with plotly.js inlined so it opens offline) and a Markdown summary next to it: hypothesis and design,
 planned vs actual sample size, the SRM check, per-metric results with CIs and Holm-corrected p-values,
-cumulative lift charts and a decision in plain words:
-
-* **ship** — the primary metric's CI excludes zero in the desired direction and no guardrail is
-  significantly harmed;
-* **don't ship** — the CI excludes zero in the wrong direction, or a guardrail is harmed;
-* **inconclusive** — otherwise, with the sample size still needed;
-* an SRM alert overrides all three: "data quality problem: do not trust these results".
+cumulative lift charts and the decision of the one decision rule (:mod:`battleground.experiment._decide`),
+with the rule in one sentence and the clause that decided: **ship** (the best shippable variant named),
+**don't ship**, **inconclusive** (with the sample size still needed), **collecting data** (a fixed-horizon
+test before its plan) or **data quality problem** (SRM or another failed check).
 """
 
 from __future__ import annotations
@@ -21,13 +18,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from battleground._html import chart, environment, text_environment
+from battleground.experiment._decide import (
+    RULE,
+    Decision,
+    MetricVerdict,
+    clause_text,
+    guardrail_power,
+    guardrail_users_needed,
+    p_label,
+)
+from battleground.experiment._result import MonitorResult
 from battleground.experiment.monitoring import ExperimentInfo, ExperimentSource, Monitor
 from battleground.stats import (
-    Decision,
     Result,
-    SrmResult,
     VariantMetricRow,
-    decide,
     sample_size_means,
     sample_size_proportions,
 )
@@ -44,7 +48,6 @@ __all__ = [
     "lift_charts",
     "needed_text",
     "render_report",
-    "result_rows",
     "table_rows",
     "write_experiment_report",
 ]
@@ -106,7 +109,7 @@ class MakeReport:
             experiment_id = max(ids)
         monitor.put_experiment_id(experiment_id=experiment_id)
         info = monitor.experiment()
-        result = monitor.get_abtest_result(start_dt=start_dt, end_dt=end_dt)
+        result = monitor.result(start_dt=start_dt, end_dt=end_dt)
         daily = monitor.get_daily_result(start_dt=start_dt, end_dt=end_dt)
         html, markdown, decision = render_report(info, result, daily, alpha=self.alpha)
         return monitor, RenderedReport(info.id, html, markdown, decision)
@@ -154,36 +157,71 @@ def write_experiment_report(settings: Any, experiment_id: Any, out: str | Path |
 # ---------------------------------------------------------------------------------------------------
 
 
-def result_rows(info: ExperimentInfo, frame: pd.DataFrame) -> list[VariantMetricRow]:
-    """The monitoring frame as :class:`~battleground.stats.VariantMetricRow`, each with its metric's
-    direction."""
-    fields = VariantMetricRow.__dataclass_fields__
-    direction = {m.name: m.higher_is_better for m in info.metrics}
-    rows = []
-    for rec in frame.to_dict("records"):
-        kw = {k: rec[k] for k in fields if k in rec}
-        kw["higher_is_better"] = direction.get(str(kw.get("metric")), True)
-        rows.append(VariantMetricRow(**kw))
-    return rows
+def _ci(est: float, lo: float, hi: float, fmt: Any) -> str:
+    if not math.isfinite(est):
+        return "not estimable"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{fmt(est)} [CI not estimable]"
+    return f"{fmt(est)} [{fmt(lo)}, {fmt(hi)}]"
 
 
-def table_rows(rows: list[VariantMetricRow]) -> list[dict[str, Any]]:
-    """The per-metric table of reports and the dashboard: one dict of display texts per row."""
+def _num(x: float) -> str:
+    return f"{x:+.4g}"
+
+
+def _p(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else "—"
+
+
+_FLAGS = {
+    "improved": ("pos", "significant: improved"),
+    "not_significant": ("", ""),
+    "deteriorated": ("neg", "significantly worse"),
+    "non_inferior": ("pos", "non-inferior"),
+    "not_shown_non_inferior": ("neg", "not shown non-inferior"),
+    "no_margin_ok": ("", "not worse (no margin declared)"),
+}
+
+
+def _comparison(r: VariantMetricRow) -> dict[str, str]:
+    return {
+        "abs_text": _ci(r.abs_lift, r.abs_ci_lower, r.abs_ci_upper, _num),
+        "rel_text": _ci(r.rel_lift, r.rel_ci_lower, r.rel_ci_upper, fmt_pct),
+        "p_text": _p(r.p_value),
+    }
+
+
+def table_rows(result: MonitorResult) -> list[dict[str, Any]]:
+    """The per-metric table of reports and the dashboard: one dict of display texts per row.
+
+    ``p_text`` is the raw p-value, ``padj_text`` the Holm p-value the decision used (success metrics);
+    ``flag`` says what the rule read from the row; ``cuped`` the adjusted comparison, when there is one.
+    """
     table = []
-    for r in rows:
-        harmful = r.guardrail_breach
-        good = r.significant and not harmful and ((r.abs_lift > 0) == r.higher_is_better)
+    for r in result.rows:
+        v: MetricVerdict | None = None if r.is_control else result.decision.for_row(r.metric, r.variant)
+        if r.is_control:
+            css, flag, texts = "", "", {"abs_text": "", "rel_text": "", "p_text": ""}
+        elif v is not None and v.outcome == "not_estimable":
+            css, flag, texts = "", v.text.split(": ", 1)[-1], _comparison(r)
+        else:
+            css, flag = _FLAGS.get(v.outcome, ("", "")) if v is not None else ("", "")
+            if v is not None and v.outcome == "deteriorated" and r.guardrail:
+                flag = "guardrail harmed"
+            texts = _comparison(r)
+        margin = v.margin if v is not None else None
         table.append({
             "metric": r.metric, "variant": r.variant, "is_control": r.is_control,
-            "users": int(r.users), "events": int(r.events), "value_text": fmt_num(r.value, r.kind),
-            "abs_text": "" if r.is_control else f"{r.abs_lift:+.4g} [{r.abs_ci_lower:+.4g}, {r.abs_ci_upper:+.4g}]",
-            "rel_text": "" if r.is_control else
-            f"{fmt_pct(r.rel_lift)} [{fmt_pct(r.rel_ci_lower)}, {fmt_pct(r.rel_ci_upper)}]",
-            "p_text": "" if r.is_control or not math.isfinite(r.p_value) else f"{r.p_value:.3g}",
-            "padj_text": "" if r.is_control or not math.isfinite(r.p_value_adjusted) else f"{r.p_value_adjusted:.3g}",
-            "css": "neg" if harmful or (r.significant and not good) else "pos" if good else "",
-            "flag": "guardrail harmed" if harmful else ("significant" if r.significant else ""),
-            "primary": r.primary, "guardrail": r.guardrail, "method": r.method,
+            "users": int(r.users), "events": int(r.events), "value_text": fmt_num(r.value, r.kind, r.events),
+            **texts,
+            "padj_text": _p(v.p_value_adjusted) if v is not None and v.role == "success" else "",
+            "css": css, "flag": flag, "primary": r.primary, "guardrail": r.guardrail, "method": r.method,
+            "margin_text": margin.text() if margin is not None else ("none" if r.guardrail else ""),
+            "bound_text": (fmt_pct(v.bound) if margin.relative else _num(v.bound))
+            if v is not None and margin is not None and math.isfinite(v.bound) else "",
+            "cuped": None if r.cuped is None or r.is_control else {
+                **_comparison(r.cuped), "value_text": fmt_num(r.cuped.value, r.kind, r.cuped.events),
+            },
         })
     return table
 
@@ -192,17 +230,19 @@ def fmt_pct(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x:+.2%}"
 
 
-def fmt_num(x: float, kind: str) -> str:
+def fmt_num(x: float, kind: str, events: int | None = None) -> str:
     if not math.isfinite(x):
-        return "—"
+        return "no events yet" if events == 0 else "—"
     if kind in ("proportion", "ratio"):
         return f"{x:.4%}"
     return f"{x:,.4g}"
 
 
-def needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: Decision, alpha: float) -> str:
-    if decision.verdict != "inconclusive":
+def needed_text(info: ExperimentInfo, rows: Any, decision: Decision, alpha: float) -> str:
+    """How many more users the primary metric needs (only while no decision is reached)."""
+    if decision.verdict not in ("inconclusive", "collecting"):
         return ""
+    rows = list(rows)
     prim = [r for r in rows if r.primary and not r.is_control]
     ctrl = next((r for r in rows if r.primary and r.is_control), None)
     if not prim or ctrl is None:
@@ -213,6 +253,10 @@ def needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: De
             f"Sample size still needed: {info.target_sample_size - have:,} more users per variant to "
             f"reach the planned {info.target_sample_size:,}."
         )
+    if decision.verdict == "collecting":
+        return ""
+    if decision.clause == "guardrail":
+        return _guardrail_needed(info, rows, decision, alpha)
     r = prim[0]
     effect = abs(r.abs_lift)
     if not (math.isfinite(effect) and effect > 0 and ctrl.value > 0):
@@ -234,6 +278,28 @@ def needed_text(info: ExperimentInfo, rows: list[VariantMetricRow], decision: De
         f"detect the observed {r.metric} effect ({fmt_pct(r.rel_lift)}) with 80 % power "
         f"({plan.formula})."
     )
+
+
+def _guardrail_needed(info: ExperimentInfo, rows: list[Any], decision: Decision, alpha: float) -> str:
+    """Users per arm for the guardrails not yet shown non-inferior (power 1 − β/(G + 1), Spotify)."""
+    margins = info.guardrail_margins
+    n_guard = sum(1 for m in info.metrics if m.guardrail)
+    texts = []
+    for r in rows:
+        v = None if r.is_control else decision.for_row(r.metric, r.variant)
+        if v is None or v.outcome != "not_shown_non_inferior" or r.metric not in margins:
+            continue
+        n = guardrail_users_needed(r, margins[r.metric], alpha=alpha, n_guardrails=n_guard)
+        if math.isinf(n):
+            texts.append(f"{r.metric} in {r.variant}: the observed harm is beyond the margin, so no sample "
+                         "would show it non-inferior")
+        elif math.isfinite(n):
+            texts.append(f"{r.metric} in {r.variant}: about {math.ceil(n):,} users per variant "
+                         f"({max(math.ceil(n) - r.users, 0):,} more)")
+    if not texts:
+        return ""
+    return (f"Sample size still needed to show the guardrails non-inferior with "
+            f"{guardrail_power(0.8, n_guard):.0%} power each (80 % overall, β/(G+1)): " + "; ".join(texts) + ".")
 
 
 def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
@@ -272,21 +338,19 @@ def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
 
 def render_report(
     info: ExperimentInfo,
-    result: pd.DataFrame,
+    result: MonitorResult,
     daily: pd.DataFrame | None = None,
     *,
     alpha: float = 0.05,
     generated: dt.datetime | None = None,
 ) -> tuple[str, str, Decision]:
-    """Render (html, markdown, decision) from the monitoring frames; no I/O."""
+    """Render (html, markdown, decision) from the typed monitoring result and the daily frame; no I/O."""
     import battleground
 
-    rows = result_rows(info, result)
-    srm_dict = result.attrs.get("srm")
-    srm = SrmResult(**{**srm_dict, "observed": tuple(srm_dict["observed"]), "weights": tuple(srm_dict["weights"]), "expected": tuple(srm_dict["expected"])}) if srm_dict else None
-    decision = decide(rows, srm_status=srm.status if srm else "ok")
-    table = table_rows(rows)
-    users = {r.variant: r.users for r in rows if r.primary}
+    decision, srm = result.decision, result.srm
+    p_adj = p_label(decision.correction)
+    table = table_rows(result)
+    users = result.users
     sizes = []
     for v in info.variants:
         actual = int(users.get(v.name, 0))
@@ -311,12 +375,17 @@ def render_report(
         f"mSPRT always-valid p-values and CIs (mixing N(0, τ²) on the relative lift, τ = 0.1), α = {alpha}"
         if info.sequential
         else f"fixed-horizon Welch t-tests, α = {alpha}"
-    ) + "; Holm correction across metrics × variants; relative lift (μT−μC)/|μC| by the delta method"
+    ) + (f"; {p_label(decision.correction)[3:-1]} correction across success metrics × variants; relative lift "
+         "(μT−μC)/|μC| by the delta method")
     window = "all data"
     if daily is not None and not daily.empty:
         window = f"{daily['date'].min():%Y-%m-%d} to {daily['date'].max():%Y-%m-%d}"
     ctx = {
-        "exp": info, "decision": decision, "needed": needed_text(info, rows, decision, alpha),
+        "exp": info, "decision": decision, "needed": needed_text(info, result.rows, decision, alpha),
+        "rule": RULE, "decided_by": clause_text(decision.clause), "p_adj": p_adj,
+        "verdicts": [{"variant": v.variant, "verdict": v.verdict.replace("_", " "),
+                      "clause": clause_text(v.clause)} for v in decision.variants],
+        "data_quality": result.data_quality, "has_cuped": result.has_cuped,
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
         "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",
@@ -325,7 +394,9 @@ def render_report(
         "ci_note": (
             f"Intervals are {1 - alpha:.0%} confidence intervals"
             + (" (always valid under daily peeking)" if info.sequential else "")
-            + "; p (Holm) is adjusted for all metric × variant comparisons."
+            + f"; p (raw) is the two-sided p-value, {p_adj} the one the decision uses, "
+            f"adjusted over success metrics × variants: 'significant' means {p_adj} < α. "
+            "Guardrails are judged by their one-sided non-inferiority bound against the margin."
         ),
     }
     # one shared, autoescaping environment: every name, hypothesis and reason is text, never markup

@@ -8,11 +8,9 @@ The public face for users is :mod:`battleground.experiment.ab_test`, which re-ex
 from __future__ import annotations
 
 from battleground.stats._analysis import (
-    Decision,
     MetricSpec,
     VariantMetricRow,
     analyze_metrics,
-    decide,
 )
 from battleground.stats._base import (
     CupedSummary,
@@ -61,7 +59,6 @@ __all__ = [
     "BayesResult",
     "CorrectionResult",
     "CupedSummary",
-    "Decision",
     "DurationResult",
     "EffectResult",
     "MdeResult",
@@ -84,7 +81,6 @@ __all__ = [
     "confidence_sequence",
     "cuped_test",
     "cuped_theta",
-    "decide",
     "estimate_duration",
     "mde_means",
     "mde_proportions",

@@ -30,7 +30,7 @@ from battleground.stats._corrections import adjust_pvalues
 from battleground.stats._sequential import _msprt_arrays
 from battleground.stats._tests import infer
 
-__all__ = ["Decision", "MetricSpec", "VariantMetricRow", "analyze_metrics", "decide"]
+__all__ = ["MetricSpec", "VariantMetricRow", "analyze_metrics"]
 
 KINDS = ("proportion", "mean", "ratio")
 SIGNIFICANT_BY = ("p_value", "p_value_adjusted")
@@ -284,72 +284,3 @@ def _compare_vectorised(
             )
         )
     return rows
-
-
-@dataclass(frozen=True)
-class Decision(Result):
-    """The verdict of an experiment: ``ship``, ``dont_ship``, ``inconclusive`` or ``data_quality``."""
-
-    verdict: str
-    headline: str
-    reasons: tuple[str, ...]
-
-
-def decide(rows: Sequence[VariantMetricRow], *, srm_status: str = "ok") -> Decision:
-    """Ship / don't ship / inconclusive from the primary metric's CI and the guardrails.
-
-    * SRM alert → "data quality problem: do not trust these results" (overrides everything);
-    * ship: the primary metric's CI excludes 0 in the desired direction and no guardrail is harmed;
-    * don't ship: the CI excludes 0 in the wrong direction, or a guardrail is significantly harmed;
-    * inconclusive otherwise.
-    """
-    if srm_status == "alert":
-        return Decision(
-            "data_quality", "data quality problem: do not trust these results",
-            ("the users per variant do not match the configured split (SRM alert, p < 0.001); "
-             "look for assignment or logging bugs before reading any metric",),
-        )
-    prim = [r for r in rows if r.primary and not r.is_control]
-    breaches = [r for r in rows if r.guardrail_breach]
-    reasons: list[str] = []
-    for r in breaches:
-        reasons.append(
-            f"guardrail {r.metric} is significantly harmed in {r.variant} "
-            f"(relative lift {r.rel_lift:+.2%}, p = {r.p_value:.3g})"
-        )
-    good = [r for r in prim if _excludes(r, right=True)]
-    bad = [r for r in prim if _excludes(r, right=False)]
-    for r in bad:
-        reasons.append(
-            f"primary metric {r.metric} moved the wrong way in {r.variant}: relative lift "
-            f"{r.rel_lift:+.2%}, CI [{r.rel_ci_lower:+.2%}, {r.rel_ci_upper:+.2%}] excludes 0"
-        )
-    if bad or breaches:
-        return Decision("dont_ship", "don't ship", tuple(reasons))
-    if good:
-        best = max(good, key=lambda r: r.rel_lift if r.higher_is_better else -r.rel_lift)
-        return Decision(
-            "ship", f"ship {best.variant}",
-            (f"primary metric {best.metric} improved in {best.variant}: relative lift "
-             f"{best.rel_lift:+.2%}, CI [{best.rel_ci_lower:+.2%}, {best.rel_ci_upper:+.2%}] excludes 0",
-             "no guardrail is significantly harmed"),
-        )
-    return Decision(
-        "inconclusive", "inconclusive",
-        tuple(
-            f"primary metric {r.metric} in {r.variant}: relative lift {r.rel_lift:+.2%}, CI "
-            f"[{r.rel_ci_lower:+.2%}, {r.rel_ci_upper:+.2%}] includes 0"
-            for r in prim
-        ) or ("no treatment data for the primary metric yet",),
-    )
-
-
-def _excludes(r: VariantMetricRow, *, right: bool) -> bool:
-    lo, hi = r.abs_ci_lower, r.abs_ci_upper
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return False
-    up = lo > 0
-    down = hi < 0
-    if right:
-        return up if r.higher_is_better else down
-    return down if r.higher_is_better else up

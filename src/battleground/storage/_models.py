@@ -97,6 +97,9 @@ class MetricRow(Base):
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     conversion_window_days: Mapped[float | None] = mapped_column(Float, nullable=True)
     cuped_lookback_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # a guardrail's non-inferiority margin (migration 0004); NULL = none declared
+    margin: Mapped[float | None] = mapped_column(Float, nullable=True)
+    margin_relative: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
     experiment: Mapped[ExperimentRow] = relationship(back_populates="metrics")
 

@@ -23,6 +23,7 @@ from battleground.web._views import (
     leaderboard,
     read_only_monitor,
     record_dict,
+    result_records,
 )
 
 __all__ = ["MAX_BATCH", "BatchError", "EventBatch", "EventIn", "IngestResponse", "create_api_router"]
@@ -158,11 +159,14 @@ def create_api_router(state: DashboardState) -> APIRouter:
         start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
         end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
     ) -> dict[str, Any]:
-        """One row per metric × variant with lifts, CIs and p-values; the SRM check; the decision."""
+        """One row per metric × variant with lifts, CIs and p-values; the SRM and other data-quality
+        checks; the decision of the one decision rule (``verdict``: ship, dont_ship, inconclusive,
+        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each)."""
         d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
         return {
             "experiment_id": d.record.id, "name": d.record.name, "status": d.record.status,
-            "rows": frame_records(d.result), "srm": jsonable(d.srm.to_dict()) if d.srm else None,
+            "rows": result_records(d.result), "srm": jsonable(d.srm.to_dict()) if d.srm else None,
+            "data_quality": [jsonable(c.to_dict()) for c in d.result.data_quality] if d.result else [],
             "decision": jsonable(d.decision.to_dict()) if d.decision else None,
             "needed": d.needed or None, "no_data": d.no_data,
             "end_conditions": jsonable(d.end.to_dict()) if d.end else None,

@@ -20,10 +20,16 @@ from battleground.errors import WebError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from battleground.experiment.monitoring import EndConditionReport, ExperimentInfo, Monitor
+    from battleground.experiment._decide import Decision
+    from battleground.experiment.monitoring import (
+        EndConditionReport,
+        ExperimentInfo,
+        Monitor,
+        MonitorResult,
+    )
     from battleground.experiment.register import AuditEntry, ExperimentRecord, Registry
     from battleground.settings import Settings
-    from battleground.stats import Decision, SrmResult
+    from battleground.stats import SrmResult
 
 __all__ = [
     "BanditFile",
@@ -111,6 +117,13 @@ class ReadOnlySource:
             self._sums[key] = self.inner.daily_metric_sums(info, start, end)
         return list(self._sums[key])
 
+    def data_quality(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[Any, ...]:
+        """The inner source's data-quality checks beyond SRM (e.g. multiple exposure), if it has any."""
+        offer = getattr(self.inner, "data_quality", None)
+        return tuple(offer(info, start, end)) if offer is not None else ()
+
     def stop(self, experiment_id: int, reason: str) -> None:
         """Views never stop experiments (``battleground experiment check`` does)."""
 
@@ -195,7 +208,7 @@ class ExperimentDetail:
 
     record: ExperimentRecord
     info: ExperimentInfo
-    result: pd.DataFrame | None
+    result: MonitorResult | None
     daily: pd.DataFrame | None
     srm: SrmResult | None
     decision: Decision | None
@@ -213,35 +226,29 @@ class ExperimentDetail:
         return list(reversed(audit_dicts(self.audit)))
 
     @property
+    def decided_by(self) -> str:
+        """The clause of the decision rule that decided, in words."""
+        from battleground.experiment._decide import clause_text
+
+        return clause_text(self.decision.clause) if self.decision is not None else ""
+
+    @property
+    def p_adj(self) -> str:
+        """The label of the p-value the decision uses, e.g. ``p (Holm)``."""
+        from battleground.experiment._decide import p_label
+
+        return p_label(self.decision.correction if self.decision is not None else "holm")
+
+    @staticmethod
+    def clause_text(clause: str) -> str:
+        from battleground.experiment._decide import clause_text
+
+        return clause_text(clause)
+
+    @property
     def methods(self) -> str:
         """The tests behind the lifts (e.g. ``welch``, ``msprt``)."""
         return ", ".join(sorted({r["method"] for r in self.rows if r["method"]}))
-
-
-def srm_from_frame(result: pd.DataFrame) -> SrmResult | None:
-    """The SRM result a monitoring frame carries in ``attrs['srm']``."""
-    from battleground.stats import SrmResult
-
-    d = result.attrs.get("srm")
-    if not d:
-        return None
-    return SrmResult(**{
-        **d, "observed": tuple(d["observed"]), "weights": tuple(d["weights"]),
-        "expected": tuple(d["expected"]),
-    })
-
-
-def result_rows(info: ExperimentInfo, result: pd.DataFrame) -> list[Any]:
-    """The monitoring frame as rows with each metric's direction (the report's helper)."""
-    from battleground.experiment.report import result_rows as rows_of
-
-    return rows_of(info, result)
-
-
-def _table(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    from battleground.experiment.report import table_rows
-
-    return table_rows(list(rows))
 
 
 def _sizes(info: ExperimentInfo, users: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -309,8 +316,8 @@ def experiment_detail(
     Raises :class:`~battleground.experiment.register.ExperimentNotFoundError` for an unknown key and
     ``ValueError`` (``StatsInputError``) for a bad time window.
     """
-    from battleground.experiment.report import lift_charts, needed_text
-    from battleground.stats import StatsInputError, decide
+    from battleground.experiment.report import lift_charts, needed_text, table_rows
+    from battleground.stats import StatsInputError
 
     start, end = parse_window(start, end)
     record = registry.get(key)
@@ -319,14 +326,14 @@ def experiment_detail(
     info = monitor.experiment()
     audit = registry.audit_log(record.id)
     try:
-        result = monitor.get_abtest_result(start_dt=start, end_dt=end)
+        result = monitor.result(start_dt=start, end_dt=end)
     except StatsInputError as exc:
         return ExperimentDetail(
             record=record, info=info, result=None, daily=None, srm=None, decision=None,
             end=_end_report(monitor, record), rows=[], sizes=_sizes(info, {}), charts=[], needed="",
             audit=audit, no_data=f"no results yet: {exc}",
         )
-    if result.empty or int(result["users"].max()) == 0:
+    if not result.rows or max(r.users for r in result.rows) == 0:
         return ExperimentDetail(
             record=record, info=info, result=None, daily=None, srm=None, decision=None,
             end=_end_report(monitor, record), rows=[], sizes=_sizes(info, {}), charts=[], needed="",
@@ -335,18 +342,18 @@ def experiment_detail(
             + " (results appear once 'exposure' events arrive)",
         )
     daily = monitor.get_daily_result(start_dt=start, end_dt=end)
-    srm = srm_from_frame(result)
-    rows = result_rows(info, result)
-    decision = decide(rows, srm_status=srm.status if srm else "ok")
-    users = {r.variant: int(r.users) for r in rows if r.primary}
-    if not users:
-        users = {r.variant: int(r.users) for r in rows}
+    decision = result.decision
     return ExperimentDetail(
-        record=record, info=info, result=result, daily=daily, srm=srm, decision=decision,
-        end=_end_report(monitor, record), rows=_table(rows), sizes=_sizes(info, users),
-        charts=lift_charts(info, daily) if charts else [], needed=needed_text(info, rows, decision, monitor.alpha),
-        audit=audit,
+        record=record, info=info, result=result, daily=daily, srm=result.srm, decision=decision,
+        end=_end_report(monitor, record), rows=table_rows(result), sizes=_sizes(info, result.users),
+        charts=lift_charts(info, daily) if charts else [],
+        needed=needed_text(info, result.rows, decision, monitor.alpha), audit=audit,
     )
+
+
+def result_records(result: MonitorResult | None) -> list[dict[str, Any]]:
+    """A monitoring result's rows as JSON-ready records (the seed frame's columns)."""
+    return frame_records(None if result is None else result.to_frame())
 
 
 def frame_records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:

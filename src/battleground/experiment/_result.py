@@ -1,0 +1,106 @@
+"""What :class:`~battleground.experiment.monitoring.Monitor` returns: a typed, frozen result (rows, SRM,
+data-quality checks, the decision), with ``to_frame()`` for the seed's DataFrame."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from battleground.experiment._decide import DataQualityCheck, Decision
+from battleground.stats import Result, SrmResult, VariantMetricRow
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "MonitorResult", "MonitorRow", "cuped_row", "results_frame"]
+
+# the seed's monitoring DataFrame, column by column
+COLUMNS = [
+    "experiment_id", "metric", "kind", "variant", "is_control", "users", "events", "value",
+    "abs_lift", "abs_ci_lower", "abs_ci_upper", "rel_lift", "rel_ci_lower", "rel_ci_upper",
+    "p_value", "p_value_adjusted", "method", "significant", "primary", "guardrail",
+    "guardrail_breach", "srm_p_value", "srm_status",
+]
+
+
+@dataclass(frozen=True)
+class MonitorRow(VariantMetricRow):
+    """One (metric, variant) row; ``cuped`` holds the CUPED-adjusted comparison when one was computed."""
+
+    cuped: VariantMetricRow | None = None
+
+    @classmethod
+    def of(cls, row: VariantMetricRow, cuped: VariantMetricRow | None = None) -> MonitorRow:
+        base = {f.name: getattr(row, f.name) for f in fields(VariantMetricRow)}
+        return cls(**base, cuped=cuped)
+
+
+@dataclass(frozen=True)
+class MonitorResult(Result):
+    """The results of one experiment over one window.
+
+    Attributes:
+        rows: one row per (metric, variant), control first within each metric.
+        srm: the sample-ratio mismatch test (``None`` before any user is exposed).
+        data_quality: every data-quality check (SRM, multiple exposure, ...), the SRM one included.
+        decision: the verdict of :func:`battleground.experiment._decide.decide`.
+    """
+
+    experiment_id: int
+    rows: tuple[MonitorRow, ...]
+    srm: SrmResult | None
+    data_quality: tuple[DataQualityCheck, ...]
+    decision: Decision
+
+    @property
+    def users(self) -> dict[str, int]:
+        """Users per variant (the largest count over metrics)."""
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.variant] = max(out.get(r.variant, 0), int(r.users))
+        return out
+
+    @property
+    def has_cuped(self) -> bool:
+        return any(r.cuped is not None for r in self.rows)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The seed's DataFrame: one row per (metric, variant) with the columns of :data:`COLUMNS`."""
+        return results_frame(self.experiment_id, self.rows, self.srm)
+
+
+def cuped_row(row: VariantMetricRow, adjusted: Any, control_value: float) -> VariantMetricRow:
+    """The CUPED-adjusted comparison of ``row`` as a row (for :attr:`MonitorRow.cuped`).
+
+    ``adjusted`` is a relative-lift result with ``estimate``, ``ci_lower``, ``ci_upper`` and ``p_value``
+    (e.g. :func:`battleground.stats.cuped_test` ``(relative=True)``); the absolute lift and its interval
+    are the relative ones times ``|control_value|``, and the treatment value is the control value moved
+    by the adjusted lift.
+    """
+    from dataclasses import replace
+
+    plain = VariantMetricRow(**{f.name: getattr(row, f.name) for f in fields(VariantMetricRow)})
+    scale = abs(control_value)
+    rel, lo, hi = float(adjusted.estimate), float(adjusted.ci_lower), float(adjusted.ci_upper)
+    return replace(
+        plain, value=control_value + rel * scale, abs_lift=rel * scale, abs_ci_lower=lo * scale,
+        abs_ci_upper=hi * scale, rel_lift=rel, rel_ci_lower=lo, rel_ci_upper=hi,
+        p_value=float(adjusted.p_value), p_value_adjusted=math.nan, method="cuped", significant=False,
+        guardrail_breach=False,
+    )
+
+
+def results_frame(experiment_id: int, rows: Any, srm: SrmResult | None) -> pd.DataFrame:
+    """Analysis rows as the monitoring DataFrame (the seed's columns, nothing hidden in ``attrs``)."""
+    import pandas as pd
+
+    names = [f.name for f in fields(VariantMetricRow)]
+    records = []
+    for r in rows:
+        d = {k: getattr(r, k) for k in names if k != "higher_is_better"}
+        d["experiment_id"] = experiment_id
+        d["srm_p_value"] = srm.p_value if srm else math.nan
+        d["srm_status"] = srm.status if srm else "n/a"
+        records.append(d)
+    return pd.DataFrame.from_records(records, columns=COLUMNS)
