@@ -26,6 +26,8 @@ from battleground.experiment._decide import (
     decide,
     srm_check,
 )
+from battleground.experiment._metric_sums import cuped_comparisons
+from battleground.experiment._quality import multiple_exposure_check, pre_period_check
 from battleground.experiment._result import (
     COLUMNS,
     MonitorResult,
@@ -39,6 +41,7 @@ from battleground.experiment._source import (
     VariantInfo,
     _Backend,
     settings_of,
+    sums_by_metric,
 )
 from battleground.stats import (
     Result,
@@ -201,11 +204,22 @@ class Monitor:
             daily = self._daily_rows(info, start, end)
             if daily:
                 _, rows, srm = daily[-1]
+        # the default source gives every metric, the exposure check and the CUPED covariates in one scan
+        fetch = getattr(self.backend, "experiment_sums", None)
+        es = fetch(info, start, end) if fetch is not None else None
         if rows is None:
-            sums = self.backend.metric_sums(info, start, end)
+            sums = sums_by_metric(info, es) if es is not None else self.backend.metric_sums(info, start, end)
             srm = self._srm(info, sums)
             rows = self._analyze(info, sums, sequential=info.sequential)
-        return self._result(info, rows, srm, self._data_quality(info, start, end), now)
+        checks = self._data_quality(info, start, end)
+        cuped: dict[tuple[str, str], Any] = {}
+        if es is not None:
+            comparisons = cuped_comparisons([(m.name, m.kind) for m in info.metrics], es,
+                                            control=info.control, alpha=self.alpha)
+            cuped = {(c.metric, c.variant): c.adjusted for c in comparisons}
+            checks += (multiple_exposure_check(es.multiple_exposure_users, es.exposed_users),)
+            checks += tuple(pre_period_check(c.metric, c.variant, c.pre_period_p_value) for c in comparisons)
+        return self._result(info, rows, srm, checks, now, cuped=cuped)
 
     def _result(
         self,
@@ -214,14 +228,22 @@ class Monitor:
         srm: SrmResult | None,
         extra: tuple[DataQualityCheck, ...],
         now: dt.datetime | None,
+        *,
+        cuped: dict[tuple[str, str], Any] | None = None,
     ) -> MonitorResult:
+        """The rule's decision on ``rows``; ``cuped`` maps (metric, variant) to its CUPED-adjusted
+        relative comparison, shown beside the unadjusted row (it does not change the decision)."""
         srm_dq = srm_check(srm)
         checks = ((srm_dq,) if srm_dq is not None else ()) + extra
         decision = decide(info, rows, data_quality=checks, alpha=self.alpha, correction=self.correction, now=now)
-        return MonitorResult(
-            experiment_id=info.id, rows=tuple(MonitorRow.of(r) for r in rows), srm=srm, data_quality=checks,
-            decision=decision,
+        control_value = {r.metric: r.value for r in rows if r.is_control}
+        adjusted = cuped or {}
+        out = tuple(
+            MonitorRow.of(r, cuped=cuped_row(r, adjusted[(r.metric, r.variant)], control_value[r.metric])
+                          if (r.metric, r.variant) in adjusted and r.metric in control_value else None)
+            for r in rows
         )
+        return MonitorResult(experiment_id=info.id, rows=out, srm=srm, data_quality=checks, decision=decision)
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
