@@ -186,3 +186,49 @@ def test_hostile_names_run_no_script_anywhere(browser: Any, hostile_url: str, ho
     assert page.evaluate("window.ran === undefined")
     assert any("Content Security Policy" in p for p in problems)
     page.close()
+
+
+def test_sign_in_create_start_stop_in_the_browser(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sign in with the token, create a draft with the form (an error first, shown beside its field),
+    start and stop it; the audit log names who did it; no console error, nothing leaves the box."""
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
+
+    home = tmp_path_factory.mktemp("browser-forms") / ".battleground"
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home), "BATTLEGROUND_API_TOKEN": "browser-token"})
+    server = _serve(settings)
+    url = next(server)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = _watch(page, url)
+        page.goto(f"{url}/")
+        assert "sign in" in page.locator("#mode").inner_text()
+        page.click("#mode a")
+        page.fill("input[name=token]", "browser-token")
+        page.fill("input[name=name]", "bea")
+        page.click("#signin button[type=submit]")
+        page.wait_for_url(f"{url}/")
+        assert page.locator("#mode").inner_text() == "signed in as bea"
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read the session
+        page.click("#new-experiment")
+        page.fill("input[name=name]", "blue-banner")
+        page.fill("textarea[name=metrics]", "clicks, percentage, click")
+        page.click("#experiment-form button[type=submit]")
+        assert "kind one of" in page.locator("#error-metrics").inner_text()
+        page.fill("textarea[name=metrics]", "clicks, proportion, click, primary")
+        page.click("#experiment-form button[type=submit]")
+        page.wait_for_selector("#start")
+        page.click("#start")
+        page.wait_for_selector("#stop")
+        page.fill("#actions input[name=reason]", "enough data")
+        page.click("#stop")
+        page.wait_for_selector("#archive")
+        registry = Registry(settings.registry_url)
+        record = registry.get("blue-banner")
+        assert record.status == "stopped" and record.stop_reason == "enough data"
+        assert {e.actor for e in registry.audit_log(record.id)} == {"bea"}
+        refused = [p for p in problems if "status of 422" in p]  # the form sent back with its error
+        assert len(refused) == 1 and [p for p in problems if p not in refused] == [], problems
+        page.close()
+    finally:
+        next(server, None)
