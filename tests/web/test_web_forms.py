@@ -123,3 +123,46 @@ def test_a_read_only_server_says_so_and_refuses_every_form(tmp_path: Path) -> No
         assert c.post("/signin", data={"token": "anything"}, headers=HTML).status_code == 403
         assert c.post("/experiments/new", data=_form(csrf="x"), headers=HTML).status_code == 403
     assert not (tmp_path / ".battleground").exists()
+
+
+def test_edit_a_draft_one_change_at_a_time(browser_client: Any, home: Settings) -> None:
+    from battleground.experiment.register import Registry
+
+    c = browser_client
+    _sign_in(c, "bo")
+    token = _csrf(c.get("/experiments/new", headers=HTML).text)
+    exp_id = int(c.post("/experiments/new", data=_form(csrf=token)).headers["location"].rsplit("/", 1)[1])
+    c.post("/experiments/new", data=_form(csrf=token, name="taken"))
+    registry = Registry(home.registry_url)
+    edit = f"/experiments/{exp_id}/edit"
+    assert 'id="edit-details"' in c.get(edit, headers=HTML).text
+
+    ok = c.post(f"{edit}/details", data={"csrf": token, "name": "green-button-v2", "hypothesis": "h2", "owner": "bo"})
+    assert ok.status_code == 303 and registry.get(exp_id).name == "green-button-v2"
+    assert registry.get(exp_id).hypothesis == "h2"
+    taken = c.post(f"{edit}/details", data={"csrf": token, "name": "taken"}, headers=HTML)
+    assert taken.status_code == 422 and 'id="error-name"' in taken.text
+    assert registry.get(exp_id).name == "green-button-v2"  # a refused edit changes nothing
+
+    assert c.post(f"{edit}/variants", data={"csrf": token, "variants": "control: 0.5\nblue: 0.25\nred: 0.25"}).status_code == 303
+    assert registry.get(exp_id).variant_names == ("control", "blue", "red")
+    bad = c.post(f"{edit}/variants", data={"csrf": token, "variants": "control: 0.5\nblue: 0.7"}, headers=HTML)
+    assert bad.status_code == 422 and 'id="error-variants"' in bad.text
+    assert registry.get(exp_id).variant_names == ("control", "blue", "red")
+
+    assert c.post(f"{edit}/metric-add", data={"csrf": token, "metrics": "revenue, mean, purchase, guardrail"}).status_code == 303
+    assert [m.name for m in registry.get(exp_id).metrics] == ["conversion", "revenue"]
+    dup = c.post(f"{edit}/metric-add", data={"csrf": token, "metrics": "revenue, mean, purchase"}, headers=HTML)
+    assert dup.status_code == 422 and 'id="error-metrics"' in dup.text
+    assert c.post(f"{edit}/metric-remove", data={"csrf": token, "metric": "revenue"}).status_code == 303
+    assert [m.name for m in registry.get(exp_id).metrics] == ["conversion"]
+    assert c.post(f"{edit}/end", data={"csrf": token, "target_sample_size": "2500", "max_duration_days": "14"}).status_code == 303
+    ends = registry.get(exp_id).end_conditions
+    assert ends.target_sample_size == 2500 and ends.max_duration_days == 14
+    assert c.post(f"{edit}/end", data={"target_sample_size": "1"}, headers=HTML).status_code == 403  # no CSRF
+    assert {e.actor for e in registry.audit_log(exp_id)} == {"bo"}
+
+    # once running, the variants are frozen: the registry's rule, shown beside the field
+    c.post(f"/experiments/{exp_id}/start", data={"csrf": token})
+    frozen = c.post(f"{edit}/variants", data={"csrf": token, "variants": "control\nblue"}, headers=HTML)
+    assert frozen.status_code == 422 and "frozen" in frozen.text

@@ -205,6 +205,60 @@ def create_form_router(state: DashboardState) -> APIRouter:
             await run_in_threadpool(lambda: method(exp_id, actor=session.actor))
         return RedirectResponse(f"/experiments/{exp_id}", status_code=303)
 
+    def edit_page(request: Request, record: Any, status: int = 200, errors: dict[str, str] | None = None,
+                  values: dict[str, str] | None = None) -> HTMLResponse:
+        lines = "\n".join(f"{v.name}: {v.weight:g}" for v in record.variants)
+        return render(request, "experiment_edit.html.j2", status=status, title=f"Edit {record.name}",
+                      exp=record, variant_lines=lines, errors=errors or {}, values=values or {})
+
+    @router.get("/experiments/{key}/edit", response_class=HTMLResponse)
+    def edit(request: Request, key: str) -> Response:
+        if state.sessions.of(request) is None:
+            return RedirectResponse("/signin", status_code=303)
+        return edit_page(request, state.registry.get(check_key(key)))
+
+    @router.post("/experiments/{key}/edit/{part}")
+    async def save(request: Request, key: str, part: str) -> Response:
+        """One registry call per form, so an edit is all or nothing."""
+        form = await _form(request)
+        session = signed_in(request, form)
+        from battleground.experiment.register import RegistryError
+
+        registry = state.registry
+        record = await run_in_threadpool(registry.get, check_key(key))
+        actor = session.actor
+        try:
+            if part == "details":
+                def call() -> Any:
+                    return registry.update(record.id, name=form.get("name", ""), actor=actor, **{
+                        k: form.get(k) or None for k in ("hypothesis", "description", "owner")})
+            elif part == "variants":
+                variants = _variants(form.get("variants", ""))
+                def call() -> Any:
+                    return registry.set_variants(record.id, variants, actor=actor)
+            elif part == "metric-add":
+                metrics = _metrics(form.get("metrics", ""))
+                if len(metrics) != 1:
+                    raise FormError("metrics", "add one metric at a time")
+                def call() -> Any:
+                    return registry.add_metric(record.id, metrics[0], actor=actor)
+            elif part == "metric-remove":
+                def call() -> Any:
+                    return registry.remove_metric(record.id, form.get("metric", ""), actor=actor)
+            elif part == "end":
+                ends = {k: _whole(form.get(k, ""), k) for k in ("target_sample_size", "max_duration_days")}
+                def call() -> Any:
+                    return registry.set_end_conditions(record.id, **ends, actor=actor)
+            else:
+                raise FormError("form", f"no such edit {part!r}")
+            await run_in_threadpool(call)
+        except FormError as bad:
+            return edit_page(request, record, 422, {bad.field: str(bad)}, form)
+        except (RegistryError, LookupError) as bad:
+            field = "metric" if part == "metric-remove" else "metrics" if part == "metric-add" else _field_of(str(bad))
+            return edit_page(request, record, 422, {field: str(bad)}, form)
+        return RedirectResponse(f"/experiments/{record.id}/edit", status_code=303)
+
     @router.post("/experiments/{key}/start")
     async def start(request: Request, key: str) -> Response:
         return await transition(request, key, "start")
