@@ -126,7 +126,7 @@ def test_report_is_self_contained(workflow: tuple[Path, ExperimentDir, dict[str,
     _, exp, _ = workflow
     html = exp.report.read_text()
     assert "<script src=" not in html  # plotly.js is inlined: the report opens offline
-    assert "Plotly" in html and html.count("plotly-graph-div") >= 8
+    assert "Plotly" in html and html.count('class="bg-chart"') >= 8
     for text in ("All customers", "Per price-sensitivity segment", "Hyperparameter tuning", "Offline training", "epsilon_greedy"):
         assert text in html
 

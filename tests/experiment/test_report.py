@@ -32,7 +32,7 @@ def test_ship(settings: Settings, tmp_path: Path) -> None:
     assert result.markdown_path == str(tmp_path / "ship.md")
     html, md = _texts(result)
     assert_self_contained(html)
-    assert html.count("Plotly.newPlot") == 4  # one cumulative-lift chart per metric
+    assert html.count('class="bg-chart"') == 4  # one cumulative-lift chart per metric
     assert "A green checkout button raises conversion" in html and "Decision: ship treatment" in html
     assert md.startswith("# A/B report: checkout-button")
     assert "## Decision: ship treatment" in md and "guardrail errors not significantly worse in treatment" in md

@@ -32,7 +32,7 @@ def test_serve_endpoints_and_validation(trained: tuple[Settings, list[dict]]) ->
     from battleground.model.serve import create_app
 
     settings, records = trained
-    with TestClient(create_app(settings, poll_seconds=0)) as client:
+    with TestClient(create_app(settings, poll_seconds=0), base_url="http://127.0.0.1") as client:
         one = client.post("/predict", json=records[0]).json()
         many = client.post("/predict", json=records).json()
         batch = client.post("/predict/batch", json={"records": records}).json()
@@ -123,3 +123,44 @@ def test_serve_cli_model_predict(trained: tuple[Settings, list[dict]], tmp_path:
     preds = pd.read_csv(out)
     assert list(preds.columns) == ["char_id", "churn_probability"]
     assert len(preds) == len(records) and preds["churn_probability"].between(0, 1).all()
+
+
+def test_serve_security(trained: tuple[Settings, list[dict]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--require-token puts scoring behind the token (compared in constant time), --no-docs removes the
+    docs, and every reply carries the security headers; a body over the cap is refused unread."""
+    import dataclasses
+    import hmac
+
+    from fastapi.testclient import TestClient
+
+    from battleground.errors import ModelError
+    from battleground.model.serve import create_app
+
+    settings, records = trained
+    with pytest.raises(ModelError, match="BATTLEGROUND_API_TOKEN"):
+        create_app(settings, poll_seconds=0, require_token=True)
+    secured = dataclasses.replace(settings, api_token="serve-token", max_body_bytes=4096)
+    compared: list[bytes] = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append(a) or real(a, b))
+    app = create_app(secured, poll_seconds=0, require_token=True, docs=False)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        auth = {"Authorization": "Bearer serve-token"}
+        assert client.post("/predict", json=records[0]).status_code == 401
+        assert client.post("/predict", json=records[0], headers={"Authorization": "Bearer serve-tokeX"}).status_code == 401
+        assert client.post("/incremental/score", json={"rows": [{}]}).status_code == 401
+        assert client.get("/model").status_code == 401
+        ok = client.post("/predict", json=records[0], headers=auth)
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
+        assert client.get("/health").status_code == 200  # liveness stays open
+        assert client.post("/admin/reload", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert client.post("/admin/reload", headers=auth).json()["swapped"] is False
+        assert compared  # every comparison went through hmac.compare_digest
+        big = client.post("/predict/batch", json={"records": records * 40}, headers=auth)
+        assert big.status_code == 413
+        for url in ("/docs", "/openapi.json", "/redoc"):
+            assert client.get(url, headers=auth).status_code == 404
+        r = client.get("/health")
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert client.get("/health", headers={"host": "attacker.example"}).status_code == 400

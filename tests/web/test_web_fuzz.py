@@ -29,7 +29,9 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from battleground.web import create_app
 
     home = tmp_path_factory.mktemp("fuzz") / ".battleground"
-    s = Settings.from_env({"BATTLEGROUND_HOME": str(home), "BATTLEGROUND_API_TOKEN": TOKEN})
+    # schemathesis calls the ASGI app as "testserver": trusted here, as a deployment would configure it
+    s = Settings.from_env({"BATTLEGROUND_HOME": str(home), "BATTLEGROUND_API_TOKEN": TOKEN,
+                           "BATTLEGROUND_ALLOWED_HOSTS": "testserver"})
     registry = Registry(s.registry_url)
     exp = registry.create_experiment(
         "fuzzed", metrics=[{"name": "conversion", "kind": "proportion", "numerator": "purchase", "primary": True}],

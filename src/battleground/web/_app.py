@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     from battleground._html import dashboard_csp
     from battleground._http import harden
     from battleground.web._api import create_api_router
+    from battleground.web._forms import create_form_router
     from battleground.web._pages import create_page_router
     from battleground.web._state import DashboardState
 
@@ -55,10 +56,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.dashboard = state
     app.include_router(create_api_router(state))
+    app.include_router(create_form_router(state))  # before the pages: /experiments/new is not a key
     app.include_router(create_page_router(state))
     _install_error_handlers(app, state)
     harden(
-        app, token=settings.api_token, needs_token=lambda method, path: method in WRITE_METHODS,
+        app, token=settings.api_token, needs_token=lambda method, path: method in WRITE_METHODS and path.startswith("/api/"),
         hosts=settings.allowed_hosts, max_body=settings.max_body_bytes, csp=dashboard_csp(),
     )
     _redact_logs(state)
@@ -173,9 +175,10 @@ def _is_input_error(exc: BaseException) -> bool:
     from battleground.experiment.register import RegistryError
     from battleground.stats import StatsInputError
     from battleground.web._api import BatchError
+    from battleground.web._forms import FormError
     from battleground.web._views import WindowError
 
-    if isinstance(exc, RegistryError | StatsInputError | BatchError | WindowError):
+    if isinstance(exc, RegistryError | StatsInputError | BatchError | WindowError | FormError):
         return True
     return any(c.__name__ == "EventValidationError" for c in type(exc).__mro__)
 

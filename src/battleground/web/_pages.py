@@ -71,7 +71,11 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         context.setdefault("plotly", False)
-        return tpl.TemplateResponse(request, f"web/{name}", {"read_only": state.read_only, **context})
+        session = state.sessions.of(request)
+        return tpl.TemplateResponse(request, f"web/{name}", {
+            "read_only": state.read_only, "user": session.actor if session else None,
+            "csrf": session.csrf if session else "", **context,
+        })
 
     @router.get("/static/plotly.min.js")
     def plotly_js() -> Response:

@@ -40,6 +40,9 @@ class DashboardState:
         self._registry: Registry | None = None
         self._store: EventStore | None = None
         self._plotly_js: bytes | None = None
+        from battleground.web._session import Sessions
+
+        self.sessions = Sessions()
 
     @property
     def read_only(self) -> bool:
@@ -55,6 +58,16 @@ class DashboardState:
 
                 if not _exists(self.settings.registry_url):
                     return _EMPTY  # type: ignore[return-value]
+                self._registry = Registry(self.settings.registry_url)
+            return self._registry
+
+    def open_registry(self) -> Registry:
+        """The registry, created if it does not exist yet (for writes only)."""
+        with self._lock:
+            if self._registry is None:
+                from battleground.experiment.register import Registry
+
+                self.settings.ensure_home()
                 self._registry = Registry(self.settings.registry_url)
             return self._registry
 

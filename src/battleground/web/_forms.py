@@ -1,0 +1,274 @@
+"""Writing from the browser: sign-in, and create / start / stop / archive experiments with forms.
+
+Every form posts ``application/x-www-form-urlencoded`` with the session's CSRF token; without a
+session the forms are not shown and a post is refused (401), and a server without a token refuses
+them all (403). What is done here is recorded in the audit log under the name given at sign-in.
+Validation is the registry's own: its errors are shown beside the field they concern.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the annotations of the routes at runtime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from battleground._http import AuthFailure, check_token
+from battleground.errors import WebError
+from battleground.web._session import Session, csrf_ok
+from battleground.web._state import DashboardState, check_key
+
+__all__ = ["FormError", "create_form_router", "parse_experiment_form"]
+
+KINDS = ("proportion", "mean", "ratio")
+MAX_FORM_BYTES = 64 * 1024
+
+
+class FormError(WebError, ValueError):
+    """A form field the server cannot accept; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise FormError("form", f"the form is larger than {MAX_FORM_BYTES:,} bytes")
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=100)
+    return {k: v[-1] for k, v in parsed.items()}
+
+
+def _variants(text: str) -> dict[str, float] | list[str]:
+    """``name`` or ``name: weight`` per line (the first is the control)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise FormError("variants", "give at least two variants, one per line (the first is the control)")
+    if not any(":" in line for line in lines):
+        return lines
+    out: dict[str, float] = {}
+    for i, line in enumerate(lines, start=1):
+        name, _, weight = line.rpartition(":")
+        try:
+            out[name.strip()] = float(weight)
+        except ValueError:
+            raise FormError("variants", f"line {i} {line!r}: write 'name: weight' with a number as the weight") from None
+    return out
+
+
+def _metrics(text: str) -> list[dict[str, Any]]:
+    """``name, kind, numerator[, denominator][, primary][, guardrail][, decrease]`` per line."""
+    out: list[dict[str, Any]] = []
+    for i, line in enumerate((x.strip() for x in text.splitlines()), start=1):
+        if not line:
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 3 or parts[1] not in KINDS:
+            raise FormError("metrics", f"line {i} {line!r}: write 'name, kind, numerator' with kind one of {', '.join(KINDS)}")
+        flags = {p for p in parts[3:] if p in ("primary", "guardrail", "decrease")}
+        rest = [p for p in parts[3:] if p not in flags]
+        metric: dict[str, Any] = {"name": parts[0], "kind": parts[1], "numerator": parts[2],
+                                  "primary": "primary" in flags, "guardrail": "guardrail" in flags}
+        if rest:
+            metric["denominator"] = rest[0]
+        if "decrease" in flags:
+            metric["direction"] = "decrease"
+        out.append(metric)
+    if not out:
+        raise FormError("metrics", "give at least one metric, e.g. 'conversion, proportion, purchase, primary'")
+    return out
+
+
+def _whole(text: str, field: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise FormError(field, f"{field} must be a whole number above 0, got {text!r}")
+    return int(text)
+
+
+def parse_experiment_form(form: dict[str, str]) -> dict[str, Any]:
+    """The keyword arguments of ``Registry.create_experiment`` from the form; :class:`FormError` names
+    the first bad field."""
+    ends = {k: v for k in ("target_sample_size", "max_duration_days") if (v := _whole(form.get(k, ""), k))}
+    return {
+        "name": form.get("name", ""), "hypothesis": form.get("hypothesis") or None,
+        "description": form.get("description") or None, "owner": form.get("owner") or None,
+        "variants": _variants(form.get("variants", "")), "metrics": _metrics(form.get("metrics", "")),
+        "end_conditions": ends or None,
+    }
+
+
+def _field_of(message: str) -> str:
+    """Which form field a registry error concerns (its messages name the rule and the value)."""
+    low = message.lower()
+    for field, words in (
+        ("variants", ("variant", "weight", "control")), ("metrics", ("metric", "numerator", "denominator", "kind")),
+        ("target_sample_size", ("target_sample_size", "sample size")), ("max_duration_days", ("duration",)),
+        ("name", ("name",)),
+    ):
+        if any(w in low for w in words):
+            return field
+    return "form"
+
+
+def create_form_router(state: DashboardState) -> APIRouter:
+    """Sign-in and the experiment forms over one :class:`DashboardState`."""
+    from battleground.web._pages import templates
+
+    router = APIRouter(include_in_schema=False)
+    settings = state.settings
+    tpl = templates()
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session = state.sessions.of(request)
+        return tpl.TemplateResponse(request, f"web/{name}", {
+            "read_only": state.read_only, "user": session.actor if session else None,
+            "csrf": session.csrf if session else "", "plotly": False, "nav": "experiments", **context,
+        }, status_code=status)
+
+    def signed_in(request: Request, form: dict[str, str] | None) -> Session:
+        """The request's session, with a valid CSRF token when a form is given; else AuthFailure."""
+        if state.read_only:
+            check_token(None, None)  # raises the read-only 403
+        session = state.sessions.of(request)
+        if session is None:
+            raise AuthFailure(401, "sign in with the API token first (/signin)")
+        if form is not None and not csrf_ok(session, form.get("csrf")):
+            raise AuthFailure(403, "the form's CSRF token is missing or stale: reload the page and try again")
+        return session
+
+    @router.get("/signin", response_class=HTMLResponse)
+    def signin_page(request: Request) -> HTMLResponse:
+        return render(request, "signin.html.j2", title="Sign in", errors={}, values={})
+
+    @router.post("/signin")
+    async def signin(request: Request) -> Response:
+        form = await _form(request)
+        actor = " ".join(form.get("name", "").split())[:64] or "web"
+        try:
+            check_token(settings.api_token, f"Bearer {form.get('token', '')}", what="sign-ins")
+        except AuthFailure as refused:
+            return render(request, "signin.html.j2", status=refused.status, title="Sign in",
+                          errors={"token": refused.message}, values={"name": actor})
+        session = state.sessions.create(actor)
+        response = RedirectResponse("/", status_code=303)
+        state.sessions.set_cookie(response, session, secure=request.url.scheme == "https")
+        return response
+
+    @router.post("/signout")
+    async def signout(request: Request) -> Response:
+        session = signed_in(request, await _form(request))
+        state.sessions.drop(session)
+        response = RedirectResponse("/", status_code=303)
+        state.sessions.clear_cookie(response)
+        return response
+
+    @router.get("/experiments/new", response_class=HTMLResponse)
+    def new_page(request: Request) -> Response:
+        if state.sessions.of(request) is None:
+            return RedirectResponse("/signin", status_code=303)
+        return render(request, "experiment_form.html.j2", title="New experiment", errors={}, values={
+            "variants": "control\ntreatment", "metrics": "conversion, proportion, purchase, primary"})
+
+    @router.post("/experiments/new")
+    async def create(request: Request) -> Response:
+        form = await _form(request)
+        session = signed_in(request, form)
+        from battleground.experiment.register import Registry, RegistryError
+
+        try:
+            kwargs = parse_experiment_form(form)
+            registry: Registry = await run_in_threadpool(state.open_registry)  # the first one creates it
+            record = await run_in_threadpool(lambda: registry.create_experiment(**kwargs, actor=session.actor))
+        except FormError as bad:
+            return render(request, "experiment_form.html.j2", status=422, title="New experiment",
+                          errors={bad.field: str(bad)}, values=form)
+        except RegistryError as bad:
+            return render(request, "experiment_form.html.j2", status=422, title="New experiment",
+                          errors={_field_of(str(bad)): str(bad)}, values=form)
+        return RedirectResponse(f"/experiments/{record.id}", status_code=303)
+
+    async def transition(request: Request, key: str, action: str) -> Response:
+        form = await _form(request)
+        session = signed_in(request, form)
+        registry = state.registry
+        exp_id = (await run_in_threadpool(registry.get, check_key(key))).id
+        # a broken rule (stop without a reason, start twice, ...) is a RegistryError: the 422 page says it
+        if action == "stop":
+            await run_in_threadpool(lambda: registry.stop(exp_id, form.get("reason", ""), actor=session.actor))
+        else:
+            method = getattr(registry, action)
+            await run_in_threadpool(lambda: method(exp_id, actor=session.actor))
+        return RedirectResponse(f"/experiments/{exp_id}", status_code=303)
+
+    def edit_page(request: Request, record: Any, status: int = 200, errors: dict[str, str] | None = None,
+                  values: dict[str, str] | None = None) -> HTMLResponse:
+        lines = "\n".join(f"{v.name}: {v.weight:g}" for v in record.variants)
+        return render(request, "experiment_edit.html.j2", status=status, title=f"Edit {record.name}",
+                      exp=record, variant_lines=lines, errors=errors or {}, values=values or {})
+
+    @router.get("/experiments/{key}/edit", response_class=HTMLResponse)
+    def edit(request: Request, key: str) -> Response:
+        if state.sessions.of(request) is None:
+            return RedirectResponse("/signin", status_code=303)
+        return edit_page(request, state.registry.get(check_key(key)))
+
+    @router.post("/experiments/{key}/edit/{part}")
+    async def save(request: Request, key: str, part: str) -> Response:
+        """One registry call per form, so an edit is all or nothing."""
+        form = await _form(request)
+        session = signed_in(request, form)
+        from battleground.experiment.register import RegistryError
+
+        registry = state.registry
+        record = await run_in_threadpool(registry.get, check_key(key))
+        actor = session.actor
+        try:
+            if part == "details":
+                def call() -> Any:
+                    return registry.update(record.id, name=form.get("name", ""), actor=actor, **{
+                        k: form.get(k) or None for k in ("hypothesis", "description", "owner")})
+            elif part == "variants":
+                variants = _variants(form.get("variants", ""))
+                def call() -> Any:
+                    return registry.set_variants(record.id, variants, actor=actor)
+            elif part == "metric-add":
+                metrics = _metrics(form.get("metrics", ""))
+                if len(metrics) != 1:
+                    raise FormError("metrics", "add one metric at a time")
+                def call() -> Any:
+                    return registry.add_metric(record.id, metrics[0], actor=actor)
+            elif part == "metric-remove":
+                def call() -> Any:
+                    return registry.remove_metric(record.id, form.get("metric", ""), actor=actor)
+            elif part == "end":
+                ends = {k: _whole(form.get(k, ""), k) for k in ("target_sample_size", "max_duration_days")}
+                def call() -> Any:
+                    return registry.set_end_conditions(record.id, **ends, actor=actor)
+            else:
+                raise FormError("form", f"no such edit {part!r}")
+            await run_in_threadpool(call)
+        except FormError as bad:
+            return edit_page(request, record, 422, {bad.field: str(bad)}, form)
+        except (RegistryError, LookupError) as bad:
+            field = "metric" if part == "metric-remove" else "metrics" if part == "metric-add" else _field_of(str(bad))
+            return edit_page(request, record, 422, {field: str(bad)}, form)
+        return RedirectResponse(f"/experiments/{record.id}/edit", status_code=303)
+
+    @router.post("/experiments/{key}/start")
+    async def start(request: Request, key: str) -> Response:
+        return await transition(request, key, "start")
+
+    @router.post("/experiments/{key}/stop")
+    async def stop(request: Request, key: str) -> Response:
+        return await transition(request, key, "stop")
+
+    @router.post("/experiments/{key}/archive")
+    async def archive(request: Request, key: str) -> Response:
+        return await transition(request, key, "archive")
+
+    return router
