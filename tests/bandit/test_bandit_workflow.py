@@ -228,3 +228,51 @@ def test_baselines_and_paired_comparisons(workflow: tuple[Path, ExperimentDir, d
         assert said == bool(row["a_beats_b"] or row["b_beats_a"])
         assert row["verdict"] in html
     assert "earns the most" not in html
+
+
+def test_sweep_overrides_are_not_saved_for_later_runs(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+    home, exp, _ = workflow
+    _invoke(["bandit", "sweep", "sweep.grid.linear_ucb.alpha=[0.5]", "sweep.n_steps=2"], home)
+    saved = (exp.root / "config.yaml").read_text()
+    assert "linear_ucb" not in saved.split("grid:")[-1].split("\n")[0] and "alpha:\n    - 0.5" not in saved
+    assert load_config(exp.root / "config.yaml")["sweep"]["n_steps"] == 3  # TINY's value, not the sweep's
+    assert (exp.sweep / "config.yaml").exists()  # what the sweep ran with is kept beside its results
+    # A later plain sweep runs the configured jobs only, not the earlier command's grid.
+    _invoke(["bandit", "sweep"], home)
+    labels = set(pd.read_csv(exp.sweep / "results.csv")["label"])
+    assert not any("alpha=0.5" in label for label in labels)
+
+
+def test_unreachable_ray_address_fails_fast() -> None:
+    """A Ray address nobody answers on is an error well within 30 s, not a hang."""
+    import threading
+
+    from battleground.bandit._executors import ExecutorConnectionError, RayExecutor
+
+    outcome: list[BaseException] = []
+
+    def run(address: str) -> None:
+        try:
+            RayExecutor(address=address, connect_timeout=5).map(abs, [1])
+        except BaseException as exc:
+            outcome.append(exc)
+
+    # A closed port; an unroutable host (which a proxy may still accept); the same as a Ray client address.
+    for address in ("127.0.0.1:9", "10.255.255.1:6379", "ray://10.255.255.1:10001"):
+        outcome.clear()
+        thread = threading.Thread(target=run, args=(address,), daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"RayExecutor({address!r}) still connecting after 30 s"
+        assert outcome and isinstance(outcome[0], ExecutorConnectionError), outcome
+        assert address.split("//")[-1] in str(outcome[0])
+
+
+def test_tune_space_error_is_readable_on_the_command_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"BATTLEGROUND_HOME": str(tmp_path), "COLUMNS": "300"}
+    r = runner.invoke(app, ["bandit", "collect", *TINY], env=env)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["bandit", "tune", "--agent", "linear_ts", "tune.space.linear_ts.reg=[1, 2, 3, 4]"], env=env)
+    assert r.exit_code == 1
+    assert "must be [low, high], [low, high, 'log'] or {choices: [...]}" in " ".join(r.output.split())

@@ -648,7 +648,9 @@ def sweep(config: Mapping[str, Any], exp: ExperimentDir, executor: Executor) -> 
     frame["executor"] = executor.name
     exp.sweep.mkdir(parents=True, exist_ok=True)
     frame.to_csv(exp.sweep / "results.csv", index=False)
-    dump_config(config, exp.root / "config.yaml")
+    # Beside the results, not the experiment's config.yaml: a sweep's grid and overrides are for this
+    # run only and must not leak into later commands.
+    dump_config(config, exp.sweep / "config.yaml")
     return frame
 
 
