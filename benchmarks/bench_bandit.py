@@ -6,7 +6,9 @@
    same algorithm). Target ≥ 10×. LinUCB and epsilon-greedy against obp's recorded 16,228 and 30,904
    rounds/s (obp does not install on Python 3.11). Target LinUCB ≥ 4×.
 2. Batched API: decisions/s of ``select`` on 1M contexts (with propensities) after 100k updates.
-   Target ≥ 500,000/s for LinTS and LinUCB.
+   Target ≥ 500,000/s for LinTS and LinUCB. Issue 15: LinTS in four regimes (trained, tied, arms close,
+   arms close with one starved arm so spreads differ ~100×), with the worst gap between the exact
+   propensities and a 200k-draw Monte Carlo.
 3. Simulator: customer-steps/s at the default size (1,000 customers, 100 products, 10 categories).
 4. LinTS (the tuned defaults) against the random policy on the default simulator: trained offline on
    30 logged random steps, then 3 evaluation trajectories of 30 steps; the revenue margin.
@@ -104,6 +106,42 @@ def batched(policy: Any, n_train: int, n_select: int) -> float:
     elapsed = time.perf_counter() - t0
     assert decision.propensities.shape == (n_select,)
     return n_select / elapsed
+
+
+def lints_regimes(n_select: int) -> dict[str, tuple[float, float]]:
+    """Issue 15: batched LinTS decisions/s with exact propensities in four regimes, and the worst gap
+    between ``select``'s propensities and a Monte Carlo of the Thompson draw at 20 contexts.
+
+    trained: arms apart, every arm played. tied: untrained. close: every arm the same reward, equal play.
+    close, starved: the same, with one arm played 10 times in 100k (its spread ~100× the others').
+    """
+    from battleground.bandit import LinTS
+
+    out = {}
+    k_rng = np.random.default_rng(7)
+    for name, theta_scale, p_starved, n_train in (("trained", 1.0, None, 100_000), ("tied", 1.0, None, 0),
+                                                  ("close", 0.0, None, 100_000), ("close, starved", 0.0, 1e-4, 100_000)):
+        policy = LinTS(n_arms=K, variance_scale=0.1, random_state=0)
+        if n_train:
+            x = k_rng.normal(size=(n_train, D))
+            theta = k_rng.normal(size=(K, D)) * theta_scale
+            probs = np.full(K, 1.0 / K) if p_starved is None else np.r_[p_starved, np.full(K - 1, (1 - p_starved) / (K - 1))]
+            a = k_rng.choice(K, size=n_train, p=probs)
+            policy.update(x, a, (x * theta[a]).sum(axis=1) + k_rng.normal(0, 0.1, size=n_train))
+        xs = k_rng.normal(size=(n_select, D))
+        policy.select(xs[:1000])
+        t0 = time.perf_counter()
+        decision = policy.select(xs)
+        rate = n_select / (time.perf_counter() - t0)
+        dist = policy.action_dist(xs[:20])
+        gap = 0.0
+        mu, sd = policy._mean_sd(xs[:20])
+        for i in range(20):
+            wins = (mu[i] + sd[i] * k_rng.standard_normal((200_000, K))).argmax(axis=1)
+            gap = max(gap, float(np.abs(np.bincount(wins, minlength=K) / 200_000 - dist[i]).max()))
+        assert decision.propensities.shape == (n_select,)
+        out[name] = (rate, gap)
+    return out
 
 
 def simulator_speed(n_steps: int) -> float:
@@ -302,7 +340,11 @@ def main(argv: list[str]) -> None:
         b_ts_fresh = n_select / _time(lambda: LinTS(n_arms=K, random_state=0).select(np.random.default_rng(2).normal(size=(n_select, D))))
         print(f"batched select, {n_select:,} contexts after 100k updates (target ≥ 500,000/s):")
         print(f"  LinTS   {b_ts:>13,.0f} decisions/s (untrained, all arms tied: {b_ts_fresh:,.0f}/s)")
-        print(f"  LinUCB  {b_ucb:>13,.0f} decisions/s")
+        print(f"  LinUCB  {b_ucb:>13,.0f} decisions/s (target ≥ 3M/s)")
+        n_regime = max(n_select // 5, 20_000)
+        print(f"LinTS with exact propensities, {n_regime:,} contexts per regime (worst |propensity − 200k-draw MC|):")
+        for name, (rate, gap) in lints_regimes(n_regime).items():
+            print(f"  {name:<15} {rate:>13,.0f} decisions/s  (max gap {gap:.1e})")
     steps = 20 if quick else 50
     print(f"simulator (1,000 customers, 100 products, 10 categories): {simulator_speed(steps):,.0f} customer-steps/s")
     n_log, n_eval, n_traj = (20, 15, 2) if quick else (30, 30, 3)

@@ -100,7 +100,7 @@ def test_segments_and_metrics(workflow: tuple[Path, ExperimentDir, dict[str, str
     by_seg = seg.groupby("segment_index")["price_sensitivity"]
     assert (by_seg.max().iloc[:-1].to_numpy() <= by_seg.min().iloc[1:].to_numpy()).all()
     allc = pd.read_csv(exp.summary / "all_customers.csv")
-    assert sorted(allc["agent"]) == sorted(AGENTS)
+    assert sorted(allc["agent"]) == sorted([*AGENTS, "best_fixed_arm", "myopic_oracle"])
     assert (allc["n_trajectories"] == 2).all()
     for col in ("retention", "category_penetration", "empirical_discount"):
         assert allc[col].between(0, 1).all()
@@ -197,9 +197,82 @@ def test_config_layers(tmp_path: Path) -> None:
 def test_run_battle(settings: Settings) -> None:
     res = run_battle(settings, n_customers=100, n_steps=4, agents=["linear_ts", "random"], seed=3, n_trajectories=1)
     assert res.experiment_dir == settings.home / "bandit" / "battle"
-    assert list(res.summary["agent"]) == sorted(["linear_ts", "random"], key=lambda a: -res.summary.set_index("agent").loc[a, "accumulated_revenue"])
-    assert res.winner == res.summary["agent"].iloc[0]
+    agents = [a for a in res.summary["agent"] if a in ("linear_ts", "random")]
+    assert agents == sorted(["linear_ts", "random"], key=lambda a: -res.summary.set_index("agent").loc[a, "accumulated_revenue"])
+    top = next(a for a in res.summary["agent"] if a in ("linear_ts", "random"))
+    assert res.winner in (top, "no clear winner")
+    assert (res.winner == top) == all(c.a_beats_b for c in res.comparisons if c.agent_b in ("linear_ts", "random"))
+    assert {c.agent_b for c in res.comparisons} >= {"best_fixed_arm", "myopic_oracle"}
     assert len(res.ope) == 10 and res.ope_agent == "linear_ts"
     assert (res.ope["true_value"] == res.ope_true_value).all()
     assert res.report_path.exists() and res.ope_report_path.exists()
-    assert set(res.segments["agent"]) == {"linear_ts", "random"}
+    assert set(res.segments["agent"]) == {"linear_ts", "random", "best_fixed_arm", "myopic_oracle"}
+
+
+def test_baselines_and_paired_comparisons(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+    """The report compares agents with the best fixed arm and the myopic oracle, and says "beats" only
+    when the paired interval excludes zero."""
+    _, exp, out = workflow
+    assert "best fixed arm (coupon level" in out["eval"] and "myopic oracle" in out["eval"]
+    allc = pd.read_csv(exp.summary / "all_customers.csv").set_index("agent")
+    base = json.loads((exp.root / "baselines" / "summary.json").read_text())
+    by_arm = base["best_fixed_arm"]["by_arm"]
+    assert base["best_fixed_arm"]["arm"] == int(np.argmax(by_arm))
+    assert allc.loc["best_fixed_arm", "accumulated_revenue"] == pytest.approx(max(by_arm))
+    comp = pd.read_csv(exp.summary / "comparisons.csv")
+    assert set(comp["agent_b"]) == set(allc.index) - {comp["agent_a"].iloc[0]}
+    assert ((comp["ci_low"] < comp["difference"]) & (comp["difference"] < comp["ci_high"])).all()
+    html = exp.report.read_text()
+    for _, row in comp.iterrows():
+        said = "beats" in row["verdict"]
+        assert said == bool(row["a_beats_b"] or row["b_beats_a"])
+        assert row["verdict"] in html
+    assert "earns the most" not in html
+
+
+def test_sweep_overrides_are_not_saved_for_later_runs(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+    home, exp, _ = workflow
+    _invoke(["bandit", "sweep", "sweep.grid.linear_ucb.alpha=[0.5]", "sweep.n_steps=2"], home)
+    saved = (exp.root / "config.yaml").read_text()
+    assert "linear_ucb" not in saved.split("grid:")[-1].split("\n")[0] and "alpha:\n    - 0.5" not in saved
+    assert load_config(exp.root / "config.yaml")["sweep"]["n_steps"] == 3  # TINY's value, not the sweep's
+    assert (exp.sweep / "config.yaml").exists()  # what the sweep ran with is kept beside its results
+    # A later plain sweep runs the configured jobs only, not the earlier command's grid.
+    _invoke(["bandit", "sweep"], home)
+    labels = set(pd.read_csv(exp.sweep / "results.csv")["label"])
+    assert not any("alpha=0.5" in label for label in labels)
+
+
+def test_unreachable_ray_address_fails_fast() -> None:
+    """A Ray address nobody answers on is an error well within 30 s, not a hang."""
+    import threading
+
+    from battleground.bandit._executors import ExecutorConnectionError, RayExecutor
+
+    outcome: list[BaseException] = []
+
+    def run(address: str) -> None:
+        try:
+            RayExecutor(address=address, connect_timeout=5).map(abs, [1])
+        except BaseException as exc:
+            outcome.append(exc)
+
+    # A closed port; an unroutable host (which a proxy may still accept); the same as a Ray client address.
+    for address in ("127.0.0.1:9", "10.255.255.1:6379", "ray://10.255.255.1:10001"):
+        outcome.clear()
+        thread = threading.Thread(target=run, args=(address,), daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"RayExecutor({address!r}) still connecting after 30 s"
+        assert outcome and isinstance(outcome[0], ExecutorConnectionError), outcome
+        assert address.split("//")[-1] in str(outcome[0])
+
+
+def test_tune_space_error_is_readable_on_the_command_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"BATTLEGROUND_HOME": str(tmp_path), "COLUMNS": "300"}
+    r = runner.invoke(app, ["bandit", "collect", *TINY], env=env)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["bandit", "tune", "--agent", "linear_ts", "tune.space.linear_ts.reg=[1, 2, 3, 4]"], env=env)
+    assert r.exit_code == 1
+    assert "must be [low, high], [low, high, 'log'] or {choices: [...]}" in " ".join(r.output.split())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from battleground.bandit._compare import AgentComparison
     from battleground.settings import Settings
 
 __all__ = ["BattleResult", "run_battle"]
@@ -23,6 +24,9 @@ class BattleResult:
     demand, retention, category penetration, empirical discount, mean coupon level.
     ``segments``: the same per price-sensitivity segment. ``ope``: every estimator's value of
     ``ope_agent`` from fresh random-policy logs, with ``true_value``, ``error`` and ``covers_truth``.
+    ``comparisons``: the top agent against every other agent and the baselines (best fixed arm, myopic
+    oracle), paired by customer. ``winner``: the top agent only when it beats every other agent (the
+    whole interval above zero), else ``"no clear winner"``.
     """
 
     summary: pd.DataFrame = field(repr=False)
@@ -31,6 +35,7 @@ class BattleResult:
     ope_agent: str
     ope_true_value: float
     winner: str
+    comparisons: list[AgentComparison]
     experiment_dir: Path
     report_path: Path
     ope_report_path: Path
@@ -56,6 +61,7 @@ def run_battle(
     written under ``experiment_dir`` (default ``settings.home / "bandit" / "battle"``).
     """
     from battleground.bandit import workflow as wf
+    from battleground.bandit._baselines import evaluate_baselines
     from battleground.bandit._config import load_config
     from battleground.bandit._report import render_ope_report, render_report
 
@@ -86,6 +92,7 @@ def run_battle(
             wf.tune(config, exp, agent)
         wf.train(config, exp, agent)
         wf.evaluate(config, exp, agent)
+    evaluate_baselines(config, exp.root)
     wf.segment(config, exp)
     metrics = wf.compute_metrics(config, exp, agents)
     report = render_report(exp)
@@ -100,8 +107,16 @@ def run_battle(
         ope=ope.table[columns].copy(),
         ope_agent=ope_agent,
         ope_true_value=ope.true_value,
-        winner=str(summary["agent"].iloc[0]),
+        winner=_winner(metrics.comparisons, agents),
+        comparisons=metrics.comparisons,
         experiment_dir=root,
         report_path=report,
         ope_report_path=ope_report,
     )
+
+
+def _winner(comparisons: Sequence[AgentComparison], agents: Sequence[str]) -> str:
+    rivals = [c for c in comparisons if c.agent_b in agents]
+    if comparisons and all(c.a_beats_b for c in rivals):
+        return comparisons[0].agent_a
+    return "no clear winner"

@@ -7,10 +7,68 @@ must be a module-level function so that it pickles into another process.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+from battleground.errors import BanditError
+
+__all__ = ["EXECUTORS", "Executor", "ExecutorConnectionError", "LocalExecutor", "RayExecutor", "make_executor"]
+
+CONNECT_TIMEOUT_S = 20.0  # the issue's bound is 30 s
+
+
+class ExecutorConnectionError(BanditError, RuntimeError):
+    """The Ray cluster at the given address does not answer."""
+
+
+def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail at once when nothing listens at ``host:port`` (a refused connection)."""
+    if address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ExecutorConnectionError(
+            f"--ray-address {address!r} must look like host:port or ray://host:port (or 'auto')"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorConnectionError(
+            f"no Ray cluster answers at {hostport} ({exc.strerror or exc}); start one (ray start --head) "
+            "or drop --ray-address to run a local Ray"
+        ) from None
+
+
+def _connect(ray: Any, address: str, kwargs: dict[str, Any], timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """``ray.init(address=...)`` with a deadline.
+
+    A TCP check is not enough (a proxy may accept connections for an address nobody serves, and then
+    ``ray.init`` retries for minutes), so the connection runs in a helper thread and is abandoned after
+    ``timeout`` seconds.
+    """
+    _check_reachable(address, timeout)
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            ray.init(address=address, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ExecutorConnectionError(
+            f"no Ray cluster answered at {address} within {timeout:g} s; check the address "
+            "(ray status on the head node) or drop --ray-address to run a local Ray"
+        )
+    if "error" in box:
+        raise ExecutorConnectionError(f"cannot connect to Ray at {address}: {box['error']}") from box["error"]
+
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,15 +114,19 @@ class LocalExecutor:
 class RayExecutor:
     """Ray tasks, one per job. Connects to ``address`` (e.g. ``ray://head:10001`` or ``auto``) or, with
     none given, starts a local Ray with ``num_cpus`` CPUs and no dashboard (and stops it afterwards).
+    An address that does not answer within ``connect_timeout`` seconds raises ``ExecutorConnectionError``.
 
     Ray is an optional extra: ``pip install 'battleground[ray]'``.
     """
 
     name = "ray"
 
-    def __init__(self, num_cpus: int = 2, address: str | None = None) -> None:
+    def __init__(self, num_cpus: int = 2, address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         self.num_cpus = _check_workers(num_cpus)
         self.address = address
+        if not (isinstance(connect_timeout, int | float) and 0 < connect_timeout <= 30):
+            raise ValueError(f"connect_timeout must be a number of seconds in (0, 30], got {connect_timeout!r}")
+        self.connect_timeout = float(connect_timeout)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -78,7 +140,7 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if self.address:
-                ray.init(address=self.address, **kwargs)
+                _connect(ray, self.address, kwargs, self.connect_timeout)
             else:
                 ray.init(num_cpus=self.num_cpus, **kwargs)
             started = True

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["render_ope_report", "render_report"]
 
-_COLORS = {"linear_ts": "#1a73e8", "linear_ucb": "#e37400", "epsilon_greedy": "#1e8e3e", "random": "#80868b"}
+_COLORS = {"linear_ts": "#1a73e8", "linear_ucb": "#e37400", "epsilon_greedy": "#1e8e3e", "random": "#80868b",
+           "best_fixed_arm": "#b0b0b0", "myopic_oracle": "#202124"}
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 50, "b": 45}, "height": 360}
 _LABELS = {
     "accumulated_revenue": "Accumulated revenue / customer",
@@ -184,6 +185,22 @@ def _tuning(exp: ExperimentDir, agents: list[str]) -> tuple[str, list[dict[str, 
     return _html(fig), tables
 
 
+def _verdict(all_customers: pd.DataFrame, summary_dir: Path) -> str:
+    """The headline: the top agent, and what the paired tests say against the others and the baselines."""
+    import pandas as pd
+
+    path = summary_dir / "comparisons.csv"
+    comparisons = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if comparisons.empty:
+        best = all_customers.sort_values("accumulated_revenue", ascending=False).iloc[0]
+        return f"{best['agent']} alone was evaluated: {best['accumulated_revenue']:,.2f} accumulated revenue per customer."
+    top = str(comparisons["agent_a"].iloc[0])
+    value = float(comparisons["mean_a"].iloc[0])
+    parts = [f"{top} has the highest mean, {value:,.2f} accumulated revenue per customer"]
+    parts += [str(v) for v in comparisons["verdict"]]
+    return "; ".join(parts) + "."
+
+
 def render_report(exp: ExperimentDir, *, title: str = "Bandit battle") -> Path:
     """Write ``report.html`` comparing the evaluated agents, for all customers and per segment."""
     import pandas as pd
@@ -197,14 +214,10 @@ def render_report(exp: ExperimentDir, *, title: str = "Bandit battle") -> Path:
     segmented = pd.read_csv(s / "segmented.csv")
     arms = pd.read_csv(s / "arm_frequencies.csv")
     steps = pd.read_csv(s / "revenue_by_step.csv")
-    agents = list(all_customers["agent"])
-    ranked = all_customers.sort_values("accumulated_revenue", ascending=False)
-    top = ranked.iloc[0]
-    verdict = f"{top['agent']} earns the most: {top['accumulated_revenue']:,.2f} accumulated revenue per customer"
-    if "random" in agents and top["agent"] != "random":
-        base = float(all_customers.loc[all_customers["agent"] == "random", "accumulated_revenue"].iloc[0])
-        verdict += f", {100 * (top['accumulated_revenue'] / base - 1):+.2f} % against the random policy"
-    verdict += "."
+    from battleground.bandit._policies import AGENTS
+
+    agents = [a for a in all_customers["agent"] if a in AGENTS]  # baselines have no training or tuning
+    verdict = _verdict(all_customers, s)
     cols = ["agent", "accumulated_revenue", "accumulated_revenue_std", *[m for m in _LABELS if m != "accumulated_revenue"], "n_trajectories"]
     seg_cols = ["segment", "agent", "n_customers", *_LABELS]
     sections: list[dict[str, Any]] = [

@@ -45,6 +45,7 @@ from battleground.errors import BanditError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from battleground.bandit._compare import AgentComparison
     from battleground.bandit._executors import Executor
 
 __all__ = [
@@ -507,6 +508,8 @@ class MetricsResult:
     arm_frequencies: pd.DataFrame = field(repr=False)
     revenue_by_step: pd.DataFrame = field(repr=False)
     path: Path
+    comparisons: list[AgentComparison] = field(default_factory=list)
+    """The best agent against every other agent and baseline (paired by customer)."""
 
 
 def compute_metrics(config: Mapping[str, Any], exp: ExperimentDir, agents: Sequence[str] | None = None) -> MetricsResult:
@@ -524,13 +527,22 @@ def compute_metrics(config: Mapping[str, Any], exp: ExperimentDir, agents: Seque
     per_traj: list[dict[str, Any]] = []
     arms: list[dict[str, Any]] = []
     by_step: list[dict[str, Any]] = []
-    for agent in agents:
-        files = sorted(exp.eval_results(agent).glob("trajectory_*.csv"))
+    from battleground.bandit._baselines import BASELINES, baseline_results
+    from battleground.bandit._compare import compare_agents
+
+    baselines = [b for b in BASELINES if any(baseline_results(exp.root, b).glob("trajectory_*.csv"))]
+    per_customer: dict[str, list[NDArray[np.float64]]] = {}
+    n_customers = len(segments)
+    for agent in [*agents, *baselines]:
+        folder = baseline_results(exp.root, agent) if agent in BASELINES else exp.eval_results(agent)
+        files = sorted(folder.glob("trajectory_*.csv"))
         if not files:
             raise MissingArtifactError(f"no evaluation trajectories for {agent}; run `battleground bandit eval --agent {agent}`")
         for f in files:
             traj = pd.read_csv(f).merge(segments[["customer", "segment"]], on="customer", how="left")
             tid = int(traj["trajectory"].iloc[0])
+            per_customer.setdefault(agent, []).append(
+                np.bincount(traj["customer"].to_numpy(), weights=traj["reward"].to_numpy(), minlength=n_customers).astype(np.float64))
             groups = [("all", traj), *((str(name), g) for name, g in traj.groupby("segment", sort=True))]
             for name, g in groups:
                 per_traj.append({"agent": agent, "segment": name, "trajectory": tid, **_metric_rows(g, n_categories)})
@@ -555,12 +567,19 @@ def compute_metrics(config: Mapping[str, Any], exp: ExperimentDir, agents: Seque
     arm_freq.to_csv(out / "arm_frequencies.csv", index=False)
     steps.to_csv(out / "revenue_by_step.csv", index=False)
     raw.to_csv(out / "per_trajectory.csv", index=False)
+    # The best agent (by mean) against every other agent and baseline, paired by customer.
+    top = str(all_customers[all_customers["agent"].isin(agents)].sort_values("accumulated_revenue", ascending=False)["agent"].iloc[0])
+    comparisons = [compare_agents(top, np.array(per_customer[top]), other, np.array(per_customer[other]))
+                   for other in [*agents, *baselines] if other != top]
+    pd.DataFrame([c.to_dict() for c in comparisons]).to_csv(out / "comparisons.csv", index=False)
     (out / "summary.json").write_text(json.dumps({
         "agents": agents,
         "all_customers": all_customers.to_dict(orient="records"),
         "segmented": segmented.to_dict(orient="records"),
+        "baselines": baselines,
+        "comparisons": [c.to_dict() for c in comparisons],
     }, indent=2))
-    return MetricsResult(all_customers, segmented, arm_freq, steps, out)
+    return MetricsResult(all_customers, segmented, arm_freq, steps, out, comparisons)
 
 
 # -- sweeps ------------------------------------------------------------------------------------
@@ -629,7 +648,9 @@ def sweep(config: Mapping[str, Any], exp: ExperimentDir, executor: Executor) -> 
     frame["executor"] = executor.name
     exp.sweep.mkdir(parents=True, exist_ok=True)
     frame.to_csv(exp.sweep / "results.csv", index=False)
-    dump_config(config, exp.root / "config.yaml")
+    # Beside the results, not the experiment's config.yaml: a sweep's grid and overrides are for this
+    # run only and must not leak into later commands.
+    dump_config(config, exp.sweep / "config.yaml")
     return frame
 
 

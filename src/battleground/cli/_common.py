@@ -46,5 +46,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, LookupError, PermissionError, FileNotFoundError, RuntimeError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        from rich.markup import escape
+
+        # Escaped: messages quote lists such as [low, high], which rich would read as markup and drop.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=1) from exc

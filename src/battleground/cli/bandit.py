@@ -117,6 +117,12 @@ def eval_command(agent: list[str] = _agents_opt(["linear_ts"]), experiment_dir: 
             values = evaluate(cfg, exp, a)
             console.print(f"{a}: accumulated revenue per customer {_money(float(np.mean(values)))} "
                           f"(± {float(np.std(values)):.3f} over {len(values)} trajectories) → {exp.eval_results(a)}")
+        from battleground.bandit._baselines import evaluate_baselines
+
+        base = evaluate_baselines(cfg, exp.root)
+        console.print(f"baselines: best fixed arm (coupon level {base['best_fixed_arm']['arm']}) "
+                      f"{_money(base['best_fixed_arm']['revenue_per_customer'])}, myopic oracle "
+                      f"{_money(base['myopic_oracle']['revenue_per_customer'])}")
 
 
 @app.command("segment")
@@ -159,6 +165,8 @@ def metrics_command(experiment_dir: Path | None = _ExpOpt, config: list[Path] | 
         for name, row in pivot.sort_index().iterrows():
             seg.add_row(str(name), *[_money(v) for v in row])
         console.print(seg)
+        for comparison in res.comparisons:
+            console.print(comparison.verdict)
         console.print(f"summaries → {res.path}")
 
 
