@@ -17,6 +17,9 @@ from battleground.incremental._solver import (
 )
 from battleground.incremental._trainers import binary_labels
 
+_EMPTY_BATCH_METADATA: dict[str, Any] = {"n": 0, "nit": 0, "warnflag": 0, "converged": True,
+                                         "task": "EMPTY BATCH: MODEL UNCHANGED"}
+
 
 def name_term_of(feature: str) -> NameTerm:
     """Column name → name-term: ``"x|3"`` → ``("x", "3")``; ``"age"`` → ``("age", "")``."""
@@ -151,6 +154,9 @@ class SequentialBayesianLogisticRegression:
                 f"features {batch.feature_names} differ from the ones the model was trained on "
                 f"{self.feature_names_in_}"
             )
+        if batch.n == 0:  # an empty mini-batch teaches nothing: no forgetting step either
+            self.last_metadata_ = _EMPTY_BATCH_METADATA.copy()
+            return self
         k = self.n_dense_
         A = np.empty((batch.n, k))
         A[:, 0] = 1.0
@@ -190,6 +196,14 @@ class SequentialBayesianLogisticRegression:
             known = codes >= 0
             s[known] += self.coef_[k:][codes[known]]  # unseen entities score 0
         return s
+
+    def known_entities(self, entity: Any) -> np.ndarray:
+        """True for each entity id the model has learned a coefficient for (others score without one)."""
+        from battleground.incremental._frames import _entity_strings
+
+        if not hasattr(self, "_entities"):
+            return np.zeros(len(entity), dtype=bool)
+        return self._entities.codes(_entity_strings(entity), grow=False) >= 0
 
     def decision_function(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:
         """``xᵀθ + θ_entity + offset`` (an unseen entity contributes 0)."""

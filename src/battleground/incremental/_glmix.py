@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from battleground.incremental._fast import _EntityIndex
+from battleground.incremental._fast import _EMPTY_BATCH_METADATA, _EntityIndex
 from battleground.incremental._frames import Batch, split_frame
 from battleground.incremental._solver import (
     MatrixDesign,
@@ -146,6 +146,9 @@ class GLMix:
         """Update the random effects of the entities in this mini-batch (fixed effect frozen)."""
         self._check_params()
         batch = self._parse(X, y, sample_weight, offset, entity, require_label=True)
+        if batch.n == 0:  # an empty mini-batch (a quiet minute of the stream) teaches nothing
+            self.last_metadata_ = _EMPTY_BATCH_METADATA.copy()
+            return self
         if batch.entity is None:
             raise ValueError("GLMix.partial_fit needs entity ids: pass entity= or an 'entity' column")
         assert batch.label is not None
@@ -218,6 +221,14 @@ class GLMix:
                 coef = self.re_coef_[codes[known]]
                 s[known] += coef[:, 0] + np.einsum("ij,ij->i", batch.X[known][:, self._re_cols], coef[:, 1:])
         return s
+
+    def known_entities(self, entity: Any) -> np.ndarray:
+        """True for each entity id the model has learned a coefficient for (others score without one)."""
+        from battleground.incremental._frames import _entity_strings
+
+        if not hasattr(self, "_entities"):
+            return np.zeros(len(entity), dtype=bool)
+        return self._entities.codes(_entity_strings(entity), grow=False) >= 0
 
     def decision_function(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:
         """offset + fixed effect + the entity's random effect (0 for an entity never seen)."""
