@@ -30,9 +30,36 @@ def _check_against_checkpoint(latest: object, given: dict[str, object], checkpoi
                          "Drop these options to resume it, or pass a new --checkpoint-dir to start a new model")
 
 
+def _source(source: str | None, from_events: str | None, *, batch_size: int, idle_exit: float | None,
+            max_wait: float, label_event: str | None, exposure_event: str, window_hours: float,
+            features: list[str], entity: bool) -> object:
+    if (source is None) == (from_events is None):
+        raise ValueError("pass either SOURCE (a folder or a stream URL) or --from-events EXPERIMENT, not "
+                         f"{'both' if source else 'neither'}")
+    if from_events is None:
+        from battleground.incremental._brokers import open_source
+
+        assert source is not None
+        return open_source(source, batch_size=batch_size, idle_exit_s=idle_exit, max_wait_s=max_wait)
+    if label_event is None:
+        raise ValueError("--from-events needs --label-event, the event type that makes a record's label 1")
+    import datetime as dt
+
+    from battleground.experiment.events import open_event_store
+    from battleground.experiment.register import Registry
+    from battleground.incremental._events_source import EventStoreSource
+
+    settings = load_settings()
+    key: str | int = int(from_events) if from_events.isdigit() else from_events
+    experiment = Registry(settings.registry_url).get(key)
+    return EventStoreSource(open_event_store(settings), experiment.id, label_event=label_event,
+                            exposure_event=exposure_event, window=dt.timedelta(hours=window_hours),
+                            features=features, entity="user_id" if entity else None, batch_size=batch_size)
+
+
 @app.command("run")
 def run_command(
-    source: str = typer.Argument(..., help="Folder of Parquet mini-batches (natural file-name order: batch-9 "
+    source: str | None = typer.Argument(None, help="Folder of Parquet mini-batches (natural file-name order: batch-9 "
                                  "before batch-10), or a stream URL: nats://HOST:PORT/STREAM/SUBJECT?durable=NAME "
                                  "or redis://HOST:PORT/DB?stream=KEY&group=NAME."),
     checkpoint_dir: Path | None = typer.Option(None, "--checkpoint-dir", help=_CKPT_HELP),
@@ -52,6 +79,15 @@ def run_command(
     batch_size: int = typer.Option(1000, help="Records per mini-batch (stream URLs only)."),
     idle_exit: float | None = typer.Option(None, help="Stop when a stream URL has had no record for this many "
                                            "seconds (default: run until stopped)."),
+    max_wait: float = typer.Option(1.0, help="Learn a partial batch when a stream URL has been quiet this many "
+                                   "seconds (batch boundaries then depend on timing)."),
+    from_events: str | None = typer.Option(None, "--from-events", help="Learn from the stored events of this "
+                                           "experiment (name or id) instead of SOURCE: one record per exposure."),
+    label_event: str | None = typer.Option(None, help="--from-events: the event type that makes the label 1."),
+    exposure_event: str = typer.Option("exposure", help="--from-events: the event type of a record."),
+    window_hours: float = typer.Option(24.0, help="--from-events: hours after the exposure a label event counts."),
+    feature: list[str] = typer.Option(["variant"], "--feature", help="--from-events: declared feature columns "
+                                      "(variant as one-hot, value, covariate); repeat the option for several."),
 ) -> None:
     """Update a model from mini-batches, checkpointing; a restart resumes after the last checkpoint."""
     with user_errors():
@@ -89,9 +125,9 @@ def run_command(
         def report(key: str, _model: object, meta: dict) -> None:
             console.print(f"batch {key}: {meta.get('n', '?')} records, Newton iterations {meta.get('nit', '?')}")
 
-        from battleground.incremental._brokers import open_source
-
-        stream = open_source(source, batch_size=batch_size, idle_exit_s=idle_exit)
+        stream = _source(source, from_events, batch_size=batch_size, idle_exit=idle_exit, max_wait=max_wait,
+                         label_event=label_event, exposure_event=exposure_event, window_hours=window_hours,
+                         features=feature, entity=(latest.kind if latest else (mode or "glmix")) == "glmix")
         dead = dead_letter_dir if dead_letter_dir is not None else checkpoint_dir / "dead-letter"
         result = run_stream(stream, checkpoint_dir, model=model, checkpoint_every=checkpoint_every,
                             keep_last=keep_last, max_batches=max_batches, throttle_s=throttle,

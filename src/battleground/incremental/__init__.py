@@ -2,7 +2,8 @@
 
 The seed-compatible record API (``Feature``, ``TrainingRecord``, ``IndexMap``, the trainers), a fast
 array/DataFrame path (:class:`SequentialBayesianLogisticRegression`, :class:`GLMix`), a checkpointing
-stream runner (:func:`run_stream`) and a FastAPI router for scoring (:func:`create_router`).
+stream runner (:func:`run_stream`) over stream sources (folders, iterables, NATS JetStream, Redis
+Streams, the event store) and a FastAPI router for scoring (:func:`create_router`).
 Names load lazily so ``import battleground.incremental`` stays cheap.
 """
 
@@ -47,6 +48,7 @@ _EXPORTS = {
     "BadRecordError": "_badrows",
     "NatsJetStreamSource": "_nats",
     "RedisStreamSource": "_redis",
+    "EventStoreSource": "_events_source",
     "create_router": "_serve",
     "run_incremental_demo": "_demo",
 }
