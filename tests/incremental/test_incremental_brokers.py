@@ -87,6 +87,8 @@ def _wait_port(port: int, timeout: float = 20.0) -> None:
     raise AssertionError(f"nothing listens on port {port} after {timeout} s")
 
 
+# max_wait_s=60 everywhere: only whole batches, so the boundaries never depend on a loaded machine's timing
+
 # -- NATS -----------------------------------------------------------------------------------------
 
 async def _nats_publish(url: str, stream_name: str, subject: str, payloads: list[bytes]) -> None:
@@ -123,7 +125,7 @@ def nats_stream(stream) -> Iterator[tuple[str, str]]:
 
 def _nats_source(name: str, subject: str, durable: str, url: str = NATS_URL, **kw: Any) -> NatsJetStreamSource:
     return NatsJetStreamSource(url=url, stream=name, subject=subject, durable=durable, batch_size=BATCH,
-                               idle_exit_s=kw.pop("idle_exit_s", 0.5), max_wait_s=kw.pop("max_wait_s", 0.5), **kw)
+                               idle_exit_s=kw.pop("idle_exit_s", 0.5), max_wait_s=60.0, **kw)
 
 
 def test_nats_learns_exactly_the_stream_then_resumes_with_nothing_new(tmp_path: Path, stream, nats_stream) -> None:
@@ -154,7 +156,7 @@ def test_nats_crash_after_checkpoint_before_ack_and_redeliveries(tmp_path: Path,
 
     with pytest.raises(Crash):
         run_stream(DiesBeforeAck(url=NATS_URL, stream=name, subject=subject, durable="b", batch_size=BATCH,
-                                 idle_exit_s=0.5, max_wait_s=0.5), ck, model=GLMix().fit_fixed_effect(stream.warmup))
+                                 idle_exit_s=0.5, max_wait_s=60.0), ck, model=GLMix().fit_fixed_effect(stream.warmup))
     assert CheckpointStore(ck).latest().watermark == str(3 * BATCH)
     # the restarted learner gets batches 4.. (never batch 3 again); a short ack wait and a slow learner
     # make JetStream redeliver unacknowledged messages meanwhile: they are recognised and dropped
@@ -167,6 +169,7 @@ def test_nats_crash_after_checkpoint_before_ack_and_redeliveries(tmp_path: Path,
 def _learner_cmd(source: str, ck: Path, warmup: Path, *extra: str) -> list[str]:
     return [sys.executable, "-c", "from battleground.cli import main; main()", "incremental", "run", source,
             "--checkpoint-dir", str(ck), "--warmup", str(warmup), "--batch-size", str(BATCH), "--idle-exit", "1",
+            "--max-wait", "60",
             *extra]
 
 
@@ -268,7 +271,7 @@ def redis_stream(stream) -> Iterator[str]:
 
 def _redis_source(key: str, group: str, url: str = REDIS_URL, **kw: Any) -> RedisStreamSource:
     return RedisStreamSource(url=url, stream=key, group=group, batch_size=BATCH, idle_exit_s=kw.pop("idle_exit_s", 0.5),
-                             max_wait_s=0.5, **kw)
+                             max_wait_s=60.0, **kw)
 
 
 def test_redis_learns_exactly_the_stream_and_acks_after_checkpoints(tmp_path: Path, stream, redis_stream) -> None:
@@ -286,7 +289,8 @@ def test_redis_learns_exactly_the_stream_and_acks_after_checkpoints(tmp_path: Pa
             self.acked.append(batches[-1].key)
             super().ack(batches)
 
-    dying = DiesBeforeAck(url=REDIS_URL, stream=redis_stream, group="g", batch_size=BATCH, idle_exit_s=0.5)
+    dying = DiesBeforeAck(url=REDIS_URL, stream=redis_stream, group="g", batch_size=BATCH, idle_exit_s=0.5,
+                          max_wait_s=60.0)
     dying.acked = []  # type: ignore[attr-defined]
     with pytest.raises(Crash):
         run_stream(dying, ck, model=GLMix().fit_fixed_effect(stream.warmup))

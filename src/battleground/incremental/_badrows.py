@@ -105,9 +105,12 @@ def screen(frame: pd.DataFrame, *, feature_names: list[str] | None, needs_entity
                 j = int(np.flatnonzero(~np.isfinite(arr))[0])
                 reasons[i] = f"features[{j}] must be finite, got {_fmt(arr[j])}"
     else:
-        for col in _feature_columns(frame):
-            vals = frame[col].to_numpy(dtype=np.float64)
-            flag(~np.isfinite(vals), lambda i, c=col, v=vals: f"feature {c} must be finite, got {_fmt(v[i])}")
+        cols = _feature_columns(frame)
+        if cols:  # one matrix test; only the bad rows are looked at one by one
+            mat = frame[cols].to_numpy(dtype=np.float64)
+            finite = np.isfinite(mat)
+            flag(~finite.all(axis=1), lambda i: (
+                f"feature {cols[int(np.argmin(finite[i]))]} must be finite, got {_fmt(mat[i, np.argmin(finite[i])])}"))
     if "entity" in frame.columns:
         ent = frame["entity"]
         flag(ent.isna().to_numpy(), "entity is missing")
@@ -130,7 +133,8 @@ def _batch_problem(frame: pd.DataFrame, feature_names: list[str] | None) -> str 
     if "features" in frame.columns:
         return None
     cols = _feature_columns(frame)
-    bad = [c for c in cols if getattr(frame.dtypes[c], "kind", "O") not in "biuf"]
+    kinds = {str(c): getattr(t, "kind", "O") for c, t in frame.dtypes.items()}
+    bad = [c for c in cols if kinds[c] not in "biuf"]
     if bad:
         return f"feature columns must be numeric, got non-numeric {bad}"
     if feature_names is not None and cols != list(feature_names):

@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 from battleground.incremental._sources import FolderSource, StreamSource, StreamSourceError
 
 
-def open_source(spec: str, *, batch_size: int = 1000, idle_exit_s: float | None = None) -> StreamSource:
+def open_source(spec: str, *, batch_size: int = 1000, idle_exit_s: float | None = None,
+                max_wait_s: float = 1.0) -> StreamSource:
     """``nats://HOST:PORT/STREAM/SUBJECT?durable=NAME[&codec=f64&features=a,b]``,
     ``redis://HOST:PORT/DB?stream=KEY&group=NAME[&consumer=…&field=r&codec=…&features=…]``, or a folder."""
     parts = urlsplit(spec)
@@ -16,7 +17,7 @@ def open_source(spec: str, *, batch_size: int = 1000, idle_exit_s: float | None 
         return FolderSource(spec)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     features = query.get("features")
-    common: dict[str, Any] = {"batch_size": batch_size, "idle_exit_s": idle_exit_s, "codec": query.get("codec", "json"),
+    common: dict[str, Any] = {"batch_size": batch_size, "idle_exit_s": idle_exit_s, "max_wait_s": max_wait_s, "codec": query.get("codec", "json"),
               "feature_names": features.split(",") if features else None}
     server = f"{parts.scheme}://{parts.netloc}"
     if parts.scheme == "nats":

@@ -71,6 +71,7 @@ class NatsJetStreamSource(StreamSource):
         self._reset = False
         self.redelivered = 0
         self.broker_s = 0.0  # time spent waiting on the broker (fetch + ack), for the benchmark
+        self.decode_s = 0.0  # time spent turning messages into frames
 
     def describe(self) -> str:
         return f"nats {self.url} stream {self.stream} subject {self.subject} durable {self.durable}"
@@ -197,7 +198,9 @@ class NatsJetStreamSource(StreamSource):
                 break  # a quiet stream: learn what came
             elif not payloads and self.idle_exit_s is not None and now - started >= self.idle_exit_s:
                 return None
+        t0 = time.perf_counter()
         frame = self.codec.decode(payloads)
+        self.decode_s += time.perf_counter() - t0
         return SourceBatch(str(last), frame, f"nats {self.stream}/{self.subject} seq {first}-{last}", last_msg)
 
     def ack(self, batches: list[SourceBatch]) -> None:
