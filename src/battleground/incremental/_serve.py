@@ -24,6 +24,9 @@ class ScoreRow(BaseModel):
 
 class ScoreRequest(BaseModel):
     rows: list[ScoreRow] = Field(min_length=1)
+    exploration: float = Field(0.0, ge=0.0, description="Thompson sampling scale c: 0 scores the posterior "
+                               "mean; c > 0 scores one posterior draw with variance c · variance")
+    seed: int | None = Field(None, description="seed of the draw, for reproducible exploration")
 
 
 class ScoreResponse(BaseModel):
@@ -104,7 +107,8 @@ def create_router(checkpoint_dir: str | os.PathLike[str]) -> APIRouter:
         entity = np.array([str(r.entity) if r.entity is not None else "\x00none" for r in request.rows],
                           dtype=object) if any(has_entity) else None
         try:
-            s = model.decision_function(X, offset=offsets, entity=entity)
+            s = model.decision_function(X, offset=offsets, entity=entity, exploration=request.exploration,
+                                        random_state=request.seed)
         except ValueError as exc:  # our input checks (non-finite values, bad ids): the request's fault
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         known = model.known_entities(entity) if entity is not None else np.zeros(len(s), dtype=bool)

@@ -396,16 +396,29 @@ def score_linear_model(
     exploration_threshold: float = 0.0,
     *,
     random_state: int | np.random.Generator | None = None,
+    variance: Literal["inverse_diagonal", "diagonal_of_inverse"] = "inverse_diagonal",
 ) -> np.ndarray:
     """Scores ``Xθ + offset``; with ``exploration_threshold`` c > 0, Thompson sampling draws
-    ``θ ~ N(θ, c · diag(variance))`` from the posterior variance ``1/diag(hessian)``."""
+    ``θ ~ N(θ, c · diag(v))`` with v = ``1/diag(H)`` (``variance="inverse_diagonal"``, what a diagonal
+    model keeps) or v = ``diag(H⁻¹)`` (``"diagonal_of_inverse"``, the marginal posterior variance: the
+    calibrated choice when features correlate and the model holds a FULL Hessian)."""
     theta = model.theta
+    if variance not in ("inverse_diagonal", "diagonal_of_inverse"):
+        raise ValueError(f"variance must be 'inverse_diagonal' or 'diagonal_of_inverse', got {variance!r}")
     if exploration_threshold != 0:
         if not exploration_threshold > 0:
             raise ValueError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
-        var = model.variance
-        if var is None:
+        if model.hessian is None:
             raise ValueError("the model has no Hessian; train with a hessian_type other than NONE to explore")
+        if variance == "diagonal_of_inverse":
+            from scipy.linalg import cho_factor, cho_solve
+
+            H = model.hessian.toarray() if hasattr(model.hessian, "toarray") else np.asarray(model.hessian)
+            var = np.diag(cho_solve(cho_factor(H), np.eye(H.shape[0])))
+        else:
+            inv_diag = model.variance
+            assert inv_diag is not None  # the Hessian is there
+            var = inv_diag
         rng = np.random.default_rng(random_state)
         theta = theta + rng.standard_normal(theta.size) * np.sqrt(exploration_threshold * var)
     if test_data.num_cols != theta.size:
