@@ -63,19 +63,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path`` (atomic on POSIX)."""
+def atomic_write(path: Path, write: Callable[[Any], None], *, durable: bool = True) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path`` (atomic on POSIX).
+
+    ``durable=False`` skips the fsyncs: still atomic (old or new content), but a power cut may lose it.
+    """
     tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def remove_temporary(directory: Path) -> list[str]:
@@ -160,7 +165,8 @@ class CheckpointStore:
         payload: dict[str, Any] = dict(arrays, __meta__=np.array(json.dumps(meta)))
         atomic_write(self.path_of(version), lambda fh: np.savez(fh, **payload))
         pointer = json.dumps({"version": version, "watermark": watermark, "file": self.path_of(version).name})
-        atomic_write(self.directory / "LATEST.json", lambda fh: fh.write(pointer.encode()))
+        # the pointer is for people (the newest version file wins on load): atomic, not worth two fsyncs
+        atomic_write(self.directory / "LATEST.json", lambda fh: fh.write(pointer.encode()), durable=False)
         for old in versions[: max(0, len(versions) + 1 - self.keep_last)]:
             self.path_of(old).unlink(missing_ok=True)
         return self._checkpoint(version, meta)

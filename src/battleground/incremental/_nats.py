@@ -35,6 +35,18 @@ def _nats() -> Any:
     return nats
 
 
+def _stream_seq(msg: Any) -> int:
+    """The stream sequence from a JetStream reply subject, without building nats-py's metadata objects:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.…`` (9 tokens) or, with a domain and account hash,
+    ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.…`` (12 or more)."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5])
+    if len(tokens) >= 11:
+        return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
+
+
 class NatsJetStreamSource(StreamSource):
     """Mini-batches of ``batch_size`` records from a JetStream subject, through a durable pull consumer.
 
@@ -183,7 +195,7 @@ class NatsJetStreamSource(StreamSource):
             self.broker_s += time.perf_counter() - t0
             now = time.monotonic()
             for msg in msgs:
-                seq = msg.metadata.sequence.stream
+                seq = _stream_seq(msg)
                 if seq <= self._highest:
                     self.redelivered += 1
                     continue
