@@ -34,8 +34,10 @@ def test_fast_path_draws_with_the_posterior_variance(stream) -> None:
     np.testing.assert_array_equal(model.decision_function(row, exploration=0.0), mean)
     a = model.decision_function(row, exploration=1.0, random_state=3)
     np.testing.assert_array_equal(a, model.decision_function(row, exploration=1.0, random_state=3))
-    draws = np.array([model.decision_function(row, exploration=2.0, random_state=s)[0] for s in range(3000)])
-    x = np.concatenate([[1.0], row[model.feature_names_in_].to_numpy()[0]])
+    xr, er = row[model.feature_names_in_].to_numpy(), row["entity"].to_numpy()  # arrays: quick to score
+    draws = np.array([model.decision_function(xr, entity=er, exploration=2.0, random_state=s)[0]
+                      for s in range(3000)])
+    x = np.concatenate([[1.0], xr[0]])
     k = model.n_dense_
     ent = model.entities_.index(str(int(row["entity"].iloc[0])))
     expected_var = 2.0 * (x**2 @ model.variance_[:k] + model.variance_[k + ent])
@@ -48,7 +50,9 @@ def test_fast_path_draws_with_the_posterior_variance(stream) -> None:
 def test_glmix_draws_random_effects_and_leaves_unknown_entities_alone(stream) -> None:
     model = GLMix().fit_fixed_effect(stream.warmup).partial_fit(stream.train[0])
     row = stream.holdout[0].iloc[:1]
-    draws = np.array([model.decision_function(row, exploration=1.0, random_state=s)[0] for s in range(2000)])
+    xr, er = row[model.feature_names_in_].to_numpy(), row["entity"].to_numpy()
+    draws = np.array([model.decision_function(xr, entity=er, exploration=1.0, random_state=s)[0]
+                      for s in range(2000)])
     e = model.entities_.index(str(int(row["entity"].iloc[0])))
     z = np.concatenate([[1.0], row[model.feature_names_in_].to_numpy()[0]])
     assert draws.var() == pytest.approx(z**2 @ (1.0 / model.re_precision_[e]), rel=0.1)
