@@ -312,7 +312,109 @@ def main(argv: list[str]) -> None:
     print(f"  lambda-learner updates {lib_stream['update_s']:6.2f} s  (+ {lib_stream['build_s']:.2f} s building records)")
     print(f"  battleground fast path {stream_s:6.2f} s  x{lib_stream['update_s'] / stream_s:5.1f}  "
           f"final max|Δθ| {diff_stream:.1e} (library at its default tolerance)")
+    bench_jetstream(quick)
+
+
+
+
+async def _publish_jetstream(url: str, stream: str, subject: str, payloads: list[bytes]) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name=stream, subjects=[subject])
+    for i in range(0, len(payloads), 5000):
+        for p in payloads[i : i + 5000]:
+            await js.publish_async(subject, p)
+        await js.publish_async_completed()
+    await nc.close()
+
+
+async def _delete_jetstream(url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    await nc.jetstream().delete_stream(stream)
+    await nc.close()
+
+
+def bench_jetstream(quick: bool) -> None:
+    """End to end from NATS JetStream: 1,000-record batches, 121 coefficients (intercept + 120 features),
+    a checkpoint every batch, one record per message; against the same learner fed in-memory frames."""
+    import asyncio
+    import uuid
+
+    import pandas as pd
+
+    from battleground.incremental import (
+        NatsJetStreamSource,
+        SequentialBayesianLogisticRegression,
+        run_stream,
+    )
+    from battleground.incremental._codec import JsonRecords, PackedRecords
+
+    url = os.environ.get("BATTLEGROUND_TEST_NATS_URL", "nats://127.0.0.1:4222")
+    n_batches, batch, k = (10 if quick else 50), 1000, 120
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(n_batches * batch, k))
+    beta = rng.normal(0, 0.2, size=k)
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-(X @ beta - 0.5)))).astype(float)
+    names = [f"x{j}" for j in range(k)]
+    frames = []
+    for b in range(n_batches):
+        sl = slice(b * batch, (b + 1) * batch)
+        f = pd.DataFrame(X[sl], columns=names)
+        f.insert(0, "offset", 0.0)
+        f.insert(0, "weight", 1.0)
+        f.insert(0, "label", y[sl])
+        frames.append(f)
+
+    def fresh() -> Any:
+        return SequentialBayesianLogisticRegression(penalty=PENALTY, delta=DELTA)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        base = run_stream([(i, f) for i, f in enumerate(frames)], Path(tmp) / "mem", model=fresh())
+        mem_s = time.perf_counter() - t0
+        rows: list[tuple[str, float, Any]] = []
+        for codec_name in ("json", "f64"):
+            name = f"bgbench_{uuid.uuid4().hex[:8]}"
+            if codec_name == "json":
+                codec: Any = JsonRecords(names)
+                payloads = [codec.encode({"label": y[i], "weight": 1.0, "offset": 0.0, "features": X[i].tolist()})
+                            for i in range(len(X))]
+            else:
+                codec = PackedRecords(names)
+                full = np.column_stack([np.full(len(X), np.nan), y, np.ones(len(X)), np.zeros(len(X)), X])
+                payloads = [codec.encode(full[i]) for i in range(len(X))]
+            asyncio.run(_publish_jetstream(url, name, f"{name}.r", payloads))
+            try:
+                src = NatsJetStreamSource(url=url, stream=name, subject=f"{name}.r", durable="bench",
+                                          batch_size=batch, codec=codec, max_wait_s=60.0)
+                t0 = time.perf_counter()
+                res = run_stream(src, Path(tmp) / name, model=fresh(), max_batches=n_batches)
+                total = time.perf_counter() - t0
+            finally:
+                asyncio.run(_delete_jetstream(url, name))
+            assert res.records == len(X)
+            np.testing.assert_allclose(res.model.coef_, base.model.coef_, rtol=0, atol=1e-12)
+            rows.append((codec_name, total, src))
+    n = len(X)
+    print(f"end to end from JetStream: {n_batches} batches x {batch} records, 121 coefficients, checkpoint "
+          "every batch, one record per message (same model as in-memory frames to 1e-12)")
+    print(f"  in-memory frames (learner + checkpoints only)  {mem_s:6.2f} s  {n / mem_s:9,.0f} records/s")
+    for codec_name, total, src in rows:
+        broker, decode = src.broker_s, src.decode_s
+        learner = total - broker
+        print(f"  JetStream, codec {codec_name:4s}                    {total:6.2f} s  {n / total:9,.0f} records/s  "
+              f"x{mem_s / total:4.2f} of in-memory   target >= 50,000/s")
+        print(f"      broker (fetch + ack, incl. client parsing) {100 * broker / total:4.0f} %   "
+              f"learner {100 * learner / total:4.0f} % (decode {100 * decode / total:.0f} %, "
+              f"learn + checkpoint {100 * (learner - decode) / total:.0f} %)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if "--stream" in sys.argv:  # only the JetStream section (no lambda-learner side environment needed)
+        bench_jetstream("--quick" in sys.argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1")
+    else:
+        main(sys.argv[1:])

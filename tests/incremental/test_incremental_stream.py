@@ -59,11 +59,13 @@ def test_run_stream_resumes_without_double_counting(tmp_path: Path, stream) -> N
     assert CheckpointStore(ck).versions() == [2, 3, 4]  # pruned to keep_last
     assert json.loads((ck / "LATEST.json").read_text()) == {"version": 4, "watermark": "000000003",
                                                             "file": "model-v000004.npz"}
-    # a fresh process would pass a new model: the checkpoint wins, and seen batches are skipped
-    second = run_stream(stream.train, ck, model=GLMix(), checkpoint_every=3)
+    # a fresh process would pass a new model: the checkpoint wins, and seen batches are skipped; resuming
+    # needs keys (bare frames are keyed by position, which a new list need not share)
+    keyed = [(f"{i:09d}", frame) for i, frame in enumerate(stream.train)]
+    second = run_stream(keyed, ck, model=GLMix(), checkpoint_every=3)
     assert (second.processed, second.skipped) == (6, 4)
     assert second.checkpoint.version == 6 and second.checkpoint.watermark == "000000009"
-    again = run_stream(stream.train, ck)
+    again = run_stream(keyed, ck)
     assert (again.processed, again.skipped) == (0, 10)
     resumed = load_model(ck)
     full = _uninterrupted(stream)
@@ -159,7 +161,7 @@ def test_router_scores_newest_checkpoint(tmp_path: Path, stream) -> None:
     body = resp.json()
     np.testing.assert_allclose(body["scores"], load_model(ck).decision_function(hold), atol=1e-12)
     np.testing.assert_allclose(body["probabilities"], 1 / (1 + np.exp(-np.array(body["scores"]))))
-    run_stream(stream.train[:3], ck)  # the stream moves on: the router picks the new version up
+    run_stream([(f"{i:09d}", f) for i, f in enumerate(stream.train[:3])], ck)  # the stream moves on: the router picks the new version up
     assert client.post("/incremental/score", json={"rows": rows}).json()["version"] == 3
     bad = client.post("/incremental/score", json={"rows": [{"entity": 1, "features": {"x0": 1.0}}]})
     assert bad.status_code == 422 and "missing features" in bad.text

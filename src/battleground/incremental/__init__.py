@@ -2,7 +2,8 @@
 
 The seed-compatible record API (``Feature``, ``TrainingRecord``, ``IndexMap``, the trainers), a fast
 array/DataFrame path (:class:`SequentialBayesianLogisticRegression`, :class:`GLMix`), a checkpointing
-stream runner (:func:`run_stream`) and a FastAPI router for scoring (:func:`create_router`).
+stream runner (:func:`run_stream`) over stream sources (folders, iterables, NATS JetStream, Redis
+Streams, the event store) and a FastAPI router for scoring (:func:`create_router`).
 Names load lazily so ``import battleground.incremental`` stays cheap.
 """
 
@@ -33,9 +34,21 @@ _EXPORTS = {
     "GLMix": "_glmix",
     "split_frame": "_frames",
     "make_stream": "_frames",
-    "CheckpointStore": "_stream",
+    "CheckpointStore": "_checkpoint",
+    "Checkpoint": "_checkpoint",
+    "CheckpointError": "_checkpoint",
+    "load_model": "_checkpoint",
     "run_stream": "_stream",
-    "load_model": "_stream",
+    "StreamResult": "_stream",
+    "StreamSource": "_sources",
+    "SourceBatch": "_sources",
+    "FolderSource": "_sources",
+    "IterableSource": "_sources",
+    "StreamSourceError": "_sources",
+    "BadRecordError": "_badrows",
+    "NatsJetStreamSource": "_nats",
+    "RedisStreamSource": "_redis",
+    "EventStoreSource": "_events_source",
     "create_router": "_serve",
     "run_incremental_demo": "_demo",
 }

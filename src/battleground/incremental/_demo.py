@@ -23,6 +23,7 @@ def run_incremental_demo(
     """
     import numpy as np
 
+    from battleground.incremental._checkpoint import CheckpointStore
     from battleground.incremental._frames import make_stream
     from battleground.incremental._glmix import GLMix
     from battleground.incremental._stream import run_stream
@@ -44,6 +45,7 @@ def run_incremental_demo(
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = checkpoint_dir if checkpoint_dir is not None else tmp
+        CheckpointStore(folder).clear()  # the demo replays its stream from the start every time
         result = run_stream(stream.train, folder, model=model, on_batch=after)
         ckpt = result.checkpoint
     glmix_auc = np.array([r["auc_glmix"] for r in rows])

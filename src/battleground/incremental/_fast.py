@@ -17,6 +17,20 @@ from battleground.incremental._solver import (
 )
 from battleground.incremental._trainers import binary_labels
 
+_EMPTY_BATCH_METADATA: dict[str, Any] = {"n": 0, "nit": 0, "warnflag": 0, "converged": True,
+                                         "task": "EMPTY BATCH: MODEL UNCHANGED"}
+
+
+def thompson_draw(mean: np.ndarray, variance: np.ndarray, exploration: float,
+                  random_state: int | np.random.Generator | None) -> np.ndarray:
+    """One posterior draw ``mean + sqrt(exploration · variance) · z`` (``mean`` itself when exploration is 0)."""
+    if exploration == 0:
+        return mean
+    if not (np.isfinite(exploration) and exploration > 0):
+        raise ValueError(f"exploration must be a finite number >= 0, got {exploration!r}")
+    rng = np.random.default_rng(random_state)
+    return mean + rng.standard_normal(mean.shape) * np.sqrt(exploration * variance)
+
 
 def name_term_of(feature: str) -> NameTerm:
     """Column name → name-term: ``"x|3"`` → ``("x", "3")``; ``"age"`` → ``("age", "")``."""
@@ -151,6 +165,9 @@ class SequentialBayesianLogisticRegression:
                 f"features {batch.feature_names} differ from the ones the model was trained on "
                 f"{self.feature_names_in_}"
             )
+        if batch.n == 0:  # an empty mini-batch teaches nothing: no forgetting step either
+            self.last_metadata_ = _EMPTY_BATCH_METADATA.copy()
+            return self
         k = self.n_dense_
         A = np.empty((batch.n, k))
         A[:, 0] = 1.0
@@ -182,24 +199,39 @@ class SequentialBayesianLogisticRegression:
         self.n_batches_ += 1
         return self
 
-    def _batch_scores(self, batch: Batch) -> np.ndarray:
+    def _batch_scores(self, batch: Batch, coef: np.ndarray | None = None) -> np.ndarray:
+        coef = self.coef_ if coef is None else coef
         k = self.n_dense_
-        s = self.coef_[0] + batch.X @ self.coef_[1:k] + batch.offset
+        s = coef[0] + batch.X @ coef[1:k] + batch.offset
         if batch.entity is not None and len(self._entities):
             codes = self._entities.codes(batch.entity, grow=False)
             known = codes >= 0
-            s[known] += self.coef_[k:][codes[known]]  # unseen entities score 0
+            s[known] += coef[k:][codes[known]]  # unseen entities score 0
         return s
 
-    def decision_function(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:
-        """``xᵀθ + θ_entity + offset`` (an unseen entity contributes 0)."""
+    def known_entities(self, entity: Any) -> np.ndarray:
+        """True for each entity id the model has learned a coefficient for (others score without one)."""
+        from battleground.incremental._frames import _entity_strings
+
+        if not hasattr(self, "_entities"):
+            return np.zeros(len(entity), dtype=bool)
+        return self._entities.codes(_entity_strings(entity), grow=False) >= 0
+
+    def decision_function(self, X: Any, *, offset: Any = None, entity: Any = None, exploration: float = 0.0,
+                          random_state: int | np.random.Generator | None = None) -> np.ndarray:
+        """``xᵀθ + θ_entity + offset`` (an unseen entity contributes 0).
+
+        ``exploration`` c > 0 scores with one Thompson draw θ ~ N(θ, c · variance_) instead (the posterior
+        variance kept is 1/diag(H), the diagonal precision of the sequential update).
+        """
         if not hasattr(self, "coef_"):
             raise RuntimeError("this model is not fitted yet; call partial_fit first")
+        coef = thompson_draw(self.coef_, self.variance_, exploration, random_state)
         batch = split_frame(X, None, offset=offset, entity=entity, require_label=False,
                             feature_names=self.feature_names_in_)
         if batch.feature_names != self.feature_names_in_:
             raise ValueError(f"features {batch.feature_names} differ from {self.feature_names_in_}")
-        return self._batch_scores(batch)
+        return self._batch_scores(batch, coef)
 
     def predict_proba(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:
         p = sigmoid(self.decision_function(X, offset=offset, entity=entity))

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from battleground.incremental._fast import _EntityIndex
+from battleground.incremental._fast import _EMPTY_BATCH_METADATA, _EntityIndex, thompson_draw
 from battleground.incremental._frames import Batch, split_frame
 from battleground.incremental._solver import (
     MatrixDesign,
@@ -146,6 +146,9 @@ class GLMix:
         """Update the random effects of the entities in this mini-batch (fixed effect frozen)."""
         self._check_params()
         batch = self._parse(X, y, sample_weight, offset, entity, require_label=True)
+        if batch.n == 0:  # an empty mini-batch (a quiet minute of the stream) teaches nothing
+            self.last_metadata_ = _EMPTY_BATCH_METADATA.copy()
+            return self
         if batch.entity is None:
             raise ValueError("GLMix.partial_fit needs entity ids: pass entity= or an 'entity' column")
         assert batch.label is not None
@@ -209,21 +212,38 @@ class GLMix:
         return theta, precision, {"nit": nit, "warnflag": warn, "task": task, "n_groups": G, "solver": "loop"}
 
     # -- scoring --------------------------------------------------------------------------------
-    def _batch_scores(self, batch: Batch) -> np.ndarray:
+    def _batch_scores(self, batch: Batch, re_coef: np.ndarray | None = None) -> np.ndarray:
+        re_coef = self.re_coef_ if re_coef is None else re_coef
         s = self._fixed_scores(batch)
         if batch.entity is not None and len(self._entities):
             codes = self._entities.codes(batch.entity, grow=False)
             known = np.flatnonzero(codes >= 0)
             if known.size:
-                coef = self.re_coef_[codes[known]]
+                coef = re_coef[codes[known]]
                 s[known] += coef[:, 0] + np.einsum("ij,ij->i", batch.X[known][:, self._re_cols], coef[:, 1:])
         return s
 
-    def decision_function(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:
-        """offset + fixed effect + the entity's random effect (0 for an entity never seen)."""
+    def known_entities(self, entity: Any) -> np.ndarray:
+        """True for each entity id the model has learned a coefficient for (others score without one)."""
+        from battleground.incremental._frames import _entity_strings
+
+        if not hasattr(self, "_entities"):
+            return np.zeros(len(entity), dtype=bool)
+        return self._entities.codes(_entity_strings(entity), grow=False) >= 0
+
+    def decision_function(self, X: Any, *, offset: Any = None, entity: Any = None, exploration: float = 0.0,
+                          random_state: int | np.random.Generator | None = None) -> np.ndarray:
+        """offset + fixed effect + the entity's random effect (0 for an entity never seen).
+
+        ``exploration`` c > 0 scores with one Thompson draw of every random effect,
+        θₑ ~ N(θₑ, c / re_precision_ₑ); the fixed effect (fitted once, no posterior kept) is not drawn.
+        """
         if not hasattr(self, "feature_names_in_"):
             raise RuntimeError("this model is not fitted yet; call fit_fixed_effect or partial_fit first")
-        return self._batch_scores(self._parse(X, None, None, offset, entity, require_label=False))
+        batch = self._parse(X, None, None, offset, entity, require_label=False)
+        re_coef = thompson_draw(self.re_coef_, 1.0 / np.maximum(self.re_precision_, 1e-300), exploration,
+                                random_state) if self.re_coef_.size else self.re_coef_
+        return self._batch_scores(batch, re_coef)
 
     def predict_proba(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:
         p = sigmoid(self.decision_function(X, offset=offset, entity=entity))

@@ -33,8 +33,8 @@ _WEIGHT = attrgetter("weight")
 _OFFSET = attrgetter("offset")
 
 
-class UnknownFeatureError(IncrementalError, LookupError):
-    """A name-term is not in the index map."""
+class UnknownFeatureError(IncrementalError, IndexError):
+    """A name-term is not in the index map (an ``IndexError``, hence a ``LookupError``, as the seed expects)."""
 
 
 class HessianType(enum.Enum):
@@ -97,7 +97,6 @@ class IndexMap:
         self._index_to_nt: list[NameTerm] = []
         # name -> {term -> index}: lets bulk look-ups run in C without building (name, term) tuples
         self._by_name: dict[str, dict[str, int]] = {}
-        self._memo: tuple[Any, int, int, list[Feature], np.ndarray] | None = None
         self.push(self._intercept_nt)
 
     @property
@@ -194,8 +193,8 @@ class IndexMap:
             imap.push(nt)
             cols[i] = imap._nt_to_index[nt]
         n_record_added = len(imap) - before
-        # the seed's next call vectorises these same records with this map: keep the look-up for it
-        imap._memo = (training_records, len(feats), len(imap), feats, cols)
+        # no memo of this look-up for the next vectorisation: records and features are mutable, and a
+        # cache keyed by identity returned stale columns when a record's features changed in between
         return imap, {
             "num_nts_in_both": n_in_both,
             "num_nts_in_coeffs_only": n_coeff_added - n_in_both,
@@ -274,13 +273,8 @@ def nt_domain_data_to_index_domain_data(
     n = len(records)
     # one flat pass with C-level iteration: this conversion dominates the original library's update
     lengths = np.fromiter(map(len, map(_FEATURES, records)), dtype=np.int64, count=n)
-    memo = index_map._memo
-    if memo is not None and memo[0] is records and memo[1] == lengths.sum() and memo[2] == len(index_map):
-        feats, cols = memo[3], memo[4]  # same records the map was just built from
-        index_map._memo = None  # used once: later calls look up afresh
-    else:
-        feats = list(chain.from_iterable(map(_FEATURES, records)))
-        cols = index_map.lookup_features(feats)
+    feats = list(chain.from_iterable(map(_FEATURES, records)))
+    cols = index_map.lookup_features(feats)
     vals = np.fromiter(map(_VALUE, feats), dtype=np.float64, count=len(feats))
     labels = np.fromiter(map(_LABEL, records), dtype=np.float64, count=n)
     weights = np.fromiter(map(_WEIGHT, records), dtype=np.float64, count=n)

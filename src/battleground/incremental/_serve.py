@@ -17,11 +17,16 @@ class ScoreRow(BaseModel):
 
     entity: str | int | None = None
     offset: float = 0.0
+    # non-finite values are refused in the handler: pydantic's own 422 would echo the NaN back, and a
+    # NaN cannot be written as JSON (the reply would be a 500)
     features: dict[str, float] = Field(default_factory=dict)
 
 
 class ScoreRequest(BaseModel):
     rows: list[ScoreRow] = Field(min_length=1)
+    exploration: float = Field(0.0, ge=0.0, description="Thompson sampling scale c: 0 scores the posterior "
+                               "mean; c > 0 scores one posterior draw with variance c · variance")
+    seed: int | None = Field(None, description="seed of the draw, for reproducible exploration")
 
 
 class ScoreResponse(BaseModel):
@@ -29,6 +34,9 @@ class ScoreResponse(BaseModel):
     watermark: str | None
     scores: list[float]
     probabilities: list[float]
+    fixed_effect_only: list[bool] = Field(
+        description="true where the row's entity is unknown to the model (or not given): its score is the "
+                    "fixed effect (GLMix) or the shared coefficients (single) alone, with no per-entity part")
 
 
 class ModelInfo(BaseModel):
@@ -53,8 +61,8 @@ def create_router(checkpoint_dir: str | os.PathLike[str], *, api_token: str | No
     import numpy as np
     from fastapi import APIRouter, Depends, Header, HTTPException
 
+    from battleground.incremental._checkpoint import CheckpointStore
     from battleground.incremental._solver import sigmoid
-    from battleground.incremental._stream import CheckpointStore
 
     store = CheckpointStore(checkpoint_dir)
     lock = threading.Lock()
@@ -102,12 +110,22 @@ def create_router(checkpoint_dir: str | os.PathLike[str], *, api_token: str | No
             if missing:
                 raise HTTPException(status_code=422, detail=f"row {i}: missing features {missing}")
             X[i] = [row.features[n] for n in names]
+            bad = [n for n, v in zip(names, X[i], strict=True) if not np.isfinite(v)]
+            if bad or not np.isfinite(row.offset):
+                raise HTTPException(status_code=422, detail=f"row {i}: {', '.join(bad) or 'offset'} must be a "
+                                    "finite number (got NaN or infinity); impute it before scoring")
         offsets = np.array([r.offset for r in request.rows])
         has_entity = [r.entity is not None for r in request.rows]
         entity = np.array([str(r.entity) if r.entity is not None else "\x00none" for r in request.rows],
                           dtype=object) if any(has_entity) else None
-        s = model.decision_function(X, offset=offsets, entity=entity)
+        try:
+            s = model.decision_function(X, offset=offsets, entity=entity, exploration=request.exploration,
+                                        random_state=request.seed)
+        except ValueError as exc:  # our input checks (non-finite values, bad ids): the request's fault
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        known = model.known_entities(entity) if entity is not None else np.zeros(len(s), dtype=bool)
+        known &= np.array(has_entity, dtype=bool)
         return ScoreResponse(version=ckpt.version, watermark=ckpt.watermark, scores=s.tolist(),
-                             probabilities=sigmoid(s).tolist())
+                             probabilities=sigmoid(s).tolist(), fixed_effect_only=(~known).tolist())
 
     return router

@@ -1,189 +1,69 @@
-"""Streaming updates with versioned, atomic checkpoints and a watermark, so restarts never double count."""
+"""The stream runner: learn mini-batch after mini-batch, checkpoint, then acknowledge.
+
+Exactly-once effect on the model: a batch is acknowledged to its source only after the checkpoint that
+holds it is durable, and on (re)start every batch at or below the checkpoint's watermark is recognised
+and skipped — by position for broker sources, by the checkpoint's list of learned keys for folders and
+keyed iterables (a *new* key at or below the watermark is an error, never skipped silently).
+"""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import re
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from battleground.errors import IncrementalError
+from battleground.incremental._badrows import check_policy, quarantine, raise_bad, screen
+from battleground.incremental._checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    load_model,
+    remove_temporary,
+)
+from battleground.incremental._sources import (
+    IterableSource,
+    SourceBatch,
+    StreamSource,
+    StreamSourceError,
+    as_source,
+    natural_key,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from battleground.incremental._fast import SequentialBayesianLogisticRegression
     from battleground.incremental._glmix import GLMix
 
     Model = GLMix | SequentialBayesianLogisticRegression
 
-_FILE = re.compile(r"^model-v(\d{6,})\.npz$")
+__all__ = ["Checkpoint", "CheckpointStore", "StreamResult", "load_model", "run_stream"]
+
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """One saved model version; ``watermark`` is the key of the last batch it has learned from."""
-
-    version: int
-    watermark: str | None
-    path: Path
-    created_at: str
-    kind: str
-    n_batches: int
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path`` (atomic on POSIX)."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-class CheckpointStore:
-    """Versioned model checkpoints in one folder: ``model-v000001.npz``, … plus a ``LATEST.json`` pointer.
-
-    A version file holds the model's arrays and, in the same file, its metadata and watermark, so the
-    model and the position in the stream can never disagree. The newest complete version file wins;
-    ``LATEST.json`` is a convenience for people and is rewritten after each save.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], *, keep_last: int = 5) -> None:
-        if keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
-        self.directory = Path(directory)
-        self.keep_last = keep_last
-
-    def versions(self) -> list[int]:
-        if not self.directory.is_dir():
-            return []
-        out = []
-        for entry in os.scandir(self.directory):
-            m = _FILE.match(entry.name)
-            if m:
-                out.append(int(m.group(1)))
-        return sorted(out)
-
-    def path_of(self, version: int) -> Path:
-        return self.directory / f"model-v{version:06d}.npz"
-
-    def latest(self) -> Checkpoint | None:
-        versions = self.versions()
-        return self.info(versions[-1]) if versions else None
-
-    def info(self, version: int) -> Checkpoint:
-        with np.load(self.path_of(version), allow_pickle=False) as z:
-            meta = json.loads(str(z["__meta__"]))
-        return self._checkpoint(version, meta)
-
-    def _checkpoint(self, version: int, meta: dict[str, Any]) -> Checkpoint:
-        return Checkpoint(version, meta.get("watermark"), self.path_of(version), meta["created_at"],
-                          meta["model"]["kind"], int(meta["model"]["n_batches"]))
-
-    def save(self, model: Model, *, watermark: str | None, extra: dict[str, Any] | None = None) -> Checkpoint:
-        """Write the next version atomically (temp file + rename) and prune old versions."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        versions = self.versions()
-        version = (versions[-1] + 1) if versions else 1
-        arrays, model_meta = model.get_state()
-        meta = {"version": version, "watermark": watermark, "model": model_meta,
-                "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"), "extra": extra or {}}
-        payload: dict[str, Any] = dict(arrays, __meta__=np.array(json.dumps(meta)))
-        _atomic_write(self.path_of(version), lambda fh: np.savez(fh, **payload))
-        pointer = json.dumps({"version": version, "watermark": watermark, "file": self.path_of(version).name})
-        _atomic_write(self.directory / "LATEST.json", lambda fh: fh.write(pointer.encode()))
-        for old in versions[: max(0, len(versions) + 1 - self.keep_last)]:
-            self.path_of(old).unlink(missing_ok=True)
-        return self._checkpoint(version, meta)
-
-    def load(self, version: int | None = None) -> tuple[Model, Checkpoint]:
-        """The model of ``version`` (default: the newest) and its checkpoint record."""
-        if version is None:
-            versions = self.versions()
-            if not versions:
-                raise LookupError(f"no checkpoint in {self.directory}; run `battleground incremental run` first")
-            version = versions[-1]
-        path = self.path_of(version)
-        if not path.exists():
-            raise LookupError(f"checkpoint version {version} not found in {self.directory}")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["__meta__"]))
-            arrays = {k: z[k] for k in z.files if k != "__meta__"}
-        return _model_from_state(arrays, meta["model"]), self._checkpoint(version, meta)
-
-
-def _model_from_state(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:
-    from battleground.incremental._fast import SequentialBayesianLogisticRegression
-    from battleground.incremental._glmix import GLMix
-
-    kinds: dict[str, Any] = {"glmix": GLMix, "single": SequentialBayesianLogisticRegression}
-    if meta["kind"] not in kinds:
-        raise ValueError(f"unknown model kind {meta['kind']!r} in checkpoint; expected one of {sorted(kinds)}")
-    return kinds[meta["kind"]].from_state(arrays, meta)  # type: ignore[no-any-return]
-
-
-def load_model(checkpoint_dir: str | os.PathLike[str], version: int | None = None) -> Model:
-    """The newest (or the given) model version in a checkpoint folder, ready to score from Python."""
-    return CheckpointStore(checkpoint_dir).load(version)[0]
-
-
-def iter_batches(source: str | os.PathLike[str] | Iterable[Any]) -> Iterator[tuple[str, pd.DataFrame]]:
-    """(key, frame) pairs: a folder's ``*.parquet`` files in name order (key = file name), or an
-    iterable of frames (key = zero-padded position) or of ``(key, frame)`` pairs. Keys must increase."""
-    import pandas as pd
-
-    if isinstance(source, str | os.PathLike):
-        folder = Path(source)
-        if not folder.is_dir():
-            raise ValueError(f"source {folder} is not a folder of Parquet files")
-        for path in sorted(folder.glob("*.parquet")):
-            yield path.name, pd.read_parquet(path)
-        return
-    for i, item in enumerate(source):
-        if isinstance(item, tuple):
-            key, frame = item
-            yield str(key), frame
-        else:
-            yield f"{i:09d}", item
+class NoStartingModelError(IncrementalError, ValueError):
+    """An empty checkpoint folder and no model to start from."""
 
 
 @dataclass(frozen=True)
 class StreamResult:
+    """What a run did: batches learned and skipped (already learned / redelivered), records learned and
+    rejected, and the last checkpoint."""
+
     model: Any
     checkpoint: Checkpoint | None
     processed: int
     skipped: int
     records: int
+    rejected: int = 0
+    quarantined: tuple[str, ...] = ()
 
 
 def run_stream(
-    source: str | os.PathLike[str] | Iterable[Any],
+    source: str | os.PathLike[str] | StreamSource | Iterable[Any],
     checkpoint_dir: str | os.PathLike[str],
     *,
     model: Model | None = None,
@@ -191,48 +71,114 @@ def run_stream(
     keep_last: int = 5,
     max_batches: int | None = None,
     throttle_s: float = 0.0,
+    on_bad_record: str = "raise",
+    dead_letter_dir: str | os.PathLike[str] | None = None,
     on_batch: Callable[[str, Model, dict[str, Any]], None] | None = None,
 ) -> StreamResult:
     """Update a model from a stream of mini-batches, checkpointing as it goes.
 
-    Resumes from the newest checkpoint in ``checkpoint_dir`` when there is one (``model`` is then only
-    used when the folder is empty): batches whose key is at or below the checkpoint's watermark are
-    skipped, so a restart after a crash (even SIGKILL) never learns from a batch twice.
+    Args:
+        source: a folder of ``*.parquet`` files (natural name order), a :class:`StreamSource` (NATS
+            JetStream, Redis Streams, …), or an iterable of ``(key, frame)`` pairs (keys: integers >= 0
+            or strings, compared naturally) or of bare frames (only for a fresh checkpoint folder).
+        checkpoint_dir: the checkpoint folder. When it holds a checkpoint, the run resumes from it and
+            ``model`` is ignored; otherwise ``model`` is the starting point.
+        checkpoint_every: batches per checkpoint (acknowledgements wait for the checkpoint).
+        max_batches: stop after learning this many batches. throttle_s: pause after each batch.
+        on_bad_record: ``"raise"`` (name batch, source and row), ``"skip"`` the bad rows, or
+            ``"quarantine"`` them with their reason into ``dead_letter_dir``.
+        on_batch: called after each learned batch with (key, model, the update's metadata).
     """
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if max_batches is not None and max_batches < 0:
+        raise ValueError(f"max_batches must be >= 0, got {max_batches}")
+    check_policy(on_bad_record, dead_letter_dir)
+    dead = None if dead_letter_dir is None else Path(dead_letter_dir)
     store = CheckpointStore(checkpoint_dir, keep_last=keep_last)
+    for name in store.clean() + ([] if dead is None else remove_temporary(dead)):
+        log.info("removed %s, left by a writer that was killed", name)
     ckpt: Checkpoint | None = None
     if store.versions():
         current, ckpt = store.load()
     elif model is not None:
         current = model
     else:
-        raise ValueError(f"{checkpoint_dir} holds no checkpoint: pass a model to start from")
+        raise NoStartingModelError(f"{checkpoint_dir} holds no checkpoint: pass a model to start from")
+    src = as_source(source)
+    resumed = ckpt is not None
     watermark = ckpt.watermark if ckpt else None
-    processed = skipped = records = 0
-    pending = 0
-    last_key = watermark
-    for key, frame in iter_batches(source):
-        if last_key is not None and key <= last_key:
-            if watermark is not None and key <= watermark:
-                skipped += 1
-                continue
-            raise ValueError(f"batch keys must increase: {key!r} after {last_key!r}; name files in stream order")
-        if max_batches is not None and processed >= max_batches:
-            break
-        current.partial_fit(frame)
-        processed += 1
-        pending += 1
-        records += len(frame)
-        last_key = key
-        if pending >= checkpoint_every:
-            ckpt = store.save(current, watermark=key)
+    mark = None if watermark is None else natural_key(watermark)
+    learned: list[str] | None = None if src.positional else list(ckpt.learned or ()) if ckpt else []
+    known = set(learned or ())
+    legacy = ckpt is not None and ckpt.learned is None and not src.positional  # saved before the ledger
+    processed = skipped = records = rejected = pending = 0
+    unacked: list[SourceBatch] = []
+    quarantined: list[str] = []
+    last = mark
+    extra = {"source": src.describe()}
+    src.open(watermark)
+    try:
+        while max_batches is None or processed < max_batches:
+            batch = src.poll()
+            if batch is None:
+                break
+            if isinstance(src, IterableSource) and not src.keyed and resumed:
+                raise StreamSourceError(
+                    f"{checkpoint_dir} already holds a checkpoint (watermark {watermark!r}), and bare frames "
+                    "cannot resume: frame 0 of this list need not be the batch learned as frame 0. Pass "
+                    "(key, frame) pairs with keys that increase along the stream")
+            k = natural_key(batch.key)
+            if mark is not None and k <= mark:
+                if src.positional or batch.key in known or legacy:
+                    skipped += 1  # learned before (a redelivery or a rerun): recognised, not learned again
+                    if src.positional:
+                        src.ack([batch])  # its checkpoint is durable already
+                    continue
+                raise StreamSourceError(
+                    f"batch {batch.key!r} ({batch.origin}) sorts at or below the watermark {watermark!r} but was "
+                    "never learned; it would be skipped silently. Give it a key that sorts after the "
+                    "watermark (file names are compared naturally: batch-9 < batch-10), or learn it into "
+                    "a new checkpoint folder")
+            if last is not None and k <= last:
+                raise StreamSourceError(
+                    f"batch keys must increase: {batch.key!r} after {last[1]!r}; name files in stream order")
+            screened = screen(batch.frame, feature_names=getattr(current, "feature_names_in_", None),
+                              needs_entity=type(current).__name__ == "GLMix")
+            if screened.n_rejected:
+                if on_bad_record == "raise":
+                    raise_bad(screened.rejected, key=batch.key, origin=batch.origin)
+                if on_bad_record == "quarantine":
+                    assert dead is not None
+                    quarantined.append(str(quarantine(screened.rejected, key=batch.key, origin=batch.origin,
+                                                      directory=dead)))
+                rejected += screened.n_rejected
+            current.partial_fit(screened.good)
+            processed += 1
+            pending += 1
+            records += len(screened.good)
+            last = k
+            if learned is not None:
+                learned.append(batch.key)
+            unacked.append(batch)
+            if pending >= checkpoint_every:
+                ckpt = store.save(current, watermark=batch.key, learned=learned, extra=extra)
+                pending = 0
+                src.ack(unacked)  # only now: the checkpoint holding these batches is durable
+                unacked = []
+            if on_batch is not None:
+                on_batch(batch.key, current, dict(getattr(current, "last_metadata_", {})))
+            if throttle_s:
+                time.sleep(throttle_s)
+        if pending:
+            ckpt = store.save(current, watermark=_key_text(last), learned=learned, extra=extra)
             pending = 0
-        if on_batch is not None:
-            on_batch(key, current, dict(getattr(current, "last_metadata_", {})))
-        if throttle_s:
-            time.sleep(throttle_s)
-    if pending:
-        ckpt = store.save(current, watermark=last_key)
-    return StreamResult(current, ckpt, processed, skipped, records)
+        if unacked:
+            src.ack(unacked)
+    finally:
+        src.close()
+    return StreamResult(current, ckpt, processed, skipped, records, rejected, tuple(quarantined))
+
+
+def _key_text(key: tuple[tuple[Any, ...], str] | None) -> str | None:
+    return None if key is None else key[1]

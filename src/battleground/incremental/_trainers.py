@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -16,6 +17,32 @@ from battleground.incremental._solver import (
 )
 
 Solver = Literal["newton", "lbfgs"]
+
+# the Newton solver's own settings; the rest of ``train``'s arguments are L-BFGS-B's
+_NEWTON_OPTIONS = frozenset({"max_iterations", "gradient_tolerance"})
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    """``default`` only when ``value`` is None: 0 is a real iteration limit or tolerance, not "unset"."""
+    return default if value is None else value
+
+
+def _warn_ignored(trainer: object, options: dict[str, Any], used: frozenset[str], why: str) -> None:
+    ignored = [k for k, v in options.items() if v is not None and k not in used]
+    if ignored:
+        warnings.warn(f"{type(trainer).__name__}.train ignores {', '.join(ignored)}: {why}", UserWarning,
+                      stacklevel=3)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    for name in ("max_iterations", "max_funcalls", "max_linesearch", "num_corrections"):
+        v = options.get(name)
+        if v is not None and not (isinstance(v, int | np.integer) and v >= 0):
+            raise ValueError(f"{name} must be an integer >= 0 (or None for the default), got {v!r}")
+    for name in ("precision", "gradient_tolerance"):
+        v = options.get(name)
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default), got {v!r}")
 
 
 def binary_labels(y: np.ndarray, *, field: str = "label") -> np.ndarray:
@@ -127,21 +154,55 @@ class _Trainer:
             meta["converged"] = True
         return IndexedModel(theta, hessian), float(loss), meta
 
-    def _logistic(
-        self, ridge: float, delta: float, **opts: Any
-    ) -> tuple[IndexedModel, float, dict[str, Any]]:
+    def _ridge_delta(self) -> tuple[float, float]:
+        """(ridge ρ, forgetting factor δ) of the logistic objective."""
+        raise NotImplementedError
+
+    def _problem(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float]:
+        """(design, ±1 labels, θ₀, μ, diag prior, full prior or None, ridge) of the logistic objective."""
+        ridge, delta = self._ridge_delta()
         theta0, prior_diag, prior_full = self._validate()
-        data = self.training_data
-        y = binary_labels(data.y)
-        design = design_for(data.X)
+        y = binary_labels(self.training_data.y)
+        design = design_for(self.training_data.X)
         mu = theta0 if delta > 0 else np.zeros_like(theta0)
         pd = delta * prior_diag
         pf = None if prior_full is None or delta == 0 else delta * prior_full
+        return design, y, theta0, mu, pd, pf, ridge
+
+    def _loss_and_gradient(self, coefficients: Any) -> tuple[float, np.ndarray]:
+        from battleground.incremental._solver import log1pexp_neg, sigmoid
+
+        design, y, _, mu, pd, pf, ridge = self._problem()
+        t = np.asarray(coefficients, dtype=np.float64).ravel()
+        if t.size != design.n_coef:
+            raise ValueError(f"coefficients must have {design.n_coef} entries, got {t.size}")
+        data = self.training_data
+        m = y * (design.matvec(t) + data.offsets)
+        dev = t - mu
+        Pd = pf @ dev if pf is not None else pd * dev
+        loss = float(data.w @ log1pexp_neg(m)) + 0.5 * float(dev @ Pd) + 0.5 * ridge * float(t @ t)
+        return loss, design.rmatvec(-data.w * y * sigmoid(-m)) + Pd + ridge * t
+
+    def loss(self, coefficients: Any) -> float:
+        """The objective ``train`` minimises, at ``coefficients`` (as lambda-learner's trainers offer)."""
+        return self._loss_and_gradient(coefficients)[0]
+
+    def gradient(self, coefficients: Any) -> np.ndarray:
+        """The objective's gradient at ``coefficients``."""
+        return self._loss_and_gradient(coefficients)[1]
+
+    def _logistic(self, **opts: Any) -> tuple[IndexedModel, float, dict[str, Any]]:
+        _check_options(opts)
+        if self.solver == "newton":
+            _warn_ignored(self, opts, _NEWTON_OPTIONS,
+                          "they set L-BFGS-B, and solver='newton' does not use them (pass solver='lbfgs')")
+        design, y, theta0, mu, pd, pf, ridge = self._problem()
+        data = self.training_data
         if self.solver == "newton":
             res = logistic_newton(
                 design, y, data.w, data.offsets, mu=mu, prior_diag=pd, prior_full=pf, ridge=ridge,
-                x0=theta0, gtol=opts.get("gradient_tolerance") or 1e-9,
-                max_iter=opts.get("max_iterations") or 100,
+                x0=theta0, gtol=_or_default(opts.get("gradient_tolerance"), 1e-9),
+                max_iter=_or_default(opts.get("max_iterations"), 100),
             )
             theta, loss, curvature, meta = res.theta, res.loss, res.curvature, res.metadata
         else:
@@ -178,9 +239,10 @@ def _lbfgs(design: Any, y: np.ndarray, w: np.ndarray, o: np.ndarray, mu: np.ndar
         return loss, g
 
     theta, loss, info = fmin_l_bfgs_b(
-        f, x0, m=opts.get("num_corrections") or 10, factr=opts.get("precision") or 1e7,
-        pgtol=opts.get("gradient_tolerance") or 1e-5, maxiter=opts.get("max_iterations") or 15000,
-        maxfun=opts.get("max_funcalls") or 15000, maxls=opts.get("max_linesearch") or 20,
+        f, x0, m=_or_default(opts.get("num_corrections"), 10), factr=_or_default(opts.get("precision"), 1e7),
+        pgtol=_or_default(opts.get("gradient_tolerance"), 1e-5),
+        maxiter=_or_default(opts.get("max_iterations"), 15000),
+        maxfun=_or_default(opts.get("max_funcalls"), 15000), maxls=_or_default(opts.get("max_linesearch"), 20),
     )
     s = sigmoid(y * (design.matvec(theta) + o))
     meta = dict(info)
@@ -226,6 +288,11 @@ class TrainerSequentialBayesianLogisticLossWithL2(_Trainer):
     def param_delta(self) -> float:
         return self.delta
 
+    def _ridge_delta(self) -> tuple[float, float]:
+        if not 0.0 <= self.delta <= 1.0:
+            raise ValueError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
+        return (1.0 - self.delta) * self.penalty, float(self.delta)
+
     def train(
         self,
         max_iterations: int | None = None,
@@ -236,10 +303,8 @@ class TrainerSequentialBayesianLogisticLossWithL2(_Trainer):
         gradient_tolerance: float | None = None,
     ) -> tuple[IndexedModel, float, dict[str, Any]]:
         """Fit; returns (posterior model, loss at the optimum, optimiser metadata)."""
-        if not 0.0 <= self.delta <= 1.0:
-            raise ValueError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
         return self._logistic(
-            (1.0 - self.delta) * self.penalty, self.delta, max_iterations=max_iterations,
+            max_iterations=max_iterations,
             max_funcalls=max_funcalls, max_linesearch=max_linesearch, num_corrections=num_corrections,
             precision=precision, gradient_tolerance=gradient_tolerance,
         )
@@ -250,6 +315,9 @@ class TrainerLogisticLossWithL2(_Trainer):
 
     With ``hessian_type=FULL``/``DIAGONAL`` the returned Hessian is ``Xᵀ diag(w σ(1-σ)) X + λ I``.
     """
+
+    def _ridge_delta(self) -> tuple[float, float]:
+        return float(self.penalty), 0.0
 
     def train(
         self,
@@ -262,7 +330,7 @@ class TrainerLogisticLossWithL2(_Trainer):
     ) -> tuple[IndexedModel, float, dict[str, Any]]:
         """Fit; returns (model, loss at the optimum, optimiser metadata)."""
         return self._logistic(
-            float(self.penalty), 0.0, max_iterations=max_iterations, max_funcalls=max_funcalls,
+            max_iterations=max_iterations, max_funcalls=max_funcalls,
             max_linesearch=max_linesearch, num_corrections=num_corrections, precision=precision,
             gradient_tolerance=gradient_tolerance,
         )
@@ -275,12 +343,25 @@ class TrainerSquareLossWithL2(_Trainer):
     is the square loss's own ``Xᵀ W X + λ I``.
     """
 
-    def train(self, **_ignored_optimizer_options: Any) -> tuple[IndexedModel, float, dict[str, Any]]:
-        """Fit; returns (model, loss at the optimum, metadata)."""
+    def _loss_and_gradient(self, coefficients: Any) -> tuple[float, np.ndarray]:
+        self._validate()
+        data = self.training_data
+        design = MatrixDesign(data.X)
+        t = np.asarray(coefficients, dtype=np.float64).ravel()
+        if t.size != design.n_coef:
+            raise ValueError(f"coefficients must have {design.n_coef} entries, got {t.size}")
+        r = design.matvec(t) + data.offsets - data.y
+        loss = 0.5 * float(data.w @ (r * r)) + 0.5 * self.penalty * float(t @ t)
+        return loss, design.rmatvec(data.w * r) + self.penalty * t
+
+    def train(self, **optimizer_options: Any) -> tuple[IndexedModel, float, dict[str, Any]]:
+        """Fit in closed form; returns (model, loss at the optimum, metadata). Optimiser options have
+        no use here: passing one warns."""
         from scipy.linalg import LinAlgError
 
         from battleground.incremental._solver import _spd_solve
 
+        _warn_ignored(self, optimizer_options, frozenset(), "the square loss is solved in closed form")
         self._validate()
         data = self.training_data
         design = MatrixDesign(data.X)
@@ -315,16 +396,29 @@ def score_linear_model(
     exploration_threshold: float = 0.0,
     *,
     random_state: int | np.random.Generator | None = None,
+    variance: Literal["inverse_diagonal", "diagonal_of_inverse"] = "inverse_diagonal",
 ) -> np.ndarray:
     """Scores ``Xθ + offset``; with ``exploration_threshold`` c > 0, Thompson sampling draws
-    ``θ ~ N(θ, c · diag(variance))`` from the posterior variance ``1/diag(hessian)``."""
+    ``θ ~ N(θ, c · diag(v))`` with v = ``1/diag(H)`` (``variance="inverse_diagonal"``, what a diagonal
+    model keeps) or v = ``diag(H⁻¹)`` (``"diagonal_of_inverse"``, the marginal posterior variance: the
+    calibrated choice when features correlate and the model holds a FULL Hessian)."""
     theta = model.theta
+    if variance not in ("inverse_diagonal", "diagonal_of_inverse"):
+        raise ValueError(f"variance must be 'inverse_diagonal' or 'diagonal_of_inverse', got {variance!r}")
     if exploration_threshold != 0:
         if not exploration_threshold > 0:
             raise ValueError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
-        var = model.variance
-        if var is None:
+        if model.hessian is None:
             raise ValueError("the model has no Hessian; train with a hessian_type other than NONE to explore")
+        if variance == "diagonal_of_inverse":
+            from scipy.linalg import cho_factor, cho_solve
+
+            H = model.hessian.toarray() if hasattr(model.hessian, "toarray") else np.asarray(model.hessian)
+            var = np.diag(cho_solve(cho_factor(H), np.eye(H.shape[0])))
+        else:
+            inv_diag = model.variance
+            assert inv_diag is not None  # the Hessian is there
+            var = inv_diag
         rng = np.random.default_rng(random_state)
         theta = theta + rng.standard_normal(theta.size) * np.sqrt(exploration_threshold * var)
     if test_data.num_cols != theta.size:
