@@ -56,10 +56,32 @@ def evaluate(
         from battleground.model.tracking import evaluate_from_config
 
         res = evaluate_from_config(config, settings, plots_dir=plots)
-        console.print(
-            f"champion: {res.name}@champion = version {res.version} ({res.model_type}); "
-            f"{res.metric} valid {res.valid_score:.4f}, test {res.test_score:.4f} >= {res.threshold:.4f}"
-        )
+        assert res.decision is not None
+        console.print(f"champion gate: {res.decision.summary()}")
+        console.print(f"champion: {res.name}@champion = version {res.version} ({res.model_type}); "
+                      f"{res.metric} valid {res.valid_score:.4f}, test {res.test_score:.4f}")
+
+
+@app.command("history")
+def history(name: str = typer.Argument("churn", help="Registered model name.")) -> None:
+    """Every champion-gate decision for a model: when, which version, metric, promoted or refused, why."""
+    with user_errors():
+        import datetime as dt
+
+        from battleground.model.gate import champion_history
+
+        entries, current = champion_history(load_settings(), name)
+        console.print(f"{name}@champion now names v{current}" if current else f"{name}: no champion yet")
+        for e in entries:  # one line each: a table truncates the reason in a narrow terminal
+            when = dt.datetime.fromtimestamp(e.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            console.print(f"{when} UTC  v{e.version} {e.action} ({e.source}; {e.metric} {e.score:.4f}; champion "
+                          f"before: {('v' + e.champion_before) if e.champion_before else 'none'}): {e.reason}",
+                          soft_wrap=True, highlight=False)
+        promoted = [e.version for e in entries if e.action == "promoted"]
+        if current is not None and (not promoted or promoted[-1] != current):
+            console.print(f"[bold red]warning:[/] @champion names v{current}, which the gate did not promote last "
+                          f"(last promoted: {promoted[-1] if promoted else 'none'}): the alias was moved outside "
+                          "the gate, and the model server refuses to load it")
 
 
 @app.command("leaderboard")

@@ -28,8 +28,11 @@ from battleground.settings import Settings, quiet_third_party_telemetry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from battleground.model.gate import GateDecision
+
 __all__ = [
     "Champion",
+    "ChampionRefusedError",
     "ChampionThresholdError",
     "ConfigError",
     "ModelSelector",
@@ -56,17 +59,20 @@ class ConfigError(ModelError, ValueError):
     """A training config key or value is wrong."""
 
 
-class ChampionThresholdError(ModelError, RuntimeError):
-    """The best model's test score does not clear ``deployment_score_thresh``; nothing was registered."""
+class ChampionRefusedError(ModelError, RuntimeError):
+    """The champion gate refused the candidate: it stays registered (tagged with the reason), the alias
+    did not move. ``decision`` is the :class:`~battleground.model.gate.GateDecision`."""
 
-    def __init__(self, model: str, metric: str, score: float, thresh: float) -> None:
-        super().__init__(
-            f"champion not registered: best model {model!r} scored {metric}={score:.4f} on test, below "
-            f"deployment_score_thresh={thresh:.4f}; improve the model or lower the threshold"
-        )
-        self.model = model
-        self.score = score
-        self.thresh = thresh
+    def __init__(self, decision: GateDecision) -> None:
+        super().__init__(f"champion not moved: {decision.summary()}")
+        self.decision = decision
+        self.model = decision.name
+        self.score = decision.candidate_score
+        self.thresh = decision.threshold
+
+
+class ChampionThresholdError(ChampionRefusedError):
+    """The candidate's held-out score is below ``deployment_score_thresh``; the alias did not move."""
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -90,6 +96,7 @@ class TrainingConfig:
     comparison_metric: str = "fbeta_score"
     fbeta_score_beta_val: float = 0.5
     deployment_score_thresh: float = 0.7
+    champion_margin: float = 0.0
     seed: int | None = 0
     registered_model_name: str = DEFAULT_MODEL_NAME
     n_workers: int = 1
@@ -155,7 +162,7 @@ class TrainingConfig:
             except ValueError as exc:
                 raise ConfigError(f"search_space: {exc}") from None
         numbers = {"max_search_iters": int, "n_workers": int, "voting_top_k": int, "fbeta_score_beta_val": float,
-                   "deployment_score_thresh": float, "model_opt_timeout_secs": float, "seed": int}
+                   "deployment_score_thresh": float, "champion_margin": float, "model_opt_timeout_secs": float, "seed": int}
         for key, typ in numbers.items():
             if key in body and not (body[key] is None and key in ("model_opt_timeout_secs", "seed")):
                 body[key] = _number(key, body[key], typ)
@@ -164,6 +171,8 @@ class TrainingConfig:
                 raise ConfigError(f"{key}={body[key]!r} must be a string")
             if key in body:
                 body[key] = str(body[key])
+        if not float(body.get("champion_margin", 0.0)) >= 0:
+            raise ConfigError(f"champion_margin={body['champion_margin']!r} must be >= 0 (0: any improvement)")
         if int(body.get("n_workers", 1)) < 1:
             raise ConfigError(f"n_workers={body['n_workers']!r} must be >= 1")
         if not float(body.get("fbeta_score_beta_val", 0.5)) > 0:
@@ -550,7 +559,7 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
     X_valid, y_valid = _features(splits["valid"], cfg.label)
     mlflow = _mlflow(settings)
     use_experiment(mlflow, cfg.project_name, settings)
-    batch_id = f"{int(time.time() * 1000):x}"
+    batch_id = f"{int(time.time() * 1000):x}-{random.Random().getrandbits(16):04x}"
     kinds = [canonical_model(m) for m in cfg.supported_models]
     tuned = {canonical_model(m) for m in (cfg.tuned_models if cfg.tuned_models is not None else cfg.supported_models)}
     runs: list[ModelRun] = []
@@ -564,7 +573,7 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
                           n_trials=cfg.max_search_iters, timeout=cfg.model_opt_timeout_secs,
                           n_workers=cfg.n_workers, storage=settings.optuna_storage,
                           study_name=f"{cfg.project_name}-{kind}-{batch_id}", metric=cfg.metric,
-                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir)
+                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir / batch_id)
             trainer, params = result.trainer, result.best_params
         else:
             result = None
@@ -626,7 +635,10 @@ class ModelSelector:
 
 @dataclass(frozen=True)
 class Champion:
-    """A loaded registered model: call ``model.predict(frame)`` for P(churn)."""
+    """A loaded registered model: call ``model.predict(frame)`` for P(churn).
+
+    ``digest`` is the sha256 of its files that the champion gate recorded and the loader re-checked.
+    """
 
     model: Any
     name: str
@@ -636,6 +648,7 @@ class Champion:
     model_type: str
     metrics: Mapping[str, float]
     input_schema: tuple[tuple[str, str], ...]
+    digest: str = ""
 
     @property
     def feature_names(self) -> list[str]:
@@ -644,6 +657,8 @@ class Champion:
 
 @dataclass(frozen=True)
 class EvaluateResult:
+    """The evaluated candidate (``version``, registered either way) and the gate's ``decision``."""
+
     model_type: str
     run_id: str
     metric: str
@@ -654,14 +669,46 @@ class EvaluateResult:
     registered: bool
     name: str
     version: str | None
+    decision: GateDecision | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision is not None and self.decision.promoted
+
+    @property
+    def champion_version(self) -> str | None:
+        """The version ``@champion`` names after the gate: the candidate, or the kept incumbent."""
+        if self.decision is None:
+            return None
+        return self.decision.version if self.decision.promoted else self.decision.champion_version
+
+
+def gate_run_model(settings: Settings, cfg: TrainingConfig, model_uri: str, X_holdout: pd.DataFrame,
+                   y_holdout: Any, *, source: str, tags: Mapping[str, str] | None = None,
+                   strict: bool = True) -> GateDecision:
+    """Register ``model_uri`` as a candidate of ``cfg.registered_model_name`` and pass it through the
+    champion gate on the held-out rows; raise :class:`ChampionRefusedError` when refused and ``strict``."""
+    from battleground.model.gate import champion_gate, register_candidate
+
+    version = register_candidate(settings, model_uri, cfg.registered_model_name, source=source, tags=tags)
+    decision = champion_gate(settings, cfg.registered_model_name, version, X_holdout, y_holdout, metric=cfg.metric,
+                             threshold=cfg.deployment_score_thresh, margin=cfg.champion_margin,
+                             beta=cfg.fbeta_score_beta_val, source=source, seed=cfg.seed or 0)
+    if strict and not decision.promoted:
+        below = decision.candidate_score < decision.threshold
+        raise (ChampionThresholdError if below else ChampionRefusedError)(decision)
+    return decision
 
 
 def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
-                         settings: Settings | None = None, *, plots_dir: str | Path | None = None) -> EvaluateResult:
-    """``make evaluate``: pick the best run of the latest batch, score it on test, register it as
-    ``<registered_model_name>@champion`` only if the score clears ``deployment_score_thresh``.
+                         settings: Settings | None = None, *, plots_dir: str | Path | None = None,
+                         strict: bool = True) -> EvaluateResult:
+    """``make evaluate``: pick the best run of the latest batch, score it on test, register it as a
+    candidate of ``<registered_model_name>`` and let the champion gate decide whether it becomes
+    ``@champion`` (``deployment_score_thresh`` and ``champion_margin`` over the current champion).
 
-    Raises :class:`ChampionThresholdError` (nothing registered) when it does not.
+    Raises :class:`ChampionRefusedError` (:class:`ChampionThresholdError` below the threshold) when
+    the gate refuses and ``strict``; the candidate stays registered with the reason as a tag.
     """
     from mlflow.entities import Metric
 
@@ -691,23 +738,32 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     if plots_dir is not None:
         EvalClassifierModel(beta=cfg.fbeta_score_beta_val).plots(proba, y_test, plots_dir, title=model_type)
     valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
-    if test_score < cfg.deployment_score_thresh:
-        raise ChampionThresholdError(model_type, cfg.comparison_metric, test_score, cfg.deployment_score_thresh)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        version = mlflow.register_model(model_uri, cfg.registered_model_name)
-    client.set_registered_model_alias(cfg.registered_model_name, CHAMPION, version.version)
-    client.set_model_version_tag(cfg.registered_model_name, version.version, "model_type", model_type)
+    decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
+                              tags={"model_type": model_type, "run_id": run_id}, strict=strict)
     return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric, valid_score=valid_score,
                           test_score=test_score, threshold=cfg.deployment_score_thresh,
                           test_metrics=report.metrics(), registered=True, name=cfg.registered_model_name,
-                          version=str(version.version))
+                          version=decision.version, decision=decision)
 
 
 def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEFAULT_MODEL_NAME,
                   alias: str = CHAMPION) -> Champion:
-    """Load ``models:/<name>@<alias>`` with its version, metrics and input schema (column, dtype)."""
-    mlflow = _mlflow(settings_or_uri if settings_or_uri is not None else Settings.from_env())
+    """Load ``models:/<name>@<alias>`` with its version, metrics and input schema (column, dtype).
+
+    Only a version the champion gate promoted loads: its files are downloaded, their sha256 checked
+    against the gate's signed record, and the model is read from those same files. Raises
+    :class:`~battleground.model.gate.UntrustedModelError` otherwise (nothing is unpickled).
+    """
+    import dataclasses
+    import tempfile
+
+    from battleground.model.gate import verified_model_dir
+
+    if isinstance(settings_or_uri, str):
+        settings = dataclasses.replace(Settings.from_env(), mlflow_uri=settings_or_uri)
+    else:
+        settings = settings_or_uri if settings_or_uri is not None else Settings.from_env()
+    mlflow = _mlflow(settings)
     client = mlflow.MlflowClient()
     try:
         mv = client.get_model_version_by_alias(name, alias)
@@ -717,10 +773,14 @@ def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEF
     run = client.get_run(mv.run_id)
     schema_tag = run.data.tags.get("input_schema")
     schema = tuple((str(c), str(t)) for c, t in json.loads(schema_tag)) if schema_tag else ()
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    with tempfile.TemporaryDirectory(prefix="bg-champion-") as tmp:
+        local = verified_model_dir(settings, name, str(mv.version), mv.tags, Path(tmp))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     return Champion(model=model, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id,
                     model_type=run.data.tags.get("model_type", ""), metrics=dict(run.data.metrics),
-                    input_schema=schema)
+                    input_schema=schema, digest=str(mv.tags.get("battleground.gate.digest", "")))
 
 
 class TrainingOrchestrator:
@@ -731,7 +791,8 @@ class TrainingOrchestrator:
 
     def __init__(self, experiment_manager: Any = None, *, train_features: pd.DataFrame, train_class: Any,
                  valid_features: pd.DataFrame, valid_class: Any, settings: Settings | None = None,
-                 config: TrainingConfig | Mapping[str, Any] | None = None) -> None:
+                 config: TrainingConfig | Mapping[str, Any] | None = None,
+                 holdout_features: pd.DataFrame | None = None, holdout_class: Any = None) -> None:
         self.experiment_manager = experiment_manager
         self.train_features = train_features
         self.train_class = train_class
@@ -739,33 +800,53 @@ class TrainingOrchestrator:
         self.valid_class = valid_class
         self.settings = settings
         self.config = _as_config(config or {})
+        self.holdout_features = holdout_features
+        self.holdout_class = holdout_class
 
     def optimize_model(self, tracker: Any = None, model: Any = "lightgbm",
                        search_space_params: Mapping[str, Any] | None = None,
                        registered_model_name: str | None = None) -> tuple[Any, Any]:
         """Tune ``model`` (a name or a class such as ``LGBMClassifier``), log the best to MLflow.
 
+        The study lives in the configured Optuna storage (``settings.optuna_storage``) under a name
+        of its own, and its CSV goes to ``<artifacts_dir>/<batch>/``, so no run overwrites another's.
+        With ``registered_model_name`` the model is registered under that name as a candidate and
+        the champion gate decides on ``@champion`` (on ``holdout_features``/``holdout_class`` when
+        given, else on the validation rows, which tuning has seen: an optimistic score).
+
         Returns ``(optuna.Study, TuneResult)``: the seed's ``(study, optimizer)`` pair. The result's
-        ``trainer`` is the refitted best model, ``trials`` the study as a table and
-        ``extra["run"]`` the MLflow run it was logged to."""
+        ``trainer`` is the refitted best model, ``trials`` the study as a table,
+        ``extra["run"]`` the MLflow run it was logged to and ``extra["decision"]`` the gate's decision."""
         from battleground.model.train import canonical_model, tune
 
         kind = canonical_model(model if isinstance(model, str) else getattr(model, "__name__", str(model)))
         cfg = self.config
         settings = self.settings or Settings.from_env()
+        settings.ensure_home()
         seed = log_seed(cfg)
+        batch_id = f"{int(time.time() * 1000):x}-{random.Random().getrandbits(16):04x}"
         space = {kind: dict(search_space_params)} if search_space_params else _search_space(cfg)
         result = tune(kind, self.train_features, self.train_class, self.valid_features, self.valid_class,
                       search_space=space, n_trials=max(cfg.max_search_iters, 1),
                       timeout=cfg.model_opt_timeout_secs, metric=cfg.metric, beta=cfg.fbeta_score_beta_val,
-                      seed=seed, output_dir=cfg.artifacts_dir)
+                      seed=seed, output_dir=cfg.artifacts_dir / batch_id, storage=settings.optuna_storage,
+                      study_name=f"{cfg.project_name}-{kind}-{batch_id}", n_workers=cfg.n_workers)
         mlflow = _mlflow(settings)
         use_experiment(mlflow, cfg.project_name, settings)
         run = _log_model_run(mlflow, kind=kind, trainer=result.trainer, X_train=self.train_features,
                              y_train=self.train_class, X_valid=self.valid_features, y_valid=self.valid_class,
-                             cfg=cfg, seed=seed, batch_id=registered_model_name or f"{int(time.time() * 1000):x}",
-                             params=result.best_params, tune_result=result)
+                             cfg=cfg, seed=seed, batch_id=batch_id, params=result.best_params, tune_result=result)
         result.extra["run"] = run
+        if registered_model_name:
+            X_hold, y_hold = self.holdout_features, self.holdout_class
+            if X_hold is None or y_hold is None:
+                log.warning("optimize_model: no holdout_features given; the gate scores on the validation rows, "
+                            "which tuning has seen")
+                X_hold, y_hold = self.valid_features, self.valid_class
+            result.extra["decision"] = gate_run_model(
+                settings, _replace(cfg, registered_model_name=str(registered_model_name)), run.model_uri, X_hold,
+                y_hold, source="TrainingOrchestrator.optimize_model", tags={"model_type": kind, "run_id": run.run_id},
+                strict=False)
         return result.study, result
 
 
@@ -797,7 +878,8 @@ class DemoResult:
 
     @property
     def champion(self) -> tuple[str, str | None]:
-        return self.evaluation.name, self.evaluation.version
+        """(registered name, the version ``@champion`` names after the gate)."""
+        return self.evaluation.name, self.evaluation.champion_version
 
 
 def demo_config(folder: str | Path, *, n_characters: int = 4000, n_trials: int = 5, seed: int = 0,
@@ -836,7 +918,8 @@ def run_churn_demo(settings: Settings, *, n_characters: int = 4000, n_trials: in
 
     split_from_config(cfg)
     trained = train_from_config(cfg, settings)
-    evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots")
+    # a rerun on the same home trains the same model: the gate keeps the incumbent, the demo goes on
+    evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots", strict=False)
     X_test, y_test = _features(read_splits(cfg.splits_dir)["test"], cfg.label)
     test_metrics = {kind: EvalClassifierModel().calculate(t.predict_proba(X_test), y_test).metrics()
                     for kind, t in trained.trainers.items()}
