@@ -128,3 +128,28 @@ def test_tuning_on_postgresql_storage(churn_sets, postgres_url) -> None:
                storage=postgres_url, study_name="pg-parallel")
     stored = optuna.load_study(study_name="pg-parallel", storage=postgres_url)
     assert len(stored.trials) == 4 == par.n_complete
+
+
+@pytest.mark.parametrize("metric", ["fbeta", "pr_auc"])
+def test_pruned_trials_carry_no_value_of_another_metric(churn_sets, metric) -> None:
+    """Optuna stores a pruned trial's last reported value as its value: it must be the objective's own."""
+    from sklearn import metrics as m
+
+    from battleground.model.train import tune
+
+    X_train, y_train, X_valid, y_valid = churn_sets
+    space = {"lightgbm": {"n_estimators": [40, 120], "learning_rate": [0.005, 0.5, "log"],
+                          "num_leaves": [2, 64, "log"]}}
+    result = tune("lightgbm", X_train, y_train, X_valid, y_valid, search_space=space, n_trials=8, metric=metric,
+                  seed=3)
+    pruned = [t for t in result.study.trials if t.state.name == "PRUNED"]
+    if metric == "fbeta":  # no validation curve of F-beta: nothing is pruned, every value is an F-beta
+        assert pruned == [] and result.n_complete == 8
+    else:  # pruned on the average-precision curve: a pruned value is a PR AUC, not a ROC AUC
+        curve = {int(k): v for t in result.study.trials for k, v in t.intermediate_values.items()}
+        assert curve, "the PR AUC curve was reported"
+        auc = m.roc_auc_score(y_valid, result.trainer.predict_proba(X_valid)[:, 1])
+        ap = m.average_precision_score(y_valid, result.trainer.predict_proba(X_valid)[:, 1])
+        assert result.best_value == pytest.approx(ap) and abs(ap - auc) > 0.05
+        for t in pruned:
+            assert t.value == t.intermediate_values[max(t.intermediate_values)]

@@ -250,8 +250,11 @@ class Trainer(ClassifierMixin, BaseEstimator):
         categorical_features: Sequence[str] | None = None,
         eval_set: Sequence[tuple[Any, Any]] | None = None,
         callbacks: Sequence[Any] | None = None,
+        eval_metric: str = "auc",
     ) -> Trainer:
-        """Fit; ``categorical_features`` here overrides the constructor's (seed ``000``'s fit_params)."""
+        """Fit; ``categorical_features`` here overrides the constructor's (seed ``000``'s fit_params).
+
+        ``eval_set``/``callbacks``/``eval_metric`` reach LightGBM and XGBoost (validation curves)."""
         import pandas as pd
 
         kind = canonical_model(self.model)
@@ -292,10 +295,10 @@ class Trainer(ClassifierMixin, BaseEstimator):
         elif kind == "lightgbm" and (eval_set or callbacks):
             sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
             est.fit(Xp, y_arr, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
-                    eval_metric="auc", callbacks=list(callbacks or []))
+                    eval_metric=eval_metric, callbacks=list(callbacks or []))
         elif kind == "xgboost" and (eval_set or callbacks):
             if callbacks:
-                est.set_params(callbacks=list(callbacks), eval_metric="auc")
+                est.set_params(callbacks=list(callbacks), eval_metric=eval_metric)
             sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
             est.fit(Xp, y_arr, eval_set=sets or None, verbose=False)
         else:
@@ -441,16 +444,31 @@ def _storage(storage: str | None, n_workers: int) -> Any:
     return JournalStorage(JournalFileBackend(str(storage)))
 
 
-def _pruning_callback(kind: str, trial: optuna.Trial) -> Any:
+# the boosting libraries' validation curve that *is* the objective metric: (LightGBM, XGBoost, sign).
+# Optuna stores a pruned trial's last reported value as its value, so the curve must be the objective's
+# own metric; F-beta at a threshold has no such curve, so its trials are never pruned.
+PRUNE_CURVES: dict[str, tuple[str, str, float]] = {
+    "roc_auc": ("auc", "auc", 1.0), "validation_score": ("auc", "auc", 1.0),
+    "pr_auc": ("average_precision", "aucpr", 1.0), "neg_log_loss": ("binary_logloss", "logloss", -1.0),
+}
+
+
+def prunable(metric: str) -> bool:
+    """Whether trials tuned on ``metric`` can be pruned on that same metric's validation curve."""
+    return metric in PRUNE_CURVES
+
+
+def _pruning_callback(kind: str, trial: optuna.Trial, metric: str) -> Any:
     import optuna
 
+    lgb_name, xgb_name, sign = PRUNE_CURVES[metric]
     if kind == "lightgbm":
         def lgb_callback(env: Any) -> None:
             if env.iteration % 10:
                 return
             for _, name, value, _ in env.evaluation_result_list:
-                if name == "auc":
-                    trial.report(float(value), env.iteration)
+                if name == lgb_name:
+                    trial.report(sign * float(value), env.iteration)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at iteration {env.iteration}")
         return lgb_callback
@@ -461,8 +479,8 @@ def _pruning_callback(kind: str, trial: optuna.Trial) -> Any:
             if epoch % 10:
                 return False
             for metrics in evals_log.values():
-                if "auc" in metrics:
-                    trial.report(float(metrics["auc"][-1]), epoch)
+                if xgb_name in metrics:
+                    trial.report(sign * float(metrics[xgb_name][-1]), epoch)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at iteration {epoch}")
             return False
@@ -476,8 +494,11 @@ def _objective(kind: str, space: Mapping[str, Any], data: tuple[Any, Any, Any, A
     def objective(trial: optuna.Trial) -> float:
         params = {**dict(base_params or {}), **_suggest_params(trial, space)}
         trainer = Trainer(kind, params=params, random_state=seed, n_jobs=1)
-        if prune and kind in ("lightgbm", "xgboost"):
-            trainer.fit(X_train, y_train, eval_set=[(X_valid, y_valid)], callbacks=[_pruning_callback(kind, trial)])
+        if prune and prunable(metric) and kind in ("lightgbm", "xgboost"):
+            lgb_name, xgb_name, _ = PRUNE_CURVES[metric]
+            trainer.fit(X_train, y_train, eval_set=[(X_valid, y_valid)],
+                        callbacks=[_pruning_callback(kind, trial, metric)],
+                        eval_metric=lgb_name if kind == "lightgbm" else xgb_name)
         else:
             trainer.fit(X_train, y_train)
         return score(metric, y_valid, trainer.predict_proba(X_valid)[:, 1], beta=beta)
@@ -570,7 +591,7 @@ def _pruner(prune: bool) -> Any:
     """The same pruner in every worker: median of the trials so far, after 3 trials and 20 rounds."""
     import optuna
 
-    if not prune:
+    if not prune:  # also for a metric without its own validation curve (see PRUNE_CURVES)
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20)
 
@@ -584,7 +605,7 @@ def _worker(storage: str, study_name: str, kind: str, space: Mapping[str, Any], 
     quiet_third_party_telemetry()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=_storage(storage, 2),
-                              sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(prune))
+                              sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(prune and prunable(metric)))
     _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune), _CLAIMS, n_trials,
                  timeout)
 
@@ -639,7 +660,7 @@ def tune(
     name = study_name or f"{kind}-{int(time.time() * 1000)}"
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = _pruner(prune)
+    pruner = _pruner(prune and prunable(metric))
     study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     data = (X_train, y_train, X_valid, y_valid)
