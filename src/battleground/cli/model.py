@@ -102,8 +102,8 @@ def leaderboard_cmd(
         if config is not None:
             cfg = TrainingConfig.from_yaml(config)
             splits = read_splits(cfg.splits_dir)
-            X_train, y_train = _features(splits["train"], cfg.label)
-            X_valid, y_valid = _features(splits["valid"], cfg.label)
+            X_train, y_train = _features(splits["train"], cfg.label, cfg.non_features)
+            X_valid, y_valid = _features(splits["valid"], cfg.label, cfg.non_features)
         else:
             ds = CreateDataSet(n_characters=n_characters, seed=seed)
             X_train, y_train = ds.load_train_set()

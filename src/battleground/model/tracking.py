@@ -184,7 +184,7 @@ class TrainingConfig:
             raise ConfigError(f"max_search_iters={body['max_search_iters']!r} must be >= 0")
         data = dict(body.get("data") or {})
         data_keys = ("input", "synthetic", "label", "split_method", "fractions", "time_column", "splits_dir",
-                     "artifacts_dir")
+                     "artifacts_dir", "id_columns", "drop_columns")
         for key in data:
             if key not in data_keys:
                 close = difflib.get_close_matches(key, data_keys, n=1)
@@ -201,6 +201,14 @@ class TrainingConfig:
         if "cutoffs" in syn and (isinstance(syn["cutoffs"], str) or not list(syn["cutoffs"] or [])):
             raise ConfigError(f"data.synthetic.cutoffs={syn['cutoffs']!r} must be a non-empty list of dates, "
                               "e.g. ['2022-06-01', '2022-09-01']")
+        for key in ("id_columns", "drop_columns"):
+            if key in data:
+                value = data[key]
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"data.{key}={data[key]!r} must be a list of column names")
+                data[key] = list(value)
         if data.get("split_method", "stratified") not in ("stratified", "time"):
             raise ConfigError(f"data.split_method={data['split_method']!r} is unknown; valid: ['stratified', 'time']")
         if data.get("split_method") == "time" and not data.get("time_column"):
@@ -235,6 +243,16 @@ class TrainingConfig:
     @property
     def label(self) -> str:
         return str(self.data.get("label", "churned"))
+
+    @property
+    def id_columns(self) -> tuple[str, ...]:
+        """Entity ids: never features; the first one present groups the stratified split."""
+        return tuple(self.data.get("id_columns", ["char_id"]))
+
+    @property
+    def non_features(self) -> tuple[str, ...]:
+        """Columns that are never features: ids, ``drop_columns`` (default the ``cutoff`` date)."""
+        return (*self.id_columns, *self.data.get("drop_columns", ["cutoff"]))
 
     @property
     def metric(self) -> str:
@@ -416,11 +434,12 @@ def use_experiment(mlflow: Any, name: str, settings: Settings) -> str:
     return str(exp_id)
 
 
-def _features(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, pd.Series]:
+def _features(frame: pd.DataFrame, label: str, drop: Sequence[str] = _NON_FEATURES) -> tuple[pd.DataFrame, pd.Series]:
+    """(features, label): every column but the label and the non-feature columns ``drop``."""
     if label not in frame.columns:
         raise ConfigError(f"label {label!r} is not a column; columns: {list(frame.columns)}")
     y = frame[label]
-    X = frame.drop(columns=[label, *[c for c in _NON_FEATURES if c in frame.columns]])
+    X = frame.drop(columns=[label, *[c for c in drop if c in frame.columns]])
     return X, y
 
 
@@ -456,8 +475,10 @@ def split_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path) -
             f.insert(1, "cutoff", pd.Timestamp(c))
             parts.append(f)
         frame = pd.concat(parts, ignore_index=True)
-    splits = split_data(frame, label=cfg.label, method=str(data.get("split_method", "stratified")),
-                        fractions=data.get("fractions"), time_column=data.get("time_column"), seed=seed)
+    method = str(data.get("split_method", "stratified"))
+    group = next((c for c in cfg.id_columns if c in frame.columns), None) if method == "stratified" else None
+    splits = split_data(frame, label=cfg.label, method=method, fractions=data.get("fractions"),
+                        time_column=data.get("time_column"), seed=seed, group_column=group)
     return write_splits(splits, cfg.splits_dir)
 
 
@@ -555,8 +576,8 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
     splits = read_splits(cfg.splits_dir)
     if "valid" not in splits:
         raise ConfigError(f"{cfg.splits_dir} has no valid.parquet; give data.fractions a 'valid' share")
-    X_train, y_train = _features(splits["train"], cfg.label)
-    X_valid, y_valid = _features(splits["valid"], cfg.label)
+    X_train, y_train = _features(splits["train"], cfg.label, cfg.non_features)
+    X_valid, y_valid = _features(splits["valid"], cfg.label, cfg.non_features)
     mlflow = _mlflow(settings)
     use_experiment(mlflow, cfg.project_name, settings)
     batch_id = f"{int(time.time() * 1000):x}-{random.Random().getrandbits(16):04x}"
@@ -726,7 +747,7 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     splits = read_splits(cfg.splits_dir)
     if "test" not in splits:
         raise ConfigError(f"{cfg.splits_dir} has no test.parquet; give data.fractions a 'test' share")
-    X_test, y_test = _features(splits["test"], cfg.label)
+    X_test, y_test = _features(splits["test"], cfg.label, cfg.non_features)
     model_uri = client.get_run(run_id).data.tags.get("model_uri", f"runs:/{run_id}/model")
     model = mlflow.pyfunc.load_model(model_uri)
     proba = np.asarray(model.predict(X_test), dtype=float)
@@ -920,7 +941,7 @@ def run_churn_demo(settings: Settings, *, n_characters: int = 4000, n_trials: in
     trained = train_from_config(cfg, settings)
     # a rerun on the same home trains the same model: the gate keeps the incumbent, the demo goes on
     evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots", strict=False)
-    X_test, y_test = _features(read_splits(cfg.splits_dir)["test"], cfg.label)
+    X_test, y_test = _features(read_splits(cfg.splits_dir)["test"], cfg.label, cfg.non_features)
     test_metrics = {kind: EvalClassifierModel().calculate(t.predict_proba(X_test), y_test).metrics()
                     for kind, t in trained.trainers.items()}
     return DemoResult(train=trained, evaluation=evaluation, folder=folder, seconds=time.perf_counter() - started,
