@@ -73,6 +73,10 @@ def test_serve_endpoints_and_validation(trained: tuple[Settings, list[dict]]) ->
             resp = client.post(path, json=empty)
             assert resp.status_code == 422 and "no record" in resp.text
         assert one["unseen_categories"] == []
+        # class labels use the threshold stored with the model, not 0.5
+        assert 0 < many["threshold"] < 1 and many["threshold"] != 0.5
+        assert many["labels"] == [int(p >= many["threshold"]) for p in many["predictions"]]
+        assert client.get("/model").json()["threshold"] == many["threshold"]
         odd = client.post("/predict", json=[records[0], dict(records[1], race="Pandaren")]).json()
         assert odd["unseen_categories"] == [{"row": 1, "column": "race", "value": "Pandaren"}]
         assert len(odd["predictions"]) == 2
@@ -148,5 +152,5 @@ def test_serve_cli_model_predict(trained: tuple[Settings, list[dict]], tmp_path:
     res = CliRunner().invoke(app, ["model", "predict", "--input", str(src), "--output", str(out)])
     assert res.exit_code == 0, res.output
     preds = pd.read_csv(out)
-    assert list(preds.columns) == ["char_id", "churn_probability"]
+    assert list(preds.columns) == ["char_id", "churn_probability", "churn_label"]
     assert len(preds) == len(records) and preds["churn_probability"].between(0, 1).all()

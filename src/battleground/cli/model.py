@@ -91,6 +91,7 @@ def leaderboard_cmd(
     n_characters: int = typer.Option(4000, help="Synthetic churn characters when no config is given."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and the models."),
     top_k: int = typer.Option(0, help="Also fit a soft-voting ensemble of the top k (k >= 2)."),
+    cv: int = typer.Option(0, help="k-fold CV on the training rows (grouped by entity id): mean and sd per model."),
 ) -> None:
     """Compare model types on validation data, best first (like PyCaret's compare_models)."""
     with user_errors():
@@ -104,12 +105,15 @@ def leaderboard_cmd(
             splits = read_splits(cfg.splits_dir)
             X_train, y_train = _features(splits["train"], cfg.label, cfg.non_features)
             X_valid, y_valid = _features(splits["valid"], cfg.label, cfg.non_features)
+            ids = [c for c in cfg.id_columns if c in splits["train"].columns]
+            groups = splits["train"][ids[0]].to_numpy() if ids else None
         else:
+            groups = None
             ds = CreateDataSet(n_characters=n_characters, seed=seed)
             X_train, y_train = ds.load_train_set()
             X_valid, y_valid = ds.load_test_set()
         board = leaderboard(X_train, y_train, X_valid, y_valid, models=[m.strip() for m in models.split(",")],
-                            seed=seed)
+                            seed=seed, cv=cv, groups=groups)
         table = board.table
         if top_k:
             voter = top_k_voting(board, X_train, y_train, k=top_k, seed=seed)
@@ -152,6 +156,7 @@ def predict(
             raise ValueError(f"--input {input} lacks the model's feature columns {missing}")
         out = frame[["char_id"]].copy() if "char_id" in frame.columns else pd.DataFrame(index=frame.index)
         out["churn_probability"] = predict_frame(champ, frame.to_dict(orient="records"))
+        out["churn_label"] = (out["churn_probability"] >= champ.threshold).astype(int)  # the model's own threshold
         output.parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(output, index=False) if output.suffix == ".csv" else out.to_parquet(output, index=False)
         console.print(f"{len(out)} predictions from {champ.name} v{champ.version} → {output}")

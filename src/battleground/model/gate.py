@@ -191,39 +191,49 @@ def verified_model_dir(settings: Settings, name: str, version: str, tags: Mappin
 
 
 def paired_bootstrap(y: Any, p_new: Any, p_old: Any, metric: str, *, beta: float = 0.5, n_boot: int = 300,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+                     seed: int = 0, level: float = 0.95,
+                     thresholds: tuple[float, float] = (0.5, 0.5)) -> tuple[float, float, float]:
     """(Δ, low, high): ``metric(new) - metric(old)`` on all rows, and its paired bootstrap percentile CI.
 
     Both models are scored on the same resampled rows; a resample with one class only is skipped.
+    ``thresholds`` (new, old) are each model's own label threshold, used by F-beta.
     """
-    from battleground.model.train import score as slow_score
+    from scipy.stats import rankdata
 
-    def score(m: str, yy: np.ndarray, p: np.ndarray, *, beta: float) -> float:
-        if m not in ("roc_auc", "validation_score"):
-            return slow_score(m, yy, p, beta=beta)
-        # Mann-Whitney U from mid-ranks: the same ROC AUC as scikit-learn's, without its per-call checks
-        from scipy.stats import rankdata
+    from battleground.model.train import score
 
+    def one(yy: np.ndarray, p: np.ndarray, thr: float) -> float:
+        if metric not in ("roc_auc", "validation_score"):
+            return score(metric, yy, p, beta=beta, threshold=thr)
+        # Mann-Whitney U from mid-ranks: scikit-learn's ROC AUC without its per-call checks
         pos = yy == 1
         n_pos = int(pos.sum())
-        n_neg = yy.size - n_pos
-        return float((rankdata(p)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+        return float((rankdata(p)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (yy.size - n_pos)))
 
     yy = np.asarray(y).astype(int)
     a, b = np.asarray(p_new, dtype=float), np.asarray(p_old, dtype=float)
-    delta = slow_score(metric, yy, a, beta=beta) - slow_score(metric, yy, b, beta=beta)
+    t_new, t_old = thresholds
+    delta = score(metric, yy, a, beta=beta, threshold=t_new) - score(metric, yy, b, beta=beta, threshold=t_old)
     rng = np.random.default_rng(seed)
     draws: list[float] = []
     for _ in range(int(n_boot)):
         idx = rng.integers(0, yy.size, yy.size)
         if yy[idx].min() == yy[idx].max():
             continue
-        draws.append(score(metric, yy[idx], a[idx], beta=beta) - score(metric, yy[idx], b[idx], beta=beta))
+        draws.append(one(yy[idx], a[idx], t_new) - one(yy[idx], b[idx], t_old))
     if not draws:
         return float(delta), float("nan"), float("nan")
     tail = (1 - level) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail])
     return float(delta), float(lo), float(hi)
+
+
+def _threshold(client: Any, mv: Any) -> float:
+    """The label threshold stored with a version's run (``decision_threshold``), 0.5 when none."""
+    try:
+        return float(client.get_run(mv.run_id).data.tags.get("decision_threshold", 0.5))
+    except Exception:  # a version without a run (registered from a path): the plain default
+        return 0.5
 
 
 # -- registry --------------------------------------------------------------------------------------
@@ -304,13 +314,16 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
             warnings.simplefilter("ignore")
             candidate = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
         p_new = _predict(candidate, X_holdout)
-        cand_score = float(score(metric, y, p_new, beta=beta))
+        t_new = _threshold(client, client.get_model_version(name, version))
+        cand_score = float(score(metric, y, p_new, beta=beta, threshold=t_new))
         champ_mv, p_old = _current_champion(settings, client, name, X_holdout, Path(tmp))
     champ_version = None if champ_mv is None else str(champ_mv.version)
     champ_score = delta = lo = hi = None
     if p_old is not None:
-        champ_score = float(score(metric, y, p_old, beta=beta))
-        delta, lo, hi = paired_bootstrap(y, p_new, p_old, metric, beta=beta, n_boot=n_boot, seed=seed)
+        t_old = _threshold(client, champ_mv)
+        champ_score = float(score(metric, y, p_old, beta=beta, threshold=t_old))
+        delta, lo, hi = paired_bootstrap(y, p_new, p_old, metric, beta=beta, n_boot=n_boot, seed=seed,
+                                         thresholds=(t_new, t_old))
     if override is not None and champ_version != version:
         if not str(override).strip():
             raise ModelError("override='' must say why the rules are set aside, e.g. 'rollback: v5 broke'")

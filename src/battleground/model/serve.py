@@ -216,8 +216,10 @@ def create_app(settings: "Settings", model_name: str = "churn", *, poll_seconds:
                                      'or {"records": [...]} with at least one')
         champ = holder.champion  # one read: the whole request uses the same model
         rows = [r.model_dump() for r in records]
-        return JSONResponse({"predictions": predict_frame(champ, rows), "model": champ.name,
-                             "version": champ.version, "unseen_categories": unseen_categories(champ, rows)})
+        proba = predict_frame(champ, rows)
+        return JSONResponse({"predictions": proba, "labels": [int(p >= champ.threshold) for p in proba],
+                             "threshold": champ.threshold, "model": champ.name, "version": champ.version,
+                             "unseen_categories": unseen_categories(champ, rows)})
 
     # plain ``def``: FastAPI runs it in its thread pool (measured as fast as ``async def`` for one row,
     # and a large batch does not stall the event loop)
@@ -239,7 +241,7 @@ def create_app(settings: "Settings", model_name: str = "churn", *, poll_seconds:
         return {"name": champ.name, "version": champ.version, "alias": champ.alias, "run_id": champ.run_id,
                 "model_type": champ.model_type, "metrics": dict(champ.metrics),
                 "features": [{"name": n, "dtype": t} for n, t in champ.input_schema], "swaps": holder.swaps,
-                "sha256": champ.digest, "refused_loads": list(holder.refusals)}
+                "sha256": champ.digest, "threshold": champ.threshold, "refused_loads": list(holder.refusals)}
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         if not settings.api_token:

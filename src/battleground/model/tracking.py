@@ -103,6 +103,8 @@ class TrainingConfig:
     search_space: Mapping[str, Any] | None = None
     tuned_models: tuple[str, ...] | None = None
     voting_top_k: int = 0
+    class_weight: str | None = "balanced"
+    calibration: str | None = "auto"
     data: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -171,6 +173,11 @@ class TrainingConfig:
                 raise ConfigError(f"{key}={body[key]!r} must be a string")
             if key in body:
                 body[key] = str(body[key])
+        if body.get("class_weight", "balanced") not in (None, "balanced"):
+            raise ConfigError(f"class_weight={body['class_weight']!r} is unknown; valid: ['balanced', null]")
+        if body.get("calibration", "auto") not in (None, "auto", "sigmoid", "isotonic"):
+            raise ConfigError(f"calibration={body['calibration']!r} is unknown; valid: ['auto', 'sigmoid', "
+                              "'isotonic', null] (auto: sigmoid when class_weight is balanced)")
         if not float(body.get("champion_margin", 0.0)) >= 0:
             raise ConfigError(f"champion_margin={body['champion_margin']!r} must be >= 0 (0: any improvement)")
         if int(body.get("n_workers", 1)) < 1:
@@ -243,6 +250,14 @@ class TrainingConfig:
     @property
     def label(self) -> str:
         return str(self.data.get("label", "churned"))
+
+    @property
+    def calibration_method(self) -> str | None:
+        """``calibration`` resolved: ``auto`` calibrates (sigmoid) exactly when classes are re-weighted,
+        since balanced weights inflate P(class 1) far above the base rate."""
+        if self.calibration == "auto":
+            return "sigmoid" if self.class_weight == "balanced" else None
+        return self.calibration
 
     @property
     def id_columns(self) -> tuple[str, ...]:
@@ -523,7 +538,8 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
     metrics = {f"valid_{k}": v for k, v in report.metrics().items()}
     from battleground.model.train import score
 
-    valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val)
+    # F-beta is scored at the threshold tuned on validation (the one stored with the model), not at 0.5
+    valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val, threshold=report.best_threshold)
     metrics["validation_score"] = valid_score
     with mlflow.start_run(run_name=f"{kind}-{batch_id}") as run:
         now = int(time.time() * 1000)
@@ -532,6 +548,7 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
             "workspace_name": cfg.workspace_name, "seed": str(seed), "data_hash": data_hash(X_train, y_train),
             "git_revision": git_revision(), "comparison_metric": cfg.comparison_metric,
             "input_schema": json.dumps([[c, str(X_train[c].dtype)] for c in X_train.columns]),
+            "decision_threshold": repr(float(report.best_threshold)),
         }
         plist = {**{k: str(v) for k, v in params.items()}, "seed": str(seed), "model_type": kind}
         mvals = {**metrics, **system_metrics(), "fit_seconds": float(getattr(trainer, "fit_seconds_", 0.0))}
@@ -594,11 +611,14 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
                           n_trials=cfg.max_search_iters, timeout=cfg.model_opt_timeout_secs,
                           n_workers=cfg.n_workers, storage=settings.optuna_storage,
                           study_name=f"{cfg.project_name}-{kind}-{batch_id}", metric=cfg.metric,
-                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir / batch_id)
+                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir / batch_id,
+                          class_weight=cfg.class_weight, calibration=cfg.calibration_method)
             trainer, params = result.trainer, result.best_params
         else:
             result = None
-            trainer, params = Trainer(kind, random_state=seed).fit(X_train, y_train), {}
+            trainer = Trainer(kind, random_state=seed, class_weight=cfg.class_weight,
+                              calibration=cfg.calibration_method).fit(X_train, y_train)
+            params = {}
         fitted[kind] = trainer
         best_params[kind] = dict(params)
         runs.append(_log_model_run(mlflow, kind=kind, trainer=trainer, X_train=X_train, y_train=y_train,
@@ -670,6 +690,7 @@ class Champion:
     metrics: Mapping[str, float]
     input_schema: tuple[tuple[str, str], ...]
     digest: str = ""
+    threshold: float = 0.5  # P(churn) at or above which the class label is 1 (tuned on validation)
 
     @property
     def feature_names(self) -> list[str]:
@@ -801,7 +822,8 @@ def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEF
             model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     return Champion(model=model, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id,
                     model_type=run.data.tags.get("model_type", ""), metrics=dict(run.data.metrics),
-                    input_schema=schema, digest=str(mv.tags.get("battleground.gate.digest", "")))
+                    input_schema=schema, digest=str(mv.tags.get("battleground.gate.digest", "")),
+                    threshold=float(run.data.tags.get("decision_threshold", 0.5)))
 
 
 class TrainingOrchestrator:
@@ -851,7 +873,8 @@ class TrainingOrchestrator:
                       search_space=space, n_trials=max(cfg.max_search_iters, 1),
                       timeout=cfg.model_opt_timeout_secs, metric=cfg.metric, beta=cfg.fbeta_score_beta_val,
                       seed=seed, output_dir=cfg.artifacts_dir / batch_id, storage=settings.optuna_storage,
-                      study_name=f"{cfg.project_name}-{kind}-{batch_id}", n_workers=cfg.n_workers)
+                      study_name=f"{cfg.project_name}-{kind}-{batch_id}", n_workers=cfg.n_workers,
+                      class_weight=cfg.class_weight, calibration=cfg.calibration_method)
         mlflow = _mlflow(settings)
         use_experiment(mlflow, cfg.project_name, settings)
         run = _log_model_run(mlflow, kind=kind, trainer=result.trainer, X_train=self.train_features,
@@ -917,7 +940,7 @@ def demo_config(folder: str | Path, *, n_characters: int = 4000, n_trials: int =
             "project_name": "churn-demo",
             "workspace_name": "demo",
             "comparison_metric": "roc_auc",
-            "deployment_score_thresh": 0.75,
+            "deployment_score_thresh": 0.7,
             "seed": seed,
             "registered_model_name": DEFAULT_MODEL_NAME,
         },

@@ -160,7 +160,9 @@ def train_model(features: pd.DataFrame, holdout: pd.DataFrame, params: Mapping[s
                                 **{f"test_{k}": float(v) for k, v in hold.metrics().items()},
                                 "fit_seconds": fit_seconds})
             mlflow.set_tags({"model_type": params["model"]["class"].rsplit(".", 1)[-1], "seed": str(seed),
-                             "input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns])})
+                             "input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns]),
+                             # the F-beta-maximising threshold on the training rows: labels at serving time
+                             "decision_threshold": repr(float(report.best_threshold))})
             sample = X.head(20)
             info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(model),
                                            signature=infer_signature(sample, model.predict_proba(sample)[:, 1]))
