@@ -327,18 +327,18 @@ def run_demo(settings: Settings, *, fast: bool = False, console: Console | None 
         ev = churn.evaluation
         for run in churn.train.runs:
             console.print(f"{run.model:>20}: validation {ev.metric} {run.valid_score:.4f}")
-        console.print(f"champion: [bold]{ev.name}@champion[/] v{ev.version} ({ev.model_type}), test {ev.metric} "
-                      f"{ev.test_score:.4f} ≥ threshold {ev.threshold:.2f}")
-        summary.champion = f"{ev.name} v{ev.version} ({ev.model_type})"
+        assert ev.decision is not None
+        console.print(f"champion gate: {ev.decision.summary()}")
+        if ev.champion_version is None:
+            raise RuntimeError(f"no {ev.name}@champion: {ev.decision.reason}")
+        summary.champion = f"{ev.name} v{ev.champion_version}" + (f" ({ev.model_type})" if ev.promoted else "")
         summary.files["model plots"] = str(churn.folder / "plots")
-        champion_uri = next(r.model_uri for r in churn.train.runs if r.run_id == ev.run_id)
+        champion_name = ev.name
 
     with _stage(console, summary, "3 · A/B test: champion vs baseline on live traffic", "model_ab"):
-        from battleground.model.tracking import _mlflow
+        from battleground.model.tracking import load_champion
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            champion = _mlflow(settings).pyfunc.load_model(champion_uri)
+        champion = load_champion(settings, champion_name).model  # only a version the gate promoted loads
         columns = list(champion.metadata.get_input_schema().input_names())
         scorers = {"baseline": fit_incumbent(churn.folder / "splits"),
                    "champion": lambda X: champion.predict(X[columns])}

@@ -128,3 +128,21 @@ def test_preprocess_vectorised_transform_matches_per_column_reference(churn_sets
     assert out.loc[X.index[0], "class"] == -1.0
     with pytest.raises(ValueError, match="always returns pandas"):
         Preprocess().set_output(transform="polars")
+
+
+def test_split_from_config_keeps_each_character_in_one_part(tmp_path) -> None:
+    """Several cut-offs give one row per character per cut-off; none may sit in train and test."""
+    from battleground.model.tracking import ConfigError, TrainingConfig, split_from_config
+
+    raw = {"train": {"seed": 3}, "data": {"synthetic": {"n_characters": 600, "seed": 3},
+                                          "splits_dir": str(tmp_path / "s")}}
+    paths = split_from_config(raw)
+    parts = {k: pd.read_parquet(v) for k, v in paths.items()}
+    ids = {k: set(f["char_id"]) for k, f in parts.items()}
+    assert len(parts["train"]) > 0 and parts["train"]["char_id"].duplicated().any()  # repeated across cut-offs
+    assert not ids["train"] & ids["test"] and not ids["train"] & ids["valid"] and not ids["valid"] & ids["test"]
+    assert abs(parts["test"]["churned"].mean() - parts["train"]["churned"].mean()) < 0.1
+    cfg = TrainingConfig.from_mapping({"data": {"id_columns": ["char_id"], "drop_columns": ["cutoff", "price"]}})
+    assert cfg.non_features == ("char_id", "cutoff", "price")
+    with pytest.raises(ConfigError, match=r"data.id_columns=5 must be a list"):
+        TrainingConfig.from_mapping({"data": {"id_columns": 5}})

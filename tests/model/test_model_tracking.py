@@ -67,7 +67,7 @@ def test_train_logs_runs_trials_and_study_csv(trained) -> None:
 
     folder, env = trained
     settings = Settings.from_env(env)
-    assert (folder / "artifacts" / "study_lightgbm.csv").exists()
+    assert len(list((folder / "artifacts").glob("*/study_lightgbm.csv"))) == 1  # one folder per batch
     mlflow.set_tracking_uri(settings.mlflow_uri)
     exp = mlflow.get_experiment_by_name("end-to-end-ml")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list")
@@ -84,15 +84,17 @@ def test_train_logs_runs_trials_and_study_csv(trained) -> None:
         r.info.run_id for r in models}
 
 
-def test_champion_below_threshold_registers_nothing(trained) -> None:
+def test_champion_below_threshold_is_refused_and_kept_with_reason(trained) -> None:
     import mlflow
 
     folder, env = trained
     res = CliRunner().invoke(app, ["evaluate", "--config", str(folder / "config.yml")], env=env)
     assert res.exit_code == 1
-    assert "deployment_score_thresh=0.9900" in _flat(res.output) and "fbeta_score=0." in _flat(res.output)
+    assert "is below deployment_score_thresh 0.9900" in _flat(res.output) and "fbeta 0." in _flat(res.output)
     client = mlflow.MlflowClient(Settings.from_env(env).mlflow_uri)
-    assert client.search_registered_models() == []
+    mv = client.get_model_version("churn", "1")  # the refused candidate stays registered, with its reason
+    assert mv.tags["battleground.gate.status"] == "refused" and "0.9900" in mv.tags["battleground.gate.reason"]
+    assert client.get_registered_model("churn").aliases == {}
     with pytest.raises(LookupError, match="no model 'churn' with alias 'champion'"):
         load_champion(Settings.from_env(env))
 
@@ -106,10 +108,10 @@ def test_champion_above_threshold_is_registered_and_loads(trained) -> None:
     with pytest.raises(ChampionThresholdError):
         evaluate_from_config(cfg, settings)
     result = evaluate_from_config(low, settings, plots_dir=folder / "plots")
-    assert result.registered and result.version == "1" and result.test_score >= 0.2
+    assert result.registered and result.promoted and result.version == "3" and result.test_score >= 0.2
     assert (folder / "plots" / "roc.png").exists()
     champ = load_champion(settings)
-    assert (champ.name, champ.alias, champ.version) == ("churn", "champion", "1")
+    assert (champ.name, champ.alias, champ.version) == ("churn", "champion", "3")
     assert champ.model_type == result.model_type and "test_fbeta" in champ.metrics
     import pandas as pd
 
@@ -119,6 +121,32 @@ def test_champion_above_threshold_is_registered_and_loads(trained) -> None:
     assert proba.shape == (10,) and ((proba > 0) & (proba < 1)).all()
     assert dict(champ.input_schema)["class"] in ("str", "object", "string")
     assert dict(champ.input_schema)["price"] == "float64"
+
+
+def test_cli_evaluate_of_a_worse_model_keeps_the_champion(trained) -> None:
+    """After the good champion (v3 above), a one-stump forest clears a low threshold but loses on test."""
+    from battleground.model.gate import champion_history
+
+    folder, env = trained
+    settings = Settings.from_env(env)
+    worse = {"train": {**SEED_002["train"], "supported_models": ["RandomForestClassifier"],
+                       "tuned_models": ["RandomForestClassifier"], "max_search_iters": 1,
+                       "deployment_score_thresh": 0.2, "comparison_metric": "roc_auc", "class_weight": None,
+                       "calibration": None,  # one stump: two distinct scores
+                       "search_space": {"random_forest": {"n_estimators": 1, "max_depth": 1, "max_features": 0.05}}},
+             "data": SEED_002["data"]}
+    (folder / "worse.yml").write_text(yaml.safe_dump(worse))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "--config", str(folder / "worse.yml")], env=env).exit_code == 0
+    res = runner.invoke(app, ["evaluate", "--config", str(folder / "worse.yml")], env=env)
+    assert res.exit_code == 1 and "does not beat champion v3" in _flat(res.output), res.output
+    assert "paired bootstrap CI" in _flat(res.output)
+    assert load_champion(settings).version == "3"
+    entries, current = champion_history(settings, "churn")
+    assert current == "3" and [e.action for e in entries] == ["refused", "refused", "promoted", "refused"]
+    shown = runner.invoke(app, ["history", "churn"], env=env)
+    assert shown.exit_code == 0 and "promoted" in shown.output and "refused" in shown.output
+    assert "warning" not in shown.output
 
 
 def test_config_accepts_seed_002_keys_and_refuses_bad_ones(tmp_path) -> None:
@@ -189,10 +217,30 @@ def test_orchestrator_face_and_churn_demo(settings, churn_sets, tmp_path) -> Non
                                         registered_model_name="lightgbm_model")
     assert len(study.trials) == 2 and 10 <= result.best_params["n_estimators"] <= 30
     assert study.best_params == result.best_params
-    assert (tmp_path / "study_lightgbm.csv").exists() and result.extra["run"].model == "lightgbm"
+    assert len(list(tmp_path.glob("*/study_lightgbm.csv"))) == 1 and result.extra["run"].model == "lightgbm"
+    # registered under the name it was given, through the gate; the study sits in the configured storage
+    import optuna
+
+    assert result.extra["decision"].name == "lightgbm_model" and result.extra["decision"].version == "1"
+    stored = optuna.load_study(study_name=result.study_name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(settings.optuna_storage)))
+    assert len(stored.trials) == 2
+    # a worse model through the same face does not move the alias
+    worse = TrainingOrchestrator(None, train_features=X_train, train_class=y_train, valid_features=X_valid,
+                                 valid_class=y_valid, settings=settings,
+                                 config={"max_search_iters": 1, "seed": 1, "project_name": "faces",
+                                         "comparison_metric": "roc_auc", "deployment_score_thresh": 0.0,
+                                         "data": {"artifacts_dir": str(tmp_path)}})
+    _, bad = worse.optimize_model(model="random_forest", registered_model_name="lightgbm_model",
+                                  search_space_params={"n_estimators": 1, "max_depth": 1, "max_features": 0.05})
+    first = result.extra["decision"]
+    if first.promoted:
+        assert not bad.extra["decision"].promoted and bad.extra["decision"].champion_version == "1"
+    assert len(list(tmp_path.glob("*/study_random_forest.csv"))) == 1
 
     demo = run_churn_demo(settings, n_characters=1500, n_trials=3)
-    assert demo.evaluation.registered and demo.evaluation.test_score >= 0.75
+    assert demo.evaluation.registered and demo.evaluation.test_score >= 0.7
+    assert demo.evaluation.promoted and demo.evaluation.decision.source == "model evaluate"
     assert {r.model for r in demo.train.runs} == {"lightgbm", "logistic"}
     assert load_champion(settings).version == demo.evaluation.version
     # what the end-to-end demo uses: both fitted models, their metrics and the champion's name/version

@@ -128,3 +128,74 @@ def test_tuning_on_postgresql_storage(churn_sets, postgres_url) -> None:
                storage=postgres_url, study_name="pg-parallel")
     stored = optuna.load_study(study_name="pg-parallel", storage=postgres_url)
     assert len(stored.trials) == 4 == par.n_complete
+
+
+@pytest.mark.parametrize("metric", ["fbeta", "pr_auc"])
+def test_pruned_trials_carry_no_value_of_another_metric(churn_sets, metric) -> None:
+    """Optuna stores a pruned trial's last reported value as its value: it must be the objective's own."""
+    from sklearn import metrics as m
+
+    from battleground.model.train import tune
+
+    X_train, y_train, X_valid, y_valid = churn_sets
+    space = {"lightgbm": {"n_estimators": [40, 120], "learning_rate": [0.005, 0.5, "log"],
+                          "num_leaves": [2, 64, "log"]}}
+    result = tune("lightgbm", X_train, y_train, X_valid, y_valid, search_space=space, n_trials=8, metric=metric,
+                  seed=3)
+    pruned = [t for t in result.study.trials if t.state.name == "PRUNED"]
+    if metric == "fbeta":  # no validation curve of F-beta: nothing is pruned, every value is an F-beta
+        assert pruned == [] and result.n_complete == 8
+        # ... at the threshold tuned on validation, the one stored with the model
+        from battleground.model.train import best_fbeta
+
+        thr, best = best_fbeta(y_valid, result.trainer.predict_proba(X_valid)[:, 1])
+        assert result.best_value == pytest.approx(best) and thr != 0.5
+    else:  # pruned on the average-precision curve: a pruned value is a PR AUC, not a ROC AUC
+        curve = {int(k): v for t in result.study.trials for k, v in t.intermediate_values.items()}
+        assert curve, "the PR AUC curve was reported"
+        auc = m.roc_auc_score(y_valid, result.trainer.predict_proba(X_valid)[:, 1])
+        ap = m.average_precision_score(y_valid, result.trainer.predict_proba(X_valid)[:, 1])
+        assert result.best_value == pytest.approx(ap) and abs(ap - auc) > 0.05
+        for t in pruned:
+            assert t.value == t.intermediate_values[max(t.intermediate_values)]
+
+
+def test_config_calibrates_by_default_when_classes_are_weighted(churn_sets) -> None:
+    """Balanced class weights inflate P(churn); the config's default calibration brings it back."""
+    from battleground.model.tracking import ConfigError, TrainingConfig
+
+    cfg = TrainingConfig.from_mapping({"train": {}})
+    assert (cfg.class_weight, cfg.calibration_method) == ("balanced", "sigmoid")
+    assert TrainingConfig.from_mapping({"train": {"class_weight": None}}).calibration_method is None
+    assert TrainingConfig.from_mapping({"train": {"calibration": "isotonic"}}).calibration_method == "isotonic"
+    with pytest.raises(ConfigError, match="calibration='platt' is unknown"):
+        TrainingConfig.from_mapping({"train": {"calibration": "platt"}})
+    X_train, y_train, X_test, y_test = churn_sets
+    rate = float(np.mean(y_test))
+    raw = Trainer("logistic", class_weight="balanced").fit(X_train, y_train).predict_proba(X_test)[:, 1]
+    cal = Trainer("logistic", class_weight="balanced", calibration=cfg.calibration_method).fit(
+        X_train, y_train).predict_proba(X_test)[:, 1]
+    assert raw.mean() - rate > 0.15 and abs(cal.mean() - rate) < 0.05
+
+
+def test_leaderboard_shows_untuned_defaults_and_grouped_cv_spread(churn_sets) -> None:
+    X_train, y_train, X_valid, y_valid = churn_sets
+    groups = np.arange(len(X_train)) // 2  # two rows per "entity"
+    board = leaderboard(X_train, y_train, X_valid, y_valid, models=["lightgbm", "logistic"],
+                        params={"lightgbm": {"n_estimators": 5, "num_leaves": 2}}, cv=3, groups=groups)
+    table = board.table.set_index("model")
+    assert set(table.index) == {"lightgbm", "lightgbm (default)", "logistic"}
+    # the crippled "tuned" LightGBM loses to its own default, and the board shows it
+    assert table.loc["lightgbm (default)", "roc_auc"] > table.loc["lightgbm", "roc_auc"]
+    assert (table["cv_roc_auc_sd"] > 0).all() and table["cv_roc_auc_mean"].between(0.5, 1).all()
+    with pytest.raises(ValueError, match="cv=1 must be 0"):
+        leaderboard(X_train, y_train, X_valid, y_valid, models=["logistic"], cv=1)
+
+
+def test_tuning_stops_boosting_early_on_the_validation_fold(churn_sets) -> None:
+    X_train, y_train, X_valid, y_valid = churn_sets
+    space = {"lightgbm": {"n_estimators": [300, 400], "learning_rate": [0.3, 0.5], "num_leaves": [31, 63]}}
+    result = tune("lightgbm", X_train, y_train, X_valid, y_valid, search_space=space, n_trials=2, seed=0)
+    rounds = result.study.best_trial.user_attrs["best_iteration"]
+    assert 0 < rounds < result.best_params["n_estimators"]  # a fast learner stops long before 300 rounds
+    assert result.trainer.params["n_estimators"] == rounds

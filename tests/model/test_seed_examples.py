@@ -170,7 +170,9 @@ def test_seed_002_orchestrator_and_selector_as_written(churn_sets, tmp_path: Pat
     )
     assert len(study.trials) == 3 and study.best_params == optimizer.best_params
     assert 20 <= optimizer.best_params["n_estimators"] <= 80
-    assert (tmp_path / "artifacts" / "study_lightgbm.csv").exists()  # beside the model, as in seed 002
+    # beside the model as in seed 002, in a folder of this run's own so no run overwrites another's
+    assert len(list((tmp_path / "artifacts").glob("*/study_lightgbm.csv"))) == 1
+    assert optimizer.extra["decision"].name == "lightgbm_model"  # registered under the name it was given
 
     selector = ModelSelector(
         project_name="end-to-end-ml",

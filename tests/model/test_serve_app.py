@@ -26,6 +26,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[di
     return settings, json.loads(frame.to_json(orient="records"))
 
 
+def _promote_copy(settings: Settings) -> str:
+    """A new version of the champion's run, promoted through the gate (an audited override: a tie)."""
+    import pandas as pd
+
+    from battleground.model.gate import champion_gate, register_candidate
+    from battleground.model.tracking import _mlflow
+
+    client = _mlflow(settings).MlflowClient()
+    mv = client.get_model_version_by_alias("churn", "champion")
+    holdout = pd.read_parquet(settings.home / "pipelines" / "base" / "04_feature" / "features_test.parquet")
+    version = register_candidate(settings, f"runs:/{mv.run_id}/model", "churn", source="test")
+    champion_gate(settings, "churn", version, holdout.drop(columns=["churned", "char_id", "cutoff"],
+                                                            errors="ignore"),
+                  holdout["churned"], metric="roc_auc", threshold=0.5, source="test", override="swap test", n_boot=10)
+    return version
+
+
 def test_serve_endpoints_and_validation(trained: tuple[Settings, list[dict]]) -> None:
     from fastapi.testclient import TestClient
 
@@ -50,6 +67,19 @@ def test_serve_endpoints_and_validation(trained: tuple[Settings, list[dict]]) ->
         text = resp.text
         assert "race" in text and "total_kills" in text
         assert client.post("/admin/reload").status_code == 403  # no token configured
+        # no record at all is the client's mistake, not a server error
+        for empty in ([], {"records": []}):
+            path = "/predict" if isinstance(empty, list) else "/predict/batch"
+            resp = client.post(path, json=empty)
+            assert resp.status_code == 422 and "no record" in resp.text
+        assert one["unseen_categories"] == []
+        # class labels use the threshold stored with the model, not 0.5
+        assert 0 < many["threshold"] < 1 and many["threshold"] != 0.5
+        assert many["labels"] == [int(p >= many["threshold"]) for p in many["predictions"]]
+        assert client.get("/model").json()["threshold"] == many["threshold"]
+        odd = client.post("/predict", json=[records[0], dict(records[1], race="Pandaren")]).json()
+        assert odd["unseen_categories"] == [{"row": 1, "column": "race", "value": "Pandaren"}]
+        assert len(odd["predictions"]) == 2
 
 
 def _free_port() -> int:
@@ -63,23 +93,25 @@ def test_serve_load_with_champion_swap(trained: tuple[Settings, list[dict]]) -> 
     import uvicorn
 
     from battleground.model.serve import create_app
-    from battleground.model.tracking import _mlflow
 
     settings, records = trained
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, poll_seconds=0.25), host="127.0.0.1", port=port,
-                                           log_level="error"))
+    app = create_app(settings, poll_seconds=0.25)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    stop = time.monotonic() + 10.0
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:  # one kept-alive connection
+        assert c.post("/predict", json=[]).status_code == 422
+        assert c.post("/predict", json=records[0]).status_code == 200  # the connection survived
+    stop = [time.monotonic() + 120.0]  # moved to 1 s after the swap (bounded by the swap, not the clock)
     versions: set[str] = set()
 
     def client_loop(i: int) -> tuple[int, int]:
         ok = failed = 0
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-            while time.monotonic() < stop:
+            while time.monotonic() < stop[0]:
                 r = c.post("/predict", json=records[i % len(records)])
                 if r.status_code == 200:
                     ok += 1
@@ -92,11 +124,10 @@ def test_serve_load_with_champion_swap(trained: tuple[Settings, list[dict]]) -> 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(client_loop, i) for i in range(8)]
             time.sleep(1.5)
-            mlflow = _mlflow(settings)
-            client = mlflow.MlflowClient()
-            mv = client.get_model_version_by_alias("churn", "champion")
-            new = mlflow.register_model(f"runs:/{mv.run_id}/model", "churn")
-            client.set_registered_model_alias("churn", "champion", new.version)
+            _promote_copy(settings)
+            while app.state.holder.swaps == 0 and time.monotonic() < stop[0]:
+                time.sleep(0.05)
+            stop[0] = min(stop[0], time.monotonic() + 1.0)
             results = [f.result() for f in futures]
     finally:
         server.should_exit = True
@@ -121,7 +152,7 @@ def test_serve_cli_model_predict(trained: tuple[Settings, list[dict]], tmp_path:
     res = CliRunner().invoke(app, ["model", "predict", "--input", str(src), "--output", str(out)])
     assert res.exit_code == 0, res.output
     preds = pd.read_csv(out)
-    assert list(preds.columns) == ["char_id", "churn_probability"]
+    assert list(preds.columns) == ["char_id", "churn_probability", "churn_label"]
     assert len(preds) == len(records) and preds["churn_probability"].between(0, 1).all()
 
 

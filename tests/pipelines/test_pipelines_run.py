@@ -160,3 +160,51 @@ def test_pipelines_run_with_kedro_own_tools(tmp_path: Path) -> None:
         session.run(pipeline_name="sub_churn_train_from_raw_game2")
     assert (tmp_path / "data" / "06_models" / "churn_model_game2.pkl").exists()
     assert (tmp_path / "home" / "mlflow.db").exists() and not (project / "mlruns").exists()
+
+
+def test_pipeline_with_a_worse_model_does_not_move_the_champion(settings: Settings, tmp_path: Path) -> None:
+    """The audit's case: a DummyClassifier (AUC 0.5) after a model that passed the gate."""
+    import shutil
+
+    from battleground.model.gate import champion_history
+    from battleground.model.tracking import _mlflow
+
+    run_pipeline("sub_churn_train_from_raw", settings, params=SMALL)
+    client = _mlflow(settings).MlflowClient()
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    conf = tmp_path / "conf"
+    shutil.copytree(Path(__file__).parents[2] / "src/battleground/pipelines/conf", conf)
+    params = conf / "base" / "parameters.yml"
+    params.write_text(params.read_text().replace(
+        "class: battleground.model.train.Trainer\n    params: {model: logistic}",
+        "class: sklearn.dummy.DummyClassifier\n    params: {strategy: prior}").replace(
+        "deployment_score_thresh: 0.6", "deployment_score_thresh: 0.0"))
+    run_pipeline("sub_churn_train", settings, params=SMALL, conf_source=conf)
+    mv = client.get_model_version("churn", "2")
+    assert mv.tags["battleground.gate.status"] == "refused"
+    assert "does not beat champion v1" in mv.tags["battleground.gate.reason"]
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    entries, current = champion_history(settings, "churn")
+    assert current == "1" and [(e.version, e.action, e.source) for e in entries] == [
+        ("1", "promoted", "pipeline base"), ("2", "refused", "pipeline base")]
+    run = client.get_run(mv.run_id)
+    assert "test_roc_auc" in run.data.metrics  # held-out metrics on pipeline runs, not only training ones
+
+
+def test_kedro_own_entry_point_refuses_game2_twins_outside_game2_env(tmp_path: Path) -> None:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+    from battleground.model.tracking import ConfigError
+
+    project = tmp_path / "churn-project"
+    assert CliRunner().invoke(app, ["pipeline", "kedro-project", str(project)]).exit_code == 0
+    bootstrap_project(project)
+    runtime = {"data_dir": str(tmp_path / "data"), "home": str(tmp_path / "home")}
+    for env in (None, "base"):  # `kedro run -p sub_churn_raw_game2` and the same with --env base
+        with KedroSession.create(project_path=project, env=env, runtime_params=runtime) as session, \
+                pytest.raises(ConfigError, match="runs only in game2_env"):
+            session.run(pipeline_names=["sub_churn_raw_game2"])
+    assert not (tmp_path / "data").exists()  # refused before any node ran

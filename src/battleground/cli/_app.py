@@ -19,10 +19,12 @@ def serve_command(
     """Serve the champion model over HTTP (FastAPI)."""
     import uvicorn
 
+    from battleground.cli._common import user_errors
     from battleground.model.serve import create_app
 
     settings = load_settings()
-    app = create_app(settings, model_name=model_name, require_token=require_token, docs=docs, hosts=(host,))
+    with user_errors():  # no champion, or one the gate did not promote: one line, exit 1
+        app = create_app(settings, model_name=model_name, require_token=require_token, docs=docs, hosts=(host,))
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -56,10 +56,32 @@ def evaluate(
         from battleground.model.tracking import evaluate_from_config
 
         res = evaluate_from_config(config, settings, plots_dir=plots)
-        console.print(
-            f"champion: {res.name}@champion = version {res.version} ({res.model_type}); "
-            f"{res.metric} valid {res.valid_score:.4f}, test {res.test_score:.4f} >= {res.threshold:.4f}"
-        )
+        assert res.decision is not None
+        console.print(f"champion gate: {res.decision.summary()}")
+        console.print(f"champion: {res.name}@champion = version {res.version} ({res.model_type}); "
+                      f"{res.metric} valid {res.valid_score:.4f}, test {res.test_score:.4f}")
+
+
+@app.command("history")
+def history(name: str = typer.Argument("churn", help="Registered model name.")) -> None:
+    """Every champion-gate decision for a model: when, which version, metric, promoted or refused, why."""
+    with user_errors():
+        import datetime as dt
+
+        from battleground.model.gate import champion_history
+
+        entries, current = champion_history(load_settings(), name)
+        console.print(f"{name}@champion now names v{current}" if current else f"{name}: no champion yet")
+        for e in entries:  # one line each: a table truncates the reason in a narrow terminal
+            when = dt.datetime.fromtimestamp(e.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            console.print(f"{when} UTC  v{e.version} {e.action} ({e.source}; {e.metric} {e.score:.4f}; champion "
+                          f"before: {('v' + e.champion_before) if e.champion_before else 'none'}): {e.reason}",
+                          soft_wrap=True, highlight=False)
+        promoted = [e.version for e in entries if e.action == "promoted"]
+        if current is not None and (not promoted or promoted[-1] != current):
+            console.print(f"[bold red]warning:[/] @champion names v{current}, which the gate did not promote last "
+                          f"(last promoted: {promoted[-1] if promoted else 'none'}): the alias was moved outside "
+                          "the gate, and the model server refuses to load it")
 
 
 @app.command("leaderboard")
@@ -69,6 +91,7 @@ def leaderboard_cmd(
     n_characters: int = typer.Option(4000, help="Synthetic churn characters when no config is given."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and the models."),
     top_k: int = typer.Option(0, help="Also fit a soft-voting ensemble of the top k (k >= 2)."),
+    cv: int = typer.Option(0, help="k-fold CV on the training rows (grouped by entity id): mean and sd per model."),
 ) -> None:
     """Compare model types on validation data, best first (like PyCaret's compare_models)."""
     with user_errors():
@@ -80,14 +103,17 @@ def leaderboard_cmd(
         if config is not None:
             cfg = TrainingConfig.from_yaml(config)
             splits = read_splits(cfg.splits_dir)
-            X_train, y_train = _features(splits["train"], cfg.label)
-            X_valid, y_valid = _features(splits["valid"], cfg.label)
+            X_train, y_train = _features(splits["train"], cfg.label, cfg.non_features)
+            X_valid, y_valid = _features(splits["valid"], cfg.label, cfg.non_features)
+            ids = [c for c in cfg.id_columns if c in splits["train"].columns]
+            groups = splits["train"][ids[0]].to_numpy() if ids else None
         else:
+            groups = None
             ds = CreateDataSet(n_characters=n_characters, seed=seed)
             X_train, y_train = ds.load_train_set()
             X_valid, y_valid = ds.load_test_set()
         board = leaderboard(X_train, y_train, X_valid, y_valid, models=[m.strip() for m in models.split(",")],
-                            seed=seed)
+                            seed=seed, cv=cv, groups=groups)
         table = board.table
         if top_k:
             voter = top_k_voting(board, X_train, y_train, k=top_k, seed=seed)
@@ -130,6 +156,7 @@ def predict(
             raise ValueError(f"--input {input} lacks the model's feature columns {missing}")
         out = frame[["char_id"]].copy() if "char_id" in frame.columns else pd.DataFrame(index=frame.index)
         out["churn_probability"] = predict_frame(champ, frame.to_dict(orient="records"))
+        out["churn_label"] = (out["churn_probability"] >= champ.threshold).astype(int)  # the model's own threshold
         output.parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(output, index=False) if output.suffix == ".csv" else out.to_parquet(output, index=False)
         console.print(f"{len(out)} predictions from {champ.name} v{champ.version} → {output}")

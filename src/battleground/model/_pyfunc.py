@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 
-with warnings.catch_warnings():  # MLflow nags about type hints on predict when the class is defined
-    warnings.simplefilter("ignore")
 
-    class ProbabilityModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
-        """Wraps a whole fitted pipeline (preprocessing included); ``predict`` returns P(class 1).
+class ProbabilityModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+    """Wraps a whole fitted pipeline (preprocessing included); ``predict`` returns P(class 1).
 
-        MLflow's own LightGBM/sklearn flavours predict labels, which is not what a churn score needs.
-        """
+    MLflow's own LightGBM/sklearn flavours predict labels, which is not what a churn score needs. The
+    type hints on ``predict`` are what MLflow reads (a frame in, one probability per row out).
+    """
 
-        def __init__(self, model: Any) -> None:
-            self.model = model
+    def __init__(self, model: Any) -> None:
+        self.model = model
 
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def,override]
-            return np.asarray(self.model.predict_proba(model_input))[:, 1]
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[float]:
+        return np.asarray(self.model.predict_proba(model_input))[:, 1].tolist()  # type: ignore[no-any-return]

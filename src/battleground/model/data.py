@@ -152,11 +152,14 @@ def split_data(
     fractions: Mapping[str, float] | None = None,
     time_column: str | None = None,
     seed: int = 0,
+    group_column: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Split into train / valid / calib / test frames (seed ``002``'s ``split_data.py``).
 
     ``method='stratified'`` keeps the class balance in every part; ``method='time'`` orders rows by
     ``time_column`` so the test part is the latest. ``fractions`` default to 0.6/0.2/0/0.2.
+    ``group_column`` (e.g. ``char_id``) keeps every row of one entity in one part (stratified by the
+    entity's highest label), so no entity is both trained on and tested on.
     """
     from sklearn.model_selection import train_test_split
 
@@ -184,6 +187,13 @@ def split_data(
         for p, lo, hi in zip(parts, edges[:-1], edges[1:], strict=True):
             out[p] = ordered.iloc[lo:hi].reset_index(drop=True)
         return out
+    if group_column is not None:
+        if group_column not in frame.columns:
+            raise ValueError(f"group_column={group_column!r} is not a column{_suggest(group_column, list(frame.columns))}")
+        groups = frame.groupby(group_column, sort=True)[label].max().reset_index()
+        parts_of = split_data(groups, label=label, method="stratified", fractions=fr, seed=seed)
+        return {p: frame[frame[group_column].isin(g[group_column])].reset_index(drop=True)
+                for p, g in parts_of.items()}
     rest = frame.reset_index(drop=True)
     remaining = 1.0
     for p in parts[:-1]:

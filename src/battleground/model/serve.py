@@ -12,9 +12,14 @@ HTTP hardening (``battleground._http``): trusted hosts, security headers, the to
 time and the body capped before it is read; ``require_token=True`` (``battleground serve
 --require-token``) puts every route but ``/health`` behind the token; ``docs=False`` turns off
 ``/docs``, ``/redoc`` and ``/openapi.json``.
+
+Only versions the champion gate promoted load (:func:`battleground.model.tracking.load_champion`
+checks the sha256 of the files against the gate's signed record before unpickling); a refused or
+failed load is logged, listed under ``refused_loads`` on ``GET /model``, and the old model keeps serving.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the dynamic pydantic models as real types
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +31,9 @@ if TYPE_CHECKING:
     from battleground.model.tracking import Champion
     from battleground.settings import Settings
 
-__all__ = ["ChampionHolder", "create_app", "predict_frame"]
+__all__ = ["ChampionHolder", "create_app", "known_categories", "predict_frame", "unseen_categories"]
 
+log = logging.getLogger("battleground.model.serve")
 _DTYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
 
@@ -39,24 +45,75 @@ def _python_type(dtype: str) -> type:
 
 
 class ChampionHolder:
-    """Holds the current champion; ``refresh()`` loads a newer version and swaps it in atomically."""
+    """Holds the current champion; ``refresh()`` loads a newer version and swaps it in atomically.
+
+    ``version_of()`` returns the alias' current key (version and gate record). A key whose load was
+    refused or failed is logged once, kept in ``refusals`` and not retried until the key changes (or
+    ``refresh(force=True)``, as ``/admin/reload`` does); the old champion keeps serving meanwhile.
+    """
 
     def __init__(self, loader: "Callable[[], Champion]", version_of: "Callable[[], str]") -> None:
+        import collections
+
         self._loader = loader
         self._version_of = version_of
         self._lock = threading.Lock()
-        self.champion: Champion = loader()
+        self.champion: Champion = loader()  # first: raises LookupError when there is no champion
+        self._key = version_of()
         self.swaps = 0
+        self._refused_key: str | None = None
+        self.refusals: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
 
-    def refresh(self) -> bool:
+    def refresh(self, force: bool = False) -> bool:
         """Load the alias' version if it changed; returns whether a swap happened."""
+        import time
+
         with self._lock:  # one loader at a time; readers never take this lock
-            if self._version_of() == self.champion.version:
+            key = self._version_of()
+            if key == self._key or (key == self._refused_key and not force):
                 return False
-            new = self._loader()
+            try:
+                new = self._loader()
+            except Exception as exc:  # refused (no gate record, digest mismatch) or broken: keep serving
+                self._refused_key = key
+                self.refusals.append({"at": time.time(), "alias": key.split("|", 1)[0],
+                                      "error": f"{type(exc).__name__}: {exc}"})
+                log.error("champion load refused, still serving v%s: alias now names v%s: %s: %s",
+                          self.champion.version, key.split("|", 1)[0], type(exc).__name__, exc)
+                return False
             self.champion = new  # a single reference assignment: atomic for readers
+            self._key = key
+            self._refused_key = None
             self.swaps += 1
+            log.info("champion swapped in: %s v%s (sha256 %s)", new.name, new.version, new.digest[:12])
             return True
+
+
+def known_categories(model: Any) -> dict[str, set[str]]:
+    """The categories each categorical column was fitted with (``categories_`` of the model's
+    ``Trainer``/``Preprocess`` steps, through scikit-learn pipelines); empty when none are known."""
+    found: dict[str, set[str]] = {}
+    steps = [s for _, s in getattr(model, "steps", [])] or [model]
+    for step in steps:
+        cats = getattr(step, "categories_", None)
+        if isinstance(cats, dict):
+            for col, values in cats.items():
+                found.setdefault(str(col), set()).update(str(v) for v in values)
+    return found
+
+
+def unseen_categories(champion: "Champion", records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"row", "column", "value"}`` for each value of a categorical column the model never saw
+    (the model scores it as a missing value)."""
+    inner = getattr(getattr(champion.model, "_model_impl", None), "python_model", None)
+    known = known_categories(getattr(inner, "model", None))
+    out = []
+    for i, rec in enumerate(records):
+        for col, values in known.items():
+            v = rec.get(col)
+            if v is not None and str(v) not in values:
+                out.append({"row": i, "column": col, "value": v})
+    return out
 
 
 def _column(values: list[Any], dtype: str) -> Any:
@@ -112,9 +169,11 @@ def create_app(
     ``require_token``: every route but ``/health`` needs ``Authorization: Bearer <settings.api_token>``;
     ``docs``: serve the interactive docs; ``hosts``: trusted host names beyond the local ones.
 
-    Raises ``LookupError`` when the registry has no champion yet.
+    Raises ``LookupError`` when the registry has no champion yet and
+    :class:`~battleground.model.gate.UntrustedModelError` when the champion's files do not match a
+    record of the champion gate (see docs/pipelines-serving.md, "trust boundary").
     """
-    from fastapi import Depends, FastAPI, Header
+    from fastapi import Depends, FastAPI, Header, HTTPException
     from fastapi.responses import JSONResponse
 
     from battleground._http import check_token, harden
@@ -130,7 +189,10 @@ def create_app(
     client = mlflow.MlflowClient()
 
     def version_of() -> str:
-        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+        from battleground.model.gate import TAG_DIGEST, TAG_SIGNATURE
+
+        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+        return f"{mv.version}|{mv.tags.get(TAG_DIGEST, '')}|{mv.tags.get(TAG_SIGNATURE, '')}"
 
     holder = ChampionHolder(lambda: load_champion(settings, model_name), version_of)
     fields: dict[str, Any] = {
@@ -146,11 +208,16 @@ def create_app(
     stop = threading.Event()
 
     def poll() -> None:
+        last = ""
         while not stop.wait(poll_seconds):
             try:
                 holder.refresh()
-            except Exception:  # a registry hiccup must not kill the poller; keep serving the old model
-                continue
+                last = ""
+            except Exception as exc:  # a registry hiccup must not kill the poller; keep serving the old model
+                if str(exc) != last:  # once per distinct error, not every poll
+                    log.warning("champion poll failed, still serving v%s: %s: %s", holder.champion.version,
+                                type(exc).__name__, exc)
+                last = str(exc)
 
     from contextlib import asynccontextmanager
 
@@ -170,10 +237,15 @@ def create_app(
     app.state.holder = holder
 
     def score(records: list[Any]) -> JSONResponse:
+        if not records:
+            raise HTTPException(422, "the body holds no record: send one record, a non-empty list of records, "
+                                     'or {"records": [...]} with at least one')
         champ = holder.champion  # one read: the whole request uses the same model
         rows = [r.model_dump() for r in records]
-        return JSONResponse({"predictions": predict_frame(champ, rows), "model": champ.name,
-                             "version": champ.version})
+        proba = predict_frame(champ, rows)
+        return JSONResponse({"predictions": proba, "labels": [int(p >= champ.threshold) for p in proba],
+                             "threshold": champ.threshold, "model": champ.name, "version": champ.version,
+                             "unseen_categories": unseen_categories(champ, rows)})
 
     # plain ``def``: FastAPI runs it in its thread pool (measured as fast as ``async def`` for one row,
     # and a large batch does not stall the event loop)
@@ -194,7 +266,8 @@ def create_app(
         champ = holder.champion
         return {"name": champ.name, "version": champ.version, "alias": champ.alias, "run_id": champ.run_id,
                 "model_type": champ.model_type, "metrics": dict(champ.metrics),
-                "features": [{"name": n, "dtype": t} for n, t in champ.input_schema], "swaps": holder.swaps}
+                "features": [{"name": n, "dtype": t} for n, t in champ.input_schema], "swaps": holder.swaps,
+                "sha256": champ.digest, "threshold": champ.threshold, "refused_loads": list(holder.refusals)}
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         # the gate below refuses first; this keeps the route safe if it is mounted elsewhere
@@ -202,7 +275,7 @@ def create_app(
 
     @app.post("/admin/reload", dependencies=[Depends(admin)])
     def reload() -> dict[str, Any]:
-        swapped = holder.refresh()
+        swapped = holder.refresh(force=True)
         return {"swapped": swapped, "version": holder.champion.version}
 
     # engineer G's incremental models, scored beside the champion (checkpoints under the home)

@@ -28,8 +28,11 @@ from battleground.settings import Settings, quiet_third_party_telemetry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from battleground.model.gate import GateDecision
+
 __all__ = [
     "Champion",
+    "ChampionRefusedError",
     "ChampionThresholdError",
     "ConfigError",
     "ModelSelector",
@@ -56,17 +59,20 @@ class ConfigError(ModelError, ValueError):
     """A training config key or value is wrong."""
 
 
-class ChampionThresholdError(ModelError, RuntimeError):
-    """The best model's test score does not clear ``deployment_score_thresh``; nothing was registered."""
+class ChampionRefusedError(ModelError, RuntimeError):
+    """The champion gate refused the candidate: it stays registered (tagged with the reason), the alias
+    did not move. ``decision`` is the :class:`~battleground.model.gate.GateDecision`."""
 
-    def __init__(self, model: str, metric: str, score: float, thresh: float) -> None:
-        super().__init__(
-            f"champion not registered: best model {model!r} scored {metric}={score:.4f} on test, below "
-            f"deployment_score_thresh={thresh:.4f}; improve the model or lower the threshold"
-        )
-        self.model = model
-        self.score = score
-        self.thresh = thresh
+    def __init__(self, decision: GateDecision) -> None:
+        super().__init__(f"champion not moved: {decision.summary()}")
+        self.decision = decision
+        self.model = decision.name
+        self.score = decision.candidate_score
+        self.thresh = decision.threshold
+
+
+class ChampionThresholdError(ChampionRefusedError):
+    """The candidate's held-out score is below ``deployment_score_thresh``; the alias did not move."""
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -90,12 +96,15 @@ class TrainingConfig:
     comparison_metric: str = "fbeta_score"
     fbeta_score_beta_val: float = 0.5
     deployment_score_thresh: float = 0.7
+    champion_margin: float = 0.0
     seed: int | None = 0
     registered_model_name: str = DEFAULT_MODEL_NAME
     n_workers: int = 1
     search_space: Mapping[str, Any] | None = None
     tuned_models: tuple[str, ...] | None = None
     voting_top_k: int = 0
+    class_weight: str | None = "balanced"
+    calibration: str | None = "auto"
     data: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -155,7 +164,7 @@ class TrainingConfig:
             except ValueError as exc:
                 raise ConfigError(f"search_space: {exc}") from None
         numbers = {"max_search_iters": int, "n_workers": int, "voting_top_k": int, "fbeta_score_beta_val": float,
-                   "deployment_score_thresh": float, "model_opt_timeout_secs": float, "seed": int}
+                   "deployment_score_thresh": float, "champion_margin": float, "model_opt_timeout_secs": float, "seed": int}
         for key, typ in numbers.items():
             if key in body and not (body[key] is None and key in ("model_opt_timeout_secs", "seed")):
                 body[key] = _number(key, body[key], typ)
@@ -164,6 +173,13 @@ class TrainingConfig:
                 raise ConfigError(f"{key}={body[key]!r} must be a string")
             if key in body:
                 body[key] = str(body[key])
+        if body.get("class_weight", "balanced") not in (None, "balanced"):
+            raise ConfigError(f"class_weight={body['class_weight']!r} is unknown; valid: ['balanced', null]")
+        if body.get("calibration", "auto") not in (None, "auto", "sigmoid", "isotonic"):
+            raise ConfigError(f"calibration={body['calibration']!r} is unknown; valid: ['auto', 'sigmoid', "
+                              "'isotonic', null] (auto: sigmoid when class_weight is balanced)")
+        if not float(body.get("champion_margin", 0.0)) >= 0:
+            raise ConfigError(f"champion_margin={body['champion_margin']!r} must be >= 0 (0: any improvement)")
         if int(body.get("n_workers", 1)) < 1:
             raise ConfigError(f"n_workers={body['n_workers']!r} must be >= 1")
         if not float(body.get("fbeta_score_beta_val", 0.5)) > 0:
@@ -175,7 +191,7 @@ class TrainingConfig:
             raise ConfigError(f"max_search_iters={body['max_search_iters']!r} must be >= 0")
         data = dict(body.get("data") or {})
         data_keys = ("input", "synthetic", "label", "split_method", "fractions", "time_column", "splits_dir",
-                     "artifacts_dir")
+                     "artifacts_dir", "id_columns", "drop_columns")
         for key in data:
             if key not in data_keys:
                 close = difflib.get_close_matches(key, data_keys, n=1)
@@ -192,6 +208,14 @@ class TrainingConfig:
         if "cutoffs" in syn and (isinstance(syn["cutoffs"], str) or not list(syn["cutoffs"] or [])):
             raise ConfigError(f"data.synthetic.cutoffs={syn['cutoffs']!r} must be a non-empty list of dates, "
                               "e.g. ['2022-06-01', '2022-09-01']")
+        for key in ("id_columns", "drop_columns"):
+            if key in data:
+                value = data[key]
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"data.{key}={data[key]!r} must be a list of column names")
+                data[key] = list(value)
         if data.get("split_method", "stratified") not in ("stratified", "time"):
             raise ConfigError(f"data.split_method={data['split_method']!r} is unknown; valid: ['stratified', 'time']")
         if data.get("split_method") == "time" and not data.get("time_column"):
@@ -226,6 +250,24 @@ class TrainingConfig:
     @property
     def label(self) -> str:
         return str(self.data.get("label", "churned"))
+
+    @property
+    def calibration_method(self) -> str | None:
+        """``calibration`` resolved: ``auto`` calibrates (sigmoid) exactly when classes are re-weighted,
+        since balanced weights inflate P(class 1) far above the base rate."""
+        if self.calibration == "auto":
+            return "sigmoid" if self.class_weight == "balanced" else None
+        return self.calibration
+
+    @property
+    def id_columns(self) -> tuple[str, ...]:
+        """Entity ids: never features; the first one present groups the stratified split."""
+        return tuple(self.data.get("id_columns", ["char_id"]))
+
+    @property
+    def non_features(self) -> tuple[str, ...]:
+        """Columns that are never features: ids, ``drop_columns`` (default the ``cutoff`` date)."""
+        return (*self.id_columns, *self.data.get("drop_columns", ["cutoff"]))
 
     @property
     def metric(self) -> str:
@@ -407,11 +449,12 @@ def use_experiment(mlflow: Any, name: str, settings: Settings) -> str:
     return str(exp_id)
 
 
-def _features(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, pd.Series]:
+def _features(frame: pd.DataFrame, label: str, drop: Sequence[str] = _NON_FEATURES) -> tuple[pd.DataFrame, pd.Series]:
+    """(features, label): every column but the label and the non-feature columns ``drop``."""
     if label not in frame.columns:
         raise ConfigError(f"label {label!r} is not a column; columns: {list(frame.columns)}")
     y = frame[label]
-    X = frame.drop(columns=[label, *[c for c in _NON_FEATURES if c in frame.columns]])
+    X = frame.drop(columns=[label, *[c for c in drop if c in frame.columns]])
     return X, y
 
 
@@ -447,8 +490,10 @@ def split_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path) -
             f.insert(1, "cutoff", pd.Timestamp(c))
             parts.append(f)
         frame = pd.concat(parts, ignore_index=True)
-    splits = split_data(frame, label=cfg.label, method=str(data.get("split_method", "stratified")),
-                        fractions=data.get("fractions"), time_column=data.get("time_column"), seed=seed)
+    method = str(data.get("split_method", "stratified"))
+    group = next((c for c in cfg.id_columns if c in frame.columns), None) if method == "stratified" else None
+    splits = split_data(frame, label=cfg.label, method=method, fractions=data.get("fractions"),
+                        time_column=data.get("time_column"), seed=seed, group_column=group)
     return write_splits(splits, cfg.splits_dir)
 
 
@@ -493,7 +538,8 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
     metrics = {f"valid_{k}": v for k, v in report.metrics().items()}
     from battleground.model.train import score
 
-    valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val)
+    # F-beta is scored at the threshold tuned on validation (the one stored with the model), not at 0.5
+    valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val, threshold=report.best_threshold)
     metrics["validation_score"] = valid_score
     with mlflow.start_run(run_name=f"{kind}-{batch_id}") as run:
         now = int(time.time() * 1000)
@@ -502,6 +548,7 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
             "workspace_name": cfg.workspace_name, "seed": str(seed), "data_hash": data_hash(X_train, y_train),
             "git_revision": git_revision(), "comparison_metric": cfg.comparison_metric,
             "input_schema": json.dumps([[c, str(X_train[c].dtype)] for c in X_train.columns]),
+            "decision_threshold": repr(float(report.best_threshold)),
         }
         plist = {**{k: str(v) for k, v in params.items()}, "seed": str(seed), "model_type": kind}
         mvals = {**metrics, **system_metrics(), "fit_seconds": float(getattr(trainer, "fit_seconds_", 0.0))}
@@ -546,11 +593,11 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
     splits = read_splits(cfg.splits_dir)
     if "valid" not in splits:
         raise ConfigError(f"{cfg.splits_dir} has no valid.parquet; give data.fractions a 'valid' share")
-    X_train, y_train = _features(splits["train"], cfg.label)
-    X_valid, y_valid = _features(splits["valid"], cfg.label)
+    X_train, y_train = _features(splits["train"], cfg.label, cfg.non_features)
+    X_valid, y_valid = _features(splits["valid"], cfg.label, cfg.non_features)
     mlflow = _mlflow(settings)
     use_experiment(mlflow, cfg.project_name, settings)
-    batch_id = f"{int(time.time() * 1000):x}"
+    batch_id = f"{int(time.time() * 1000):x}-{random.Random().getrandbits(16):04x}"
     kinds = [canonical_model(m) for m in cfg.supported_models]
     tuned = {canonical_model(m) for m in (cfg.tuned_models if cfg.tuned_models is not None else cfg.supported_models)}
     runs: list[ModelRun] = []
@@ -564,11 +611,14 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
                           n_trials=cfg.max_search_iters, timeout=cfg.model_opt_timeout_secs,
                           n_workers=cfg.n_workers, storage=settings.optuna_storage,
                           study_name=f"{cfg.project_name}-{kind}-{batch_id}", metric=cfg.metric,
-                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir)
+                          beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir / batch_id,
+                          class_weight=cfg.class_weight, calibration=cfg.calibration_method)
             trainer, params = result.trainer, result.best_params
         else:
             result = None
-            trainer, params = Trainer(kind, random_state=seed).fit(X_train, y_train), {}
+            trainer = Trainer(kind, random_state=seed, class_weight=cfg.class_weight,
+                              calibration=cfg.calibration_method).fit(X_train, y_train)
+            params = {}
         fitted[kind] = trainer
         best_params[kind] = dict(params)
         runs.append(_log_model_run(mlflow, kind=kind, trainer=trainer, X_train=X_train, y_train=y_train,
@@ -626,7 +676,10 @@ class ModelSelector:
 
 @dataclass(frozen=True)
 class Champion:
-    """A loaded registered model: call ``model.predict(frame)`` for P(churn)."""
+    """A loaded registered model: call ``model.predict(frame)`` for P(churn).
+
+    ``digest`` is the sha256 of its files that the champion gate recorded and the loader re-checked.
+    """
 
     model: Any
     name: str
@@ -636,6 +689,8 @@ class Champion:
     model_type: str
     metrics: Mapping[str, float]
     input_schema: tuple[tuple[str, str], ...]
+    digest: str = ""
+    threshold: float = 0.5  # P(churn) at or above which the class label is 1 (tuned on validation)
 
     @property
     def feature_names(self) -> list[str]:
@@ -644,6 +699,8 @@ class Champion:
 
 @dataclass(frozen=True)
 class EvaluateResult:
+    """The evaluated candidate (``version``, registered either way) and the gate's ``decision``."""
+
     model_type: str
     run_id: str
     metric: str
@@ -654,14 +711,46 @@ class EvaluateResult:
     registered: bool
     name: str
     version: str | None
+    decision: GateDecision | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision is not None and self.decision.promoted
+
+    @property
+    def champion_version(self) -> str | None:
+        """The version ``@champion`` names after the gate: the candidate, or the kept incumbent."""
+        if self.decision is None:
+            return None
+        return self.decision.version if self.decision.promoted else self.decision.champion_version
+
+
+def gate_run_model(settings: Settings, cfg: TrainingConfig, model_uri: str, X_holdout: pd.DataFrame,
+                   y_holdout: Any, *, source: str, tags: Mapping[str, str] | None = None,
+                   strict: bool = True) -> GateDecision:
+    """Register ``model_uri`` as a candidate of ``cfg.registered_model_name`` and pass it through the
+    champion gate on the held-out rows; raise :class:`ChampionRefusedError` when refused and ``strict``."""
+    from battleground.model.gate import champion_gate, register_candidate
+
+    version = register_candidate(settings, model_uri, cfg.registered_model_name, source=source, tags=tags)
+    decision = champion_gate(settings, cfg.registered_model_name, version, X_holdout, y_holdout, metric=cfg.metric,
+                             threshold=cfg.deployment_score_thresh, margin=cfg.champion_margin,
+                             beta=cfg.fbeta_score_beta_val, source=source, seed=cfg.seed or 0)
+    if strict and not decision.promoted:
+        below = decision.candidate_score < decision.threshold
+        raise (ChampionThresholdError if below else ChampionRefusedError)(decision)
+    return decision
 
 
 def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
-                         settings: Settings | None = None, *, plots_dir: str | Path | None = None) -> EvaluateResult:
-    """``make evaluate``: pick the best run of the latest batch, score it on test, register it as
-    ``<registered_model_name>@champion`` only if the score clears ``deployment_score_thresh``.
+                         settings: Settings | None = None, *, plots_dir: str | Path | None = None,
+                         strict: bool = True) -> EvaluateResult:
+    """``make evaluate``: pick the best run of the latest batch, score it on test, register it as a
+    candidate of ``<registered_model_name>`` and let the champion gate decide whether it becomes
+    ``@champion`` (``deployment_score_thresh`` and ``champion_margin`` over the current champion).
 
-    Raises :class:`ChampionThresholdError` (nothing registered) when it does not.
+    Raises :class:`ChampionRefusedError` (:class:`ChampionThresholdError` below the threshold) when
+    the gate refuses and ``strict``; the candidate stays registered with the reason as a tag.
     """
     from mlflow.entities import Metric
 
@@ -679,7 +768,7 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     splits = read_splits(cfg.splits_dir)
     if "test" not in splits:
         raise ConfigError(f"{cfg.splits_dir} has no test.parquet; give data.fractions a 'test' share")
-    X_test, y_test = _features(splits["test"], cfg.label)
+    X_test, y_test = _features(splits["test"], cfg.label, cfg.non_features)
     model_uri = client.get_run(run_id).data.tags.get("model_uri", f"runs:/{run_id}/model")
     model = mlflow.pyfunc.load_model(model_uri)
     proba = np.asarray(model.predict(X_test), dtype=float)
@@ -691,23 +780,32 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     if plots_dir is not None:
         EvalClassifierModel(beta=cfg.fbeta_score_beta_val).plots(proba, y_test, plots_dir, title=model_type)
     valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
-    if test_score < cfg.deployment_score_thresh:
-        raise ChampionThresholdError(model_type, cfg.comparison_metric, test_score, cfg.deployment_score_thresh)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        version = mlflow.register_model(model_uri, cfg.registered_model_name)
-    client.set_registered_model_alias(cfg.registered_model_name, CHAMPION, version.version)
-    client.set_model_version_tag(cfg.registered_model_name, version.version, "model_type", model_type)
+    decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
+                              tags={"model_type": model_type, "run_id": run_id}, strict=strict)
     return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric, valid_score=valid_score,
                           test_score=test_score, threshold=cfg.deployment_score_thresh,
                           test_metrics=report.metrics(), registered=True, name=cfg.registered_model_name,
-                          version=str(version.version))
+                          version=decision.version, decision=decision)
 
 
 def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEFAULT_MODEL_NAME,
                   alias: str = CHAMPION) -> Champion:
-    """Load ``models:/<name>@<alias>`` with its version, metrics and input schema (column, dtype)."""
-    mlflow = _mlflow(settings_or_uri if settings_or_uri is not None else Settings.from_env())
+    """Load ``models:/<name>@<alias>`` with its version, metrics and input schema (column, dtype).
+
+    Only a version the champion gate promoted loads: its files are downloaded, their sha256 checked
+    against the gate's signed record, and the model is read from those same files. Raises
+    :class:`~battleground.model.gate.UntrustedModelError` otherwise (nothing is unpickled).
+    """
+    import dataclasses
+    import tempfile
+
+    from battleground.model.gate import verified_model_dir
+
+    if isinstance(settings_or_uri, str):
+        settings = dataclasses.replace(Settings.from_env(), mlflow_uri=settings_or_uri)
+    else:
+        settings = settings_or_uri if settings_or_uri is not None else Settings.from_env()
+    mlflow = _mlflow(settings)
     client = mlflow.MlflowClient()
     try:
         mv = client.get_model_version_by_alias(name, alias)
@@ -717,10 +815,15 @@ def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEF
     run = client.get_run(mv.run_id)
     schema_tag = run.data.tags.get("input_schema")
     schema = tuple((str(c), str(t)) for c, t in json.loads(schema_tag)) if schema_tag else ()
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    with tempfile.TemporaryDirectory(prefix="bg-champion-") as tmp:
+        local = verified_model_dir(settings, name, str(mv.version), mv.tags, Path(tmp))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     return Champion(model=model, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id,
                     model_type=run.data.tags.get("model_type", ""), metrics=dict(run.data.metrics),
-                    input_schema=schema)
+                    input_schema=schema, digest=str(mv.tags.get("battleground.gate.digest", "")),
+                    threshold=float(run.data.tags.get("decision_threshold", 0.5)))
 
 
 class TrainingOrchestrator:
@@ -731,7 +834,8 @@ class TrainingOrchestrator:
 
     def __init__(self, experiment_manager: Any = None, *, train_features: pd.DataFrame, train_class: Any,
                  valid_features: pd.DataFrame, valid_class: Any, settings: Settings | None = None,
-                 config: TrainingConfig | Mapping[str, Any] | None = None) -> None:
+                 config: TrainingConfig | Mapping[str, Any] | None = None,
+                 holdout_features: pd.DataFrame | None = None, holdout_class: Any = None) -> None:
         self.experiment_manager = experiment_manager
         self.train_features = train_features
         self.train_class = train_class
@@ -739,33 +843,54 @@ class TrainingOrchestrator:
         self.valid_class = valid_class
         self.settings = settings
         self.config = _as_config(config or {})
+        self.holdout_features = holdout_features
+        self.holdout_class = holdout_class
 
     def optimize_model(self, tracker: Any = None, model: Any = "lightgbm",
                        search_space_params: Mapping[str, Any] | None = None,
                        registered_model_name: str | None = None) -> tuple[Any, Any]:
         """Tune ``model`` (a name or a class such as ``LGBMClassifier``), log the best to MLflow.
 
+        The study lives in the configured Optuna storage (``settings.optuna_storage``) under a name
+        of its own, and its CSV goes to ``<artifacts_dir>/<batch>/``, so no run overwrites another's.
+        With ``registered_model_name`` the model is registered under that name as a candidate and
+        the champion gate decides on ``@champion`` (on ``holdout_features``/``holdout_class`` when
+        given, else on the validation rows, which tuning has seen: an optimistic score).
+
         Returns ``(optuna.Study, TuneResult)``: the seed's ``(study, optimizer)`` pair. The result's
-        ``trainer`` is the refitted best model, ``trials`` the study as a table and
-        ``extra["run"]`` the MLflow run it was logged to."""
+        ``trainer`` is the refitted best model, ``trials`` the study as a table,
+        ``extra["run"]`` the MLflow run it was logged to and ``extra["decision"]`` the gate's decision."""
         from battleground.model.train import canonical_model, tune
 
         kind = canonical_model(model if isinstance(model, str) else getattr(model, "__name__", str(model)))
         cfg = self.config
         settings = self.settings or Settings.from_env()
+        settings.ensure_home()
         seed = log_seed(cfg)
+        batch_id = f"{int(time.time() * 1000):x}-{random.Random().getrandbits(16):04x}"
         space = {kind: dict(search_space_params)} if search_space_params else _search_space(cfg)
         result = tune(kind, self.train_features, self.train_class, self.valid_features, self.valid_class,
                       search_space=space, n_trials=max(cfg.max_search_iters, 1),
                       timeout=cfg.model_opt_timeout_secs, metric=cfg.metric, beta=cfg.fbeta_score_beta_val,
-                      seed=seed, output_dir=cfg.artifacts_dir)
+                      seed=seed, output_dir=cfg.artifacts_dir / batch_id, storage=settings.optuna_storage,
+                      study_name=f"{cfg.project_name}-{kind}-{batch_id}", n_workers=cfg.n_workers,
+                      class_weight=cfg.class_weight, calibration=cfg.calibration_method)
         mlflow = _mlflow(settings)
         use_experiment(mlflow, cfg.project_name, settings)
         run = _log_model_run(mlflow, kind=kind, trainer=result.trainer, X_train=self.train_features,
                              y_train=self.train_class, X_valid=self.valid_features, y_valid=self.valid_class,
-                             cfg=cfg, seed=seed, batch_id=registered_model_name or f"{int(time.time() * 1000):x}",
-                             params=result.best_params, tune_result=result)
+                             cfg=cfg, seed=seed, batch_id=batch_id, params=result.best_params, tune_result=result)
         result.extra["run"] = run
+        if registered_model_name:
+            X_hold, y_hold = self.holdout_features, self.holdout_class
+            if X_hold is None or y_hold is None:
+                log.warning("optimize_model: no holdout_features given; the gate scores on the validation rows, "
+                            "which tuning has seen")
+                X_hold, y_hold = self.valid_features, self.valid_class
+            result.extra["decision"] = gate_run_model(
+                settings, _replace(cfg, registered_model_name=str(registered_model_name)), run.model_uri, X_hold,
+                y_hold, source="TrainingOrchestrator.optimize_model", tags={"model_type": kind, "run_id": run.run_id},
+                strict=False)
         return result.study, result
 
 
@@ -797,7 +922,8 @@ class DemoResult:
 
     @property
     def champion(self) -> tuple[str, str | None]:
-        return self.evaluation.name, self.evaluation.version
+        """(registered name, the version ``@champion`` names after the gate)."""
+        return self.evaluation.name, self.evaluation.champion_version
 
 
 def demo_config(folder: str | Path, *, n_characters: int = 4000, n_trials: int = 5, seed: int = 0,
@@ -814,7 +940,7 @@ def demo_config(folder: str | Path, *, n_characters: int = 4000, n_trials: int =
             "project_name": "churn-demo",
             "workspace_name": "demo",
             "comparison_metric": "roc_auc",
-            "deployment_score_thresh": 0.75,
+            "deployment_score_thresh": 0.7,
             "seed": seed,
             "registered_model_name": DEFAULT_MODEL_NAME,
         },
@@ -836,8 +962,9 @@ def run_churn_demo(settings: Settings, *, n_characters: int = 4000, n_trials: in
 
     split_from_config(cfg)
     trained = train_from_config(cfg, settings)
-    evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots")
-    X_test, y_test = _features(read_splits(cfg.splits_dir)["test"], cfg.label)
+    # a rerun on the same home trains the same model: the gate keeps the incumbent, the demo goes on
+    evaluation = evaluate_from_config(cfg, settings, plots_dir=folder / "plots", strict=False)
+    X_test, y_test = _features(read_splits(cfg.splits_dir)["test"], cfg.label, cfg.non_features)
     test_metrics = {kind: EvalClassifierModel().calculate(t.predict_proba(X_test), y_test).metrics()
                     for kind, t in trained.trainers.items()}
     return DemoResult(train=trained, evaluation=evaluation, folder=folder, seconds=time.perf_counter() - started,

@@ -250,8 +250,14 @@ class Trainer(ClassifierMixin, BaseEstimator):
         categorical_features: Sequence[str] | None = None,
         eval_set: Sequence[tuple[Any, Any]] | None = None,
         callbacks: Sequence[Any] | None = None,
+        eval_metric: str = "auc",
+        early_stopping_rounds: int | None = None,
     ) -> Trainer:
-        """Fit; ``categorical_features`` here overrides the constructor's (seed ``000``'s fit_params)."""
+        """Fit; ``categorical_features`` here overrides the constructor's (seed ``000``'s fit_params).
+
+        ``eval_set``/``callbacks``/``eval_metric`` reach LightGBM and XGBoost (validation curves);
+        ``early_stopping_rounds`` stops boosting when the first ``eval_set``'s metric stops improving
+        (``best_iteration_`` then holds the number of rounds kept)."""
         import pandas as pd
 
         kind = canonical_model(self.model)
@@ -290,17 +296,26 @@ class Trainer(ClassifierMixin, BaseEstimator):
             est = CalibratedClassifierCV(est, method=self.calibration, cv=3)
             est.fit(Xp, y_arr)
         elif kind == "lightgbm" and (eval_set or callbacks):
+            import lightgbm as lgb
+
             sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
+            stop = [lgb.early_stopping(int(early_stopping_rounds), first_metric_only=True, verbose=False)] if (
+                early_stopping_rounds and sets) else []
             est.fit(Xp, y_arr, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
-                    eval_metric="auc", callbacks=list(callbacks or []))
+                    eval_metric=eval_metric, callbacks=[*list(callbacks or []), *stop])
         elif kind == "xgboost" and (eval_set or callbacks):
-            if callbacks:
-                est.set_params(callbacks=list(callbacks), eval_metric="auc")
+            est.set_params(callbacks=list(callbacks or []) or None, eval_metric=eval_metric)
             sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
+            if early_stopping_rounds and sets:
+                est.set_params(early_stopping_rounds=int(early_stopping_rounds))
             est.fit(Xp, y_arr, eval_set=sets or None, verbose=False)
         else:
             est.fit(Xp, y_arr)
         self.fit_seconds_ = time.perf_counter() - started
+        kept = getattr(est, "best_iteration_", None) if kind == "lightgbm" else (
+            getattr(est, "best_iteration", None) if kind == "xgboost" and early_stopping_rounds else None)
+        # LightGBM counts kept rounds from 1 (0: no early stop); XGBoost's best round is 0-based
+        self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
         self.estimator_ = est
         return self
 
@@ -441,16 +456,32 @@ def _storage(storage: str | None, n_workers: int) -> Any:
     return JournalStorage(JournalFileBackend(str(storage)))
 
 
-def _pruning_callback(kind: str, trial: optuna.Trial) -> Any:
+# the boosting libraries' validation curve that *is* the objective metric: (LightGBM, XGBoost, sign).
+# Optuna stores a pruned trial's last reported value as its value, so the curve must be the objective's
+# own metric; F-beta at a threshold has no such curve, so its trials are never pruned.
+EARLY_STOPPING_ROUNDS = 20  # boosting stops when the objective's validation curve has not improved this long
+PRUNE_CURVES: dict[str, tuple[str, str, float]] = {
+    "roc_auc": ("auc", "auc", 1.0), "validation_score": ("auc", "auc", 1.0),
+    "pr_auc": ("average_precision", "aucpr", 1.0), "neg_log_loss": ("binary_logloss", "logloss", -1.0),
+}
+
+
+def prunable(metric: str) -> bool:
+    """Whether trials tuned on ``metric`` can be pruned on that same metric's validation curve."""
+    return metric in PRUNE_CURVES
+
+
+def _pruning_callback(kind: str, trial: optuna.Trial, metric: str) -> Any:
     import optuna
 
+    lgb_name, xgb_name, sign = PRUNE_CURVES[metric]
     if kind == "lightgbm":
         def lgb_callback(env: Any) -> None:
             if env.iteration % 10:
                 return
             for _, name, value, _ in env.evaluation_result_list:
-                if name == "auc":
-                    trial.report(float(value), env.iteration)
+                if name == lgb_name:
+                    trial.report(sign * float(value), env.iteration)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at iteration {env.iteration}")
         return lgb_callback
@@ -461,8 +492,8 @@ def _pruning_callback(kind: str, trial: optuna.Trial) -> Any:
             if epoch % 10:
                 return False
             for metrics in evals_log.values():
-                if "auc" in metrics:
-                    trial.report(float(metrics["auc"][-1]), epoch)
+                if xgb_name in metrics:
+                    trial.report(sign * float(metrics[xgb_name][-1]), epoch)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at iteration {epoch}")
             return False
@@ -470,19 +501,37 @@ def _pruning_callback(kind: str, trial: optuna.Trial) -> Any:
 
 
 def _objective(kind: str, space: Mapping[str, Any], data: tuple[Any, Any, Any, Any], metric: str,
-               beta: float, seed: int, base_params: Mapping[str, Any] | None, prune: bool = True) -> Any:
+               beta: float, seed: int, base_params: Mapping[str, Any] | None, prune: bool = True,
+               class_weight: str | None = "balanced") -> Any:
     X_train, y_train, X_valid, y_valid = data
 
     def objective(trial: optuna.Trial) -> float:
         params = {**dict(base_params or {}), **_suggest_params(trial, space)}
-        trainer = Trainer(kind, params=params, random_state=seed, n_jobs=1)
-        if prune and kind in ("lightgbm", "xgboost"):
-            trainer.fit(X_train, y_train, eval_set=[(X_valid, y_valid)], callbacks=[_pruning_callback(kind, trial)])
+        trainer = Trainer(kind, params=params, random_state=seed, n_jobs=1, class_weight=class_weight)
+        if prune and prunable(metric) and kind in ("lightgbm", "xgboost"):
+            lgb_name, xgb_name, _ = PRUNE_CURVES[metric]
+            trainer.fit(X_train, y_train, eval_set=[(X_valid, y_valid)],
+                        callbacks=[_pruning_callback(kind, trial, metric)],
+                        eval_metric=lgb_name if kind == "lightgbm" else xgb_name,
+                        early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+            if trainer.best_iteration_:  # the refit keeps as many rounds as the validation fold wanted
+                trial.set_user_attr("best_iteration", trainer.best_iteration_)
         else:
             trainer.fit(X_train, y_train)
-        return score(metric, y_valid, trainer.predict_proba(X_valid)[:, 1], beta=beta)
+        proba = trainer.predict_proba(X_valid)[:, 1]
+        if metric in ("fbeta", "fbeta_score"):  # at the threshold tuned on validation, as the model will be used
+            return best_fbeta(y_valid, proba, beta=beta)[1]
+        return score(metric, y_valid, proba, beta=beta)
 
     return objective
+
+
+def best_fbeta(y: Any, proba: Any, *, beta: float = 0.5) -> tuple[float, float]:
+    """(threshold, F-beta): the threshold on P(class 1) that maximises F-beta on these rows."""
+    from battleground.model.eval import EvalClassifierModel
+
+    report = EvalClassifierModel(beta=beta).calculate(np.asarray(proba, dtype=float), np.asarray(y))
+    return report.best_threshold, report.best_fbeta
 
 
 _CLAIMS: Any = None
@@ -570,13 +619,14 @@ def _pruner(prune: bool) -> Any:
     """The same pruner in every worker: median of the trials so far, after 3 trials and 20 rounds."""
     import optuna
 
-    if not prune:
+    if not prune:  # also for a metric without its own validation curve (see PRUNE_CURVES)
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20)
 
 
 def _worker(storage: str, study_name: str, kind: str, space: Mapping[str, Any], data: Any, metric: str,
-            beta: float, seed: int, n_trials: int, timeout: float | None, base_params: Any, prune: bool) -> None:
+            beta: float, seed: int, n_trials: int, timeout: float | None, base_params: Any, prune: bool,
+            class_weight: str | None = "balanced") -> None:
     import optuna
 
     from battleground.settings import quiet_third_party_telemetry
@@ -584,8 +634,9 @@ def _worker(storage: str, study_name: str, kind: str, space: Mapping[str, Any], 
     quiet_third_party_telemetry()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=_storage(storage, 2),
-                              sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(prune))
-    _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune), _CLAIMS, n_trials,
+                              sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(prune and prunable(metric)))
+    _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight), _CLAIMS,
+                 n_trials,
                  timeout)
 
 
@@ -609,6 +660,8 @@ def tune(
     base_params: Mapping[str, Any] | None = None,
     workers: TuningWorkers | None = None,
     prune: bool = True,
+    class_weight: str | None = "balanced",
+    calibration: str | None = None,
 ) -> TuneResult:
     """Tune one model type with seeded TPE (and median pruning for LightGBM/XGBoost).
 
@@ -617,6 +670,8 @@ def tune(
     are written to ``<output_dir>/study_<model>.csv`` as seed ``002`` does. ``workers`` (a started
     :class:`TuningWorkers`) reuses pre-warmed worker processes instead of spawning them per call.
     ``prune=False`` runs every trial to the end (no validation curve, no median pruner).
+    ``class_weight`` reaches every trial and the refitted model; ``calibration`` only the refitted one
+    (it moves probabilities, not the ranking the trials are compared on).
     """
     import optuna
 
@@ -639,12 +694,13 @@ def tune(
     name = study_name or f"{kind}-{int(time.time() * 1000)}"
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = _pruner(prune)
+    pruner = _pruner(prune and prunable(metric))
     study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     data = (X_train, y_train, X_valid, y_valid)
     if n_workers <= 1:
-        study.optimize(_objective(kind, space, data, metric, beta, seed, base_params, prune), n_trials=int(n_trials),
+        study.optimize(_objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight),
+                       n_trials=int(n_trials),
                        timeout=timeout)
     else:
         assert storage is not None
@@ -657,10 +713,11 @@ def tune(
                 pool.counter.value = 0
             futures = [
                 pool.pool.submit(_worker, storage, name, kind, space, data, metric, beta, seed + i, int(n_trials),
-                                 timeout, base_params, prune)
+                                 timeout, base_params, prune, class_weight)
                 for i in range(1, n_workers)
             ]
-            _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune), pool.counter,
+            _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight),
+                         pool.counter,
                          int(n_trials), timeout)
             for f in futures:
                 f.result()
@@ -673,8 +730,12 @@ def tune(
     if complete == 0:
         raise RuntimeError(f"no trial of study {name!r} completed (pruned or timed out); raise timeout or n_trials")
     best = dict(study.best_params)
+    rounds = study.best_trial.user_attrs.get("best_iteration")
+    # early stopping on the validation fold chose the best trial's rounds: the refit keeps that many
+    refit = {**dict(base_params or {}), **best, **({"n_estimators": int(rounds)} if rounds else {})}
     trials = study.trials_dataframe()
-    trainer = Trainer(kind, params={**dict(base_params or {}), **best}, random_state=seed, n_jobs=1)
+    trainer = Trainer(kind, params=refit, random_state=seed, n_jobs=1, class_weight=class_weight,
+                      calibration=calibration)
     trainer.fit(X_train, y_train)
     csv_path = None
     if output_dir is not None:
@@ -711,22 +772,38 @@ def leaderboard(
     metric: str = "roc_auc",
     beta: float = 0.5,
     seed: int = 0,
+    cv: int = 0,
+    groups: Any = None,
 ) -> LeaderboardResult:
     """Fit each model type with default (or given) parameters and rank them, like PyCaret's
-    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds."""
+    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds.
+
+    A model given tuned ``params`` also gets a ``<model> (default)`` row with its untuned defaults, so
+    a tuned model that loses to its default shows. ``cv >= 2`` adds ``cv_<metric>_mean``/``_sd`` over
+    k stratified folds of the training rows, grouped by ``groups`` (entity ids: no entity in two folds).
+    """
     import pandas as pd
     from sklearn import metrics as m
 
     kinds = [canonical_model(x) for x in models]
     score(metric, [0, 1], np.array([0.2, 0.8]))
+    if cv and int(cv) < 2:
+        raise ValueError(f"cv={cv!r} must be 0 (no cross-validation) or at least 2 folds")
+    entries: list[tuple[str, str, Mapping[str, Any] | None]] = []
+    for kind in kinds:
+        given = (params or {}).get(kind)
+        entries.append((kind, kind, given))
+        if given:
+            entries.append((f"{kind} (default)", kind, None))
     rows = []
     trainers: dict[str, Trainer] = {}
-    for kind in kinds:
-        trainer = Trainer(kind, params=(params or {}).get(kind), random_state=seed).fit(X_train, y_train)
+    for label, kind, kind_params in entries:
+        trainer = Trainer(kind, params=kind_params, random_state=seed).fit(X_train, y_train)
         p = trainer.predict_proba(X_valid)[:, 1]
         y = np.asarray(y_valid)
+        folds = _cv_scores(kind, kind_params, X_train, y_train, groups, int(cv), metric, beta, seed) if cv else None
         rows.append({
-            "model": kind,
+            "model": label,
             "roc_auc": m.roc_auc_score(y, p),
             "pr_auc": m.average_precision_score(y, p),
             "fbeta": m.fbeta_score(y, (p >= 0.5).astype(int), beta=beta, zero_division=0.0),
@@ -734,16 +811,39 @@ def leaderboard(
             "brier": m.brier_score_loss(y, p),
             "fit_seconds": trainer.fit_seconds_,
             "_score": score(metric, y, p, beta=beta),
+            **({} if folds is None else {f"cv_{metric}_mean": float(np.mean(folds)),
+                                         f"cv_{metric}_sd": float(np.std(folds, ddof=1))}),
         })
-        trainers[kind] = trainer
+        trainers[label] = trainer
     table = pd.DataFrame(rows).sort_values("_score", ascending=False, kind="stable").drop(columns="_score")
     return LeaderboardResult(table=table.reset_index(drop=True), trainers=trainers, metric=metric)
+
+
+def _cv_scores(kind: str, params: Mapping[str, Any] | None, X: Any, y: Any, groups: Any, k: int, metric: str,
+               beta: float, seed: int) -> list[float]:
+    """``metric`` on each of ``k`` stratified (and, with ``groups``, entity-grouped) folds."""
+    import pandas as pd
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    yy = np.asarray(y)
+    if groups is not None:
+        splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        splits = splitter.split(X, yy, np.asarray(groups))
+    else:
+        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, yy)
+    out = []
+    for fit_idx, test_idx in splits:
+        t = Trainer(kind, params=params, random_state=seed).fit(X.iloc[fit_idx], yy[fit_idx])
+        out.append(score(metric, yy[test_idx], t.predict_proba(X.iloc[test_idx])[:, 1], beta=beta))
+    return out
 
 
 def top_k_voting(board: LeaderboardResult, X_train: Any, y_train: Any, *, k: int = 3,
                  params: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0) -> Trainer:
     """A soft-voting ensemble of the ``k`` best model types of a leaderboard, fitted on the data."""
-    names = [str(n) for n in board.table["model"].tolist() if n != "voting"][: int(k)]
+    names = [str(n) for n in board.table["model"].tolist() if n != "voting" and not str(n).endswith("(default)")]
+    names = names[: int(k)]
     if int(k) < 2 or len(names) < 2:
         raise ValueError(f"k={k} must be at least 2 and the leaderboard needs two base models, has {names}")
     return Trainer("voting", voting_models=names, voting_params=params, random_state=seed).fit(X_train, y_train)

@@ -30,7 +30,8 @@ _NON_FEATURES = ("char_id", "cutoff")
 # every key the ``churn`` parameters may hold (conf/base/parameters.yml documents each)
 CHURN_PARAMETERS = (
     "env", "seed", "n_characters", "variant", "horizon_months", "train_cutoff", "test_cutoff", "predict_cutoff",
-    "new_days", "label", "experiment", "registered_model_name", "preprocessing", "model",
+    "new_days", "label", "experiment", "registered_model_name", "preprocessing", "model", "comparison_metric",
+    "deployment_score_thresh", "champion_margin",
 )
 
 
@@ -112,23 +113,28 @@ def _xy(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, Any]:
 
 
 @log_seed
-def train_model(features: pd.DataFrame, params: Mapping[str, Any], settings_home: str) -> Any:
-    """Fit the configured pipeline, log it to MLflow and make it ``<registered_model_name>@champion``.
+def train_model(features: pd.DataFrame, holdout: pd.DataFrame, params: Mapping[str, Any], settings_home: str) -> Any:
+    """Fit the configured pipeline, log it to MLflow, register it as a candidate of
+    ``<registered_model_name>`` and let the champion gate decide on ``@champion`` from its score on
+    ``holdout`` (the test cut-off's features), compared with the current champion on the same rows.
 
     ``settings_home`` is the battleground home whose MLflow store (``BATTLEGROUND_MLFLOW_URI`` if set)
-    the run goes to, the same store as ``battleground model train``.
+    the run goes to, the same store as ``battleground model train``. A refused candidate is logged,
+    stays registered with the reason, and is still returned (the back-test reports on it).
     """
+    import logging
     import os
     import time
     import warnings
 
     from battleground.model.eval import EvalClassifierModel
-    from battleground.model.tracking import CHAMPION, _mlflow, use_experiment
+    from battleground.model.tracking import TrainingConfig, _mlflow, gate_run_model, use_experiment
     from battleground.settings import Settings
 
     seed = int(params["seed"])
     label = params.get("label", "churned")
     X, y = _xy(features, label)
+    X_hold, y_hold = _xy(holdout, label)
     model = build_model(params)
     if "random_state" in model.steps[-1][1].get_params():
         model.set_params(model__random_state=seed)
@@ -137,6 +143,7 @@ def train_model(features: pd.DataFrame, params: Mapping[str, Any], settings_home
     fit_seconds = time.perf_counter() - start
     proba = model.predict_proba(X)[:, 1]
     report = EvalClassifierModel().calculate(proba, y)
+    hold = EvalClassifierModel().calculate(model.predict_proba(X_hold)[:, 1], y_hold)
     settings = Settings.from_env({**os.environ, "BATTLEGROUND_HOME": str(settings_home)})
     mlflow = _mlflow(settings)
     use_experiment(mlflow, str(params.get("experiment", "churn-pipelines")), settings)
@@ -146,19 +153,29 @@ def train_model(features: pd.DataFrame, params: Mapping[str, Any], settings_home
 
         from battleground.model._pyfunc import ProbabilityModel
 
-        with mlflow.start_run(run_name=f"pipeline-train-{params.get('env', 'base')}"):
+        with mlflow.start_run(run_name=f"pipeline-train-{params.get('env', 'base')}") as run:
             mlflow.log_params({"seed": seed, "model_class": params["model"]["class"],
                                **{f"model.{k}": v for k, v in dict(params["model"].get("params") or {}).items()}})
             mlflow.log_metrics({**{f"train_{k}": float(v) for k, v in report.metrics().items()},
+                                **{f"test_{k}": float(v) for k, v in hold.metrics().items()},
                                 "fit_seconds": fit_seconds})
             mlflow.set_tags({"model_type": params["model"]["class"].rsplit(".", 1)[-1], "seed": str(seed),
-                             "input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns])})
+                             "input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns]),
+                             # the F-beta-maximising threshold on the training rows: labels at serving time
+                             "decision_threshold": repr(float(report.best_threshold))})
             sample = X.head(20)
             info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(model),
                                            signature=infer_signature(sample, model.predict_proba(sample)[:, 1]))
-        name = str(params.get("registered_model_name", "churn"))
-        version = mlflow.register_model(info.model_uri, name)
-    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version.version)
+    cfg = TrainingConfig.from_mapping({"train": {
+        "registered_model_name": str(params.get("registered_model_name", "churn")),
+        "comparison_metric": str(params.get("comparison_metric", "roc_auc")),
+        "deployment_score_thresh": params.get("deployment_score_thresh", 0.6),
+        "champion_margin": params.get("champion_margin", 0.0), "seed": seed}})
+    decision = gate_run_model(settings, cfg, info.model_uri, X_hold, y_hold,
+                              source=f"pipeline {params.get('env', 'base')}",
+                              tags={"model_type": params["model"]["class"].rsplit(".", 1)[-1],
+                                    "run_id": run.info.run_id}, strict=False)
+    logging.getLogger("battleground.pipelines").warning("champion gate: %s", decision.summary())
     return model
 
 

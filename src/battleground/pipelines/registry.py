@@ -34,7 +34,8 @@ def _base_pipelines() -> dict[str, Pipeline]:
     raw = Pipeline([Node(nodes.generate_raw, "params:churn", "raw_tables", name="generate_raw")])
     features = Pipeline([Node(nodes.build_features, ["raw_tables", "params:churn"],
                               ["features_train", "features_test"], name="build_features")])
-    train = Pipeline([Node(nodes.train_model, ["features_train", "params:churn", "params:paths.home"], "churn_model",
+    train = Pipeline([Node(nodes.train_model, ["features_train", "features_test", "params:churn", "params:paths.home"],
+                           "churn_model",
                            name="train_model")])
     score = Pipeline([Node(nodes.score_model, ["churn_model", "features_test", "params:churn",
                                                "params:paths.plots_dir"],

@@ -19,3 +19,7 @@ quiet_third_party_telemetry()  # Kedro's, MLflow's (unless the user set the vari
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS: dict[str, Any] = dict(_ARGS)
+
+from battleground.pipelines.hooks import EnvironmentGuard  # noqa: E402 - after the telemetry switch
+
+HOOKS = (EnvironmentGuard(),)

@@ -1,0 +1,182 @@
+"""The one champion gate: threshold, margin over the champion, ties, refusals kept with their reason,
+alias history, and the digest record the model server trusts."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from battleground.model.gate import (
+    TAG_DIGEST,
+    TAG_REASON,
+    TAG_STATUS,
+    UntrustedModelError,
+    champion_gate,
+    champion_history,
+    paired_bootstrap,
+    register_candidate,
+)
+from battleground.settings import Settings
+
+
+def log_model(settings: Settings, model, X) -> str:
+    """Log ``model`` (anything with predict_proba) as our pyfunc; returns its model URI."""
+    import warnings
+
+    from mlflow.models import infer_signature
+
+    from battleground.model._pyfunc import ProbabilityModel
+    from battleground.model.tracking import _mlflow, use_experiment
+
+    mlflow = _mlflow(settings)
+    use_experiment(mlflow, "gate-tests", settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run():
+            mlflow.set_tag("input_schema", json.dumps([[c, str(X[c].dtype)] for c in X.columns]))
+            sample = X.head(5)
+            info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(model),
+                                           signature=infer_signature(sample, model.predict_proba(sample)[:, 1]))
+    return str(info.model_uri)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Settings:
+    """One MLflow store for the module (a fresh store costs seconds); each test uses its own model name."""
+    return Settings.from_env({"BATTLEGROUND_HOME": str(tmp_path_factory.mktemp("gate") / ".battleground")})
+
+
+@pytest.fixture(scope="module")
+def models(churn_sets):
+    from sklearn.dummy import DummyClassifier
+
+    from battleground.model.train import Trainer
+
+    X_train, y_train, _, _ = churn_sets
+    good = Trainer("lightgbm", params={"n_estimators": 40}).fit(X_train, y_train)
+    dummy = DummyClassifier(strategy="prior").fit(X_train, y_train)
+    return good, dummy
+
+
+def _gate(settings, uri, X, y, *, threshold=0.6, margin=0.0, name="churn"):
+    version = register_candidate(settings, uri, name, source="test")
+    return champion_gate(settings, name, version, X, y, metric="roc_auc", threshold=threshold, margin=margin,
+                         source="test", n_boot=50)
+
+
+def test_gate_promotes_good_refuses_dummy_ties_and_keeps_history(home, churn_sets, models, caplog) -> None:
+    settings = home
+    from battleground.model.tracking import _mlflow, load_champion
+
+    _, _, X, y = churn_sets
+    good, dummy = models
+    client = _mlflow(settings).MlflowClient()
+    first = _gate(settings, log_model(settings, good, X), X, y)
+    assert first.promoted and first.champion_version is None and first.candidate_score > 0.7
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    # a DummyClassifier (AUC 0.5) fails the threshold; with no threshold it still loses to the champion
+    below = _gate(settings, log_model(settings, dummy, X), X, y)
+    assert not below.promoted and below.candidate_score == pytest.approx(0.5)
+    assert "below deployment_score_thresh 0.6000" in below.reason
+    worse = _gate(settings, log_model(settings, dummy, X), X, y, threshold=0.0)
+    assert not worse.promoted and worse.champion_version == "1"
+    assert worse.delta == pytest.approx(0.5 - first.candidate_score)
+    assert worse.ci_low <= worse.delta <= worse.ci_high < 0
+    # the same model again is a tie: the incumbent stays (Δ = 0 is not > margin 0)
+    with caplog.at_level(logging.WARNING, logger="battleground.model.gate"):
+        tie = _gate(settings, log_model(settings, good, X), X, y)
+    assert not tie.promoted and tie.delta == 0.0 and "does not beat champion v1" in tie.reason
+    assert "refused" in caplog.text
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "1"
+    # refused candidates stay registered, with the reason as a tag; only the promoted one has a digest
+    for v, d in (("2", below), ("3", worse), ("4", tie)):
+        mv = client.get_model_version("churn", v)
+        assert mv.tags[TAG_STATUS] == "refused" and mv.tags[TAG_REASON] == d.reason and TAG_DIGEST not in mv.tags
+    assert len(client.get_model_version("churn", "1").tags[TAG_DIGEST]) == 64
+    entries, current = champion_history(settings, "churn")
+    assert current == "1"
+    assert [(e.version, e.action, e.champion_before) for e in entries] == [
+        ("1", "promoted", None), ("2", "refused", "1"), ("3", "refused", "1"), ("4", "refused", "1")]
+    assert entries[0].at <= entries[-1].at and entries[0].score == pytest.approx(first.candidate_score)
+    assert load_champion(settings).version == "1"
+
+
+def test_gate_margin_and_bad_holdout(home, churn_sets, models) -> None:
+    settings = home
+    from battleground.errors import ModelError
+
+    _, _, X, y = churn_sets
+    good, _ = models
+    _gate(settings, log_model(settings, good, X), X, y, name="m")
+    with pytest.raises(ModelError, match="need both classes"):
+        champion_gate(settings, "m", "1", X.head(3), np.zeros(3), metric="roc_auc", threshold=0.5, source="t")
+    with pytest.raises(ModelError, match=r"margin=-0\.1"):
+        champion_gate(settings, "m", "1", X, y, metric="roc_auc", threshold=0.5, margin=-0.1, source="t")
+    already = champion_gate(settings, "m", "1", X, y, metric="roc_auc", threshold=0.5, source="t", n_boot=10)
+    assert not already.promoted and "already holds" in already.reason
+
+
+def test_paired_bootstrap_signs_and_ties() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    good = np.clip(y * 0.6 + rng.random(400) * 0.4, 0, 1)
+    noise = rng.random(400)
+    d, lo, hi = paired_bootstrap(y, good, noise, "roc_auc", n_boot=100)
+    assert 0 < lo <= d <= hi
+    assert paired_bootstrap(y, good, good, "roc_auc", n_boot=20) == (0.0, 0.0, 0.0)
+
+
+def test_alias_moved_behind_the_gate_is_refused_by_server_and_loader(settings, churn_sets, models, caplog) -> None:
+    from fastapi.testclient import TestClient
+
+    from battleground.model.serve import create_app
+    from battleground.model.tracking import _mlflow, load_champion
+
+    _, _, X, y = churn_sets
+    good, dummy = models
+    _gate(settings, log_model(settings, good, X), X, y)
+    client = _mlflow(settings).MlflowClient()
+    rogue = register_candidate(settings, log_model(settings, dummy, X), "churn", source="rogue")
+    records = json.loads(X.head(2).to_json(orient="records"))
+    with TestClient(create_app(settings, poll_seconds=0)) as http:
+        client.set_registered_model_alias("churn", "champion", rogue)  # plain MLflow, not the gate
+        with caplog.at_level(logging.ERROR, logger="battleground.model.serve"):
+            http.post("/admin/reload")  # 403 without a token; the poller's refresh is what matters
+            assert not http.app.state.holder.refresh()
+        assert "champion load refused" in caplog.text and "no champion-gate record" in caplog.text
+        info = http.get("/model").json()
+        assert info["version"] == "1" and len(info["sha256"]) == 64
+        assert info["refused_loads"][0]["alias"] == rogue
+        assert "UntrustedModelError" in info["refused_loads"][0]["error"]
+        assert http.post("/predict", json=records).json()["version"] == "1"
+    with pytest.raises(UntrustedModelError, match="no champion-gate record"):
+        load_champion(settings)
+    with pytest.raises(UntrustedModelError):
+        create_app(settings, poll_seconds=0)
+    # a forged record (right tag, no key) and changed files are refused too
+    client.set_model_version_tag("churn", rogue, TAG_DIGEST, "0" * 64)
+    client.set_model_version_tag("churn", rogue, "battleground.gate.signature", "f" * 64)
+    with pytest.raises(UntrustedModelError, match="signature does not match"):
+        load_champion(settings)
+    client.set_registered_model_alias("churn", "champion", "1")
+    model_id = client.get_model_version("churn", "1").source.rstrip("/").rsplit("/", 1)[-1]
+    stored = next(p for p in (settings.home / "mlartifacts").rglob("python_model.pkl") if model_id in str(p))
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    with pytest.raises(UntrustedModelError, match="files changed"):
+        load_champion(settings)
+
+
+def test_serve_cli_unknown_model_is_one_line(home, monkeypatch) -> None:
+    settings = home
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    monkeypatch.setenv("BATTLEGROUND_HOME", str(settings.home))
+    res = CliRunner().invoke(app, ["serve", "--model-name", "nosuch"])
+    assert res.exit_code == 1
+    assert "no model 'nosuch' with alias 'champion'" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2
