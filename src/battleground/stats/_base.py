@@ -45,7 +45,9 @@ class _LazyModule:
             import importlib
 
             self._module = importlib.import_module(self._name)
-        return getattr(self._module, attr)
+        value = getattr(self._module, attr)
+        setattr(self, attr, value)  # later look-ups are plain attribute reads
+        return value
 
 
 def lazy_module(name: str) -> Any:
