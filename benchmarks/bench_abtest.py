@@ -308,7 +308,6 @@ def polars_result(events: Any, experiment_id: int, lookback_days: float = 14.0) 
 
     import polars as pl
 
-    from battleground.experiment._metric_sums import for_stats
     from battleground.experiment.monitoring import results_frame
     from battleground.stats import MetricSpec, analyze_metrics, srm_test
     from battleground.storage.sums import MetricSums
@@ -360,11 +359,11 @@ def polars_result(events: Any, experiment_id: int, lookback_days: float = 14.0) 
             users=pl.len(), events=pl.col("n").sum(), sx=dx.sum(), sx2=(dx * dx).sum(), sy=dy.sum(),
             sy2=(dy * dy).sum(), sxy=(dx * dy).sum(), sc=dc.sum(), sc2=(dc * dc).sum(), sxc=(dx * dc).sum(),
         ).sort("arm")
-        sums[name] = for_stats([
+        sums[name] = [
             MetricSums(r["arm"], int(r["users"]), round(r["events"]), r["sx"], r["sx2"], r["sy"], r["sy2"],
                        r["sxy"], r["sc"], r["sc2"], r["sxc"], kx, ky, kc)
             for r in agg.iter_rows(named=True)
-        ])
+        ]
     specs = [MetricSpec(m["name"], m["kind"], primary=bool(m.get("primary"))) for m in METRICS]
     rows = analyze_metrics(specs, sums, control="control")
     frame_out = results_frame(experiment_id, rows, srm_test([s.users for s in sums["conversion"]], [0.5, 0.5]))

@@ -29,7 +29,6 @@ __all__ = [
     "check_multiple_exposures",
     "cuped_comparisons",
     "exposure_check",
-    "for_stats",
     "metric_query",
 ]
 
@@ -55,15 +54,6 @@ def check_multiple_exposures(value: str) -> str:
             "'exclude' (default) drops users who saw several variants"
         )
     return value
-
-
-def for_stats(arms: Sequence[MetricSums]) -> list[MetricSums]:
-    """The arms as raw sums (shifts 0), for statistics that read Σx and Σx² directly.
-
-    The store's sums are shifted (exact variances); ``battleground.stats`` reads the shift once it
-    supports it (``MeanSummary.from_sums(..., shift=)``), and then this conversion can go.
-    """
-    return [s.unshifted() for s in arms]
 
 
 @dataclass(frozen=True)

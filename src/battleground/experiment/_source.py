@@ -190,9 +190,7 @@ class _Backend:
 
 def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:
     """``{metric name: per-variant sums}`` as :func:`battleground.stats.analyze_metrics` reads them."""
-    from battleground.experiment._metric_sums import for_stats
-
-    return {m.name: for_stats(arms) for m, arms in zip(info.metrics, sums.metrics, strict=True)}
+    return {m.name: list(arms) for m, arms in zip(info.metrics, sums.metrics, strict=True)}
 
 
 def _as_date(day: Any) -> dt.date:

@@ -54,6 +54,11 @@ class MetricSums:
         return asdict(self)
 
     @property
+    def shift_x(self) -> float:
+        """The shift of x under the name :mod:`battleground.stats` reads (``shift_x``/``shift_y``/``shift_c``)."""
+        return self.shift
+
+    @property
     def mean(self) -> float:
         """Mean of x (NaN without users)."""
         return self.shift + self.sum_x / self.users if self.users else math.nan
