@@ -166,3 +166,19 @@ def test_edit_a_draft_one_change_at_a_time(browser_client: Any, home: Settings) 
     c.post(f"/experiments/{exp_id}/start", data={"csrf": token})
     frozen = c.post(f"{edit}/variants", data={"csrf": token, "variants": "control\nblue"}, headers=HTML)
     assert frozen.status_code == 422 and "frozen" in frozen.text
+
+
+def test_sample_size_calculator_fills_the_target(browser_client: Any, home: Settings) -> None:
+    from battleground.stats import sample_size_proportions
+
+    c = browser_client
+    _sign_in(c)
+    page = c.get("/experiments/new", params={"baseline": "0.1", "mde": "0.01"}, headers=HTML).text
+    n = sample_size_proportions(0.1, 0.01).n_control_ceil
+    assert n == 14749  # 10 % → 11 %, two-sided, α = 0.05, 80 % power
+    assert f"{n:,} users per variant" in page and f'name="target_sample_size" inputmode="numeric" value="{n}"' in page
+    relative = c.get("/experiments/new", params={"baseline": "0.1", "mde": "0.1", "relative": "1"}, headers=HTML).text
+    assert f"{n:,} users per variant" in relative  # +10 % relative is the same +1 point
+    bad = c.get("/experiments/new", params={"baseline": "0.1", "mde": "-0.01"}, headers=HTML).text
+    assert 'id="error-plan"' in bad and "mde must be &gt; 0" in bad
+    assert not Path(home.home).exists()  # computing a plan writes nothing

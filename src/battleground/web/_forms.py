@@ -102,6 +102,21 @@ def parse_experiment_form(form: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def plan_sample_size(baseline: str, mde: str, *, relative: bool) -> tuple[int | None, dict[str, str]]:
+    """Users per variant to detect ``mde`` on a conversion rate ``baseline`` (α = 0.05, 80 % power),
+    by ``battleground.stats.sample_size_proportions``; (None, {}) when nothing was asked."""
+    if not baseline.strip() and not mde.strip():
+        return None, {}
+    from battleground.stats import sample_size_proportions
+
+    try:
+        plan = sample_size_proportions(float(baseline), float(mde), relative=relative)
+    except ValueError as bad:  # a non-number, or the planner's own message naming the field
+        return None, {"plan": f"{bad}" if "could not convert" not in str(bad) else
+                      f"baseline and effect must be numbers, got {baseline!r} and {mde!r}"}
+    return int(plan.n_control_ceil), {}
+
+
 def _field_of(message: str) -> str:
     """Which form field a registry error concerns (its messages name the rule and the value)."""
     low = message.lower()
@@ -168,11 +183,15 @@ def create_form_router(state: DashboardState) -> APIRouter:
         return response
 
     @router.get("/experiments/new", response_class=HTMLResponse)
-    def new_page(request: Request) -> Response:
+    def new_page(request: Request, baseline: str = "", mde: str = "", relative: str = "") -> Response:
         if state.sessions.of(request) is None:
             return RedirectResponse("/signin", status_code=303)
-        return render(request, "experiment_form.html.j2", title="New experiment", errors={}, values={
-            "variants": "control\ntreatment", "metrics": "conversion, proportion, purchase, primary"})
+        values = {"variants": "control\ntreatment", "metrics": "conversion, proportion, purchase, primary"}
+        plan, errors = plan_sample_size(baseline[:40], mde[:40], relative=bool(relative))
+        if plan is not None:
+            values["target_sample_size"] = str(plan)
+        return render(request, "experiment_form.html.j2", title="New experiment", errors=errors, values=values,
+                      plan=plan, calc={"baseline": baseline[:40], "mde": mde[:40], "relative": bool(relative)})
 
     @router.post("/experiments/new")
     async def create(request: Request) -> Response:
