@@ -355,9 +355,10 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
     if promoted:  # the alias moves last: a version is never champion without its record
         client.set_registered_model_alias(name, CHAMPION, version)
     entry = HistoryEntry(at=decision.at, version=version, action="promoted" if promoted else "refused",
-                         source=source, metric=metric, score=cand_score, champion_before=champ_version, reason=reason)
+                         source=source[:200], metric=metric, score=cand_score, champion_before=champ_version,
+                         reason=reason[:2000])  # short fields: the JSON stays whole within MLflow's tag limit
     client.set_registered_model_tag(name, f"{_HISTORY_PREFIX}{int(decision.at * 1000):013d}.{version}",
-                                    json.dumps(entry.to_dict())[:4900])
+                                    json.dumps(entry.to_dict()))
     (log.info if promoted else log.warning)("champion gate: %s", decision.summary())
     return decision
 
