@@ -68,27 +68,35 @@ def test_expected_revenue_matches_simulated_revenue() -> None:
     assert np.mean(observed) == pytest.approx(np.mean(expected), rel=0.03)
 
 
+def _quartiles(sim: RetailSimulator) -> np.ndarray:
+    sens = sim.customers()["price_sensitivity"]
+    return (np.argsort(np.argsort(sens)) * 4) // sens.size  # 0 = least, 3 = most price-sensitive
+
+
 def test_revenue_is_not_monotone_in_the_coupon_level() -> None:
-    """Deep coupons buy visits and units but cost margin: revenue rises, peaks, then falls."""
-    sim = RetailSimulator(n_customers=1000, seed=0)
+    """Coupons pay only where customers are price-sensitive (RetailSynth's sign): the best level is
+    deep for the most sensitive quartile and none for the least, so a good policy must personalise."""
+    sim = RetailSimulator(n_customers=4000, seed=0)
     sim.reset()
-    by_level = sim.expected_revenue().mean(axis=0)
-    peak = int(by_level.argmax())
-    assert 0 < peak < 10
-    assert by_level[peak] > by_level[0] * 1.02 and by_level[peak] > by_level[10] * 1.05
-    # And in simulation, not only in expectation: constant coupon levels over 10 steps.
-    totals = []
-    for level in (0, 5, 10):
-        s = RetailSimulator(n_customers=1000, seed=0)
+    q = _quartiles(sim)
+    rev = sim.expected_revenue()
+    most, least = rev[q == 3].mean(axis=0), rev[q == 0].mean(axis=0)
+    assert int(most.argmax()) > 0 and most.max() > most[0] * 1.05
+    assert int(least.argmax()) == 0 and least[10] < least[0] * 0.9
+    # In simulation too: 10 steps of constant coupon levels.
+    totals = {}
+    for level in (0, 10):
+        s = RetailSimulator(n_customers=4000, seed=0)
         s.reset(episode=7)
-        totals.append(sum(s.step(np.full(1000, level)).rewards.sum() for _ in range(10)))
-    assert totals[1] > totals[0] and totals[1] > totals[2]
+        steps = [s.step(np.full(4000, level)).rewards for _ in range(10)]
+        totals[level] = (sum(r[q == 3].sum() for r in steps), sum(r[q == 0].sum() for r in steps))
+    assert totals[10][0] > totals[0][0] and totals[10][1] < totals[0][1]
     # Demand, unlike revenue, keeps rising with the discount.
     demand = []
     for level in (0, 5, 10):
-        s = RetailSimulator(n_customers=1000, seed=0)
+        s = RetailSimulator(n_customers=4000, seed=0)
         s.reset(episode=7)
-        demand.append(sum(int(s.step(np.full(1000, level)).demand.sum()) for _ in range(10)))
+        demand.append(sum(int(s.step(np.full(4000, level)).demand.sum()) for _ in range(10)))
     assert demand[0] < demand[1] < demand[2]
 
 
@@ -144,3 +152,25 @@ def test_tuned_linear_ts_beats_random() -> None:
     margin = np.mean(ts_rev) / np.mean(rnd_rev) - 1
     assert margin > 0.025, margin  # measured: +3.5 % (BENCHMARKS.md records the full-size figure)
     assert all(t > r for t, r in zip(ts_rev, rnd_rev, strict=True))  # on the same luck, every time
+
+
+def test_price_sensitivity_has_retailsynth_sign() -> None:
+    """Without coupons the most price-sensitive quartile spends the least (it spent the most before)."""
+    sim = RetailSimulator(n_customers=4000, seed=2)
+    sim.reset()
+    q = _quartiles(sim)
+    base = sim.expected_revenue()[:, 0]
+    by_q = [base[q == i].mean() for i in range(4)]
+    assert by_q[3] < by_q[0]
+
+
+def test_the_most_price_sensitive_respond_most_to_coupons() -> None:
+    """The decision a coupon policy learns from: relative uplift of expected revenue and of demand."""
+    sim = RetailSimulator(n_customers=4000, seed=2)
+    sim.reset()
+    q = _quartiles(sim)
+    rev = sim.expected_revenue()
+    uplift = rev[:, 4] / rev[:, 0]  # 20 % off against none
+    by_q = [float(np.median(uplift[q == i])) for i in range(4)]
+    assert by_q[3] > by_q[0]
+    assert by_q == sorted(by_q)

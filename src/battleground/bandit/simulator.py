@@ -72,6 +72,7 @@ class StepResult:
 
 
 _PS_MEAN, _PS_SD = 1.4, 0.8
+_MIN_PRICE = 1.0
 
 
 def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -226,12 +227,18 @@ class RetailSimulator:
         return a
 
     def _prices_and_utility(self, coupon: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Shelf prices and utilities ``α_j + β_x,i·x_j + β_w,i·log p_ij`` (RetailSynth's log price).
+
+        Prices paid are ≥ 1 (``_MIN_PRICE``), so ``log p ≥ 0`` and a more price-sensitive customer
+        (``β_w`` more negative) always has lower utility (with ``log(p/ref)`` the most sensitive
+        quartile spent the most); the intercept adds back the average customer's ``log ref``.
+        """
         shelf = self.base_price_ * np.where(self.promo_on_, 1.0 - self.promo_depth_, 1.0)
-        log_rel = np.log(shelf / self.ref_price_)[None, :] + np.log1p(-coupon)[:, None]
+        log_p = np.log(np.maximum(shelf[None, :] * (1.0 - coupon)[:, None], _MIN_PRICE))
         utility = (
-            self.product_intercept_[None, :]
+            (self.product_intercept_ + _PS_MEAN * np.log(self.ref_price_))[None, :]
             + self.quality_taste_[:, None] * self.product_quality_[None, :]
-            + self.price_sensitivity_[:, None] * log_rel
+            + self.price_sensitivity_[:, None] * log_p
         )
         return shelf, utility
 
