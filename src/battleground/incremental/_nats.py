@@ -178,6 +178,7 @@ class NatsJetStreamSource(StreamSource):
         n = 0
         first = last = None
         last_msg = None
+        per_message = 1
         started = idle_since = time.monotonic()
         while n < self.batch_size:
             if self._reset:
@@ -185,7 +186,9 @@ class NatsJetStreamSource(StreamSource):
             t0 = time.perf_counter()
             try:
                 wait = max(0.05, min(self.max_wait_s, 1.0))
-                msgs = self._run(self._sub.fetch(batch=self.batch_size - n, timeout=wait))
+                # ask for messages, not records: a message may carry several records
+                want = max(1, (self.batch_size - n) // max(1, per_message))
+                msgs = self._run(self._sub.fetch(batch=want, timeout=wait))
             except (TimeoutError, nats.errors.TimeoutError):
                 msgs = []
             except Exception as exc:
@@ -203,7 +206,8 @@ class NatsJetStreamSource(StreamSource):
                 first = seq if first is None else first
                 last, last_msg = seq, msg
                 payloads.append(msg.data)
-                n += self.codec.count(msg.data)
+                per_message = self.codec.count(msg.data)
+                n += per_message
             if msgs:
                 idle_since = now
             elif payloads and now - idle_since >= self.max_wait_s:

@@ -128,6 +128,7 @@ class RedisStreamSource(StreamSource):
         payloads: list[bytes] = []
         ids: list[str] = []
         n = 0
+        per_message = 1
         started = idle_since = time.monotonic()
         field = self.field.encode()
         while n < self.batch_size:
@@ -135,7 +136,7 @@ class RedisStreamSource(StreamSource):
             try:
                 block = max(1, int(1000 * min(self.max_wait_s, 1.0)))
                 reply = self._client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
-                                                count=self.batch_size - n, block=block)
+                                                count=max(1, (self.batch_size - n) // per_message), block=block)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 self.broker_s += time.perf_counter() - t0
                 self._recover(exc)
@@ -153,7 +154,8 @@ class RedisStreamSource(StreamSource):
                 data = fields.get(field, b"")
                 payloads.append(data)
                 ids.append(eid)
-                n += self.codec.count(data)
+                per_message = self.codec.count(data)
+                n += per_message
             if entries:
                 idle_since = now
             elif payloads and now - idle_since >= self.max_wait_s:
