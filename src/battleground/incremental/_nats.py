@@ -81,6 +81,7 @@ class NatsJetStreamSource(StreamSource):
         self._sub: Any = None
         self._highest = 0  # stream sequence of the last message taken (learned or in the batch being built)
         self._reset = False
+        self._per_message: int | None = None  # records in the last message
         self.redelivered = 0
         self.broker_s = 0.0  # time spent waiting on the broker (fetch + ack), for the benchmark
         self.decode_s = 0.0  # time spent turning messages into frames
@@ -178,7 +179,7 @@ class NatsJetStreamSource(StreamSource):
         n = 0
         first = last = None
         last_msg = None
-        per_message = 1
+        per_message = self._per_message  # None until a message was seen: then ask for one only
         started = idle_since = time.monotonic()
         while n < self.batch_size:
             if self._reset:
@@ -187,7 +188,7 @@ class NatsJetStreamSource(StreamSource):
             try:
                 wait = max(0.05, min(self.max_wait_s, 1.0))
                 # ask for messages, not records: a message may carry several records
-                want = max(1, (self.batch_size - n) // max(1, per_message))
+                want = 1 if per_message is None else max(1, (self.batch_size - n) // per_message)
                 msgs = self._run(self._sub.fetch(batch=want, timeout=wait))
             except (TimeoutError, nats.errors.TimeoutError):
                 msgs = []
@@ -206,7 +207,7 @@ class NatsJetStreamSource(StreamSource):
                 first = seq if first is None else first
                 last, last_msg = seq, msg
                 payloads.append(msg.data)
-                per_message = self.codec.count(msg.data)
+                per_message = self._per_message = self.codec.count(msg.data)
                 n += per_message
             if msgs:
                 idle_since = now
