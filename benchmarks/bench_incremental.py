@@ -377,13 +377,9 @@ def bench_jetstream(quick: bool) -> None:
         base = run_stream([(i, f) for i, f in enumerate(frames)], Path(tmp) / "mem", model=fresh())
         mem_s = time.perf_counter() - t0
         rows: list[tuple[str, float, Any]] = []
-        for codec_name in ("json", "f64", "f64x100"):
+        for codec_name in ("json", "f64"):
             name = f"bgbench_{uuid.uuid4().hex[:8]}"
-            if codec_name == "f64x100":  # the producer packs 100 records per message
-                codec = PackedRecords(names)
-                full = np.column_stack([np.full(len(X), np.nan), y, np.ones(len(X)), np.zeros(len(X)), X])
-                payloads = [codec.encode(full[i : i + 100]) for i in range(0, len(X), 100)]
-            elif codec_name == "json":
+            if codec_name == "json":
                 codec: Any = JsonRecords(names)
                 payloads = [codec.encode({"label": y[i], "weight": 1.0, "offset": 0.0, "features": X[i].tolist()})
                             for i in range(len(X))]
@@ -405,7 +401,7 @@ def bench_jetstream(quick: bool) -> None:
             rows.append((codec_name, total, src))
     n = len(X)
     print(f"end to end from JetStream: {n_batches} batches x {batch} records, 121 coefficients, checkpoint "
-          "every batch, one record per message (f64x100: 100 per message); same model as in-memory frames to 1e-12")
+          "every batch, one record per message; same model as in-memory frames to 1e-12")
     print(f"  in-memory frames (learner + checkpoints only)  {mem_s:6.2f} s  {n / mem_s:9,.0f} records/s")
     for codec_name, total, src in rows:
         broker, decode = src.broker_s, src.decode_s
