@@ -401,12 +401,12 @@ def bench_jetstream(quick: bool) -> None:
             rows.append((codec_name, total, src))
     n = len(X)
     print(f"end to end from JetStream: {n_batches} batches x {batch} records, 121 coefficients, checkpoint "
-          "every batch, one record per message (same model as in-memory frames to 1e-12)")
+          "every batch, one record per message; same model as in-memory frames to 1e-12")
     print(f"  in-memory frames (learner + checkpoints only)  {mem_s:6.2f} s  {n / mem_s:9,.0f} records/s")
     for codec_name, total, src in rows:
         broker, decode = src.broker_s, src.decode_s
         learner = total - broker
-        print(f"  JetStream, codec {codec_name:4s}                    {total:6.2f} s  {n / total:9,.0f} records/s  "
+        print(f"  JetStream, codec {codec_name:7s}                 {total:6.2f} s  {n / total:9,.0f} records/s  "
               f"x{mem_s / total:4.2f} of in-memory   target >= 50,000/s")
         print(f"      broker (fetch + ack, incl. client parsing) {100 * broker / total:4.0f} %   "
               f"learner {100 * learner / total:4.0f} % (decode {100 * decode / total:.0f} %, "

@@ -81,6 +81,7 @@ class NatsJetStreamSource(StreamSource):
         self._sub: Any = None
         self._highest = 0  # stream sequence of the last message taken (learned or in the batch being built)
         self._reset = False
+        self._per_message: int | None = None  # records in the last message
         self.redelivered = 0
         self.broker_s = 0.0  # time spent waiting on the broker (fetch + ack), for the benchmark
         self.decode_s = 0.0  # time spent turning messages into frames
@@ -178,6 +179,7 @@ class NatsJetStreamSource(StreamSource):
         n = 0
         first = last = None
         last_msg = None
+        per_message = self._per_message  # None until a message was seen: then ask for one only
         started = idle_since = time.monotonic()
         while n < self.batch_size:
             if self._reset:
@@ -185,7 +187,9 @@ class NatsJetStreamSource(StreamSource):
             t0 = time.perf_counter()
             try:
                 wait = max(0.05, min(self.max_wait_s, 1.0))
-                msgs = self._run(self._sub.fetch(batch=self.batch_size - n, timeout=wait))
+                # ask for messages, not records: a message may carry several records
+                want = 1 if per_message is None else max(1, (self.batch_size - n) // per_message)
+                msgs = self._run(self._sub.fetch(batch=want, timeout=wait))
             except (TimeoutError, nats.errors.TimeoutError):
                 msgs = []
             except Exception as exc:
@@ -203,7 +207,8 @@ class NatsJetStreamSource(StreamSource):
                 first = seq if first is None else first
                 last, last_msg = seq, msg
                 payloads.append(msg.data)
-                n += self.codec.count(msg.data)
+                per_message = self._per_message = self.codec.count(msg.data)
+                n += per_message
             if msgs:
                 idle_since = now
             elif payloads and now - idle_since >= self.max_wait_s:

@@ -63,6 +63,7 @@ class RedisStreamSource(StreamSource):
         self._client: Any = None
         self._highest: tuple[int, int] = (0, 0)
         self._highest_id = "0-0"
+        self._per_message: int | None = None  # records in the last entry
         self.redelivered = 0
         self.broker_s = 0.0  # time spent waiting on Redis (read + ack), for the benchmark
         self.decode_s = 0.0
@@ -128,6 +129,7 @@ class RedisStreamSource(StreamSource):
         payloads: list[bytes] = []
         ids: list[str] = []
         n = 0
+        per_message = self._per_message  # None until an entry was seen: then ask for one only
         started = idle_since = time.monotonic()
         field = self.field.encode()
         while n < self.batch_size:
@@ -135,7 +137,8 @@ class RedisStreamSource(StreamSource):
             try:
                 block = max(1, int(1000 * min(self.max_wait_s, 1.0)))
                 reply = self._client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
-                                                count=self.batch_size - n, block=block)
+                                                count=1 if per_message is None else max(1, (self.batch_size - n) // per_message),
+                                                block=block)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 self.broker_s += time.perf_counter() - t0
                 self._recover(exc)
@@ -153,7 +156,8 @@ class RedisStreamSource(StreamSource):
                 data = fields.get(field, b"")
                 payloads.append(data)
                 ids.append(eid)
-                n += self.codec.count(data)
+                per_message = self._per_message = self.codec.count(data)
+                n += per_message
             if entries:
                 idle_since = now
             elif payloads and now - idle_since >= self.max_wait_s:
