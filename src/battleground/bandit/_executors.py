@@ -10,7 +10,17 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+from battleground.errors import BanditError
+
+
+class ExecutorError(BanditError, ValueError):
+    """An unknown executor name or a bad worker count."""
+
+
+class ExecutorUnavailableError(BanditError, RuntimeError):
+    """The executor needs an optional extra that is not installed."""
+
+__all__ = ["EXECUTORS", "Executor", "ExecutorError", "ExecutorUnavailableError", "LocalExecutor", "RayExecutor", "make_executor"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,7 +36,7 @@ class Executor(Protocol):
 
 def _check_workers(max_workers: int) -> int:
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+        raise ExecutorError(f"max_workers must be an integer >= 1, got {max_workers!r}")
     return max_workers
 
 
@@ -71,7 +81,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError(
+            raise ExecutorUnavailableError(
                 "--executor ray needs Ray, an optional extra: pip install 'battleground[ray]'"
             ) from exc
         started = False
@@ -99,4 +109,4 @@ def make_executor(name: str, *, max_workers: int = 2, address: str | None = None
         return LocalExecutor(max_workers)
     if name == "ray":
         return RayExecutor(num_cpus=max_workers, address=address)
-    raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {name!r}")
+    raise ExecutorError(f"executor must be one of {list(EXECUTORS)}, got {name!r}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from battleground.cli._common import console, load_settings, user_errors
+from battleground.cli._common import console, fail, load_settings, user_errors
 
 if TYPE_CHECKING:
     from battleground.bandit.workflow import ExperimentDir
@@ -51,7 +51,7 @@ def _setup(experiment_dir: Path | None, config: list[Path] | None, overrides: li
 def _check_agents(agents: list[str]) -> list[str]:
     bad = [a for a in agents if a not in AGENT_NAMES]
     if bad:
-        raise ValueError(f"unknown agent(s) {bad}; choose from {list(AGENT_NAMES)}")
+        fail(f"unknown agent(s) {bad}; choose from {list(AGENT_NAMES)}")
     return list(dict.fromkeys(agents))
 
 

@@ -368,7 +368,8 @@ def check_command(
             if r.srm_status == "alert":
                 console.print(
                     f"[bold white on red] SRM ALERT [/] #{r.experiment_id} {r.name}: p = {r.srm_p_value:.3g}; "
-                    "data quality problem, do not trust these results (recorded in the audit log)"
+                    "data quality problem, do not trust these results "
+                    + ("(would record it in the audit log)" if dry_run else "(recorded in the audit log)")
                 )
             elif r.srm_status == "warn":
                 console.print(f"[yellow]SRM warning[/] #{r.experiment_id} {r.name}: p = {r.srm_p_value:.3g}")

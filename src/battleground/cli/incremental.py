@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, load_settings, user_errors
+from battleground.cli._common import console, fail, load_settings, user_errors
 
 app = typer.Typer(help="Incremental (Lambda-Learner-style) model updates from a stream.", no_args_is_help=True)
 
@@ -48,10 +48,10 @@ def run_command(
                     model.fit_fixed_effect(pd.read_parquet(warmup))
             elif mode == "single":
                 if warmup is not None:
-                    raise ValueError("--warmup fits the GLMix fixed effect; it has no use with --mode single")
+                    fail("--warmup fits the GLMix fixed effect; it has no use with --mode single")
                 model = SequentialBayesianLogisticRegression(penalty=penalty, delta=delta)
             else:
-                raise ValueError(f"mode must be 'glmix' or 'single', got {mode!r}")
+                fail(f"mode must be 'glmix' or 'single', got {mode!r}")
         else:
             latest = store.latest()
             assert latest is not None
@@ -81,7 +81,7 @@ def status_command(
         store = CheckpointStore(checkpoint_dir)
         latest = store.latest()
         if latest is None:
-            raise LookupError(f"no checkpoint in {checkpoint_dir}")
+            fail(f"no checkpoint in {checkpoint_dir}; `battleground incremental run` writes them")
         console.print(f"versions: {store.versions()}")
         console.print(f"latest: v{latest.version} kind={latest.kind} batches={latest.n_batches} "
                       f"watermark={latest.watermark} created={latest.created_at}")

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from battleground.errors import IncrementalError
+from battleground.incremental._records import IncrementalInputError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
     Model = GLMix | SequentialBayesianLogisticRegression
 
 _FILE = re.compile(r"^model-v(\d{6,})\.npz$")
+
+
+class CheckpointNotFoundError(IncrementalError, LookupError):
+    """No checkpoint (or not the version asked for) in the checkpoint folder."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class CheckpointStore:
 
     def __init__(self, directory: str | os.PathLike[str], *, keep_last: int = 5) -> None:
         if keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+            raise IncrementalInputError(f"keep_last must be >= 1, got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
 
@@ -127,11 +134,11 @@ class CheckpointStore:
         if version is None:
             versions = self.versions()
             if not versions:
-                raise LookupError(f"no checkpoint in {self.directory}; run `battleground incremental run` first")
+                raise CheckpointNotFoundError(f"no checkpoint in {self.directory}; run `battleground incremental run` first")
             version = versions[-1]
         path = self.path_of(version)
         if not path.exists():
-            raise LookupError(f"checkpoint version {version} not found in {self.directory}")
+            raise CheckpointNotFoundError(f"checkpoint version {version} not found in {self.directory}")
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
@@ -144,7 +151,7 @@ def _model_from_state(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Mo
 
     kinds: dict[str, Any] = {"glmix": GLMix, "single": SequentialBayesianLogisticRegression}
     if meta["kind"] not in kinds:
-        raise ValueError(f"unknown model kind {meta['kind']!r} in checkpoint; expected one of {sorted(kinds)}")
+        raise IncrementalInputError(f"unknown model kind {meta['kind']!r} in checkpoint; expected one of {sorted(kinds)}")
     return kinds[meta["kind"]].from_state(arrays, meta)  # type: ignore[no-any-return]
 
 
@@ -161,7 +168,7 @@ def iter_batches(source: str | os.PathLike[str] | Iterable[Any]) -> Iterator[tup
     if isinstance(source, str | os.PathLike):
         folder = Path(source)
         if not folder.is_dir():
-            raise ValueError(f"source {folder} is not a folder of Parquet files")
+            raise IncrementalInputError(f"source {folder} is not a folder of Parquet files")
         for path in sorted(folder.glob("*.parquet")):
             yield path.name, pd.read_parquet(path)
         return
@@ -200,7 +207,7 @@ def run_stream(
     skipped, so a restart after a crash (even SIGKILL) never learns from a batch twice.
     """
     if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        raise IncrementalInputError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     store = CheckpointStore(checkpoint_dir, keep_last=keep_last)
     ckpt: Checkpoint | None = None
     if store.versions():
@@ -208,7 +215,7 @@ def run_stream(
     elif model is not None:
         current = model
     else:
-        raise ValueError(f"{checkpoint_dir} holds no checkpoint: pass a model to start from")
+        raise IncrementalInputError(f"{checkpoint_dir} holds no checkpoint: pass a model to start from")
     watermark = ckpt.watermark if ckpt else None
     processed = skipped = records = 0
     pending = 0
@@ -218,7 +225,7 @@ def run_stream(
             if watermark is not None and key <= watermark:
                 skipped += 1
                 continue
-            raise ValueError(f"batch keys must increase: {key!r} after {last_key!r}; name files in stream order")
+            raise IncrementalInputError(f"batch keys must increase: {key!r} after {last_key!r}; name files in stream order")
         if max_batches is not None and processed >= max_batches:
             break
         current.partial_fit(frame)

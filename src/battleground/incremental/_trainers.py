@@ -7,7 +7,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from battleground.incremental._records import HessianType, IndexedDataset, IndexedModel
+from battleground.incremental._records import (
+    HessianType,
+    IncrementalInputError,
+    IndexedDataset,
+    IndexedModel,
+)
 from battleground.incremental._solver import (
     MatrixDesign,
     OptimizationError,
@@ -24,7 +29,7 @@ def binary_labels(y: np.ndarray, *, field: str = "label") -> np.ndarray:
     ok = (y == 1.0) | (y == 0.0) | (y == -1.0)
     if not ok.all():
         bad = np.unique(y[~ok])[:5].tolist()
-        raise ValueError(
+        raise IncrementalInputError(
             f"{field} must be binary (0/1 or -1/+1) for a logistic trainer, got {bad}; "
             "use TrainerSquareLossWithL2 for real-valued targets"
         )
@@ -33,7 +38,7 @@ def binary_labels(y: np.ndarray, *, field: str = "label") -> np.ndarray:
 
 def _check_weights(w: np.ndarray) -> None:
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and >= 0; got a negative or non-finite weight")
+        raise IncrementalInputError("weights must be finite and >= 0; got a negative or non-finite weight")
 
 
 def _diag_of(hessian: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -91,16 +96,16 @@ class _Trainer:
 
     def _validate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if not (np.isfinite(self.penalty) and self.penalty >= 0):
-            raise ValueError(f"penalty must be a finite number >= 0, got {self.penalty!r}")
+            raise IncrementalInputError(f"penalty must be a finite number >= 0, got {self.penalty!r}")
         if self.solver not in ("newton", "lbfgs"):
-            raise ValueError(f"solver must be 'newton' or 'lbfgs', got {self.solver!r}")
+            raise IncrementalInputError(f"solver must be 'newton' or 'lbfgs', got {self.solver!r}")
         if self.on_failure not in ("raise", "report"):
-            raise ValueError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
+            raise IncrementalInputError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
         _check_weights(self.training_data.w)
         p = self.training_data.num_cols
         theta = self.initial_model.theta
         if theta.size != p:
-            raise ValueError(
+            raise IncrementalInputError(
                 f"initial_model has {theta.size} coefficients but training_data {p} columns; index both "
                 "with the same IndexMap"
             )
@@ -108,13 +113,13 @@ class _Trainer:
             return theta, np.full(p, float(self.penalty)), None
         diag, full = _diag_of(self.initial_model.hessian)
         if np.any(diag <= 0):
-            raise ValueError("initial_model.hessian must have a positive diagonal (precisions > 0)")
+            raise IncrementalInputError("initial_model.hessian must have a positive diagonal (precisions > 0)")
         return theta, diag, full
 
     def _hessian_type(self) -> HessianType:
         ht = self._default_hessian if self.hessian_type is None else self.hessian_type
         if not isinstance(ht, HessianType):
-            raise ValueError(f"hessian_type must be a HessianType, got {ht!r}")
+            raise IncrementalInputError(f"hessian_type must be a HessianType, got {ht!r}")
         return ht
 
     def _finish(self, theta: np.ndarray, loss: float, meta: dict[str, Any], hessian: Any) -> tuple[IndexedModel, float, dict[str, Any]]:
@@ -237,7 +242,7 @@ class TrainerSequentialBayesianLogisticLossWithL2(_Trainer):
     ) -> tuple[IndexedModel, float, dict[str, Any]]:
         """Fit; returns (posterior model, loss at the optimum, optimiser metadata)."""
         if not 0.0 <= self.delta <= 1.0:
-            raise ValueError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
+            raise IncrementalInputError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
         return self._logistic(
             (1.0 - self.delta) * self.penalty, self.delta, max_iterations=max_iterations,
             max_funcalls=max_funcalls, max_linesearch=max_linesearch, num_corrections=num_corrections,
@@ -321,14 +326,14 @@ def score_linear_model(
     theta = model.theta
     if exploration_threshold != 0:
         if not exploration_threshold > 0:
-            raise ValueError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
+            raise IncrementalInputError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
         var = model.variance
         if var is None:
-            raise ValueError("the model has no Hessian; train with a hessian_type other than NONE to explore")
+            raise IncrementalInputError("the model has no Hessian; train with a hessian_type other than NONE to explore")
         rng = np.random.default_rng(random_state)
         theta = theta + rng.standard_normal(theta.size) * np.sqrt(exploration_threshold * var)
     if test_data.num_cols != theta.size:
-        raise ValueError(
+        raise IncrementalInputError(
             f"test data has {test_data.num_cols} columns but the model {theta.size} coefficients; index "
             "the test data with the model's IndexMap"
         )
@@ -342,7 +347,7 @@ def _auc(y_scores: np.ndarray, y_targets: np.ndarray) -> float:
     n_pos = int(pos.sum())
     n_neg = pos.size - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("auc needs both classes in y_targets (label 1 and another label)")
+        raise IncrementalInputError("auc needs both classes in y_targets (label 1 and another label)")
     ranks = rankdata(y_scores)  # average ranks: ties count 1/2, as the ROC trapezoid does
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
@@ -359,9 +364,9 @@ def evaluate(metric_list: Sequence[str], y_scores: Any, y_targets: Any) -> dict[
     """Compute metrics by name (``'auc'``, ``'rmse'``); AUC takes label 1 as the positive class."""
     unknown = sorted(set(metric_list) - set(METRICS))
     if unknown:
-        raise ValueError(f"unsupported metrics {unknown}; choose from {sorted(METRICS)}")
+        raise IncrementalInputError(f"unsupported metrics {unknown}; choose from {sorted(METRICS)}")
     s = np.asarray(y_scores, dtype=np.float64).ravel()
     t = np.asarray(y_targets, dtype=np.float64).ravel()
     if s.shape != t.shape:
-        raise ValueError(f"y_scores has {s.size} entries but y_targets {t.size}")
+        raise IncrementalInputError(f"y_scores has {s.size} entries but y_targets {t.size}")
     return {name: METRICS[name](s, t) for name in metric_list}
