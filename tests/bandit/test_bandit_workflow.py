@@ -203,3 +203,17 @@ def test_run_battle(settings: Settings) -> None:
     assert (res.ope["true_value"] == res.ope_true_value).all()
     assert res.report_path.exists() and res.ope_report_path.exists()
     assert set(res.segments["agent"]) == {"linear_ts", "random"}
+
+
+def test_metrics_as_json_and_csv(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+    """The tables of `bandit metrics` come as raw values too (issue 13 §4)."""
+    home, exp, _ = workflow
+    payload = json.loads(_invoke(["bandit", "metrics", "--json"], home))
+    allc = pd.read_csv(exp.summary / "all_customers.csv").set_index("agent")
+    got = {r["agent"]: r["accumulated_revenue"] for r in payload["all_customers"]}
+    assert set(got) == set(AGENTS)
+    for agent, value in got.items():
+        assert value == pytest.approx(allc.loc[agent, "accumulated_revenue"], rel=1e-12)
+    assert "Q4 (most price-sensitive)" in {r["segment"] for r in payload["segments"]}
+    text = _invoke(["bandit", "metrics", "--csv"], home)
+    assert text.startswith("# all_customers\n") and "\n\n# segments\n" in text
