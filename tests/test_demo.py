@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import math
+import re
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from battleground.demo import run_demo
+from battleground.demo import DAYS, START, DemoSizes, run_demo
 from battleground.experiment.register import Registry
 from battleground.settings import Settings
 
 
-def test_demo_runs_every_part(settings: Settings) -> None:
+def test_demo_runs_every_part(settings: Settings, capfd: pytest.CaptureFixture[str]) -> None:
     out = io.StringIO()
     summary = run_demo(settings, fast=True, console=Console(file=out, width=140))
     text = out.getvalue()
+    captured = capfd.readouterr()
 
     registry = Registry(settings.registry_url)
     checkout = registry.get(summary.checkout_experiment)
@@ -36,3 +40,21 @@ def test_demo_runs_every_part(settings: Settings) -> None:
     for stage in ("checkout", "models", "model_ab", "bandit", "incremental"):
         assert stage in summary.seconds
     assert "what to open" in text and "battleground ui" in text and "mlflow ui" in text
+
+
+    # The checkout test is checked every simulated day, so it stops the day its plan is met instead of
+    # overshooting to the end of the fortnight; both experiments live on the simulated calendar.
+    target = checkout.end_conditions.target_sample_size
+    assert target is not None
+    users = [int(n) for n in re.findall(r"(?:control|green_button)=(\d+)", checkout.stop_reason or "")]
+    per_day_per_arm = DemoSizes.fast().users_per_day / 2
+    assert len(users) == 2 and min(users) >= target and max(users) < target + 1.5 * per_day_per_arm, users
+    for exp in (checkout, model_ab):
+        assert exp.started_at == START
+        assert exp.stopped_at is not None and START < exp.stopped_at <= START + dt.timedelta(days=DAYS)
+    assert checkout.stopped_at < START + dt.timedelta(days=DAYS)  # before the simulation ran out
+
+    # No library warning or registry chatter reaches the output.
+    everything = text + captured.out + captured.err
+    for noise in ("Successfully registered model", "Created version", "Warning", "warnings.warn"):
+        assert noise not in everything, noise

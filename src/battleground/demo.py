@@ -141,6 +141,20 @@ def _results_table(console: Console, frame: pd.DataFrame, title: str) -> None:
     console.print(table)
 
 
+def _check_day(settings: Settings, registry: Any, experiment_id: int, day: int) -> Any:
+    """End conditions at the end of simulated ``day``; a met condition stops the test on that date."""
+    from dataclasses import replace
+
+    from battleground.experiment.monitoring import check_experiments
+
+    end_of_day = START + dt.timedelta(days=day + 1)
+    (report,) = check_experiments(settings, experiment_id, stop=False, now=end_of_day)
+    if report.met:
+        registry.stop(experiment_id, "; ".join(report.reasons), actor="demo", at=end_of_day)
+        report = replace(report, stopped=True)
+    return report
+
+
 # ---------------------------------------------------------------------------------------------------
 # 1. The checkout A/B test
 # ---------------------------------------------------------------------------------------------------
@@ -152,7 +166,7 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
 
     from battleground.experiment.assign import Assigner
     from battleground.experiment.events import ingest, open_event_store
-    from battleground.experiment.monitoring import Monitor, check_experiments
+    from battleground.experiment.monitoring import Monitor
     from battleground.experiment.register import Registry
     from battleground.experiment.report import MakeReport
 
@@ -170,10 +184,11 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
         end_conditions={"target_sample_size": sizes.users_per_day * DAYS * 2 // 5},
         metadata={"true_relative_lift": 0.10, "simulated": True}, salt=f"demo-checkout-{seed}",
     )
-    exp = registry.start(exp.id, actor="demo")
+    exp = registry.start(exp.id, actor="demo", at=START)
     store = open_event_store(settings)
     assigner = Assigner(exp)
     rng = np.random.default_rng(seed)
+    check = None
     p_buy = {"control": 0.10, "green_button": 0.11}
     p_click = {"control": 0.05, "green_button": 0.05}
     with _progress(console) as progress:
@@ -192,7 +207,11 @@ def checkout_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *, 
                 ingest(store, _events(ids[mask], variants[mask], at[mask], event_type, str(exp.id),
                                       values[mask].astype(float)), experiment=exp.id)
             progress.advance(task)
-    (check,) = check_experiments(settings, exp.id, stop=True)
+            check = _check_day(settings, registry, exp.id, day)  # the nightly cron job, on simulated time
+            if check.stopped:
+                progress.update(task, description=f"stopped automatically after day {day + 1}")
+                break
+    assert check is not None
     console.print(f"[bold]{'stopped' if check.stopped else 'still running'}[/]: "
                   f"{'; '.join(check.reasons) or 'no end condition met'}")
     frame = Monitor(client=settings).put_experiment_id(experiment_id=exp.id).get_abtest_result()
@@ -240,7 +259,7 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *,
 
     from battleground.experiment.assign import Assigner
     from battleground.experiment.events import ingest, open_event_store
-    from battleground.experiment.monitoring import Monitor, check_experiments
+    from battleground.experiment.monitoring import Monitor
     from battleground.experiment.register import Registry
     from battleground.experiment.report import MakeReport
 
@@ -259,7 +278,7 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *,
         metadata={"simulated": True, "offer_targets_riskiest": 0.3, "offer_keeps_churner": 0.6},
         salt=f"demo-churn-{seed}",
     )
-    exp = registry.start(exp.id, actor="demo")
+    exp = registry.start(exp.id, actor="demo", at=START)
     store = open_event_store(settings)
     assigner = Assigner(exp)
     rng = np.random.default_rng(seed + 7)
@@ -279,13 +298,13 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *,
             for event_type, mask in (("offer", offered), ("retained", kept)):
                 ingest(store, _events(ids[mask], arm[mask], at[mask], event_type, str(exp.id)), experiment=exp.id)
             progress.advance(task)
-            (report,) = check_experiments(settings, exp.id, stop=True)
+            report = _check_day(settings, registry, exp.id, day)
             if report.stopped:
                 stop_reason = "; ".join(report.reasons)
                 progress.update(task, description=f"stopped automatically after day {day + 1}")
                 break
     if not stop_reason:
-        registry.stop(exp.id, "simulation over: 14 days of traffic", actor="demo")
+        registry.stop(exp.id, "simulation over: 14 days of traffic", actor="demo", at=START + dt.timedelta(days=DAYS))
         stop_reason = "simulation over"
     console.print(f"[bold]stopped[/]: {stop_reason}")
     frame = Monitor(client=settings).put_experiment_id(experiment_id=exp.id).get_abtest_result()
@@ -301,6 +320,41 @@ def model_ab_test(settings: Settings, sizes: DemoSizes, console: Console, *,
 def run_demo(settings: Settings, *, fast: bool = False, console: Console | None = None,
              sizes: DemoSizes | None = None, on_stage: Callable[[str], None] | None = None) -> DemoSummary:
     """Run every part of battleground on embedded defaults and say what to open."""
+    from rich.console import Console
+
+    console = console or Console()
+    with _quiet_libraries(keep_stderr=console.stderr):
+        return _run_stages(settings, fast=fast, console=console, sizes=sizes, on_stage=on_stage)
+
+
+@contextmanager
+def _quiet_libraries(*, keep_stderr: bool = False) -> Iterator[None]:
+    """Keep library warnings (MLflow's type-hint nag, ...) and MLflow's registry chatter ("Successfully
+    registered model", "Created version") out of the demo's output: the demo says what matters itself.
+
+    Libraries write these to ``sys.stderr`` (MLflow re-enables its own event stream inside its calls,
+    and resets warning filters), so the demo collects stderr and shows it only if it fails.
+    """
+    import io
+    import sys
+    from contextlib import redirect_stderr
+
+    held = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if keep_stderr:  # the demo itself prints to stderr: hold nothing back
+            yield
+            return
+        try:
+            with redirect_stderr(held):
+                yield
+        except BaseException:
+            sys.stderr.write(held.getvalue())
+            raise
+
+
+def _run_stages(settings: Settings, *, fast: bool, console: Console | None, sizes: DemoSizes | None,
+                on_stage: Callable[[str], None] | None) -> DemoSummary:
     from rich.console import Console
 
     from battleground.settings import quiet_third_party_telemetry

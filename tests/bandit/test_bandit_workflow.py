@@ -276,3 +276,17 @@ def test_tune_space_error_is_readable_on_the_command_line(tmp_path: Path) -> Non
     r = runner.invoke(app, ["bandit", "tune", "--agent", "linear_ts", "tune.space.linear_ts.reg=[1, 2, 3, 4]"], env=env)
     assert r.exit_code == 1
     assert "must be [low, high], [low, high, 'log'] or {choices: [...]}" in " ".join(r.output.split())
+
+
+def test_metrics_as_json_and_csv(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+    """The tables of `bandit metrics` come as raw values too (issue 13 §4)."""
+    home, exp, _ = workflow
+    payload = json.loads(_invoke(["bandit", "metrics", "--json"], home))
+    allc = pd.read_csv(exp.summary / "all_customers.csv").set_index("agent")
+    got = {r["agent"]: r["accumulated_revenue"] for r in payload["all_customers"]}
+    assert set(got) == set(allc.index)
+    for agent, value in got.items():
+        assert value == pytest.approx(allc.loc[agent, "accumulated_revenue"], rel=1e-12)
+    assert "Q4 (most price-sensitive)" in {r["segment"] for r in payload["segments"]}
+    text = _invoke(["bandit", "metrics", "--csv"], home)
+    assert text.startswith("# all_customers\n") and "\n\n# segments\n" in text

@@ -356,7 +356,7 @@ def test_cli_lifecycle(backend: Settings) -> None:
     listing = run("experiment", "list")
     assert "checkout" in listing and "draft" in listing and "conversion, ctr" in listing
     shown = run("experiment", "show", "checkout")
-    assert "planned window: 2022-03-05 → …" in shown and "guardrail" in shown and "target sample size 500" in shown
+    assert "planned window: 2022-03-05 → open" in shown and "guardrail" in shown and "target sample size 500" in shown
     assert "is now running" in run("experiment", "start", "1")
     assert "status moves draft → running → stopped → archived only" in run("experiment", "start", "1", code=1)
     assert "Missing option '--reason'" in run("experiment", "stop", "1", code=2)

@@ -14,7 +14,10 @@ from typing import Any, Protocol, TypeVar
 
 from battleground.errors import BanditError
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorConnectionError", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = [
+    "EXECUTORS", "Executor", "ExecutorConnectionError", "ExecutorError", "ExecutorUnavailableError",
+    "LocalExecutor", "RayExecutor", "make_executor",
+]
 
 CONNECT_TIMEOUT_S = 20.0  # the issue's bound is 30 s
 
@@ -70,6 +73,15 @@ def _connect(ray: Any, address: str, kwargs: dict[str, Any], timeout: float = CO
         raise ExecutorConnectionError(f"cannot connect to Ray at {address}: {box['error']}") from box["error"]
 
 
+class ExecutorError(BanditError, ValueError):
+    """An unknown executor name or a bad worker count."""
+
+
+class ExecutorUnavailableError(BanditError, RuntimeError):
+    """The executor needs an optional extra that is not installed."""
+
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -84,7 +96,7 @@ class Executor(Protocol):
 
 def _check_workers(max_workers: int) -> int:
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+        raise ExecutorError(f"max_workers must be an integer >= 1, got {max_workers!r}")
     return max_workers
 
 
@@ -133,7 +145,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError(
+            raise ExecutorUnavailableError(
                 "--executor ray needs Ray, an optional extra: pip install 'battleground[ray]'"
             ) from exc
         started = False
@@ -161,4 +173,4 @@ def make_executor(name: str, *, max_workers: int = 2, address: str | None = None
         return LocalExecutor(max_workers)
     if name == "ray":
         return RayExecutor(num_cpus=max_workers, address=address)
-    raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {name!r}")
+    raise ExecutorError(f"executor must be one of {list(EXECUTORS)}, got {name!r}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+from typing import Any
+
 import typer
 
 from battleground.cli._common import load_settings
@@ -35,13 +39,54 @@ def ui_command(
     """Open the battleground dashboard (experiments, leaderboard, bandit battles)."""
     import dataclasses
 
-    import uvicorn
-
-    from battleground.web import create_app
+    from battleground.cli._common import user_errors
 
     settings = load_settings()
-    settings = dataclasses.replace(settings, allowed_hosts=(*settings.allowed_hosts, host))  # trusted as well
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    with user_errors():
+        from battleground.web import create_app
+
+        # the host it binds is trusted as well
+        web_app = create_app(dataclasses.replace(settings, allowed_hosts=(*settings.allowed_hosts, host)))
+    _serve(web_app, _listen(host, port), "dashboard")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or one clean line saying why not (port in use, ...)."""
+    from battleground.cli._common import fail
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # what uvicorn does: restarts rebind
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is in use; stop what runs there or pick another with --port")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --host or --port")
+    return sock
+
+
+def _serve(asgi_app: Any, sock: socket.socket, what: str) -> None:
+    """Run ``asgi_app`` on ``sock`` and print its URL once it accepts connections."""
+    import uvicorn
+
+    from battleground.cli._common import console
+
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                console.print(f"{what} at {url}  (Ctrl+C to stop)", soft_wrap=True, highlight=False)
+
+    Server(uvicorn.Config(asgi_app, log_level="warning")).run(sockets=[sock])
 
 
 def demo_command(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from battleground.errors import BattlegroundError
 from battleground.settings import Settings, quiet_third_party_telemetry
 
 if TYPE_CHECKING:
@@ -41,13 +42,17 @@ def load_settings() -> Settings:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the ``ValueError``/``LookupError``/``RuntimeError`` subclasses our code raises for bad input
-    into a one-line red message and exit code 1, instead of a traceback."""
+    """Turn the errors battleground raises on purpose (:class:`~battleground.errors.BattlegroundError`)
+    into one red line on stderr and exit code 1. Anything else is a bug and keeps its traceback."""
     try:
         yield
-    except (ValueError, LookupError, PermissionError, FileNotFoundError, RuntimeError) as exc:
-        from rich.markup import escape
+    except BattlegroundError as exc:
+        fail(str(exc))
 
-        # Escaped: messages quote lists such as [low, high], which rich would read as markup and drop.
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(code=1) from exc
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` as one line on stderr (the terminal wraps it, never us) and exit 1."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code=1)

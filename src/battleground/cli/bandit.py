@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from battleground.cli._common import console, load_settings, user_errors
+from battleground.cli._common import console, fail, load_settings, user_errors
+from battleground.cli._table import (
+    Column,
+    Table,
+    csv_option,
+    json_option,
+    output_format,
+    print_tables,
+)
 
 if TYPE_CHECKING:
     from battleground.bandit.workflow import ExperimentDir
@@ -51,7 +59,7 @@ def _setup(experiment_dir: Path | None, config: list[Path] | None, overrides: li
 def _check_agents(agents: list[str]) -> list[str]:
     bad = [a for a in agents if a not in AGENT_NAMES]
     if bad:
-        raise ValueError(f"unknown agent(s) {bad}; choose from {list(AGENT_NAMES)}")
+        fail(f"unknown agent(s) {bad}; choose from {list(AGENT_NAMES)}")
     return list(dict.fromkeys(agents))
 
 
@@ -140,34 +148,37 @@ def segment_command(experiment_dir: Path | None = _ExpOpt, config: list[Path] | 
 
 @app.command("metrics")
 def metrics_command(experiment_dir: Path | None = _ExpOpt, config: list[Path] | None = _CfgOpt,
-                    overrides: list[str] | None = _OvrArg) -> None:
+                    overrides: list[str] | None = _OvrArg, as_json: bool = json_option,
+                    as_csv: bool = csv_option) -> None:
     """Compare the evaluated agents for all customers and per segment (a table and summary files)."""
+    fmt = output_format(as_json, as_csv)
     with user_errors():
         exp, cfg = _setup(experiment_dir, config, overrides)
-        from rich.table import Table
-
         from battleground.bandit.workflow import compute_metrics
 
         res = compute_metrics(cfg, exp)
-        table = Table(title="All customers (means over trajectories)")
-        for col in ("agent", "revenue", "± std", "demand", "retention", "penetration", "discount", "coupon"):
-            table.add_column(col, justify="left" if col == "agent" else "right")
-        for _, r in res.all_customers.sort_values("accumulated_revenue", ascending=False).iterrows():
-            table.add_row(str(r["agent"]), _money(r["accumulated_revenue"]), f"{r['accumulated_revenue_std']:.3f}",
-                          f"{r['accumulated_demand']:.2f}", f"{r['retention']:.3f}", f"{r['category_penetration']:.3f}",
-                          f"{r['empirical_discount']:.3f}", f"{r['mean_coupon_level']:.2f}")
-        console.print(table)
-        seg = Table(title="Accumulated revenue per customer, by price-sensitivity segment")
+        agents = res.all_customers.sort_values("accumulated_revenue", ascending=False).to_dict("records")
+        overall = Table("all_customers", "All customers (means over trajectories)", [
+            Column.of("agent", key=True), Column.of("revenue", "accumulated_revenue", "{:,.3f}", justify="right"),
+            Column.of("± std", "accumulated_revenue_std", "{:.3f}", justify="right"),
+            Column.of("demand", "accumulated_demand", "{:.2f}", justify="right"),
+            Column.of("retention", fmt="{:.3f}", justify="right"),
+            Column.of("penetration", "category_penetration", "{:.3f}", justify="right"),
+            Column.of("discount", "empirical_discount", "{:.3f}", justify="right"),
+            Column.of("coupon", "mean_coupon_level", "{:.2f}", justify="right"),
+        ], [{str(k): v for k, v in r.items()} for r in agents])
         pivot = res.segmented.pivot_table(index="segment", columns="agent", values="accumulated_revenue", sort=False)
-        seg.add_column("segment")
-        for a in pivot.columns:
-            seg.add_column(str(a), justify="right")
-        for name, row in pivot.sort_index().iterrows():
-            seg.add_row(str(name), *[_money(v) for v in row])
-        console.print(seg)
-        for comparison in res.comparisons:
-            console.print(comparison.verdict)
-        console.print(f"summaries → {res.path}")
+        segments = Table(
+            "segments", "Accumulated revenue per customer, by price-sensitivity segment",
+            [Column.of("segment", key=True), *[Column.of(str(a), fmt="{:,.3f}", justify="right") for a in pivot.columns]],
+            [{"segment": str(name), **{str(a): float(v) for a, v in row.items()}} for name, row in pivot.sort_index().iterrows()],
+        )
+        print_tables([overall, segments], fmt)
+        if fmt == "table":
+            console.print(f"summaries → {res.path}")
+        if fmt == "table":
+            for comparison in res.comparisons:
+                console.print(comparison.verdict)
 
 
 @app.command("report")
@@ -187,53 +198,60 @@ def sweep_command(
     max_workers: int | None = typer.Option(None, "--max-workers", help="Processes (local) or CPUs of a local Ray; default sweep.max_workers."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one."),
     experiment_dir: Path | None = _ExpOpt, config: list[Path] | None = _CfgOpt, overrides: list[str] | None = _OvrArg,
+    as_json: bool = json_option, as_csv: bool = csv_option,
 ) -> None:
     """Ablation / sensitivity sweep over agents and parameters (sweep.agents, sweep.grid)."""
+    fmt = output_format(as_json, as_csv)
     with user_errors():
         exp, cfg = _setup(experiment_dir, config, overrides)
-        from rich.table import Table
-
         from battleground.bandit._executors import make_executor
         from battleground.bandit.workflow import sweep
 
         runner = make_executor(executor, max_workers=int(max_workers or cfg["sweep"]["max_workers"]), address=ray_address)
         frame = sweep(cfg, exp, runner)
-        table = Table(title=f"Sweep on {runner.name} ({len(frame)} jobs): accumulated revenue per customer")
-        for col in ("run", "revenue", "± std", "train loss"):
-            table.add_column(col, justify="left" if col == "run" else "right")
-        for _, r in frame.iterrows():
-            table.add_row(str(r["label"]), _money(r["revenue_mean"]), f"{r['revenue_std']:.3f}", f"{r['train_loss']:.2f}")
-        console.print(table)
-        console.print(f"results → {exp.sweep / 'results.csv'}")
+        table = Table("sweep", f"Sweep on {runner.name} ({len(frame)} jobs): accumulated revenue per customer", [
+            Column.of("run", "label", key=True), Column.of("revenue", "revenue_mean", "{:,.3f}", justify="right"),
+            Column.of("± std", "revenue_std", "{:.3f}", justify="right"),
+            Column.of("train loss", "train_loss", "{:.2f}", justify="right"),
+        ], [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")])
+        print_tables([table], fmt)
+        if fmt == "table":
+            console.print(f"results → {exp.sweep / 'results.csv'}")
 
 
 @app.command("ope")
 def ope_command(agent: str = typer.Option("linear_ts", "--agent", "-a", help=_AGENT_HELP),
                 experiment_dir: Path | None = _ExpOpt, config: list[Path] | None = _CfgOpt,
-                overrides: list[str] | None = _OvrArg) -> None:
+                overrides: list[str] | None = _OvrArg, as_json: bool = json_option,
+                as_csv: bool = csv_option) -> None:
     """Estimate a policy's value from random-policy logs with every OPE estimator, beside its true value."""
+    fmt = output_format(as_json, as_csv)
     with user_errors():
         _check_agents([agent])
         exp, cfg = _setup(experiment_dir, config, overrides)
-        from rich.table import Table
-
         from battleground.bandit._report import render_ope_report
         from battleground.bandit.workflow import off_policy_evaluation
 
         res = off_policy_evaluation(cfg, exp, agent)
         t = res.table
-        table = Table(title=f"Off-policy value of {agent} ({int(t['n_rounds'].iloc[0]):,} random-policy rounds; "
-                            f"true value {res.true_value:.4f})")
-        for col in ("estimator", "value", "CI", "error", "covers truth"):
-            table.add_column(col, justify="left" if col == "estimator" else "right")
-        for _, r in t.iterrows():
-            table.add_row(str(r["estimator"]), f"{r['value']:.4f}", f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
-                          f"{r['error']:+.4f}", "yes" if r["covers_truth"] else "no")
-        console.print(table)
+        table = Table("estimates", f"Off-policy value of {agent} ({int(t['n_rounds'].iloc[0]):,} random-policy rounds; "
+                                   f"true value {res.true_value:.4f})", [
+            Column.of("estimator", key=True), Column.of("value", fmt="{:.4f}", justify="right"),
+            Column("CI", lambda r: f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", justify="right"),
+            Column.of("error", fmt="{:+.4f}", justify="right"),
+            Column("covers truth", lambda r: "yes" if r["covers_truth"] else "no", justify="right"),
+        ], [{str(k): v for k, v in r.items()} for r in t.to_dict("records")])
         d = res.diagnostics
+        report = render_ope_report(res)
+        if fmt != "table":
+            extra = {"agent": agent, "true_value": res.true_value, "simulated_value": res.simulated_value,
+                     "logging_value": res.logging_value, "diagnostics": dict(d), "report": str(report)}
+            print_tables([table], fmt, extra=extra if fmt == "json" else None)
+            return
+        print_tables([table], fmt)
         console.print(f"deployed in the simulator: {res.simulated_value:.4f} per round; random logging policy: "
                       f"{res.logging_value:.4f}; ESS {d.get('ess', float('nan')):,.0f}, max weight {d.get('max_weight', float('nan')):.2f}")
-        console.print(f"report → {render_ope_report(res)}")
+        console.print(f"report → {report}")
 
 
 @app.command("battle")

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import typer
+
+from battleground.cli._table import (
+    Column,
+    Table,
+    csv_option,
+    json_option,
+    output_format,
+    print_tables,
+)
 
 app = typer.Typer(help="Register, run, monitor and report A/B tests.", no_args_is_help=True)
 
@@ -116,48 +128,69 @@ def create_command(
 @app.command("list")
 def list_command(
     status: str | None = typer.Option(None, "--status", help="Only draft, running, stopped or archived."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
 ) -> None:
     """The registered experiments, oldest first."""
     from battleground.cli._common import console, load_settings, user_errors
 
+    fmt = output_format(as_json, as_csv)
     with user_errors():
-        from rich.table import Table
-
         from battleground.experiment.register import Registry
 
         experiments = Registry(load_settings().registry_url).list(status=status)
-        if not experiments:
+        if not experiments and fmt == "table":
             console.print("no experiments" + (f" with status {status}" if status else ""))
             return
-        table = Table(title="experiments")
-        for col in ("id", "name", "status", "variants", "metrics", "window", "owner"):
-            table.add_column(col, justify="right" if col == "id" else "left")
-        for e in experiments:
-            start, stop = e.window()
-            window = f"{_day(start)} → {_day(stop)}" if start or stop else ""
-            table.add_row(
-                str(e.id), e.name, e.status, ", ".join(f"{v.name} {v.weight:g}" for v in e.variants),
-                ", ".join(m.name for m in e.metrics), window, e.owner or "",
-            )
-        console.print(table)
+        records = [{**e.to_dict(), "window": list(e.window())} for e in experiments]
+        columns = [
+            Column.of("id", justify="right", key=True), Column.of("name", key=True), Column.of("status"),
+            Column("variants", lambda r: ", ".join(f"{v['name']} {v['weight']:g}" for v in r["variants"])),
+            Column("metrics", lambda r: ", ".join(m["name"] for m in r["metrics"])),
+            Column("window", _window), Column.of("owner"),
+        ]
+        print_tables([Table("experiments", "experiments", columns, records)], fmt)
+
+
+def _window(record: Mapping[str, Any]) -> str:
+    start, stop = record["window"]
+    return f"{_day(start)} → {_day(stop)}" if start or stop else ""
 
 
 def _day(value: object) -> str:
-    return "…" if value is None else str(value)[:10]
+    return "open" if value is None else str(value)[:10]
 
 
 @app.command("show")
-def show_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+def show_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
+) -> None:
     """Everything the registry knows about one experiment."""
     from battleground.cli._common import console, load_settings, user_errors
 
+    fmt = output_format(as_json, as_csv)
     with user_errors():
-        from rich.table import Table
+        from rich.markup import escape
 
         from battleground.experiment.register import Registry
 
         e = Registry(load_settings().registry_url).get(_experiment_key(experiment))
-        console.print(f"[bold]#{e.id} {e.name}[/] ({e.status})")
+        record = e.to_dict()
+        variants = Table("variants", "variants", [
+            Column.of("variant", "name", key=True), Column.of("weight", fmt="{:g}", justify="right"),
+            Column("control", lambda r: "yes" if r["is_control"] else ""),
+        ], record.pop("variants"))
+        metrics = Table("metrics", "metrics", [
+            Column.of("metric", "name", key=True), Column.of("kind"), Column.of("numerator"),
+            Column.of("denominator"), Column.of("direction"),
+            Column("role", lambda m: ", ".join(r for r in ("primary", "guardrail") if m[r])),
+        ], record.pop("metrics"))
+        if fmt != "table":
+            print_tables([variants, metrics], fmt, extra={"experiment": record})
+            return
+        console.print(f"[bold]#{e.id} {escape(e.name)}[/] ({e.status})")
         for label, value in (
             ("description", e.description), ("hypothesis", e.hypothesis), ("owner", e.owner),
             ("planned window", f"{_day(e.start_at)} → {_day(e.end_at)}"),
@@ -166,26 +199,13 @@ def show_command(experiment: str = typer.Argument(..., help="Experiment id or na
             ("metadata", e.metadata or None),
         ):
             if value is not None:
-                console.print(f"  {label}: {value}")
-        variants = Table(title="variants")
-        for col in ("variant", "weight", "control"):
-            variants.add_column(col)
-        for v in e.variants:
-            variants.add_row(v.name, f"{v.weight:g}", "yes" if v.is_control else "")
-        console.print(variants)
-        if e.metrics:
-            metrics = Table(title="metrics")
-            for col in ("metric", "kind", "numerator", "denominator", "direction", "role"):
-                metrics.add_column(col)
-            for m in e.metrics:
-                role = ", ".join(r for r, on in (("primary", m.primary), ("guardrail", m.guardrail)) if on)
-                metrics.add_row(m.name, m.kind, m.numerator, m.denominator or "", m.direction, role)
-            console.print(metrics)
+                console.print(f"  {label}: {escape(str(value))}", soft_wrap=True)
+        print_tables([variants, metrics] if e.metrics else [variants], fmt)
         ec = e.end_conditions
         console.print(
             f"  end conditions: target sample size {ec.target_sample_size or '—'} per variant, "
             f"maximum {ec.max_duration_days if ec.max_duration_days is not None else '—'} days, "
-            f"sequential {'yes' if ec.sequential else 'no'}"
+            f"sequential {'yes' if ec.sequential else 'no'}", soft_wrap=True,
         )
 
 
@@ -228,29 +248,34 @@ def archive_command(experiment: str = typer.Argument(..., help="Experiment id or
 
 
 @app.command("audit")
-def audit_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+def audit_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
+) -> None:
     """The append-only audit log of one experiment: every status change, edit and note."""
-    from battleground.cli._common import console, load_settings, user_errors
+    from battleground.cli._common import load_settings, user_errors
 
+    fmt = output_format(as_json, as_csv)
     with user_errors():
         import json
-
-        from rich.table import Table
 
         from battleground.experiment.register import Registry
 
         registry = Registry(load_settings().registry_url)
         e = registry.get(_experiment_key(experiment))
-        table = Table(title=f"audit log of #{e.id} {e.name}")
-        for col in ("at (UTC)", "actor", "action", "detail"):
-            table.add_column(col)
-        for entry in registry.audit_log(e.id):
-            detail = dict(entry.detail)
-            if entry.action == "create":
-                detail = {"variants": [v["name"] for v in detail.get("experiment", {}).get("variants", [])]}
-            table.add_row(entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.actor or "", entry.action,
-                          json.dumps(detail, ensure_ascii=False)[:200])
-        console.print(table)
+        records = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": dict(a.detail)}
+                   for a in registry.audit_log(e.id)]
+
+        def detail(r: Mapping[str, Any]) -> str:
+            d = r["detail"]
+            if r["action"] == "create":  # the whole experiment: its variants say enough here
+                d = {"variants": [v["name"] for v in d.get("experiment", {}).get("variants", [])]}
+            return json.dumps(d, ensure_ascii=False, default=str)
+
+        columns = [Column("at (UTC)", lambda r: r["at"].strftime("%Y-%m-%d %H:%M:%S"), key=True),
+                   Column.of("action", key=True), Column.of("actor"), Column("detail", detail)]
+        print_tables([Table("audit", f"audit log of #{e.id} {e.name}", columns, records)], fmt)
 
 
 # --- A/B results: status, check, report (issue 3) ------------------------------------------------
@@ -261,46 +286,44 @@ def status_command(
     experiment: str = typer.Argument(..., help="Experiment id or name."),
     start: str | None = typer.Option(None, "--start", help="First day (YYYY-MM-DD) of the window."),
     end: str | None = typer.Option(None, "--end", help="Last day (YYYY-MM-DD) of the window."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
 ) -> None:
     """Results per variant and metric: lifts with CIs, p-values, SRM and guardrails, as a table."""
     from battleground.cli._common import console, load_settings, user_errors
 
+    fmt = output_format(as_json, as_csv)
     with user_errors():
-        from rich.table import Table
-
         from battleground.experiment._decide import clause_text, p_label
         from battleground.experiment.monitoring import Monitor
-        from battleground.experiment.report import table_rows
 
         monitor = Monitor(client=load_settings()).put_experiment_id(experiment_id=_experiment_key(experiment))
         info = monitor.experiment()
         result = monitor.result(start_dt=start, end_dt=end)
-        decision = result.decision
+        decision, srm = result.decision, result.srm
         method = "mSPRT, always valid" if info.sequential else "Welch, fixed horizon"
-        table = Table(title=f"#{info.id} {info.name} ({info.status}) · {method}")
-        p_adj = p_label(decision.correction)
-        for col in ("metric", "variant", "users", "value", "abs lift [CI]", "rel lift [CI]", "p (raw)", p_adj, ""):
-            table.add_column(col, justify="left" if col in ("metric", "variant", "") else "right")
-        styles = {"pos": "green", "neg": "red"}
-        for r in table_rows(result):
-            if r["is_control"]:
-                table.add_row(r["metric"], f"{r['variant']} (control)", f"{r['users']:,}", r["value_text"],
-                              "", "", "", "", "")
-                continue
-            flag = f"[{styles[r['css']]}]{r['flag']}[/]" if r["css"] in styles and r["flag"] else r["flag"]
-            table.add_row(r["metric"], r["variant"], f"{r['users']:,}", r["value_text"], r["abs_text"],
-                          r["rel_text"], r["p_text"], r["padj_text"], flag)
-            if r["cuped"]:
-                table.add_row(f"{r['metric']} (CUPED)", r["variant"], "", r["cuped"]["value_text"],
-                              r["cuped"]["abs_text"], r["cuped"]["rel_text"], r["cuped"]["p_text"], "", "adjusted")
-        console.print(table)
-        srm = result.srm
+        records = []
+        for row in result.rows:
+            records.append(row.to_dict() | {"metric": row.metric})
+            if row.cuped is not None:  # the CUPED-adjusted comparison right under the unadjusted one
+                records.append(row.cuped.to_dict() | {"metric": f"{row.metric} (CUPED)"})
+        columns = [c if c.header != "p (Holm)" else Column(p_label(decision.correction), c.cell, justify="right")
+                   for c in _STATUS_COLUMNS]
+        table = Table("rows", f"#{info.id} {info.name} ({info.status}) · {method}", columns, records)
+        if fmt != "table":
+            extra = {"experiment": info.to_dict(), "srm": srm.to_dict() if srm else None,
+                     "data_quality": [c.to_dict() for c in result.data_quality], "decision": decision.to_dict()}
+            print_tables([table], fmt, extra=extra if fmt == "json" else None)
+            return
+        print_tables([table], fmt)
         if srm is not None:
             style = {"alert": "bold white on red", "warn": "bold yellow", "ok": "green"}[srm.status]
             console.print(
                 f"[{style}]SRM {srm.status.upper()}[/]: users {[int(o) for o in srm.observed]} vs "
                 f"weights {list(srm.weights)} (χ² = {srm.chi2:.3f}, p = {srm.p_value:.3g})"
             )
+            if srm.status == "alert":
+                console.print("[bold red]data quality problem: do not trust these results[/]")
         for check in result.data_quality:
             if check.name != "srm" and check.status != "ok":
                 console.print(f"[bold yellow]{check.name} {check.status.upper()}[/]: {check.detail}")
@@ -313,6 +336,38 @@ def status_command(
             console.print("  per variant: " + ", ".join(
                 f"{v.variant} {v.verdict.replace('_', ' ')}" for v in decision.variants))
         console.print(f"[dim]rule: {decision.rule}[/]")
+
+
+def _treated(text: Callable[[Mapping[str, Any]], str]) -> Callable[[Mapping[str, Any]], str]:
+    """A cell shown only on treatment rows (the control has no lift)."""
+    return lambda r: "" if r["is_control"] else text(r)
+
+
+def _flag(r: Mapping[str, Any]) -> str:
+    return "[red]guardrail harmed[/]" if r["guardrail_breach"] else "[green]significant[/]" if r["significant"] else ""
+
+
+_STATUS_COLUMNS = [
+    Column.of("metric", key=True),
+    Column("variant", lambda r: f"{r['variant']} (control)" if r["is_control"] else str(r["variant"]), key=True),
+    Column.of("users", fmt="{:,}", justify="right"),
+    Column("value", lambda r: _fmt_value(r["value"], r["kind"]), justify="right"),
+    Column("abs lift [CI]", _treated(lambda r: f"{r['abs_lift']:+.4g} [{r['abs_ci_lower']:+.4g}, "
+                                               f"{r['abs_ci_upper']:+.4g}]"), justify="right"),
+    Column("rel lift [CI]", _treated(lambda r: f"{r['rel_lift']:+.2%} [{r['rel_ci_lower']:+.2%}, "
+                                               f"{r['rel_ci_upper']:+.2%}]"), justify="right"),
+    Column("p (raw)", _treated(lambda r: f"{r['p_value']:.3g}"), justify="right"),
+    Column("p (Holm)", _treated(lambda r: "" if r["p_value_adjusted"] != r["p_value_adjusted"]
+                                else f"{r['p_value_adjusted']:.3g}"), justify="right"),
+    Column("flag", _treated(_flag), markup=True),
+]
+
+
+def _fmt_value(value: object, kind: object) -> str:
+    v = float(value)  # type: ignore[arg-type]
+    if v != v:  # NaN
+        return "—"
+    return f"{v:.3%}" if kind in ("proportion", "ratio") else f"{v:,.4g}"
 
 
 @app.command("check")
@@ -335,7 +390,8 @@ def check_command(
             if r.srm_status == "alert":
                 console.print(
                     f"[bold white on red] SRM ALERT [/] #{r.experiment_id} {r.name}: p = {r.srm_p_value:.3g}; "
-                    "data quality problem, do not trust these results (recorded in the audit log)"
+                    "data quality problem, do not trust these results "
+                    + ("(would record it in the audit log)" if dry_run else "(recorded in the audit log)")
                 )
             elif r.srm_status == "warn":
                 console.print(f"[yellow]SRM warning[/] #{r.experiment_id} {r.name}: p = {r.srm_p_value:.3g}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, load_settings, user_errors
+from battleground.cli._common import console, fail, load_settings, user_errors
 
 app = typer.Typer(help="Incremental (Lambda-Learner-style) model updates from a stream.", no_args_is_help=True)
 
@@ -111,12 +111,12 @@ def run_command(
                     model.fit_fixed_effect(pd.read_parquet(warmup))
             elif settings["mode"] == "single":
                 if warmup is not None:
-                    raise ValueError("--warmup fits the GLMix fixed effect; it has no use with --mode single")
+                    fail("--warmup fits the GLMix fixed effect; it has no use with --mode single")
                 if fixed_effect_penalty is not None:
-                    raise ValueError("--fixed-effect-penalty belongs to GLMix; it has no use with --mode single")
+                    fail("--fixed-effect-penalty belongs to GLMix; it has no use with --mode single")
                 model = SequentialBayesianLogisticRegression(penalty=settings["penalty"], delta=settings["delta"])
             else:
-                raise ValueError(f"mode must be 'glmix' or 'single', got {settings['mode']!r}")
+                fail(f"mode must be 'glmix' or 'single', got {settings['mode']!r}")
         else:
             _check_against_checkpoint(latest, {"mode": mode, "penalty": penalty, "delta": delta,
                                                "fixed_effect_penalty": fixed_effect_penalty}, checkpoint_dir)
@@ -153,7 +153,7 @@ def status_command(
         store = CheckpointStore(checkpoint_dir)
         latest = store.latest()
         if latest is None:
-            raise LookupError(f"no checkpoint in {checkpoint_dir}")
+            fail(f"no checkpoint in {checkpoint_dir}; `battleground incremental run` writes them")
         console.print(f"versions: {store.versions()}")
         console.print(f"latest: v{latest.version} kind={latest.kind} batches={latest.n_batches} "
                       f"watermark={latest.watermark} created={latest.created_at}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, load_settings, user_errors
+from battleground.cli._common import console, fail, load_settings, user_errors
 
 app = typer.Typer(help="Split data, train, tune, evaluate and pick the champion model.", no_args_is_help=True)
 
@@ -147,13 +147,13 @@ def predict(
         settings = load_settings()
         readers: dict[str, Any] = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json}
         if input.suffix not in readers or output.suffix not in (".csv", ".parquet"):
-            raise ValueError(f"--input {input.name!r}/--output {output.name!r}: use .csv/.parquet/.json in "
+            fail(f"--input {input.name!r}/--output {output.name!r}: use .csv/.parquet/.json in "
                              "and .csv/.parquet out")
         frame = readers[input.suffix](input)
         champ = load_champion(settings, model_name)
         missing = [c for c in champ.feature_names if c not in frame.columns]
         if missing:
-            raise ValueError(f"--input {input} lacks the model's feature columns {missing}")
+            fail(f"--input {input} lacks the model's feature columns {missing}")
         out = frame[["char_id"]].copy() if "char_id" in frame.columns else pd.DataFrame(index=frame.index)
         out["churn_probability"] = predict_frame(champ, frame.to_dict(orient="records"))
         out["churn_label"] = (out["churn_probability"] >= champ.threshold).astype(int)  # the model's own threshold

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, load_settings, user_errors
+from battleground.cli._common import console, fail, load_settings, user_errors
 
 app = typer.Typer(help="List and run the Kedro churn pipelines.", no_args_is_help=True)
 
@@ -64,7 +64,7 @@ def kedro_project(
         from battleground.pipelines.registry import CONF_DIR
 
         if (folder / "pyproject.toml").exists():
-            raise ValueError(f"{folder / 'pyproject.toml'} already exists; pick an empty folder")
+            fail(f"{folder / 'pyproject.toml'} already exists; pick an empty folder")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "pyproject.toml").write_text(_PYPROJECT.format(version=kedro_version), encoding="utf-8")
         shutil.copytree(CONF_DIR, folder / "conf", dirs_exist_ok=True)

@@ -13,7 +13,13 @@ from typing import Literal
 
 import numpy as np
 
+from battleground.errors import BanditError
+
 __all__ = ["BanditFeedback", "epsilon_greedy_policy", "make_bandit_feedback"]
+
+
+class BanditFeedbackError(BanditError, ValueError):
+    """Bad arguments for the synthetic bandit feedback."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class BanditFeedback:
         if dist.ndim == 3:
             dist = dist[:, :, 0]
         if dist.shape != self.expected_reward.shape:
-            raise ValueError(
+            raise BanditFeedbackError(
                 f"action_dist has shape {dist.shape}, expected {self.expected_reward.shape}"
             )
         return float(np.einsum("nk,nk->n", dist, self.expected_reward).mean())
@@ -65,11 +71,11 @@ def make_bandit_feedback(
 ) -> BanditFeedback:
     """Seeded logged bandit feedback; ``beta`` is the logging softmax's inverse temperature."""
     if n_rounds < 1 or n_actions < 1 or dim_context < 1:
-        raise ValueError(
+        raise BanditFeedbackError(
             f"n_rounds={n_rounds}, n_actions={n_actions}, dim_context={dim_context} must all be ≥ 1"
         )
     if reward_type not in ("binary", "continuous"):
-        raise ValueError(f"reward_type={reward_type!r}; choose 'binary' or 'continuous'")
+        raise BanditFeedbackError(f"reward_type={reward_type!r}; choose 'binary' or 'continuous'")
     rng = np.random.default_rng(random_state)
     theta = rng.normal(0.0, 1.0 / np.sqrt(dim_context), size=(dim_context, n_actions))
     bias = rng.normal(0.0, 0.5, size=n_actions)
@@ -93,7 +99,7 @@ def epsilon_greedy_policy(scores: np.ndarray, epsilon: float = 0.1) -> np.ndarra
     """(n, K) action distribution: greedy on ``scores`` with probability 1−ε, uniform otherwise."""
     s = np.asarray(scores, dtype=np.float64)
     if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon={epsilon!r} must lie in [0, 1]")
+        raise BanditFeedbackError(f"epsilon={epsilon!r} must lie in [0, 1]")
     k = s.shape[1]
     dist = np.full(s.shape, epsilon / k)
     dist[np.arange(s.shape[0]), s.argmax(axis=1)] += 1 - epsilon

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from battleground.errors import ModelError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -21,6 +23,15 @@ __all__ = [
     "CHURN_VARIANTS", "build_churn_features", "make_churn_tables", "read_churn_tables", "tables_as_of",
     "write_churn_tables",
 ]
+
+
+class ChurnDataError(ModelError, ValueError):
+    """Bad arguments or tables for the synthetic churn data."""
+
+
+class ChurnTablesMissingError(ModelError, FileNotFoundError):
+    """The churn tables asked for were never written."""
+
 
 TABLES = ("characters", "currency", "subscriptions", "sub_miss")
 LABEL = "churned"
@@ -94,9 +105,9 @@ def make_churn_tables(
     import pandas as pd
 
     if variant not in CHURN_VARIANTS:
-        raise ValueError(f"variant={variant!r} is unknown; valid variants: {sorted(CHURN_VARIANTS)}")
+        raise ChurnDataError(f"variant={variant!r} is unknown; valid variants: {sorted(CHURN_VARIANTS)}")
     if int(n_characters) < 1:
-        raise ValueError(f"n_characters={n_characters!r} must be a positive integer")
+        raise ChurnDataError(f"n_characters={n_characters!r} must be a positive integer")
     p = CHURN_VARIANTS[variant]
     rng = np.random.default_rng(seed)
     n = int(n_characters)
@@ -235,10 +246,10 @@ def write_churn_tables(
 ) -> dict[str, Path]:
     """Write each table to ``<folder>/<name>.<fmt>``; returns the paths."""
     if fmt not in ("parquet", "csv"):
-        raise ValueError(f"fmt={fmt!r} is not supported; use 'parquet' or 'csv'")
+        raise ChurnDataError(f"fmt={fmt!r} is not supported; use 'parquet' or 'csv'")
     missing = [t for t in TABLES if t not in tables]
     if missing:
-        raise ValueError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
+        raise ChurnDataError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -266,7 +277,7 @@ def read_churn_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
         elif (out / f"{name}.csv").exists():
             tables[name] = pd.read_csv(out / f"{name}.csv", parse_dates=dates[name])
         else:
-            raise FileNotFoundError(f"{out / name}.parquet (or .csv) not found; write it with write_churn_tables")
+            raise ChurnTablesMissingError(f"{out / name}.parquet (or .csv) not found; write it with write_churn_tables")
     return tables
 
 
@@ -287,7 +298,7 @@ def tables_as_of(tables: dict[str, pd.DataFrame], cutoff: str | pd.Timestamp) ->
 
     missing = [t for t in TABLES if t not in tables]
     if missing:
-        raise ValueError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
+        raise ChurnDataError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
     cut = pd.Timestamp(cutoff)
     chars = tables["characters"]
     chars = chars[chars["creation_date"] < cut].copy()
@@ -333,9 +344,9 @@ def build_churn_features(
 
     missing = [t for t in TABLES if t not in tables]
     if missing:
-        raise ValueError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
+        raise ChurnDataError(f"tables is missing {missing}; expected the keys {list(TABLES)}")
     if int(horizon_months) < 1:
-        raise ValueError(f"horizon_months={horizon_months!r} must be at least 1")
+        raise ChurnDataError(f"horizon_months={horizon_months!r} must be at least 1")
     cut = pd.Timestamp(cutoff)
     cut_m = cut.year * 12 + cut.month - 1
     chars = tables["characters"]
@@ -351,7 +362,7 @@ def build_churn_features(
     start = alive["char_id"].map(churn_start)
     alive = alive[start.isna() | (start >= cut)]
     if alive.empty:
-        raise ValueError(
+        raise ChurnDataError(
             f"cutoff={str(cut.date())!r} leaves no living characters; pick a date after the first creation "
             f"date {chars['creation_date'].min().date()}"
         )
@@ -406,7 +417,7 @@ def build_churn_features(
         horizon_end = cut + pd.DateOffset(months=int(horizon_months))
         window_end = cur["date"].max()
         if horizon_end > window_end + pd.DateOffset(months=1):
-            raise ValueError(
+            raise ChurnDataError(
                 f"cutoff={str(cut.date())!r} + horizon_months={horizon_months} runs past the data "
                 f"(last month {window_end.date()}); pick an earlier cut-off or set with_label=False"
             )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from battleground.errors import ExperimentError
 from battleground.experiment._records import ExperimentRecord
 
 if TYPE_CHECKING:
@@ -45,13 +46,18 @@ __all__ = [
     "hash_ids",
 ]
 
+
+class AssignmentError(ExperimentError, ValueError):
+    """A salt, user id, weight or traffic share that assignment cannot use."""
+
+
 _TWO32 = float(2**32)
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def _prefix(salt: str) -> bytes:
     if not isinstance(salt, str) or not salt:
-        raise ValueError(f"salt must be a non-empty string, got {salt!r}")
+        raise AssignmentError(f"salt must be a non-empty string, got {salt!r}")
     return f"{salt}:".encode()
 
 
@@ -68,7 +74,7 @@ def hash_ids(user_ids: Any, salt: str) -> np.ndarray:
             return xxh64_strings(prefix, [str(int(i)) for i in user_ids])
         return xxh64_int_ids(prefix, user_ids)
     if isinstance(user_ids, np.ndarray) and user_ids.dtype.kind == "f":
-        raise ValueError(
+        raise AssignmentError(
             "user ids must be integers or strings, got floats (1.0 and 1 would hash differently); "
             "convert them with .astype('int64') or to text first"
         )
@@ -96,12 +102,12 @@ def _is_arrow(obj: Any) -> bool:
 
 def _as_text(user_id: Any) -> str:
     if isinstance(user_id, bool) or user_id is None or isinstance(user_id, float | np.floating):
-        raise ValueError(f"a user id must be a string or an integer, got {user_id!r}")
+        raise AssignmentError(f"a user id must be a string or an integer, got {user_id!r}")
     if isinstance(user_id, int | np.integer):
         return str(int(user_id))
     if isinstance(user_id, str):
         return user_id
-    raise ValueError(f"a user id must be a string or an integer, got {user_id!r}")
+    raise AssignmentError(f"a user id must be a string or an integer, got {user_id!r}")
 
 
 def bucket(user_ids: Any, salt: str) -> np.ndarray:
@@ -111,14 +117,14 @@ def bucket(user_ids: Any, salt: str) -> np.ndarray:
 
 def _check_weights(variants: Sequence[str], weights: Sequence[float], traffic: float) -> np.ndarray:
     if len(variants) != len(weights) or not variants:
-        raise ValueError(
+        raise AssignmentError(
             f"variants and weights must be non-empty and of equal length, got {list(variants)} and {list(weights)}"
         )
     w = np.asarray(weights, dtype=np.float64)
     if not np.all(np.isfinite(w)) or np.any(w <= 0) or abs(w.sum() - 1.0) > 1e-9:
-        raise ValueError(f"weights must be positive and sum to 1, got {list(weights)}")
+        raise AssignmentError(f"weights must be positive and sum to 1, got {list(weights)}")
     if not (0.0 < float(traffic) <= 1.0):
-        raise ValueError(f"traffic must be in (0, 1], got {traffic!r}")
+        raise AssignmentError(f"traffic must be in (0, 1], got {traffic!r}")
     return np.cumsum(w)
 
 

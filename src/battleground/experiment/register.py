@@ -536,7 +536,8 @@ class Registry:
             return [self._record(r) for r in session.scalars(query)]
 
     # ------------------------------------------------------------------ status changes
-    def _transition(self, key: Any, to: str, actor: str | None, reason: str | None = None) -> ExperimentRecord:
+    def _transition(self, key: Any, to: str, actor: str | None, reason: str | None = None,
+                    at: Any = None) -> ExperimentRecord:
         with self._session() as session:
             row = self._row(session, key, lock=True)
             if _NEXT_STATUS.get(row.status) != to:
@@ -548,16 +549,17 @@ class Registry:
             if to == "running":
                 _check_variants([VariantRecord(v.name, v.weight, v.is_control) for v in row.variants])
             now = _now()
+            when = now if at is None else parse_timestamp(at, "at")
             before = row.status
             row.status = to
             row.updated_at = now
             if to == "running":
-                row.started_at = now
+                row.started_at = when
             elif to == "stopped":
-                row.stopped_at = now
+                row.stopped_at = when
                 row.stop_reason = reason
             else:
-                row.archived_at = now
+                row.archived_at = when
             detail: dict[str, Any] = {"from": before, "to": to}
             if reason is not None:
                 detail["reason"] = reason
@@ -565,15 +567,16 @@ class Registry:
             session.commit()
             return self._record(row)
 
-    def start(self, key: Any, *, actor: str | None = None) -> ExperimentRecord:
-        """draft → running; variants, weights, traffic and salt are frozen from now on."""
-        return self._transition(key, "running", actor)
+    def start(self, key: Any, *, actor: str | None = None, at: Any = None) -> ExperimentRecord:
+        """draft → running; variants, weights, traffic and salt are frozen from now on. ``at`` (UTC)
+        records another start time than now, e.g. a simulation's calendar."""
+        return self._transition(key, "running", actor, at=at)
 
-    def stop(self, key: Any, reason: str, *, actor: str | None = None) -> ExperimentRecord:
-        """running → stopped, with the reason in the audit log."""
+    def stop(self, key: Any, reason: str, *, actor: str | None = None, at: Any = None) -> ExperimentRecord:
+        """running → stopped, with the reason in the audit log; ``at`` as for :meth:`start`."""
         if not isinstance(reason, str) or not reason.strip():
             raise RegistryError("stop needs a reason (it goes to the audit log), e.g. reason='target reached'")
-        return self._transition(key, "stopped", actor, reason.strip())
+        return self._transition(key, "stopped", actor, reason.strip(), at=at)
 
     def archive(self, key: Any, *, actor: str | None = None) -> ExperimentRecord:
         """stopped → archived; the experiment becomes read-only."""

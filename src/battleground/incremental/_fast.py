@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 
 from battleground.incremental._frames import Batch, split_frame
-from battleground.incremental._records import INTERCEPT_NT, NameTerm
+from battleground.incremental._records import INTERCEPT_NT, IncrementalInputError, NameTerm
 from battleground.incremental._solver import (
     BlockDesign,
     MatrixDesign,
@@ -113,17 +113,17 @@ class SequentialBayesianLogisticRegression:
     def set_params(self, **params: Any) -> SequentialBayesianLogisticRegression:
         for k, v in params.items():
             if k not in self.get_params():
-                raise ValueError(f"unknown parameter {k!r}; valid: {sorted(self.get_params())}")
+                raise IncrementalInputError(f"unknown parameter {k!r}; valid: {sorted(self.get_params())}")
             setattr(self, k, v)
         return self
 
     def _check_params(self) -> None:
         if not (np.isfinite(self.penalty) and self.penalty > 0):
-            raise ValueError(f"penalty must be > 0, got {self.penalty!r}")
+            raise IncrementalInputError(f"penalty must be > 0, got {self.penalty!r}")
         if not 0.0 <= self.delta <= 1.0:
-            raise ValueError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
+            raise IncrementalInputError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
         if self.on_failure not in ("raise", "report"):
-            raise ValueError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
+            raise IncrementalInputError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
 
     # -- learned state --------------------------------------------------------------------------
     @property
@@ -161,7 +161,7 @@ class SequentialBayesianLogisticRegression:
             self.precision_ = np.full(self.n_dense_, float(self.penalty))
             self.n_batches_ = 0
         elif batch.feature_names != self.feature_names_in_:
-            raise ValueError(
+            raise IncrementalInputError(
                 f"features {batch.feature_names} differ from the ones the model was trained on "
                 f"{self.feature_names_in_}"
             )
@@ -230,7 +230,7 @@ class SequentialBayesianLogisticRegression:
         batch = split_frame(X, None, offset=offset, entity=entity, require_label=False,
                             feature_names=self.feature_names_in_)
         if batch.feature_names != self.feature_names_in_:
-            raise ValueError(f"features {batch.feature_names} differ from {self.feature_names_in_}")
+            raise IncrementalInputError(f"features {batch.feature_names} differ from {self.feature_names_in_}")
         return self._batch_scores(batch, coef)
 
     def predict_proba(self, X: Any, *, offset: Any = None, entity: Any = None) -> np.ndarray:

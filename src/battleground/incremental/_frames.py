@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from battleground.incremental._records import IncrementalInputError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,7 +37,7 @@ def _entity_strings(values: Any) -> np.ndarray:
         return arr.astype(np.int64).astype(str).astype(object)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError("entity ids must be integers or strings, got non-integral floats")
+            raise IncrementalInputError("entity ids must be integers or strings, got non-integral floats")
         return arr.astype(np.int64).astype(str).astype(object)
     out = arr.astype(str).astype(object)
     return out
@@ -69,14 +71,14 @@ def split_frame(
             vals = df["features"].to_list()
             mat = np.asarray([np.asarray(v, dtype=np.float64) for v in vals]) if vals else np.empty((0, 0))
             if mat.ndim != 2:
-                raise ValueError("column 'features' must hold equal-length numeric arrays")
+                raise IncrementalInputError("column 'features' must hold equal-length numeric arrays")
             names = feature_names or [f"x{j}" for j in range(mat.shape[1])]
         else:
             cols = [c for c in df.columns if c not in RESERVED]
             dtypes = df.dtypes
             bad = [c for c in cols if getattr(dtypes[c], "kind", "O") not in "biuf"]
             if bad:
-                raise ValueError(
+                raise IncrementalInputError(
                     f"feature columns must be numeric, got non-numeric {bad}; the reserved columns are {list(RESERVED)}"
                 )
             names = [str(c) for c in cols]
@@ -84,38 +86,38 @@ def split_frame(
     else:
         mat = np.asarray(X, dtype=np.float64)
         if mat.ndim != 2:
-            raise ValueError(f"X must be 2-D (rows × features), got shape {mat.shape}")
+            raise IncrementalInputError(f"X must be 2-D (rows × features), got shape {mat.shape}")
         names = feature_names or [f"x{j}" for j in range(mat.shape[1])]
     n = mat.shape[0]
     if len(names) != mat.shape[1]:
-        raise ValueError(f"feature_names has {len(names)} names but X has {mat.shape[1]} columns")
+        raise IncrementalInputError(f"feature_names has {len(names)} names but X has {mat.shape[1]} columns")
     if not np.all(np.isfinite(mat)):
-        raise ValueError("features must be finite; found NaN or inf (impute before updating)")
+        raise IncrementalInputError("features must be finite; found NaN or inf (impute before updating)")
 
     def vec(v: Any, name: str, default: float | None) -> np.ndarray | None:
         if v is None:
             return None if default is None else np.full(n, default)
         a = np.asarray(v, dtype=np.float64).ravel()
         if a.shape != (n,):
-            raise ValueError(f"{name} must have one entry per row ({n}), got {a.size}")
+            raise IncrementalInputError(f"{name} must have one entry per row ({n}), got {a.size}")
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} must be finite; found NaN or inf")
+            raise IncrementalInputError(f"{name} must be finite; found NaN or inf")
         return a
 
     label = vec(y, "label", None)
     if label is None and require_label:
-        raise ValueError("labels are missing: pass y or a 'label' column")
+        raise IncrementalInputError("labels are missing: pass y or a 'label' column")
     weight = vec(sample_weight, "weight", 1.0)
     assert weight is not None
     if np.any(weight < 0):
-        raise ValueError("weight must be >= 0; found a negative weight")
+        raise IncrementalInputError("weight must be >= 0; found a negative weight")
     off = vec(offset, "offset", 0.0)
     assert off is not None
     ent = None
     if entity is not None:
         ent = _entity_strings(entity)
         if ent.shape != (n,):
-            raise ValueError(f"entity must have one entry per row ({n}), got {ent.size}")
+            raise IncrementalInputError(f"entity must have one entry per row ({n}), got {ent.size}")
     return Batch(np.ascontiguousarray(mat), names, label, weight, off, ent)
 
 

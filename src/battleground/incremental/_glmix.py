@@ -8,6 +8,7 @@ import numpy as np
 
 from battleground.incremental._fast import _EMPTY_BATCH_METADATA, _EntityIndex, thompson_draw
 from battleground.incremental._frames import Batch, split_frame
+from battleground.incremental._records import IncrementalInputError
 from battleground.incremental._solver import (
     MatrixDesign,
     OptimizationError,
@@ -67,7 +68,7 @@ class GLMix:
     def set_params(self, **params: Any) -> GLMix:
         for k, v in params.items():
             if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; valid: {sorted(self._PARAMS)}")
+                raise IncrementalInputError(f"unknown parameter {k!r}; valid: {sorted(self._PARAMS)}")
             setattr(self, k, v)
         return self
 
@@ -75,13 +76,13 @@ class GLMix:
         for name in ("penalty", "fixed_effect_penalty"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be > 0, got {v!r}")
+                raise IncrementalInputError(f"{name} must be > 0, got {v!r}")
         if not 0.0 <= self.delta <= 1.0:
-            raise ValueError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
+            raise IncrementalInputError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
         if self.solver not in ("batched", "loop"):
-            raise ValueError(f"solver must be 'batched' or 'loop', got {self.solver!r}")
+            raise IncrementalInputError(f"solver must be 'batched' or 'loop', got {self.solver!r}")
         if self.on_failure not in ("raise", "report"):
-            raise ValueError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
+            raise IncrementalInputError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
 
     def _init_features(self, batch: Batch) -> None:
         self.feature_names_in_ = list(batch.feature_names)
@@ -89,7 +90,7 @@ class GLMix:
         names = self.feature_names_in_ if re is None else list(re)
         missing = [c for c in names if c not in self.feature_names_in_]
         if missing:
-            raise ValueError(f"random_effect_features {missing} are not among the features {self.feature_names_in_}")
+            raise IncrementalInputError(f"random_effect_features {missing} are not among the features {self.feature_names_in_}")
         self._re_cols = np.array([self.feature_names_in_.index(c) for c in names], dtype=np.int64)
         self.random_effect_names_ = ["intercept", *names]
         p = 1 + len(names)
@@ -105,7 +106,7 @@ class GLMix:
         if not hasattr(self, "feature_names_in_"):
             self._init_features(batch)
         elif batch.feature_names != self.feature_names_in_:
-            raise ValueError(f"features {batch.feature_names} differ from {self.feature_names_in_}")
+            raise IncrementalInputError(f"features {batch.feature_names} differ from {self.feature_names_in_}")
         return batch
 
     @property
@@ -150,7 +151,7 @@ class GLMix:
             self.last_metadata_ = _EMPTY_BATCH_METADATA.copy()
             return self
         if batch.entity is None:
-            raise ValueError("GLMix.partial_fit needs entity ids: pass entity= or an 'entity' column")
+            raise IncrementalInputError("GLMix.partial_fit needs entity ids: pass entity= or an 'entity' column")
         assert batch.label is not None
         yb = binary_labels(batch.label)
         codes = self._entities.codes(batch.entity, grow=True)

@@ -37,6 +37,10 @@ class UnknownFeatureError(IncrementalError, IndexError):
     """A name-term is not in the index map (an ``IndexError``, hence a ``LookupError``, as the seed expects)."""
 
 
+class IncrementalInputError(IncrementalError, ValueError):
+    """Records, parameters, streams or checkpoints that incremental learning cannot use."""
+
+
 class HessianType(enum.Enum):
     """How the trainer updates the coefficient Hessian (the posterior precision).
 
@@ -140,7 +144,7 @@ class IndexMap:
     def get_indices(self, name_terms: Iterable[NameTerm], *, unknown: str = "error") -> np.ndarray:
         """Indices of many name-terms; unknown ones raise, or map to -1 with ``unknown='ignore'``."""
         if unknown not in ("error", "ignore"):
-            raise ValueError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
+            raise IncrementalInputError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
         nts = list(name_terms)
         get = self._nt_to_index.get
         out = np.fromiter((get(nt, -1) for nt in nts), dtype=np.int64, count=len(nts))
@@ -221,7 +225,7 @@ class IndexedDataset:
         self.num_features = self.num_cols
         for name, arr in (("labels", self.y), ("weights", self.w), ("offsets", self.offsets)):
             if arr.shape != (self.num_rows,):
-                raise ValueError(
+                raise IncrementalInputError(
                     f"{name} must have one entry per row ({self.num_rows}), got shape {arr.shape}"
                 )
 
@@ -237,7 +241,7 @@ class IndexedModel:
         self.theta = np.asarray(theta, dtype=np.float64)
         self.hessian = hessian
         if hessian is not None and hessian.shape != (self.theta.size, self.theta.size):
-            raise ValueError(
+            raise IncrementalInputError(
                 f"hessian shape {hessian.shape} does not match theta of length {self.theta.size}"
             )
 
@@ -269,7 +273,7 @@ def nt_domain_data_to_index_domain_data(
     from scipy import sparse
 
     if unknown not in ("error", "ignore"):
-        raise ValueError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
+        raise IncrementalInputError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
     n = len(records)
     # one flat pass with C-level iteration: this conversion dominates the original library's update
     lengths = np.fromiter(map(len, map(_FEATURES, records)), dtype=np.int64, count=n)
@@ -303,7 +307,7 @@ def nt_domain_coeffs_to_index_domain_coeffs(
 ) -> IndexedModel:
     """Vectorise a name-term model: coefficients the model lacks get mean 0 and variance 1/penalty."""
     if not regularization_param > 0:
-        raise ValueError(
+        raise IncrementalInputError(
             f"regularization_param must be > 0 (it sets the prior precision of unseen coefficients), "
             f"got {regularization_param!r}"
         )
@@ -314,7 +318,7 @@ def nt_domain_coeffs_to_index_domain_coeffs(
     precision = np.full(p, float(regularization_param))
     for c in coeff_variances:
         if not c.value > 0:
-            raise ValueError(
+            raise IncrementalInputError(
                 f"variance of {c.name_term!r} must be > 0, got {c.value!r}; drop the coefficient "
                 "to give it the prior variance 1/penalty"
             )
@@ -327,7 +331,7 @@ def index_domain_coeffs_to_nt_domain_coeffs(
 ) -> tuple[dict[NameTerm, float], dict[NameTerm, float] | None]:
     """Back to name-terms: ``(means, variances)``; variances are ``1/diag(hessian)`` (None without one)."""
     if model.theta.size != len(index_map):
-        raise ValueError(
+        raise IncrementalInputError(
             f"model has {model.theta.size} coefficients but the index map {len(index_map)}; "
             "use the map the model was indexed with"
         )

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from battleground.errors import IncrementalError
+from battleground.incremental._records import IncrementalInputError
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -359,7 +360,7 @@ def batched_newton(
     G, p = mu.shape
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     if starts.size != G:
-        raise ValueError(f"group must be sorted and cover 0..{G - 1} with no empty group")
+        raise IncrementalInputError(f"group must be sorted and cover 0..{G - 1} with no empty group")
     # per-row outer products (n × p × p) make every Hessian one reduceat; for big batches a loop of
     # small BLAS products over the groups keeps memory bounded instead
     outer = X[:, :, None] * X[:, None, :] if X.shape[0] * p * p <= _OUTER_LIMIT else None

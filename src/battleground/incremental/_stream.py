@@ -24,6 +24,7 @@ from battleground.incremental._checkpoint import (
     load_model,
     remove_temporary,
 )
+from battleground.incremental._records import IncrementalInputError
 from battleground.incremental._sources import (
     IterableSource,
     SourceBatch,
@@ -90,9 +91,9 @@ def run_stream(
         on_batch: called after each learned batch with (key, model, the update's metadata).
     """
     if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        raise IncrementalInputError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if max_batches is not None and max_batches < 0:
-        raise ValueError(f"max_batches must be >= 0, got {max_batches}")
+        raise IncrementalInputError(f"max_batches must be >= 0, got {max_batches}")
     check_policy(on_bad_record, dead_letter_dir)
     dead = None if dead_letter_dir is None else Path(dead_letter_dir)
     store = CheckpointStore(checkpoint_dir, keep_last=keep_last)

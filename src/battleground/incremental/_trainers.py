@@ -8,7 +8,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from battleground.incremental._records import HessianType, IndexedDataset, IndexedModel
+from battleground.incremental._records import (
+    HessianType,
+    IncrementalInputError,
+    IndexedDataset,
+    IndexedModel,
+)
 from battleground.incremental._solver import (
     MatrixDesign,
     OptimizationError,
@@ -51,7 +56,7 @@ def binary_labels(y: np.ndarray, *, field: str = "label") -> np.ndarray:
     ok = (y == 1.0) | (y == 0.0) | (y == -1.0)
     if not ok.all():
         bad = np.unique(y[~ok])[:5].tolist()
-        raise ValueError(
+        raise IncrementalInputError(
             f"{field} must be binary (0/1 or -1/+1) for a logistic trainer, got {bad}; "
             "use TrainerSquareLossWithL2 for real-valued targets"
         )
@@ -60,7 +65,7 @@ def binary_labels(y: np.ndarray, *, field: str = "label") -> np.ndarray:
 
 def _check_weights(w: np.ndarray) -> None:
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and >= 0; got a negative or non-finite weight")
+        raise IncrementalInputError("weights must be finite and >= 0; got a negative or non-finite weight")
 
 
 def _diag_of(hessian: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -118,16 +123,16 @@ class _Trainer:
 
     def _validate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if not (np.isfinite(self.penalty) and self.penalty >= 0):
-            raise ValueError(f"penalty must be a finite number >= 0, got {self.penalty!r}")
+            raise IncrementalInputError(f"penalty must be a finite number >= 0, got {self.penalty!r}")
         if self.solver not in ("newton", "lbfgs"):
-            raise ValueError(f"solver must be 'newton' or 'lbfgs', got {self.solver!r}")
+            raise IncrementalInputError(f"solver must be 'newton' or 'lbfgs', got {self.solver!r}")
         if self.on_failure not in ("raise", "report"):
-            raise ValueError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
+            raise IncrementalInputError(f"on_failure must be 'raise' or 'report', got {self.on_failure!r}")
         _check_weights(self.training_data.w)
         p = self.training_data.num_cols
         theta = self.initial_model.theta
         if theta.size != p:
-            raise ValueError(
+            raise IncrementalInputError(
                 f"initial_model has {theta.size} coefficients but training_data {p} columns; index both "
                 "with the same IndexMap"
             )
@@ -135,13 +140,13 @@ class _Trainer:
             return theta, np.full(p, float(self.penalty)), None
         diag, full = _diag_of(self.initial_model.hessian)
         if np.any(diag <= 0):
-            raise ValueError("initial_model.hessian must have a positive diagonal (precisions > 0)")
+            raise IncrementalInputError("initial_model.hessian must have a positive diagonal (precisions > 0)")
         return theta, diag, full
 
     def _hessian_type(self) -> HessianType:
         ht = self._default_hessian if self.hessian_type is None else self.hessian_type
         if not isinstance(ht, HessianType):
-            raise ValueError(f"hessian_type must be a HessianType, got {ht!r}")
+            raise IncrementalInputError(f"hessian_type must be a HessianType, got {ht!r}")
         return ht
 
     def _finish(self, theta: np.ndarray, loss: float, meta: dict[str, Any], hessian: Any) -> tuple[IndexedModel, float, dict[str, Any]]:
@@ -303,6 +308,8 @@ class TrainerSequentialBayesianLogisticLossWithL2(_Trainer):
         gradient_tolerance: float | None = None,
     ) -> tuple[IndexedModel, float, dict[str, Any]]:
         """Fit; returns (posterior model, loss at the optimum, optimiser metadata)."""
+        if not 0.0 <= self.delta <= 1.0:
+            raise IncrementalInputError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
         return self._logistic(
             max_iterations=max_iterations,
             max_funcalls=max_funcalls, max_linesearch=max_linesearch, num_corrections=num_corrections,
@@ -407,9 +414,9 @@ def score_linear_model(
         raise ValueError(f"variance must be 'inverse_diagonal' or 'diagonal_of_inverse', got {variance!r}")
     if exploration_threshold != 0:
         if not exploration_threshold > 0:
-            raise ValueError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
+            raise IncrementalInputError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
         if model.hessian is None:
-            raise ValueError("the model has no Hessian; train with a hessian_type other than NONE to explore")
+            raise IncrementalInputError("the model has no Hessian; train with a hessian_type other than NONE to explore")
         if variance == "diagonal_of_inverse":
             from scipy.linalg import cho_factor, cho_solve
 
@@ -422,7 +429,7 @@ def score_linear_model(
         rng = np.random.default_rng(random_state)
         theta = theta + rng.standard_normal(theta.size) * np.sqrt(exploration_threshold * var)
     if test_data.num_cols != theta.size:
-        raise ValueError(
+        raise IncrementalInputError(
             f"test data has {test_data.num_cols} columns but the model {theta.size} coefficients; index "
             "the test data with the model's IndexMap"
         )
@@ -436,7 +443,7 @@ def _auc(y_scores: np.ndarray, y_targets: np.ndarray) -> float:
     n_pos = int(pos.sum())
     n_neg = pos.size - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("auc needs both classes in y_targets (label 1 and another label)")
+        raise IncrementalInputError("auc needs both classes in y_targets (label 1 and another label)")
     ranks = rankdata(y_scores)  # average ranks: ties count 1/2, as the ROC trapezoid does
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
@@ -453,9 +460,9 @@ def evaluate(metric_list: Sequence[str], y_scores: Any, y_targets: Any) -> dict[
     """Compute metrics by name (``'auc'``, ``'rmse'``); AUC takes label 1 as the positive class."""
     unknown = sorted(set(metric_list) - set(METRICS))
     if unknown:
-        raise ValueError(f"unsupported metrics {unknown}; choose from {sorted(METRICS)}")
+        raise IncrementalInputError(f"unsupported metrics {unknown}; choose from {sorted(METRICS)}")
     s = np.asarray(y_scores, dtype=np.float64).ravel()
     t = np.asarray(y_targets, dtype=np.float64).ravel()
     if s.shape != t.shape:
-        raise ValueError(f"y_scores has {s.size} entries but y_targets {t.size}")
+        raise IncrementalInputError(f"y_scores has {s.size} entries but y_targets {t.size}")
     return {name: METRICS[name](s, t) for name in metric_list}

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from battleground.errors import ModelError
+
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
@@ -39,6 +41,15 @@ __all__ = [
     "split_data",
     "write_splits",
 ]
+
+
+class ModelInputError(ModelError, ValueError):
+    """Data, preprocessing or training inputs that cannot be used (the message says which and why)."""
+
+
+class MissingSplitsError(ModelError, FileNotFoundError):
+    """The data splits a step needs have not been written yet."""
+
 
 SPLITS = ("train", "valid", "calib", "test")
 ALLOWED_STEP_MODULES = (
@@ -112,14 +123,14 @@ class CreateDataSet:
 
         field = "train_dt" if which == "train" else "infer_dt"
         if isinstance(dates, str):
-            raise ValueError(f"{field}={dates!r} must be a list of dates, e.g. [{dates!r}]")
+            raise ModelInputError(f"{field}={dates!r} must be a list of dates, e.g. [{dates!r}]")
         if not dates:
             dates = _DEFAULT_CUTOFFS.get(self.variant, _DEFAULT_CUTOFFS["game"])[0 if which == "train" else 1]
         for d in dates:
             try:
                 pd.Timestamp(d)
             except (ValueError, TypeError):
-                raise ValueError(f"{field} value {d!r} is not a date; use 'YYYY-MM-DD'") from None
+                raise ModelInputError(f"{field} value {d!r} is not a date; use 'YYYY-MM-DD'") from None
         tables = self._tables()
         frames = [build_churn_features(tables, d, horizon_months=self.horizon_months) for d in dates]
         frame = pd.concat(frames, ignore_index=True)
@@ -128,7 +139,7 @@ class CreateDataSet:
         if self.feature_list:
             unknown = [f for f in self.feature_list if f not in X.columns]
             if unknown:
-                raise ValueError(
+                raise ModelInputError(
                     f"feature_list has unknown columns {unknown}{_suggest(unknown[0], list(X.columns))}; "
                     f"valid columns: {list(X.columns)}"
                 )
@@ -166,21 +177,21 @@ def split_data(
     fr = dict(fractions or {"train": 0.6, "valid": 0.2, "calib": 0.0, "test": 0.2})
     bad = [k for k in fr if k not in SPLITS]
     if bad:
-        raise ValueError(f"fractions has unknown part {bad[0]!r}{_suggest(bad[0], SPLITS)}; valid parts: {list(SPLITS)}")
+        raise ModelInputError(f"fractions has unknown part {bad[0]!r}{_suggest(bad[0], SPLITS)}; valid parts: {list(SPLITS)}")
     if any(v < 0 for v in fr.values()) or abs(sum(fr.values()) - 1.0) > 1e-6:
-        raise ValueError(f"fractions={fr} must be non-negative and sum to 1")
+        raise ModelInputError(f"fractions={fr} must be non-negative and sum to 1")
     if label not in frame.columns:
-        raise ValueError(f"label={label!r} is not a column; columns: {list(frame.columns)}")
+        raise ModelInputError(f"label={label!r} is not a column; columns: {list(frame.columns)}")
     if frame[label].nunique() < 2:
-        raise ValueError(f"label {label!r} has a single class {frame[label].unique().tolist()}; need two")
+        raise ModelInputError(f"label {label!r} has a single class {frame[label].unique().tolist()}; need two")
     if method not in ("stratified", "time"):
-        raise ValueError(f"method={method!r} is unknown; valid methods: ['stratified', 'time']")
+        raise ModelInputError(f"method={method!r} is unknown; valid methods: ['stratified', 'time']")
     parts = [p for p in SPLITS if fr.get(p, 0.0) > 0]
     out: dict[str, pd.DataFrame] = {}
     if method == "time":
         if time_column is None or time_column not in frame.columns:
             hint = _suggest(str(time_column), [str(c) for c in frame.columns]) if time_column else ""
-            raise ValueError(f"time_column={time_column!r} must name a column for method='time'{hint}; "
+            raise ModelInputError(f"time_column={time_column!r} must name a column for method='time'{hint}; "
                              f"columns: {list(frame.columns)}")
         ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
         edges = np.round(np.cumsum([0.0] + [fr[p] for p in parts]) * len(ordered)).astype(int)
@@ -223,7 +234,7 @@ def read_splits(folder: str | Path) -> dict[str, pd.DataFrame]:
     out = Path(folder)
     found = {p: pd.read_parquet(out / f"{p}.parquet") for p in SPLITS if (out / f"{p}.parquet").exists()}
     if "train" not in found:
-        raise FileNotFoundError(f"{out / 'train.parquet'} not found; run `battleground model split` first")
+        raise MissingSplitsError(f"{out / 'train.parquet'} not found; run `battleground model split` first")
     return found
 
 
@@ -250,12 +261,12 @@ class FeatureSelection(TransformerMixin, BaseEstimator):
         import pandas as pd
 
         if self.method not in _FS_METHODS:
-            raise ValueError(f"method={self.method!r} is unknown{_suggest(str(self.method), _FS_METHODS)}; "
+            raise ModelInputError(f"method={self.method!r} is unknown{_suggest(str(self.method), _FS_METHODS)}; "
                              f"valid methods: {list(_FS_METHODS)}")
         if not isinstance(X, pd.DataFrame):
             X = pd.DataFrame(X, columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
         if self.method != "variance" and y is None:
-            raise ValueError(f"method={self.method!r} needs the target y")
+            raise ModelInputError(f"method={self.method!r} needs the target y")
         cats = categorical_columns(X)
         codes = X.copy()
         for c in cats:
@@ -290,7 +301,7 @@ class FeatureSelection(TransformerMixin, BaseEstimator):
         else:
             keep = scores > self.threshold
         if not keep.any():
-            raise ValueError(f"FeatureSelection(method={self.method!r}) kept no column; lower threshold or set k")
+            raise ModelInputError(f"FeatureSelection(method={self.method!r}) kept no column; lower threshold or set k")
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.selected_features_ = [c for c, k in zip(X.columns, keep, strict=True) if k]
         return self
@@ -298,7 +309,7 @@ class FeatureSelection(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.selected_features_ if c not in X.columns]
         if missing:
-            raise ValueError(f"X lacks the selected columns {missing}")
+            raise ModelInputError(f"X lacks the selected columns {missing}")
         return X[self.selected_features_]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -337,12 +348,12 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
         if not isinstance(X, pd.DataFrame):
             raise TypeError("Preprocess needs a pandas DataFrame (it keeps column names)")
         if self.encoding not in ("onehot", "ordinal"):
-            raise ValueError(f"encoding={self.encoding!r} is unknown; valid: ['onehot', 'ordinal']")
+            raise ModelInputError(f"encoding={self.encoding!r} is unknown; valid: ['onehot', 'ordinal']")
         cats = list(self.categorical_features) or categorical_columns(X)
         nums = list(self.numerical_features) or [c for c in X.columns if c not in cats]
         unknown = [c for c in [*cats, *nums] if c not in X.columns]
         if unknown:
-            raise ValueError(f"unknown columns {unknown}{_suggest(unknown[0], list(X.columns))}; "
+            raise ModelInputError(f"unknown columns {unknown}{_suggest(unknown[0], list(X.columns))}; "
                              f"valid columns: {list(X.columns)}")
         methods = self.imputation_methods
         if isinstance(methods, Mapping):
@@ -352,7 +363,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
             per_col = dict.fromkeys(nums, one)
         for col, m in per_col.items():
             if m not in _IMPUTE:
-                raise ValueError(f"imputation method {m!r} for {col!r} is unknown{_suggest(m, _IMPUTE)}; "
+                raise ModelInputError(f"imputation method {m!r} for {col!r} is unknown{_suggest(m, _IMPUTE)}; "
                                  f"valid: {list(_IMPUTE)}")
         fill: dict[str, float] = {}
         for c in nums:
@@ -379,7 +390,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
 
         missing = [c for c in [*self.numerical_features_, *self.categorical_features_] if c not in X.columns]
         if missing:
-            raise ValueError(f"X lacks the columns {missing} seen in fit")
+            raise ModelInputError(f"X lacks the columns {missing} seen in fit")
         n = len(X)
         blocks: list[np.ndarray] = []
         nums = self.numerical_features_
@@ -415,7 +426,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
         """Output is always a DataFrame; accepted so ``Pipeline.set_output(transform="pandas")`` works
         (scikit-learn's own output wrapper, which would rebuild the frame on every call, is off)."""
         if transform not in (None, "default", "pandas"):
-            raise ValueError(f"Preprocess always returns pandas DataFrames; set_output(transform={transform!r}) "
+            raise ModelInputError(f"Preprocess always returns pandas DataFrames; set_output(transform={transform!r}) "
                              "is not supported")
         return self
 
@@ -467,21 +478,21 @@ def build_preprocessing(steps: str | Sequence[Mapping[str, Any]]) -> Pipeline:
 
     spec = yaml.safe_load(steps) if isinstance(steps, str) else steps
     if not isinstance(spec, list) or not spec:
-        raise ValueError("preprocessing steps must be a non-empty list of {class: ..., params: {...}}")
+        raise ModelInputError("preprocessing steps must be a non-empty list of {class: ..., params: {...}}")
     built: list[tuple[str, Any]] = []
     for i, step in enumerate(spec):
         if not isinstance(step, Mapping) or "class" not in step:
-            raise ValueError(f"step {i} = {step!r} needs a 'class' key (and optional 'params')")
+            raise ModelInputError(f"step {i} = {step!r} needs a 'class' key (and optional 'params')")
         extra = [k for k in step if k not in ("class", "params", "name")]
         if extra:
-            raise ValueError(f"step {i} has unknown keys {extra}; valid keys: ['class', 'params', 'name']")
+            raise ModelInputError(f"step {i} has unknown keys {extra}; valid keys: ['class', 'params', 'name']")
         path = str(step["class"])
         module, _, name = path.rpartition(".")
         if module not in ALLOWED_STEP_MODULES:
-            raise ValueError(f"step {i} class {path!r} is not allowed; allowed modules: {list(ALLOWED_STEP_MODULES)}")
+            raise ModelInputError(f"step {i} class {path!r} is not allowed; allowed modules: {list(ALLOWED_STEP_MODULES)}")
         cls = getattr(importlib.import_module(module), name, None)
         if cls is None:
-            raise ValueError(f"step {i}: {module} has no class {name!r}")
+            raise ModelInputError(f"step {i}: {module} has no class {name!r}")
         built.append((str(step.get("name", name.lower())), cls(**dict(step.get("params") or {}))))
     pipe = Pipeline(built)
     pipe.set_output(transform="pandas")

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from battleground.model.data import ModelInputError
+
 __all__ = [
     "ClassificationReport",
     "EvalClassifierModel",
@@ -80,7 +82,7 @@ def _positive_scores(pred: Any) -> np.ndarray:
     p = np.asarray(pred, dtype=float)
     if p.ndim == 2:
         if p.shape[1] != 2:
-            raise ValueError(f"pred has {p.shape[1]} columns; pass P(class 1) or a two-column predict_proba")
+            raise ModelInputError(f"pred has {p.shape[1]} columns; pass P(class 1) or a two-column predict_proba")
         p = p[:, 1]
     return p
 
@@ -95,9 +97,9 @@ class EvalClassifierModel:
 
     def __init__(self, beta: float = 0.5, threshold: float = 0.5) -> None:
         if beta <= 0:
-            raise ValueError(f"beta={beta!r} must be positive")
+            raise ModelInputError(f"beta={beta!r} must be positive")
         if not 0 < threshold < 1:
-            raise ValueError(f"threshold={threshold!r} must lie in (0, 1)")
+            raise ModelInputError(f"threshold={threshold!r} must lie in (0, 1)")
         self.beta = beta
         self.threshold = threshold
 
@@ -107,11 +109,11 @@ class EvalClassifierModel:
         p = _positive_scores(pred)
         yy = np.asarray(y).astype(int)
         if p.shape[0] != yy.shape[0]:
-            raise ValueError(f"pred has {p.shape[0]} rows but y has {yy.shape[0]}")
+            raise ModelInputError(f"pred has {p.shape[0]} rows but y has {yy.shape[0]}")
         if len(np.unique(yy)) != 2:
-            raise ValueError(f"y has a single class {np.unique(yy).tolist()}; ROC AUC needs both classes")
+            raise ModelInputError(f"y has a single class {np.unique(yy).tolist()}; ROC AUC needs both classes")
         if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
-            raise ValueError("pred must be probabilities in [0, 1]")
+            raise ModelInputError("pred must be probabilities in [0, 1]")
         hard = (p >= self.threshold).astype(int)
         cm = m.confusion_matrix(yy, hard, labels=[0, 1])
         prec, rec, thr = m.precision_recall_curve(yy, p)
@@ -195,7 +197,7 @@ class EvalRegressorModel:
         p = np.asarray(pred, dtype=float).ravel()
         yy = np.asarray(y, dtype=float).ravel()
         if p.shape != yy.shape or p.size == 0:
-            raise ValueError(f"pred ({p.size} values) and y ({yy.size} values) must be non-empty and equal length")
+            raise ModelInputError(f"pred ({p.size} values) and y ({yy.size} values) must be non-empty and equal length")
         err = p - yy
         ss_tot = float(((yy - yy.mean()) ** 2).sum())
         nz = yy != 0

@@ -640,6 +640,10 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
 # -- selection, evaluation, champion -------------------------------------------------------------
 
 
+class ModelNotFoundError(ModelError, LookupError):
+    """No MLflow experiment, run, metric or registered model by that name (train one first)."""
+
+
 class ModelSelector:
     """Seed ``002``'s selector: the best model run of the latest training batch of a project."""
 
@@ -655,21 +659,21 @@ class ModelSelector:
         mlflow = _mlflow(self.settings or Settings.from_env())
         exp = mlflow.get_experiment_by_name(self.project_name)
         if exp is None:
-            raise LookupError(f"no MLflow experiment named {self.project_name!r}; run `battleground model train` first")
+            raise ModelNotFoundError(f"no MLflow experiment named {self.project_name!r}; run `battleground model train` first")
         client = mlflow.MlflowClient()
         runs = client.search_runs([exp.experiment_id], "tags.`battleground.kind` = 'model'",
                                   order_by=["attributes.start_time DESC"], max_results=500)
         if self.workspace_name:
             runs = [r for r in runs if r.data.tags.get("workspace_name") == self.workspace_name]
         if not runs:
-            raise LookupError(f"experiment {self.project_name!r} has no model runs; run `battleground model train`")
+            raise ModelNotFoundError(f"experiment {self.project_name!r} has no model runs; run `battleground model train`")
         batch = runs[0].data.tags.get("battleground.batch")
         latest = [r for r in runs if r.data.tags.get("battleground.batch") == batch]
         key = {"fbeta_score": "valid_fbeta", "roc_auc": "valid_roc_auc", "pr_auc": "valid_pr_auc"}.get(
             self.comparison_metric, self.comparison_metric)
         scored = [r for r in latest if key in r.data.metrics]
         if not scored:
-            raise LookupError(f"no run logged metric {key!r}; valid: {sorted(latest[0].data.metrics)}")
+            raise ModelNotFoundError(f"no run logged metric {key!r}; valid: {sorted(latest[0].data.metrics)}")
         best = max(scored, key=lambda r: r.data.metrics[key])
         return best.data.tags.get("model_type", "model"), best.info.run_id
 
@@ -810,7 +814,7 @@ def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEF
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
-        raise LookupError(f"no model {name!r} with alias {alias!r} in the registry; run "
+        raise ModelNotFoundError(f"no model {name!r} with alias {alias!r} in the registry; run "
                           "`battleground model train` and `battleground model evaluate` first") from exc
     run = client.get_run(mv.run_id)
     schema_tag = run.data.tags.get("input_schema")

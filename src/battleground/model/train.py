@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from battleground.model.data import _suggest, categorical_columns
+from battleground.model.data import ModelInputError, _suggest, categorical_columns
 
 if TYPE_CHECKING:
     import optuna
@@ -83,7 +83,7 @@ def canonical_model(name: str) -> str:
     """``'LGBMClassifier'`` → ``'lightgbm'``; unknown names raise a ValueError listing valid ones."""
     key = ALIASES.get(str(name), str(name))
     if key not in MODELS:
-        raise ValueError(f"model={name!r} is unknown{_suggest(str(name), [*MODELS, *ALIASES])}; "
+        raise ModelInputError(f"model={name!r} is unknown{_suggest(str(name), [*MODELS, *ALIASES])}; "
                          f"valid models: {list(MODELS)} (or {list(ALIASES)})")
     return key
 
@@ -135,7 +135,7 @@ def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *,
     shown, accepted = valid_params(kind)
     for name in params:
         if str(name) not in accepted:
-            raise ValueError(
+            raise ModelInputError(
                 f"{where} has unknown parameter {str(name)!r} for model {canonical_model(kind)!r}"
                 f"{_suggest(str(name), shown)}; valid parameters: {shown}"
             )
@@ -219,7 +219,7 @@ class Trainer(ClassifierMixin, BaseEstimator):
 
         members = [canonical_model(m) for m in self.voting_models]
         if not members or "voting" in members:
-            raise ValueError(f"voting_models={list(self.voting_models)} must list base models from {list(TUNABLE)}")
+            raise ModelInputError(f"voting_models={list(self.voting_models)} must list base models from {list(TUNABLE)}")
         vp = dict(self.voting_params or {})
         estimators = [
             (m, Trainer(m, params=vp.get(m), categorical_features=self.categorical_features_,
@@ -262,22 +262,22 @@ class Trainer(ClassifierMixin, BaseEstimator):
 
         kind = canonical_model(self.model)
         if self.calibration not in (None, "sigmoid", "isotonic"):
-            raise ValueError(f"calibration={self.calibration!r} is unknown; valid: [None, 'sigmoid', 'isotonic']")
+            raise ModelInputError(f"calibration={self.calibration!r} is unknown; valid: [None, 'sigmoid', 'isotonic']")
         if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight={self.class_weight!r} is unknown; valid: [None, 'balanced']")
+            raise ModelInputError(f"class_weight={self.class_weight!r} is unknown; valid: [None, 'balanced']")
         if not isinstance(X, pd.DataFrame):
             X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
         y_arr = np.asarray(y)
         classes = np.unique(y_arr)
         if len(classes) != 2:
-            raise ValueError(f"y must have exactly two classes, got {classes.tolist()}; check the label column")
+            raise ModelInputError(f"y must have exactly two classes, got {classes.tolist()}; check the label column")
         if len(X) != len(y_arr):
-            raise ValueError(f"X has {len(X)} rows but y has {len(y_arr)}")
+            raise ModelInputError(f"X has {len(X)} rows but y has {len(y_arr)}")
         cats = list(categorical_features if categorical_features is not None else
                     self.categorical_features if self.categorical_features is not None else [])
         unknown = [c for c in cats if c not in X.columns]
         if unknown:
-            raise ValueError(f"categorical_features {unknown} are not columns{_suggest(unknown[0], list(X.columns))}; "
+            raise ModelInputError(f"categorical_features {unknown} are not columns{_suggest(unknown[0], list(X.columns))}; "
                              f"columns: {list(X.columns)}")
         cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
         check_params(kind, self.params)
@@ -326,7 +326,7 @@ class Trainer(ClassifierMixin, BaseEstimator):
         Xp = self._prepare(X)
         missing = [c for c in self.feature_names_in_ if c not in Xp.columns]
         if missing:
-            raise ValueError(f"X lacks the columns {missing} the model was trained on")
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
         return Xp[list(self.feature_names_in_)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -366,21 +366,21 @@ def parse_search_space(spec: str | Mapping[str, Any]) -> dict[str, dict[str, Any
 
     raw = yaml.safe_load(spec) if isinstance(spec, str) else spec
     if not isinstance(raw, Mapping):
-        raise ValueError("a search space must map model names to {param: [low, high(, log)]}")
+        raise ModelInputError("a search space must map model names to {param: [low, high(, log)]}")
     out: dict[str, dict[str, Any]] = {}
     for model, params in raw.items():
         kind = canonical_model(model)
         if not isinstance(params, Mapping):
-            raise ValueError(f"search space for {model!r} must be a mapping of parameters")
+            raise ModelInputError(f"search space for {model!r} must be a mapping of parameters")
         out[kind] = {}
         for name, rng in params.items():
             if isinstance(rng, list):
                 if len(rng) not in (2, 3) or (len(rng) == 3 and rng[2] != "log"):
-                    raise ValueError(f"{model}.{name}={rng!r}: use [low, high] or [low, high, log]")
+                    raise ModelInputError(f"{model}.{name}={rng!r}: use [low, high] or [low, high, log]")
                 if not all(isinstance(v, int | float) for v in rng[:2]) or rng[0] >= rng[1]:
-                    raise ValueError(f"{model}.{name}={rng!r}: low and high must be numbers with low < high")
+                    raise ModelInputError(f"{model}.{name}={rng!r}: low and high must be numbers with low < high")
             elif isinstance(rng, Mapping) and set(rng) != {"choices"}:
-                raise ValueError(f"{model}.{name}={rng!r}: a mapping must be {{choices: [...]}}")
+                raise ModelInputError(f"{model}.{name}={rng!r}: a mapping must be {{choices: [...]}}")
             out[kind][str(name)] = rng
     return out
 
@@ -414,7 +414,7 @@ def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshol
         return float(m.fbeta_score(y, (proba >= threshold).astype(int), beta=beta, zero_division=0.0))
     if metric == "neg_log_loss":
         return -float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    raise ValueError(f"metric={metric!r} is unknown{_suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
+    raise ModelInputError(f"metric={metric!r} is unknown{_suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
 
 
 @dataclass(frozen=True)
@@ -442,12 +442,12 @@ def _storage(storage: str | None, n_workers: int) -> Any:
 
     if storage is None:
         if n_workers > 1:
-            raise ValueError("n_workers > 1 needs a shared storage: a journal file path or a postgresql:// URL "
+            raise ModelInputError("n_workers > 1 needs a shared storage: a journal file path or a postgresql:// URL "
                              "(settings.optuna_storage / BATTLEGROUND_OPTUNA_STORAGE)")
         return None
     if storage.startswith("sqlite"):
         if n_workers > 1:
-            raise ValueError(f"storage={storage!r}: SQLite breaks under parallel workers ('database is locked'); "
+            raise ModelInputError(f"storage={storage!r}: SQLite breaks under parallel workers ('database is locked'); "
                              "use a journal file path or a postgresql:// URL")
         return storage
     if storage.startswith(("postgresql", "mysql")):
@@ -577,7 +577,7 @@ class TuningWorkers:
         from concurrent.futures import ProcessPoolExecutor
 
         if int(n_workers) < 2:
-            raise ValueError(f"n_workers={n_workers!r} must be at least 2 (this process is worker 0)")
+            raise ModelInputError(f"n_workers={n_workers!r} must be at least 2 (this process is worker 0)")
         self.n_workers = int(n_workers)
         # spawn, not fork: a forked child of a process that already ran OpenMP can dead-lock
         ctx = mp.get_context("spawn")
@@ -677,19 +677,19 @@ def tune(
 
     kind = canonical_model(model)
     if kind not in TUNABLE:
-        raise ValueError(f"model={model!r} cannot be tuned; tunable models: {list(TUNABLE)}")
+        raise ModelInputError(f"model={model!r} cannot be tuned; tunable models: {list(TUNABLE)}")
     score(metric, [0, 1], np.array([0.2, 0.8]))  # validates the metric name early
     if int(n_trials) < 1:
-        raise ValueError(f"n_trials={n_trials!r} must be at least 1")
+        raise ModelInputError(f"n_trials={n_trials!r} must be at least 1")
     spaces = parse_search_space(search_space if search_space is not None else DEFAULT_SEARCH_SPACES)
     if kind not in spaces:
-        raise ValueError(f"the search space has no entry for {kind!r}; it has {sorted(spaces)}")
+        raise ModelInputError(f"the search space has no entry for {kind!r}; it has {sorted(spaces)}")
     space = spaces[kind]
     check_params(kind, [*space, *(base_params or {})], where="the search space")
     for part, target in (("y_train", y_train), ("y_valid", y_valid)):
         classes = np.unique(np.asarray(target))
         if len(classes) != 2:
-            raise ValueError(f"{part} must have exactly two classes, got {classes.tolist()}; check the label column")
+            raise ModelInputError(f"{part} must have exactly two classes, got {classes.tolist()}; check the label column")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or f"{kind}-{int(time.time() * 1000)}"
     started = time.perf_counter()
@@ -705,7 +705,7 @@ def tune(
     else:
         assert storage is not None
         if workers is not None and workers.n_workers != n_workers:
-            raise ValueError(f"workers has {workers.n_workers} workers but n_workers={n_workers}")
+            raise ModelInputError(f"workers has {workers.n_workers} workers but n_workers={n_workers}")
         # this process is worker 0, so trials start at once while spawned helpers import their libraries
         pool = workers if workers is not None else TuningWorkers(n_workers)
         try:
@@ -845,5 +845,5 @@ def top_k_voting(board: LeaderboardResult, X_train: Any, y_train: Any, *, k: int
     names = [str(n) for n in board.table["model"].tolist() if n != "voting" and not str(n).endswith("(default)")]
     names = names[: int(k)]
     if int(k) < 2 or len(names) < 2:
-        raise ValueError(f"k={k} must be at least 2 and the leaderboard needs two base models, has {names}")
+        raise ModelInputError(f"k={k} must be at least 2 and the leaderboard needs two base models, has {names}")
     return Trainer("voting", voting_models=names, voting_params=params, random_state=seed).fit(X_train, y_train)
