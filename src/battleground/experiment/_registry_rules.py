@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from battleground._time import TimeInputError, parse_instant
 from battleground.experiment._records import (
     DIRECTIONS,
     METRIC_KINDS,
@@ -28,28 +29,14 @@ _WEIGHT_TOLERANCE = 1e-9
 _UNSET: Any = object()
 
 
+class RegistryTimeError(TimeInputError, RegistryError):
+    """A registry timestamp that breaks the shared time rule (:mod:`battleground._time`)."""
+
+
 def parse_timestamp(value: Any, field: str) -> dt.datetime | None:
-    """A naive UTC datetime from a datetime, date or ISO string (aware values are converted to UTC)."""
-    if value is None:
-        return None
-    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
-        value = value.to_pydatetime()
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime.combine(value, dt.time())
-    elif isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise RegistryError(
-                f"{field} must be an ISO date or datetime like '2022-03-05', got {value!r}"
-            ) from exc
-    else:
-        raise RegistryError(f"{field} must be a date, datetime or ISO string, got {value!r}")
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
+    """A naive UTC datetime from a datetime, date or ISO string by the shared rule of
+    :func:`battleground._time.parse_instant` (aware values are converted to UTC; a date is midnight)."""
+    return parse_instant(value, field, error=RegistryTimeError)
 
 
 def _now() -> dt.datetime:
