@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from battleground._time import TimeInputError, parse_instant
 from battleground.experiment._decide import (
     DataQualityCheck,
     Decision,
@@ -92,32 +93,13 @@ class EndConditionReport(Result):
     users_per_variant: dict[str, int]
 
 
+class WindowInputError(TimeInputError, StatsInputError):
+    """A bad ``start_dt``/``end_dt`` of a monitor window (the shared rule of :mod:`battleground._time`)."""
+
+
 def _to_datetime(value: Any, name: str, *, end: bool = False) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, dt.date):
-        d = dt.datetime.combine(value, dt.time())
-        return _through_end_of_day(d, name) if end else d
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise StatsInputError(
-                f"{name} must be an ISO date like '2022-03-01', got {value!r}"
-            ) from exc
-        # A bare date as end_dt means "through the end of that day".
-        if end and len(value.strip()) <= 10:
-            parsed = _through_end_of_day(parsed, name)
-        return parsed
-    raise StatsInputError(f"{name} must be a date, datetime or ISO string, got {value!r}")
-
-
-def _through_end_of_day(day: dt.datetime, name: str) -> dt.datetime:
-    if day.date() >= dt.date.max:
-        raise StatsInputError(f"{name} must be a date before {dt.date.max.isoformat()}, got {day.date().isoformat()}")
-    return day + dt.timedelta(days=1)
+    # A bare date as end_dt means "through the end of that day" (the shared rule).
+    return parse_instant(value, name, end=end, error=WindowInputError)
 
 
 class Monitor:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground._time import TimeInputError, parse_instant
 from battleground.errors import WebError
 
 if TYPE_CHECKING:
@@ -265,41 +266,21 @@ def _sizes(info: ExperimentInfo, users: Mapping[str, int]) -> list[dict[str, Any
     return out
 
 
-class WindowError(WebError, ValueError):
+class WindowError(TimeInputError, WebError):
     """A bad ``start``/``end`` of a results window; ``field`` names which."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-def _parse_bound(value: Any, name: str) -> Any:
-    if value is None:
+def _parse_bound(value: Any, name: str, *, end: bool = False) -> Any:
+    if value is None or not str(value).strip():  # a blank form field: no bound
         return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise WindowError(
-            name, f"{name} must be an ISO date or datetime like '2022-03-01' or '2022-03-01T12:00', "
-            f"got {value!r}"
-        ) from None
-    if not 1900 <= parsed.year <= 9998:
-        raise WindowError(name, f"{name} must be a year between 1900 and 9998, got {value!r}")
-    if len(text) <= 10:  # a bare date: monitoring reads an end date as "through that day"
-        return text
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
+    return parse_instant(value, name, end=end, error=WindowError)
 
 
 def parse_window(start: Any, end: Any) -> tuple[Any, Any]:
     """Check a results window (ISO dates or datetimes; aware ones are converted to naive UTC).
 
     Raises :class:`WindowError` naming the bad bound."""
-    return _parse_bound(start, "start"), _parse_bound(end, "end")
+    return _parse_bound(start, "start"), _parse_bound(end, "end", end=True)
 
 
 def experiment_detail(

@@ -1,0 +1,251 @@
+"""The registry's input rules: pure functions that normalise and check what a caller registers.
+
+Names, variants and weights, metrics (kinds, directions, windows, CUPED lookbacks, guardrail margins),
+end conditions and timestamps. Each takes plain values or records and returns records, or raises
+:class:`RegistryError` / :class:`RegistryRuleError` naming the rule and the value; none touches a database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from battleground._time import TimeInputError, parse_instant
+from battleground.experiment._records import (
+    DIRECTIONS,
+    METRIC_KINDS,
+    EndConditions,
+    MetricRecord,
+    RegistryError,
+    RegistryRuleError,
+    VariantRecord,
+)
+
+_NEXT_STATUS = {"draft": "running", "running": "stopped", "stopped": "archived"}
+_WEIGHT_TOLERANCE = 1e-9
+_UNSET: Any = object()
+
+
+class RegistryTimeError(TimeInputError, RegistryError):
+    """A registry timestamp that breaks the shared time rule (:mod:`battleground._time`)."""
+
+
+def parse_timestamp(value: Any, field: str) -> dt.datetime | None:
+    """A naive UTC datetime from a datetime, date or ISO string by the shared rule of
+    :func:`battleground._time.parse_instant` (aware values are converted to UTC; a date is midnight)."""
+    return parse_instant(value, field, error=RegistryTimeError)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, VariantRecord | MetricRecord | EndConditions):
+        return _jsonable(value.__dict__)
+    return value
+
+
+def _normalize_variants(variants: Any) -> list[VariantRecord]:
+    """Variants from records, dicts, ``{name: weight}`` or plain names (equal weights, first = control)."""
+    if variants is None:
+        variants = ["control", "treatment"]
+    if isinstance(variants, Mapping):
+        return [
+            VariantRecord(str(k), _as_float(w, f"weight of variant {k!r}"), i == 0)
+            for i, (k, w) in enumerate(variants.items())
+        ]
+    if isinstance(variants, str) or not isinstance(variants, Iterable):
+        raise RegistryError(
+            f"variants must be a list of names, dicts or a {{name: weight}} mapping, got {variants!r}"
+        )
+    items = list(variants)
+    if all(isinstance(v, str) for v in items):
+        n = len(items)
+        return [VariantRecord(v, 1.0 / n if n else 0.0, i == 0) for i, v in enumerate(items)]
+    out = []
+    # Control flags given for any variant are taken as given (so zero or two controls break the rule);
+    # without any, the first variant is the control.
+    explicit_control = any(
+        isinstance(v, VariantRecord) or (isinstance(v, Mapping) and ("is_control" in v or "control" in v))
+        for v in items
+    )
+    for i, v in enumerate(items):
+        if isinstance(v, VariantRecord):
+            out.append(v)
+        elif isinstance(v, Mapping):
+            unknown = set(v) - {"name", "weight", "is_control", "control"}
+            if unknown:
+                raise RegistryError(
+                    f"variant {v!r} has unknown key(s) {sorted(unknown)}; use name, weight, is_control"
+                )
+            if "name" not in v:
+                raise RegistryError(f"variant {v!r} needs a 'name'")
+            weight = v.get("weight", 1.0 / len(items))
+            control = bool(v.get("is_control", v.get("control", False))) if explicit_control else i == 0
+            out.append(VariantRecord(str(v["name"]), _as_float(weight, f"weight of variant {v['name']!r}"), control))
+        else:
+            raise RegistryError(f"a variant must be a name, a dict or a VariantRecord, got {v!r}")
+    return out
+
+
+def _as_float(value: Any, field: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{field} must be a number, got {value!r}") from exc
+
+
+def _check_variants(variants: Sequence[VariantRecord]) -> None:
+    names = [v.name for v in variants]
+    if len(variants) < 2:
+        raise RegistryRuleError(
+            "at least two variants", names, "an A/B test needs a control and at least one treatment"
+        )
+    for v in variants:
+        if not v.name.strip():
+            raise RegistryRuleError("variant names non-empty", v.name, "give every variant a name")
+        if not (math.isfinite(v.weight) and 0.0 < v.weight <= 1.0):
+            raise RegistryRuleError(
+                "weights in (0, 1]", v.weight, f"variant {v.name!r} needs a weight between 0 and 1"
+            )
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RegistryRuleError("unique variant names", duplicates, "rename the duplicated variants")
+    total = sum(v.weight for v in variants)
+    if abs(total - 1.0) > _WEIGHT_TOLERANCE:
+        raise RegistryRuleError(
+            "weights sum to 1", total,
+            f"weights {[v.weight for v in variants]} sum to {total:.12g}; make them sum to 1",
+        )
+    controls = [v.name for v in variants if v.is_control]
+    if len(controls) != 1:
+        raise RegistryRuleError(
+            "exactly one control", controls, "mark exactly one variant with is_control=True"
+        )
+
+
+def _normalize_metric(metric: Any) -> MetricRecord:
+    if isinstance(metric, MetricRecord):
+        record = metric
+    elif isinstance(metric, Mapping):
+        allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
+                   "conversion_window_days", "cuped_lookback_days",
+                   "margin", "margin_relative"}
+        unknown = set(metric) - allowed
+        if unknown:
+            raise RegistryError(f"metric {metric!r} has unknown key(s) {sorted(unknown)}; use {sorted(allowed)}")
+        missing = {"name", "kind", "numerator"} - set(metric)
+        if missing:
+            raise RegistryError(f"metric {metric!r} needs {sorted(missing)}")
+        record = MetricRecord(
+            name=str(metric["name"]), kind=str(metric["kind"]), numerator=str(metric["numerator"]),
+            denominator=None if metric.get("denominator") is None else str(metric["denominator"]),
+            direction=str(metric.get("direction", "increase")),
+            guardrail=bool(metric.get("guardrail", False)), primary=bool(metric.get("primary", False)),
+            conversion_window_days=_days(metric, "conversion_window_days", None),
+            cuped_lookback_days=_days(metric, "cuped_lookback_days", 14.0),
+            margin=metric.get("margin"), margin_relative=metric.get("margin_relative", True),
+        )
+    else:
+        raise RegistryError(f"a metric must be a dict or a MetricRecord, got {metric!r}")
+    if not record.name.strip():
+        raise RegistryRuleError("metric names non-empty", record.name, "give the metric a name")
+    if record.kind not in METRIC_KINDS:
+        raise RegistryRuleError("metric kind", record.kind, f"kind must be one of {list(METRIC_KINDS)}")
+    if record.direction not in DIRECTIONS:
+        raise RegistryRuleError(
+            "metric direction", record.direction, f"direction must be one of {list(DIRECTIONS)}"
+        )
+    if not record.numerator.strip():
+        raise RegistryRuleError("numerator event type", record.numerator, "name the numerator event type")
+    if record.kind == "ratio" and not record.denominator:
+        raise RegistryRuleError(
+            "ratio metrics need a denominator", record.denominator,
+            f"metric {record.name!r} is a ratio: give denominator= (e.g. 'impression' for CTR)",
+        )
+    if record.kind != "ratio" and record.denominator:
+        raise RegistryRuleError(
+            "only ratio metrics have a denominator", record.denominator,
+            f"metric {record.name!r} is a {record.kind}: drop denominator= or use kind='ratio'",
+        )
+    window, lookback = record.conversion_window_days, record.cuped_lookback_days
+    if window is not None and not (isinstance(window, int | float) and 0 < window <= 3650):
+        raise RegistryRuleError(
+            "conversion window in (0, 3650] days", window,
+            f"metric {record.name!r}: give conversion_window_days > 0 (e.g. 7), or None for no window",
+        )
+    if lookback is not None and not (isinstance(lookback, int | float) and 0 <= lookback <= 3650):
+        raise RegistryRuleError(
+            "CUPED lookback in [0, 3650] days", lookback,
+            f"metric {record.name!r}: give cuped_lookback_days >= 0 (default 14), or None for no covariate",
+        )
+    return _checked_margin(record)
+
+
+def _checked_margin(record: MetricRecord) -> MetricRecord:
+    """A guardrail's non-inferiority margin, validated (only guardrails have one)."""
+    from battleground.experiment._decide import GuardrailMargin, MarginError
+
+    if record.margin is None:
+        if not isinstance(record.margin_relative, bool):
+            raise MarginError(
+                f"margin_relative of metric {record.name!r} must be True or False, got {record.margin_relative!r}"
+            )
+        return record
+    if not record.guardrail:
+        raise MarginError(
+            f"metric {record.name!r} has margin={record.margin!r} but is not a guardrail; only guardrails "
+            "have a non-inferiority margin: set guardrail=True or drop margin="
+        )
+    m = GuardrailMargin.checked(record.name, record.margin, record.margin_relative)
+    return replace(record, margin=m.margin, margin_relative=m.relative)
+
+
+def _days(metric: Mapping[str, Any], key: str, default: float | None) -> float | None:
+    """A metric's optional number of days (``None`` stays ``None``)."""
+    value = metric.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RegistryRuleError(f"{key} is a number of days", value, f"give {key} as a number (e.g. 7) or None")
+    return float(value)
+
+
+def _check_metrics(metrics: Sequence[MetricRecord]) -> None:
+    names = [m.name for m in metrics]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RegistryRuleError("unique metric names", duplicates, "rename the duplicated metrics")
+
+
+def _normalize_end_conditions(
+    target_sample_size: Any, max_duration_days: Any, sequential: Any, current: EndConditions
+) -> EndConditions:
+    size = current.target_sample_size if target_sample_size is _UNSET else target_sample_size
+    days = current.max_duration_days if max_duration_days is _UNSET else max_duration_days
+    seq = current.sequential if sequential is _UNSET else sequential
+    if size is not None:
+        if isinstance(size, bool) or not float(size).is_integer() or int(size) <= 0:
+            raise RegistryRuleError(
+                "target sample size is a positive integer", size, "give the users per variant, e.g. 1000"
+            )
+        size = int(size)
+    if days is not None:
+        days = _as_float(days, "max_duration_days")
+        if not (math.isfinite(days) and days > 0):
+            raise RegistryRuleError("maximum duration is positive", days, "give a number of days > 0")
+    if isinstance(seq, str):
+        if seq.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise RegistryError(f"sequential must be true or false, got {seq!r}")
+        seq = seq.strip().lower() in ("true", "1", "yes")
+    return EndConditions(size, days, bool(seq))
