@@ -70,7 +70,7 @@ def test_dashboard_page_shows_adjusted_beside_unadjusted(settings: Settings) -> 
         record=record, info=INFO, result=result, daily=None, srm=None, decision=result.decision, end=None,
         rows=table_rows(result), sizes=_sizes(INFO, result.users), charts=[], needed="", audit=[],
     )
-    page = templates().env.get_template("experiment.html.j2").render(
+    page = templates().env.get_template("web/experiment.html.j2").render(
         d=detail, exp=record, sample_chart="", plotly=False, title="cuped-demo", nav="experiments",
         read_only=True, home=str(settings.home))
     cuped = table_rows(result)[1]["cuped"]

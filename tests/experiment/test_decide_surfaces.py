@@ -21,7 +21,7 @@ def _client(settings: Settings) -> Any:
 
     from battleground.web import create_app
 
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings), base_url="http://127.0.0.1")
 
 
 def _surfaces(settings: Settings, key: Any, tmp_path: Path) -> dict[str, str]:

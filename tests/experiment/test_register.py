@@ -262,24 +262,22 @@ def test_seed_example_with_a_path(tmp_path: Any) -> None:
 def local_battleground_database() -> Iterator[str]:
     """The seed's bare host points at database ``battleground`` on that host: here the local server.
 
-    Only this test uses that database; an advisory lock keeps two test runs apart, and the seed's
-    experiment is removed before and after so that the example can run as written each time.
+    Only this test uses that database; an advisory lock keeps two test runs apart, and each run drops
+    and recreates it, so the example runs as written on a fresh database every time (whatever an
+    older checkout's migrations left there).
     """
     from battleground.storage._pg import ensure_database
 
     url = "postgresql://postgres@127.0.0.1:5432/battleground"
-    ensure_database(url)
-    Registry(url)  # migrate
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as lock:
-        lock.execute("SELECT pg_advisory_lock(7311402099)")
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute("SELECT pg_advisory_lock(7311402099)")
         try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("DELETE FROM experiments WHERE name = %s", ("Galileo신규모델",))
+            admin.execute("DROP DATABASE IF EXISTS battleground WITH (FORCE)")
+            ensure_database(url)
+            Registry(url)  # migrate
             yield url
         finally:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("DELETE FROM experiments WHERE name = %s", ("Galileo신규모델",))
-            lock.execute("SELECT pg_advisory_unlock(7311402099)")
+            admin.execute("SELECT pg_advisory_unlock(7311402099)")
 
 
 def test_seed_example_with_a_bare_host(local_battleground_database: str) -> None:

@@ -37,7 +37,7 @@ def test_ingest_and_results_on_postgres(postgres_settings: Settings) -> None:
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         auth = {"Authorization": "Bearer pg-token"}
         r = c.post("/api/events", json={"experiment": "pg-test", "events": events}, headers=auth)
-        assert r.status_code == 200 and r.json() == {"received": 55, "inserted": 55, "duplicates": 0}
+        assert r.status_code == 200 and r.json() == {"received": 55, "inserted": 55, "duplicates": 0, "conflicts": 0}
         bad = c.post("/api/events", json={"experiment": exp.id, "events": [{**events[0], "event_id": "new", "variant": "x"}]},
                      headers=auth)
         assert bad.status_code == 422 and bad.json()["field"] == "variant"

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from battleground.errors import ExperimentError
 from battleground.experiment._quality import (
     DataQualityCheck,
     multiple_exposure_check,
     pre_period_check,
     srm_check,
 )
+from battleground.experiment._records import GuardrailMargin, MarginError
 from battleground.stats import Result, VariantMetricRow, adjust_pvalues
 
 if TYPE_CHECKING:
@@ -77,49 +77,6 @@ RULE = (
 )
 
 VERDICTS = ("ship", "dont_ship", "inconclusive", "collecting", "data_quality")
-
-
-class MarginError(ExperimentError, ValueError):
-    """A guardrail margin that cannot be used; the message names the metric, the value and the fix."""
-
-
-@dataclass(frozen=True)
-class GuardrailMargin(Result):
-    """The largest harm a guardrail may suffer and still count as non-inferior.
-
-    Attributes:
-        margin: a positive number: a share of the control value when ``relative`` (0.01 = 1 %), else
-            in the metric's own unit.
-        relative: whether ``margin`` is relative to the control value.
-    """
-
-    margin: float
-    relative: bool = True
-
-    @classmethod
-    def checked(cls, metric: str, margin: Any, relative: Any = True) -> GuardrailMargin:
-        """A margin after validation (finite, > 0; relative ones < 1)."""
-        if isinstance(margin, bool) or not isinstance(margin, int | float):
-            raise MarginError(
-                f"margin of guardrail {metric!r} must be a number, got {margin!r}; e.g. margin=0.01 (1 %)"
-            )
-        m = float(margin)
-        if not (math.isfinite(m) and m > 0):
-            raise MarginError(
-                f"margin of guardrail {metric!r} must be a finite number > 0 (the largest harm tolerated), "
-                f"got {margin!r}; e.g. margin=0.01 for 1 %"
-            )
-        if not isinstance(relative, bool):
-            raise MarginError(f"margin_relative of guardrail {metric!r} must be True or False, got {relative!r}")
-        if relative and m >= 1:
-            raise MarginError(
-                f"relative margin of guardrail {metric!r} must be < 1 (a share of the control value), got "
-                f"{margin!r}; write 0.02 for 2 %, or set margin_relative=False for an absolute margin"
-            )
-        return cls(m, relative)
-
-    def text(self) -> str:
-        return f"{self.margin:.2%} of control" if self.relative else f"{self.margin:.4g} (absolute)"
 
 
 def guardrail_power(power: float, n_guardrails: int) -> float:

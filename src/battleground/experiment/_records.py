@@ -7,6 +7,7 @@ closes and can never change stored data by accident.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = [
     "EndConditions",
     "ExperimentNotFoundError",
     "ExperimentRecord",
+    "GuardrailMargin",
+    "MarginError",
     "MetricRecord",
     "RegistryError",
     "RegistryRuleError",
@@ -173,3 +176,49 @@ class AuditEntry:
     actor: str | None
     action: str
     detail: dict[str, Any]
+
+
+class MarginError(ExperimentError, ValueError):
+    """A guardrail margin that cannot be used; the message names the metric, the value and the fix."""
+
+
+@dataclass(frozen=True)
+class GuardrailMargin:
+    """The largest harm a guardrail may suffer and still count as non-inferior.
+
+    Attributes:
+        margin: a positive number: a share of the control value when ``relative`` (0.01 = 1 %), else
+            in the metric's own unit.
+        relative: whether ``margin`` is relative to the control value.
+    """
+
+    margin: float
+    relative: bool = True
+
+    @classmethod
+    def checked(cls, metric: str, margin: Any, relative: Any = True) -> GuardrailMargin:
+        """A margin after validation (finite, > 0; relative ones < 1)."""
+        if isinstance(margin, bool) or not isinstance(margin, int | float):
+            raise MarginError(
+                f"margin of guardrail {metric!r} must be a number, got {margin!r}; e.g. margin=0.01 (1 %)"
+            )
+        m = float(margin)
+        if not (math.isfinite(m) and m > 0):
+            raise MarginError(
+                f"margin of guardrail {metric!r} must be a finite number > 0 (the largest harm tolerated), "
+                f"got {margin!r}; e.g. margin=0.01 for 1 %"
+            )
+        if not isinstance(relative, bool):
+            raise MarginError(f"margin_relative of guardrail {metric!r} must be True or False, got {relative!r}")
+        if relative and m >= 1:
+            raise MarginError(
+                f"relative margin of guardrail {metric!r} must be < 1 (a share of the control value), got "
+                f"{margin!r}; write 0.02 for 2 %, or set margin_relative=False for an absolute margin"
+            )
+        return cls(m, relative)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self) -> str:
+        return f"{self.margin:.2%} of control" if self.relative else f"{self.margin:.4g} (absolute)"

@@ -194,7 +194,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
 
 def _checked_margin(record: MetricRecord) -> MetricRecord:
     """A guardrail's non-inferiority margin, validated (only guardrails have one)."""
-    from battleground.experiment._decide import GuardrailMargin, MarginError
+    from battleground.experiment._records import GuardrailMargin, MarginError
 
     if record.margin is None:
         if not isinstance(record.margin_relative, bool):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from battleground.stats import MetricSpec, Result
 
 if TYPE_CHECKING:
-    from battleground.experiment._decide import GuardrailMargin
+    from battleground.experiment._records import GuardrailMargin
     from battleground.experiment._records import ExperimentRecord
     from battleground.settings import Settings
     from battleground.storage._sums_sql import MetricQuery
@@ -202,7 +202,7 @@ def _as_date(day: Any) -> dt.date:
 
 
 def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
-    from battleground.experiment._decide import GuardrailMargin
+    from battleground.experiment._records import GuardrailMargin
 
     variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
     metrics = tuple(
