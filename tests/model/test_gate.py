@@ -141,7 +141,7 @@ def test_alias_moved_behind_the_gate_is_refused_by_server_and_loader(settings, c
     client = _mlflow(settings).MlflowClient()
     rogue = register_candidate(settings, log_model(settings, dummy, X), "churn", source="rogue")
     records = json.loads(X.head(2).to_json(orient="records"))
-    with TestClient(create_app(settings, poll_seconds=0)) as http:
+    with TestClient(create_app(settings, poll_seconds=0), base_url="http://127.0.0.1") as http:
         client.set_registered_model_alias("churn", "champion", rogue)  # plain MLflow, not the gate
         with caplog.at_level(logging.ERROR, logger="battleground.model.serve"):
             http.post("/admin/reload")  # 403 without a token; the poller's refresh is what matters

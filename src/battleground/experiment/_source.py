@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from battleground.stats import MetricSpec, Result
 
 if TYPE_CHECKING:
-    from battleground.experiment._records import GuardrailMargin
-    from battleground.experiment._records import ExperimentRecord
+    from battleground.experiment._records import ExperimentRecord, GuardrailMargin
     from battleground.settings import Settings
     from battleground.storage._sums_sql import MetricQuery
     from battleground.storage.sums import ExperimentSums

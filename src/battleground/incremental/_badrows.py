@@ -18,6 +18,7 @@ import numpy as np
 from battleground.errors import IncrementalError
 from battleground.incremental._checkpoint import atomic_write
 from battleground.incremental._frames import RESERVED
+from battleground.incremental._records import IncrementalInputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,9 +46,9 @@ class Screened:
 
 def check_policy(on_bad_record: str, dead_letter_dir: object) -> None:
     if on_bad_record not in POLICIES:
-        raise ValueError(f"on_bad_record must be one of {list(POLICIES)}, got {on_bad_record!r}")
+        raise IncrementalInputError(f"on_bad_record must be one of {list(POLICIES)}, got {on_bad_record!r}")
     if on_bad_record == "quarantine" and dead_letter_dir is None:
-        raise ValueError("on_bad_record='quarantine' needs dead_letter_dir, the folder for rejected rows")
+        raise IncrementalInputError("on_bad_record='quarantine' needs dead_letter_dir, the folder for rejected rows")
 
 
 def _fmt(value: Any) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from battleground.errors import IncrementalError
+from battleground.incremental._records import IncrementalInputError
 
 if TYPE_CHECKING:
     from battleground.incremental._fast import SequentialBayesianLogisticRegression
@@ -109,7 +110,7 @@ class CheckpointStore:
 
     def __init__(self, directory: str | os.PathLike[str], *, keep_last: int = 5) -> None:
         if keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+            raise IncrementalInputError(f"keep_last must be >= 1, got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
 
@@ -194,7 +195,7 @@ def _model_from_state(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Mo
 
     kinds: dict[str, Any] = {"glmix": GLMix, "single": SequentialBayesianLogisticRegression}
     if meta["kind"] not in kinds:
-        raise ValueError(f"unknown model kind {meta['kind']!r} in checkpoint; expected one of {sorted(kinds)}")
+        raise IncrementalInputError(f"unknown model kind {meta['kind']!r} in checkpoint; expected one of {sorted(kinds)}")
     return kinds[meta["kind"]].from_state(arrays, meta)  # type: ignore[no-any-return]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from battleground.incremental._records import IncrementalInputError
 from battleground.incremental._sources import (
     SourceBatch,
     StreamSource,
@@ -56,7 +57,7 @@ class EventStoreSource(StreamSource):
         if window <= dt.timedelta(0):
             raise StreamSourceError(f"window must be > 0, got {window}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise IncrementalInputError(f"batch_size must be >= 1, got {batch_size}")
         self.store, self.experiment_id = store, int(experiment_id)
         self.label_event, self.exposure_event = label_event, exposure_event
         self.window, self.features, self.entity = window, list(features), entity

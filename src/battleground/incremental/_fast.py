@@ -27,7 +27,7 @@ def thompson_draw(mean: np.ndarray, variance: np.ndarray, exploration: float,
     if exploration == 0:
         return mean
     if not (np.isfinite(exploration) and exploration > 0):
-        raise ValueError(f"exploration must be a finite number >= 0, got {exploration!r}")
+        raise IncrementalInputError(f"exploration must be a finite number >= 0, got {exploration!r}")
     rng = np.random.default_rng(random_state)
     return mean + rng.standard_normal(mean.shape) * np.sqrt(exploration * variance)
 

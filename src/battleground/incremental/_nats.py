@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from battleground.incremental._codec import Codec, get_codec
+from battleground.incremental._records import IncrementalInputError
 from battleground.incremental._sources import SourceBatch, StreamSource, StreamSourceError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class NatsJetStreamSource(StreamSource):
                  max_wait_s: float = 1.0, idle_exit_s: float | None = None, ack_wait_s: float = 30.0,
                  create_stream: bool = False, reconnect_timeout_s: float = 60.0) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise IncrementalInputError(f"batch_size must be >= 1, got {batch_size}")
         self.url, self.stream, self.subject, self.durable = url, stream, subject, durable
         self.batch_size = batch_size
         self.codec = get_codec(codec, feature_names)

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from battleground.incremental._codec import Codec, get_codec
+from battleground.incremental._records import IncrementalInputError
 from battleground.incremental._sources import SourceBatch, StreamSource, StreamSourceError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class RedisStreamSource(StreamSource):
                  codec: str | Codec = "json", feature_names: list[str] | None = None, max_wait_s: float = 1.0,
                  idle_exit_s: float | None = None, reconnect_timeout_s: float = 60.0) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise IncrementalInputError(f"batch_size must be >= 1, got {batch_size}")
         self.url, self.stream, self.group, self.consumer = url, stream, group, consumer
         self.batch_size, self.field = batch_size, field
         self.codec = get_codec(codec, feature_names)

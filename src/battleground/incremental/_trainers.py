@@ -43,11 +43,11 @@ def _check_options(options: dict[str, Any]) -> None:
     for name in ("max_iterations", "max_funcalls", "max_linesearch", "num_corrections"):
         v = options.get(name)
         if v is not None and not (isinstance(v, int | np.integer) and v >= 0):
-            raise ValueError(f"{name} must be an integer >= 0 (or None for the default), got {v!r}")
+            raise IncrementalInputError(f"{name} must be an integer >= 0 (or None for the default), got {v!r}")
     for name in ("precision", "gradient_tolerance"):
         v = options.get(name)
         if v is not None and not (np.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default), got {v!r}")
+            raise IncrementalInputError(f"{name} must be a finite number >= 0 (or None for the default), got {v!r}")
 
 
 def binary_labels(y: np.ndarray, *, field: str = "label") -> np.ndarray:
@@ -180,7 +180,7 @@ class _Trainer:
         design, y, _, mu, pd, pf, ridge = self._problem()
         t = np.asarray(coefficients, dtype=np.float64).ravel()
         if t.size != design.n_coef:
-            raise ValueError(f"coefficients must have {design.n_coef} entries, got {t.size}")
+            raise IncrementalInputError(f"coefficients must have {design.n_coef} entries, got {t.size}")
         data = self.training_data
         m = y * (design.matvec(t) + data.offsets)
         dev = t - mu
@@ -295,7 +295,7 @@ class TrainerSequentialBayesianLogisticLossWithL2(_Trainer):
 
     def _ridge_delta(self) -> tuple[float, float]:
         if not 0.0 <= self.delta <= 1.0:
-            raise ValueError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
+            raise IncrementalInputError(f"delta (forgetting factor) must be in [0, 1], got {self.delta!r}")
         return (1.0 - self.delta) * self.penalty, float(self.delta)
 
     def train(
@@ -356,7 +356,7 @@ class TrainerSquareLossWithL2(_Trainer):
         design = MatrixDesign(data.X)
         t = np.asarray(coefficients, dtype=np.float64).ravel()
         if t.size != design.n_coef:
-            raise ValueError(f"coefficients must have {design.n_coef} entries, got {t.size}")
+            raise IncrementalInputError(f"coefficients must have {design.n_coef} entries, got {t.size}")
         r = design.matvec(t) + data.offsets - data.y
         loss = 0.5 * float(data.w @ (r * r)) + 0.5 * self.penalty * float(t @ t)
         return loss, design.rmatvec(data.w * r) + self.penalty * t
@@ -411,7 +411,7 @@ def score_linear_model(
     calibrated choice when features correlate and the model holds a FULL Hessian)."""
     theta = model.theta
     if variance not in ("inverse_diagonal", "diagonal_of_inverse"):
-        raise ValueError(f"variance must be 'inverse_diagonal' or 'diagonal_of_inverse', got {variance!r}")
+        raise IncrementalInputError(f"variance must be 'inverse_diagonal' or 'diagonal_of_inverse', got {variance!r}")
     if exploration_threshold != 0:
         if not exploration_threshold > 0:
             raise IncrementalInputError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")

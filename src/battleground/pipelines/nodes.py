@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from battleground.model.tracking import log_seed
+from battleground.pipelines.registry import PipelineError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,26 +41,26 @@ def check_params(params: Mapping[str, Any]) -> None:
     import difflib
 
     if not isinstance(params, Mapping):
-        raise ValueError(f"the churn parameters must be a mapping, got {type(params).__name__}")
+        raise PipelineError(f"the churn parameters must be a mapping, got {type(params).__name__}")
     for key in params:
         if key not in CHURN_PARAMETERS:
             close = difflib.get_close_matches(str(key), CHURN_PARAMETERS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown churn parameter {key!r}{hint}; valid keys: {list(CHURN_PARAMETERS)}")
+            raise PipelineError(f"unknown churn parameter {key!r}{hint}; valid keys: {list(CHURN_PARAMETERS)}")
     model = params.get("model")
     if model is not None:
         if not isinstance(model, Mapping) or "class" not in model:
-            raise ValueError(f"churn.model={model!r} needs a 'class' key (and optional 'params')")
+            raise PipelineError(f"churn.model={model!r} needs a 'class' key (and optional 'params')")
         extra = [k for k in model if k not in ("class", "params")]
         if extra:
-            raise ValueError(f"churn.model has unknown keys {extra}; valid keys: ['class', 'params']")
+            raise PipelineError(f"churn.model has unknown keys {extra}; valid keys: ['class', 'params']")
 
 
 def _require(params: Mapping[str, Any], *keys: str) -> None:
     check_params(params)
     missing = [k for k in keys if k not in params]
     if missing:
-        raise ValueError(f"the churn parameters lack {missing}; set them in parameters.yml")
+        raise PipelineError(f"the churn parameters lack {missing}; set them in parameters.yml")
 
 
 @log_seed
@@ -96,12 +97,12 @@ def build_model(params: Mapping[str, Any]) -> Any:
     spec = params["model"]
     path = str(spec["class"])
     if not path.startswith(_ALLOWED_MODEL_PREFIXES):
-        raise ValueError(f"model.class={path!r} is not allowed; use a class from {list(_ALLOWED_MODEL_PREFIXES)}")
+        raise PipelineError(f"model.class={path!r} is not allowed; use a class from {list(_ALLOWED_MODEL_PREFIXES)}")
     module, _, name = path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"model.class={path!r} cannot be imported; check the module and class name") from exc
+        raise PipelineError(f"model.class={path!r} cannot be imported; check the module and class name") from exc
     steps = list(build_preprocessing(list(params.get("preprocessing") or [])).steps) if params.get(
         "preprocessing") else []
     return Pipeline([*steps, ("model", cls(**dict(spec.get("params") or {})))])
@@ -244,7 +245,7 @@ def batch_score(predictions: pd.DataFrame, tables: dict[str, pd.DataFrame], para
         params.get("horizon_months", 3)))[["char_id", label]]
     joined = predictions.merge(labels, on="char_id", how="inner")
     if joined.empty:
-        raise ValueError("no prediction has a label yet: predictions and labels share no char_id")
+        raise PipelineError("no prediction has a label yet: predictions and labels share no char_id")
     y = joined[label].to_numpy()
     p = joined["churn_probability"].to_numpy()
     rows = {"roc_auc": float(roc_auc_score(y, p)), "churn_rate": float(y.mean()),

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground.errors import ModelError
+
 if TYPE_CHECKING:
     from kedro.pipeline import Pipeline
 
     from battleground.settings import Settings
 
-__all__ = ["CONFIG_LOADER_ARGS", "CONF_DIR", "ENVIRONMENTS", "PIPELINE_NAMES", "PipelineRun", "load_config",
+__all__ = ["CONFIG_LOADER_ARGS", "CONF_DIR", "ENVIRONMENTS", "PIPELINE_NAMES", "PipelineError", "PipelineInputError", "PipelineRun", "load_config",
            "register_pipelines", "run_pipeline"]
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -24,6 +26,14 @@ _BASE_NAMES = (
     "sub_churn_batch_score_from_raw",
 )
 PIPELINE_NAMES = (*_BASE_NAMES, *(f"{n}_game2" for n in _BASE_NAMES))
+
+
+class PipelineError(ModelError, ValueError):
+    """A pipeline name, environment or parameter that cannot be run; the message says the valid ones."""
+
+
+class PipelineInputError(ModelError, FileNotFoundError):
+    """A pipeline's input that no earlier run (or the configuration) has provided."""
 
 
 def _base_pipelines() -> dict[str, Pipeline]:
@@ -67,12 +77,12 @@ def register_pipelines() -> dict[str, Pipeline]:
 def env_for(name: str, env: str | None = None) -> str:
     """The environment a pipeline runs in: ``*_game2`` twins default to (and require) ``game2_env``."""
     if name not in PIPELINE_NAMES:
-        raise ValueError(f"pipeline {name!r} is unknown; valid names: {', '.join(PIPELINE_NAMES)}")
+        raise PipelineError(f"pipeline {name!r} is unknown; valid names: {', '.join(PIPELINE_NAMES)}")
     if env is not None and env not in ENVIRONMENTS:
-        raise ValueError(f"env={env!r} is unknown; valid environments: {', '.join(ENVIRONMENTS)}")
+        raise PipelineError(f"env={env!r} is unknown; valid environments: {', '.join(ENVIRONMENTS)}")
     if name.endswith("_game2"):
         if env not in (None, "game2_env"):
-            raise ValueError(f"{name} is the game2 twin and runs only in game2_env; drop --env or use game2_env")
+            raise PipelineError(f"{name} is the game2 twin and runs only in game2_env; drop --env or use game2_env")
         return "game2_env"
     return env or "base"
 
@@ -88,7 +98,7 @@ def load_config(env: str, data_dir: Path, conf_source: Path = CONF_DIR, *,
     from kedro.config import OmegaConfigLoader
 
     if not (Path(conf_source) / "base").is_dir():
-        raise FileNotFoundError(f"conf_source {str(conf_source)!r} has no base/ folder; copy it from "
+        raise PipelineInputError(f"conf_source {str(conf_source)!r} has no base/ folder; copy it from "
                                 f"{CONF_DIR} or run `battleground pipeline kedro-project`")
     runtime = {"data_dir": str(data_dir), **({"home": str(home)} if home is not None else {})}
     args = {**CONFIG_LOADER_ARGS, "default_run_env": env}
@@ -151,7 +161,7 @@ def run_pipeline(name: str, settings: Settings, *, env: str | None = None,
     pipeline = register_pipelines()[name]
     missing = [d for d in pipeline.inputs() if d not in catalog or not catalog.exists(d)]
     if missing:
-        raise FileNotFoundError(f"{name} needs {missing}, which no earlier run has written in {data_dir}; "
+        raise PipelineInputError(f"{name} needs {missing}, which no earlier run has written in {data_dir}; "
                                 "run the *_from_raw or upstream pipeline first")
     SequentialRunner().run(pipeline, catalog)
     outputs = {d: str(catalog_conf[d]["filepath"]) for d in sorted(pipeline.all_outputs()) if d in catalog_conf}
