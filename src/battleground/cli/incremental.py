@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from battleground.cli._common import console, fail, load_settings, user_errors
-from battleground.incremental._records import IncrementalInputError
 
 app = typer.Typer(help="Incremental (Lambda-Learner-style) model updates from a stream.", no_args_is_help=True)
 
@@ -27,7 +26,7 @@ def _check_against_checkpoint(latest: object, given: dict[str, object], checkpoi
     clashes = [f"--{name.replace('_', '-')} {value} (the checkpoint has {have[name]})"
                for name, value in given.items() if value is not None and name in have and have[name] != value]
     if clashes:
-        raise IncrementalInputError(f"{'; '.join(clashes)}: the checkpoint in {checkpoint_dir} was trained with other settings. "
+        fail(f"{'; '.join(clashes)}: the checkpoint in {checkpoint_dir} was trained with other settings. "
                          "Drop these options to resume it, or pass a new --checkpoint-dir to start a new model")
 
 
@@ -35,7 +34,7 @@ def _source(source: str | None, from_events: str | None, *, batch_size: int, idl
             max_wait: float, label_event: str | None, exposure_event: str, window_hours: float,
             features: list[str], entity: bool) -> object:
     if (source is None) == (from_events is None):
-        raise IncrementalInputError("pass either SOURCE (a folder or a stream URL) or --from-events EXPERIMENT, not "
+        fail("pass either SOURCE (a folder or a stream URL) or --from-events EXPERIMENT, not "
                          f"{'both' if source else 'neither'}")
     if from_events is None:
         from battleground.incremental._brokers import open_source
@@ -43,7 +42,7 @@ def _source(source: str | None, from_events: str | None, *, batch_size: int, idl
         assert source is not None
         return open_source(source, batch_size=batch_size, idle_exit_s=idle_exit, max_wait_s=max_wait)
     if label_event is None:
-        raise IncrementalInputError("--from-events needs --label-event, the event type that makes a record's label 1")
+        fail("--from-events needs --label-event, the event type that makes a record's label 1")
     import datetime as dt
 
     from battleground.experiment.events import open_event_store
