@@ -7,14 +7,28 @@
 2. Percentile bootstrap, 1,000 resamples on 1M rounds. Target ≤ 2.5 s. Baseline in the same run: a plain
    per-resample numpy loop (random indices, gather, mean) for DR; obp's recorded 12.4 s quoted.
 
+3. Issue 15: the order-independent bootstrap (DR, 1,000 resamples) against obp 0.5.7's
+   ``DoublyRobust.estimate_interval`` measured in the same run. obp needs Python 3.11 with numpy<2,
+   scikit-learn<1.3, pandas<2.2, scipy<1.12 and torch; the benchmark builds that side environment on
+   first use (``/tmp/obp-venv`` or ``BATTLEGROUND_OBP_VENV``: the CPU torch wheel from ``/opt/wheels``
+   when there is one, else ``torch`` from the index, then ``pip install --no-deps
+   --ignore-requires-python obp==0.5.7``) and times obp in a subprocess on the same arrays. Target ≥ 5×.
+
 Run: ``python -m benchmarks ope`` (1M rounds) or ``BATTLEGROUND_BENCH_QUICK=1 python -m benchmarks ope``
 / ``python benchmarks/bench_ope.py --quick`` (100k rounds).
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import os
+import subprocess
 import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -147,8 +161,95 @@ def bench_bootstrap_order(n: int, n_boot: int = 1000) -> dict[str, float]:
         f"sorted by reward {t_sorted:.2f} s (width ratio {ratio:.3f}; Monte-Carlo error of a width ≈ "
         f"{1 / np.sqrt(2 * n_boot):.3f} relative)"
     )
-    print("[bootstrap order] obp 0.5.7: not measured in this run (its side environment was not built)")
     return {"own_s": t_own, "sorted_s": t_sorted, "width_ratio": float(ratio)}
+
+
+OBP_PINS = ["numpy<2", "scikit-learn<1.3", "pandas<2.2", "scipy<1.12", "matplotlib<3.9", "seaborn", "tqdm", "pyyaml"]
+OBP_PROBE = "import torch, obp; from obp.ope import DoublyRobust"
+_OBP_SCRIPT = textwrap.dedent(
+    r'''
+    import json, sys, time
+    import numpy as np
+    import obp
+    from obp.ope import DoublyRobust
+
+    z = np.load(sys.argv[1]); n_boot = int(sys.argv[2])
+    kw = dict(reward=z["reward"], action=z["action"], pscore=z["pscore"],
+              action_dist=z["dist"][:, :, None], estimated_rewards_by_reg_model=z["q_hat"][:, :, None])
+    dr = DoublyRobust()
+    value = float(dr.estimate_policy_value(**kw))
+    t0 = time.process_time()
+    ci = dr.estimate_interval(**kw, n_bootstrap_samples=n_boot, random_state=0)
+    elapsed = time.process_time() - t0
+    lo, hi = [v for k, v in ci.items() if "lower" in k][0], [v for k, v in ci.items() if "upper" in k][0]
+    print(json.dumps({"version": obp.__version__, "cpu_s": elapsed, "value": value, "low": lo, "high": hi}))
+    '''
+)
+
+
+def obp_python(timeout: float = 900.0) -> Path:
+    """The side environment's python with obp 0.5.7, built on first use (cached afterwards)."""
+    from benchmarks._common import SideEnvError
+
+    venv = Path(os.environ.get("BATTLEGROUND_OBP_VENV", "/tmp/obp-venv"))
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([str(python), "-c", OBP_PROBE], capture_output=True).returncode == 0:
+        return python
+    if sys.version_info[:2] != (3, 11):
+        raise SideEnvError(f"obp 0.5.7 needs Python 3.11 (this is {sys.version.split()[0]})")
+    wheels = sorted(glob.glob("/opt/wheels/torch-*+cpu-cp311-*.whl"))
+    torch = wheels[-1] if wheels else "torch"
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    steps = [[sys.executable, "-m", "venv", str(venv)]] if not python.exists() else []
+    steps += [[*pip, *OBP_PINS, torch], [*pip, "--no-deps", "--ignore-requires-python", "obp==0.5.7"]]
+    for cmd in steps:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SideEnvError(f"`{' '.join(cmd[:4])} ...` timed out after {timeout:.0f} s") from None
+        if done.returncode != 0:
+            raise SideEnvError((done.stderr or done.stdout).strip().splitlines()[-1][:300])
+    done = subprocess.run([str(python), "-c", OBP_PROBE], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SideEnvError(f"obp installed but `{OBP_PROBE}` fails: {done.stderr.strip().splitlines()[-1:]}")
+    return python
+
+
+def bench_bootstrap_vs_obp(n: int, n_boot: int = 1000) -> dict[str, float] | str:
+    """Issue 15: our DR bootstrap interval and obp's ``estimate_interval`` on the same log, CPU seconds
+    (``time.process_time``: the machine is shared), both in this run. A string says why obp was not run."""
+    from battleground.ope import DR, estimate_intervals
+    from benchmarks._common import SideEnvError
+
+    args = _data(n)
+    t0 = time.process_time()
+    ours = estimate_intervals([DR()], *args, ci="bootstrap", n_bootstrap=n_boot, random_state=0)[0]
+    t_ours = time.process_time() - t0
+    print(f"[vs obp] n={n:,}, {n_boot} resamples, DR: battleground.ope {t_ours:.2f} CPU s "
+          f"(value {ours.value:.5f}, CI [{ours.ci_low:.5f}, {ours.ci_high:.5f}])")
+    try:
+        python = obp_python()
+    except SideEnvError as exc:
+        print(f"[vs obp] obp 0.5.7 not installable: {exc}")
+        return str(exc)
+    action, reward, pscore, dist, q_hat = args
+    env = {**os.environ, **{v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "log.npz"
+        np.savez(data, action=action, reward=reward, pscore=pscore, dist=dist, q_hat=q_hat)
+        script = Path(tmp) / "obp_bootstrap.py"
+        script.write_text(_OBP_SCRIPT)
+        done = subprocess.run([str(python), str(script), str(data), str(n_boot)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        print(f"[vs obp] obp run failed: {reason}")
+        return reason
+    lib = json.loads(done.stdout.strip().splitlines()[-1])
+    ratio = lib["cpu_s"] / t_ours
+    print(f"[vs obp] obp {lib['version']} DoublyRobust.estimate_interval (same log, same run): {lib['cpu_s']:.2f} CPU s "
+          f"(value {lib['value']:.5f}, CI [{lib['low']:.5f}, {lib['high']:.5f}]) → {ratio:.1f}× "
+          f"(target ≥ 5×: {'met' if ratio >= 5 else 'MISSED'}); |value difference| {abs(lib['value'] - ours.value):.1e}")
+    return {"ours_s": t_ours, "obp_s": lib["cpu_s"], "ratio": ratio, "value_diff": abs(lib["value"] - ours.value)}
 
 
 def main(argv: list[str]) -> None:
@@ -157,6 +258,7 @@ def main(argv: list[str]) -> None:
     bench_estimators(n)
     bench_bootstrap(n)
     bench_bootstrap_order(n if not quick else 200_000)
+    bench_bootstrap_vs_obp(n)
 
 
 if __name__ == "__main__":

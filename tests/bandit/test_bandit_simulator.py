@@ -34,8 +34,11 @@ def test_shapes_and_types() -> None:
     assert (res.demand[~res.visits] == 0).all() and (res.categories[~res.visits] == 0).all()
     assert (res.categories < 2**10).all()
     assert ((res.demand > 0) == (res.categories > 0)).all()
-    # No coupon: revenue = gross; coupon level a: revenue = (1 - 0.05 a) gross.
-    np.testing.assert_allclose(res.rewards, res.gross * (1 - 0.05 * (np.arange(300) % 11)))
+    # No coupon or not redeemed: revenue = gross; redeemed: at most (1 - 0.05 a) gross (prices ≥ 1).
+    level = np.arange(300) % 11
+    assert not res.redeemed[level == 0].any() and 0 < res.redeemed[level > 0].mean() < 1
+    np.testing.assert_allclose(res.rewards[~res.redeemed], res.gross[~res.redeemed])
+    assert (res.rewards[res.redeemed] >= res.gross[res.redeemed] * (1 - 0.05 * level[res.redeemed]) - 1e-9).all()
 
 
 def test_seeded_determinism_and_episodes() -> None:
@@ -174,3 +177,79 @@ def test_the_most_price_sensitive_respond_most_to_coupons() -> None:
     by_q = [float(np.median(uplift[q == i])) for i in range(4)]
     assert by_q[3] > by_q[0]
     assert by_q == sorted(by_q)
+
+
+# -- RetailSynth fidelity (issue 15): redemption, quantity, visits, category coupons ------------------
+def test_coupons_are_not_always_redeemed_and_deeper_ones_more_often() -> None:
+    sim = RetailSimulator(n_customers=4000, seed=4)
+    sim.reset(episode=0)
+    rates = [float(sim.step(np.full(4000, level)).redeemed.mean()) for level in (0, 1, 4, 10)]
+    assert rates[0] == 0.0
+    assert 0 < rates[1] < rates[2] < rates[3] < 1
+    assert rates[1] < 0.7 and rates[3] > 0.9
+
+
+def test_a_coupon_not_redeemed_changes_nothing() -> None:
+    """Expected revenue under level a mixes the redeemed basket and the no-coupon one by the redemption rate."""
+    sim = RetailSimulator(n_customers=500, n_products=30, seed=5)
+    sim.reset()
+    rev = sim.expected_revenue()
+    coupon = sim._coupon_matrix(np.full(500, 6))
+    r = sim._redemption_probability(coupon)
+    basket, visit = sim._basket(coupon)
+    np.testing.assert_allclose(rev[:, 6], r * visit * basket + (1 - r) * rev[:, 0])
+
+
+def test_visit_probability_is_smoothed_and_rises_with_the_store_inclusive_value() -> None:
+    sim = RetailSimulator(n_customers=3000, seed=6)
+    sim.reset()
+    sim.visit_marketing_ = 0.0  # only the inclusive value moves with the coupon now
+    none, deep = np.zeros((3000, 10)), np.full((3000, 10), 0.5)
+    store_none = sim._category_terms(*sim._prices_and_utility(none))[2]
+    store_deep = sim._category_terms(*sim._prices_and_utility(deep))[2]
+    assert (store_deep >= store_none - 1e-12).all() and (store_deep > store_none).mean() > 0.99
+    p_none, p_deep = sim._visit_probability(store_none, none), sim._visit_probability(store_deep, deep)
+    assert (p_deep >= p_none - 1e-12).all() and p_deep.mean() > p_none.mean() + 0.02
+    # Smoothing: P_t = θ·P_{t−1} + (1 − θ)·σ(δ0 + δ1·(SV − SV⁰) + δ2·coupon), θ = visit_memory_.
+    prev = sim.visit_prob_.copy()
+    fresh = 1 / (1 + np.exp(-(sim.visit_intercept_ + sim.visit_store_value_ * (store_none - sim.store_value_ref_))))
+    np.testing.assert_allclose(p_none, sim.visit_memory_ * prev + (1 - sim.visit_memory_) * fresh)
+    sim.step(np.zeros(3000, dtype=np.int64))
+    assert not np.allclose(sim.visit_prob_, prev)  # the state carries the last probability forward
+
+
+def test_quantity_rises_with_utility() -> None:
+    """A redeemed coupon lowers prices, raises utility and with it the units bought per category."""
+    def units_per_category(level: int) -> float:
+        sim = RetailSimulator(n_customers=4000, seed=7)
+        sim.reset(episode=1)
+        res = [sim.step(np.full(4000, level)) for _ in range(3)]
+        units = sum(int(r.demand[r.redeemed | (level == 0)].sum()) for r in res)
+        cats = sum(int(np.bitwise_count(r.categories[r.redeemed | (level == 0)].astype(np.uint64)).sum()) for r in res)
+        return units / cats
+
+    assert units_per_category(10) > units_per_category(0) * 1.1
+    sim = RetailSimulator(n_customers=200, seed=7)
+    sim.reset()
+    cheap = sim._quantity_rate(np.full((200, 100), 1.0))
+    full = sim._quantity_rate(np.maximum(sim.base_price_[None, :], 1.0).repeat(200, 0))
+    assert (cheap >= full - 1e-12).all() and (cheap <= 3 * full + 1e-12).all()
+    # The most price-sensitive customers respond the most.
+    ps = sim.customers()["price_sensitivity"]
+    gain = (cheap / full).mean(axis=1)
+    assert np.corrcoef(ps, gain)[0, 1] > 0.5
+
+
+def test_category_level_coupons_discount_only_their_category() -> None:
+    sim = RetailSimulator(n_customers=3000, seed=8)
+    sim.reset()
+    levels = np.zeros((3000, 10), dtype=np.int64)
+    levels[:, 0] = 10  # 50 % off category 0 only
+    res = sim.step(levels)
+    assert 0 < res.redeemed.mean() < 1
+    without_cat0 = res.redeemed & ((res.categories & 1) == 0)
+    np.testing.assert_allclose(res.rewards[without_cat0], res.gross[without_cat0])
+    with_cat0 = res.redeemed & ((res.categories & 1) == 1)
+    assert with_cat0.sum() > 20 and (res.rewards[with_cat0] < res.gross[with_cat0]).all()
+    with pytest.raises(SimulatorInputError, match=r"one per customer and category"):
+        sim.step(np.zeros((3000, 9), dtype=np.int64))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +18,10 @@ from battleground.ope import (
     CappedIPS,
     CappedSNIPS,
     CrossFitRewardModel,
+    Diagnostics,
     EvalRecommenderModel,
     OPEReliabilityWarning,
+    PolicyEvaluation,
     evaluate_policy,
     fit_reward_model,
 )
@@ -68,7 +72,8 @@ def test_facade_matches_snips_for_large_cap(obp_reference) -> None:
 
 def test_evaluate_policy_table(synthetic) -> None:
     fb, pi = synthetic
-    table = evaluate_policy(fb.action, fb.reward, fb.pscore, pi, context=fb.context)
+    result = evaluate_policy(fb.action, fb.reward, fb.pscore, pi, context=fb.context)
+    table = result.to_frame()
     assert list(table.columns) == [
         "estimator",
         "value",
@@ -83,13 +88,22 @@ def test_evaluate_policy_table(synthetic) -> None:
     truth = fb.policy_value(pi)
     dr = table.set_index("estimator").loc["dr"]
     assert dr.ci_low <= truth <= dr.ci_high
-    assert table.attrs["diagnostics"]["trustworthy"] is True
-    no_model = evaluate_policy(fb.action, fb.reward, fb.pscore, pi, ci="bootstrap", n_bootstrap=100)
+    # A typed, frozen result: the diagnostics are a field, nothing travels in the frame's attrs.
+    assert isinstance(result, PolicyEvaluation) and isinstance(result.diagnostics, Diagnostics)
+    assert result.diagnostics.trustworthy is True and result.trustworthy
+    assert not table.attrs
+    assert result["dr"] == result.estimates[list(table.estimator).index("dr")]
+    assert result["dr"].value == dr.value
+    with pytest.raises(KeyError, match="no estimator 'nope'"):
+        result["nope"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.diagnostics = result.diagnostics  # type: ignore[misc]
+    no_model = evaluate_policy(fb.action, fb.reward, fb.pscore, pi, ci="bootstrap", n_bootstrap=100).to_frame()
     assert list(no_model.estimator) == ["ips", "capped_ips(λ=5)", "snips", "capped_snips(λ=5)"]
     assert set(no_model.ci_method) == {"bootstrap"}
     two = evaluate_policy(
         fb.action, fb.reward, fb.pscore, pi, q_hat=fb.expected_reward, estimators=[IPS(), DM()]
-    )
+    ).to_frame()
     assert list(two.estimator) == ["ips", "dm"]
     assert two.value.iloc[1] == pytest.approx(
         truth, abs=1e-12
@@ -101,8 +115,8 @@ def test_evaluate_policy_warns_when_untrustworthy() -> None:
     worst = np.zeros((300, 4))
     worst[np.arange(300), fb.expected_reward.argmin(axis=1)] = 1.0
     with pytest.warns(OPEReliabilityWarning):
-        table = evaluate_policy(fb.action, fb.reward, fb.pscore, worst)
-    assert table.attrs["diagnostics"]["trustworthy"] is False
+        result = evaluate_policy(fb.action, fb.reward, fb.pscore, worst)
+    assert result.diagnostics.trustworthy is False and result.diagnostics.reasons
 
 
 def test_cross_fitted_reward_model(synthetic) -> None:

@@ -1,16 +1,21 @@
 """A seeded retail simulator with RetailSynth's structure, vectorised over customers (numpy only).
 
-Each step every customer receives a store-wide coupon level ``a ∈ {0..10}`` (5 % off per level) and
-the simulator draws, in RetailSynth's order:
+Each step every customer is offered a coupon level ``a ∈ {0..10}`` (5 % off per level), store-wide or
+one level per category, and the simulator draws, in RetailSynth's order:
 
 1. **Discounts.** Each product is on or off promotion by a two-state Markov chain; on promotion its
-   price is cut by a product-specific depth. Price paid: ``p_ij = p0_j·(1 − d_jt)·(1 − 0.05·a_i)``.
-2. **Store visit.** ``P(visit) = σ(δ0_i + δ1·visited_last_i + δ2·coupon_i)``: habit plus marketing.
-3. **Utility.** ``u_ij = α_j + β_x,i·x_j + β_w,i·log(p_ij / ref_c)`` with price sensitivity
-   ``β_w,i < 0`` (heterogeneous across customers), plus Gumbel noise.
-4. **Product choice** within each category: a softmax over its products (Gumbel-max draw).
-5. **Category purchase:** ``σ(γ0_ic + γ1_i·log Σ_j∈c exp u_ij)`` (the category's inclusive value).
-6. **Quantity:** ``1 + Poisson(λ_ic)``.
+   price is cut by a product-specific depth. Price paid: ``p_ij = max(1, p0_j·(1 − d_jt)·(1 − c_ic))``.
+2. **Redemption.** The coupon is redeemed with probability ``σ(ρ0_i + ρ1·depth)`` (rising with its
+   depth); a customer who does not redeem it shops as without one.
+3. **Utility.** ``u_ij = α_j + β_x,i·x_j + β_w,i·log p_ij`` with price sensitivity ``β_w,i < 0``
+   (heterogeneous across customers), plus Gumbel noise.
+4. **Store visit.** ``P_t = θ·P_{t−1} + (1 − θ)·σ(δ0_i + δ1·(SV_it − SV⁰_i) + δ2·coupon_i)``: smoothed,
+   with the store inclusive value ``SV = log Σ_c exp(γ0_ic + γ1_i·CV_ic)``.
+5. **Product choice** within each category: a softmax over its products (Gumbel-max draw).
+6. **Category purchase:** ``σ(γ0_ic + γ1_i·CV_ic)`` with ``CV_ic = log Σ_j∈c exp u_ij`` (the category's
+   inclusive value).
+7. **Quantity:** ``1 + Poisson(λ_ic·exp(κ·(u_ij − u⁰_ij)))``: more units when the utility is above the
+   one at the base price (capped at 3× the rate).
 
 The reward is the customer's revenue that step. Deep coupons raise visits and purchases but cut the
 price of every unit, so revenue rises and then falls with the coupon level. The context is
@@ -69,10 +74,13 @@ class StepResult:
     """Bitmask of the categories bought (bit c set when category c was bought)."""
     gross: NDArray[np.float64]
     """What the same basket would have cost without the coupon (for the empirical discount)."""
+    redeemed: NDArray[np.bool_]
+    """Whether the customer redeemed the coupon offered (always False without a coupon)."""
 
 
 _PS_MEAN, _PS_SD = 1.4, 0.8
 _MIN_PRICE = 1.0
+_QTY_KAPPA, _QTY_CAP = 0.3, 3.0  # quantity rate × exp(κ·Δutility), at most 3×
 
 
 def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -172,10 +180,20 @@ class RetailSimulator:
         self.quality_taste_ = rng.normal(0.8, 0.3, size=n)
         self.category_intercept_ = rng.normal(-3.6, 0.7, size=(n, c))
         self.category_slope_ = rng.uniform(0.6, 0.9, size=n)
-        self.visit_intercept_ = rng.normal(-0.6, 0.7, size=n)
-        self.visit_habit_ = 1.2
-        self.visit_marketing_ = 1.0
+        self.visit_intercept_ = rng.normal(-0.2, 0.7, size=n)
+        self.visit_store_value_ = 1.0
+        self.visit_marketing_ = 0.5
+        self.visit_memory_ = 0.3
         self.quantity_rate_ = rng.uniform(0.1, 0.8, size=(n, c))
+        self.redeem_intercept_ = rng.normal(0.0, 0.5, size=n)
+        self.redeem_slope_ = 6.0
+        # The store inclusive value at base prices without a coupon (the visit model's reference).
+        self.promo_on_ = np.zeros(j, dtype=bool)
+        self.visit_prob_ = np.zeros(n)
+        paid, utility = self._prices_and_utility(np.zeros((n, c)))
+        self.store_value_ref_ = np.zeros(n)
+        self.store_value_ref_ = self._category_terms(paid, utility)[2]
+        self.visit_prob_ = _sigmoid(self.visit_intercept_)
 
     # -- episode -------------------------------------------------------------------------------
     def reset(self, episode: int | Sequence[int] | None = None) -> NDArray[np.float64]:
@@ -217,75 +235,119 @@ class RetailSimulator:
         if not hasattr(self, "rng_"):
             raise SimulatorInputError("call reset() before step() or contexts()")
         a = np.asarray(actions)
-        if a.shape != (self.n_customers,):
+        if a.shape not in ((self.n_customers,), (self.n_customers, self.n_categories)):
             raise SimulatorInputError(
-                f"actions must have one coupon level per customer, shape ({self.n_customers},), got {a.shape}"
+                f"actions must have one coupon level per customer, shape ({self.n_customers},), or one per "
+                f"customer and category, shape ({self.n_customers}, {self.n_categories}); got {a.shape}"
             )
         a = a.astype(np.int64)
         if a.size and (a.min() < 0 or a.max() >= self.n_coupon_levels):
             raise SimulatorInputError(f"coupon levels must lie in 0..{self.n_coupon_levels - 1}, got {a.min()}..{a.max()}")
         return a
 
-    def _prices_and_utility(self, coupon: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Shelf prices and utilities ``α_j + β_x,i·x_j + β_w,i·log p_ij`` (RetailSynth's log price).
+    def _coupon_matrix(self, a: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Coupon discount per (customer, category): a store-wide level is the same in every category."""
+        d = a.astype(np.float64) * float(self.coupon_step)
+        return np.repeat(d[:, None], self.n_categories, axis=1) if d.ndim == 1 else d
 
-        Prices paid are ≥ 1 (``_MIN_PRICE``), so ``log p ≥ 0`` and a more price-sensitive customer
-        (``β_w`` more negative) always has lower utility (with ``log(p/ref)`` the most sensitive
-        quartile spent the most); the intercept adds back the average customer's ``log ref``.
+    def _redemption_probability(self, coupon: NDArray[np.float64]) -> NDArray[np.float64]:
+        """P(a customer redeems the coupon offered): rises with its mean discount; 0 without a coupon."""
+        depth = coupon.mean(axis=1)
+        return np.where(depth > 0, _sigmoid(self.redeem_intercept_ + self.redeem_slope_ * depth), 0.0)
+
+    def _prices_and_utility(self, coupon: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Prices paid ``p_ij ≥ 1`` and utilities ``α_j + β_x,i·x_j + β_w,i·log p_ij`` (RetailSynth's log price).
+
+        ``coupon`` is the discount per (customer, category). Prices paid are ≥ 1 (``_MIN_PRICE``), so
+        ``log p ≥ 0`` and a more price-sensitive customer (``β_w`` more negative) always has lower
+        utility (with ``log(p/ref)`` the most sensitive quartile spent the most); the intercept adds
+        back the average customer's ``log ref``.
         """
+        per = self.n_products // self.n_categories
         shelf = self.base_price_ * np.where(self.promo_on_, 1.0 - self.promo_depth_, 1.0)
-        log_p = np.log(np.maximum(shelf[None, :] * (1.0 - coupon)[:, None], _MIN_PRICE))
+        paid = np.maximum(shelf[None, :] * (1.0 - np.repeat(coupon, per, axis=1)), _MIN_PRICE)
         utility = (
             (self.product_intercept_ + _PS_MEAN * np.log(self.ref_price_))[None, :]
             + self.quality_taste_[:, None] * self.product_quality_[None, :]
-            + self.price_sensitivity_[:, None] * log_p
+            + self.price_sensitivity_[:, None] * np.log(paid)
         )
-        return shelf, utility
+        return paid, utility
 
-    def _visit_probability(self, coupon: NDArray[np.float64]) -> NDArray[np.float64]:
-        return _sigmoid(self.visit_intercept_ + self.visit_habit_ * self.last_visit_ + self.visit_marketing_ * coupon)
+    def _quantity_rate(self, paid: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Poisson rate of the extra units of each product, (n, J): ``λ_ic·exp(κ·(u_ij − u⁰_ij))`` with
+        ``u⁰`` the utility at the base price, i.e. ``λ_ic·(p_ij / p⁰_j)^(κ·β_w,i)`` (capped at 3×)."""
+        per = self.n_products // self.n_categories
+        gain = np.exp(_QTY_KAPPA * self.price_sensitivity_[:, None] * np.log(paid / np.maximum(self.base_price_, _MIN_PRICE)))
+        return np.repeat(self.quantity_rate_, per, axis=1) * np.minimum(gain, _QTY_CAP)
+
+    def _category_terms(self, paid: NDArray[np.float64], utility: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+        """Per category: softmax choice weights (n, C, per), purchase probability (n, C) and the store
+        inclusive value ``log Σ_c exp(γ0_ic + γ1_i·CV_ic)`` (n,)."""
+        n, c = self.n_customers, self.n_categories
+        u = utility.reshape(n, c, -1)
+        top = u.max(axis=2, keepdims=True)
+        expu = np.exp(u - top)
+        total = expu.sum(axis=2)
+        inclusive = np.log(total) + top[:, :, 0]
+        logit = self.category_intercept_ + self.category_slope_[:, None] * inclusive
+        m = logit.max(axis=1)
+        store = m + np.log(np.exp(logit - m[:, None]).sum(axis=1))
+        return expu / total[:, :, None], _sigmoid(logit), store
+
+    def _visit_probability(self, store_value: NDArray[np.float64], coupon: NDArray[np.float64]) -> NDArray[np.float64]:
+        """RetailSynth's smoothed visit probability ``θ·P_{t−1} + (1 − θ)·σ(δ0_i + δ1·(SV_it − SV⁰_i) + δ2·coupon)``
+        with ``SV`` the store inclusive value (``SV⁰``: at base prices, no coupon)."""
+        fresh = _sigmoid(self.visit_intercept_ + self.visit_store_value_ * (store_value - self.store_value_ref_)
+                         + self.visit_marketing_ * coupon.mean(axis=1))
+        return self.visit_memory_ * self.visit_prob_ + (1.0 - self.visit_memory_) * fresh
+
+    def _basket(self, coupon: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Expected revenue given a visit and the visit probability, both (n,), under ``coupon``."""
+        n, c = self.n_customers, self.n_categories
+        paid, utility = self._prices_and_utility(coupon)
+        weights, p_cat, store = self._category_terms(paid, utility)
+        units = paid * (1.0 + self._quantity_rate(paid))
+        basket = (p_cat * (weights * units.reshape(n, c, -1)).sum(axis=2)).sum(axis=1)
+        return basket, self._visit_probability(store, coupon)
 
     def expected_revenue(self) -> NDArray[np.float64]:
-        """The exact expected revenue of every customer under every coupon level in the current
-        state, shape (n_customers, n_arms): the ground truth for off-policy evaluation."""
-        n, c = self.n_customers, self.n_categories
-        per = self.n_products // c
+        """The exact expected revenue of every customer under every store-wide coupon level in the
+        current state, shape (n_customers, n_arms): the ground truth for off-policy evaluation. A
+        coupon is redeemed with probability ``r``; a customer who does not redeem it shops as without one."""
+        n = self.n_customers
         out = np.empty((n, self.n_arms))
-        for level in range(self.n_arms):
-            coupon = np.full(n, level * float(self.coupon_step))
-            shelf, utility = self._prices_and_utility(coupon)
-            u = utility.reshape(n, c, per)
-            top = u.max(axis=2, keepdims=True)
-            expu = np.exp(u - top)
-            total = expu.sum(axis=2)
-            inclusive = np.log(total) + top[:, :, 0]
-            p_cat = _sigmoid(self.category_intercept_ + self.category_slope_[:, None] * inclusive)
-            price = shelf.reshape(1, c, per) * (1.0 - coupon)[:, None, None]
-            mean_price = (expu * price).sum(axis=2) / total
-            basket = (p_cat * (1.0 + self.quantity_rate_) * mean_price).sum(axis=1)
-            out[:, level] = self._visit_probability(coupon) * basket
+        basket0, visit0 = self._basket(np.zeros((n, self.n_categories)))
+        out[:, 0] = visit0 * basket0
+        for level in range(1, self.n_arms):
+            coupon = self._coupon_matrix(np.full(n, level, dtype=np.int64))
+            basket, visit = self._basket(coupon)
+            r = self._redemption_probability(coupon)
+            out[:, level] = r * visit * basket + (1.0 - r) * out[:, 0]
         return out
 
     def step(self, actions: ArrayLike) -> StepResult:
-        """Apply one coupon level per customer, simulate the step, advance the state."""
+        """Apply one coupon level per customer (or one per customer and category), simulate the step,
+        advance the state."""
         a = self._check_actions(actions)
         rng = self.rng_
         n, c = self.n_customers, self.n_categories
         per = self.n_products // c
-        coupon = a.astype(np.float64) * float(self.coupon_step)
-        visits = rng.random(n) < self._visit_probability(coupon)
-        shelf, utility = self._prices_and_utility(coupon)
+        offered = self._coupon_matrix(a)
+        redeemed = rng.random(n) < self._redemption_probability(offered)
+        coupon = offered * redeemed[:, None]  # who does not redeem shops as without a coupon
+        paid, utility = self._prices_and_utility(coupon)
+        _, p_cat, store = self._category_terms(paid, utility)
+        visit_p = self._visit_probability(store, coupon)
+        visits = rng.random(n) < visit_p
         u = utility.reshape(n, c, per)
-        top = u.max(axis=2, keepdims=True)
-        inclusive = np.log(np.exp(u - top).sum(axis=2)) + top[:, :, 0]
-        p_cat = _sigmoid(self.category_intercept_ + self.category_slope_[:, None] * inclusive)
         bought = (rng.random((n, c)) < p_cat) & visits[:, None]
         choice = (u + rng.gumbel(size=u.shape)).argmax(axis=2)  # (n, c) index within category
         product = choice + np.arange(c)[None, :] * per
-        quantity = np.where(bought, 1 + rng.poisson(self.quantity_rate_), 0)
-        unit_shelf = shelf[product]
-        gross = (quantity * unit_shelf).sum(axis=1)
-        revenue = gross * (1.0 - coupon)
+        rows = np.arange(n)[:, None]
+        quantity = np.where(bought, 1 + rng.poisson(self._quantity_rate(paid)[rows, product]), 0)
+        shelf = np.maximum(self.base_price_ * np.where(self.promo_on_, 1.0 - self.promo_depth_, 1.0), _MIN_PRICE)
+        gross = (quantity * shelf[product]).sum(axis=1)
+        revenue = (quantity * paid[rows, product]).sum(axis=1)
         demand = quantity.sum(axis=1)
         cats = (bought * (np.int64(1) << np.arange(c, dtype=np.int64))[None, :]).sum(axis=1)
         promo_bought = (quantity * np.where(self.promo_on_, self.promo_depth_, 0.0)[product]).sum(axis=1)
@@ -297,11 +359,12 @@ class RetailSimulator:
         self._n_bought_units += demand
         self._sum_units += demand
         self.last_visit_ = visits
+        self.visit_prob_ = visit_p
         # Promotions move on (Markov on/off).
         flip = rng.random(self.n_products)
         self.promo_on_ = np.where(self.promo_on_, flip >= self.p_promo_off_, flip < self.p_promo_on_)
         self.t_ += 1
-        return StepResult(revenue, demand.astype(np.int64), visits, cats.astype(np.int64), gross)
+        return StepResult(revenue, demand.astype(np.int64), visits, cats.astype(np.int64), gross, redeemed)
 
     @property
     def steps_seen(self) -> int:

@@ -698,12 +698,13 @@ def off_policy_evaluation(config: Mapping[str, Any], exp: ExperimentDir, agent: 
     true_value = float((dist * q_true).sum(axis=1).mean())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OPEReliabilityWarning)
-        table = evaluate_policy(
+        evaluation = evaluate_policy(
             logs["action"], logs["reward"], logs["pscore"], dist, context=context,
             lambda_=float(cfg["lambda_"]), ci=cfg["ci"], alpha=float(cfg["alpha"]),
             n_bootstrap=int(cfg["n_bootstrap"]), random_state=int(cfg["seed"]), n_folds=int(cfg["n_folds"]),
         )
-    diagnostics = dict(table.attrs.get("diagnostics", {}))
+    table = evaluation.to_frame()
+    diagnostics = evaluation.diagnostics.to_dict()
     table["true_value"] = true_value
     table["error"] = table["value"] - true_value
     table["relative_error"] = table["error"] / abs(true_value) if true_value else math.nan

@@ -30,7 +30,7 @@ from battleground.ope._estimators import (
 from battleground.ope._evaluate import estimate_all, estimate_intervals, evaluate_policy
 from battleground.ope._facade import EvalRecommenderModel
 from battleground.ope._intervals import resampling_counts
-from battleground.ope._results import Diagnostics, OPEEstimate
+from battleground.ope._results import Diagnostics, OPEEstimate, PolicyEvaluation
 from battleground.ope._reward_model import CrossFitRewardModel, fit_reward_model
 from battleground.ope._validation import OPEInputError
 
@@ -51,6 +51,7 @@ __all__ = [
     "OPEEstimate",
     "OPEInputError",
     "OPEReliabilityWarning",
+    "PolicyEvaluation",
     "SwitchDR",
     "all_estimators",
     "diagnose",

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from battleground.ope._diagnostics import diagnose
 from battleground.ope._estimators import Estimator, all_estimators
 from battleground.ope._intervals import DEFAULT_MAX_UNITS, analytic_interval, bootstrap_intervals
-from battleground.ope._results import OPEEstimate
+from battleground.ope._results import OPEEstimate, PolicyEvaluation
 from battleground.ope._reward_model import fit_reward_model
 from battleground.ope._validation import LoggedFeedback, OPEInputError, validate_feedback
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["estimate_all", "estimate_intervals", "evaluate_policy"]
 
@@ -108,18 +105,18 @@ def evaluate_policy(
     n_folds: int = 3,
     estimators: list[Estimator] | None = None,
     warn: bool = True,
-) -> pd.DataFrame:
-    """Every estimator's value of ``action_dist`` with a confidence interval, as a table.
+) -> PolicyEvaluation:
+    """Every estimator's value of ``action_dist`` with a confidence interval, and the weight diagnostics.
 
     Without ``q_hat`` but with ``context``, q̂ is fitted by cross-fitting ``reward_model`` (default:
     logistic regression for 0/1 rewards, ridge otherwise). Without either, only the IPS family is
-    shown. ``estimators`` replaces the default ten (capped ones at ``lambda_``). The table's ``attrs["diagnostics"]`` holds the :class:`Diagnostics`; an
+    shown. ``estimators`` replaces the default ten (capped ones at ``lambda_``). An
     :class:`OPEReliabilityWarning` is raised (with ``warn``) when the weights make the estimates doubtful.
 
-    Columns: estimator, value, se, ci_low, ci_high, ci_method, alpha, n_rounds.
+    Returns a frozen :class:`PolicyEvaluation` (``.estimates``, ``.diagnostics``, ``result["dr"]``);
+    ``.to_frame()`` is the seed's table with columns estimator, value, se, ci_low, ci_high, alpha,
+    ci_method, n_rounds.
     """
-    import pandas as pd
-
     data = validate_feedback(action, reward, pscore, action_dist, q_hat)
     if q_hat is None and context is not None:
         q_hat = fit_reward_model(
@@ -151,6 +148,4 @@ def evaluate_policy(
     results = _intervals(
         ests, data, ci=ci, alpha=alpha, n_bootstrap=n_bootstrap, random_state=random_state
     )
-    frame = pd.DataFrame([r.to_dict() for r in results])
-    frame.attrs["diagnostics"] = diag.to_dict()
-    return frame
+    return PolicyEvaluation(tuple(results), diag)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Diagnostics", "OPEEstimate"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "Diagnostics", "OPEEstimate", "PolicyEvaluation"]
+
+# the seed's evaluation table, column by column
+COLUMNS = ["estimator", "value", "se", "ci_low", "ci_high", "alpha", "ci_method", "n_rounds"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +57,34 @@ class Diagnostics:
         out = asdict(self)
         out["reasons"] = list(self.reasons)
         return out
+
+
+@dataclass(frozen=True)
+class PolicyEvaluation:
+    """What :func:`~battleground.ope.evaluate_policy` returns: every estimator's estimate and the
+    importance-weight diagnostics, with ``to_frame()`` for the seed's table.
+
+    Attributes:
+        estimates: one :class:`OPEEstimate` per estimator, in the order they were asked for.
+        diagnostics: the :class:`Diagnostics` of the evaluation policy against the logs.
+    """
+
+    estimates: tuple[OPEEstimate, ...]
+    diagnostics: Diagnostics
+
+    @property
+    def trustworthy(self) -> bool:
+        return self.diagnostics.trustworthy
+
+    def __getitem__(self, estimator: str) -> OPEEstimate:
+        """The estimate of the estimator labelled ``estimator`` (e.g. ``"dr"``)."""
+        for e in self.estimates:
+            if e.estimator == estimator:
+                return e
+        raise KeyError(f"no estimator {estimator!r}; the estimators are {[e.estimator for e in self.estimates]}")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The seed's table: one row per estimator with the columns of :data:`COLUMNS` (nothing in ``attrs``)."""
+        import pandas as pd
+
+        return pd.DataFrame([e.to_dict() for e in self.estimates], columns=COLUMNS)
