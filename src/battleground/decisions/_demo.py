@@ -146,3 +146,28 @@ def run_decision_loop(settings: Settings, *, n_customers: int = 200, steps: int 
 def _value(table: pd.DataFrame, candidate: str, estimator: str) -> float:
     row = table[(table["candidate"] == candidate) & (table["estimator"] == estimator)]
     return float(row["value"].iloc[0]) if len(row) else float("nan")
+
+
+def show_decision_loop(settings: Settings, console: Console, *, n_customers: int, steps: int) -> DecisionLoopResult:
+    """:func:`run_decision_loop` with the demo's tables: OPE from the store, the A/B result, the ledger."""
+    from rich.table import Table
+
+    with console.status("serving coupons through /decide…"):
+        res = run_decision_loop(settings, n_customers=n_customers, steps=steps, console=console)
+    ab = res.ab_result[["variant", "users", "value", "abs_lift", "abs_ci_lower", "abs_ci_upper", "p_value"]]
+    table = Table(title=f"A/B result of experiment #{res.experiment_id}: revenue per customer, LinTS vs control")
+    for col in ab.columns:
+        table.add_column(str(col))
+    for row in ab.itertuples(index=False):
+        table.add_row(*[f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    ledger = Table(title="ledger: offline estimate (from the random-policy logs) beside the online value, per decision")
+    for col in ("candidate", "estimator", "offline", "interval", "online", "covered"):
+        ledger.add_column(col)
+    for e in res.entries:
+        if e.estimator in ("dm", "ips", "snips", "dr"):
+            ledger.add_row(e.candidate, e.estimator, f"{e.offline_value:.3f}", f"[{e.offline_low:.3f}, {e.offline_high:.3f}]",
+                           f"{e.online_value:.3f}" if e.online_value is not None else "open",
+                           {True: "yes", False: "no", None: ""}[e.covered])
+    console.print(ledger)
+    return res
