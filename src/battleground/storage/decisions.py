@@ -165,6 +165,8 @@ class DecisionLog:
         self.backend = store.backend
         self._local = threading.local()
         self._ready: set[int] = set()
+        # units known to be exposed (committed): their decisions skip the exposure insert
+        self._exposed: set[tuple[int, str]] = set()
 
     # ------------------------------------------------------------------ connections
     @contextmanager
@@ -248,26 +250,52 @@ class DecisionLog:
         for r in rows:
             first.setdefault(r.decision_id, r)
         unique = list(first.values())
+        exposed_now: list[tuple[int, str]] = []
         with self.session() as con, self._transaction(con):
             inserted = self._insert_decisions(con, unique)
             new = [r for r in unique if r.decision_id in inserted]
-            exposed = [r for r in new if r.experiment_id is not None]
+            exposed = [r for r in new if r.experiment_id is not None
+                       and (r.experiment_id, r.unit_id) not in self._exposed]
             if exposed:
-                self._expose(con, exposed)
+                exposed_now = self._expose(con, exposed)
             stored = {r.decision_id: r for r in new}
             for r in unique:
                 if r.decision_id not in stored:
                     found = self._get(con, r.decision_id)
                     if found is not None:
                         stored[r.decision_id] = found
+        if len(self._exposed) > 1_000_000:
+            self._exposed.clear()
+        self._exposed.update(exposed_now)  # committed: these units need no exposure check again
         out = []
         for r in rows:
             s = stored[r.decision_id]
             out.append((s, r.decision_id in inserted and first[r.decision_id] is r))
         return out
 
+    def _insert(self, con: Any, table: str, columns: Sequence[str], types: Sequence[str],
+                values: Sequence[Sequence[Any]], *, conflict: str = "", returning: str = "") -> list[tuple[Any, ...]]:
+        """One ``INSERT … SELECT`` of column lists (an Arrow table for DuckDB, ``unnest`` of arrays for
+        PostgreSQL), ``ON CONFLICT (conflict) DO NOTHING`` and ``RETURNING returning`` when given."""
+        cols = ", ".join(columns)
+        tail = (f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else "") + (f" RETURNING {returning}" if returning else "")
+        if self.backend == "duckdb":
+            import pyarrow as pa
+
+            arrow = {"text": pa.string(), "int": pa.int32(), "float8": pa.float64(), "bool": pa.bool_(),
+                     "timestamp": pa.timestamp("us")}
+            batch = pa.table({c: pa.array(list(v), type=arrow[t]) for c, v, t in zip(columns, values, types, strict=True)})
+            con.register("bg_rows", batch)
+            try:
+                cur = con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM bg_rows{tail}")
+                return cur.fetchall() if returning else []  # type: ignore[no-any-return]
+            finally:
+                con.unregister("bg_rows")
+        unnest = ", ".join(f"%s::{t}[]" for t in types)
+        cur = con.execute(f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({unnest}){tail}", [list(v) for v in values])
+        return cur.fetchall() if returning else []  # type: ignore[no-any-return]
+
     def _insert_decisions(self, con: Any, rows: Sequence[DecisionRow]) -> set[str]:
-        cols = ", ".join(DECISION_COLUMNS)
         values = [
             [r.decision_id for r in rows], [r.policy for r in rows], [r.experiment_id for r in rows],
             [r.variant for r in rows], [r.unit_id for r in rows],
@@ -275,54 +303,35 @@ class DecisionLog:
             [float(r.propensity) for r in rows], [int(r.policy_version) for r in rows],
             [bool(r.trains) for r in rows], [r.ts for r in rows],
         ]
-        if self.backend == "duckdb":
-            import pyarrow as pa
-
-            types = [pa.string(), pa.string(), pa.int32(), pa.string(), pa.string(), pa.string(), pa.int32(),
-                     pa.float64(), pa.int32(), pa.bool_(), pa.timestamp("us")]
-            table = pa.table({c: pa.array(v, type=t) for c, v, t in zip(DECISION_COLUMNS, values, types, strict=True)})
-            con.register("bg_decisions", table)
-            try:
-                got = con.execute(f"INSERT INTO decisions ({cols}) SELECT {cols} FROM bg_decisions "
-                                  "ON CONFLICT DO NOTHING RETURNING decision_id").fetchall()
-            finally:
-                con.unregister("bg_decisions")
-        else:
-            casts = ["text[]", "text[]", "int[]", "text[]", "text[]", "text[]", "int[]", "float8[]", "int[]",
-                     "bool[]", "timestamp[]"]
-            unnest = ", ".join(f"%s::{c}" for c in casts)
-            got = con.execute(f"INSERT INTO decisions ({cols}) SELECT * FROM unnest({unnest}) "
-                              "ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id", values).fetchall()
+        types = ["text", "text", "int", "text", "text", "text", "int", "float8", "int", "bool", "timestamp"]
+        got = self._insert(con, "decisions", DECISION_COLUMNS, types, values, conflict="decision_id",
+                           returning="decision_id")
         return {str(g[0]) for g in got}
 
-    def _expose(self, con: Any, rows: Sequence[DecisionRow]) -> None:
-        """Exposure events of the units seen for the first time in their experiment."""
+    def _expose(self, con: Any, rows: Sequence[DecisionRow]) -> list[tuple[int, str]]:
+        """Exposure events of the units seen for the first time in their experiment; returns the units
+        checked (all of them are exposed once the transaction commits)."""
         firsts: dict[tuple[int, str], DecisionRow] = {}
         for r in rows:
             assert r.experiment_id is not None
             firsts.setdefault((r.experiment_id, r.unit_id), r)
-        new: list[DecisionRow] = []
-        for (exp, unit), r in firsts.items():
-            sql = "INSERT INTO decision_exposures VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING unit_id"
-            if self._rows(con, sql, (exp, unit)):
-                new.append(r)
+        got = self._insert(con, "decision_exposures", ("experiment_id", "unit_id"), ("int", "text"),
+                           [[k[0] for k in firsts], [k[1] for k in firsts]], conflict="experiment_id, unit_id",
+                           returning="experiment_id, unit_id")
+        new = [firsts[int(e), str(u)] for e, u in got]
         self._events(con, [(f"exposure:{r.experiment_id}:{r.unit_id}", r.experiment_id, r.variant or "",
                             r.unit_id, "exposure", r.ts, None) for r in new])
+        return list(firsts)
 
     def _events(self, con: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert event rows ``(event_id, experiment_id, variant, user_id, event_type, ts, value)``; on
+        PostgreSQL an id already stored is skipped (its key), on DuckDB the callers guarantee new ids."""
         if not rows:
             return
-        conflict = "" if self.backend == "duckdb" else " ON CONFLICT (experiment_id, event_id) DO NOTHING"
-        sql = ("INSERT INTO events (event_id, experiment_id, variant, user_id, event_type, ts, value, covariate) "
-               f"VALUES (?, ?, ?, ?, ?, ?, ?, NULL){conflict}")
-        for row in rows:
-            self._rows_exec(con, sql, row)
-
-    def _rows_exec(self, con: Any, sql: str, params: Sequence[Any]) -> None:
-        if self.backend == "duckdb":
-            con.execute(sql, list(params))
-        else:
-            con.execute(sql.replace("?", "%s"), tuple(params))
+        columns = ("event_id", "experiment_id", "variant", "user_id", "event_type", "ts", "value")
+        types = ("text", "int", "text", "text", "text", "timestamp", "float8")
+        self._insert(con, "events", columns, types, [list(c) for c in zip(*rows, strict=True)],
+                     conflict="" if self.backend == "duckdb" else "experiment_id, event_id")
 
     def _get(self, con: Any, decision_id: str) -> DecisionRow | None:
         cols = ", ".join(DECISION_COLUMNS)
@@ -342,31 +351,40 @@ class DecisionLog:
         """Attach outcomes in one transaction; per row ``"stored"``, ``"duplicate"`` (the same reward
         again), ``"conflict"`` (another reward was stored first: it is kept) or ``"unknown"`` (no such
         decision). ``known`` maps ids to decisions the caller already has (saves a lookup)."""
+        if not rows:
+            return []
         known = dict(known or {})
-        out: list[str] = []
         with self.session() as con, self._transaction(con):
-            seen: dict[str, float] = {}
+            first: dict[str, RewardRow] = {}
             for r in rows:
-                if r.decision_id in seen:
-                    out.append(_reward_outcome(seen[r.decision_id], r.reward))
-                    continue
-                decision = known.get(r.decision_id) or self._get(con, r.decision_id)
-                if decision is None:
-                    out.append("unknown")
-                    continue
-                got = self._rows(con, "INSERT INTO decision_rewards (decision_id, reward, ts) VALUES (?, ?, ?) "
-                                 "ON CONFLICT DO NOTHING RETURNING decision_id", (r.decision_id, float(r.reward), r.ts))
-                if got:
-                    seen[r.decision_id] = float(r.reward)
-                    out.append("stored")
-                    if decision.experiment_id is not None:
-                        self._events(con, [(f"reward:{r.decision_id}", decision.experiment_id, decision.variant or "",
-                                            decision.unit_id, REWARD_EVENT, r.ts, float(r.reward))])
-                else:
-                    (stored,) = self._rows(con, "SELECT reward FROM decision_rewards WHERE decision_id = ?",
-                                           (r.decision_id,))[0]
-                    seen[r.decision_id] = float(stored)
-                    out.append(_reward_outcome(float(stored), float(r.reward)))
+                first.setdefault(r.decision_id, r)
+            decisions = {i: known.get(i) or self._get(con, i) for i in first}
+            todo = [r for i, r in first.items() if decisions[i] is not None]
+            got = self._insert(con, "decision_rewards", ("decision_id", "reward", "ts"), ("text", "float8", "timestamp"),
+                               [[r.decision_id for r in todo], [float(r.reward) for r in todo], [r.ts for r in todo]],
+                               conflict="decision_id", returning="decision_id") if todo else []
+            inserted = {str(g[0]) for g in got}
+            events = []
+            for i in inserted:
+                d, r = decisions[i], first[i]
+                if d is not None and d.experiment_id is not None:
+                    events.append((f"reward:{i}", d.experiment_id, d.variant or "", d.unit_id, REWARD_EVENT, r.ts,
+                                   float(r.reward)))
+            self._events(con, events)
+            stored = {i: float(first[i].reward) for i in inserted}
+            for r in todo:
+                if r.decision_id not in inserted:
+                    (value,) = self._rows(con, "SELECT reward FROM decision_rewards WHERE decision_id = ?",
+                                          (r.decision_id,))[0]
+                    stored[r.decision_id] = float(value)
+        out = []
+        for r in rows:
+            if decisions[r.decision_id] is None:
+                out.append("unknown")
+            elif first[r.decision_id] is r and r.decision_id in inserted:
+                out.append("stored")
+            else:
+                out.append(_reward_outcome(stored[r.decision_id], float(r.reward)))
         return out
 
     # ------------------------------------------------------------------ reads
