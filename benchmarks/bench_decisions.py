@@ -50,7 +50,6 @@ def _seed(env: dict[str, str]) -> None:
 
 def _client(url: str, c: int, n: int, path: str) -> list[float]:
     import httpx
-
     import numpy as np
 
     rng = np.random.default_rng(c)

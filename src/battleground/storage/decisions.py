@@ -296,7 +296,7 @@ class DecisionLog:
         return cur.fetchall() if returning else []  # type: ignore[no-any-return]
 
     def _insert_decisions(self, con: Any, rows: Sequence[DecisionRow]) -> set[str]:
-        values = [
+        values: list[list[Any]] = [
             [r.decision_id for r in rows], [r.policy for r in rows], [r.experiment_id for r in rows],
             [r.variant for r in rows], [r.unit_id for r in rows],
             [json.dumps(list(r.context)) for r in rows], [int(r.action) for r in rows],
