@@ -69,6 +69,7 @@ class DemoSummary:
     model_decision: str = ""
     model_stop_reason: str = ""
     bandit_winner: str = ""
+    decisions_experiment: int | None = None
     incremental_auc_lift: float = float("nan")
     files: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -406,7 +407,15 @@ def _run_stages(settings: Settings, *, fast: bool, console: Console | None, size
     with _stage(console, summary, "4 · bandit battle on the retail simulator, with OPE", "bandit"):
         summary.bandit_winner = _bandit_battle(settings, sizes, console, summary)
 
-    with _stage(console, summary, "5 · incremental learning: GLMix on a stream", "incremental"):
+    with _stage(console, summary, "5 · decision service: OPE from the store, LinTS live vs control, ledger", "decisions"):
+        from battleground.decisions._demo import show_decision_loop
+
+        loop = show_decision_loop(settings, console, n_customers=min(sizes.bandit_customers, 150),
+                                  steps=max(4, sizes.bandit_steps // 2))
+        summary.decisions_experiment = loop.experiment_id
+        summary.files["OPE ledger"] = "battleground ui, then /ledger (or: battleground decisions ledger)"
+
+    with _stage(console, summary, "6 · incremental learning: GLMix on a stream", "incremental"):
         from battleground.incremental._demo import run_incremental_demo
 
         with _progress(console) as progress:

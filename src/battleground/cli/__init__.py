@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from battleground.cli import bandit, events, experiment, incremental, model, pipeline
+from battleground.cli import bandit, decisions, events, experiment, incremental, model, pipeline
 from battleground.cli._app import demo_command, serve_command, ui_command
 from battleground.cli._help import HelpGroup
 
@@ -42,6 +42,7 @@ def _root(
 app.command("serve")(serve_command)
 app.command("ui")(ui_command)
 app.command("demo")(demo_command)
+decisions.register(app)  # serve-decisions and the decisions group (issue 15)
 
 
 def main() -> None:

@@ -219,13 +219,24 @@ def sweep_command(
             console.print(f"results → {exp.sweep / 'results.csv'}")
 
 
+_STORE_HELP = "Estimate from the decision log in the store of this experiment or policy key instead."
+
+
 @app.command("ope")
 def ope_command(agent: str = typer.Option("linear_ts", "--agent", "-a", help=_AGENT_HELP),
                 experiment_dir: Path | None = _ExpOpt, config: list[Path] | None = _CfgOpt,
                 overrides: list[str] | None = _OvrArg, as_json: bool = json_option,
-                as_csv: bool = csv_option) -> None:
+                as_csv: bool = csv_option,
+                from_store: str | None = typer.Option(None, "--from-store", help=_STORE_HELP),
+                policy_file: list[str] | None = typer.Option(None, "--policy-file", help="With --from-store: NAME=path.npz (repeat)."),
+                record: bool = typer.Option(False, "--record", help="With --from-store: record the estimates in the ledger.")) -> None:
     """Estimate a policy's value from random-policy logs with every OPE estimator, beside its true value."""
     fmt = output_format(as_json, as_csv)
+    if from_store is not None:
+        from battleground.cli.decisions import ope_from_store_command
+
+        ope_from_store_command(from_store, policy_file or [], fmt, record)
+        return
     with user_errors():
         _check_agents([agent])
         exp, cfg = _setup(experiment_dir, config, overrides)

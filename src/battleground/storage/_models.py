@@ -132,6 +132,33 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
 
+class LedgerRow(Base):
+    """The agreement ledger (migration 0005): one candidate's offline estimate by one estimator, beside
+    the online value its experiment observed (NULL until the experiment is closed in the ledger)."""
+
+    __tablename__ = "ope_ledger"
+    __table_args__ = (UniqueConstraint("experiment_id", "candidate", "estimator", name="uq_ope_ledger_entry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    candidate: Mapped[str] = mapped_column(String(200), nullable=False)
+    estimator: Mapped[str] = mapped_column(String(64), nullable=False)
+    offline_value: Mapped[float] = mapped_column(Float, nullable=False)
+    offline_low: Mapped[float] = mapped_column(Float, nullable=False)
+    offline_high: Mapped[float] = mapped_column(Float, nullable=False)
+    alpha: Mapped[float] = mapped_column(Float, nullable=False)
+    n_rounds: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    online_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    online_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    online_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    online_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 def _refuse_audit_changes(session: Any, _context: Any, _instances: Any) -> None:
     for obj in (*session.dirty, *session.deleted):
         if isinstance(obj, AuditRow):

@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     from battleground._http import harden
     from battleground.web._api import create_api_router
     from battleground.web._forms import create_form_router
+    from battleground.web._ledger import create_ledger_router
     from battleground.web._pages import create_page_router
     from battleground.web._state import DashboardState
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(create_api_router(state))
     app.include_router(create_form_router(state))  # before the pages: /experiments/new is not a key
     app.include_router(create_page_router(state))
+    app.include_router(create_ledger_router(state))
     _install_error_handlers(app, state)
     harden(
         app, token=settings.api_token, needs_token=lambda method, path: method in WRITE_METHODS and path.startswith("/api/"),
