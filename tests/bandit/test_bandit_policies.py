@@ -335,3 +335,32 @@ def test_linear_ts_select_and_action_dist_agree_when_spreads_differ() -> None:
     many = policy.select(np.repeat(x[:1], 20_000, axis=0))
     freq = np.bincount(many.actions, minlength=K) / 20_000
     np.testing.assert_allclose(freq, dist[0], atol=0.012)
+
+
+def test_linear_ts_untrained_arms_are_exactly_tied() -> None:
+    """Identical posteriors: 1/K by symmetry (no quadrature error), in select, select_one and action_dist."""
+    x = np.random.default_rng(3).normal(size=(50, D))
+    untrained = LinTS(n_arms=6, random_state=0)
+    np.testing.assert_allclose(untrained.action_dist(x), 1 / 6, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(untrained.select(x).propensities, np.full(50, 1 / 6))
+    assert untrained.select_one(x[0])[1] == 1 / 6
+
+
+def test_linear_ts_adaptive_hermite_against_adaptive_quadrature() -> None:
+    """The rule for spreads within 1.5× of each other, on random adversarial rows: ≤ 1e-5 from scipy's quad."""
+    from scipy import integrate
+    from scipy.special import ndtr
+
+    from battleground.bandit._propensity import adaptive_hermite
+
+    rng = np.random.default_rng(15)
+    worst = 0.0
+    for m in (1, 2, 4, 9, 20):
+        a = rng.normal(0, 1.5, size=(15, m)) * rng.choice([0.1, 1.0, 3.0], size=(15, 1))
+        b = np.exp(rng.uniform(np.log(1 / 1.5), np.log(1.5), size=(15, m)))
+        got = adaptive_hermite(a, b)
+        for i in range(15):
+            exact = integrate.quad(lambda z, ai=a[i], bi=b[i]: float(np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(ai + bi * z).prod()),
+                                   -9, 9, limit=400, epsabs=1e-13)[0]
+            worst = max(worst, abs(got[i] - exact))
+    assert worst <= 1e-5, worst

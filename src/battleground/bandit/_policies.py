@@ -19,14 +19,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import ndtr as _ndtr
 
 from battleground.bandit._base import BasePolicy, Decision, PolicyInputError
 from battleground.bandit._propensity import (
     EASY_RATIO,
-    GH_NODES,
-    GH_WEIGHTS,
     SAFE_GAP,
+    adaptive_hermite,
     win_probability,
 )
 
@@ -479,17 +477,22 @@ class LinTS(_LinearPolicy):
         s *= sd
         s += mu
         a = int(s.argmax())
-        # The Gauss–Hermite rule of win_probability written out for one row (fewer numpy calls);
-        # the general function when a relevant competitor is much narrower than arm a.
-        z = np.subtract.outer(GH_NODES * sd[a] + mu[a], mu)
-        z /= sd
-        z[:, a] = np.inf
+        # win_probability's rules for one row with fewer numpy calls (the same numbers: the same
+        # competitors in the same order through the same functions).
         gap_low = (mu[a] - SAFE_GAP * sd[a] - mu) / sd
         gap_low[a] = np.inf
         relevant = gap_low < SAFE_GAP
-        beaten = ((mu[a] + SAFE_GAP * sd[a] - mu) / sd < -SAFE_GAP).any()
-        if not beaten and (sd[relevant] * EASY_RATIO >= sd[a]).all():
-            prob = float(GH_WEIGHTS @ _ndtr(z).prod(axis=1))
+        high = (mu[a] + SAFE_GAP * sd[a] - mu) / sd
+        high[a] = np.inf
+        if (high < -SAFE_GAP).any():
+            prob = 0.0
+        elif not relevant.any():
+            prob = 1.0
+        elif ((mu[relevant] == mu[a]) & (sd[relevant] == sd[a])).all():
+            prob = 1.0 / (1.0 + int(relevant.sum()))
+        elif (sd[relevant] * EASY_RATIO >= sd[a]).all():
+            sd_r = sd[relevant]
+            prob = float(adaptive_hermite(((mu[a] - mu[relevant]) / sd_r)[None, :], (sd[a] / sd_r)[None, :])[0])
         else:
             prob = float(win_probability(mu[None, :], sd[None, :], np.array([a]))[0])
         return a, min(max(prob, 0.0), 1.0)
