@@ -211,7 +211,8 @@ class NatsJetStreamSource(StreamSource):
                 count, piece = self.codec.parse(msg.data)  # once per message: counts the records
                 self.decode_s += time.perf_counter() - t1
                 payloads.append(piece)
-                per_message = self._per_message = max(1, count)
+                if count:  # an empty message (a JSON []) says nothing about the next ones' size
+                    per_message = self._per_message = count
                 n += count
             if msgs:
                 idle_since = now
