@@ -23,6 +23,7 @@ import numpy as np
 
 from battleground.errors import IncrementalError
 from battleground.incremental._records import IncrementalInputError
+from battleground.incremental._sparse_groups import SparseGroups
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -362,7 +363,8 @@ def batched_newton(
     """Solve G independent losses (one per group, each with its own θ_g, μ_g, diag P_g) together.
 
     Rows must be sorted by ``group`` (0..G-1, every group non-empty). Each Newton iteration forms the
-    G stacked p × p systems with one ``reduceat`` and solves them with one batched Cholesky.
+    G stacked p × p systems with one ``reduceat`` and solves them with one batched Cholesky; a sparse
+    design (wide random effects, mostly zeros) uses its nonzero pattern instead (:mod:`._sparse_groups`).
     """
     G, p = mu.shape
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
@@ -370,7 +372,8 @@ def batched_newton(
         raise IncrementalInputError(f"group must be sorted and cover 0..{G - 1} with no empty group")
     # per-row outer products (n × p × p) make every Hessian one reduceat; for big batches a loop of
     # small BLAS products over the groups keeps memory bounded instead
-    outer = X[:, :, None] * X[:, None, :] if X.shape[0] * p * p <= _OUTER_LIMIT else None
+    pattern = SparseGroups(X, group, starts, G) if SparseGroups.pays(X) else None
+    outer = X[:, :, None] * X[:, None, :] if pattern is None and X.shape[0] * p * p <= _OUTER_LIMIT else None
     bounds = np.r_[starts, X.shape[0]]
 
     def hessians(d: np.ndarray) -> np.ndarray:
@@ -410,10 +413,13 @@ def batched_newton(
             warnflag, task = 1, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
             break
         d = w * s_neg * (1.0 - s_neg)
-        H = hessians(d)
-        idx = np.arange(p)
-        H[:, idx, idx] += diag
-        step = -np.linalg.solve(H, g[:, :, None])[:, :, 0]
+        if pattern is not None:
+            step = -pattern.solve(pattern.hessians(d, diag), g)
+        else:
+            H = hessians(d)
+            idx = np.arange(p)
+            H[:, idx, idx] += diag
+            step = -np.linalg.solve(H, g[:, :, None])[:, :, 0]
         step[~active] = 0.0
         slope = np.einsum("gj,gj->g", g, step)
         t = np.ones(G)
@@ -443,5 +449,6 @@ def batched_newton(
     d = w * s_neg * (1.0 - s_neg)
     precision = np.add.reduceat(sq * d[:, None], starts) + diag
     metadata = {"nit": nit, "warnflag": warnflag, "task": task, "n_groups": G, "solver": "batched-newton",
+                "sparse": pattern is not None,
                 "not_converged": np.flatnonzero(active).tolist() if warnflag else []}
     return BatchedResult(theta, precision, loss, metadata)
