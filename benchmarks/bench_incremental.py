@@ -249,6 +249,147 @@ def bench_glmix_wide(python: Path, repeats: int) -> None:
           f"  max|Δθ| {diff_lib:.1e} vs library (its default tolerance), {diff_dense:.1e} vs dense   target >= 8x")
 
 
+_RIVALS_SCRIPT = textwrap.dedent(
+    r'''
+    import json, sys, time
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    z = np.load(sys.argv[1]); batches = int(sys.argv[2])
+    parts = {k: z[k] for k in ("train_X", "train_y", "train_entity", "train_batch",
+                               "hold_X", "hold_y", "hold_entity", "hold_batch")}
+    K = parts["train_X"].shape[1]
+
+    def rows(kind, t):
+        sel = parts[f"{kind}_batch"] == t
+        return parts[f"{kind}_X"][sel], parts[f"{kind}_y"][sel], parts[f"{kind}_entity"][sel]
+
+    def run(learn, score):
+        aucs, t_learn, t_score = [], 0.0, 0.0
+        for t in range(batches):
+            X, y, e = rows("train", t)
+            t0 = time.perf_counter(); learn(X, y, e); t_learn += time.perf_counter() - t0
+            hX, hy, he = rows("hold", t)
+            t0 = time.perf_counter(); s = score(hX, he); t_score += time.perf_counter() - t0
+            aucs.append(roc_auc_score(hy, s))
+        return {"auc": aucs, "learn_s": t_learn, "score_s": t_score}
+
+    out = {}
+    from vowpalwabbit import Workspace
+
+    def vw_lines(X, e, y=None):
+        head = [("1" if v else "-1") + " " for v in y] if y is not None else [""] * len(X)
+        return [f"{h}|x " + " ".join(f"{j}:{v:.6g}" for j, v in enumerate(row)) + f" |e {int(en)}"
+                for h, row, en in zip(head, X, e)]
+
+    for name, args in (("vw", ""), ("vw -q xe", "-q xe")):
+        w = Workspace(f"--loss_function logistic --quiet {args}")
+
+        def learn(X, y, e, w=w):
+            for line in vw_lines(X, e, y):
+                w.learn(line)
+
+        def score(X, e, w=w):
+            return np.array([w.predict(line) for line in vw_lines(X, e)])
+
+        out[name] = run(learn, score)
+        w.finish()
+
+    from river import linear_model, optim
+
+    for name, lr in (("river LogisticRegression (SGD 0.01)", 0.01), ("river LogisticRegression (SGD 0.1)", 0.1)):
+        m = linear_model.LogisticRegression(optimizer=optim.SGD(lr))
+
+        def feats(row, en):
+            d = {f"x{j}": float(v) for j, v in enumerate(row)}
+            d[f"entity={int(en)}"] = 1.0
+            return d
+
+        def learn(X, y, e, m=m):
+            for row, yy, en in zip(X, y, e):
+                m.learn_one(feats(row, en), bool(yy))
+
+        def score(X, e, m=m):
+            return np.array([m.predict_proba_one(feats(row, en))[True] for row, en in zip(X, e)])
+
+        out[name] = run(learn, score)
+    import river, vowpalwabbit
+    out["versions"] = {"river": river.__version__, "vowpalwabbit": getattr(vowpalwabbit, "__version__", "?")}
+    print(json.dumps(out))
+    '''
+)
+
+
+def bench_rivals(quick: bool) -> None:
+    """The whole reference stream (``gen_data.py --seed 7``, 100 batches of 1,000 records, 2,000
+    held-out records per batch): learn batch t, then AUC on batch t's held-out records; mean AUC and
+    time of battleground (single mode and GLMix, defaults and tuned) against River and Vowpal Wabbit
+    (side environment ``/tmp/16-venv`` or ``BATTLEGROUND_RIVALS_VENV``), in the same run."""
+    from battleground.incremental import GLMix, SequentialBayesianLogisticRegression
+    from battleground.incremental._trainers import _auc
+
+    batches = 20 if quick else 100
+    venv = Path(os.environ.get("BATTLEGROUND_RIVALS_VENV", "/tmp/16-venv"))
+    python = side_python(venv, ["river", "vowpalwabbit==9.11.9", *pins_like_ours("numpy", "scipy", "scikit-learn")],
+                         "import river, vowpalwabbit, sklearn")
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = Path(__file__).resolve().parents[1] / "tests" / "data" / "incremental" / "gen_data.py"
+        subprocess.run([sys.executable, str(gen), "--seed", "7", "--out", tmp], check=True, capture_output=True)
+        path = Path(tmp) / "stream_seed7.npz"
+        script = Path(tmp) / "rivals.py"
+        script.write_text(_RIVALS_SCRIPT)
+        done = subprocess.run([str(python), str(script), str(path), str(batches)], capture_output=True, text=True,
+                              check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        rivals = json.loads(done.stdout)
+        with np.load(path) as z:
+            ref = {k: z[k] for k in z.files}
+    versions = rivals.pop("versions")
+
+    def rows(kind: str, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sel = ref[f"{kind}_batch"] == t
+        return ref[f"{kind}_X"][sel], ref[f"{kind}_y"][sel], ref[f"{kind}_entity"][sel]
+
+    def run(model: Any) -> dict[str, Any]:
+        aucs, t_learn, t_score = [], 0.0, 0.0
+        for t in range(batches):
+            X, y, e = rows("train", t)
+            t0 = time.perf_counter()
+            model.partial_fit(X, y, entity=e)
+            t_learn += time.perf_counter() - t0
+            hX, hy, he = rows("hold", t)
+            t0 = time.perf_counter()
+            s = model.decision_function(hX, entity=he)
+            t_score += time.perf_counter() - t0
+            aucs.append(_auc(s, hy))
+        return {"auc": aucs, "learn_s": t_learn, "score_s": t_score}
+
+    def glmix(penalty: float, delta: float) -> GLMix:
+        return GLMix(penalty=penalty, delta=delta).fit_fixed_effect(ref["warm_X"], ref["warm_y"])
+
+    load = os.getloadavg()
+    X0, y0, e0 = rows("train", 0)  # warm-up (imports, first calls) outside the timings
+    SequentialBayesianLogisticRegression().partial_fit(X0, y0, entity=e0).decision_function(X0, entity=e0)
+    glmix(10.0, 0.8).partial_fit(X0, y0, entity=e0).decision_function(X0, entity=e0)
+    ours = {
+        "battleground single (defaults: penalty 10, delta 0.8)": run(SequentialBayesianLogisticRegression()),
+        "battleground single, delta 0.95": run(SequentialBayesianLogisticRegression(delta=0.95)),
+        "battleground single, delta 0.99": run(SequentialBayesianLogisticRegression(delta=0.99)),
+        "battleground single, penalty 1, delta 0.99": run(SequentialBayesianLogisticRegression(penalty=1.0, delta=0.99)),
+        "battleground single, penalty 1, delta 1 (no forgetting)": run(
+            SequentialBayesianLogisticRegression(penalty=1.0, delta=1.0)),
+        "battleground GLMix (defaults: penalty 10, delta 0.8)": run(glmix(10.0, 0.8)),
+        "battleground GLMix, delta 0.95": run(glmix(10.0, 0.95)),
+        "battleground GLMix, delta 0.99": run(glmix(10.0, 0.99)),
+    }
+    print(f"whole reference stream (seed 7): {batches} batches x 1,000 records, AUC on each batch's 2,000 "
+          f"held-out records after learning it; river {versions['river']}, vowpalwabbit {versions['vowpalwabbit']} "
+          f"(one record at a time, their natural API); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"  {'learner':52s} {'mean AUC':>8s} {'2nd half':>8s} {'learn s':>8s} {'score s':>8s}")
+    for name, r in {**ours, **rivals}.items():
+        a = np.asarray(r["auc"])
+        print(f"  {name:52s} {a.mean():8.4f} {a[len(a) // 2:].mean():8.4f} {r['learn_s']:8.2f} {r['score_s']:8.2f}")
+
+
 def _ensure_library(venv: Path) -> Path:
     """The side environment's python, creating it on first use (see ``benchmarks._common.side_python``)."""
     pins = ["lambda-learner==0.1.0", *pins_like_ours("numpy", "scipy", "scikit-learn")]
@@ -419,6 +560,7 @@ def main(argv: list[str]) -> None:
     print(f"  battleground fast path {stream_s:6.2f} s  x{lib_stream['update_s'] / stream_s:5.1f}  "
           f"final max|Δθ| {diff_stream:.1e} (library at its default tolerance)")
     bench_glmix_wide(python, repeats)
+    bench_rivals(quick)
     bench_jetstream(quick)
 
 
@@ -552,7 +694,9 @@ def bench_jetstream(quick: bool, variants: tuple[str, ...] = JETSTREAM_VARIANTS)
 
 
 if __name__ == "__main__":
-    if "--glmix-wide" in sys.argv:
+    if "--rivals" in sys.argv:
+        bench_rivals("--quick" in sys.argv)
+    elif "--glmix-wide" in sys.argv:
         bench_glmix_wide(_ensure_library(Path(os.environ.get("BATTLEGROUND_LL_VENV", "/tmp/ll-venv"))),
                          8 if "--quick" in sys.argv else 40)
     elif "--stream" in sys.argv:  # only the JetStream section (no lambda-learner side environment needed)
