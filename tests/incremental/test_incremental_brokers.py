@@ -363,3 +363,34 @@ def test_codecs_round_trip_and_mark_broken_messages() -> None:
     assert list(out.columns[:6]) == ["entity", "label", "weight", "offset", "a", "b"]
     np.testing.assert_array_equal(out[["a", "b"]].to_numpy()[:2], rows[:, 4:])
     assert out["_error"].notna().sum() == 1
+
+
+def test_redis_json_arrays_per_message_with_an_empty_one(tmp_path: Path, stream) -> None:
+    """Many records per message (JSON arrays of 50), one of them an empty array: whole batches, the same
+    model as the frames (before: the empty array sized the next read by 0 records per message)."""
+    import redis
+
+    recs = _records(stream.train)
+    messages = [json.dumps(recs[i : i + 50]).encode() for i in range(0, len(recs), 50)]
+    messages.insert(5, b"[]")  # the last message of a read
+    key = f"bgtest:{uuid.uuid4().hex[:10]}"
+    _redis_fill(REDIS_URL, key, messages)
+    try:
+        res = run_stream(_redis_source(key, "arr"), tmp_path / "ck", model=GLMix().fit_fixed_effect(stream.warmup))
+        assert res.processed == N_BATCHES and res.records == N_BATCHES * BATCH
+        _assert_same_model(res.model, stream)
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        client.delete(key)
+        client.close()
+
+
+def test_json_codec_parses_an_array_once() -> None:
+    codec = JsonRecords(["a", "b"])
+    rec = {"label": 1.0, "features": [0.5, -1.0]}
+    n, piece = codec.parse(json.dumps([rec, rec, rec]).encode())
+    assert n == 3 and isinstance(piece, list)  # parsed here, not again in decode_parsed
+    assert codec.parse(codec.encode(rec)) == (1, codec.encode(rec))  # single records wait for the batch parse
+    frame = codec.decode_parsed([piece, codec.encode(rec), codec.parse(b"[broken")[1]])
+    assert len(frame) == 5 and frame["_error"].notna().sum() == 1
+    assert frame["_error"].dropna().iloc[0].startswith("message 2:")

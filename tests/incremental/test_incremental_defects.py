@@ -311,3 +311,21 @@ def test_cli_options_conflicting_with_the_checkpoint_are_errors(tmp_path: Path, 
     r = runner.invoke(app, [*base, "--mode", "single", "--penalty", "10", "--delta", "0.8"])  # the same: fine
     assert r.exit_code == 0, r.output
     assert CheckpointStore(ck).latest().n_batches == 2
+
+
+def test_screening_hands_the_model_parsed_arrays_identical_to_the_frame(stream) -> None:
+    from battleground.incremental._badrows import screen
+    from battleground.incremental._frames import split_frame
+
+    bad = _poisoned(stream)
+    screened = screen(bad, feature_names=None, needs_entity=True)
+    assert screened.batch is not None and screened.n_rejected == 4
+    want = split_frame(screened.good)
+    got = screened.batch
+    assert got.feature_names == want.feature_names
+    for a, b in ((got.X, want.X), (got.label, want.label), (got.weight, want.weight), (got.offset, want.offset)):
+        np.testing.assert_array_equal(a, b)
+    assert got.entity is not None and want.entity is not None and list(got.entity) == list(want.entity)
+    assert split_frame(got) is got  # partial_fit takes the parsed batch as it is
+    with pytest.raises(IncrementalError, match="carries its own"):
+        split_frame(got, np.zeros(got.n))

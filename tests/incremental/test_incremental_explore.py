@@ -103,3 +103,27 @@ def test_diagonal_of_inverse_covers_when_features_correlate() -> None:
                                                                 np.ones(1), np.zeros(1)), 1.0, random_state=s,
                                          variance="diagonal_of_inverse")[0] for s in range(3000)])
     assert draws.var() == pytest.approx(np.linalg.inv(H)[1, 1], rel=0.1)
+
+
+def test_every_path_draws_through_one_helper(stream) -> None:
+    """The record API, the fast path and GLMix share one Thompson draw: the same seed, mean and
+    variance give the same coefficients; every path rejects a non-finite or negative scale by name."""
+    from battleground.incremental._explore import thompson_draw
+
+    model = SequentialBayesianLogisticRegression().partial_fit(stream.train[0])
+    X = stream.holdout[0][model.feature_names_in_].to_numpy()
+    theta = thompson_draw(model.coef_, model.variance_, 0.5, 7)
+    k = model.n_dense_
+    want = theta[0] + X @ theta[1:k]
+    np.testing.assert_allclose(model.decision_function(X, exploration=0.5, random_state=7), want, atol=1e-12)
+    indexed = IndexedModel(model.coef_[:k], sparse.diags(model.precision_[:k]).tocsr())
+    data = IndexedDataset(sparse.csr_matrix(np.column_stack([np.ones(len(X)), X])), np.zeros(len(X)),
+                          np.ones(len(X)), np.zeros(len(X)))
+    got = score_linear_model(indexed, data, 0.5, random_state=7)
+    np.testing.assert_allclose(got, thompson_draw(model.coef_[:k], model.variance_[:k], 0.5, 7)[0]
+                               + X @ thompson_draw(model.coef_[:k], model.variance_[:k], 0.5, 7)[1:], atol=1e-12)
+    for bad in (np.inf, np.nan, -1.0):
+        with pytest.raises(ValueError, match="exploration_threshold must be a finite number"):
+            score_linear_model(indexed, data, bad)
+        with pytest.raises(ValueError, match="exploration must be a finite number"):
+            model.decision_function(X, exploration=bad)

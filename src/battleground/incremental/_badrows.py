@@ -17,7 +17,7 @@ import numpy as np
 
 from battleground.errors import IncrementalError
 from battleground.incremental._checkpoint import atomic_write
-from battleground.incremental._frames import RESERVED
+from battleground.incremental._frames import RESERVED, Batch, _entity_strings
 from battleground.incremental._records import IncrementalInputError
 
 if TYPE_CHECKING:
@@ -34,14 +34,24 @@ class BadRecordError(IncrementalError, ValueError):
 
 @dataclass(frozen=True)
 class Screened:
-    """A batch split into the rows to learn from and the rejected ones (with ``_row`` and ``_reason``)."""
+    """A batch split into the rows to learn from and the rejected ones (with ``_row`` and ``_reason``).
+
+    ``batch`` holds the good rows already parsed into arrays (when the frame has numeric feature
+    columns), so the model does not parse the frame a second time.
+    """
 
     good: pd.DataFrame
     rejected: pd.DataFrame
+    batch: Batch | None = None
 
     @property
     def n_rejected(self) -> int:
         return len(self.rejected)
+
+    @property
+    def learnable(self) -> pd.DataFrame | Batch:
+        """What to hand to ``partial_fit``: the parsed arrays when there are, else the good rows."""
+        return self.good if self.batch is None else self.batch
 
 
 def check_policy(on_bad_record: str, dead_letter_dir: object) -> None:
@@ -61,7 +71,8 @@ def screen(frame: pd.DataFrame, *, feature_names: list[str] | None, needs_entity
     Row checks: label present, finite and binary (0/1 or -1/+1); weight finite and >= 0; offset
     finite; every feature finite; entity present (when the model needs one) and an integer or string.
     Batch checks (non-numeric feature columns, features other than the model's, no label column) reject
-    every row with the same reason.
+    every row with the same reason. Each column is read once; with numeric feature columns the good
+    rows also come back parsed (:attr:`Screened.batch`).
     """
     import pandas as pd
 
@@ -77,22 +88,35 @@ def screen(frame: pd.DataFrame, *, feature_names: list[str] | None, needs_entity
         for i in rows.tolist():
             reasons[i] = reason(i) if callable(reason) else reason
 
-    if ERROR_COLUMN in frame.columns:  # the codec could not decode these messages
+    columns = [str(c) for c in frame.columns]
+    has_error = ERROR_COLUMN in columns
+    if has_error:  # the codec could not decode these messages
         errs = frame[ERROR_COLUMN].to_numpy(dtype=object)
         flag(np.array([isinstance(e, str) for e in errs], dtype=bool), lambda i: str(errs[i]))
-    batch_reason = _batch_problem(frame.drop(columns=[ERROR_COLUMN], errors="ignore"), feature_names)
+    kinds = [getattr(t, "kind", "O") for t in frame.dtypes]
+    batch_reason = _batch_problem(columns, kinds, feature_names)
     if batch_reason is not None:
         flag(np.ones(n, dtype=bool), batch_reason)
         return _split(frame, reasons, flagged)
-    label = pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=np.float64)
+
+    def numeric(col: str) -> np.ndarray:
+        series = frame[col]
+        if getattr(series.dtype, "kind", "O") in "biuf":
+            return series.to_numpy(dtype=np.float64)
+        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+
+    label = numeric("label")
     flag(~np.isfinite(label), lambda i: f"label must be 0/1 or -1/+1, got {_fmt(frame['label'].iloc[i])}")
     flag(~np.isin(label, (0.0, 1.0, -1.0)), lambda i: f"label must be 0/1 or -1/+1, got {_fmt(label[i])}")
+    meta: dict[str, np.ndarray] = {}
     for col, ok in (("weight", lambda a: np.isfinite(a) & (a >= 0)), ("offset", np.isfinite)):
-        if col in frame.columns:
-            vals = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        if col in columns:
+            vals = meta[col] = numeric(col)
             what = "finite and >= 0" if col == "weight" else "finite"
             flag(~ok(vals), lambda i, c=col, v=vals, w=what: f"{c} must be {w}, got {_fmt(v[i])}")
-    if "features" in frame.columns:
+    mat: np.ndarray | None = None
+    names: list[str] = []
+    if "features" in columns:
         expected = len(feature_names) if feature_names is not None else None
         for i, v in enumerate(frame["features"].to_list()):
             arr = np.asarray(v, dtype=np.float64) if v is not None else np.full(0, np.nan)
@@ -106,48 +130,62 @@ def screen(frame: pd.DataFrame, *, feature_names: list[str] | None, needs_entity
                 j = int(np.flatnonzero(~np.isfinite(arr))[0])
                 reasons[i] = f"features[{j}] must be finite, got {_fmt(arr[j])}"
     else:
-        cols = _feature_columns(frame)
-        if cols:  # one matrix test; only the bad rows are looked at one by one
-            mat = frame[cols].to_numpy(dtype=np.float64)
-            finite = np.isfinite(mat)
-            flag(~finite.all(axis=1), lambda i: (
-                f"feature {cols[int(np.argmin(finite[i]))]} must be finite, got {_fmt(mat[i, np.argmin(finite[i])])}"))
-    if "entity" in frame.columns:
+        positions = [j for j, c in enumerate(columns) if c not in RESERVED and c != ERROR_COLUMN]
+        names = [columns[j] for j in positions]
+        # positional selection: much cheaper than selecting by (string) labels
+        mat = np.asarray(frame.iloc[:, positions].to_numpy(dtype=np.float64)) if positions else np.zeros((n, 0))
+        if names:  # one matrix test; only the bad rows are looked at one by one
+            finite: np.ndarray = np.isfinite(mat)
+            flag(~np.all(finite, axis=1), lambda i: (
+                f"feature {names[int(np.argmin(finite[i]))]} must be finite, got {_fmt(mat[i, np.argmin(finite[i])])}"))
+    entity: np.ndarray | None = None
+    if "entity" in columns:
         ent = frame["entity"]
         flag(ent.isna().to_numpy(), "entity is missing")
         if ent.dtype.kind == "f":
             vals = ent.to_numpy(dtype=np.float64)
             flag(np.isfinite(vals) & (vals != np.round(vals)),
                  lambda i: f"entity must be an integer or a string, got {_fmt(vals[i])}")
+        entity = ent.to_numpy()
     elif needs_entity and n:
         flag(np.ones(n, dtype=bool), "entity is missing: the batch has no 'entity' column (GLMix needs one per row)")
-    return _split(frame, reasons, flagged)
+    screened = _split(frame, reasons, flagged)
+    if mat is None:
+        return screened
+    keep = None if not flagged.any() else np.flatnonzero(~flagged)
+
+    def rows(a: np.ndarray) -> np.ndarray:
+        return a if keep is None else a[keep]
+
+    m = len(screened.good)
+    batch = Batch(np.ascontiguousarray(rows(mat)), names, rows(label),
+                  rows(meta["weight"]) if "weight" in meta else np.ones(m),
+                  rows(meta["offset"]) if "offset" in meta else np.zeros(m),
+                  None if entity is None else _entity_strings(rows(entity)))
+    return Screened(screened.good, screened.rejected, batch)
 
 
-def _feature_columns(frame: pd.DataFrame) -> list[str]:
-    return [str(c) for c in frame.columns if c not in RESERVED and c != ERROR_COLUMN]
-
-
-def _batch_problem(frame: pd.DataFrame, feature_names: list[str] | None) -> str | None:
-    if "label" not in frame.columns:
+def _batch_problem(columns: list[str], kinds: list[str], feature_names: list[str] | None) -> str | None:
+    if "label" not in columns:
         return "the batch has no 'label' column"
-    if "features" in frame.columns:
+    if "features" in columns:
         return None
-    cols = _feature_columns(frame)
-    kinds = {str(c): getattr(t, "kind", "O") for c, t in frame.dtypes.items()}
-    bad = [c for c in cols if kinds[c] not in "biuf"]
+    cols = [(c, k) for c, k in zip(columns, kinds, strict=True) if c not in RESERVED and c != ERROR_COLUMN]
+    bad = [c for c, k in cols if k not in "biuf"]
     if bad:
         return f"feature columns must be numeric, got non-numeric {bad}"
-    if feature_names is not None and cols != list(feature_names):
-        return f"features {cols} differ from the ones the model was trained on {list(feature_names)}"
+    if feature_names is not None and [c for c, _ in cols] != list(feature_names):
+        return f"features {[c for c, _ in cols]} differ from the ones the model was trained on {list(feature_names)}"
     return None
 
 
 def _split(frame: pd.DataFrame, reasons: np.ndarray, bad: np.ndarray) -> Screened:
+    import pandas as pd
+
     if not bad.any():
         if ERROR_COLUMN in frame.columns:
             frame = frame.drop(columns=[ERROR_COLUMN])
-        return Screened(frame, frame.iloc[:0].assign(_row=np.zeros(0, dtype=np.int64), _reason=""))
+        return Screened(frame, pd.DataFrame({"_row": np.zeros(0, dtype=np.int64), "_reason": np.zeros(0, dtype=object)}))
     rows = np.flatnonzero(bad)
     rejected = frame.iloc[rows].assign(_row=rows, _reason=reasons[rows].astype(str))
     good = frame.iloc[np.flatnonzero(~bad)].drop(columns=[ERROR_COLUMN], errors="ignore")

@@ -28,40 +28,70 @@ class CodecError(IncrementalError, ValueError):
     """The record codec is unknown or misconfigured."""
 
 
+class _Broken:
+    """A message that could not be parsed, with the reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 class JsonRecords:
-    """One JSON record (or array of records) per message."""
+    """One JSON record (or array of records) per message.
+
+    Sources call :meth:`parse` once per message (it counts the records, for the batch boundary) and
+    :meth:`decode_parsed` once per batch: an array is parsed once, in ``parse``; single records are
+    left as bytes and parsed together, with one ``json.loads`` for the whole batch.
+    """
 
     name = "json"
 
     def __init__(self, feature_names: Sequence[str] | None = None) -> None:
         self.feature_names = None if feature_names is None else list(feature_names)
 
-    def encode(self, record: Mapping[str, Any]) -> bytes:
+    def encode(self, record: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> bytes:
         return json.dumps(record, separators=(",", ":")).encode()
 
-    def count(self, payload: bytes) -> int:
-        return len(self._parse(payload)) if payload[:1] == b"[" else 1
+    def parse(self, payload: bytes) -> tuple[int, Any]:
+        """(records in the message, what :meth:`decode_parsed` takes for it)."""
+        if payload.lstrip()[:1] != b"[":
+            return 1, payload  # one record: parsed with the whole batch
+        try:
+            value = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return 1, _Broken(f"message is not a JSON record: {exc}")
+        return len(value), value
 
-    @staticmethod
-    def _parse(payload: bytes) -> list[dict[str, Any]]:
-        value = json.loads(payload)
-        return value if isinstance(value, list) else [value]
+    def count(self, payload: bytes) -> int:
+        return self.parse(payload)[0]
 
     def decode(self, payloads: list[bytes]) -> pd.DataFrame:
+        return self.decode_parsed([self.parse(p)[1] for p in payloads])
+
+    def decode_parsed(self, pieces: list[Any]) -> pd.DataFrame:
         import pandas as pd
 
-        try:  # one C-level parse for the whole batch; per message only when one is broken
-            parsed = json.loads(b"[" + b",".join(payloads) + b"]")
-            recs: list[Any] = []
-            for item in parsed:
-                recs.extend(item if isinstance(item, list) else [item])
+        raw = [p for p in pieces if isinstance(p, bytes)]
+        try:  # one C-level parse for the single-record messages; per message only when one is broken
+            singles: list[Any] = json.loads(b"[" + b",".join(raw) + b"]") if raw else []
         except (ValueError, UnicodeDecodeError):
-            recs = []
-            for i, p in enumerate(payloads):
+            singles = []
+            for p in raw:
                 try:
-                    recs.extend(self._parse(p))
+                    singles.append(json.loads(p))
                 except (ValueError, UnicodeDecodeError) as exc:
-                    recs.append({"_error": f"message {i} is not a JSON record: {exc}"})
+                    singles.append(_Broken(f"message is not a JSON record: {exc}"))
+        it = iter(singles)
+        recs: list[Any] = []
+        for i, piece in enumerate(pieces):
+            item = next(it) if isinstance(piece, bytes) else piece
+            if isinstance(item, _Broken):
+                recs.append({"_error": f"message {i}: {item.reason}"})
+            elif isinstance(item, list):
+                recs.extend(item)
+            else:
+                recs.append(item)
         recs = [r if isinstance(r, dict) else {"_error": f"a record must be a JSON object, got {r!r:.40}"}
                 for r in recs]
         if recs and all("features" in r for r in recs):
@@ -108,6 +138,12 @@ class PackedRecords:
     def count(self, payload: bytes) -> int:
         return max(1, len(payload) // (8 * self.width))
 
+    def parse(self, payload: bytes) -> tuple[int, bytes]:
+        return self.count(payload), payload
+
+    def decode_parsed(self, pieces: list[bytes]) -> pd.DataFrame:
+        return self.decode(pieces)
+
     def decode(self, payloads: list[bytes]) -> pd.DataFrame:
         import pandas as pd
 
@@ -120,12 +156,10 @@ class PackedRecords:
             mat = np.frombuffer(b"".join(good), dtype="<f8").reshape(-1, self.width) if good else np.zeros((0, self.width))
             errors = [f"message of {len(p)} bytes is not a whole number of {size}-byte f64 rows"
                       for p in payloads if not p or len(p) % size]
-        frame = pd.DataFrame(mat[:, 4:], columns=self.feature_names)
+        # one float block (label, weight, offset, features): cheap to build and to read back
+        frame = pd.DataFrame(mat[:, 1:], columns=["label", "weight", "offset", *self.feature_names])
         ent = mat[:, 0]
         integral = np.isfinite(ent) & (ent == np.round(ent))
-        frame.insert(0, "offset", mat[:, 3])
-        frame.insert(0, "weight", mat[:, 2])
-        frame.insert(0, "label", mat[:, 1])
         if not np.isnan(ent).all():  # all NaN: records without an entity (a single model)
             frame.insert(0, "entity", ent.astype(np.int64) if integral.all() else ent)
         if errors:

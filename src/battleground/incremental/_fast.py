@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from battleground.incremental._explore import thompson_draw
 from battleground.incremental._frames import Batch, split_frame
 from battleground.incremental._records import INTERCEPT_NT, IncrementalInputError, NameTerm
 from battleground.incremental._solver import (
@@ -19,17 +20,6 @@ from battleground.incremental._trainers import binary_labels
 
 _EMPTY_BATCH_METADATA: dict[str, Any] = {"n": 0, "nit": 0, "warnflag": 0, "converged": True,
                                          "task": "EMPTY BATCH: MODEL UNCHANGED"}
-
-
-def thompson_draw(mean: np.ndarray, variance: np.ndarray, exploration: float,
-                  random_state: int | np.random.Generator | None) -> np.ndarray:
-    """One posterior draw ``mean + sqrt(exploration · variance) · z`` (``mean`` itself when exploration is 0)."""
-    if exploration == 0:
-        return mean
-    if not (np.isfinite(exploration) and exploration > 0):
-        raise IncrementalInputError(f"exploration must be a finite number >= 0, got {exploration!r}")
-    rng = np.random.default_rng(random_state)
-    return mean + rng.standard_normal(mean.shape) * np.sqrt(exploration * variance)
 
 
 def name_term_of(feature: str) -> NameTerm:

@@ -54,9 +54,16 @@ def split_frame(
     require_label: bool = True,
 ) -> Batch:
     """Parse a mini-batch given as a data frame (columns entity, label, weight, offset, then features —
-    either numeric columns or one ``features`` column of equal-length arrays) or as arrays."""
+    either numeric columns or one ``features`` column of equal-length arrays) or as arrays. A
+    :class:`Batch` (already parsed and checked, e.g. by the stream runner's screening) is returned as is."""
     import pandas as pd
 
+    if isinstance(X, Batch):
+        if y is not None or sample_weight is not None or offset is not None or entity is not None:
+            raise IncrementalInputError("a parsed Batch carries its own label, weight, offset and entity; pass none")
+        if X.label is None and require_label:
+            raise IncrementalInputError("labels are missing: the Batch has no label")
+        return X
     if isinstance(X, pd.DataFrame):
         df = X
         if y is None and "label" in df.columns:

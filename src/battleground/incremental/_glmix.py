@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from battleground.incremental._fast import _EMPTY_BATCH_METADATA, _EntityIndex, thompson_draw
+from battleground.incremental._explore import thompson_draw
+from battleground.incremental._fast import _EMPTY_BATCH_METADATA, _EntityIndex
 from battleground.incremental._frames import Batch, split_frame
 from battleground.incremental._records import IncrementalInputError
 from battleground.incremental._solver import (

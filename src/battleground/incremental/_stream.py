@@ -154,7 +154,7 @@ def run_stream(
                     quarantined.append(str(quarantine(screened.rejected, key=batch.key, origin=batch.origin,
                                                       directory=dead)))
                 rejected += screened.n_rejected
-            current.partial_fit(screened.good)
+            current.partial_fit(screened.learnable)
             processed += 1
             pending += 1
             records += len(screened.good)

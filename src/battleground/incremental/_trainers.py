@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from battleground.incremental._explore import check_exploration, diagonal_of_inverse, thompson_draw
 from battleground.incremental._records import (
     HessianType,
     IncrementalInputError,
@@ -413,21 +414,16 @@ def score_linear_model(
     if variance not in ("inverse_diagonal", "diagonal_of_inverse"):
         raise IncrementalInputError(f"variance must be 'inverse_diagonal' or 'diagonal_of_inverse', got {variance!r}")
     if exploration_threshold != 0:
-        if not exploration_threshold > 0:
-            raise IncrementalInputError(f"exploration_threshold must be >= 0, got {exploration_threshold!r}")
+        check_exploration(exploration_threshold, "exploration_threshold")
         if model.hessian is None:
             raise IncrementalInputError("the model has no Hessian; train with a hessian_type other than NONE to explore")
         if variance == "diagonal_of_inverse":
-            from scipy.linalg import cho_factor, cho_solve
-
             H = model.hessian.toarray() if hasattr(model.hessian, "toarray") else np.asarray(model.hessian)
-            var = np.diag(cho_solve(cho_factor(H), np.eye(H.shape[0])))
+            var = diagonal_of_inverse(H)
         else:
-            inv_diag = model.variance
-            assert inv_diag is not None  # the Hessian is there
-            var = inv_diag
-        rng = np.random.default_rng(random_state)
-        theta = theta + rng.standard_normal(theta.size) * np.sqrt(exploration_threshold * var)
+            assert model.variance is not None  # the Hessian is there
+            var = model.variance
+        theta = thompson_draw(theta, var, exploration_threshold, random_state, name="exploration_threshold")
     if test_data.num_cols != theta.size:
         raise IncrementalInputError(
             f"test data has {test_data.num_cols} columns but the model {theta.size} coefficients; index "
