@@ -167,6 +167,15 @@ def train_model(features: pd.DataFrame, holdout: pd.DataFrame, params: Mapping[s
             sample = X.head(20)
             info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(model),
                                            signature=infer_signature(sample, model.predict_proba(sample)[:, 1]))
+    from battleground.model.artifacts import ModelCard, log_evaluation_artifacts
+
+    window = (f"{params.get('variant', 'game')} tables; train population at {params.get('train_cutoff')}, test "
+              f"at {params.get('test_cutoff')}; label: churn within {params.get('horizon_months', 3)} months")
+    log_evaluation_artifacts(mlflow.MlflowClient(), run.info.run_id, model, X_hold, y_hold,
+                             card=ModelCard(name=str(params.get("registered_model_name", "churn")),
+                                            model_type=params["model"]["class"], run_id=run.info.run_id,
+                                            data_window=window),
+                             threshold=float(report.best_threshold), seed=seed)
     cfg = TrainingConfig.from_mapping({"train": {
         "registered_model_name": str(params.get("registered_model_name", "churn")),
         "comparison_metric": str(params.get("comparison_metric", "roc_auc")),
