@@ -81,3 +81,18 @@ def test_pipeline_run_logs_test_metrics_plots_and_a_model_card(settings) -> None
             "shap_summary.csv", "model_card.md"} <= files
     local = client.download_artifacts(run.info.run_id, "evaluation/model_card.md")
     assert "test at 2022-10-01" in Path(local).read_text()
+
+
+def test_leaderboard_prints_json_and_csv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    monkeypatch.setenv("BATTLEGROUND_HOME", str(tmp_path / "home"))
+    args = ["model", "leaderboard", "--models", "logistic", "--n-characters", "400"]
+    out = CliRunner().invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)
+    assert {r["model"] for r in rows} >= {"logistic"} and all("roc_auc" in r for r in rows)
+    out = CliRunner().invoke(app, [*args, "--csv"])
+    assert out.exit_code == 0 and out.output.splitlines()[0].startswith("model,")
