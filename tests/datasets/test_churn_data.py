@@ -107,6 +107,6 @@ def test_churn_label_has_real_signal(tables) -> None:
     raw = ["total_kills", "total_deaths", "price"]
     lr = LogisticRegression(max_iter=1000).fit(X[raw], y)
     auc_lr = roc_auc_score(yt, lr.predict_proba(Xt[raw])[:, 1])
-    assert 0.75 <= auc_lgb <= 0.90
+    assert 0.75 <= auc_lgb <= 0.95  # runs in progress at the cut-off (knowable) are in the population
     assert auc_lgb >= auc_lr + 0.05
     assert np.isfinite(auc_lr)

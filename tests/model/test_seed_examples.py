@@ -81,7 +81,7 @@ def test_seed_000_model_examples_as_written() -> None:
     assert EvalRecommenderModel(mode="offline").mode == "offline"
     evaluator = EvalClassifierModel()
     report = evaluator.calculate(pred, y_test)
-    assert 0.75 <= report.roc_auc <= 0.90
+    assert 0.75 <= report.roc_auc <= 0.95  # runs in progress at the cut-off (knowable) are in the population
     assert report.n == len(y_test) and sum(map(sum, report.confusion_matrix)) == len(y_test)
     assert 0.0 < report.brier < 0.25 and 0.0 < report.best_threshold < 1.0
     assert EvalRegressorModel().calculate(pred[:, 1], y_test).rmse == pytest.approx(np.sqrt(report.brier))

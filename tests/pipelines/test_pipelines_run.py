@@ -127,14 +127,14 @@ def test_batch_predict_sees_only_the_past(settings: Settings) -> None:
             p = 1 / (1 + np.exp(-X["hard_balance"].fillna(0).to_numpy() / 100 + X["missed_months"].to_numpy()))
             return np.c_[1 - p, p]
 
-    before = nodes.batch_predict(MeanOfBalances(), tables, params)
+    before = nodes.predict_population(MeanOfBalances(), tables, params)
     future = {k: v.copy() for k, v in tables.items()}
     later = future["currency"]["date"] >= cut
     future["currency"].loc[later, "hard_balance"] = 0.0  # rewrite everything after the cut-off
     miss = future["sub_miss"]
     future["sub_miss"] = pd.concat([miss, pd.DataFrame({"sub_id": tables["characters"]["char_id"].head(50),
                                                         "start_date": cut, "end_date": cut + pd.DateOffset(months=3)})])
-    after = nodes.batch_predict(MeanOfBalances(), future, params)
+    after = nodes.predict_population(MeanOfBalances(), future, params)
     pd.testing.assert_frame_equal(before, after)
     assert "churned" not in before.columns and before["churn_probability"].between(0, 1).all()
 

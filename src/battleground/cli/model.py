@@ -7,6 +7,14 @@ from pathlib import Path
 import typer
 
 from battleground.cli._common import console, fail, load_settings, user_errors
+from battleground.cli._table import (
+    Column,
+    Table,
+    csv_option,
+    json_option,
+    output_format,
+    print_tables,
+)
 
 app = typer.Typer(help="Split data, train, tune, evaluate and pick the champion model.", no_args_is_help=True)
 
@@ -27,22 +35,23 @@ def split(config: Path = _CONFIG) -> None:
 
 
 @app.command("train")
-def train(config: Path = _CONFIG) -> None:
+def train(config: Path = _CONFIG, as_json: bool = json_option, as_csv: bool = csv_option) -> None:
     """Tune and train every supported model, logging trials and models to MLflow (`make train`)."""
     with user_errors():
+        fmt = output_format(as_json, as_csv)
         settings = load_settings()
-        with console.status("training…"):
-            from battleground.model.tracking import train_from_config
+        from battleground.model.tracking import train_from_config
 
+        if fmt == "table":
+            with console.status("training…"):
+                result = train_from_config(config, settings)
+        else:
             result = train_from_config(config, settings)
-        from rich.table import Table
-
-        table = Table(title=f"{result.experiment} (batch {result.batch_id}, seed {result.seed})")
-        for col in ("model", "validation score", "run id"):
-            table.add_column(col)
-        for run in result.runs:
-            table.add_row(run.model, f"{run.valid_score:.4f}", run.run_id)
-        console.print(table)
+        records = [{"model": r.model, "validation_score": r.valid_score, "run_id": r.run_id} for r in result.runs]
+        print_tables([Table("runs", f"{result.experiment} (batch {result.batch_id}, seed {result.seed})",
+                            [Column.of("model", key=True), Column.of("validation score", "validation_score",
+                                                                     "{:.4f}", justify="right"),
+                             Column.of("run id", "run_id")], records)], fmt)
 
 
 @app.command("evaluate")
@@ -92,9 +101,12 @@ def leaderboard_cmd(
     seed: int = typer.Option(0, help="Seed for the synthetic data and the models."),
     top_k: int = typer.Option(0, help="Also fit a soft-voting ensemble of the top k (k >= 2)."),
     cv: int = typer.Option(0, help="k-fold CV on the training rows (grouped by entity id): mean and sd per model."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
 ) -> None:
     """Compare model types on validation data, best first (like PyCaret's compare_models)."""
     with user_errors():
+        fmt = output_format(as_json, as_csv)
         load_settings()
         from battleground.model.data import CreateDataSet, read_splits
         from battleground.model.tracking import TrainingConfig, _features
@@ -119,14 +131,18 @@ def leaderboard_cmd(
             voter = top_k_voting(board, X_train, y_train, k=top_k, seed=seed)
             console.print(f"voting(top {top_k}: {', '.join(voter.voting_models)}) roc_auc = "
                           f"{score('roc_auc', y_valid, voter.predict_proba(X_valid)[:, 1]):.4f}")
-        from rich.table import Table
+        from collections.abc import Mapping
+        from typing import Any
 
-        out = Table(title="leaderboard (validation)")
-        for col in table.columns:
-            out.add_column(str(col))
-        for row in table.itertuples(index=False):
-            out.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-        console.print(out)
+        records = [{str(k): v for k, v in r.items()} for r in table.to_dict(orient="records")]
+
+        def cell(name: str) -> Any:
+            def show(r: Mapping[str, Any]) -> str:
+                return f"{r[name]:.4f}" if isinstance(r[name], float) else str(r[name])
+            return show
+
+        columns = [Column(str(c), cell(str(c)), key=(c == "model")) for c in table.columns]
+        print_tables([Table("leaderboard", "leaderboard (validation)", columns, records)], fmt)
 
 
 @app.command("predict")

@@ -263,21 +263,31 @@ def write_churn_tables(
     return paths
 
 
-def read_churn_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
-    """Read tables written by :func:`write_churn_tables` (Parquet preferred over CSV)."""
+def read_churn_tables(folder: str | Path, *, fmt: Literal["parquet", "csv"] | None = None) -> dict[str, pd.DataFrame]:
+    """Read the four tables from ``folder`` (as :func:`write_churn_tables` writes them).
+
+    ``fmt`` reads only that format; ``None`` prefers Parquet over CSV per table. CSV date columns are
+    parsed as dates."""
     import pandas as pd
 
+    if fmt not in (None, "parquet", "csv"):
+        raise ChurnDataError(f"fmt={fmt!r} is not supported; use 'parquet', 'csv' or None")
     out = Path(folder)
     tables: dict[str, pd.DataFrame] = {}
     dates = {"characters": ["creation_date", "class_mastery_date"], "currency": ["date"],
              "subscriptions": ["sub_start_date"], "sub_miss": ["start_date", "end_date"]}
     for name in TABLES:
-        if (out / f"{name}.parquet").exists():
+        if fmt != "csv" and (out / f"{name}.parquet").exists():
             tables[name] = pd.read_parquet(out / f"{name}.parquet")
-        elif (out / f"{name}.csv").exists():
+        elif fmt != "parquet" and (out / f"{name}.csv").exists():
             tables[name] = pd.read_csv(out / f"{name}.csv", parse_dates=dates[name])
         else:
-            raise ChurnTablesMissingError(f"{out / name}.parquet (or .csv) not found; write it with write_churn_tables")
+            wanted = f"{out / name}.{fmt}" if fmt else f"{out / name}.parquet (or .csv)"
+            raise ChurnTablesMissingError(f"{wanted} not found; write the four tables {list(TABLES)} there "
+                                          "(write_churn_tables or the sub_churn_raw pipeline)")
+        missing = [c for c in dates[name] if c not in tables[name].columns]
+        if missing:
+            raise ChurnDataError(f"table {name!r} in {out} lacks the columns {missing}")
     return tables
 
 
@@ -330,9 +340,12 @@ def build_churn_features(
 ) -> pd.DataFrame:
     """One row per character alive at ``cutoff``, with features from data strictly before it.
 
-    The population is the characters created before ``cutoff`` whose churn run (three missed months)
-    has not started before it. The label ``churned`` is 1 when that run starts within
-    ``horizon_months`` after the cut-off. Usable as a Kedro node: tables + cut-off in, frame out.
+    The population is what was knowable at ``cutoff``: the characters created before it, less those
+    whose churn (three whole missed months) was complete before it. A run still in progress at the
+    cut-off is not known to be a churn yet, so that character stays, exactly as in
+    :func:`tables_as_of` (batch predict and batch score see the same rows). The label ``churned`` is 1
+    when the character's churn run starts before ``cutoff + horizon_months`` (a run in progress
+    included). Usable as a Kedro node: tables + cut-off in, frame out.
 
     Example:
         >>> t = make_churn_tables(300, seed=2)
@@ -355,12 +368,14 @@ def build_churn_features(
     cur = tables["currency"]
 
     alive = chars[chars["creation_date"] < cut]
-    # churn run start per character: a miss spanning three months (known only once it has happened)
-    run_len = _month_index(miss["end_date"]) - _month_index(miss["start_date"]) + 1
-    runs = miss.loc[run_len >= 3, ["sub_id", "start_date"]].merge(subs[["sub_id", "char_id"]], on="sub_id")
+    # churn run start per character: a miss spanning three whole months. It is known to be a churn
+    # only once its third month has passed, so a run still in progress at the cut-off keeps the
+    # character in the population (as in tables_as_of, which cuts that run back to the cut-off)
+    three = miss["end_date"] >= miss["start_date"] + pd.DateOffset(months=3) - pd.Timedelta(days=1)
+    runs = miss.loc[three, ["sub_id", "start_date"]].merge(subs[["sub_id", "char_id"]], on="sub_id")
     churn_start = runs.groupby("char_id")["start_date"].min()
     start = alive["char_id"].map(churn_start)
-    alive = alive[start.isna() | (start >= cut)]
+    alive = alive[~(start + pd.DateOffset(months=3) <= cut).to_numpy()]
     if alive.empty:
         raise ChurnDataError(
             f"cutoff={str(cut.date())!r} leaves no living characters; pick a date after the first creation "
@@ -421,6 +436,6 @@ def build_churn_features(
                 f"cutoff={str(cut.date())!r} + horizon_months={horizon_months} runs past the data "
                 f"(last month {window_end.date()}); pick an earlier cut-off or set with_label=False"
             )
-        st = alive["char_id"].map(churn_start)
-        out[LABEL] = ((st >= cut) & (st < horizon_end)).to_numpy().astype(np.int64)
+        st = alive["char_id"].map(churn_start)  # a run in progress at the cut-off counts as a churn
+        out[LABEL] = (st < horizon_end).to_numpy().astype(np.int64)
     return out

@@ -781,8 +781,15 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"test_{k}", float(v), now, 0) for k, v in report.metrics().items()]
                      + [Metric("test_score", test_score, now, 0)])
-    if plots_dir is not None:
-        EvalClassifierModel(beta=cfg.fbeta_score_beta_val).plots(proba, y_test, plots_dir, title=model_type)
+    from battleground.model.artifacts import ModelCard, log_evaluation_artifacts
+
+    run_tags = client.get_run(run_id).data.tags
+    card = ModelCard(name=cfg.registered_model_name, model_type=model_type, run_id=run_id,
+                     data_window=_data_window(splits, cfg))
+    # plots, confusion matrix, importance, SHAP and the model card, logged to the run (and into plots_dir)
+    log_evaluation_artifacts(client, run_id, model, X_test, y_test, card=card, beta=cfg.fbeta_score_beta_val,
+                             threshold=float(run_tags.get("decision_threshold", 0.5)), seed=cfg.seed or 0,
+                             folder=plots_dir)
     valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
     decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
                               tags={"model_type": model_type, "run_id": run_id}, strict=strict)
@@ -790,6 +797,20 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
                           test_score=test_score, threshold=cfg.deployment_score_thresh,
                           test_metrics=report.metrics(), registered=True, name=cfg.registered_model_name,
                           version=decision.version, decision=decision)
+
+
+def _data_window(splits: Mapping[str, pd.DataFrame], cfg: TrainingConfig) -> str:
+    """Where the evaluated rows came from, for the model card."""
+    source = str(cfg.data.get("input") or f"synthetic churn data {dict(cfg.data.get('synthetic') or {})}")
+    parts = []
+    for name, frame in splits.items():
+        text = f"{name} {len(frame)} rows"
+        col = cfg.data.get("time_column") or ("cutoff" if "cutoff" in frame.columns else None)
+        if col and col in frame.columns and len(frame):
+            text += f" ({col} {frame[col].min()} … {frame[col].max()})"
+        parts.append(text)
+    method = cfg.data.get("split_method", "stratified")
+    return f"{source}; {method} split: " + "; ".join(parts)
 
 
 def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEFAULT_MODEL_NAME,

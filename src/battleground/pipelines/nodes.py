@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHURN_PARAMETERS", "batch_predict", "batch_score", "build_features", "build_model", "check_params",
-    "generate_raw", "score_model", "train_model",
+    "generate_raw", "predict_population", "score_model", "train_model",
 ]
 
 _ALLOWED_MODEL_PREFIXES = ("battleground.model.", "sklearn.", "lightgbm.", "xgboost.")
@@ -167,6 +167,15 @@ def train_model(features: pd.DataFrame, holdout: pd.DataFrame, params: Mapping[s
             sample = X.head(20)
             info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(model),
                                            signature=infer_signature(sample, model.predict_proba(sample)[:, 1]))
+    from battleground.model.artifacts import ModelCard, log_evaluation_artifacts
+
+    window = (f"{params.get('variant', 'game')} tables; train population at {params.get('train_cutoff')}, test "
+              f"at {params.get('test_cutoff')}; label: churn within {params.get('horizon_months', 3)} months")
+    log_evaluation_artifacts(mlflow.MlflowClient(), run.info.run_id, model, X_hold, y_hold,
+                             card=ModelCard(name=str(params.get("registered_model_name", "churn")),
+                                            model_type=params["model"]["class"], run_id=run.info.run_id,
+                                            data_window=window),
+                             threshold=float(report.best_threshold), seed=seed)
     cfg = TrainingConfig.from_mapping({"train": {
         "registered_model_name": str(params.get("registered_model_name", "churn")),
         "comparison_metric": str(params.get("comparison_metric", "roc_auc")),
@@ -217,10 +226,19 @@ def score_model(model: Any, features: pd.DataFrame, params: Mapping[str, Any],
     return _report_text(title, rows), _report_html(title, rows, [str(p) for p in plots.values()])
 
 
-def batch_predict(model: Any, tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> pd.DataFrame:
-    """P(churn) for every character alive at ``predict_cutoff``, from the tables as they stood then
-    (:func:`battleground.datasets.tables_as_of`: no currency row, miss or churn run after the
-    cut-off is seen, as in production); no labels are read."""
+def _positive_proba(model: Any, X: pd.DataFrame) -> Any:
+    """P(class 1): ``predict_proba(X)[:, 1]`` of a fitted estimator, or ``predict(X)`` of a pyfunc."""
+    import numpy as np
+
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(X))[:, 1]
+    return np.asarray(model.predict(X), dtype=float).ravel()
+
+
+def predict_population(model: Any, tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> pd.DataFrame:
+    """P(churn) from ``model`` for every character in the population at ``predict_cutoff``, from the
+    tables as they stood then (:func:`battleground.datasets.tables_as_of`: no currency row, miss or
+    churn run after the cut-off is seen, as in production); no labels are read."""
     import pandas as pd
 
     from battleground.datasets import build_churn_features, tables_as_of
@@ -229,8 +247,32 @@ def batch_predict(model: Any, tables: dict[str, pd.DataFrame], params: Mapping[s
     frame = build_churn_features(tables_as_of(tables, params["predict_cutoff"]), params["predict_cutoff"],
                                  with_label=False)
     X, _ = _xy(frame, params.get("label", "churned"))
-    return pd.DataFrame({"char_id": frame["char_id"].to_numpy(), "churn_probability": model.predict_proba(X)[:, 1],
+    return pd.DataFrame({"char_id": frame["char_id"].to_numpy(), "churn_probability": _positive_proba(model, X),
                          "cutoff": str(params["predict_cutoff"])})
+
+
+def batch_predict(tables: dict[str, pd.DataFrame], params: Mapping[str, Any], settings_home: str) -> pd.DataFrame:
+    """Score the population at ``predict_cutoff`` with ``<registered_model_name>@champion``: the
+    model the champion gate promoted (signed files, checked on load), never merely the newest
+    candidate this run trained. The rows name the model version that scored them."""
+    import os
+
+    from battleground.model.tracking import ModelNotFoundError, load_champion
+    from battleground.pipelines.registry import PipelineInputError
+    from battleground.settings import Settings
+
+    check_params(params)
+    name = str(params.get("registered_model_name", "churn"))
+    settings = Settings.from_env({**os.environ, "BATTLEGROUND_HOME": str(settings_home)})
+    try:
+        champion = load_champion(settings, name)
+    except ModelNotFoundError as exc:
+        raise PipelineInputError(f"batch predict scores with {name}@champion, and there is none yet ({exc}); run "
+                                 "the train pipeline (sub_churn_train_from_raw) until the gate promotes a model") from None
+    out = predict_population(champion.model, tables, params)
+    out["model_name"] = name
+    out["model_version"] = champion.version
+    return out
 
 
 def batch_score(predictions: pd.DataFrame, tables: dict[str, pd.DataFrame], params: Mapping[str, Any]) -> str:
@@ -248,6 +290,8 @@ def batch_score(predictions: pd.DataFrame, tables: dict[str, pd.DataFrame], para
         raise PipelineError("no prediction has a label yet: predictions and labels share no char_id")
     y = joined[label].to_numpy()
     p = joined["churn_probability"].to_numpy()
+    # the same population at the same cut-off: every prediction finds its label (n_unscored 0)
     rows = {"roc_auc": float(roc_auc_score(y, p)), "churn_rate": float(y.mean()),
-            "mean_prediction": float(p.mean()), "n_scored": float(len(y))}
+            "mean_prediction": float(p.mean()), "n_scored": float(len(y)),
+            "n_unscored": float(len(predictions) - len(joined))}
     return _report_text(f"churn batch score ({params['predict_cutoff']})", rows)

@@ -50,7 +50,7 @@ def _base_pipelines() -> dict[str, Pipeline]:
     score = Pipeline([Node(nodes.score_model, ["churn_model", "features_test", "params:churn",
                                                "params:paths.plots_dir"],
                            ["score_report_txt", "score_report_html"], name="score_model")])
-    predict = Pipeline([Node(nodes.batch_predict, ["churn_model", "raw_tables", "params:churn"], "predictions",
+    predict = Pipeline([Node(nodes.batch_predict, ["raw_tables", "params:churn", "params:paths.home"], "predictions",
                              name="batch_predict")])
     bscore = Pipeline([Node(nodes.batch_score, ["predictions", "raw_tables", "params:churn"], "batch_score_report",
                             name="batch_score")])
