@@ -176,7 +176,7 @@ def _is_input_error(exc: BaseException) -> bool:
     from battleground.stats import StatsInputError
     from battleground.web._api import BatchError
     from battleground.web._forms import FormError
-    from battleground.web._views import WindowError
+    from battleground.web._view_common import WindowError
 
     if isinstance(exc, RegistryError | StatsInputError | BatchError | WindowError | FormError):
         return True

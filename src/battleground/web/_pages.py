@@ -10,16 +10,10 @@ from fastapi.templating import Jinja2Templates
 
 from battleground._html import CHARTS_JS, chart, environment
 from battleground.web._state import DashboardState, check_key
-from battleground.web._views import (
-    ExperimentDetail,
-    bandit_file_path,
-    bandit_files,
-    experiment_detail,
-    experiment_summary,
-    leaderboard,
-    leaderboard_chart,
-    read_only_monitor,
-)
+from battleground.web._bandit_views import bandit_file_path, bandit_files
+from battleground.web._experiment_views import ExperimentDetail, experiment_detail, experiment_summary
+from battleground.web._model_views import leaderboard, leaderboard_chart
+from battleground.web._view_common import read_only_monitor
 
 __all__ = ["TEMPLATES", "create_page_router", "templates"]
 
