@@ -32,6 +32,7 @@ __all__ = [
     "CHARTS_JS",
     "chart",
     "dashboard_csp",
+    "day_axis",
     "environment",
     "report_head",
     "report_scripts",
@@ -114,14 +115,32 @@ def text_environment() -> Environment:
 # ---------------------------------------------------------------------------------------------------
 
 
-def chart(fig: Any, *, config: dict[str, Any] | None = None) -> Markup:
+def chart(fig: Any, *, config: dict[str, Any] | None = None, alt: str | None = None) -> Markup:
     """A Plotly figure as an inert ``<div>`` (its JSON escaped into ``data-figure``) that ``charts.js``
-    draws; no inline script."""
+    draws; no inline script. ``alt`` (default: the figure's title) is its text alternative."""
     from markupsafe import Markup
 
-    return Markup('<div class="bg-chart" data-figure="{}" data-config="{}"></div>').format(
-        fig.to_json(), json.dumps({**_CHART_CONFIG, **(config or {})})
+    if alt is None:
+        title = fig.layout.title.text if fig.layout.title is not None else None
+        alt = str(title) if title else "chart"
+    return Markup('<div class="bg-chart" role="img" aria-label="{}" data-figure="{}" data-config="{}"></div>').format(
+        alt, fig.to_json(), json.dumps({**_CHART_CONFIG, **(config or {})})
     )
+
+
+def day_axis(days: Any) -> dict[str, Any]:
+    """An x axis of calendar days that reads well from one day on: ticks on whole days (never the
+    sub-millisecond ticks Plotly picks for a single point) and half a day of room either side."""
+    stamps = sorted({dt.date.fromisoformat(str(d)[:10]) for d in days})
+    if not stamps:
+        return {"type": "date"}
+    lo = dt.datetime.combine(stamps[0], dt.time()) - dt.timedelta(hours=12)
+    hi = dt.datetime.combine(stamps[-1], dt.time()) + dt.timedelta(hours=12)
+    span = (stamps[-1] - stamps[0]).days + 1
+    return {
+        "type": "date", "range": [lo.isoformat(), hi.isoformat()], "tickformat": "%b %d",
+        "dtick": 86_400_000 * max(1, math.ceil(span / 10)), "tick0": stamps[0].isoformat(),
+    }
 
 
 @functools.cache

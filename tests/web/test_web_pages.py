@@ -65,10 +65,14 @@ def test_experiment_page_has_every_section(client: Any, seeded: Any) -> None:
     assert "SRM check" in sizes and "badge ok" in sizes
     # per-metric table with CIs: one line per metric × variant
     metrics = html[html.index('id="metrics"'):html.index('id="charts"')]
-    assert metrics.count("<tr>") == 5
+    assert metrics.count("<tr") == 5  # the head and one row per metric × variant
     control_rate = seeded.truth["checkout-button"]["control"][1] / 600
-    assert f"{control_rate:.4%}" in metrics
-    assert re.search(r"\+\d+\.\d\d% \[\+?-?\d+\.\d\d%, \+\d+\.\d\d%\]", metrics)
+    treat_rate = seeded.truth["checkout-button"]["treatment"][1] / 600
+    assert f"{control_rate * 100:.2f} %" in metrics
+    # the absolute lift of a proportion in percentage points, its interval beside it
+    assert f"{(treat_rate - control_rate) * 100:+.2f} pp" in metrics
+    assert re.search(r"\[[+-]\d+\.\d\d pp, \+\d+\.\d\d pp\]", metrics)
+    assert metrics.count('class="ci-axis"') == 2 and "p (raw)" in metrics and "p (Holm)" in metrics
     # cumulative lift charts (one per metric) plus the sample-size chart, plotly.js from our route
     assert html.count('class="chart"') == 2
     assert "cumulative relative lift vs control" in html

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground._html import chart, environment, text_environment
+from battleground._html import chart, day_axis, environment, text_environment
 from battleground.experiment._decide import (
     RULE,
     Decision,
@@ -302,8 +302,17 @@ def _guardrail_needed(info: ExperimentInfo, rows: list[Any], decision: Decision,
             f"{guardrail_power(0.8, n_guard):.0%} power each (80 % overall, β/(G+1)): " + "; ".join(texts) + ".")
 
 
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
 def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
-    """One chart per metric (an inert ``<div>``, as ``Markup``, that ``charts.js`` draws)."""
+    """One chart per metric (an inert ``<div>``, as ``Markup``, that ``charts.js`` draws).
+
+    The interval is a shaded band over two days or more and error bars on a single day (a band of one
+    point has no area); the x axis ticks whole days (see :func:`battleground._html.day_axis`).
+    """
     if daily is None or daily.empty:
         return []
     import plotly.graph_objects as go
@@ -318,21 +327,31 @@ def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
         for i, (variant, g) in enumerate(sub.groupby("variant", sort=True)):
             color = palette[i % len(palette)]
             x = [d.strftime("%Y-%m-%d") for d in g["date"]]
+            lift, lo, hi = list(g["rel_lift"] * 100), list(g["rel_ci_lower"] * 100), list(g["rel_ci_upper"] * 100)
+            error = None
+            if len(x) > 1:
+                fig.add_trace(go.Scatter(
+                    x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(color, 0.2),
+                    line={"width": 0}, hoverinfo="skip", name=f"{variant} CI", showlegend=False,
+                ))
+            else:
+                error = {"type": "data", "symmetric": False, "array": [hi[0] - lift[0]],
+                         "arrayminus": [lift[0] - lo[0]], "color": color, "width": 8}
             fig.add_trace(go.Scatter(
-                x=x + x[::-1], y=list(g["rel_ci_upper"] * 100) + list(g["rel_ci_lower"] * 100)[::-1],
-                fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
-                name=f"{variant} CI", showlegend=False,
-            ))
-            fig.add_trace(go.Scatter(
-                x=x, y=list(g["rel_lift"] * 100), mode="lines+markers", name=str(variant),
-                line={"color": color},
+                x=x, y=lift, mode="lines+markers", name=str(variant), line={"color": color}, error_y=error,
             ))
         fig.add_hline(y=0, line_dash="dash", line_color="#888")
         fig.update_layout(
             title=f"{m.name}: cumulative relative lift vs control (%)", height=340,
             margin={"l": 40, "r": 20, "t": 50, "b": 40}, template="plotly_white",
+            xaxis=day_axis(sub["date"]), yaxis={"ticksuffix": " %"},
         )
-        charts.append(chart(fig))
+        last = sub.sort_values("date").groupby("variant").tail(1)
+        alt = f"{m.name}: cumulative relative lift of each variant against control by day; latest " + "; ".join(
+            f"{r['variant']} {r['rel_lift'] * 100:+.1f} % [{r['rel_ci_lower'] * 100:+.1f}, {r['rel_ci_upper'] * 100:+.1f}]"
+            for r in last.to_dict("records")
+        )
+        charts.append(chart(fig, alt=alt))
     return charts
 
 

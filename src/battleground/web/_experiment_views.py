@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from battleground.web._results_table import ResultsTable, results_table
 from battleground.web._view_common import frame_records, jsonable, parse_window, read_only_monitor
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from battleground.stats import SrmResult
 
 __all__ = [
-    "ExperimentDetail", "ExperimentSummary", "audit_dicts", "audit_text", "experiment_detail",
+    "VIEWS", "ExperimentDetail", "ExperimentSummary", "audit_dicts", "audit_text", "experiment_detail",
     "experiment_summary", "record_dict", "result_records",
 ]
 
@@ -112,6 +114,15 @@ class ExperimentDetail:
     needed: str
     audit: list[AuditEntry]
     no_data: str | None = None
+    view: str = "cumulative"  # which charts: "cumulative" lift or "daily" values
+    window: tuple[str, str] = ("", "")  # the start and end the reader asked for, as typed
+
+    @functools.cached_property
+    def table(self) -> ResultsTable | None:
+        """The results table (one row per metric × variant, CI bars on a shared axis)."""
+        if self.result is None:
+            return None
+        return results_table(self.result, alpha=self.decision.alpha if self.decision is not None else 0.05)
 
     @property
     def audit_lines(self) -> list[dict[str, Any]]:
@@ -159,6 +170,9 @@ def _sizes(info: ExperimentInfo, users: Mapping[str, int]) -> list[dict[str, Any
 
 
 
+VIEWS = ("cumulative", "daily")
+
+
 def experiment_detail(
     settings: Settings,
     registry: Registry,
@@ -167,15 +181,23 @@ def experiment_detail(
     start: Any = None,
     end: Any = None,
     charts: bool = True,
+    view: str = "cumulative",
 ) -> ExperimentDetail:
-    """Results, daily series, decision, sizes and audit log of one experiment (by id or name).
+    """Results, daily series, decision, sizes and audit log of one experiment (by id or name), over the
+    window ``start``..``end`` (either may be blank; parsed by :func:`battleground._time.parse_instant`).
 
+    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values.
     Raises :class:`~battleground.experiment.register.ExperimentNotFoundError` for an unknown key and
-    ``ValueError`` (``StatsInputError``) for a bad time window.
+    ``ValueError`` (``StatsInputError``, ``WindowError``) for a bad time window or view.
     """
     from battleground.experiment.report import lift_charts, needed_text, table_rows
     from battleground.stats import StatsInputError
+    from battleground.web._experiment_charts import daily_charts
+    from battleground.web._view_common import WindowError
 
+    if view not in VIEWS:
+        raise WindowError("view", f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    typed = ("" if start is None else str(start), "" if end is None else str(end))
     start, end = parse_window(start, end)
     record = registry.get(key)
     monitor = read_only_monitor(settings)
@@ -188,7 +210,7 @@ def experiment_detail(
         return ExperimentDetail(
             record=record, info=info, result=None, daily=None, srm=None, decision=None,
             end=_end_report(monitor, record), rows=[], sizes=_sizes(info, {}), charts=[], needed="",
-            audit=audit, no_data=f"no results yet: {exc}",
+            audit=audit, no_data=f"no results yet: {exc}", view=view, window=typed,
         )
     if not result.rows or max(r.users for r in result.rows) == 0:
         return ExperimentDetail(
@@ -196,15 +218,16 @@ def experiment_detail(
             end=_end_report(monitor, record), rows=[], sizes=_sizes(info, {}), charts=[], needed="",
             audit=audit, no_data="no user has been exposed yet"
             + (" in this window" if start is not None or end is not None else "")
-            + " (results appear once 'exposure' events arrive)",
+            + " (results appear once 'exposure' events arrive)", view=view, window=typed,
         )
     daily = monitor.get_daily_result(start_dt=start, end_dt=end)
     decision = result.decision
     return ExperimentDetail(
         record=record, info=info, result=result, daily=daily, srm=result.srm, decision=decision,
         end=_end_report(monitor, record), rows=table_rows(result), sizes=_sizes(info, result.users),
-        charts=lift_charts(info, daily) if charts else [],
+        charts=([] if not charts else lift_charts(info, daily) if view == "cumulative" else daily_charts(info, daily)),
         needed=needed_text(info, result.rows, decision, monitor.alpha), audit=audit,
+        view=view, window=typed,
     )
 
 

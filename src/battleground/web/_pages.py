@@ -5,56 +5,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from battleground._html import CHARTS_JS, chart, environment
-from battleground.web._state import DashboardState, check_key
+from battleground._html import CHARTS_JS, environment
 from battleground.web._bandit_views import bandit_file_path, bandit_files
-from battleground.web._experiment_views import ExperimentDetail, experiment_detail, experiment_summary
+from battleground.web._experiment_charts import sample_size_chart
+from battleground.web._experiment_views import experiment_detail, experiment_summary
 from battleground.web._model_views import leaderboard, leaderboard_chart
-from battleground.web._view_common import read_only_monitor
+from battleground.web._results_table import results_csv
+from battleground.web._state import DashboardState, check_key
+from battleground.web._view_common import jsonable, read_only_monitor
 
 __all__ = ["TEMPLATES", "create_page_router", "templates"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-_PALETTE = ["#5f6368", "#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
 
 
 def templates() -> Jinja2Templates:
     """The page templates, rendered by the one shared, autoescaping environment."""
     return Jinja2Templates(env=environment())
-
-
-def sample_size_chart(detail: ExperimentDetail) -> str:
-    """Users per variant over time against the planned sample size (an HTML div)."""
-    daily = detail.daily
-    if daily is None or daily.empty:
-        return ""
-    import plotly.graph_objects as go
-
-    primary = [m.name for m in detail.info.metrics if m.primary] or [detail.info.metrics[0].name]
-    sub = daily[daily["metric"] == primary[0]]
-    if sub.empty:
-        return ""
-    fig = go.Figure()
-    for i, v in enumerate(detail.info.variants):
-        g = sub[sub["variant"] == v.name]
-        fig.add_trace(go.Scatter(
-            x=[d.strftime("%Y-%m-%d") for d in g["date"]], y=[int(u) for u in g["users"]],
-            mode="lines+markers", name=v.name,
-            line={"color": _PALETTE[i % len(_PALETTE)], "dash": "dash" if v.is_control else "solid"},
-        ))
-    if detail.info.target_sample_size:
-        fig.add_hline(
-            y=detail.info.target_sample_size, line_dash="dot", line_color="#c5221f",
-            annotation_text=f"planned {detail.info.target_sample_size:,} per variant",
-        )
-    fig.update_layout(
-        title="users per variant: actual vs plan", height=300, template="plotly_white",
-        margin={"l": 50, "r": 20, "t": 50, "b": 40},
-    )
-    return chart(fig)
 
 
 def create_page_router(state: DashboardState) -> APIRouter:
@@ -96,10 +66,30 @@ def create_page_router(state: DashboardState) -> APIRouter:
                     summaries=summaries, status=status)
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
-    def experiment_page(request: Request, key: str) -> HTMLResponse:
-        d = experiment_detail(settings, state.registry, check_key(key))
+    def experiment_page(
+        request: Request, key: str, start: str | None = None, end: str | None = None,
+        view: Literal["cumulative", "daily"] = "cumulative",
+    ) -> HTMLResponse:
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, view=view)
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
-                    exp=d.record, sample_chart=sample_size_chart(d), plotly=True)
+                    exp=d.record, sample_chart=sample_size_chart(d.info, d.daily), plotly=True)
+
+    @router.get("/experiments/{key}/results.{fmt}")
+    def results_download(
+        key: str, fmt: Literal["csv", "json"], start: str | None = None, end: str | None = None
+    ) -> Response:
+        """The results table as a file (numbers in plain units; proportions' absolute lifts in pp)."""
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        name = f"experiment-{d.record.id}-results.{fmt}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if fmt == "csv":
+            body = results_csv(d.table) if d.table is not None else ""
+            return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+        records = d.table.records() if d.table is not None else []
+        return JSONResponse({"experiment_id": d.record.id, "window": {"start": start, "end": end},
+                             "p_adjusted_label": d.table.p_label if d.table else None,
+                             "interval": d.table.interval if d.table else None, "rows": jsonable(records)},
+                            headers=headers)
 
     @router.get("/experiments/{key}/report", response_class=HTMLResponse)
     def experiment_report(key: str) -> HTMLResponse:
