@@ -136,7 +136,7 @@ def test_one_day_of_data_gives_whole_day_ticks_and_a_visible_interval() -> None:
     (trace,) = figure["data"]  # one day: error bars instead of a band without area
     assert trace["error_y"]["array"][0] == pytest_approx(7.0) and trace["error_y"]["arrayminus"][0] == pytest_approx(7.0)
     assert figure["layout"]["xaxis"]["dtick"] == 86_400_000
-    assert 'aria-label="conversion: cumulative relative lift' in html and "treatment +5.0 % [-2.0, +12.0]" in html
+    assert '<figcaption class="bg-alt"' in html and ">conversion: cumulative relative lift" in html and "treatment +5.0 % [-2.0, +12.0]" in html
     two = pd.concat([daily, daily.assign(date=pd.Timestamp("2022-03-02"))])
     figure = json.loads(str(lift_charts(Info(), two)[0]).split('data-figure="')[1].split('"')[0].replace("&#34;", '"'))  # type: ignore[arg-type]
     band = figure["data"][0]

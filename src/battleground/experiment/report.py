@@ -1,7 +1,8 @@
 """Experiment reports: the seed's ``experiment.report`` module.
 
-``MakeReport().create_report(experiment_id)`` writes a self-contained HTML report (Jinja2 + Plotly,
-with plotly.js inlined so it opens offline) and a Markdown summary next to it: hypothesis and design,
+``MakeReport().create_report(experiment_id)`` writes an HTML report (Jinja2 + Plotly) that links one
+shared ``plotly.min.js`` and ``charts.js`` written beside it (the folder opens offline; ``shared_scripts=False``
+inlines them instead) and a Markdown summary next to it: hypothesis and design,
 planned vs actual sample size, the SRM check, per-metric results with CIs and Holm-corrected p-values,
 cumulative lift charts and the decision of the one decision rule (:mod:`battleground.experiment._decide`),
 with the rule in one sentence and the clause that decided: **ship** (the best shippable variant named),
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground._html import chart, day_axis, environment, text_environment
+from battleground._html import chart, day_axis, environment, text_environment, write_shared_scripts
 from battleground.experiment._decide import (
     RULE,
     Decision,
@@ -96,11 +97,16 @@ class MakeReport:
         self.out_dir = out_dir
         self.source = source
 
-    def render(self, experiment_id: Any = None, *, start_dt: Any = None, end_dt: Any = None) -> RenderedReport:
-        """The report as text, written nowhere (what the dashboard shows)."""
-        return self._render(experiment_id, start_dt, end_dt)[1]
+    def render(
+        self, experiment_id: Any = None, *, start_dt: Any = None, end_dt: Any = None, scripts: str = "inline"
+    ) -> RenderedReport:
+        """The report as text, written nowhere (what the dashboard shows, with ``scripts="dashboard"``:
+        plotly.js linked from its ``/static`` instead of inlined)."""
+        return self._render(experiment_id, start_dt, end_dt, scripts)[1]
 
-    def _render(self, experiment_id: Any, start_dt: Any, end_dt: Any) -> tuple[Monitor, RenderedReport]:
+    def _render(
+        self, experiment_id: Any, start_dt: Any, end_dt: Any, scripts: str = "inline"
+    ) -> tuple[Monitor, RenderedReport]:
         monitor = Monitor(client=self.client, alpha=self.alpha, source=self.source)
         if experiment_id is None:
             ids = monitor.backend.all_ids()
@@ -111,7 +117,7 @@ class MakeReport:
         info = monitor.experiment()
         result = monitor.result(start_dt=start_dt, end_dt=end_dt)
         daily = monitor.get_daily_result(start_dt=start_dt, end_dt=end_dt)
-        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha)
+        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha, scripts=scripts)
         return monitor, RenderedReport(info.id, html, markdown, decision)
 
     def create_report(
@@ -121,12 +127,17 @@ class MakeReport:
         out: str | Path | None = None,
         start_dt: Any = None,
         end_dt: Any = None,
+        shared_scripts: bool = True,
     ) -> ReportResult:
         """Write ``<out>`` (HTML) and the same name with ``.md``; returns the paths and the verdict.
 
         ``experiment_id`` may be an id or a name; without one, the most recent experiment is used.
+        With ``shared_scripts`` (the default) the report links ``plotly.min.js`` and ``charts.js``
+        written once beside it (the folder opens offline; 4.8 MB once instead of per report); without,
+        it inlines them (one file to mail around).
         """
-        monitor, rendered = self._render(experiment_id, start_dt, end_dt)
+        scripts = "beside" if shared_scripts else "inline"
+        monitor, rendered = self._render(experiment_id, start_dt, end_dt, scripts)
         info_id, html, markdown, decision = rendered.experiment_id, rendered.html, rendered.markdown, rendered.decision
         if out is None:
             folder = Path(self.out_dir) if self.out_dir else _default_folder(monitor)
@@ -134,6 +145,8 @@ class MakeReport:
         html_path = Path(out)
         html_path.parent.mkdir(parents=True, exist_ok=True)
         md_path = html_path.with_suffix(".md")
+        if shared_scripts:
+            write_shared_scripts(html_path.parent)
         html_path.write_text(html, encoding="utf-8")
         md_path.write_text(markdown, encoding="utf-8")
         return ReportResult(
@@ -331,7 +344,7 @@ def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
             error = None
             if len(x) > 1:
                 fig.add_trace(go.Scatter(
-                    x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(color, 0.2),
+                    x=x + x[::-1], y=hi + lo[::-1], mode="lines", fill="toself", fillcolor=_rgba(color, 0.2),
                     line={"width": 0}, hoverinfo="skip", name=f"{variant} CI", showlegend=False,
                 ))
             else:
@@ -362,8 +375,11 @@ def render_report(
     *,
     alpha: float = 0.05,
     generated: dt.datetime | None = None,
+    scripts: str = "inline",
 ) -> tuple[str, str, Decision]:
-    """Render (html, markdown, decision) from the typed monitoring result and the daily frame; no I/O."""
+    """Render (html, markdown, decision) from the typed monitoring result and the daily frame; no I/O.
+
+    ``scripts``: how the HTML gets plotly.js (see :func:`battleground._html.report_head`)."""
     import battleground
 
     decision, srm = result.decision, result.srm
@@ -409,7 +425,7 @@ def render_report(
         "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",
         "window": window, "generated": f"{(generated or dt.datetime.now(dt.UTC)):%Y-%m-%d %H:%M} UTC",
-        "version": battleground.__version__,
+        "version": battleground.__version__, "report_scripts": scripts,
         "ci_note": (
             f"Intervals are {1 - alpha:.0%} confidence intervals"
             + (" (always valid under daily peeking)" if info.sequential else "")

@@ -63,6 +63,10 @@ def create_app(settings: Settings) -> FastAPI:
         app, token=settings.api_token, needs_token=lambda method, path: method in WRITE_METHODS and path.startswith("/api/"),
         hosts=settings.allowed_hosts, max_body=settings.max_body_bytes, csp=dashboard_csp(),
     )
+    # last added, so outermost: plotly.min.js (4.8 MB) and the pages travel gzipped
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     _redact_logs(state)
     return app
 

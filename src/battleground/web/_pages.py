@@ -42,11 +42,16 @@ def create_page_router(state: DashboardState) -> APIRouter:
         })
 
     @router.get("/static/plotly.min.js")
-    def plotly_js() -> Response:
-        return Response(
-            state.plotly_js, media_type="application/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
-        )
+    def plotly_js(request: Request) -> Response:
+        """plotly.js of the installed package: gzipped by the app's middleware, cached for a day and
+        revalidated by its ETag (the plotly version)."""
+        import plotly
+
+        etag = f'"plotly-{plotly.__version__}"'
+        headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(state.plotly_js, media_type="application/javascript", headers=headers)
 
     @router.get("/static/charts.js")
     def charts_js() -> Response:
@@ -98,7 +103,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
         record = state.registry.get(check_key(key))
         monitor = read_only_monitor(settings)
-        html = MakeReport(source=monitor.backend).render(record.id).html
+        html = MakeReport(source=monitor.backend).render(record.id, scripts="dashboard").html
         return HTMLResponse(html)
 
     @router.get("/leaderboard", response_class=HTMLResponse)
