@@ -95,3 +95,16 @@ def test_nav_stays_usable_at_400_px(browser: Any, base_url: str, seeded: Any) ->
     table = page.locator("#results-table")
     assert table.evaluate("t => t.parentElement.scrollWidth > t.parentElement.clientWidth")
     page.close()
+
+
+def test_a_saved_report_draws_its_charts_offline(browser: Any, seeded: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Opened from disk, the report's shared plotly.js beside it draws every chart; nothing is fetched."""
+    from battleground.experiment.report import MakeReport
+
+    result = MakeReport(client=seeded.settings).create_report(seeded.ids["checkout-button"], out=tmp_path / "r.html")
+    page = browser.new_page()
+    problems = _watch(page, "file://")
+    page.goto(Path(result.html_path).as_uri())
+    page.wait_for_selector(".plot-container svg.main-svg", timeout=20_000)
+    assert page.locator(".plot-container").count() == 2 and problems == []
+    page.close()
