@@ -34,6 +34,8 @@ __all__ = [
     "dashboard_csp",
     "day_axis",
     "environment",
+    "figure",
+    "hline",
     "report_head",
     "report_scripts",
     "text_environment",
@@ -121,15 +123,55 @@ def chart(fig: Any, *, config: dict[str, Any] | None = None, alt: str | None = N
     draws; no inline script. ``alt`` (default: the figure's title) is its text alternative."""
     from markupsafe import Markup
 
-    if alt is None:
+    if isinstance(fig, dict):  # a plain figure spec (cheaper than a validated go.Figure)
+        title = (fig.get("layout", {}).get("title") or {}).get("text")
+        layout = dict(fig.get("layout", {}))
+        template = layout.pop("template", None)  # our own constant: no NaN to look for
+        clean = {**_finite_only({**fig, "layout": layout}), **({"layout": {**_finite_only(layout), "template": template}} if template else {})}
+        spec = json.dumps(clean, allow_nan=False, default=str)
+    else:
         title = fig.layout.title.text if fig.layout.title is not None else None
+        spec = fig.to_json()
+    if alt is None:
         alt = str(title) if title else "chart"
     # a <figure> with its caption: the drawn chart holds focusable buttons, so it cannot be role="img"
     return Markup(
         '<figure class="bg-figure" style="margin: 0; position: relative"><div class="bg-chart" data-figure="{}" data-config="{}"></div>'
         '<figcaption class="bg-alt" style="position: absolute; width: 1px; height: 1px; overflow: hidden; '
         'clip: rect(0 0 0 0); white-space: nowrap">{}</figcaption></figure>'
-    ).format(fig.to_json(), json.dumps({**_CHART_CONFIG, **(config or {})}), alt)
+    ).format(spec, json.dumps({**_CHART_CONFIG, **(config or {})}), alt)
+
+
+def _finite_only(value: Any) -> Any:
+    """NaN and ±inf → ``None`` (a gap in the chart; JSON has no NaN), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_only(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+        return _finite_only(value.item())
+    return value
+
+
+@functools.cache
+def _white_template() -> dict[str, Any]:
+    import plotly.io as pio
+
+    return dict(pio.templates["plotly_white"].to_plotly_json())
+
+
+def figure(data: list[dict[str, Any]], title: str, **layout: Any) -> dict[str, Any]:
+    """A plain Plotly figure spec in the pages' look (the ``plotly_white`` template), for :func:`chart`:
+    building it costs microseconds where a validated ``go.Figure`` costs tens of milliseconds."""
+    return {"data": data, "layout": {"title": {"text": title}, "template": _white_template(), **layout}}
+
+
+def hline(y: float, color: str, dash: str) -> dict[str, Any]:
+    """A horizontal line across the plot at ``y`` (a layout shape)."""
+    return {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+            "line": {"color": color, "dash": dash, "width": 1.5}}
 
 
 def day_axis(days: Any) -> dict[str, Any]:

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground._html import chart, day_axis, environment, text_environment, write_shared_scripts
+from battleground._html import (
+    chart,
+    day_axis,
+    environment,
+    figure,
+    hline,
+    text_environment,
+    write_shared_scripts,
+)
 from battleground.experiment._decide import (
     RULE,
     Decision,
@@ -328,36 +336,34 @@ def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
     """
     if daily is None or daily.empty:
         return []
-    import plotly.graph_objects as go
-
     charts: list[str] = []
     palette = ["#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
     for m in info.metrics:
         sub = daily[(daily["metric"] == m.name) & (~daily["is_control"].astype(bool))]
         if sub.empty:
             continue
-        fig = go.Figure()
+        traces: list[dict[str, Any]] = []
         for i, (variant, g) in enumerate(sub.groupby("variant", sort=True)):
             color = palette[i % len(palette)]
             x = [d.strftime("%Y-%m-%d") for d in g["date"]]
-            lift, lo, hi = list(g["rel_lift"] * 100), list(g["rel_ci_lower"] * 100), list(g["rel_ci_upper"] * 100)
-            error = None
+            lift = [float(v) * 100 for v in g["rel_lift"]]
+            lo, hi = [float(v) * 100 for v in g["rel_ci_lower"]], [float(v) * 100 for v in g["rel_ci_upper"]]
+            line: dict[str, Any] = {"type": "scatter", "x": x, "y": lift, "mode": "lines+markers",
+                                    "name": str(variant), "line": {"color": color}}
             if len(x) > 1:
-                fig.add_trace(go.Scatter(
-                    x=x + x[::-1], y=hi + lo[::-1], mode="lines", fill="toself", fillcolor=_rgba(color, 0.2),
-                    line={"width": 0}, hoverinfo="skip", name=f"{variant} CI", showlegend=False,
-                ))
+                traces.append({
+                    "type": "scatter", "x": x + x[::-1], "y": hi + lo[::-1], "mode": "lines", "fill": "toself",
+                    "fillcolor": _rgba(color, 0.2), "line": {"width": 0}, "hoverinfo": "skip",
+                    "name": f"{variant} CI", "showlegend": False,
+                })
             else:
-                error = {"type": "data", "symmetric": False, "array": [hi[0] - lift[0]],
-                         "arrayminus": [lift[0] - lo[0]], "color": color, "width": 8}
-            fig.add_trace(go.Scatter(
-                x=x, y=lift, mode="lines+markers", name=str(variant), line={"color": color}, error_y=error,
-            ))
-        fig.add_hline(y=0, line_dash="dash", line_color="#888")
-        fig.update_layout(
-            title=f"{m.name}: cumulative relative lift vs control (%)", height=340,
-            margin={"l": 40, "r": 20, "t": 50, "b": 40}, template="plotly_white",
-            xaxis=day_axis(sub["date"]), yaxis={"ticksuffix": " %"},
+                line["error_y"] = {"type": "data", "symmetric": False, "array": [hi[0] - lift[0]],
+                                   "arrayminus": [lift[0] - lo[0]], "color": color, "width": 8}
+            traces.append(line)
+        fig = figure(
+            traces, f"{m.name}: cumulative relative lift vs control (%)", height=340,
+            margin={"l": 40, "r": 20, "t": 50, "b": 40}, xaxis=day_axis(sub["date"]), yaxis={"ticksuffix": " %"},
+            shapes=[hline(0, "#888", "dash")],
         )
         last = sub.sort_values("date").groupby("variant").tail(1)
         alt = f"{m.name}: cumulative relative lift of each variant against control by day; latest " + "; ".join(

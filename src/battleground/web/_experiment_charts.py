@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from battleground._html import chart, day_axis
+from battleground._html import chart, day_axis, figure, hline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["PALETTE", "daily_charts", "sample_size_chart"]
 
 PALETTE = ["#5f6368", "#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
-_LAYOUT = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 50, "b": 40}}
+_LAYOUT: dict[str, Any] = {"margin": {"l": 50, "r": 20, "t": 50, "b": 40}}
 
 
 def _primary(info: ExperimentInfo) -> str:
@@ -30,25 +30,24 @@ def sample_size_chart(info: ExperimentInfo, daily: pd.DataFrame | None) -> str:
     """Users per variant over time against the planned sample size (an HTML div)."""
     if daily is None or daily.empty or not info.metrics:
         return ""
-    import plotly.graph_objects as go
-
     sub = daily[daily["metric"] == _primary(info)]
     if sub.empty:
         return ""
-    fig = go.Figure()
+    traces = []
     for i, v in enumerate(info.variants):
         g = sub[sub["variant"] == v.name]
-        fig.add_trace(go.Scatter(
-            x=[d.strftime("%Y-%m-%d") for d in g["date"]], y=[int(u) for u in g["users"]],
-            mode="lines+markers", name=v.name,
-            line={"color": PALETTE[i % len(PALETTE)], "dash": "dash" if v.is_control else "solid"},
-        ))
+        traces.append({
+            "type": "scatter", "x": [d.strftime("%Y-%m-%d") for d in g["date"]], "y": [int(u) for u in g["users"]],
+            "mode": "lines+markers", "name": v.name,
+            "line": {"color": PALETTE[i % len(PALETTE)], "dash": "dash" if v.is_control else "solid"},
+        })
+    extra: dict[str, Any] = {}
     if info.target_sample_size:
-        fig.add_hline(
-            y=info.target_sample_size, line_dash="dot", line_color="#c5221f",
-            annotation_text=f"planned {info.target_sample_size:,} per variant",
-        )
-    fig.update_layout(title="users per variant: actual vs plan", height=300, xaxis=day_axis(sub["date"]), **_LAYOUT)
+        extra["shapes"] = [hline(info.target_sample_size, "#c5221f", "dot")]
+        extra["annotations"] = [{"xref": "paper", "x": 1, "y": info.target_sample_size, "xanchor": "right",
+                                 "yanchor": "bottom", "showarrow": False,
+                                 "text": f"planned {info.target_sample_size:,} per variant"}]
+    fig = figure(traces, "users per variant: actual vs plan", height=300, xaxis=day_axis(sub["date"]), **_LAYOUT, **extra)
     last = sub.sort_values("date").groupby("variant").tail(1)
     alt = "users per variant by day; latest " + ", ".join(f"{r['variant']} {int(r['users']):,}" for r in last.to_dict("records"))
     if info.target_sample_size:
@@ -83,8 +82,6 @@ def daily_charts(info: ExperimentInfo, daily: pd.DataFrame | None) -> list[str]:
     """The daily view: per metric, each variant's day-by-day increment (see :func:`daily_rows`)."""
     if daily is None or daily.empty:
         return []
-    import plotly.graph_objects as go
-
     charts: list[str] = []
     order = {v.name: i for i, v in enumerate(info.variants)}
     for m in info.metrics:
@@ -92,21 +89,20 @@ def daily_charts(info: ExperimentInfo, daily: pd.DataFrame | None) -> list[str]:
         if not rows:
             continue
         scale, suffix = (100.0, " %") if m.kind == "proportion" else (1.0, "")
-        fig = go.Figure()
         variants = sorted({r["variant"] for r in rows}, key=lambda v: order.get(v, 99))
+        traces = []
         for variant in variants:
             g = [r for r in rows if r["variant"] == variant]
             i = order.get(variant, 0)
-            fig.add_trace(go.Bar(
-                x=[r["date"].strftime("%Y-%m-%d") for r in g],
-                y=[r["value"] * scale if math.isfinite(r["value"]) else None for r in g],
-                name=variant, marker_color=PALETTE[i % len(PALETTE)],
-                customdata=[r["new_users"] for r in g],
-                hovertemplate="%{x}: %{y:.3g}" + suffix + " (%{customdata:,} new users)<extra>" + variant + "</extra>",
-            ))
+            traces.append({
+                "type": "bar", "x": [r["date"].strftime("%Y-%m-%d") for r in g],
+                "y": [r["value"] * scale for r in g], "name": variant, "marker": {"color": PALETTE[i % len(PALETTE)]},
+                "customdata": [r["new_users"] for r in g],
+                "hovertemplate": "%{x}: %{y:.3g}" + suffix + " (%{customdata:,} new users)<extra>" + variant + "</extra>",
+            })
         unit = "added per new user, %" if m.kind == "proportion" else "added per new user"
-        fig.update_layout(title=f"{m.name}: daily value by variant ({unit})", height=320, barmode="group", xaxis=day_axis([r["date"] for r in rows]),
-                          yaxis={"ticksuffix": suffix}, **_LAYOUT)
+        fig = figure(traces, f"{m.name}: daily value by variant ({unit})", height=320, barmode="group",
+                     xaxis=day_axis([r["date"] for r in rows]), yaxis={"ticksuffix": suffix}, **_LAYOUT)
         alt = (f"{m.name}: each variant's daily increment per new user over {len({r['date'] for r in rows})} days; "
                + "; ".join(f"{r['variant']} {r['new_users']:,} new users on {r['date']:%Y-%m-%d}" for r in rows[-len(variants):]))
         charts.append(chart(fig, alt=alt))
