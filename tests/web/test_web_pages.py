@@ -277,3 +277,21 @@ def test_pages_show_no_filesystem_path(client: Any, seeded: Any) -> None:
             continue
         r = client.get(url, headers=HTML)
         assert home not in r.text and "registry.db" not in r.text and "sqlite:" not in r.text, url
+
+
+def test_experiment_list_search_owner_filter_sort_and_progress(client: Any, seeded: Any) -> None:
+    html = client.get("/?q=CHECKOUT", headers=HTML).text  # case-insensitive, over names and hypotheses
+    assert 'data-experiment="{}"'.format(seeded.ids["checkout-button"]) in html
+    assert "srm-broken" not in html and ">1 of 5<" in html
+    # the seeded experiments with events are ana's; the draft and the ingest target have no owner
+    html = client.get("/?owner=-", headers=HTML).text
+    assert "draft-one" in html and "checkout-button" not in html
+    html = client.get("/?owner=ana&sort=name", headers=HTML).text
+    names = re.findall(r'<a href="/experiments/\d+">([^<]+)</a>', html)
+    assert names == sorted(names) == ["checkout-button", "srm-broken", "stopped-one"]
+    # progress against plan: checkout-button has 600 of 500 planned per variant
+    row = _row(client.get("/?sort=progress", headers=HTML).text, str(seeded.ids["checkout-button"]))
+    assert "120%" in row and 'class="done"' in row
+    html = client.get("/?sort=progress", headers=HTML).text
+    assert html.index("checkout-button") < html.index("srm-broken")
+    assert client.get("/?sort=bogus", headers=HTML).status_code == 422

@@ -51,6 +51,14 @@ class ExperimentSummary:
     end_met: bool
     end_reasons: tuple[str, ...]
     error: str | None = None
+    target_sample_size: int | None = None
+
+    @property
+    def progress(self) -> float | None:
+        """The smallest variant's users over the planned users per variant (``None`` without a plan)."""
+        if not self.target_sample_size:
+            return None
+        return min((self.users.get(v, 0) for v in self.variants), default=0) / self.target_sample_size
 
     @property
     def srm_alert(self) -> bool:
@@ -68,7 +76,7 @@ class ExperimentSummary:
             "users": dict(self.users), "srm_status": self.srm_status,
             "srm_p_value": jsonable(self.srm_p_value), "srm_alert": self.srm_alert,
             "end_condition_met": self.end_met, "end_reasons": list(self.end_reasons),
-            "error": self.error,
+            "error": self.error, "target_sample_size": self.target_sample_size, "progress": self.progress,
         }
 
 
@@ -83,6 +91,7 @@ def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> Experiment
         "id": record.id, "name": record.name, "status": record.status, "owner": record.owner,
         "created_at": record.created_at, "started_at": record.started_at,
         "stopped_at": record.stopped_at, "variants": record.variant_names,
+        "target_sample_size": record.end_conditions.target_sample_size,
     }
     try:
         report = _end_report(monitor, record)

@@ -4,13 +4,14 @@
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from battleground._html import CHARTS_JS, environment
 from battleground.web._bandit_views import bandit_file_path, bandit_files
 from battleground.web._experiment_charts import sample_size_chart
+from battleground.web._experiment_list import SORTS, filter_records, owners, sort_summaries
 from battleground.web._experiment_views import experiment_detail, experiment_summary
 from battleground.web._model_views import leaderboard, leaderboard_chart
 from battleground.web._results_table import results_csv
@@ -62,13 +63,17 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     def experiments_page(
-        request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None
+        request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None,
+        q: str | None = Query(None, max_length=200), owner: str | None = Query(None, max_length=200),
+        sort: Literal["newest", "name", "status", "users", "progress", "started"] = "newest",
     ) -> HTMLResponse:
         monitor = read_only_monitor(settings)
         records = state.registry.list(status=status)
-        summaries = [experiment_summary(monitor, r) for r in reversed(records)]
+        shown = filter_records(records, q=q, owner=owner)
+        summaries = sort_summaries([experiment_summary(monitor, r) for r in shown], sort)
         return page(request, "experiments.html.j2", title="Experiments", nav="experiments",
-                    summaries=summaries, status=status)
+                    summaries=summaries, status=status, q=q or "", owner=owner or "", sort=sort,
+                    owners=owners(records), sorts=SORTS, total=len(records))
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
     def experiment_page(
