@@ -11,8 +11,14 @@ from fastapi.templating import Jinja2Templates
 from battleground._html import CHARTS_JS, environment
 from battleground.web._bandit_views import bandit_file_path, bandit_files
 from battleground.web._experiment_charts import sample_size_chart
-from battleground.web._experiment_list import SORTS, filter_records, owners, sort_summaries
-from battleground.web._experiment_views import experiment_detail, experiment_summary
+from battleground.web._experiment_list import (
+    SORTS,
+    SummaryCache,
+    filter_records,
+    owners,
+    sort_summaries,
+)
+from battleground.web._experiment_views import experiment_detail
 from battleground.web._model_views import leaderboard, leaderboard_chart
 from battleground.web._results_table import results_csv
 from battleground.web._state import DashboardState, check_key
@@ -33,6 +39,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     settings = state.settings
     tpl = templates()
+    list_cache = SummaryCache()
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         context.setdefault("plotly", False)
@@ -70,7 +77,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
         monitor = read_only_monitor(settings)
         records = state.registry.list(status=status)
         shown = filter_records(records, q=q, owner=owner)
-        summaries = sort_summaries([experiment_summary(monitor, r) for r in shown], sort)
+        summaries = sort_summaries(list_cache.summaries(monitor, shown), sort)
         return page(request, "experiments.html.j2", title="Experiments", nav="experiments",
                     summaries=summaries, status=status, q=q or "", owner=owner or "", sort=sort,
                     owners=owners(records), sorts=SORTS, total=len(records))
