@@ -33,7 +33,7 @@ def _pages(seeded: Any) -> list[tuple[str, str]]:
         ("list", "/"), ("experiment", f"/experiments/{exp}"), ("experiment-daily", f"/experiments/{exp}?view=daily"),
         ("experiment-window", f"/experiments/{exp}?end=2022-03-01"), ("srm", f"/experiments/{seeded.ids['srm-broken']}"),
         ("draft", f"/experiments/{seeded.ids['draft-one']}"), ("report", f"/experiments/{exp}/report"),
-        ("leaderboard", "/leaderboard"), ("bandit", "/bandit"), ("signin", "/signin"), ("missing", "/experiments/99999"),
+        ("leaderboard", "/leaderboard"), ("model-version", "/models/churn/1"), ("bandit", "/bandit"), ("signin", "/signin"), ("missing", "/experiments/99999"),
     ]
 
 

@@ -124,6 +124,21 @@ def create_page_router(state: DashboardState) -> APIRouter:
         return page(request, "leaderboard.html.j2", title="Model leaderboard", nav="leaderboard",
                     board=board, chart=leaderboard_chart(board), plotly=bool(board.rows))
 
+    @router.get("/models/{name}/{version}", response_class=HTMLResponse)
+    def model_version_page(request: Request, name: str, version: str) -> HTMLResponse:
+        from battleground.web._model_version_views import model_version
+
+        v = model_version(settings, name, version)
+        return page(request, "model_version.html.j2", title=f"{v.name} v{v.version}", nav="leaderboard", v=v)
+
+    @router.get("/models/{name}/{version}/artifacts/{path:path}")
+    def model_artifact(name: str, version: str, path: str) -> Response:
+        """An image the version page shows (only listed PNG/JPEG artifacts; never a path of one's own)."""
+        from battleground.web._model_version_views import artifact_bytes
+
+        data, media = artifact_bytes(settings, name, version, path)
+        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
+
     @router.get("/bandit", response_class=HTMLResponse)
     def bandit_page(request: Request) -> HTMLResponse:
         files = bandit_files(settings)
