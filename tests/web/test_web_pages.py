@@ -295,3 +295,20 @@ def test_experiment_list_search_owner_filter_sort_and_progress(client: Any, seed
     html = client.get("/?sort=progress", headers=HTML).text
     assert html.index("checkout-button") < html.index("srm-broken")
     assert client.get("/?sort=bogus", headers=HTML).status_code == 422
+
+
+def test_bandit_page_charts_instead_of_long_tables(client: Any, seeded: Any) -> None:
+    import json as _json
+    from html import unescape as _unescape
+
+    html = client.get("/bandit", headers=HTML).text
+    charts = html[html.index('id="bandit-charts"'):html.index("<h2>Tables</h2>")]
+    # the summary ranks policies by revenue (best on top) and the OPE table becomes a forest plot
+    assert charts.count('class="bg-chart"') == 2
+    specs = [_json.loads(_unescape(m)) for m in re.findall(r'data-figure="([^"]*)"', charts)]
+    ranked, forest = specs
+    assert ranked["data"][0]["y"] == ["uniform", "linucb"] and ranked["data"][0]["x"] == [8120.25, 10234.5]
+    assert forest["data"][0]["y"] == ["ipw", "dr"]
+    assert forest["data"][0]["error_x"]["array"] == pytest.approx([1.35 - 1.23457, 1.26 - 1.2])  # the table shortens to 6 digits
+    assert '<script src="/static/plotly.min.js"></script>' in html
+    assert "<details open><summary>2 rows" in html

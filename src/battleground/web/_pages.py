@@ -141,8 +141,12 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
     @router.get("/bandit", response_class=HTMLResponse)
     def bandit_page(request: Request) -> HTMLResponse:
+        from battleground.web._bandit_charts import bandit_charts
+
         files = bandit_files(settings)
-        return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit", files=files)
+        charts = bandit_charts(files)
+        return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit", files=files,
+                    charts=charts, plotly=bool(charts))
 
     @router.get("/bandit/files/{relative:path}")
     def bandit_file(relative: str) -> FileResponse:
