@@ -12,10 +12,11 @@ PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test lint bench clean
 
-# Installs uv with pip if it is missing, then the locked dependencies into .venv.
+# Installs uv with pip if it is missing, then the locked dependencies into .venv, and axe-core (npm ci).
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --locked --all-extras --python $(PYTHON)
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; else echo "npm not found: the browser tests need node_modules/axe-core (npm ci)"; fi
 
 demo: install
 	$(VENV)/bin/battleground demo

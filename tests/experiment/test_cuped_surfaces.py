@@ -73,8 +73,11 @@ def test_dashboard_page_shows_adjusted_beside_unadjusted(settings: Settings) -> 
     page = templates().env.get_template("web/experiment.html.j2").render(
         d=detail, exp=record, sample_chart="", plotly=False, title="cuped-demo", nav="experiments",
         read_only=True, home=str(settings.home))
-    cuped = table_rows(result)[1]["cuped"]
-    assert 'class="badge">CUPED</span>' in page and cuped["p_text"] in page
+    assert detail.table is not None
+    cuped = next(r for r in detail.table.rows if r.adjustment == "CUPED")
+    plain = next(r for r in detail.table.rows if not r.adjustment and not r.is_control)
+    assert cuped.p_value == result.rows[1].cuped.p_value and cuped.p_text != plain.p_text  # type: ignore[union-attr]
+    assert 'class="badge">CUPED</span>' in page and cuped.p_text in page and plain.p_text in page
     assert "CUPED rows: the same comparison adjusted" in page and "p (Holm)" in page
     assert dataclasses.replace(detail, result=typed(False), rows=table_rows(typed(False))).result.has_cuped is False
 

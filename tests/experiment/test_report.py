@@ -18,11 +18,17 @@ def _texts(result: ReportResult) -> tuple[str, str]:
     return Path(result.html_path).read_text(encoding="utf-8"), Path(result.markdown_path).read_text(encoding="utf-8")
 
 
-def assert_self_contained(html: str) -> None:
-    # plotly.js is inlined (no <script src=...> at all, so nothing is fetched) and the charts are drawn.
-    assert re.search(r"<script[^>]*\bsrc\s*=", html, flags=re.IGNORECASE) is None
+def assert_self_contained(html: str, folder: Path | None = None) -> None:
+    # the report links the one plotly.js and charts.js written beside it (nothing else, nothing remote)
+    # and holds no inline script; the folder opens offline
+    sources = re.findall(r"<script[^>]*\bsrc\s*=\s*\"([^\"]*)\"", html, flags=re.IGNORECASE)
+    assert sources == ["plotly.min.js", "charts.js"]
+    assert "<script>" not in html
     assert not re.search(r"""<link[^>]+href\s*=\s*["']https?://""", html, flags=re.IGNORECASE)
-    assert len(html) > 3_000_000 and "Plotly.newPlot" in html
+    assert len(html) < 1_000_000
+    if folder is not None:
+        assert (folder / "plotly.min.js").stat().st_size > 3_000_000
+        assert "Plotly.newPlot" in (folder / "charts.js").read_text(encoding="utf-8")
 
 
 def test_ship(settings: Settings, tmp_path: Path) -> None:
@@ -31,7 +37,7 @@ def test_ship(settings: Settings, tmp_path: Path) -> None:
     assert result.verdict == "ship" and result.headline == "ship treatment"
     assert result.markdown_path == str(tmp_path / "ship.md")
     html, md = _texts(result)
-    assert_self_contained(html)
+    assert_self_contained(html, tmp_path)
     assert html.count('class="bg-chart"') == 4  # one cumulative-lift chart per metric
     assert "A green checkout button raises conversion" in html and "Decision: ship treatment" in html
     assert md.startswith("# A/B report: checkout-button")

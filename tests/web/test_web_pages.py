@@ -65,10 +65,14 @@ def test_experiment_page_has_every_section(client: Any, seeded: Any) -> None:
     assert "SRM check" in sizes and "badge ok" in sizes
     # per-metric table with CIs: one line per metric × variant
     metrics = html[html.index('id="metrics"'):html.index('id="charts"')]
-    assert metrics.count("<tr>") == 5
+    assert metrics.count("<tr") == 5  # the head and one row per metric × variant
     control_rate = seeded.truth["checkout-button"]["control"][1] / 600
-    assert f"{control_rate:.4%}" in metrics
-    assert re.search(r"\+\d+\.\d\d% \[\+?-?\d+\.\d\d%, \+\d+\.\d\d%\]", metrics)
+    treat_rate = seeded.truth["checkout-button"]["treatment"][1] / 600
+    assert f"{control_rate * 100:.2f} %" in metrics
+    # the absolute lift of a proportion in percentage points, its interval beside it
+    assert f"{(treat_rate - control_rate) * 100:+.2f} pp" in metrics
+    assert re.search(r"\[[+-]\d+\.\d\d pp, \+\d+\.\d\d pp\]", metrics)
+    assert metrics.count('class="ci-axis"') == 2 and "p (raw)" in metrics and "p (Holm)" in metrics
     # cumulative lift charts (one per metric) plus the sample-size chart, plotly.js from our route
     assert html.count('class="chart"') == 2
     assert "cumulative relative lift vs control" in html
@@ -273,3 +277,38 @@ def test_pages_show_no_filesystem_path(client: Any, seeded: Any) -> None:
             continue
         r = client.get(url, headers=HTML)
         assert home not in r.text and "registry.db" not in r.text and "sqlite:" not in r.text, url
+
+
+def test_experiment_list_search_owner_filter_sort_and_progress(client: Any, seeded: Any) -> None:
+    html = client.get("/?q=CHECKOUT", headers=HTML).text  # case-insensitive, over names and hypotheses
+    assert 'data-experiment="{}"'.format(seeded.ids["checkout-button"]) in html
+    assert "srm-broken" not in html and ">1 of 5<" in html
+    # the seeded experiments with events are ana's; the draft and the ingest target have no owner
+    html = client.get("/?owner=-", headers=HTML).text
+    assert "draft-one" in html and "checkout-button" not in html
+    html = client.get("/?owner=ana&sort=name", headers=HTML).text
+    names = re.findall(r'<a href="/experiments/\d+">([^<]+)</a>', html)
+    assert names == sorted(names) == ["checkout-button", "srm-broken", "stopped-one"]
+    # progress against plan: checkout-button has 600 of 500 planned per variant
+    row = _row(client.get("/?sort=progress", headers=HTML).text, str(seeded.ids["checkout-button"]))
+    assert "120%" in row and 'class="done"' in row
+    html = client.get("/?sort=progress", headers=HTML).text
+    assert html.index("checkout-button") < html.index("srm-broken")
+    assert client.get("/?sort=bogus", headers=HTML).status_code == 422
+
+
+def test_bandit_page_charts_instead_of_long_tables(client: Any, seeded: Any) -> None:
+    import json as _json
+    from html import unescape as _unescape
+
+    html = client.get("/bandit", headers=HTML).text
+    charts = html[html.index('id="bandit-charts"'):html.index("<h2>Tables</h2>")]
+    # the summary ranks policies by revenue (best on top) and the OPE table becomes a forest plot
+    assert charts.count('class="bg-chart"') == 2
+    specs = [_json.loads(_unescape(m)) for m in re.findall(r'data-figure="([^"]*)"', charts)]
+    ranked, forest = specs
+    assert ranked["data"][0]["y"] == ["uniform", "linucb"] and ranked["data"][0]["x"] == [8120.25, 10234.5]
+    assert forest["data"][0]["y"] == ["ipw", "dr"]
+    assert forest["data"][0]["error_x"]["array"] == pytest.approx([1.35 - 1.23457, 1.26 - 1.2])  # the table shortens to 6 digits
+    assert '<script src="/static/plotly.min.js"></script>' in html
+    assert "<details open><summary>2 rows" in html

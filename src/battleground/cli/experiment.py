@@ -68,6 +68,11 @@ def _parse_metric(text: str, guardrails: set[str], decreasing: set[str], primary
     }
 
 
+ACTOR_OPTION = typer.Option(
+    None, "--actor", help="Who does this, for the audit log (default: $BATTLEGROUND_ACTOR, else the OS user)."
+)
+
+
 @app.command("create")
 def create_command(
     name: str = typer.Argument(..., help="Unique experiment name."),
@@ -92,6 +97,7 @@ def create_command(
     target_sample_size: int | None = typer.Option(None, "--target-sample-size", help="Users per variant."),
     max_days: float | None = typer.Option(None, "--max-days", help="Maximum duration in days."),
     sequential: bool = typer.Option(False, "--sequential", help="Stop early on an always-valid test."),
+    actor: str | None = ACTOR_OPTION,
 ) -> None:
     """Register an experiment (status draft)."""
     from battleground.cli._common import console, load_settings, user_errors
@@ -118,7 +124,7 @@ def create_command(
             name, variants=spec, metrics=metrics, description=description, hypothesis=hypothesis,
             owner=owner, start_at=start, end_at=end, traffic=traffic, salt=salt,
             end_conditions={"target_sample_size": target_sample_size, "max_duration_days": max_days,
-                            "sequential": sequential},
+                            "sequential": sequential}, actor=actor,
         )
         console.print(f"created experiment [bold]#{exp.id} {exp.name}[/] (draft): "
                       + ", ".join(f"{v.name} {v.weight:g}" + (" (control)" if v.is_control else "")
@@ -209,7 +215,7 @@ def show_command(
         )
 
 
-def _transition(verb: str, experiment: str, reason: str | None = None) -> None:
+def _transition(verb: str, experiment: str, reason: str | None = None, actor: str | None = None) -> None:
     from battleground.cli._common import console, load_settings, user_errors
 
     with user_errors():
@@ -218,33 +224,38 @@ def _transition(verb: str, experiment: str, reason: str | None = None) -> None:
         registry = Registry(load_settings().registry_url)
         key = _experiment_key(experiment)
         if verb == "start":
-            e = registry.start(key)
+            e = registry.start(key, actor=actor)
         elif verb == "stop":
-            e = registry.stop(key, reason or "")
+            e = registry.stop(key, reason or "", actor=actor)
         else:
-            e = registry.archive(key)
+            e = registry.archive(key, actor=actor)
         console.print(f"#{e.id} {e.name} is now [bold]{e.status}[/]")
 
 
 @app.command("start")
-def start_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+def start_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."), actor: str | None = ACTOR_OPTION
+) -> None:
     """draft → running (variants, weights, traffic and salt are frozen from now on)."""
-    _transition("start", experiment)
+    _transition("start", experiment, actor=actor)
 
 
 @app.command("stop")
 def stop_command(
     experiment: str = typer.Argument(..., help="Experiment id or name."),
     reason: str = typer.Option(..., "--reason", help="Why it stops (goes to the audit log)."),
+    actor: str | None = ACTOR_OPTION,
 ) -> None:
     """running → stopped, with the reason in the audit log."""
-    _transition("stop", experiment, reason)
+    _transition("stop", experiment, reason, actor)
 
 
 @app.command("archive")
-def archive_command(experiment: str = typer.Argument(..., help="Experiment id or name.")) -> None:
+def archive_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."), actor: str | None = ACTOR_OPTION
+) -> None:
     """stopped → archived (read-only from now on)."""
-    _transition("archive", experiment)
+    _transition("archive", experiment, actor=actor)
 
 
 @app.command("audit")

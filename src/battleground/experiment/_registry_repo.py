@@ -112,7 +112,14 @@ class RegistryRepo:
 
 
 def _default_actor() -> str:
+    """Who acts when no actor is given: ``$BATTLEGROUND_ACTOR``, else the OS user (``getpass.getuser``:
+    LOGNAME, USER, ... then the password database, so it works without a terminal), else "unknown"."""
+    import getpass
+
+    named = os.environ.get("BATTLEGROUND_ACTOR", "").strip()
+    if named:
+        return named
     try:
-        return os.environ.get("BATTLEGROUND_ACTOR") or os.getlogin()
-    except OSError:
-        return os.environ.get("USER", "unknown")
+        return getpass.getuser() or "unknown"
+    except Exception:  # KeyError/OSError: no such user in the password database
+        return "unknown"

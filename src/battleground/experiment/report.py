@@ -1,7 +1,8 @@
 """Experiment reports: the seed's ``experiment.report`` module.
 
-``MakeReport().create_report(experiment_id)`` writes a self-contained HTML report (Jinja2 + Plotly,
-with plotly.js inlined so it opens offline) and a Markdown summary next to it: hypothesis and design,
+``MakeReport().create_report(experiment_id)`` writes an HTML report (Jinja2 + Plotly) that links one
+shared ``plotly.min.js`` and ``charts.js`` written beside it (the folder opens offline; ``shared_scripts=False``
+inlines them instead) and a Markdown summary next to it: hypothesis and design,
 planned vs actual sample size, the SRM check, per-metric results with CIs and Holm-corrected p-values,
 cumulative lift charts and the decision of the one decision rule (:mod:`battleground.experiment._decide`),
 with the rule in one sentence and the clause that decided: **ship** (the best shippable variant named),
@@ -17,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from battleground._html import chart, environment, text_environment
+from battleground._html import (
+    chart,
+    day_axis,
+    environment,
+    figure,
+    hline,
+    text_environment,
+    write_shared_scripts,
+)
 from battleground.experiment._decide import (
     RULE,
     Decision,
@@ -96,11 +105,16 @@ class MakeReport:
         self.out_dir = out_dir
         self.source = source
 
-    def render(self, experiment_id: Any = None, *, start_dt: Any = None, end_dt: Any = None) -> RenderedReport:
-        """The report as text, written nowhere (what the dashboard shows)."""
-        return self._render(experiment_id, start_dt, end_dt)[1]
+    def render(
+        self, experiment_id: Any = None, *, start_dt: Any = None, end_dt: Any = None, scripts: str = "inline"
+    ) -> RenderedReport:
+        """The report as text, written nowhere (what the dashboard shows, with ``scripts="dashboard"``:
+        plotly.js linked from its ``/static`` instead of inlined)."""
+        return self._render(experiment_id, start_dt, end_dt, scripts)[1]
 
-    def _render(self, experiment_id: Any, start_dt: Any, end_dt: Any) -> tuple[Monitor, RenderedReport]:
+    def _render(
+        self, experiment_id: Any, start_dt: Any, end_dt: Any, scripts: str = "inline"
+    ) -> tuple[Monitor, RenderedReport]:
         monitor = Monitor(client=self.client, alpha=self.alpha, source=self.source)
         if experiment_id is None:
             ids = monitor.backend.all_ids()
@@ -111,7 +125,7 @@ class MakeReport:
         info = monitor.experiment()
         result = monitor.result(start_dt=start_dt, end_dt=end_dt)
         daily = monitor.get_daily_result(start_dt=start_dt, end_dt=end_dt)
-        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha)
+        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha, scripts=scripts)
         return monitor, RenderedReport(info.id, html, markdown, decision)
 
     def create_report(
@@ -121,12 +135,17 @@ class MakeReport:
         out: str | Path | None = None,
         start_dt: Any = None,
         end_dt: Any = None,
+        shared_scripts: bool = True,
     ) -> ReportResult:
         """Write ``<out>`` (HTML) and the same name with ``.md``; returns the paths and the verdict.
 
         ``experiment_id`` may be an id or a name; without one, the most recent experiment is used.
+        With ``shared_scripts`` (the default) the report links ``plotly.min.js`` and ``charts.js``
+        written once beside it (the folder opens offline; 4.8 MB once instead of per report); without,
+        it inlines them (one file to mail around).
         """
-        monitor, rendered = self._render(experiment_id, start_dt, end_dt)
+        scripts = "beside" if shared_scripts else "inline"
+        monitor, rendered = self._render(experiment_id, start_dt, end_dt, scripts)
         info_id, html, markdown, decision = rendered.experiment_id, rendered.html, rendered.markdown, rendered.decision
         if out is None:
             folder = Path(self.out_dir) if self.out_dir else _default_folder(monitor)
@@ -134,6 +153,8 @@ class MakeReport:
         html_path = Path(out)
         html_path.parent.mkdir(parents=True, exist_ok=True)
         md_path = html_path.with_suffix(".md")
+        if shared_scripts:
+            write_shared_scripts(html_path.parent)
         html_path.write_text(html, encoding="utf-8")
         md_path.write_text(markdown, encoding="utf-8")
         return ReportResult(
@@ -302,37 +323,54 @@ def _guardrail_needed(info: ExperimentInfo, rows: list[Any], decision: Decision,
             f"{guardrail_power(0.8, n_guard):.0%} power each (80 % overall, β/(G+1)): " + "; ".join(texts) + ".")
 
 
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
 def lift_charts(info: ExperimentInfo, daily: pd.DataFrame) -> list[str]:
-    """One chart per metric (an inert ``<div>``, as ``Markup``, that ``charts.js`` draws)."""
+    """One chart per metric (an inert ``<div>``, as ``Markup``, that ``charts.js`` draws).
+
+    The interval is a shaded band over two days or more and error bars on a single day (a band of one
+    point has no area); the x axis ticks whole days (see :func:`battleground._html.day_axis`).
+    """
     if daily is None or daily.empty:
         return []
-    import plotly.graph_objects as go
-
     charts: list[str] = []
     palette = ["#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
     for m in info.metrics:
         sub = daily[(daily["metric"] == m.name) & (~daily["is_control"].astype(bool))]
         if sub.empty:
             continue
-        fig = go.Figure()
+        traces: list[dict[str, Any]] = []
         for i, (variant, g) in enumerate(sub.groupby("variant", sort=True)):
             color = palette[i % len(palette)]
             x = [d.strftime("%Y-%m-%d") for d in g["date"]]
-            fig.add_trace(go.Scatter(
-                x=x + x[::-1], y=list(g["rel_ci_upper"] * 100) + list(g["rel_ci_lower"] * 100)[::-1],
-                fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
-                name=f"{variant} CI", showlegend=False,
-            ))
-            fig.add_trace(go.Scatter(
-                x=x, y=list(g["rel_lift"] * 100), mode="lines+markers", name=str(variant),
-                line={"color": color},
-            ))
-        fig.add_hline(y=0, line_dash="dash", line_color="#888")
-        fig.update_layout(
-            title=f"{m.name}: cumulative relative lift vs control (%)", height=340,
-            margin={"l": 40, "r": 20, "t": 50, "b": 40}, template="plotly_white",
+            lift = [float(v) * 100 for v in g["rel_lift"]]
+            lo, hi = [float(v) * 100 for v in g["rel_ci_lower"]], [float(v) * 100 for v in g["rel_ci_upper"]]
+            line: dict[str, Any] = {"type": "scatter", "x": x, "y": lift, "mode": "lines+markers",
+                                    "name": str(variant), "line": {"color": color}}
+            if len(x) > 1:
+                traces.append({
+                    "type": "scatter", "x": x + x[::-1], "y": hi + lo[::-1], "mode": "lines", "fill": "toself",
+                    "fillcolor": _rgba(color, 0.2), "line": {"width": 0}, "hoverinfo": "skip",
+                    "name": f"{variant} CI", "showlegend": False,
+                })
+            else:
+                line["error_y"] = {"type": "data", "symmetric": False, "array": [hi[0] - lift[0]],
+                                   "arrayminus": [lift[0] - lo[0]], "color": color, "width": 8}
+            traces.append(line)
+        fig = figure(
+            traces, f"{m.name}: cumulative relative lift vs control (%)", height=340,
+            margin={"l": 40, "r": 20, "t": 50, "b": 40}, xaxis=day_axis(sub["date"]), yaxis={"ticksuffix": " %"},
+            shapes=[hline(0, "#888", "dash")],
         )
-        charts.append(chart(fig))
+        last = sub.sort_values("date").groupby("variant").tail(1)
+        alt = f"{m.name}: cumulative relative lift of each variant against control by day; latest " + "; ".join(
+            f"{r['variant']} {r['rel_lift'] * 100:+.1f} % [{r['rel_ci_lower'] * 100:+.1f}, {r['rel_ci_upper'] * 100:+.1f}]"
+            for r in last.to_dict("records")
+        )
+        charts.append(chart(fig, alt=alt))
     return charts
 
 
@@ -343,8 +381,11 @@ def render_report(
     *,
     alpha: float = 0.05,
     generated: dt.datetime | None = None,
+    scripts: str = "inline",
 ) -> tuple[str, str, Decision]:
-    """Render (html, markdown, decision) from the typed monitoring result and the daily frame; no I/O."""
+    """Render (html, markdown, decision) from the typed monitoring result and the daily frame; no I/O.
+
+    ``scripts``: how the HTML gets plotly.js (see :func:`battleground._html.report_head`)."""
     import battleground
 
     decision, srm = result.decision, result.srm
@@ -390,7 +431,7 @@ def render_report(
         "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",
         "window": window, "generated": f"{(generated or dt.datetime.now(dt.UTC)):%Y-%m-%d %H:%M} UTC",
-        "version": battleground.__version__,
+        "version": battleground.__version__, "report_scripts": scripts,
         "ci_note": (
             f"Intervals are {1 - alpha:.0%} confidence intervals"
             + (" (always valid under daily peeking)" if info.sequential else "")

@@ -12,19 +12,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from battleground.errors import WebError
 from battleground.web._auth import check_write_access
-from battleground.web._state import DashboardState, check_key
-from battleground.web._views import (
+from battleground.web._bandit_views import bandit_files
+from battleground.web._experiment_views import (
     audit_dicts,
-    bandit_files,
     experiment_detail,
     experiment_summary,
-    frame_records,
-    jsonable,
-    leaderboard,
-    read_only_monitor,
     record_dict,
     result_records,
 )
+from battleground.web._model_views import leaderboard
+from battleground.web._state import DashboardState, check_key
+from battleground.web._view_common import frame_records, jsonable, read_only_monitor
 
 __all__ = ["MAX_BATCH", "BatchError", "EventBatch", "EventIn", "IngestResponse", "create_api_router"]
 

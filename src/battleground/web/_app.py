@@ -65,6 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
         app, token=settings.api_token, needs_token=lambda method, path: method in WRITE_METHODS and path.startswith("/api/"),
         hosts=settings.allowed_hosts, max_body=settings.max_body_bytes, csp=dashboard_csp(),
     )
+    # last added, so outermost: plotly.min.js (4.8 MB) and the pages travel gzipped
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     _redact_logs(state)
     return app
 
@@ -178,7 +182,7 @@ def _is_input_error(exc: BaseException) -> bool:
     from battleground.stats import StatsInputError
     from battleground.web._api import BatchError
     from battleground.web._forms import FormError
-    from battleground.web._views import WindowError
+    from battleground.web._view_common import WindowError
 
     if isinstance(exc, RegistryError | StatsInputError | BatchError | WindowError | FormError):
         return True

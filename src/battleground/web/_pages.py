@@ -4,27 +4,29 @@
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from battleground._html import CHARTS_JS, chart, environment
-from battleground.web._state import DashboardState, check_key
-from battleground.web._views import (
-    ExperimentDetail,
-    bandit_file_path,
-    bandit_files,
-    experiment_detail,
-    experiment_summary,
-    leaderboard,
-    leaderboard_chart,
-    read_only_monitor,
+from battleground._html import CHARTS_JS, environment
+from battleground.web._bandit_views import bandit_file_path, bandit_files
+from battleground.web._experiment_charts import sample_size_chart
+from battleground.web._experiment_list import (
+    SORTS,
+    SummaryCache,
+    filter_records,
+    owners,
+    sort_summaries,
 )
+from battleground.web._experiment_views import experiment_detail
+from battleground.web._model_views import leaderboard, leaderboard_chart
+from battleground.web._results_table import results_csv
+from battleground.web._state import DashboardState, check_key
+from battleground.web._view_common import jsonable, read_only_monitor
 
 __all__ = ["TEMPLATES", "create_page_router", "templates"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-_PALETTE = ["#5f6368", "#1a73e8", "#e37400", "#9334e6", "#188038", "#d01884"]
 
 
 def templates() -> Jinja2Templates:
@@ -32,42 +34,12 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=environment())
 
 
-def sample_size_chart(detail: ExperimentDetail) -> str:
-    """Users per variant over time against the planned sample size (an HTML div)."""
-    daily = detail.daily
-    if daily is None or daily.empty:
-        return ""
-    import plotly.graph_objects as go
-
-    primary = [m.name for m in detail.info.metrics if m.primary] or [detail.info.metrics[0].name]
-    sub = daily[daily["metric"] == primary[0]]
-    if sub.empty:
-        return ""
-    fig = go.Figure()
-    for i, v in enumerate(detail.info.variants):
-        g = sub[sub["variant"] == v.name]
-        fig.add_trace(go.Scatter(
-            x=[d.strftime("%Y-%m-%d") for d in g["date"]], y=[int(u) for u in g["users"]],
-            mode="lines+markers", name=v.name,
-            line={"color": _PALETTE[i % len(_PALETTE)], "dash": "dash" if v.is_control else "solid"},
-        ))
-    if detail.info.target_sample_size:
-        fig.add_hline(
-            y=detail.info.target_sample_size, line_dash="dot", line_color="#c5221f",
-            annotation_text=f"planned {detail.info.target_sample_size:,} per variant",
-        )
-    fig.update_layout(
-        title="users per variant: actual vs plan", height=300, template="plotly_white",
-        margin={"l": 50, "r": 20, "t": 50, "b": 40},
-    )
-    return chart(fig)
-
-
 def create_page_router(state: DashboardState) -> APIRouter:
     """The HTML pages over one :class:`DashboardState`."""
     router = APIRouter(include_in_schema=False)
     settings = state.settings
     tpl = templates()
+    list_cache = SummaryCache()
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         context.setdefault("plotly", False)
@@ -78,11 +50,16 @@ def create_page_router(state: DashboardState) -> APIRouter:
         })
 
     @router.get("/static/plotly.min.js")
-    def plotly_js() -> Response:
-        return Response(
-            state.plotly_js, media_type="application/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
-        )
+    def plotly_js(request: Request) -> Response:
+        """plotly.js of the installed package: gzipped by the app's middleware, cached for a day and
+        revalidated by its ETag (the plotly version)."""
+        import plotly
+
+        etag = f'"plotly-{plotly.__version__}"'
+        headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(state.plotly_js, media_type="application/javascript", headers=headers)
 
     @router.get("/static/charts.js")
     def charts_js() -> Response:
@@ -93,19 +70,43 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     def experiments_page(
-        request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None
+        request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None,
+        q: str | None = Query(None, max_length=200), owner: str | None = Query(None, max_length=200),
+        sort: Literal["newest", "name", "status", "users", "progress", "started"] = "newest",
     ) -> HTMLResponse:
         monitor = read_only_monitor(settings)
         records = state.registry.list(status=status)
-        summaries = [experiment_summary(monitor, r) for r in reversed(records)]
+        shown = filter_records(records, q=q, owner=owner)
+        summaries = sort_summaries(list_cache.summaries(monitor, shown), sort)
         return page(request, "experiments.html.j2", title="Experiments", nav="experiments",
-                    summaries=summaries, status=status)
+                    summaries=summaries, status=status, q=q or "", owner=owner or "", sort=sort,
+                    owners=owners(records), sorts=SORTS, total=len(records))
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
-    def experiment_page(request: Request, key: str) -> HTMLResponse:
-        d = experiment_detail(settings, state.registry, check_key(key))
+    def experiment_page(
+        request: Request, key: str, start: str | None = None, end: str | None = None,
+        view: Literal["cumulative", "daily"] = "cumulative",
+    ) -> HTMLResponse:
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, view=view)
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
-                    exp=d.record, sample_chart=sample_size_chart(d), plotly=True)
+                    exp=d.record, sample_chart=sample_size_chart(d.info, d.daily), plotly=True)
+
+    @router.get("/experiments/{key}/results.{fmt}")
+    def results_download(
+        key: str, fmt: Literal["csv", "json"], start: str | None = None, end: str | None = None
+    ) -> Response:
+        """The results table as a file (numbers in plain units; proportions' absolute lifts in pp)."""
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        name = f"experiment-{d.record.id}-results.{fmt}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if fmt == "csv":
+            body = results_csv(d.table) if d.table is not None else ""
+            return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+        records = d.table.records() if d.table is not None else []
+        return JSONResponse({"experiment_id": d.record.id, "window": {"start": start, "end": end},
+                             "p_adjusted_label": d.table.p_label if d.table else None,
+                             "interval": d.table.interval if d.table else None, "rows": jsonable(records)},
+                            headers=headers)
 
     @router.get("/experiments/{key}/report", response_class=HTMLResponse)
     def experiment_report(key: str) -> HTMLResponse:
@@ -114,7 +115,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
 
         record = state.registry.get(check_key(key))
         monitor = read_only_monitor(settings)
-        html = MakeReport(source=monitor.backend).render(record.id).html
+        html = MakeReport(source=monitor.backend).render(record.id, scripts="dashboard").html
         return HTMLResponse(html)
 
     @router.get("/leaderboard", response_class=HTMLResponse)
@@ -123,10 +124,29 @@ def create_page_router(state: DashboardState) -> APIRouter:
         return page(request, "leaderboard.html.j2", title="Model leaderboard", nav="leaderboard",
                     board=board, chart=leaderboard_chart(board), plotly=bool(board.rows))
 
+    @router.get("/models/{name}/{version}", response_class=HTMLResponse)
+    def model_version_page(request: Request, name: str, version: str) -> HTMLResponse:
+        from battleground.web._model_version_views import model_version
+
+        v = model_version(settings, name, version)
+        return page(request, "model_version.html.j2", title=f"{v.name} v{v.version}", nav="leaderboard", v=v)
+
+    @router.get("/models/{name}/{version}/artifacts/{path:path}")
+    def model_artifact(name: str, version: str, path: str) -> Response:
+        """An image the version page shows (only listed PNG/JPEG artifacts; never a path of one's own)."""
+        from battleground.web._model_version_views import artifact_bytes
+
+        data, media = artifact_bytes(settings, name, version, path)
+        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
+
     @router.get("/bandit", response_class=HTMLResponse)
     def bandit_page(request: Request) -> HTMLResponse:
+        from battleground.web._bandit_charts import bandit_charts
+
         files = bandit_files(settings)
-        return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit", files=files)
+        charts = bandit_charts(files)
+        return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit", files=files,
+                    charts=charts, plotly=bool(charts))
 
     @router.get("/bandit/files/{relative:path}")
     def bandit_file(relative: str) -> FileResponse:
