@@ -54,8 +54,8 @@ def one_sided_confidence_sequence(
     if alternative not in ("greater", "less"):
         raise StatsInputError(f"alternative must be 'greater' or 'less', got {alternative!r}")
     estimate = check_finite("estimate", estimate)
-    se = check_positive("se", se)
-    check_positive("n", n)
+    se = check_positive("se", float(se))
+    n = check_positive("n", float(n))
     check_positive("n_star", n_star)
     rho = one_sided_rho(alpha, n_star)
     s2 = se * se * n
