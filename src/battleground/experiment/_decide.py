@@ -42,6 +42,7 @@ from battleground.experiment._quality import (
     DataQualityCheck,
     multiple_exposure_check,
     pre_period_check,
+    sequential_srm_check,
     srm_check,
 )
 from battleground.experiment._records import GuardrailMargin, MarginError
@@ -66,8 +67,12 @@ __all__ = [
     "p_label",
     "plan_progress",
     "pre_period_check",
+    "sequential_srm_check",
     "srm_check",
 ]
+
+# methods whose interval is valid at every look (read as is for non-inferiority)
+ALWAYS_VALID = ("msprt", "one_sided", "gst_obrien_fleming", "gst_pocock")
 
 RULE = (
     "Ship a variant only if at least one success metric improves significantly (Holm-corrected over "
@@ -276,7 +281,7 @@ def _ni_bound(r: VariantMetricRow, margin: GuardrailMargin, alpha: float) -> flo
         r.abs_lift, r.abs_ci_lower, r.abs_ci_upper)
     if not all(math.isfinite(x) for x in (est, lo, hi)):
         return math.nan
-    if r.method == "msprt":  # always-valid interval (possibly intersected): use its own bound
+    if r.method in ALWAYS_VALID:  # always-valid interval (possibly intersected): use its own bound
         return lo if r.higher_is_better else hi
     nd = NormalDist()
     k = nd.inv_cdf(1 - alpha) / nd.inv_cdf(1 - alpha / 2)
@@ -367,7 +372,7 @@ def _metric_verdicts(
                 **base, outcome="deteriorated", significant=True, bound=math.nan,
                 text=f"{'success metric' if role == 'success' else role} {r.metric} got significantly worse "
                      f"in {r.variant}: {_lift_text(r)}, "
-                     f"{'always-valid ' if r.method == 'msprt' else ''}p = {r.p_value:.3g} < {alpha}"))
+                     f"{'always-valid ' if r.method in ALWAYS_VALID else ''}p = {r.p_value:.3g} < {alpha}"))
             continue
         if role == "success":
             sig = adjusted[i] < alpha and (_good(r) or _bad(r))
@@ -377,7 +382,7 @@ def _metric_verdicts(
                 bound=math.nan,
                 text=f"success metric {r.metric} {'improved' if improved else 'did not improve significantly'} "
                      f"in {r.variant}: {_lift_text(r)}, "
-                     f"{'always-valid ' if r.method == 'msprt' else ''}{p_label(correction)} = {adjusted[i]:.3g}"))
+                     f"{'always-valid ' if r.method in ALWAYS_VALID else ''}{p_label(correction)} = {adjusted[i]:.3g}"))
             continue
         if margin is None:
             out.append(MetricVerdict(
