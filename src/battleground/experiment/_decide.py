@@ -250,7 +250,10 @@ def _lift_text(r: VariantMetricRow) -> str:
 
 
 def _estimable(r: VariantMetricRow) -> bool:
-    return all(math.isfinite(x) for x in (r.abs_lift, r.abs_ci_lower, r.abs_ci_upper, r.p_value))
+    """A lift, a p-value and an interval; a one-sided design's interval is open (infinite) on one side."""
+    lo, hi = r.abs_ci_lower, r.abs_ci_upper
+    return (math.isfinite(r.abs_lift) and math.isfinite(r.p_value) and not (math.isnan(lo) or math.isnan(hi))
+            and (math.isfinite(lo) or math.isfinite(hi)))
 
 
 def _good(r: VariantMetricRow) -> bool:
@@ -279,10 +282,11 @@ def _ni_bound(r: VariantMetricRow, margin: GuardrailMargin, alpha: float) -> flo
     """The one-sided (level α) bound on the harmful side, on the margin's scale (NaN if not estimable)."""
     est, lo, hi = (r.rel_lift, r.rel_ci_lower, r.rel_ci_upper) if margin.relative else (
         r.abs_lift, r.abs_ci_lower, r.abs_ci_upper)
+    if r.method in ALWAYS_VALID:  # always-valid interval (possibly intersected): use its own bound
+        bound = lo if r.higher_is_better else hi
+        return bound if math.isfinite(est) and math.isfinite(bound) else math.nan
     if not all(math.isfinite(x) for x in (est, lo, hi)):
         return math.nan
-    if r.method in ALWAYS_VALID:  # always-valid interval (possibly intersected): use its own bound
-        return lo if r.higher_is_better else hi
     nd = NormalDist()
     k = nd.inv_cdf(1 - alpha) / nd.inv_cdf(1 - alpha / 2)
     return est - k * (est - lo) if r.higher_is_better else est + k * (hi - est)
