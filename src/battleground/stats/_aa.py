@@ -72,7 +72,7 @@ def aa_resplits(
     share: float = 0.5,
     alpha: float = 0.05,
     seed: int = 0,
-    chunk: int = 32,
+    chunk: int = 16,
 ) -> AaResult:
     """Empirical A/A false-positive rate of one metric from its per-user values.
 
