@@ -263,7 +263,7 @@ def test_a_source_plugs_in_data_quality_checks_and_views_forward_them() -> None:
     backend = WithMultipleExposure(info, 5, {"control": 1000, "green": 1000}, {"control": 0.10, "green": 0.16})
     for source in (backend, ReadOnlySource(backend)):
         result = Monitor(source=source).put_experiment_id(experiment_id=7).result()
-        assert [c.name for c in result.data_quality] == ["srm", "multiple_exposure"]
+        assert [c.name for c in result.data_quality] == ["srm", "sequential_srm", "multiple_exposure"]
         assert result.decision.verdict == "data_quality"
         assert "multiple_exposure: 120 of 10,000 users (1.20%)" in result.decision.reasons[0]
     assert Monitor(source=MemoryBackend(info, 5, {"control": 1000, "green": 1000},

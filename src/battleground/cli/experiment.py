@@ -312,7 +312,9 @@ def status_command(
         info = monitor.experiment()
         result = monitor.result(start_dt=start, end_dt=end)
         decision, srm = result.decision, result.srm
-        method = "mSPRT, always valid" if info.sequential else "Welch, fixed horizon"
+        method = {"fixed": "Welch, fixed horizon", "msprt": "mSPRT, always valid",
+                  "one_sided": "one-sided confidence sequence", "obrien_fleming": "group-sequential, O'Brien–Fleming",
+                  "pocock": "group-sequential, Pocock"}.get(result.design, result.design)
         records = []
         for row in result.rows:
             records.append(row.to_dict() | {"metric": row.metric})
@@ -323,7 +325,9 @@ def status_command(
         table = Table("rows", f"#{info.id} {info.name} ({info.status}) · {method}", columns, records)
         if fmt != "table":
             extra = {"experiment": info.to_dict(), "srm": srm.to_dict() if srm else None,
-                     "data_quality": [c.to_dict() for c in result.data_quality], "decision": decision.to_dict()}
+                     "data_quality": [c.to_dict() for c in result.data_quality], "decision": decision.to_dict(),
+                     "sequential_srm": result.sequential_srm.to_dict() if result.sequential_srm else None,
+                     "power": [p.to_dict() for p in result.power]}
             print_tables([table], fmt, extra=extra if fmt == "json" else None)
             return
         print_tables([table], fmt)
@@ -338,6 +342,11 @@ def status_command(
         for check in result.data_quality:
             if check.name != "srm" and check.status != "ok":
                 console.print(f"[bold yellow]{check.name} {check.status.upper()}[/]: {check.detail}")
+        for pw in result.power:  # mid-experiment power against the planned MDE (gbstats' method)
+            extra_users = "not reachable" if pw.additional_users is None else f"{pw.additional_users:,.0f} more users"
+            days = f", about {pw.additional_days:.1f} more days" if pw.additional_days == pw.additional_days else ""
+            console.print(f"power for MDE {pw.mde:+.1%} on {pw.metric} ({pw.variant}): now {pw.power_now:.0%}, "
+                          f"at the planned end {pw.power_at_plan:.0%}; to reach {pw.target_power:.0%}: {extra_users}{days}")
         verdict_style = {"ship": "bold green", "dont_ship": "bold red", "data_quality": "bold white on red"}
         console.print(f"decision: [{verdict_style.get(decision.verdict, 'bold')}]{decision.headline}[/]"
                       f" (decided by {clause_text(decision.clause)})")

@@ -42,6 +42,7 @@ from battleground.experiment._quality import (
     DataQualityCheck,
     multiple_exposure_check,
     pre_period_check,
+    sequential_srm_check,
     srm_check,
 )
 from battleground.experiment._records import GuardrailMargin, MarginError
@@ -66,8 +67,12 @@ __all__ = [
     "p_label",
     "plan_progress",
     "pre_period_check",
+    "sequential_srm_check",
     "srm_check",
 ]
+
+# methods whose interval is valid at every look (read as is for non-inferiority)
+ALWAYS_VALID = ("msprt", "one_sided", "gst_obrien_fleming", "gst_pocock")
 
 RULE = (
     "Ship a variant only if at least one success metric improves significantly (Holm-corrected over "
@@ -245,7 +250,10 @@ def _lift_text(r: VariantMetricRow) -> str:
 
 
 def _estimable(r: VariantMetricRow) -> bool:
-    return all(math.isfinite(x) for x in (r.abs_lift, r.abs_ci_lower, r.abs_ci_upper, r.p_value))
+    """A lift, a p-value and an interval; a one-sided design's interval is open (infinite) on one side."""
+    lo, hi = r.abs_ci_lower, r.abs_ci_upper
+    return (math.isfinite(r.abs_lift) and math.isfinite(r.p_value) and not (math.isnan(lo) or math.isnan(hi))
+            and (math.isfinite(lo) or math.isfinite(hi)))
 
 
 def _good(r: VariantMetricRow) -> bool:
@@ -274,10 +282,11 @@ def _ni_bound(r: VariantMetricRow, margin: GuardrailMargin, alpha: float) -> flo
     """The one-sided (level α) bound on the harmful side, on the margin's scale (NaN if not estimable)."""
     est, lo, hi = (r.rel_lift, r.rel_ci_lower, r.rel_ci_upper) if margin.relative else (
         r.abs_lift, r.abs_ci_lower, r.abs_ci_upper)
+    if r.method in ALWAYS_VALID:  # always-valid interval (possibly intersected): use its own bound
+        bound = lo if r.higher_is_better else hi
+        return bound if math.isfinite(est) and math.isfinite(bound) else math.nan
     if not all(math.isfinite(x) for x in (est, lo, hi)):
         return math.nan
-    if r.method == "msprt":  # always-valid interval (possibly intersected): use its own bound
-        return lo if r.higher_is_better else hi
     nd = NormalDist()
     k = nd.inv_cdf(1 - alpha) / nd.inv_cdf(1 - alpha / 2)
     return est - k * (est - lo) if r.higher_is_better else est + k * (hi - est)
@@ -367,7 +376,7 @@ def _metric_verdicts(
                 **base, outcome="deteriorated", significant=True, bound=math.nan,
                 text=f"{'success metric' if role == 'success' else role} {r.metric} got significantly worse "
                      f"in {r.variant}: {_lift_text(r)}, "
-                     f"{'always-valid ' if r.method == 'msprt' else ''}p = {r.p_value:.3g} < {alpha}"))
+                     f"{'always-valid ' if r.method in ALWAYS_VALID else ''}p = {r.p_value:.3g} < {alpha}"))
             continue
         if role == "success":
             sig = adjusted[i] < alpha and (_good(r) or _bad(r))
@@ -377,7 +386,7 @@ def _metric_verdicts(
                 bound=math.nan,
                 text=f"success metric {r.metric} {'improved' if improved else 'did not improve significantly'} "
                      f"in {r.variant}: {_lift_text(r)}, "
-                     f"{'always-valid ' if r.method == 'msprt' else ''}{p_label(correction)} = {adjusted[i]:.3g}"))
+                     f"{'always-valid ' if r.method in ALWAYS_VALID else ''}{p_label(correction)} = {adjusted[i]:.3g}"))
             continue
         if margin is None:
             out.append(MetricVerdict(

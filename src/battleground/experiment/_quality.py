@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 
 from battleground.errors import ExperimentError
-from battleground.stats import Result, SrmResult
+from battleground.stats import Result, SequentialSrmResult, SrmResult
 
-__all__ = ["DataQualityCheck", "multiple_exposure_check", "pre_period_check", "srm_check"]
+__all__ = ["DataQualityCheck", "multiple_exposure_check", "pre_period_check", "sequential_srm_check", "srm_check"]
 
 
 class DataQualityError(ExperimentError, ValueError):
@@ -29,16 +29,37 @@ class DataQualityCheck(Result):
     value: float = math.nan
 
 
-def srm_check(srm: SrmResult | None) -> DataQualityCheck | None:
-    """The SRM test as a data-quality check (an alert fails it)."""
+def srm_check(srm: SrmResult | None, *, peeked: bool = False) -> DataQualityCheck | None:
+    """The SRM test as a data-quality check (an alert fails it).
+
+    ``peeked``: the χ² test is read at every look of a sequential experiment, where its level no
+    longer holds; its alert then only ``warn``-s and the sequential SRM (:func:`sequential_srm_check`)
+    is the one that fails."""
     if srm is None:
         return None
     status = {"alert": "fail", "warn": "warn"}.get(srm.status, "ok")
+    note = ""
+    if peeked and status == "fail":
+        status, note = "warn", "; checked at every look, so the sequential SRM decides"
     return DataQualityCheck(
         "srm", status,
         f"users per variant {[int(o) for o in srm.observed]} vs weights {list(srm.weights)}: "
-        f"χ² = {srm.chi2:.3f}, p = {srm.p_value:.3g} ({srm.status})",
+        f"χ² = {srm.chi2:.3f}, p = {srm.p_value:.3g} ({srm.status}){note}",
         srm.p_value,
+    )
+
+
+def sequential_srm_check(ssrm: SequentialSrmResult | None) -> DataQualityCheck | None:
+    """The sequential (always-valid) SRM as a data-quality check: safe to read every day; an alert fails."""
+    if ssrm is None:
+        return None
+    status = {"alert": "fail", "warn": "warn"}.get(ssrm.status, "ok")
+    return DataQualityCheck(
+        "sequential_srm", status,
+        f"users per variant {[int(o) for o in ssrm.observed]} over {ssrm.looks} daily looks vs weights "
+        f"{[round(w, 4) for w in ssrm.weights]}: Bayes factor {math.exp(min(ssrm.log_bayes_factor, 700.0)):.3g}, "
+        f"always-valid p = {ssrm.p_value:.3g} ({ssrm.status})",
+        ssrm.p_value,
     )
 
 

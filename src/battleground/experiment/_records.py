@@ -14,6 +14,7 @@ from typing import Any
 from battleground.errors import ExperimentError
 
 __all__ = [
+    "DESIGNS",
     "STATUSES",
     "AuditEntry",
     "EndConditions",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 STATUSES = ("draft", "running", "stopped", "archived")
+# sequential designs (EndConditions.design); the group-sequential ones need a target sample size
+DESIGNS = ("msprt", "one_sided", "obrien_fleming", "pocock")
+GROUP_SEQUENTIAL = ("obrien_fleming", "pocock")
 METRIC_KINDS = ("proportion", "mean", "ratio")
 DIRECTIONS = ("increase", "decrease")
 
@@ -103,11 +107,18 @@ class EndConditions:
         target_sample_size: users per variant.
         max_duration_days: days since the experiment started.
         sequential: stop early when the always-valid (mSPRT) test of the primary metric is significant.
+        design: the sequential design (:data:`DESIGNS`): "msprt" (two-sided mixture SPRT, default),
+            "one_sided" (gbstats' one-sided confidence sequence in each metric's good direction),
+            "obrien_fleming" or "pocock" (group-sequential, Lan–DeMets alpha spending over the
+            information fraction users / ``target_sample_size``). Any design but "msprt" is sequential.
+        mde: the planned minimum detectable effect (relative, e.g. 0.05), for mid-experiment power.
     """
 
     target_sample_size: int | None = None
     max_duration_days: float | None = None
     sequential: bool = False
+    design: str = "msprt"
+    mde: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -86,7 +86,8 @@ class RegistryRepo:
                              margin=m.margin, margin_relative=bool(m.margin_relative))
                 for m in row.metrics
             ),
-            end_conditions=EndConditions(ec.target_sample_size, ec.max_duration_days, ec.sequential)
+            end_conditions=EndConditions(ec.target_sample_size, ec.max_duration_days, ec.sequential,
+                                         ec.design or "msprt", ec.mde)
             if ec is not None else EndConditions(),
             description=row.description, hypothesis=row.hypothesis, owner=row.owner,
             start_at=row.start_at, end_at=row.end_at, started_at=row.started_at,

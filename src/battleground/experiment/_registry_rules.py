@@ -15,7 +15,9 @@ from typing import Any
 
 from battleground._time import TimeInputError, parse_instant
 from battleground.experiment._records import (
+    DESIGNS,
     DIRECTIONS,
+    GROUP_SEQUENTIAL,
     METRIC_KINDS,
     EndConditions,
     MetricRecord,
@@ -229,7 +231,8 @@ def _check_metrics(metrics: Sequence[MetricRecord]) -> None:
 
 
 def _normalize_end_conditions(
-    target_sample_size: Any, max_duration_days: Any, sequential: Any, current: EndConditions
+    target_sample_size: Any, max_duration_days: Any, sequential: Any, current: EndConditions,
+    design: Any = _UNSET, mde: Any = _UNSET,
 ) -> EndConditions:
     size = current.target_sample_size if target_sample_size is _UNSET else target_sample_size
     days = current.max_duration_days if max_duration_days is _UNSET else max_duration_days
@@ -248,4 +251,21 @@ def _normalize_end_conditions(
         if seq.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise RegistryError(f"sequential must be true or false, got {seq!r}")
         seq = seq.strip().lower() in ("true", "1", "yes")
-    return EndConditions(size, days, bool(seq))
+    des = current.design if design is _UNSET else ("msprt" if design is None else design)
+    if not isinstance(des, str) or des.strip().lower() not in DESIGNS:
+        raise RegistryRuleError(f"design is one of {', '.join(DESIGNS)}", des,
+                                "e.g. design='obrien_fleming' for group-sequential alpha spending")
+    des = des.strip().lower()
+    if design is not _UNSET and des != "msprt":
+        seq = True  # choosing a sequential design makes the experiment sequential
+    if des in GROUP_SEQUENTIAL and bool(seq) and size is None:
+        raise RegistryRuleError(
+            "a group-sequential design has a target sample size", des,
+            "set target_sample_size (users per variant): looks are placed at users / target",
+        )
+    planned = current.mde if mde is _UNSET else mde
+    if planned is not None:
+        planned = _as_float(planned, "mde")
+        if not (math.isfinite(planned) and planned > 0):
+            raise RegistryRuleError("the planned MDE is a positive relative effect", planned, "e.g. mde=0.05 for +5 %")
+    return EndConditions(size, days, bool(seq), des, planned)

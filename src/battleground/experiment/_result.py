@@ -8,12 +8,12 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from battleground.experiment._decide import DataQualityCheck, Decision
-from battleground.stats import Result, SrmResult, VariantMetricRow
+from battleground.stats import Result, SequentialSrmResult, SrmResult, VariantMetricRow
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "MonitorResult", "MonitorRow", "cuped_row", "results_frame"]
+__all__ = ["COLUMNS", "MonitorResult", "MonitorRow", "PowerRow", "cuped_row", "results_frame"]
 
 # the seed's monitoring DataFrame, column by column
 COLUMNS = [
@@ -37,6 +37,27 @@ class MonitorRow(VariantMetricRow):
 
 
 @dataclass(frozen=True)
+class PowerRow(Result):
+    """Mid-experiment power of one (metric, variant) comparison against the planned relative MDE
+    (gbstats' method, :func:`battleground.stats.mid_experiment_power`).
+
+    ``power_at_plan``: power at the planned end given what has been seen (NaN without a plan);
+    ``additional_users``/``additional_days``: what it takes to reach ``target_power`` (0 when powered,
+    None/NaN when not reachable or no rate yet)."""
+
+    metric: str
+    variant: str
+    mde: float
+    power_now: float
+    power_at_plan: float
+    target_power: float
+    additional_users: float | None
+    additional_days: float
+    method: str
+    message: str
+
+
+@dataclass(frozen=True)
 class MonitorResult(Result):
     """The results of one experiment over one window.
 
@@ -45,6 +66,9 @@ class MonitorResult(Result):
         srm: the sample-ratio mismatch test (``None`` before any user is exposed).
         data_quality: every data-quality check (SRM, multiple exposure, ...), the SRM one included.
         decision: the verdict of :func:`battleground.experiment._decide.decide`.
+        sequential_srm: the always-valid SRM over the daily looks (``None`` without daily data).
+        power: mid-experiment power of the primary metric per variant (empty without a planned MDE).
+        design: "fixed" or the sequential design (``msprt``, ``one_sided``, ``obrien_fleming``, ``pocock``).
     """
 
     experiment_id: int
@@ -52,6 +76,9 @@ class MonitorResult(Result):
     srm: SrmResult | None
     data_quality: tuple[DataQualityCheck, ...]
     decision: Decision
+    sequential_srm: SequentialSrmResult | None = None
+    power: tuple[PowerRow, ...] = ()
+    design: str = "fixed"
 
     @property
     def users(self) -> dict[str, int]:

@@ -46,6 +46,8 @@ class ExperimentInfo(Result):
     metadata: dict[str, Any] = field(default_factory=dict)
     guardrail_margins: dict[str, GuardrailMargin] = field(default_factory=dict)
     stopped_at: dt.datetime | None = None
+    design: str = "msprt"  # the sequential design (EndConditions.design)
+    mde: float | None = None  # the planned relative MDE (mid-experiment power)
 
     @property
     def control(self) -> str:
@@ -222,7 +224,7 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
             m.name: GuardrailMargin(float(m.margin), m.margin_relative)
             for m in exp.metrics if m.guardrail and m.margin is not None
         },
-        stopped_at=exp.stopped_at,
+        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde,
     )
 
 

@@ -25,6 +25,7 @@ from battleground.experiment._decide import (
     Decision,
     clause_text,
     decide,
+    sequential_srm_check,
     srm_check,
 )
 from battleground.experiment._metric_sums import cuped_comparisons
@@ -33,6 +34,7 @@ from battleground.experiment._result import (
     COLUMNS,
     MonitorResult,
     MonitorRow,
+    PowerRow,
     cuped_row,
     results_frame,
 )
@@ -46,12 +48,16 @@ from battleground.experiment._source import (
 )
 from battleground.stats import (
     Result,
+    SequentialSrmResult,
     SrmResult,
     StatsInputError,
     VariantMetricRow,
     analyze_metrics,
+    mid_experiment_power,
+    sequential_srm_test,
     srm_test,
 )
+from battleground.stats._design_rows import DESIGN_METHODS, comparison_moments, design_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,6 +97,8 @@ class EndConditionReport(Result):
     srm_status: str
     srm_p_value: float
     users_per_variant: dict[str, int]
+    sequential_srm_status: str = "n/a"
+    sequential_srm_p_value: float = math.nan
 
 
 class WindowInputError(TimeInputError, StatsInputError):
@@ -182,8 +190,10 @@ class Monitor:
         start = _to_datetime(start_dt, "start_dt")
         end = _to_datetime(end_dt, "end_dt", end=True)
         rows: list[VariantMetricRow] | None = None
+        days = self._daily_sums(info, start, end)
+        current: dict[str, list[Any]] | None = days[-1][1] if days else None
         if info.sequential:
-            daily = self._daily_rows(info, start, end)
+            daily = self._daily_rows(info, start, end, days=days)
             if daily:
                 _, rows, srm = daily[-1]
         # the default source gives every metric, the exposure check and the CUPED covariates in one scan
@@ -193,6 +203,7 @@ class Monitor:
             sums = sums_by_metric(info, es) if es is not None else self.backend.metric_sums(info, start, end)
             srm = self._srm(info, sums)
             rows = self._analyze(info, sums, sequential=info.sequential)
+            current = sums
         checks = self._data_quality(info, start, end)
         cuped: dict[tuple[str, str], Any] = {}
         if es is not None:
@@ -201,7 +212,8 @@ class Monitor:
             cuped = {(c.metric, c.variant): c.adjusted for c in comparisons}
             checks += (multiple_exposure_check(es.multiple_exposure_users, es.exposed_users),)
             checks += tuple(pre_period_check(c.metric, c.variant, c.pre_period_p_value) for c in comparisons)
-        return self._result(info, rows, srm, checks, now, cuped=cuped)
+        return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, days),
+                            power=self._power(info, current, now))
 
     def _result(
         self,
@@ -212,11 +224,16 @@ class Monitor:
         now: dt.datetime | None,
         *,
         cuped: dict[tuple[str, str], Any] | None = None,
+        ssrm: SequentialSrmResult | None = None,
+        power: tuple[PowerRow, ...] = (),
     ) -> MonitorResult:
         """The rule's decision on ``rows``; ``cuped`` maps (metric, variant) to its CUPED-adjusted
-        relative comparison, shown beside the unadjusted row (it does not change the decision)."""
-        srm_dq = srm_check(srm)
-        checks = ((srm_dq,) if srm_dq is not None else ()) + extra
+        relative comparison, shown beside the unadjusted row (it does not change the decision).
+        ``ssrm`` is the sequential SRM over the daily looks: for a sequential experiment (read every day)
+        it is the SRM check that fails, the χ² one only warns."""
+        srm_dq = srm_check(srm, peeked=info.sequential and ssrm is not None)
+        ssrm_dq = sequential_srm_check(ssrm)
+        checks = tuple(c for c in (srm_dq, ssrm_dq) if c is not None) + extra
         decision = decide(info, rows, data_quality=checks, alpha=self.alpha, correction=self.correction, now=now)
         control_value = {r.metric: r.value for r in rows if r.is_control}
         adjusted = cuped or {}
@@ -225,7 +242,8 @@ class Monitor:
                           if (r.metric, r.variant) in adjusted and r.metric in control_value else None)
             for r in rows
         )
-        return MonitorResult(experiment_id=info.id, rows=out, srm=srm, data_quality=checks, decision=decision)
+        return MonitorResult(experiment_id=info.id, rows=out, srm=srm, data_quality=checks, decision=decision,
+                             sequential_srm=ssrm, power=power, design=_design(info))
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -280,13 +298,73 @@ class Monitor:
             return None
         return srm_test([users[v.name] for v in info.variants], [v.weight for v in info.variants])
 
-    def _daily_rows(
+    def _daily_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
+        return list(self.backend.daily_metric_sums(info, start, end))
+
+    def _ssrm(self, info: ExperimentInfo, days: list[tuple[dt.date, dict[str, list[Any]]]]) -> SequentialSrmResult | None:
+        """The sequential SRM over the daily cumulative users per variant (``None`` before any user).
+
+        A user excluded later (exposed to a second variant) can lower a cumulative count; the series is
+        kept non-decreasing (running maximum), so such a user counts at the first look that saw them."""
+        import numpy as np
+
+        counts = np.array([[_users_per_variant(info, sums)[v.name] for v in info.variants] for _, sums in days],
+                          dtype=float).reshape(-1, len(info.variants))
+        counts = counts[counts.sum(axis=1) > 0]
+        if counts.size == 0:
+            return None
+        return sequential_srm_test(np.maximum.accumulate(counts, axis=0), [v.weight for v in info.variants],
+                                   cumulative=True)
+
+    def _power(self, info: ExperimentInfo, sums: dict[str, list[Any]] | None, now: dt.datetime | None
+               ) -> tuple[PowerRow, ...]:
+        """Mid-experiment power of the primary metric per variant against the planned MDE (gbstats)."""
+        if info.mde is None or not sums or not info.metrics:
+            return ()
+        spec = next((m for m in info.metrics if m.primary), info.metrics[0])
+        arms = {s.variant: s for s in sums.get(spec.name, ())}
+        if info.control not in arms:
+            return ()
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        began = info.start_at or info.started_at
+        elapsed = (now - began) / dt.timedelta(days=1) if began is not None and now > began else math.nan
+        planned_days = info.max_duration_days or (
+            (info.end_at - began) / dt.timedelta(days=1) if info.end_at is not None and began is not None else None)
+        n_goal = max(1, sum(not m.guardrail for m in info.metrics))
+        out = []
+        for v in info.variants:
+            if v.is_control or v.name not in arms:
+                continue
+            mom = comparison_moments(spec, arms[info.control], arms[v.name])
+            if not (math.isfinite(mom.se_rel) and mom.se_rel > 0 and mom.users >= 2):
+                out.append(PowerRow(spec.name, v.name, info.mde, math.nan, math.nan, 0.8, None, math.nan, "",
+                                    "not estimable yet (too few users or no variation)"))
+                continue
+            planned = (2.0 * info.target_sample_size if info.target_sample_size
+                       else mom.users * planned_days / elapsed if planned_days and elapsed > 0 else None)
+            r = mid_experiment_power(
+                mom.se_rel, mom.users, info.mde, alpha=self.alpha, n_goal_metrics=n_goal,
+                n_variants=len(info.variants), corrected=self.correction != "none",
+                sequential=info.sequential and info.design in ("msprt", "one_sided"), planned_users=planned,
+                users_per_day=mom.users / elapsed if elapsed > 0 else None,
+            )
+            out.append(PowerRow(spec.name, v.name, r.mde, r.power_now, r.power_at_plan, r.target_power,
+                                r.additional_users, r.additional_days, r.method, r.message))
+        return tuple(out)
+
+    def _daily_rows(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
+        *, days: list[tuple[dt.date, dict[str, list[Any]]]] | None = None,
     ) -> list[tuple[dt.date, list[VariantMetricRow], SrmResult | None]]:
+        days = self._daily_sums(info, start, end) if days is None else days
+        if info.sequential and info.design in DESIGN_METHODS:
+            return self._design_rows(info, days)
         out = []
         running: dict[tuple[str, str], float] = {}
         running_ci: dict[tuple[str, str], tuple[float, float]] = {}
-        for day, sums in self.backend.daily_metric_sums(info, start, end):
+        for day, sums in days:
             try:
                 rows = self._analyze(
                     info, sums, sequential=info.sequential, previous_p=running, previous_ci=running_ci
@@ -302,13 +380,36 @@ class Monitor:
             out.append((day, rows, self._srm(info, sums)))
         return out
 
+    def _design_rows(
+        self, info: ExperimentInfo, days: list[tuple[dt.date, dict[str, list[Any]]]]
+    ) -> list[tuple[dt.date, list[VariantMetricRow], SrmResult | None]]:
+        """Daily rows under a one-sided or group-sequential design (:func:`design_path`)."""
+        usable = [(d, s) for d, s in days
+                  if all(any(a.variant == info.control and a.users > 0 for a in s.get(m.name, ())) for m in info.metrics)]
+        if not usable:
+            return []
+        fractions = None
+        if info.design != "one_sided":
+            target = info.target_sample_size or 0
+            if target <= 0:
+                raise StatsInputError(
+                    f"experiment {info.name!r} has the group-sequential design {info.design!r} but no target "
+                    "sample size: set target_sample_size (the looks are placed at users / target)"
+                )
+            fractions = [max(min(_users_per_variant(info, s).values()), 1) / target for _, s in usable]
+        paths = design_path(info.metrics, [s for _, s in usable], control=info.control, design=info.design,
+                            information_fractions=fractions, alpha=self.alpha, correction=self.correction)
+        return [(d, rows, self._srm(info, s)) for (d, s), rows in zip(usable, paths, strict=True)]
+
     def _sequential_decision(self, info: ExperimentInfo, now: dt.datetime) -> Decision | None:
         """The rule's verdict on the always-valid results to date (``None`` before any data)."""
-        daily = self._daily_rows(info, None, None)
+        days = self._daily_sums(info, None, None)
+        daily = self._daily_rows(info, None, None, days=days)
         if not daily:
             return None
         _, rows, srm = daily[-1]
-        return self._result(info, rows, srm, self._data_quality(info, None, None), now).decision
+        return self._result(info, rows, srm, self._data_quality(info, None, None), now,
+                            ssrm=self._ssrm(info, days)).decision
 
     # ------------------------------------------------------------------ end conditions
     def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
@@ -325,6 +426,7 @@ class Monitor:
         sums = self.backend.metric_sums(info, None, None)
         users = _users_per_variant(info, sums)
         srm = self._srm(info, sums)
+        ssrm = self._ssrm(info, self._daily_sums(info, None, None))
         reasons: list[str] = []
         if info.target_sample_size and users and min(users.values()) >= info.target_sample_size:
             reasons.append(
@@ -347,10 +449,13 @@ class Monitor:
                     + "; ".join(decision.reasons[:2])
                 )
         stopped = False
-        if srm is not None and srm.status == "alert" and stop:  # a dry run or a page view writes nothing
+        # the cron checks every day: the always-valid sequential SRM is the one safe to act on daily
+        alert = ssrm.status == "alert" if ssrm is not None else srm is not None and srm.status == "alert"
+        if alert and stop:  # a dry run or a page view writes nothing
+            shown = ssrm.p_value if ssrm is not None else srm.p_value if srm is not None else math.nan
             self.backend.record(
                 info.id,
-                f"SRM alert: users per variant {users} do not match weights (p = {srm.p_value:.3g}); "
+                f"SRM alert: users per variant {users} do not match weights (always-valid p = {shown:.3g}); "
                 "results are not trustworthy until the cause is found",
             )
         if reasons and stop and info.status == "running":
@@ -361,7 +466,13 @@ class Monitor:
             met=bool(reasons), reasons=tuple(reasons), stopped=stopped,
             srm_status=srm.status if srm else "n/a", srm_p_value=srm.p_value if srm else math.nan,
             users_per_variant=users,
+            sequential_srm_status=ssrm.status if ssrm else "n/a",
+            sequential_srm_p_value=ssrm.p_value if ssrm else math.nan,
         )
+
+
+def _design(info: ExperimentInfo) -> str:
+    return info.design if info.sequential else "fixed"
 
 
 def _users_per_variant(info: ExperimentInfo, sums: dict[str, list[Any]]) -> dict[str, int]:

@@ -151,10 +151,12 @@ class Registry(RegistryRepo):
             ec = _normalize_end_conditions(
                 end_conditions.get("target_sample_size"), end_conditions.get("max_duration_days"),
                 end_conditions.get("sequential", False), EndConditions(),
+                end_conditions.get("design", _UNSET), end_conditions.get("mde", _UNSET),
             )
         else:
             ec = end_conditions or EndConditions()
-            ec = _normalize_end_conditions(ec.target_sample_size, ec.max_duration_days, ec.sequential, ec)
+            ec = _normalize_end_conditions(ec.target_sample_size, ec.max_duration_days, ec.sequential, ec,
+                                           ec.design, ec.mde)
         now = _now()
         with self._session() as session:
             row = ExperimentRow(
@@ -177,7 +179,7 @@ class Registry(RegistryRepo):
             ]
             row.end_condition = EndConditionRow(
                 target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
-                sequential=ec.sequential,
+                sequential=ec.sequential, design=ec.design, mde=ec.mde,
             )
             session.add(row)
             try:
@@ -430,9 +432,13 @@ class Registry(RegistryRepo):
         target_sample_size: Any = _UNSET,
         max_duration_days: Any = _UNSET,
         sequential: Any = _UNSET,
+        design: Any = _UNSET,
+        mde: Any = _UNSET,
         actor: str | None = None,
     ) -> ExperimentRecord:
-        """Set some end conditions (the others keep their values; ``None`` clears one)."""
+        """Set some end conditions (the others keep their values; ``None`` clears one); ``design`` is
+        the sequential design (:data:`~battleground.experiment._records.DESIGNS`), ``mde`` the planned
+        relative MDE."""
         from battleground.storage._models import EndConditionRow
 
         with self._session() as session:
@@ -440,21 +446,24 @@ class Registry(RegistryRepo):
             self._require_editable(row)
             ec_row = row.end_condition
             current = (
-                EndConditions(ec_row.target_sample_size, ec_row.max_duration_days, ec_row.sequential)
+                EndConditions(ec_row.target_sample_size, ec_row.max_duration_days, ec_row.sequential,
+                              ec_row.design or "msprt", ec_row.mde)
                 if ec_row is not None else EndConditions()
             )
-            new = _normalize_end_conditions(target_sample_size, max_duration_days, sequential, current)
+            new = _normalize_end_conditions(target_sample_size, max_duration_days, sequential, current, design, mde)
             if new == current:
                 return self._record(row)
             if ec_row is None:
                 row.end_condition = EndConditionRow(
                     target_sample_size=new.target_sample_size, max_duration_days=new.max_duration_days,
-                    sequential=new.sequential,
+                    sequential=new.sequential, design=new.design, mde=new.mde,
                 )
             else:
                 ec_row.target_sample_size = new.target_sample_size
                 ec_row.max_duration_days = new.max_duration_days
                 ec_row.sequential = new.sequential
+                ec_row.design = new.design
+                ec_row.mde = new.mde
             row.updated_at = _now()
             self._audit(session, row, "set_end_conditions", {"old": current, "new": new}, actor)
             session.commit()
@@ -512,6 +521,8 @@ END_CONDITION_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "max_duration_days": ("max_duration_days", "max_days", "duration_days", "최대기간", "최대실험기간", "최대일수"),
     "sequential": ("sequential", "순차검정", "조기종료"),
+    "design": ("design", "sequential_design", "순차설계"),
+    "mde": ("mde", "planned_mde", "최소검출효과"),
 }
 _META_LOOKUP = {_key(alias): field for field, aliases in META_KEYS.items() for alias in aliases}
 _END_LOOKUP = {_key(alias): field for field, aliases in END_CONDITION_KEYS.items() for alias in aliases}

@@ -7,6 +7,7 @@ The public face for users is :mod:`battleground.experiment.ab_test`, which re-ex
 
 from __future__ import annotations
 
+from battleground.stats._aa import AaResult, aa_resplits
 from battleground.stats._analysis import (
     MetricSpec,
     VariantMetricRow,
@@ -21,6 +22,16 @@ from battleground.stats._base import (
 )
 from battleground.stats._bayes import BayesResult, bayes_from_estimate, bayesian_test
 from battleground.stats._corrections import CorrectionResult, adjust_pvalues
+from battleground.stats._group_sequential import (
+    SPENDING,
+    GroupSequentialBounds,
+    GroupSequentialResult,
+    alpha_spent,
+    group_sequential_bounds,
+    group_sequential_test,
+)
+from battleground.stats._midpower import MidExperimentPowerResult, mid_experiment_power, power_after
+from battleground.stats._one_sided import one_sided_confidence_sequence
 from battleground.stats._planning import (
     DurationResult,
     MdeResult,
@@ -43,6 +54,7 @@ from battleground.stats._sequential import (
     msprt_path,
 )
 from battleground.stats._srm import SrmResult, srm_test
+from battleground.stats._ssrm import SequentialSrmResult, sequential_srm_test
 from battleground.stats._tests import (
     EffectResult,
     compare_means,
@@ -56,24 +68,32 @@ from battleground.stats._tests import (
 )
 
 __all__ = [
+    "SPENDING",
+    "AaResult",
     "BayesResult",
     "CorrectionResult",
     "CupedSummary",
     "DurationResult",
     "EffectResult",
+    "GroupSequentialBounds",
+    "GroupSequentialResult",
     "MdeResult",
     "MeanSummary",
     "MetricSpec",
+    "MidExperimentPowerResult",
     "PowerResult",
     "RatioSummary",
     "Result",
     "SampleSizeResult",
     "SequentialPath",
     "SequentialResult",
+    "SequentialSrmResult",
     "SrmResult",
     "StatsInputError",
     "VariantMetricRow",
+    "aa_resplits",
     "adjust_pvalues",
+    "alpha_spent",
     "analyze_metrics",
     "bayes_from_estimate",
     "bayesian_test",
@@ -82,10 +102,15 @@ __all__ = [
     "cuped_test",
     "cuped_theta",
     "estimate_duration",
+    "group_sequential_bounds",
+    "group_sequential_test",
     "mde_means",
     "mde_proportions",
+    "mid_experiment_power",
     "msprt",
     "msprt_path",
+    "one_sided_confidence_sequence",
+    "power_after",
     "power_means",
     "power_proportions",
     "ratio_test",
@@ -93,6 +118,7 @@ __all__ = [
     "sample_size_means",
     "sample_size_proportions",
     "sample_size_ratio",
+    "sequential_srm_test",
     "srm_test",
     "t_test",
     "welch_t_test",

@@ -113,6 +113,9 @@ class EndConditionRow(Base):
     target_sample_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_duration_days: Mapped[float | None] = mapped_column(Float, nullable=True)
     sequential: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # the sequential design and the planned relative MDE (migration 0006); NULL = mSPRT / none
+    design: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    mde: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     experiment: Mapped[ExperimentRow] = relationship(back_populates="end_condition")
 
