@@ -337,7 +337,7 @@ WITH scan AS (
     GROUP BY {unit}
 ),
 units AS MATERIALIZED (
-    SELECT *, {flags}, (first_ts < t0{late}{first_dirty}) AS dirty FROM scan WHERE t0 IS NOT NULL
+    SELECT scan.*, {flags}, (first_ts < t0{late}{first_dirty}) AS dirty FROM scan WHERE t0 IS NOT NULL
 ),
 fixed AS (
     SELECT {", ".join("e." + c.strip() for c in unit.split(","))}{first_col},

@@ -111,6 +111,8 @@ class EventStore(abc.ABC):
     """
 
     backend: str = ""
+    # The sqlglot dialect the shared queries are compiled to (``storage/_compile.py``).
+    dialect: str = "duckdb"
 
     def __init__(self, url: str, registry_url: str | None = None) -> None:
         self.url = url
@@ -130,6 +132,12 @@ class EventStore(abc.ABC):
         """Run a shared query (``:name`` placeholders) and return all rows; ``scan``: the query aggregates
         a whole experiment (joins of all its events with its users), so hash joins are the right plan."""
 
+    def _query(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
+        """Run a shared query compiled for this store's :attr:`dialect` (placeholders bound by the driver)."""
+        from battleground.storage._compile import compile_sql
+
+        return self._fetch(compile_sql(sql, self.dialect), params, scan=scan)
+
     def count(self, experiment_id: int | None = None) -> int:
         """Number of stored events (of one experiment, or all)."""
         return sum(n for _, n in self.count_by_type(experiment_id))
@@ -141,7 +149,7 @@ class EventStore(abc.ABC):
         if experiment_id is not None:
             sql += " WHERE experiment_id = :experiment"
             params["experiment"] = int(experiment_id)
-        rows = self._fetch(sql + " GROUP BY event_type ORDER BY event_type", params)
+        rows = self._query(sql + " GROUP BY event_type ORDER BY event_type", params)
         return [(str(t), int(n)) for t, n in rows]
 
     @abc.abstractmethod
@@ -176,7 +184,7 @@ class EventStore(abc.ABC):
         from battleground.storage._sums_sql import metric_sums_many_sql
 
         defs = _definitions(metrics)
-        rows = self._fetch(metric_sums_many_sql(defs, multiple_exposures),
+        rows = self._query(metric_sums_many_sql(defs, multiple_exposures),
                            _params(experiment_id, defs, start, end), scan=True)
         names = [*HEAD_COLUMNS, *_metric_names(len(defs))]
         records = [dict(zip(names, r, strict=True)) for r in rows]
@@ -205,7 +213,7 @@ class EventStore(abc.ABC):
         from battleground.storage._sums_sql import DAILY_COLUMNS, daily_sums_many_sql
 
         defs = _definitions(metrics)
-        rows = self._fetch(daily_sums_many_sql(defs, multiple_exposures),
+        rows = self._query(daily_sums_many_sql(defs, multiple_exposures),
                            _params(experiment_id, defs, start, end), scan=True)
         if not rows:
             return []
