@@ -155,5 +155,11 @@ def _compile(sql: str, name: str, params: Mapping[str, Any] | None, events: exp.
         for table in list(tree.find_all(exp.Table)):
             if table.name == "events" and not table.args.get("db"):
                 alias = table.alias or "events"
-                table.replace(exp.Subquery(this=events.copy(), alias=exp.TableAlias(this=exp.to_identifier(alias))))
+                as_alias = exp.TableAlias(this=exp.to_identifier(alias))
+                if isinstance(events, exp.Table):
+                    named = events.copy()
+                    named.set("alias", as_alias)
+                    table.replace(named)
+                else:
+                    table.replace(exp.Subquery(this=events.copy(), alias=as_alias))
     return tree.sql(dialect=name, pretty=pretty)

@@ -340,7 +340,7 @@ units AS MATERIALIZED (
     SELECT scan.*, {flags}, (first_ts < t0{late}{first_dirty}) AS dirty FROM scan WHERE t0 IS NOT NULL
 ),
 fixed AS (
-    SELECT {", ".join("e." + c.strip() for c in unit.split(","))}{first_col},
+    SELECT {", ".join(f"e.{c.strip()} AS {c.strip()}" for c in unit.split(","))}{first_col},
         {fixed_aggs}
     FROM units x JOIN events e ON {join}
     WHERE x.dirty AND e.experiment_id = :experiment AND e.ts >= :scan_start AND e.ts < :end
@@ -394,7 +394,8 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
 WITH exposure AS MATERIALIZED ({_exposure(multiple)}
 ),
 per_unit_day AS (
-    SELECT x.user_id, x.variant, x.multi, x.wu, {day} AS day, MAX(e.covariate) AS cg,
+    SELECT x.user_id AS user_id, x.variant AS variant, x.multi AS multi, x.wu AS wu, {day} AS day,
+        MAX(e.covariate) AS cg,
         {aggregates}{_scan(metrics, multiple)}
     GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0, {day}
 ),
