@@ -96,7 +96,7 @@ class _Backend:
     ``multiple_exposures`` is the policy for users exposed to several variants.
     """
 
-    def __init__(self, client: Any, *, multiple_exposures: str = "exclude") -> None:
+    def __init__(self, client: Any, *, multiple_exposures: str = "exclude", store: Any = None) -> None:
         from battleground.experiment._metric_sums import check_multiple_exposures
         from battleground.settings import Settings
 
@@ -109,7 +109,8 @@ class _Backend:
 
             self.settings = resolve_client(client)
         self._registry: Any = None
-        self._store: Any = None
+        self._store: Any = store  # an event store given (e.g. a warehouse source), else the settings' one
+        self._sources: dict[int, Any] = {}
         self._records: dict[int, ExperimentRecord] = {}
 
     @property

@@ -221,3 +221,30 @@ class WarehouseEventStore(EventStore):
         data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
         return pa.table({c: pa.array(list(v), type=EVENT_SCHEMA.field(c).type) for c, v in zip(cols, data, strict=True)})
 
+
+
+def sums_sql(
+    experiment_id: int,
+    metrics: Any,
+    dialect: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    *,
+    multiple_exposures: str = "exclude",
+    relation: str | exp.Expression | None = None,
+    pretty: bool = True,
+) -> str:
+    """The metric-sums query of an experiment as ``dialect`` runs it, values bound (what
+    ``battleground events sql`` prints, for engines that cannot run here)."""
+    from battleground.storage._compile import compile_sql, dialect_name
+    from battleground.storage._sums_sql import metric_sums_many_sql
+    from battleground.storage.events import _definitions, _params
+
+    defs = _definitions(metrics)
+    params = {k: min(max(v, _LOW), _HIGH) if isinstance(v, dt.datetime) else v
+              for k, v in _params(experiment_id, defs, start, end).items()}
+    from sqlglot import exp as _exp
+
+    events = _exp.to_table(relation) if isinstance(relation, str) else relation
+    return compile_sql(metric_sums_many_sql(defs, multiple_exposures), dialect_name(dialect), params,
+                       events=events, pretty=pretty)
