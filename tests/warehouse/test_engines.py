@@ -7,13 +7,13 @@ import math
 from typing import Any
 
 import pytest
-from conftest import EXPERIMENT, START
 from warehouse_load import chdb_engine, duckdb_engine, mariadb_engine, spark_engine
 
 from battleground.storage._duckdb import DuckDBEventStore
 from battleground.storage._sums_sql import MetricQuery
 from battleground.storage._warehouse import WarehouseEventStore
 from battleground.storage.sums import ExperimentSums
+from conftest import EXPERIMENT, START
 
 METRICS = [
     MetricQuery("proportion", "purchase", None, 7, 14),
