@@ -11,7 +11,7 @@ embedded stores, and only the per-variant sums come back.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from battleground._redact import redact_url
 from battleground.errors import StorageError
@@ -68,7 +68,7 @@ class SqlAlchemyEngine:
     """Any database SQLAlchemy reaches (``mysql+pymysql://…``, ``postgresql+psycopg://…``, …); the SQL
     goes to the driver as it is (all values are literals), so no placeholder syntax is involved."""
 
-    _DIALECTS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgres", "sqlite": "sqlite",
+    _DIALECTS: ClassVar[dict[str, str]] = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgres", "sqlite": "sqlite",
                  "mssql": "tsql", "oracle": "oracle", "snowflake": "snowflake", "bigquery": "bigquery",
                  "trino": "trino", "redshift": "redshift", "databricks": "databricks", "clickhouse": "clickhouse"}
 
