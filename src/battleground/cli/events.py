@@ -48,3 +48,33 @@ def count_command(
         what = f"experiment {experiment}" if experiment is not None else "all experiments"
         detail = ", ".join(f"{t} {n:,}" for t, n in by_type)
         console.print(f"{total:,} events in {what}" + (f" ({detail})" if detail else ""))
+
+
+@app.command("sql")
+def sql_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    dialect: str = typer.Option("duckdb", "--dialect", help="SQL dialect: bigquery, snowflake, trino, "
+                                "databricks, spark, clickhouse, mysql, postgres, duckdb, … (sqlglot's names)."),
+    table: str = typer.Option("events", "--table", help="Table (or view) holding the events, in battleground's "
+                              "event columns (experiment_id, variant, user_id, event_type, ts, value, covariate)."),
+    multiple_exposures: str = typer.Option("exclude", "--multiple-exposures", help="exclude, first or keep."),
+) -> None:
+    """Print the metric-sums query of an experiment in an engine's dialect (one definition, compiled with
+    sqlglot), to run where the events live."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    with user_errors():
+        from battleground.experiment._metric_sums import check_multiple_exposures, metric_query
+        from battleground.experiment.register import Registry
+        from battleground.storage._warehouse import sums_sql
+
+        key: int | str = int(experiment) if experiment.strip().isdigit() else experiment
+        rec = Registry(load_settings().registry_url).get(key)
+        if not rec.metrics:
+            from battleground.experiment._metric_sums import SourceSettingError
+
+            raise SourceSettingError(f"experiment {rec.name!r} has no metrics; register metrics with "
+                                     "`battleground experiment create --metric …`")
+        text = sums_sql(rec.id, [metric_query(m) for m in rec.metrics], dialect, rec.start_at, rec.end_at,
+                        multiple_exposures=check_multiple_exposures(multiple_exposures), relation=table)
+        console.print(text, markup=False, highlight=False, soft_wrap=True)

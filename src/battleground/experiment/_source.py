@@ -67,6 +67,25 @@ class ExperimentSource(Protocol):
     methods (e.g. precomputed sums in memory) works too.
     """
 
+    def store_for(self, experiment_id: int) -> Any:
+        """Where the experiment's events are read: the store given, its registered source (read in place,
+        see ``storage/_sources.py``), or battleground's event store."""
+        if self._given is not None:
+            return self._given
+        if experiment_id not in self._sources:
+            from battleground.storage._sources import load_source, open_source
+
+            spec = load_source(self.settings.registry_url, experiment_id)
+            if spec is None:
+                self._sources[experiment_id] = self.store
+            else:
+                log = None
+                if spec.exposures == "assignment_log":
+                    log = _assignment_log(self.store, experiment_id)
+                self._sources[experiment_id] = open_source(spec, experiment_id, assignment_log=log,
+                                                           registry_url=self.settings.registry_url)
+        return self._sources[experiment_id]
+
     def resolve_id(self, key: Any) -> int: ...
 
     def running_ids(self) -> list[int]: ...
@@ -98,7 +117,7 @@ class _Backend:
     ``multiple_exposures`` is the policy for users exposed to several variants.
     """
 
-    def __init__(self, client: Any, *, multiple_exposures: str = "exclude") -> None:
+    def __init__(self, client: Any, *, multiple_exposures: str = "exclude", store: Any = None) -> None:
         from battleground.experiment._metric_sums import check_multiple_exposures
         from battleground.settings import Settings
 
@@ -111,7 +130,9 @@ class _Backend:
 
             self.settings = resolve_client(client)
         self._registry: Any = None
-        self._store: Any = None
+        self._store: Any = store
+        self._given = store  # an event store given (e.g. a warehouse source) serves every experiment
+        self._sources: dict[int, Any] = {}
         self._records: dict[int, ExperimentRecord] = {}
 
     @property
@@ -129,6 +150,25 @@ class _Backend:
 
             self._store = open_event_store(self.settings)
         return self._store
+
+    def store_for(self, experiment_id: int) -> Any:
+        """Where the experiment's events are read: the store given, its registered source (read in place,
+        see ``storage/_sources.py``), or battleground's event store."""
+        if self._given is not None:
+            return self._given
+        if experiment_id not in self._sources:
+            from battleground.storage._sources import load_source, open_source
+
+            spec = load_source(self.settings.registry_url, experiment_id)
+            if spec is None:
+                self._sources[experiment_id] = self.store
+            else:
+                log = None
+                if spec.exposures == "assignment_log":
+                    log = _assignment_log(self.store, experiment_id)
+                self._sources[experiment_id] = open_source(spec, experiment_id, assignment_log=log,
+                                                           registry_url=self.settings.registry_url)
+        return self._sources[experiment_id]
 
     def resolve_id(self, key: Any) -> int:
         return int(self.registry.get(key).id)
@@ -159,8 +199,8 @@ class _Backend:
             from battleground.storage.sums import ExperimentSums
 
             return ExperimentSums((), multiple_exposures=self.multiple_exposures)
-        return self.store.experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                          multiple_exposures=self.multiple_exposures)
+        return self.store_for(rec.id).experiment_sums(rec.id, defs, start, end, rec.variant_names,
+                                                      multiple_exposures=self.multiple_exposures)
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -173,7 +213,7 @@ class _Backend:
         rec, defs = self._definitions(info)
         if not defs:
             return []
-        series = self.store.daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
+        series = self.store_for(rec.id).daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
                                                   multiple_exposures=self.multiple_exposures)
         return [(_as_date(day), found) for day, found in series]
 
@@ -187,6 +227,19 @@ class _Backend:
 
     def record(self, experiment_id: int, message: str) -> None:
         self.registry.record(experiment_id, "srm_alert", message)
+
+
+def _assignment_log(store: Any, experiment_id: int) -> Any:
+    """battleground's exposure events of one experiment (the assignment log a source may join)."""
+    import pyarrow as pa
+
+    from battleground.storage._arrow import EVENT_SCHEMA
+
+    cols = ("experiment_id", "variant", "user_id", "event_type", "ts", "value", "covariate")
+    rows = store._query(f"SELECT {', '.join(cols)} FROM events WHERE experiment_id = :experiment "
+                        "AND event_type = :exposure", {"experiment": int(experiment_id), "exposure": "exposure"})
+    data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+    return pa.table({c: pa.array(list(v), type=EVENT_SCHEMA.field(c).type) for c, v in zip(cols, data, strict=True)})
 
 
 def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:

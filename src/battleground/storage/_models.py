@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -160,6 +161,32 @@ class LedgerRow(Base):
     online_high: Mapped[float | None] = mapped_column(Float, nullable=True)
     online_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SourceRow(Base):
+    """Where an experiment's events live when they are read in place (migration 0007)."""
+
+    __tablename__ = "experiment_sources"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+
+class SumsCacheRow(Base):
+    """The cumulative sums of an experiment at the end of one day, per metric-definition hash (0007)."""
+
+    __tablename__ = "metric_sums_cache"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    definition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    sums: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
 
 
 def _refuse_audit_changes(session: Any, _context: Any, _instances: Any) -> None:

@@ -46,6 +46,7 @@ class PostgresEventStore(EventStore):
     """
 
     backend = "postgresql"
+    dialect = "postgres"
 
     def __init__(self, url: str, registry_url: str | None = None) -> None:
         super().__init__(url, registry_url)

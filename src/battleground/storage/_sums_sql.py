@@ -266,7 +266,8 @@ def _shifts(per_metric: list[dict[str, str]], source: str) -> str:
     return f"SELECT {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL"
 
 
-def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
+def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
+                         fixed_shifts: bool = False, active: bool = False) -> str:
     """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
     :data:`METRIC_COLUMNS` named ``m<j>_<column>``.
 
@@ -276,6 +277,10 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     case: exposure first) has its sums right there and no pre-period. Only the other units ("dirty":
     an event before the exposure, after a window, or — for ``first`` — several variants) go through
     pass 2, the join of their events with their exposure that applies the rules event by event.
+
+    ``fixed_shifts``: the shifts are parameters ``:kx<j>``, ``:ky<j>``, ``:kc<j>`` instead of the means
+    (sums around any fixed shift add up over users); ``active``: only users with an event of the
+    experiment in ``[:active_from, :active_to)`` (the incremental refresh, ``_incremental.py``).
     """
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
@@ -323,6 +328,14 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
         f"{term} AS m{j}_{name}" for j, e in enumerate(per_metric) for name, term in _terms(j, e).items()
     )
     on = "f.user_id = u.user_id" + (" AND f.variant = u.variant" if keep else "")
+    active_users = (f"""
+      AND user_id IN (SELECT user_id FROM events WHERE experiment_id = :experiment
+                      AND ts >= :active_from AND ts < :active_to AND event_type IN (:exposure, {types}))"""
+                    if active else "")
+    shifts = (_shifts(per_metric, "per_user") if not fixed_shifts else
+              "SELECT " + ", ".join(f"CAST(:kx{j} AS DOUBLE PRECISION) AS kx{j}, CAST(:ky{j} AS DOUBLE PRECISION) "
+                                    f"AS ky{j}, CAST(:kc{j} AS DOUBLE PRECISION) AS kc{j}"
+                                    for j in range(len(per_metric))))
     join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if keep else "")
     return f"""
 WITH scan AS (
@@ -333,14 +346,14 @@ WITH scan AS (
         {plain_aggs}
     FROM events
     WHERE experiment_id = :experiment AND ts >= :scan_start AND ts < :end
-      AND event_type IN (:exposure, {types})
+      AND event_type IN (:exposure, {types}){active_users}
     GROUP BY {unit}
 ),
 units AS MATERIALIZED (
-    SELECT *, {flags}, (first_ts < t0{late}{first_dirty}) AS dirty FROM scan WHERE t0 IS NOT NULL
+    SELECT scan.*, {flags}, (first_ts < t0{late}{first_dirty}) AS dirty FROM scan WHERE t0 IS NOT NULL
 ),
 fixed AS (
-    SELECT {", ".join("e." + c.strip() for c in unit.split(","))}{first_col},
+    SELECT {", ".join(f"e.{c.strip()} AS {c.strip()}" for c in unit.split(","))}{first_col},
         {fixed_aggs}
     FROM units x JOIN events e ON {join}
     WHERE x.dirty AND e.experiment_id = :experiment AND e.ts >= :scan_start AND e.ts < :end
@@ -351,7 +364,7 @@ per_user AS MATERIALIZED (
     SELECT {grp} AS grp, u.multi, u.wu, {vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
     FROM units u LEFT JOIN fixed f ON {on}
 ),
-k AS MATERIALIZED ({_shifts(per_metric, "per_user")})
+k AS MATERIALIZED ({shifts})
 SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
        SUM(CASE WHEN multi THEN wu ELSE {_ZERO} END) AS multiple_users,
        {outputs}
@@ -394,7 +407,8 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
 WITH exposure AS MATERIALIZED ({_exposure(multiple)}
 ),
 per_unit_day AS (
-    SELECT x.user_id, x.variant, x.multi, x.wu, {day} AS day, MAX(e.covariate) AS cg,
+    SELECT x.user_id AS user_id, x.variant AS variant, x.multi AS multi, x.wu AS wu, {day} AS day,
+        MAX(e.covariate) AS cg,
         {aggregates}{_scan(metrics, multiple)}
     GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0, {day}
 ),

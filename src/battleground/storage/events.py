@@ -111,6 +111,8 @@ class EventStore(abc.ABC):
     """
 
     backend: str = ""
+    # The sqlglot dialect the shared queries are compiled to (``storage/_compile.py``).
+    dialect: str = "duckdb"
 
     def __init__(self, url: str, registry_url: str | None = None) -> None:
         self.url = url
@@ -130,6 +132,12 @@ class EventStore(abc.ABC):
         """Run a shared query (``:name`` placeholders) and return all rows; ``scan``: the query aggregates
         a whole experiment (joins of all its events with its users), so hash joins are the right plan."""
 
+    def _query(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
+        """Run a shared query compiled for this store's :attr:`dialect` (placeholders bound by the driver)."""
+        from battleground.storage._compile import compile_sql
+
+        return self._fetch(compile_sql(sql, self.dialect), params, scan=scan)
+
     def count(self, experiment_id: int | None = None) -> int:
         """Number of stored events (of one experiment, or all)."""
         return sum(n for _, n in self.count_by_type(experiment_id))
@@ -141,7 +149,7 @@ class EventStore(abc.ABC):
         if experiment_id is not None:
             sql += " WHERE experiment_id = :experiment"
             params["experiment"] = int(experiment_id)
-        rows = self._fetch(sql + " GROUP BY event_type ORDER BY event_type", params)
+        rows = self._query(sql + " GROUP BY event_type ORDER BY event_type", params)
         return [(str(t), int(n)) for t, n in rows]
 
     @abc.abstractmethod
@@ -173,21 +181,35 @@ class EventStore(abc.ABC):
         order; ``multiple_exposures`` says what to do with users exposed to several variants
         (``"exclude"``, ``"first"`` or ``"keep"``, see :class:`ExperimentSums`).
         """
+        defs = _definitions(metrics)
+        return decode_sums(self.sums_records(experiment_id, defs, start, end, multiple_exposures), len(defs),
+                           variants, multiple_exposures)
+
+    def sums_records(
+        self,
+        experiment_id: int,
+        defs: Sequence[MetricQuery],
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        multiple_exposures: str = "exclude",
+        *,
+        shifts: dict[str, float] | None = None,
+        active: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The raw result rows of the metric-sums query (one per arm, keyed by column name); ``shifts``
+        fixes the shifts (``kx<j>``, ``ky<j>``, ``kc<j>``), ``active`` keeps only users with an event in
+        that range (see ``_incremental.py``)."""
         from battleground.storage._sums_sql import metric_sums_many_sql
 
-        defs = _definitions(metrics)
-        rows = self._fetch(metric_sums_many_sql(defs, multiple_exposures),
-                           _params(experiment_id, defs, start, end), scan=True)
+        params = _params(experiment_id, defs, start, end)
+        if shifts is not None:
+            params.update(shifts)
+        if active is not None:
+            params.update(active_from=active[0], active_to=active[1])
+        rows = self._query(metric_sums_many_sql(defs, multiple_exposures, fixed_shifts=shifts is not None,
+                                                active=active is not None), params, scan=True)
         names = [*HEAD_COLUMNS, *_metric_names(len(defs))]
-        records = [dict(zip(names, r, strict=True)) for r in rows]
-        exposed = round(sum(float(r["exposed_users"] or 0.0) for r in records))
-        multiple = round(sum(float(r["multiple_users"] or 0.0) for r in records))
-        arms = [r for r in records if r["variant"] is not None]
-        per_metric = tuple(
-            tuple(_ordered({str(r["variant"]): _sums_from(str(r["variant"]), r, j) for r in arms}, variants))
-            for j in range(len(defs))
-        )
-        return ExperimentSums(per_metric, exposed, multiple, multiple_exposures)
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
     def daily_experiment_sums(
         self,
@@ -205,7 +227,7 @@ class EventStore(abc.ABC):
         from battleground.storage._sums_sql import DAILY_COLUMNS, daily_sums_many_sql
 
         defs = _definitions(metrics)
-        rows = self._fetch(daily_sums_many_sql(defs, multiple_exposures),
+        rows = self._query(daily_sums_many_sql(defs, multiple_exposures),
                            _params(experiment_id, defs, start, end), scan=True)
         if not rows:
             return []
@@ -300,6 +322,19 @@ class EventStore(abc.ABC):
         query, multiple = _one(kind, numerator, denominator, options)
         series = self.daily_sums_many(experiment_id, [query], start, end, variants, multiple_exposures=multiple)
         return [(day, per_metric[0]) for day, per_metric in series]
+
+
+def decode_sums(records: list[dict[str, Any]], n_metrics: int, variants: Sequence[str],
+                multiple_exposures: str) -> ExperimentSums:
+    """:class:`ExperimentSums` from the rows of the metric-sums query (keyed by column name)."""
+    exposed = round(sum(float(r["exposed_users"] or 0.0) for r in records))
+    multiple = round(sum(float(r["multiple_users"] or 0.0) for r in records))
+    arms = [r for r in records if r["variant"] is not None]
+    per_metric = tuple(
+        tuple(_ordered({str(r["variant"]): _sums_from(str(r["variant"]), r, j) for r in arms}, variants))
+        for j in range(n_metrics)
+    )
+    return ExperimentSums(per_metric, exposed, multiple, multiple_exposures)
 
 
 def _one(kind: str, numerator: str, denominator: str | None, options: dict[str, Any]) -> tuple[MetricQuery, str]:

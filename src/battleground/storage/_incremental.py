@@ -1,0 +1,181 @@
+"""Incremental refresh: per-day partial sums cached in battleground's registry, the last N days recomputed.
+
+The sums of an experiment are sums over units (users, or (user, variant) pairs), and sums taken around
+a *fixed* shift add up over units. So with ``S(t)`` the per-arm sums of every unit with events before
+``t`` and ``A`` the units with an event in ``[t, t')``:
+
+    S(t') = S(t) − Σ_{u ∈ A} contribution(u, t) + Σ_{u ∈ A} contribution(u, t')
+
+(a unit without events in ``[t, t')`` contributes the same at both instants). The cache holds
+``S(midnight)`` of past days, keyed by experiment, day and the hash of the metric definitions (with the
+window start and the multiple-exposure policy), so a changed definition never meets old sums. A refresh
+at ``end`` recomputes only ``[midnight of the day N − 1 days before end's, end)``: it steps the newest
+cached day forward to that cutoff (stored, since data older than N days is settled), then to ``end``,
+both steps over the active units alone; the result is re-centred on the exact means, as a full scan gives.
+Late events older than N days are not seen until ``full=True`` recomputes everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from battleground.storage._sums_sql import DAILY_COLUMNS, MetricQuery, as_query
+from battleground.storage.events import decode_sums
+
+if TYPE_CHECKING:
+    from battleground.storage.events import EventStore
+    from battleground.storage.sums import ExperimentSums
+
+__all__ = ["definition_hash", "refresh_sums"]
+
+_NULL = "\x00"  # the excluded users' row (variant NULL) in the JSON cache
+_ADDED = ("users", "exposed_users", "multiple_users")
+
+
+def definition_hash(defs: Sequence[MetricQuery], multiple: str, start: dt.datetime | None) -> str:
+    """The cache key of a set of metric definitions over a window starting at ``start``."""
+    text = json.dumps({"metrics": [[m.kind, m.numerator, m.denominator, m.window_days, m.lookback_days]
+                                   for m in defs], "multiple": multiple,
+                       "start": start.isoformat() if start else None}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _by_arm(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for r in records:
+        key = _NULL if r["variant"] is None else str(r["variant"])
+        out[key] = {k: float(v or 0.0) for k, v in r.items() if k != "variant"}
+    return out
+
+
+def _combine(base: dict[str, dict[str, float]], minus: dict[str, dict[str, float]],
+             plus: dict[str, dict[str, float]], n: int) -> dict[str, dict[str, float]]:
+    cols = [*_ADDED, *(f"m{j}_{c}" for j in range(n) for c in DAILY_COLUMNS)]
+    out: dict[str, dict[str, float]] = {}
+    for arm in {*base, *minus, *plus}:
+        row = {c: base.get(arm, {}).get(c, 0.0) - minus.get(arm, {}).get(c, 0.0) + plus.get(arm, {}).get(c, 0.0)
+               for c in cols}
+        out[arm] = row
+    return out
+
+
+def _shifts_of(records: list[dict[str, Any]], n: int) -> dict[str, float]:
+    first = records[0] if records else {}
+    return {f"{k}{j}": float(first.get(f"m{j}_{c}") or 0.0)
+            for j in range(n) for k, c in (("kx", "shift"), ("ky", "shift_y"), ("kc", "shift_c"))}
+
+
+def _recentred(arms: dict[str, dict[str, float]], shifts: dict[str, float], defs: Sequence[MetricQuery],
+               ) -> list[dict[str, Any]]:
+    """Rows of the metric-sums query from sums around ``shifts``, re-centred on the exact means."""
+    analysed = [a for k, a in arms.items() if k != _NULL]
+    n_all = sum(a["users"] for a in analysed)
+    rows = [{"variant": None if k == _NULL else k, **a} for k, a in arms.items()]
+    for j, m in enumerate(defs):
+        kx, ky, kc = shifts[f"kx{j}"], shifts[f"ky{j}"], shifts[f"kc{j}"]
+        total = {c: sum(a[f"m{j}_{c}"] for a in analysed) for c in ("sum_x", "sum_y", "sum_c")}
+        nx = kx if m.kind == "proportion" else (kx + total["sum_x"] / n_all if n_all else 0.0)
+        ny = (ky + total["sum_y"] / n_all if n_all else 0.0) if m.kind == "ratio" else ky
+        nc = kc + total["sum_c"] / n_all if n_all else 0.0
+        dx, dy, dc = nx - kx, ny - ky, nc - kc
+        for r in rows:
+            u = r["users"]
+            sx, sy, sc = r[f"m{j}_sum_x"], r[f"m{j}_sum_y"], r[f"m{j}_sum_c"]
+            r[f"m{j}_sum_x2"] += -2 * dx * sx + u * dx * dx
+            r[f"m{j}_sum_c2"] += -2 * dc * sc + u * dc * dc
+            r[f"m{j}_sum_xc"] += -dc * sx - dx * sc + u * dx * dc
+            if m.kind == "ratio":
+                r[f"m{j}_sum_y2"] += -2 * dy * sy + u * dy * dy
+                r[f"m{j}_sum_xy"] += -dy * sx - dx * sy + u * dx * dy
+                r[f"m{j}_sum_y"] = sy - u * dy
+            r[f"m{j}_sum_x"] = sx - u * dx
+            r[f"m{j}_sum_c"] = sc - u * dc
+            r[f"m{j}_shift"], r[f"m{j}_shift_y"], r[f"m{j}_shift_c"] = nx, ny, nc
+    return rows
+
+
+def _step(store: EventStore, exp_id: int, defs: Sequence[MetricQuery], start: dt.datetime | None,
+          multiple: str, base: dict[str, dict[str, float]], shifts: dict[str, float], t0: dt.datetime,
+          t1: dt.datetime) -> dict[str, dict[str, float]]:
+    """``S(t1)`` from ``S(t0)``: only the units with an event in ``[t0, t1)`` are read."""
+    active = (t0, t1)
+    minus = _by_arm(store.sums_records(exp_id, defs, start, t0, multiple, shifts=shifts, active=active))
+    plus = _by_arm(store.sums_records(exp_id, defs, start, t1, multiple, shifts=shifts, active=active))
+    return _combine(base, minus, plus, len(defs))
+
+
+def refresh_sums(
+    store: EventStore,
+    registry_url: str,
+    experiment_id: int,
+    metrics: Sequence[Any],
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    variants: Sequence[str] = (),
+    *,
+    multiple_exposures: str = "exclude",
+    days: int = 2,
+    full: bool = False,
+) -> ExperimentSums:
+    """:meth:`EventStore.experiment_sums` over ``[start, end)`` recomputing only the last ``days`` days
+    (``end`` default now, UTC); ``full`` recomputes everything and replaces the cache."""
+    if not isinstance(days, int) or days < 1:
+        raise ValueError(f"days must be a whole number of days >= 1, got {days!r}")
+    defs = [as_query(m) for m in metrics]
+    end = end or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    cutoff = dt.datetime.combine(end.date() - dt.timedelta(days=days - 1), dt.time())
+    if start is not None and cutoff <= start:
+        return store.experiment_sums(experiment_id, defs, start, end, variants, multiple_exposures=multiple_exposures)
+    key = definition_hash(defs, multiple_exposures, start)
+    cached = None if full else _latest(registry_url, experiment_id, key, cutoff.date())
+    if cached is None:
+        records = store.sums_records(experiment_id, defs, start, cutoff, multiple_exposures)
+        shifts = _shifts_of(records, len(defs))
+        state = _by_arm(records)
+        _save(registry_url, experiment_id, key, cutoff.date(), state, shifts, replace=full)
+    else:
+        day, state, shifts = cached
+        if day < cutoff.date():
+            state = _step(store, experiment_id, defs, start, multiple_exposures, state, shifts,
+                          dt.datetime.combine(day, dt.time()), cutoff)
+            _save(registry_url, experiment_id, key, cutoff.date(), state, shifts)
+    final = _step(store, experiment_id, defs, start, multiple_exposures, state, shifts, cutoff, end)
+    return decode_sums(_recentred(final, shifts, defs), len(defs), variants, multiple_exposures)
+
+
+# ------------------------------------------------------------------ the cache (registry table)
+def _latest(registry_url: str, exp_id: int, key: str, day: dt.date) -> tuple[dt.date, Any, Any] | None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import SumsCacheRow
+
+    with Session(registry_engine(registry_url)) as session:
+        row = session.scalars(
+            select(SumsCacheRow).where(SumsCacheRow.experiment_id == exp_id, SumsCacheRow.definition == key,
+                                       SumsCacheRow.day <= day).order_by(SumsCacheRow.day.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        return row.day, row.sums["arms"], row.sums["shifts"]
+
+
+def _save(registry_url: str, exp_id: int, key: str, day: dt.date, arms: Any, shifts: Any, *,
+          replace: bool = False) -> None:
+    from sqlalchemy import delete
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import SumsCacheRow
+
+    with Session(registry_engine(registry_url)) as session, session.begin():
+        if replace:
+            session.execute(delete(SumsCacheRow).where(SumsCacheRow.experiment_id == exp_id,
+                                                       SumsCacheRow.definition == key))
+        session.merge(SumsCacheRow(experiment_id=exp_id, definition=key, day=day,
+                                   sums={"arms": arms, "shifts": shifts}))

@@ -1,0 +1,329 @@
+"""Sources: events read in place from a user's table, view or files, through a column mapping.
+
+A :class:`SourceSpec` says where the events are (a table or view of an engine, Parquet files, or a Delta
+table's current files), which of its columns are battleground's event columns, and where exposures
+come from: the same table (rows whose event type is the exposure, with a variant column), an exposures
+table, or battleground's own assignment log (the exposure events in its store). :func:`open_source`
+checks the mapping against the real columns and gives a read-only :class:`WarehouseEventStore`;
+nothing is copied. Specs are saved per experiment in the registry (``experiment_sources``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from battleground.errors import StorageError
+from battleground.storage._warehouse import Engine, WarehouseEventStore, open_engine
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from sqlglot import exp
+
+__all__ = ["SourceError", "SourceSpec", "load_source", "open_source", "save_source"]
+
+FORMATS = ("table", "parquet", "delta")
+EXPOSURES = ("events", "table", "assignment_log")
+# battleground's column → what the source must give (None: optional).
+_REQUIRED = ("user_id", "ts", "event_type")
+_OPTIONAL = ("value", "covariate", "variant")
+
+
+class SourceError(StorageError, ValueError):
+    """A source that cannot be read as specified: the message names the source, the column and the fix."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where an experiment's events live and how they map to battleground's event schema.
+
+    Attributes:
+        name: what errors and the registry call the source.
+        connection: ``"duckdb"`` (files or tables in process), ``"spark"``, ``"chdb"`` or a SQLAlchemy URL.
+        format: ``table`` (``location`` is a table or view), ``parquet`` (a file, folder glob or list
+            pattern), ``delta`` (a Delta table folder; its current files are read).
+        location: the table name or the path.
+        columns: battleground column → source column (``user_id``, ``ts``, ``event_type``, and optional
+            ``value``, ``covariate``, ``variant``); unnamed ones map to the same name when required.
+        exposures: ``assignment_log`` (battleground's exposure events), ``events`` (rows of the source
+            whose event type is ``exposure_event``, with a ``variant`` column) or ``table``.
+        exposures_location, exposures_format, exposure_columns: the exposures table (``user_id``,
+            ``ts``, ``variant``) when ``exposures="table"``.
+        exposure_event: the event type of exposure rows when ``exposures="events"``.
+        timezone: the zone of timezone-naive timestamps; only ``"UTC"`` is accepted, and it must be said.
+        spark_conf: session settings when ``connection="spark"`` builds a session.
+    """
+
+    name: str
+    location: str
+    connection: str = "duckdb"
+    format: str = "table"
+    columns: dict[str, str] = field(default_factory=dict)
+    exposures: str = "assignment_log"
+    exposures_location: str | None = None
+    exposures_format: str = "table"
+    exposure_columns: dict[str, str] = field(default_factory=dict)
+    exposure_event: str = "exposure"
+    timezone: str | None = None
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise SourceError(f"a source needs a name, got {self.name!r}")
+        if self.format not in FORMATS or self.exposures_format not in FORMATS:
+            raise SourceError(f"source {self.name!r}: format must be one of {list(FORMATS)}, got "
+                              f"{self.format!r}/{self.exposures_format!r}")
+        if self.exposures not in EXPOSURES:
+            raise SourceError(f"source {self.name!r}: exposures must be one of {list(EXPOSURES)}, got "
+                              f"{self.exposures!r}")
+        if self.exposures == "table" and not self.exposures_location:
+            raise SourceError(f"source {self.name!r}: exposures='table' needs exposures_location (the table or "
+                              "files holding user id, timestamp and variant of each exposure)")
+        unknown = set(self.columns) - {*_REQUIRED, *_OPTIONAL}
+        if unknown:
+            raise SourceError(f"source {self.name!r}: unknown column mapping key(s) {sorted(unknown)}; map "
+                              f"{list(_REQUIRED + _OPTIONAL)}")
+        if self.timezone not in (None, "UTC"):
+            raise SourceError(f"source {self.name!r}: timezone must be 'UTC' (store UTC or timezone-aware "
+                              f"timestamps), got {self.timezone!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceSpec:
+        return cls(**data)
+
+    def column(self, name: str) -> str | None:
+        if name in self.columns:
+            return self.columns[name]
+        return name if name in _REQUIRED else None
+
+
+def _relation_from(engine: Engine, fmt: str, location: str, view: str) -> exp.Expression:
+    """The FROM item reading ``location`` on ``engine`` in place."""
+    import sqlglot
+    from sqlglot import exp
+
+    if fmt == "table":
+        return exp.to_table(location)
+    files: list[str] | str = location
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        files = list(DeltaTable(location).file_uris())
+    if engine.dialect == "duckdb":
+        arg = (exp.Array(expressions=[exp.Literal.string(f) for f in files]) if isinstance(files, list)
+               else exp.Literal.string(files))
+        source = sqlglot.parse_one("SELECT * FROM read_parquet(x)", read="duckdb").find(exp.From)
+        assert source is not None
+        return source.this.transform(
+            lambda n: arg if isinstance(n, exp.Column) and n.name == "x" else n)
+    if engine.dialect == "spark":
+        session = engine.session  # type: ignore[attr-defined]
+        paths = files if isinstance(files, list) else [files]
+        session.read.parquet(*paths).createOrReplaceTempView(view)
+        return exp.to_table(view)
+    raise StorageError(f"{fmt} files are read in place by DuckDB or Spark, not {engine.dialect}; "
+                       "set connection='duckdb' or 'spark'")
+
+
+def _columns(engine: Engine, relation: exp.Expression, source: str) -> dict[str, str]:
+    """The source's columns and their types (upper case), from the engine itself."""
+    from sqlglot import exp
+
+    query = exp.select("*").from_(relation.copy()).limit(0).sql(dialect=engine.dialect)
+    try:
+        if engine.dialect == "duckdb":
+            rows = engine.connection.execute(f"DESCRIBE {query}").fetchall()  # type: ignore[attr-defined]
+            return {str(r[0]): str(r[1]).upper() for r in rows}
+        if engine.dialect == "spark":
+            df = engine.session.sql(query)  # type: ignore[attr-defined]
+            return {f.name: f.dataType.simpleString().upper() for f in df.schema.fields}
+        if engine.dialect == "clickhouse":
+            table = engine.session.query(f"DESCRIBE ({query})", "ArrowTable")  # type: ignore[attr-defined]
+            return {str(r["name"]): str(r["type"]).upper() for r in table.to_pylist()}
+        raw = engine.engine.raw_connection()  # type: ignore[attr-defined]
+        try:
+            cur = raw.cursor()
+            cur.execute(query)
+            return {str(d[0]): "" for d in cur.description}
+        finally:
+            raw.close()
+    except StorageError:
+        raise
+    except Exception as exc:  # the engine's own error: a missing table, no permission, a bad path
+        raise SourceError(f"source {source!r} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                          "check the location, the connection and that its credentials may read it") from exc
+
+
+def _check(spec: SourceSpec, found: dict[str, str], needed: dict[str, str | None], where: str,
+           dialect: str) -> None:
+    for ours, theirs in needed.items():
+        if theirs is None:
+            continue
+        if theirs not in found:
+            raise SourceError(
+                f"source {spec.name!r}: column {theirs!r} ({ours}) is not in {where}; its columns are "
+                f"{sorted(found)}; map it with columns={{{ours!r}: '<column>'}}"
+            )
+        kind = found[theirs]
+        if not kind:
+            continue
+        if ours == "ts":
+            if not any(t in kind for t in ("TIMESTAMP", "DATETIME")):
+                raise SourceError(f"source {spec.name!r}: column {theirs!r} (ts) is {kind}, not a timestamp; "
+                                  "map a TIMESTAMP column or cast it in a view")
+            aware = any(t in kind for t in ("WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP_TZ", "LTZ", "'")) or (
+                dialect == "spark" and kind == "TIMESTAMP")
+            if not aware and spec.timezone != "UTC":
+                raise SourceError(f"source {spec.name!r}: column {theirs!r} (ts) is a timezone-naive {kind}; "
+                                  "say what zone it is in with timezone='UTC' (battleground reads UTC), or "
+                                  "store timezone-aware timestamps")
+        if ours in ("value", "covariate") and not any(
+                t in kind for t in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")):
+            raise SourceError(f"source {spec.name!r}: column {theirs!r} ({ours}) is {kind}, not a number; map "
+                              "a numeric column or leave it out")
+
+
+def _lit(value: Any) -> exp.Expression:
+    from sqlglot import exp
+
+    return exp.Literal.number(value) if isinstance(value, int) else exp.Literal.string(str(value))
+
+
+def _mapped(spec: SourceSpec, relation: exp.Expression, experiment_id: int, exposure_rows: bool) -> exp.Select:
+    from sqlglot import exp
+
+    def col(name: str | None, kind: str, alias: str) -> exp.Expression:
+        value: exp.Expression = exp.column(name) if name else exp.Null()
+        return exp.alias_(exp.cast(value, exp.DataType.build(kind)), alias)
+
+    variant = spec.column("variant")
+    select = exp.select(
+        exp.alias_(_lit(int(experiment_id)), "experiment_id"),
+        col(variant, "VARCHAR", "variant") if variant else exp.alias_(exp.Literal.string(""), "variant"),
+        col(spec.column("user_id"), "VARCHAR", "user_id"),
+        col(spec.column("event_type"), "VARCHAR", "event_type"),
+        col(spec.column("ts"), "TIMESTAMP", "ts"),
+        col(spec.column("value"), "DOUBLE", "value"),
+        col(spec.column("covariate"), "DOUBLE", "covariate"),
+    ).from_(relation.copy())
+    if not exposure_rows:  # exposures come from elsewhere: the source's own exposure rows are not used
+        select = select.where(exp.NEQ(this=exp.column(str(spec.column("event_type"))),
+                                      expression=exp.Literal.string("exposure")))
+    return select
+
+
+def _exposures(spec: SourceSpec, relation: exp.Expression, experiment_id: int) -> exp.Select:
+    from sqlglot import exp
+
+    cols = {"user_id": "user_id", "ts": "ts", "variant": "variant", **spec.exposure_columns}
+    return exp.select(
+        exp.alias_(_lit(int(experiment_id)), "experiment_id"),
+        exp.alias_(exp.cast(exp.column(cols["variant"]), exp.DataType.build("VARCHAR")), "variant"),
+        exp.alias_(exp.cast(exp.column(cols["user_id"]), exp.DataType.build("VARCHAR")), "user_id"),
+        exp.alias_(exp.Literal.string("exposure"), "event_type"),
+        exp.alias_(exp.cast(exp.column(cols["ts"]), exp.DataType.build("TIMESTAMP")), "ts"),
+        exp.alias_(exp.cast(exp.Null(), exp.DataType.build("DOUBLE")), "value"),
+        exp.alias_(exp.cast(exp.Null(), exp.DataType.build("DOUBLE")), "covariate"),
+    ).from_(relation.copy())
+
+
+def open_source(
+    spec: SourceSpec, experiment_id: int, *, engine: Engine | None = None,
+    assignment_log: pa.Table | None = None, registry_url: str = "",
+) -> WarehouseEventStore:
+    """A read-only store over ``spec`` for one experiment, its mapping checked against the real columns.
+
+    ``engine`` overrides the spec's connection (e.g. an existing Spark session); ``assignment_log`` gives
+    battleground's exposure events when ``spec.exposures == "assignment_log"`` (DuckDB and Spark join
+    them with the source in place, without writing anything to it).
+    """
+    from sqlglot import exp
+
+    try:
+        engine = engine or open_engine(spec.connection, spec.spark_conf)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"source {spec.name!r}: cannot connect with {spec.connection!r} "
+                          f"({type(exc).__name__}: {exc}); check the connection setting") from exc
+    if engine.dialect == "duckdb":
+        engine.connection.execute("SET TimeZone = 'UTC'")  # type: ignore[attr-defined]
+    view = f"bg_source_{experiment_id}"
+    try:
+        relation = _relation_from(engine, spec.format, spec.location, view)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"source {spec.name!r}: {spec.location!r} cannot be read ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0]}); check the path and the format") from exc
+    needed = {c: spec.column(c) for c in (*_REQUIRED, *_OPTIONAL)}
+    if spec.exposures == "events" and not needed["variant"]:
+        raise SourceError(f"source {spec.name!r}: exposures='events' needs a variant column; map it with "
+                          "columns={'variant': '<column>'}")
+    _check(spec, _columns(engine, relation, spec.name), needed, spec.location, engine.dialect)
+    union: exp.Expression = _mapped(spec, relation, experiment_id, spec.exposures == "events")
+    if spec.exposures == "events" and spec.exposure_event != "exposure":
+        raise SourceError(f"source {spec.name!r}: exposure rows must have event type 'exposure'; map a view")
+    if spec.exposures == "table":
+        exposures = _relation_from(engine, spec.exposures_format, str(spec.exposures_location), view + "_exp")
+        found = _columns(engine, exposures, spec.name)
+        cols = {"user_id": "user_id", "ts": "ts", "variant": "variant", **spec.exposure_columns}
+        _check(spec, found, {k: v for k, v in cols.items() if k != "variant"}, str(spec.exposures_location),
+               engine.dialect)
+        if cols["variant"] not in found:
+            raise SourceError(f"source {spec.name!r}: column {cols['variant']!r} (variant) is not in "
+                              f"{spec.exposures_location}; map it with exposure_columns={{'variant': '<column>'}}")
+        union = exp.union(union, _exposures(spec, exposures, experiment_id), distinct=False)
+    elif spec.exposures == "assignment_log":
+        if assignment_log is None:
+            raise SourceError(f"source {spec.name!r}: exposures='assignment_log' needs battleground's exposure "
+                              "events (open it through the registry), or set exposures='table'")
+        name = view + "_log"
+        if engine.dialect == "duckdb":
+            engine.connection.register(name, assignment_log)  # type: ignore[attr-defined]
+        elif engine.dialect == "spark":
+            session = engine.session  # type: ignore[attr-defined]
+            session.createDataFrame(assignment_log.to_pandas()).createOrReplaceTempView(name)
+        else:
+            raise SourceError(f"source {spec.name!r}: the assignment log joins sources on DuckDB or Spark only; "
+                              f"on {engine.dialect} set exposures='table' (an exposures table in that engine)")
+        log = exp.select("experiment_id", "variant", "user_id", "event_type",
+                         exp.alias_(exp.cast(exp.column("ts"), exp.DataType.build("TIMESTAMP")), "ts"),
+                         "value", "covariate").from_(name)
+        union = exp.union(union, log, distinct=False)
+    return WarehouseEventStore(engine, exp.select("*").from_(union.subquery("mapped")), registry_url,
+                               name=f"source {spec.name!r}")
+
+
+# ------------------------------------------------------------------ the registry's record of sources
+def save_source(registry_url: str, experiment_id: int, spec: SourceSpec) -> None:
+    """Record ``spec`` as the source of experiment ``experiment_id`` (replacing an earlier one)."""
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import SourceRow
+
+    with Session(registry_engine(registry_url)) as session, session.begin():
+        row = session.get(SourceRow, int(experiment_id))
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if row is None:
+            session.add(SourceRow(experiment_id=int(experiment_id), name=spec.name, spec=spec.to_dict(),
+                                  updated_at=now))
+        else:
+            row.name, row.spec, row.updated_at = spec.name, spec.to_dict(), now
+
+
+def load_source(registry_url: str, experiment_id: int) -> SourceSpec | None:
+    """The recorded source of an experiment, or ``None`` (its events are in battleground's store)."""
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import SourceRow
+
+    with Session(registry_engine(registry_url)) as session:
+        row = session.get(SourceRow, int(experiment_id))
+        return None if row is None else SourceSpec.from_dict(dict(row.spec))

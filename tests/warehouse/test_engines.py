@@ -1,0 +1,88 @@
+"""Five engines, one compiled definition: the same sums as the DuckDB store to 1e-9 relative."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+from warehouse_load import chdb_engine, duckdb_engine, mariadb_engine, spark_engine
+
+from battleground.storage._duckdb import DuckDBEventStore
+from battleground.storage._sums_sql import MetricQuery
+from battleground.storage._warehouse import WarehouseEventStore
+from battleground.storage.sums import ExperimentSums
+from conftest import EXPERIMENT, START
+
+METRICS = [
+    MetricQuery("proportion", "purchase", None, 7, 14),
+    MetricQuery("mean", "purchase", None, None, 14),
+    MetricQuery("mean", "visit", None, 3.5, 0),
+    MetricQuery("ratio", "click", "visit", 5, 7),
+    MetricQuery("proportion", "click", None, 0.25, None),
+]
+WINDOW = (START + dt.timedelta(days=1), START + dt.timedelta(days=18))
+POLICIES = ("exclude", "first", "keep")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, events_table: Any) -> dict[Any, ExperimentSums]:
+    store = DuckDBEventStore(f"duckdb:///{tmp_path_factory.mktemp('ref')}/events.duckdb", "sqlite://")
+    store.write_batch(events_table)
+    return {(policy, bounds): store.experiment_sums(EXPERIMENT, METRICS, *bounds, ("control", "treatment"),
+                                                    multiple_exposures=policy)
+            for policy in POLICIES for bounds in ((None, None), WINDOW)}
+
+
+def assert_same(got: ExperimentSums, want: ExperimentSums) -> None:
+    assert got.exposed_users == want.exposed_users
+    assert got.multiple_exposure_users == want.multiple_exposure_users
+    assert len(got.metrics) == len(want.metrics)
+    for g_arms, w_arms in zip(got.metrics, want.metrics, strict=True):
+        assert [a.variant for a in g_arms] == [a.variant for a in w_arms]
+        for g, w in zip(g_arms, w_arms, strict=True):
+            assert (g.users, g.events) == (w.users, w.events)
+            for name in ("sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_c", "sum_c2", "sum_xc",
+                         "shift", "shift_y", "shift_c"):
+                a, b = getattr(g, name), getattr(w, name)
+                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9 * max(1.0, abs(w.shift) * w.users)), (name, a, b)
+
+
+def check(store: WarehouseEventStore, reference: dict[Any, ExperimentSums]) -> None:
+    for (policy, bounds), want in reference.items():
+        got = store.experiment_sums(EXPERIMENT, METRICS, *bounds, ("control", "treatment"), multiple_exposures=policy)
+        assert_same(got, want)
+
+
+def test_reference_has_every_case(reference: dict[Any, ExperimentSums]) -> None:
+    full = reference[("exclude", (None, None))]
+    assert full.multiple_exposure_users > 0 and full.exposed_users == 400
+    assert all(a.users > 50 for a in full.metrics[0])
+    assert any(a.sum_c2 > 0 for a in full.metrics[0])
+
+
+def test_duckdb_engine(events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
+    check(WarehouseEventStore(duckdb_engine(events_table)), reference)
+
+
+def test_chdb(events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
+    check(WarehouseEventStore(chdb_engine(events_table)), reference)
+
+
+def test_spark(spark: Any, events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
+    check(WarehouseEventStore(spark_engine(spark, events_table)), reference)
+
+
+def test_mariadb(mariadb_url: str, events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
+    check(WarehouseEventStore(mariadb_engine(mariadb_url, events_table)), reference)
+
+
+@pytest.mark.postgres
+def test_postgres(postgres_url: str, events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
+    from battleground.storage._postgres import PostgresEventStore
+    from battleground.storage._warehouse import SqlAlchemyEngine
+
+    PostgresEventStore(postgres_url, "sqlite://").write_batch(events_table)
+    check(WarehouseEventStore(SqlAlchemyEngine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))),
+          reference)
