@@ -6,12 +6,13 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from battleground.errors import WebError
 from battleground.web._auth import check_write_access
+from battleground.web._reads import snapshot_read
 from battleground.web._state import DashboardState, check_key
 from battleground.web._views import (
     audit_dicts,
@@ -138,31 +139,44 @@ def create_api_router(state: DashboardState) -> APIRouter:
         return {"status": "ok", "version": battleground.__version__, "read_only": state.read_only}
 
     @router.get("/experiments")
-    def list_experiments(
+    async def list_experiments(
+        request: Request,
         status: Literal["draft", "running", "stopped", "archived"] | None = None,
     ) -> dict[str, Any]:
         """Every experiment with users per variant and the SRM / end-condition badges."""
-        monitor = read_only_monitor(settings)
-        records = state.registry.list(status=status)
-        return {"experiments": [experiment_summary(monitor, r).to_dict() for r in records]}
+
+        def read() -> dict[str, Any]:
+            monitor = read_only_monitor(settings)
+            records = state.registry.list(status=status)
+            return {"experiments": [experiment_summary(monitor, r).to_dict() for r in records]}
+
+        return await snapshot_read(request, read)
 
     @router.get("/experiments/{key}")
-    def get_experiment(key: str) -> dict[str, Any]:
+    async def get_experiment(request: Request, key: str) -> dict[str, Any]:
         """The registered design: variants, metrics, end conditions, dates."""
-        record = state.registry.get(check_key(key))
-        summary = experiment_summary(read_only_monitor(settings), record)
-        return {"experiment": record_dict(record), "summary": summary.to_dict()}
+
+        def read() -> dict[str, Any]:
+            record = state.registry.get(check_key(key))
+            summary = experiment_summary(read_only_monitor(settings), record)
+            return {"experiment": record_dict(record), "summary": summary.to_dict()}
+
+        return await snapshot_read(request, read)
 
     @router.get("/experiments/{key}/results")
-    def get_results(
+    async def get_results(
+        request: Request,
         key: str,
         start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
         end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
     ) -> dict[str, Any]:
         """One row per metric × variant with lifts, CIs and p-values; the SRM and other data-quality
         checks; the decision of the one decision rule (``verdict``: ship, dont_ship, inconclusive,
-        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each)."""
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each).
+        Rows, daily series and end conditions are computed from one snapshot of the event store."""
+        d = await snapshot_read(
+            request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
+                                               charts=False))
         return {
             "experiment_id": d.record.id, "name": d.record.name, "status": d.record.status,
             "rows": result_records(d.result), "srm": jsonable(d.srm.to_dict()) if d.srm else None,
@@ -173,13 +187,16 @@ def create_api_router(state: DashboardState) -> APIRouter:
         }
 
     @router.get("/experiments/{key}/daily")
-    def get_daily(
+    async def get_daily(
+        request: Request,
         key: str,
         start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
         end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
     ) -> dict[str, Any]:
         """The results on each day's cumulative data (one block of rows per date), for charts."""
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        d = await snapshot_read(
+            request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
+                                               charts=False))
         return {"experiment_id": d.record.id, "rows": frame_records(d.daily), "no_data": d.no_data}
 
     @router.get("/experiments/{key}/audit")

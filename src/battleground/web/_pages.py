@@ -102,8 +102,10 @@ def create_page_router(state: DashboardState) -> APIRouter:
                     summaries=summaries, status=status)
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
-    def experiment_page(request: Request, key: str) -> HTMLResponse:
-        d = experiment_detail(settings, state.registry, check_key(key))
+    async def experiment_page(request: Request, key: str) -> HTMLResponse:
+        from battleground.web._reads import snapshot_read
+
+        d = await snapshot_read(request, lambda: experiment_detail(settings, state.registry, check_key(key)))
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
                     exp=d.record, sample_chart=sample_size_chart(d), plotly=True)
 
