@@ -33,6 +33,7 @@ from battleground.experiment._registry_rules import (
     _normalize_variants,
     _now,
     check_name,
+    check_prose,
     check_salt,
     check_traffic,
     end_conditions_from,
@@ -99,6 +100,8 @@ class Registry(RegistryRepo):
         from battleground.storage._models import EndConditionRow, ExperimentRow, VariantRow
 
         name = check_name(name)
+        description, hypothesis = check_prose(description, "description"), check_prose(hypothesis, "hypothesis")
+        owner = check_prose(owner, "owner")
         variant_records = _normalize_variants(variants)
         _check_variants(variant_records)
         metric_records = [_normalize_metric(m) for m in metrics]
@@ -240,7 +243,7 @@ class Registry(RegistryRepo):
                 change("name", check_name(name))
             for field, value in (("description", description), ("hypothesis", hypothesis), ("owner", owner)):
                 if value is not _UNSET:
-                    change(field, value)
+                    change(field, check_prose(value, field))
             new_start = row.start_at if start_at is _UNSET else parse_timestamp(start_at, "start_at")
             new_end = row.end_at if end_at is _UNSET else parse_timestamp(end_at, "end_at")
             if new_start is not None and new_end is not None and new_end <= new_start:

@@ -116,6 +116,7 @@ def _check_variants(variants: Sequence[VariantRecord]) -> None:
     for v in variants:
         if not v.name.strip():
             raise RegistryRuleError("variant names non-empty", v.name, "give every variant a name")
+        check_label(v.name, "variant name")
         if not (math.isfinite(v.weight) and 0.0 < v.weight <= 1.0):
             raise RegistryRuleError(
                 "weights in (0, 1]", v.weight, f"variant {v.name!r} needs a weight between 0 and 1"
@@ -170,6 +171,10 @@ def _normalize_metric(metric: Any) -> MetricRecord:
         )
     if not record.numerator.strip():
         raise RegistryRuleError("numerator event type", record.numerator, "name the numerator event type")
+    check_label(record.name, "metric name")
+    check_label(record.numerator, "numerator event type")
+    if record.denominator:
+        check_label(record.denominator, "denominator event type")
     if record.kind == "ratio" and not record.denominator:
         raise RegistryRuleError(
             "ratio metrics need a denominator", record.denominator,
@@ -326,15 +331,44 @@ def _normalize_end_conditions(
 
 
 def check_name(name: Any) -> str:
-    """An experiment name: a non-empty string, not all digits (digits name ids), stripped."""
+    """An experiment name: contract text (:mod:`battleground._contract`), not all digits (digits name
+    ids), stripped."""
     if not isinstance(name, str) or not name.strip():
         raise RegistryRuleError("experiment names non-empty", name, "give the experiment a name")
     name = name.strip()
+    check_label(name, "experiment name")
     if name.isdigit():
         raise RegistryRuleError(
             "names are not all digits", name, "digits name experiment ids; add a letter to the name"
         )
     return name
+
+
+def check_label(value: str, what: str) -> str:
+    """A name, variant, metric or event type by the input contract (≤ 200 characters, no control
+    characters, valid Unicode)."""
+    from battleground._contract import text_reason
+
+    reason = text_reason(value)
+    if reason:
+        shown = value if len(value) <= 60 else value[:40] + "…"
+        raise RegistryRuleError(f"{what} is plain text of at most 200 characters", shown, f"the {what} {reason}")
+    return value
+
+
+def check_prose(value: Any, field: str) -> str | None:
+    """A description, hypothesis or owner: text without NUL or lone surrogates (newlines are fine)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RegistryError(f"{field} must be text, got {value!r}")
+    if "\x00" in value or len(value) > 100_000:
+        raise RegistryRuleError(f"{field} is text without NUL, at most 100,000 characters", value[:40], f"fix the {field}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RegistryRuleError(f"{field} is valid Unicode", value[:40], "send UTF-8 text") from None
+    return value
 
 
 def check_traffic(value: Any) -> float:
@@ -345,6 +379,8 @@ def check_traffic(value: Any) -> float:
 
 
 def check_salt(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > 64:
+    from battleground._contract import CONTROL
+
+    if not isinstance(value, str) or not value or len(value) > 64 or CONTROL.search(value) or not value.isascii():
         raise RegistryRuleError("salt is 1-64 characters", value, "give a short string or leave it out")
     return value

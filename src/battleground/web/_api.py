@@ -3,13 +3,20 @@ files, and event ingestion (``POST /api/events``, the one write)."""
 
 # no `from __future__ import annotations`: FastAPI reads the annotations of the routes at runtime
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from battleground._contract import (
+    MAX_ABS_VALUE,
+    MAX_ID,
+    MAX_TEXT,
+    ContractError,
+    check_experiment_key,
+    check_text,
+)
 from battleground.errors import WebError
 from battleground.web._auth import check_write_access
 from battleground.web._reads import snapshot_read
@@ -30,39 +37,41 @@ from battleground.web._views import (
 __all__ = ["MAX_BATCH", "BatchError", "EventBatch", "EventIn", "IngestResponse", "create_api_router"]
 
 MAX_BATCH = 50_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (tabs, newlines, NUL, ...)")
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
+def _text(value: str) -> str:
+    return check_text(value, "text")
 
 
 def _plain_time(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     if not 1900 <= value.year <= 9998:
-        raise ValueError(f"year must be between 1900 and 9998, got {value.year}")
+        raise ContractError(f"year must be between 1900 and 9998, got {value.year}")
     return value
 
 
-def _key_text(value: str) -> str:
-    value = _no_control(value)
-    if value.strip().isdigit() and int(value) > 2**31 - 1:
-        raise ValueError(f"experiment ids are at most {2**31 - 1}, got {value}")
+def _no_epoch(value: Any) -> Any:
+    if not isinstance(value, str | dt.datetime | dt.date):
+        raise ContractError(f"a time is an ISO 8601 string like '2022-03-05T10:00:00Z', got {value!r}")
     return value
 
 
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
-ExperimentKey = (
-    Annotated[int, Field(ge=1, le=2**31 - 1)]
-    | Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_key_text)]
-)
-Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
-Timestamp = Annotated[dt.datetime, AfterValidator(_plain_time)]
+def _key(value: int | str) -> int | str:
+    return check_experiment_key(value)
+
+
+# The input contract (battleground._contract), in pydantic's terms: strict types (no "1.5" → 1.5, no
+# true → 1.0 or id 1, no bare epoch integers), text of 1-200 characters without control characters,
+# numbers within ±1e15.
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, strict=True), AfterValidator(_text)]
+ExperimentKey = Annotated[
+    Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+    | Annotated[str, Field(min_length=1, max_length=MAX_TEXT, strict=True)],
+    AfterValidator(_key),
+]
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE, strict=True)]
+Timestamp = Annotated[dt.datetime, BeforeValidator(_no_epoch), AfterValidator(_plain_time)]
 
 
 class EventIn(BaseModel):
@@ -95,7 +104,7 @@ class EventBatch(BaseModel):
         if self.experiment is None:
             for i, e in enumerate(self.events):
                 if e.experiment is None:
-                    raise ValueError(
+                    raise ContractError(
                         f"events[{i}].experiment is missing: name the experiment on every event or "
                         "once for the batch ('experiment': <id or name>)"
                     )
