@@ -12,7 +12,7 @@ from tests.storage.test_layering import _imports
 import battleground
 
 PACKAGE = Path(battleground.__file__).parent
-CORE = ("settings.py", "errors.py", "_time.py", "_redact.py", "_html.py", "_http.py", "_xxh64.py")
+CORE = ("settings.py", "errors.py", "_time.py", "_redact.py", "_html.py", "_http.py", "_xxh64.py", "_contract.py")
 ABOVE_CORE = ("battleground.storage", "battleground.stats", "battleground.experiment", "battleground.web",
               "battleground.cli")
 # (files of a layer, the packages it must never import)

@@ -68,6 +68,7 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     allowed_hosts: tuple[str, ...] = ()  # beyond 127.0.0.1, localhost and ::1
     max_body_bytes: int = 16 * 1024 * 1024
+    statement_timeout: float | None = None  # seconds a PostgreSQL read may run (0: no limit; None: 60)
 
     def __repr__(self) -> str:  # no password, token or full path in a log line or a traceback
         return (
@@ -89,6 +90,16 @@ class Settings:
         max_body = env.get("BATTLEGROUND_MAX_BODY_BYTES", "").strip()
         if max_body and not (max_body.isdigit() and int(max_body) > 0):
             raise SettingsError(f"BATTLEGROUND_MAX_BODY_BYTES must be a positive number of bytes, got {max_body!r}")
+        timeout_text = env.get("BATTLEGROUND_STATEMENT_TIMEOUT", "").strip()
+        try:
+            timeout = float(timeout_text) if timeout_text else 60.0
+        except ValueError:
+            timeout = -1.0
+        limit = timeout if timeout_text else None
+        if not 0 <= timeout < 1e7:
+            raise SettingsError(
+                f"BATTLEGROUND_STATEMENT_TIMEOUT must be a number of seconds >= 0 (0: no limit), got {timeout_text!r}"
+            )
         postgres = database_url.startswith("postgresql")
         return cls(
             home=home,
@@ -99,6 +110,7 @@ class Settings:
             api_token=env.get("BATTLEGROUND_API_TOKEN") or None,
             allowed_hosts=tuple(h.strip() for h in env.get("BATTLEGROUND_ALLOWED_HOSTS", "").split(",") if h.strip()),
             max_body_bytes=int(max_body) if max_body else 16 * 1024 * 1024,
+            statement_timeout=limit,
         )
 
     def ensure_home(self) -> Path:

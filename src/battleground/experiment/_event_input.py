@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from battleground._contract import ContractError
 from battleground.errors import ExperimentError
 
 if TYPE_CHECKING:
@@ -23,8 +24,9 @@ OPTIONAL = ("value", "covariate")
 _ALIASES = {"experiment_id": "experiment", "ts": "timestamp"}
 
 
-class EventValidationError(ExperimentError, ValueError):
-    """A batch of events was rejected; nothing of it was written.
+class EventValidationError(ExperimentError, ContractError):
+    """A batch of events was rejected (it breaks the input contract of :mod:`battleground._contract` or
+    the registry's rules); nothing of it was written.
 
     Attributes:
         row: 0-based position of the first offending row in the batch (``None`` for batch-level
@@ -71,11 +73,18 @@ def _array(name: str, values: Sequence[Any]) -> Any:
             if v is not None and (isinstance(v, bool) or not isinstance(v, str | int)):
                 raise EventValidationError(f"{v!r} is a {_kind(v)}; this column holds text or integers",
                                            row=i, field=name)
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise EventValidationError(
+                        "is not valid Unicode text (a lone surrogate); send UTF-8 text", row=i, field=name
+                    ) from None
         if any(isinstance(v, int) for v in values) and any(isinstance(v, str) for v in values):
             values = [str(v) if isinstance(v, int) else v for v in values]
     elif name in OPTIONAL:
         for i, v in enumerate(values):
-            if v is not None and not isinstance(v, int | float):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
                 raise EventValidationError(f"{v!r} is a {_kind(v)}; this column holds numbers", row=i, field=name)
     try:
         return pa.array(values, from_pandas=False)
@@ -174,10 +183,24 @@ def _read_csv(path: Path) -> pa.Table:
     try:
         return pacsv.read_csv(path, convert_options=opts)
     except pa.ArrowInvalid as exc:
-        raise EventValidationError(f"{path} is not a readable CSV file: {exc}") from None
+        detail = str(exc)
+        if "straddling" in detail:
+            reason = "a row is longer than the reader's block (fields hold at most 200 characters)"
+        elif "UTF8" in detail or "UTF-8" in detail:
+            reason = "it is not UTF-8 text; save it as UTF-8"
+        else:
+            reason = detail.splitlines()[0][:200]
+        raise EventValidationError(f"{path.name} is not a readable CSV file: {reason}") from None
 
 
 def _read_json_lines(path: Path, *, lines: bool) -> pa.Table:
+    try:
+        return _from_records(_json_records(path, lines=lines))
+    except UnicodeDecodeError:
+        raise EventValidationError(f"{path.name} is not UTF-8 text; save it as UTF-8") from None
+
+
+def _json_records(path: Path, *, lines: bool) -> list[Any]:
     import json
 
     records: list[Any] = []
@@ -196,8 +219,8 @@ def _read_json_lines(path: Path, *, lines: bool) -> pa.Table:
                 raise EventValidationError(f"{path} is not JSON: {exc}") from None
             records = loaded if isinstance(loaded, list) else [loaded]
     if not all(isinstance(r, Mapping) for r in records):
-        raise EventValidationError(f"{path} must hold one JSON object per event")
-    return _from_records(records)
+        raise EventValidationError(f"{path.name} must hold one JSON object per event")
+    return records
 
 
 def read_events(source: Any) -> pa.Table:

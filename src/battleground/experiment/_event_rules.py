@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from battleground._contract import MAX_ABS_VALUE, MAX_ID, number_problem, text_problem
 from battleground.experiment._event_input import _ALIASES, OPTIONAL, REQUIRED, EventValidationError
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ def _text(col: Any, field: str) -> Any:
     row = _first(pc.or_(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col)))
     if row is not None:
         raise EventValidationError("is blank; every event needs one", row=row, field=field)
+    problem = text_problem(col)
+    if problem is not None:
+        raise EventValidationError(problem[1], row=problem[0], field=field)
     return col
 
 
@@ -152,7 +156,7 @@ def _floats(col: Any, field: str) -> Any:
     if pa.types.is_null(col.type):
         return pa.nulls(len(col), type=pa.float64())
     numeric = (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
-               or pa.types.is_boolean(col.type) or pa.types.is_decimal(col.type))
+               or pa.types.is_decimal(col.type))  # True is not a number
     if not numeric:
         bad = _first(pc.invert(pc.is_null(col)))
         raise EventValidationError(
@@ -164,6 +168,11 @@ def _floats(col: Any, field: str) -> Any:
         raise EventValidationError(
             f"is {col[row].as_py()}; numbers must be finite (leave it empty, None or pd.NA, when there is no value)",
             row=row, field=field,
+        )
+    row = number_problem(col)
+    if row is not None:
+        raise EventValidationError(
+            f"is {col[row].as_py():g}; numbers are bounded to ±{MAX_ABS_VALUE:g}", row=row, field=field
         )
     return col
 
@@ -177,6 +186,12 @@ def _experiments(col: Any, registry: Any, n: int, experiment: Any) -> tuple[Any,
     from battleground.experiment._records import ExperimentNotFoundError
 
     def lookup(key: Any, row: int | None) -> ExperimentRecord:
+        if isinstance(key, int) and not 1 <= key <= MAX_ID:
+            raise EventValidationError(f"experiment ids are 1 to {MAX_ID}, got {key}", row=row, field="experiment")
+        if isinstance(key, str):
+            problem = text_problem(pa.array([key]))
+            if problem is not None:
+                raise EventValidationError(problem[1], row=row, field="experiment")
         try:
             rec: ExperimentRecord = registry.get(key)
         except ExperimentNotFoundError:
@@ -191,6 +206,12 @@ def _experiments(col: Any, registry: Any, n: int, experiment: Any) -> tuple[Any,
         return rec
 
     if experiment is not None:
+        from battleground._contract import ContractError, check_experiment_key
+
+        try:
+            experiment = check_experiment_key(experiment, "experiment=")
+        except ContractError as exc:
+            raise EventValidationError(str(exc), field="experiment") from None
         rec = lookup(experiment, None)
         return pa.array(np.full(n, rec.id, dtype=np.int32)), {rec.id: rec}
     col = _decoded(col)
@@ -213,7 +234,7 @@ def _experiments(col: Any, registry: Any, n: int, experiment: Any) -> tuple[Any,
     by_key: list[ExperimentRecord] = []
     for code, key in enumerate(keys):
         row = int(np.flatnonzero(indices == code)[0])
-        by_key.append(lookup(int(key) if key.strip().isdigit() else key, row))
+        by_key.append(lookup(int(key) if key.strip().isdigit() and key.isascii() else key, row))
     ids = np.array([r.id for r in by_key], dtype=np.int32)[indices]
     return pa.array(ids), {r.id: r for r in by_key}
 

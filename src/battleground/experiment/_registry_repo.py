@@ -59,7 +59,13 @@ class RegistryRepo:
         query = select(ExperimentRow)
         if isinstance(key, bool) or not isinstance(key, int | str):
             raise ExperimentNotFoundError(f"an experiment is named by its id or its name, got {key!r}")
-        if isinstance(key, int) or key.strip().isdigit():
+        from battleground._contract import MAX_ID, text_reason
+
+        if isinstance(key, str) and text_reason(key):  # NUL, 10 MB names …: no experiment has them
+            raise ExperimentNotFoundError(f"no experiment named {key[:60]!r}: {text_reason(key)}")
+        if isinstance(key, int) or (key.strip().isdigit() and key.strip().isascii()):
+            if not 1 <= int(key) <= MAX_ID:
+                raise ExperimentNotFoundError(f"no experiment with id {str(key).strip()[:20]}: ids are 1 to {MAX_ID}")
             query = query.where(ExperimentRow.id == int(key))
         else:
             query = query.where(ExperimentRow.name == key)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import numbers
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -101,10 +103,10 @@ def _normalize_variants(variants: Any) -> list[VariantRecord]:
 
 
 def _as_float(value: Any, field: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise RegistryError(f"{field} must be a number, got {value!r}") from exc
+    """A finite number (``True`` and ``"0.5"`` are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise RegistryError(f"{field} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _check_variants(variants: Sequence[VariantRecord]) -> None:
@@ -116,6 +118,7 @@ def _check_variants(variants: Sequence[VariantRecord]) -> None:
     for v in variants:
         if not v.name.strip():
             raise RegistryRuleError("variant names non-empty", v.name, "give every variant a name")
+        check_label(v.name, "variant name")
         if not (math.isfinite(v.weight) and 0.0 < v.weight <= 1.0):
             raise RegistryRuleError(
                 "weights in (0, 1]", v.weight, f"variant {v.name!r} needs a weight between 0 and 1"
@@ -170,6 +173,10 @@ def _normalize_metric(metric: Any) -> MetricRecord:
         )
     if not record.numerator.strip():
         raise RegistryRuleError("numerator event type", record.numerator, "name the numerator event type")
+    check_label(record.name, "metric name")
+    check_label(record.numerator, "numerator event type")
+    if record.denominator:
+        check_label(record.denominator, "denominator event type")
     if record.kind == "ratio" and not record.denominator:
         raise RegistryRuleError(
             "ratio metrics need a denominator", record.denominator,
@@ -228,6 +235,71 @@ def _check_metrics(metrics: Sequence[MetricRecord]) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise RegistryRuleError("unique metric names", duplicates, "rename the duplicated metrics")
+    primaries = [m.name for m in metrics if m.primary]
+    if len(primaries) > 1:
+        raise RegistryRuleError(
+            "at most one primary metric", primaries,
+            "the decision follows one primary metric; mark the others as secondary (primary=False)",
+        )
+
+
+# Accepted keys of an end-conditions mapping: English names and the seed's Korean ones. One table for
+# ``create_experiment(end_conditions=...)``, ``RegisterExperiment.add_end_condition`` and ``meta``.
+END_CONDITION_KEYS: dict[str, tuple[str, ...]] = {
+    "target_sample_size": (
+        "target_sample_size", "sample_size", "목표samplesize", "목표샘플사이즈", "목표표본크기", "목표표본수",
+    ),
+    "max_duration_days": ("max_duration_days", "max_days", "duration_days", "최대기간", "최대실험기간", "최대일수"),
+    "sequential": ("sequential", "순차검정", "조기종료"),
+    "design": ("design", "sequential_design", "순차설계"),
+    "mde": ("mde", "planned_mde", "최소검출효과"),
+}
+MAX_TARGET_SAMPLE_SIZE = 2_000_000_000  # users per variant; the column is a 32-bit integer
+MAX_DURATION_DAYS = 3650.0
+
+
+def alias_key(text: str) -> str:
+    """How an alias is compared: case, spaces, ``_`` and ``-`` ignored."""
+    return re.sub(r"[\s_\-]", "", text).lower()
+
+
+_END_LOOKUP = {alias_key(alias): field for field, aliases in END_CONDITION_KEYS.items() for alias in aliases}
+
+
+def end_condition_fields(given: Mapping[str, Any]) -> dict[str, Any]:
+    """``{field: value}`` from a mapping keyed by any alias in :data:`END_CONDITION_KEYS`; an unknown or
+    repeated key is an error (never silently dropped)."""
+    values: dict[str, Any] = {}
+    for k, v in given.items():
+        field = _END_LOOKUP.get(alias_key(str(k)))
+        if field is None:
+            raise RegistryError(
+                f"unknown end condition {k!r}; accepted: "
+                + ", ".join(
+                    f"{f} (or {', '.join(a for a in aliases if a != f)})" for f, aliases in END_CONDITION_KEYS.items()
+                )
+            )
+        if field in values:
+            raise RegistryError(f"end conditions give {field!r} twice (as {k!r} and another alias); keep one")
+        values[field] = v
+    return values
+
+
+def end_conditions_from(value: EndConditions | Mapping[str, Any] | None, current: EndConditions) -> EndConditions:
+    """End conditions from a record, a mapping (aliases allowed, unknown keys refused) or ``None``."""
+    if value is None:
+        return _normalize_end_conditions(_UNSET, _UNSET, _UNSET, current)
+    if isinstance(value, EndConditions):
+        return _normalize_end_conditions(
+            value.target_sample_size, value.max_duration_days, value.sequential, current, value.design, value.mde
+        )
+    if isinstance(value, Mapping):
+        f = end_condition_fields(value)
+        return _normalize_end_conditions(
+            f.get("target_sample_size", _UNSET), f.get("max_duration_days", _UNSET), f.get("sequential", _UNSET),
+            current, f.get("design", _UNSET), f.get("mde", _UNSET),
+        )
+    raise RegistryError(f"end_conditions must be a mapping or EndConditions, got {value!r}")
 
 
 def _normalize_end_conditions(
@@ -238,19 +310,30 @@ def _normalize_end_conditions(
     days = current.max_duration_days if max_duration_days is _UNSET else max_duration_days
     seq = current.sequential if sequential is _UNSET else sequential
     if size is not None:
-        if isinstance(size, bool) or not float(size).is_integer() or int(size) <= 0:
+        if (
+            isinstance(size, bool) or not isinstance(size, numbers.Real) or not math.isfinite(float(size))
+            or not float(size).is_integer() or not 0 < float(size) <= MAX_TARGET_SAMPLE_SIZE
+        ):
             raise RegistryRuleError(
-                "target sample size is a positive integer", size, "give the users per variant, e.g. 1000"
+                "target sample size is a positive integer", size,
+                f"give the users per variant as a number from 1 to {MAX_TARGET_SAMPLE_SIZE:,}, e.g. 1000",
             )
-        size = int(size)
+        size = int(float(size))
     if days is not None:
-        days = _as_float(days, "max_duration_days")
-        if not (math.isfinite(days) and days > 0):
-            raise RegistryRuleError("maximum duration is positive", days, "give a number of days > 0")
+        if isinstance(days, bool) or not isinstance(days, numbers.Real) or not (
+            math.isfinite(float(days)) and 0 < float(days) <= MAX_DURATION_DAYS
+        ):
+            raise RegistryRuleError(
+                "maximum duration is positive", days,
+                f"give a number of days above 0 and at most {MAX_DURATION_DAYS:g}, e.g. 14",
+            )
+        days = float(days)
     if isinstance(seq, str):
         if seq.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise RegistryError(f"sequential must be true or false, got {seq!r}")
         seq = seq.strip().lower() in ("true", "1", "yes")
+    if not isinstance(seq, bool | int) or seq not in (0, 1):
+        raise RegistryError(f"sequential must be true or false, got {seq!r}")
     des = current.design if design is _UNSET else ("msprt" if design is None else design)
     if not isinstance(des, str) or des.strip().lower() not in DESIGNS:
         raise RegistryRuleError(f"design is one of {', '.join(DESIGNS)}", des,
@@ -269,3 +352,59 @@ def _normalize_end_conditions(
         if not (math.isfinite(planned) and planned > 0):
             raise RegistryRuleError("the planned MDE is a positive relative effect", planned, "e.g. mde=0.05 for +5 %")
     return EndConditions(size, days, bool(seq), des, planned)
+
+
+def check_name(name: Any) -> str:
+    """An experiment name: contract text (:mod:`battleground._contract`), not all digits (digits name
+    ids), stripped."""
+    if not isinstance(name, str) or not name.strip():
+        raise RegistryRuleError("experiment names non-empty", name, "give the experiment a name")
+    name = name.strip()
+    check_label(name, "experiment name")
+    if name.isdigit():
+        raise RegistryRuleError(
+            "names are not all digits", name, "digits name experiment ids; add a letter to the name"
+        )
+    return name
+
+
+def check_label(value: str, what: str) -> str:
+    """A name, variant, metric or event type by the input contract (≤ 200 characters, no control
+    characters, valid Unicode)."""
+    from battleground._contract import text_reason
+
+    reason = text_reason(value)
+    if reason:
+        shown = value if len(value) <= 60 else value[:40] + "…"
+        raise RegistryRuleError(f"{what} is plain text of at most 200 characters", shown, f"the {what} {reason}")
+    return value
+
+
+def check_prose(value: Any, field: str) -> str | None:
+    """A description, hypothesis or owner: text without NUL or lone surrogates (newlines are fine)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RegistryError(f"{field} must be text, got {value!r}")
+    if "\x00" in value or len(value) > 100_000:
+        raise RegistryRuleError(f"{field} is text without NUL, at most 100,000 characters", value[:40], f"fix the {field}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RegistryRuleError(f"{field} is valid Unicode", value[:40], "send UTF-8 text") from None
+    return value
+
+
+def check_traffic(value: Any) -> float:
+    traffic = _as_float(value, "traffic")
+    if not (0.0 < traffic <= 1.0):
+        raise RegistryRuleError("traffic in (0, 1]", traffic, "give the fraction of users to include")
+    return traffic
+
+
+def check_salt(value: Any) -> str:
+    from battleground._contract import CONTROL
+
+    if not isinstance(value, str) or not value or len(value) > 64 or CONTROL.search(value) or not value.isascii():
+        raise RegistryRuleError("salt is 1-64 characters", value, "give a short string or leave it out")
+    return value

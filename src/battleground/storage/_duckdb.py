@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from battleground.storage._events_sql import (
     schema,
 )
 from battleground.storage._filelock import StoreLockedError, exclusive_lock
+from battleground.storage._snapshot import ReadCancelledError, current_snapshot
 from battleground.storage.events import EventStore, WriteResult, has_duplicate_ids
 
 if TYPE_CHECKING:
@@ -135,8 +136,22 @@ class DuckDBEventStore(EventStore):
         return WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
 
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
-        with self.connection() as con:
+        import duckdb
+
+        snap = current_snapshot()
+        if snap is None:
+            with self.connection() as con:
+                return con.execute(render(sql, "duckdb"), params).fetchall()
+        # One connection, held under the store's lock for the whole snapshot: no writer runs in between.
+        con = snap.connection(f"duckdb:{self.path}", self._open_snapshot)
+        try:
             return con.execute(render(sql, "duckdb"), params).fetchall()
+        except duckdb.InterruptException as exc:
+            raise ReadCancelledError("the read was cancelled (the client went away)") from exc
+
+    def _open_snapshot(self, stack: contextlib.ExitStack) -> tuple[duckdb.DuckDBPyConnection, Callable[[], None]]:
+        con = stack.enter_context(self.connection())
+        return con, con.interrupt
 
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         sql = f"SELECT {', '.join(COLUMNS)} FROM events"

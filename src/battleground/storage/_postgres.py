@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from battleground.storage._events_sql import (
@@ -16,6 +18,11 @@ from battleground.storage._events_sql import (
     schema,
 )
 from battleground.storage._pg import ensure_database, psycopg_url
+from battleground.storage._snapshot import (
+    ReadCancelledError,
+    StatementTimeoutError,
+    current_snapshot,
+)
 from battleground.storage.events import (
     EventStore,
     StoreUnavailableError,
@@ -31,6 +38,28 @@ __all__ = ["PostgresEventStore"]
 
 _SCHEMA_LOCK = 7_311_402_023
 _ready: set[str] = set()
+# ANALYZE the table once this many rows were stored since the last ANALYZE of this process (or at once
+# after a write into a table that was never analysed): a plan made from a 1-row estimate of a table that
+# holds a million rows is how a dashboard read once ran for 18 minutes.
+ANALYZE_ROWS = 50_000
+_since_analyze: dict[str, int] = {}
+DEFAULT_STATEMENT_TIMEOUT = 60.0
+
+
+def default_statement_timeout() -> float:
+    """``$BATTLEGROUND_STATEMENT_TIMEOUT`` (seconds; 0 = none) or 60."""
+    text = os.environ.get("BATTLEGROUND_STATEMENT_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_STATEMENT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        from battleground.errors import SettingsError
+
+        raise SettingsError(f"BATTLEGROUND_STATEMENT_TIMEOUT must be a number of seconds >= 0, got {text!r}")
+    return value
 
 
 class PostgresEventStore(EventStore):
@@ -43,14 +72,20 @@ class PostgresEventStore(EventStore):
     failure would still be retried, as the whole transaction rolls back). A writer that dies before
     its commit leaves nothing: the server rolls its transaction back. A server that cannot be reached
     raises :class:`~battleground.storage.events.StoreUnavailableError` naming it.
+
+    Every read carries ``statement_timeout`` (seconds, default 60 or ``$BATTLEGROUND_STATEMENT_TIMEOUT``;
+    0: none) and raises :class:`StatementTimeoutError` past it; inside
+    :func:`~battleground.storage._snapshot.read_snapshot` reads share one ``REPEATABLE READ READ ONLY``
+    transaction and can be cancelled. Large ingests are followed by ``ANALYZE`` (:data:`ANALYZE_ROWS`).
     """
 
     backend = "postgresql"
     dialect = "postgres"
 
-    def __init__(self, url: str, registry_url: str | None = None) -> None:
+    def __init__(self, url: str, registry_url: str | None = None, *, statement_timeout: float | None = None) -> None:
         super().__init__(url, registry_url)
         self.dsn = psycopg_url(url)
+        self.statement_timeout = default_statement_timeout() if statement_timeout is None else float(statement_timeout)
 
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
@@ -104,7 +139,9 @@ class PostgresEventStore(EventStore):
                         cur.execute(conflicts_sql("bg_batch"))
                         row = cur.fetchone()
                         conflicts = int(row[0]) if row else 0
-                    return WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
+                    result = WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
+                self._maybe_analyze(inserted)
+                return result
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 7:
                     raise
@@ -112,6 +149,28 @@ class PostgresEventStore(EventStore):
             except psycopg.OperationalError as exc:
                 raise self._unavailable(exc, writing=True) from exc
         raise AssertionError("unreachable")
+
+    def _maybe_analyze(self, inserted: int) -> None:
+        """``ANALYZE events`` after large ingests (see :data:`ANALYZE_ROWS`); never fails the write."""
+        import psycopg
+
+        if inserted <= 0:
+            return
+        pending = _since_analyze.get(self.dsn, 0) + inserted
+        try:
+            with self._connect() as conn:
+                if pending < ANALYZE_ROWS:
+                    row = conn.execute(
+                        "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL FROM pg_stat_user_tables "
+                        "WHERE relid = to_regclass('events')"
+                    ).fetchone()
+                    if not (row and row[0]) or pending < 1_000:
+                        _since_analyze[self.dsn] = pending
+                        return
+                conn.execute("ANALYZE events")
+            _since_analyze[self.dsn] = 0
+        except psycopg.Error:
+            _since_analyze[self.dsn] = pending  # autovacuum will get to it; the batch is stored
 
     def _unavailable(self, exc: Exception, *, writing: bool) -> StoreUnavailableError:
         from psycopg.conninfo import conninfo_to_dict
@@ -128,20 +187,47 @@ class PostgresEventStore(EventStore):
         )
         return StoreUnavailableError(f"the event store (PostgreSQL at {where}) is unavailable ({reason}); {what}")
 
+    def _timeout_ms(self) -> int:
+        return max(0, round(self.statement_timeout * 1000))
+
+    def _open_snapshot(self, stack: contextlib.ExitStack) -> tuple[psycopg.Connection[Any], Callable[[], None]]:
+        from psycopg import IsolationLevel
+
+        conn = stack.enter_context(self._connect())
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        self._plan_settings(conn)  # the first statement opens the transaction
+        return conn, conn.cancel_safe
+
+    def _plan_settings(self, conn: psycopg.Connection[Any], *, scan: bool = True) -> None:
+        conn.execute(f"SET LOCAL statement_timeout = {self._timeout_ms()}")
+        if scan:
+            # Right after a load the table has no statistics yet (autovacuum analyses it later),
+            # and the planner then joins every event to every user in a nested loop: quadratic.
+            # A whole-experiment aggregate is always a hash join of the users with their events.
+            # (The penalty that setting puts on plan costs would then trigger JIT compilation,
+            # seconds of it for a query that runs in milliseconds: off too.)
+            conn.execute("SET LOCAL enable_nestloop = off")
+            conn.execute("SET LOCAL jit = off")
+
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         import psycopg
 
+        snap = current_snapshot()
         try:
-            with self._connect() as conn:
-                if scan:
-                    # Right after a load the table has no statistics yet (autovacuum analyses it later),
-                    # and the planner then joins every event to every user in a nested loop: quadratic.
-                    # A whole-experiment aggregate is always a hash join of the users with their events.
-                    # (The penalty that setting puts on plan costs would then trigger JIT compilation,
-                    # seconds of it for a query that runs in milliseconds: off too.)
-                    conn.execute("SET LOCAL enable_nestloop = off")
-                    conn.execute("SET LOCAL jit = off")
+            if snap is not None:
+                conn = snap.connection(f"postgresql:{self.dsn}", self._open_snapshot)
                 return conn.execute(render(sql, "psycopg"), params).fetchall()  # type: ignore[arg-type]
+            with self._connect() as conn:
+                self._plan_settings(conn, scan=scan)
+                return conn.execute(render(sql, "psycopg"), params).fetchall()  # type: ignore[arg-type]
+        except psycopg.errors.QueryCanceled as exc:
+            if snap is not None and snap.cancelled:
+                raise ReadCancelledError("the read was cancelled (the client went away)") from exc
+            raise StatementTimeoutError(
+                f"an event-store read ran past statement_timeout ({self.statement_timeout:g} s) and was "
+                "cancelled; narrow the window, or raise BATTLEGROUND_STATEMENT_TIMEOUT"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc, writing=False) from exc
 

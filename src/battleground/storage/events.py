@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from battleground._redact import redact_url
 from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
+from battleground.storage._snapshot import read_snapshot
 from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
 from battleground.storage.sums import ExperimentSums, MetricSums
 
@@ -31,6 +32,7 @@ __all__ = [
     "WriteResult",
     "has_duplicate_ids",
     "open_event_store",
+    "read_snapshot",
     "registry_url_for",
 ]
 
@@ -401,10 +403,12 @@ def open_event_store(url: Any = None, registry_url: str | None = None) -> EventS
     """
     from battleground.settings import Settings, resolve_client
 
+    timeout: float | None = None
     if not (isinstance(url, str) and url.startswith(("duckdb:", "postgresql", "postgres://"))):
         if not isinstance(url, Settings):
             url = resolve_client(url)
         registry_url = registry_url or url.registry_url
+        timeout = url.statement_timeout
         url = url.events_url
     if url.startswith("duckdb:"):
         from battleground.storage._duckdb import DuckDBEventStore
@@ -412,4 +416,4 @@ def open_event_store(url: Any = None, registry_url: str | None = None) -> EventS
         return DuckDBEventStore(url, registry_url)
     from battleground.storage._postgres import PostgresEventStore
 
-    return PostgresEventStore(url, registry_url)
+    return PostgresEventStore(url, registry_url, statement_timeout=timeout)

@@ -3,13 +3,20 @@ files, and event ingestion (``POST /api/events``, the one write)."""
 
 # no `from __future__ import annotations`: FastAPI reads the annotations of the routes at runtime
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from battleground._contract import (
+    MAX_ABS_VALUE,
+    MAX_ID,
+    MAX_TEXT,
+    ContractError,
+    check_experiment_key,
+    check_text,
+)
 from battleground.errors import WebError
 from battleground.web._auth import check_write_access
 from battleground.web._bandit_views import bandit_files
@@ -21,45 +28,48 @@ from battleground.web._experiment_views import (
     result_records,
 )
 from battleground.web._model_views import leaderboard
+from battleground.web._reads import snapshot_read
 from battleground.web._state import DashboardState, check_key
 from battleground.web._view_common import frame_records, jsonable, read_only_monitor
 
 __all__ = ["MAX_BATCH", "BatchError", "EventBatch", "EventIn", "IngestResponse", "create_api_router"]
 
 MAX_BATCH = 50_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (tabs, newlines, NUL, ...)")
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
+def _text(value: str) -> str:
+    return check_text(value, "text")
 
 
 def _plain_time(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     if not 1900 <= value.year <= 9998:
-        raise ValueError(f"year must be between 1900 and 9998, got {value.year}")
+        raise ContractError(f"year must be between 1900 and 9998, got {value.year}")
     return value
 
 
-def _key_text(value: str) -> str:
-    value = _no_control(value)
-    if value.strip().isdigit() and int(value) > 2**31 - 1:
-        raise ValueError(f"experiment ids are at most {2**31 - 1}, got {value}")
+def _no_epoch(value: Any) -> Any:
+    if not isinstance(value, str | dt.datetime | dt.date):
+        raise ContractError(f"a time is an ISO 8601 string like '2022-03-05T10:00:00Z', got {value!r}")
     return value
 
 
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
-ExperimentKey = (
-    Annotated[int, Field(ge=1, le=2**31 - 1)]
-    | Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_key_text)]
-)
-Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
-Timestamp = Annotated[dt.datetime, AfterValidator(_plain_time)]
+def _key(value: int | str) -> int | str:
+    return check_experiment_key(value)
+
+
+# The input contract (battleground._contract), in pydantic's terms: strict types (no "1.5" → 1.5, no
+# true → 1.0 or id 1, no bare epoch integers), text of 1-200 characters without control characters,
+# numbers within ±1e15.
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, strict=True), AfterValidator(_text)]
+ExperimentKey = Annotated[
+    Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+    | Annotated[str, Field(min_length=1, max_length=MAX_TEXT, strict=True)],
+    AfterValidator(_key),
+]
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE, strict=True)]
+Timestamp = Annotated[dt.datetime, BeforeValidator(_no_epoch), AfterValidator(_plain_time)]
 
 
 class EventIn(BaseModel):
@@ -92,7 +102,7 @@ class EventBatch(BaseModel):
         if self.experiment is None:
             for i, e in enumerate(self.events):
                 if e.experiment is None:
-                    raise ValueError(
+                    raise ContractError(
                         f"events[{i}].experiment is missing: name the experiment on every event or "
                         "once for the batch ('experiment': <id or name>)"
                     )
@@ -136,31 +146,44 @@ def create_api_router(state: DashboardState) -> APIRouter:
         return {"status": "ok", "version": battleground.__version__, "read_only": state.read_only}
 
     @router.get("/experiments")
-    def list_experiments(
+    async def list_experiments(
+        request: Request,
         status: Literal["draft", "running", "stopped", "archived"] | None = None,
     ) -> dict[str, Any]:
         """Every experiment with users per variant and the SRM / end-condition badges."""
-        monitor = read_only_monitor(settings)
-        records = state.registry.list(status=status)
-        return {"experiments": [experiment_summary(monitor, r).to_dict() for r in records]}
+
+        def read() -> dict[str, Any]:
+            monitor = read_only_monitor(settings)
+            records = state.registry.list(status=status)
+            return {"experiments": [experiment_summary(monitor, r).to_dict() for r in records]}
+
+        return await snapshot_read(request, read)
 
     @router.get("/experiments/{key}")
-    def get_experiment(key: str) -> dict[str, Any]:
+    async def get_experiment(request: Request, key: str) -> dict[str, Any]:
         """The registered design: variants, metrics, end conditions, dates."""
-        record = state.registry.get(check_key(key))
-        summary = experiment_summary(read_only_monitor(settings), record)
-        return {"experiment": record_dict(record), "summary": summary.to_dict()}
+
+        def read() -> dict[str, Any]:
+            record = state.registry.get(check_key(key))
+            summary = experiment_summary(read_only_monitor(settings), record)
+            return {"experiment": record_dict(record), "summary": summary.to_dict()}
+
+        return await snapshot_read(request, read)
 
     @router.get("/experiments/{key}/results")
-    def get_results(
+    async def get_results(
+        request: Request,
         key: str,
         start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
         end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
     ) -> dict[str, Any]:
         """One row per metric × variant with lifts, CIs and p-values; the SRM and other data-quality
         checks; the decision of the one decision rule (``verdict``: ship, dont_ship, inconclusive,
-        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each)."""
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each).
+        Rows, daily series and end conditions are computed from one snapshot of the event store."""
+        d = await snapshot_read(
+            request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
+                                               charts=False))
         return {
             "experiment_id": d.record.id, "name": d.record.name, "status": d.record.status,
             "rows": result_records(d.result), "srm": jsonable(d.srm.to_dict()) if d.srm else None,
@@ -171,13 +194,16 @@ def create_api_router(state: DashboardState) -> APIRouter:
         }
 
     @router.get("/experiments/{key}/daily")
-    def get_daily(
+    async def get_daily(
+        request: Request,
         key: str,
         start: Annotated[str | None, Query(max_length=40, description="ISO date or datetime")] = None,
         end: Annotated[str | None, Query(max_length=40, description="ISO date (inclusive) or datetime")] = None,
     ) -> dict[str, Any]:
         """The results on each day's cumulative data (one block of rows per date), for charts."""
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        d = await snapshot_read(
+            request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
+                                               charts=False))
         return {"experiment_id": d.record.id, "rows": frame_records(d.daily), "no_data": d.no_data}
 
     @router.get("/experiments/{key}/audit")

@@ -244,6 +244,14 @@ def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
             headers={"Retry-After": "2"},
         )
 
+    async def timed_out(request: Request, exc: Exception) -> Response:
+        log.warning("read ran past statement_timeout on %s %s", request.method, request.url.path)
+        return _respond(request, state, 504, str(exc))
+
+    async def cancelled(request: Request, exc: Exception) -> Response:
+        log.info("read cancelled on %s %s: the client went away", request.method, request.url.path)
+        return _respond(request, state, 499, str(exc))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return _respond(request, state, exc.status_code, str(exc.detail), headers=exc.headers)
@@ -261,3 +269,7 @@ def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
     app.add_exception_handler(Exception, internal)
     for cls in _storage_errors():
         app.add_exception_handler(cls, unavailable)
+    from battleground.storage._snapshot import ReadCancelledError, StatementTimeoutError
+
+    app.add_exception_handler(StatementTimeoutError, timed_out)
+    app.add_exception_handler(ReadCancelledError, cancelled)

@@ -83,11 +83,15 @@ def create_page_router(state: DashboardState) -> APIRouter:
                     owners=owners(records), sorts=SORTS, total=len(records))
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
-    def experiment_page(
+    async def experiment_page(
         request: Request, key: str, start: str | None = None, end: str | None = None,
         view: Literal["cumulative", "daily"] = "cumulative",
     ) -> HTMLResponse:
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, view=view)
+        from battleground.web._reads import snapshot_read
+
+        d = await snapshot_read(request, lambda: experiment_detail(
+            settings, state.registry, check_key(key), start=start, end=end, view=view
+        ))
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
                     exp=d.record, sample_chart=sample_size_chart(d.info, d.daily), plotly=True)
 

@@ -1,0 +1,429 @@
+"""The registry's public operations: :class:`Registry` (create, read, status changes, edits, metrics,
+end conditions, audit log) over the SQLAlchemy repository of ``_registry_repo``, with every input checked
+by the one rule set of ``_registry_rules``. ``experiment.register`` is the seed-era facade re-exporting it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from battleground.experiment._records import (
+    STATUSES,
+    AuditEntry,
+    EndConditions,
+    ExperimentNotFoundError,
+    ExperimentRecord,
+    MetricRecord,
+    RegistryError,
+    RegistryRuleError,
+    VariantRecord,
+)
+from battleground.experiment._registry_repo import RegistryRepo
+from battleground.experiment._registry_rules import (
+    _NEXT_STATUS,
+    _UNSET,
+    _check_metrics,
+    _check_variants,
+    _jsonable,
+    _normalize_end_conditions,
+    _normalize_metric,
+    _normalize_variants,
+    _now,
+    check_name,
+    check_prose,
+    check_salt,
+    check_traffic,
+    end_conditions_from,
+    parse_timestamp,
+)
+
+__all__ = ["Registry"]
+
+
+def _metric_row(m: MetricRecord, position: int) -> Any:
+    from battleground.storage._models import MetricRow
+
+    return MetricRow(
+        name=m.name, kind=m.kind, numerator=m.numerator, denominator=m.denominator, direction=m.direction,
+        guardrail=m.guardrail, primary=m.primary, position=position,
+        conversion_window_days=m.conversion_window_days, cuped_lookback_days=m.cuped_lookback_days,
+        margin=m.margin, margin_relative=m.margin_relative,
+    )
+
+
+class Registry(RegistryRepo):
+    """Experiments, their variants, metrics, end conditions and audit log, in SQLite or PostgreSQL.
+
+    Args:
+        url: ``sqlite:///path/registry.db`` or ``postgresql://…``; a :class:`Settings` or anything
+            :func:`resolve_client` accepts works too. The schema is migrated on first use.
+
+    Experiments are named by their integer id or their (unique) name wherever a ``key`` is asked for.
+    """
+
+    # ------------------------------------------------------------------ create and read
+    def create_experiment(
+        self,
+        name: str,
+        *,
+        variants: Any = None,
+        metrics: Iterable[Any] = (),
+        description: str | None = None,
+        hypothesis: str | None = None,
+        owner: str | None = None,
+        start_at: Any = None,
+        end_at: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        salt: str | None = None,
+        traffic: float = 1.0,
+        end_conditions: EndConditions | Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ExperimentRecord:
+        """Register a new experiment in ``draft`` status.
+
+        Args:
+            name: unique name (not all digits, so it cannot be mistaken for an id).
+            variants: names (equal weights, the first is the control), ``{name: weight}`` (first is the
+                control) or dicts ``{"name", "weight", "is_control"}``; default control/treatment 50/50.
+            metrics: dicts or :class:`MetricRecord` (name, kind, numerator, denominator, direction,
+                guardrail, primary).
+            start_at, end_at: the planned window (dates, datetimes or ISO strings; UTC).
+            salt: assignment salt; default a random 16-hex-digit string.
+            traffic: fraction of users in the experiment, in (0, 1].
+            end_conditions: :class:`EndConditions` or a dict with its fields.
+        """
+        from sqlalchemy.exc import IntegrityError
+
+        from battleground.storage._models import EndConditionRow, ExperimentRow, VariantRow
+
+        name = check_name(name)
+        description, hypothesis = check_prose(description, "description"), check_prose(hypothesis, "hypothesis")
+        owner = check_prose(owner, "owner")
+        variant_records = _normalize_variants(variants)
+        _check_variants(variant_records)
+        metric_records = [_normalize_metric(m) for m in metrics]
+        _check_metrics(metric_records)
+        start = parse_timestamp(start_at, "start_at")
+        end = parse_timestamp(end_at, "end_at")
+        if start is not None and end is not None and end <= start:
+            raise RegistryRuleError("end after start", end.isoformat(), f"end_at must be after start_at {start.isoformat()}")
+        traffic = check_traffic(traffic)
+        if salt is not None:
+            salt = check_salt(salt)
+        ec = end_conditions_from(end_conditions, EndConditions())
+        now = _now()
+        with self._session() as session:
+            row = ExperimentRow(
+                name=name, description=description, hypothesis=hypothesis, owner=owner, status="draft",
+                start_at=start, end_at=end, meta=_jsonable(dict(metadata or {})),
+                salt=salt or secrets.token_hex(8), traffic=traffic, created_at=now, updated_at=now,
+            )
+            row.variants = [
+                VariantRow(name=v.name, weight=v.weight, is_control=v.is_control, position=i)
+                for i, v in enumerate(variant_records)
+            ]
+            row.metrics = [_metric_row(m, i) for i, m in enumerate(metric_records)]
+            row.end_condition = EndConditionRow(
+                target_sample_size=ec.target_sample_size, max_duration_days=ec.max_duration_days,
+                sequential=ec.sequential, design=ec.design, mde=ec.mde,
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                session.rollback()
+                raise RegistryRuleError(
+                    "unique experiment name", name, "an experiment with this name exists; choose another"
+                ) from exc
+            record = self._record(row)
+            self._audit(session, row, "create", {"experiment": record.to_dict()}, actor)
+            session.commit()
+            return record
+
+    def get(self, key: Any) -> ExperimentRecord:
+        """The experiment with this id or name (:class:`ExperimentNotFoundError` when there is none)."""
+        with self._session() as session:
+            return self._record(self._row(session, key))
+
+    def list(self, status: str | None = None) -> list[ExperimentRecord]:
+        """All experiments (optionally only those with ``status``), oldest first."""
+        from sqlalchemy import select
+
+        from battleground.storage._models import ExperimentRow
+
+        if status is not None and status not in STATUSES:
+            raise RegistryError(f"status must be one of {list(STATUSES)}, got {status!r}")
+        query = select(ExperimentRow).order_by(ExperimentRow.id)
+        if status is not None:
+            query = query.where(ExperimentRow.status == status)
+        with self._session() as session:
+            return [self._record(r) for r in session.scalars(query)]
+
+    # ------------------------------------------------------------------ status changes
+    def _transition(self, key: Any, to: str, actor: str | None, reason: str | None = None,
+                    at: Any = None) -> ExperimentRecord:
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            if _NEXT_STATUS.get(row.status) != to:
+                raise RegistryRuleError(
+                    "status moves draft → running → stopped → archived only", f"{row.status} → {to}",
+                    f"experiment {row.name!r} is {row.status}"
+                    + (f"; it can only become {_NEXT_STATUS[row.status]}" if row.status in _NEXT_STATUS else ""),
+                )
+            if to == "running":
+                _check_variants([VariantRecord(v.name, v.weight, v.is_control) for v in row.variants])
+            now = _now()
+            when = now if at is None else parse_timestamp(at, "at")
+            before = row.status
+            row.status = to
+            row.updated_at = now
+            if to == "running":
+                row.started_at = when
+            elif to == "stopped":
+                row.stopped_at = when
+                row.stop_reason = reason
+            else:
+                row.archived_at = when
+            detail: dict[str, Any] = {"from": before, "to": to}
+            if reason is not None:
+                detail["reason"] = reason
+            self._audit(session, row, {"running": "start", "stopped": "stop", "archived": "archive"}[to], detail, actor)
+            session.commit()
+            return self._record(row)
+
+    def start(self, key: Any, *, actor: str | None = None, at: Any = None) -> ExperimentRecord:
+        """draft → running; variants, weights, traffic and salt are frozen from now on. ``at`` (UTC)
+        records another start time than now, e.g. a simulation's calendar."""
+        return self._transition(key, "running", actor, at=at)
+
+    def stop(self, key: Any, reason: str, *, actor: str | None = None, at: Any = None) -> ExperimentRecord:
+        """running → stopped, with the reason in the audit log; ``at`` as for :meth:`start`."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise RegistryError("stop needs a reason (it goes to the audit log), e.g. reason='target reached'")
+        return self._transition(key, "stopped", actor, reason.strip(), at=at)
+
+    def archive(self, key: Any, *, actor: str | None = None) -> ExperimentRecord:
+        """stopped → archived; the experiment becomes read-only."""
+        return self._transition(key, "archived", actor)
+
+    # ------------------------------------------------------------------ edits
+    def update(
+        self,
+        key: Any,
+        *,
+        name: Any = _UNSET,
+        description: Any = _UNSET,
+        hypothesis: Any = _UNSET,
+        owner: Any = _UNSET,
+        start_at: Any = _UNSET,
+        end_at: Any = _UNSET,
+        metadata: Any = _UNSET,
+        traffic: Any = _UNSET,
+        salt: Any = _UNSET,
+        actor: str | None = None,
+    ) -> ExperimentRecord:
+        """Edit descriptive fields (``metadata`` is merged). ``traffic`` and ``salt`` only in draft."""
+        from sqlalchemy.exc import IntegrityError
+
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            self._require_editable(row)
+            changes: dict[str, Any] = {}
+
+            def change(field: str, new: Any) -> None:
+                old = getattr(row, field)
+                if old != new:
+                    changes[field] = {"old": old, "new": new}
+                    setattr(row, field, new)
+
+            if name is not _UNSET:
+                change("name", check_name(name))
+            for field, value in (("description", description), ("hypothesis", hypothesis), ("owner", owner)):
+                if value is not _UNSET:
+                    change(field, check_prose(value, field))
+            new_start = row.start_at if start_at is _UNSET else parse_timestamp(start_at, "start_at")
+            new_end = row.end_at if end_at is _UNSET else parse_timestamp(end_at, "end_at")
+            if new_start is not None and new_end is not None and new_end <= new_start:
+                raise RegistryRuleError("end after start", new_end.isoformat(), f"end_at must be after start_at {new_start.isoformat()}")
+            change("start_at", new_start)
+            change("end_at", new_end)
+            if metadata is not _UNSET:
+                if not isinstance(metadata, Mapping):
+                    raise RegistryError(f"metadata must be a mapping, got {metadata!r}")
+                change("meta", {**(row.meta or {}), **_jsonable(dict(metadata))})
+            for field, value in (("traffic", traffic), ("salt", salt)):
+                if value is _UNSET:
+                    continue
+                if row.status != "draft":
+                    raise RegistryRuleError(
+                        f"{field} frozen once running", value, f"experiment {row.name!r} is {row.status}"
+                    )
+                change(field, check_traffic(value) if field == "traffic" else check_salt(value))
+            if not changes:
+                return self._record(row)
+            row.updated_at = _now()
+            self._audit(session, row, "edit", changes, actor)
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                raise RegistryRuleError(
+                    "unique experiment name", name, "an experiment with this name exists; choose another"
+                ) from exc
+            return self._record(row)
+
+    def set_variants(self, key: Any, variants: Any, *, actor: str | None = None) -> ExperimentRecord:
+        """Replace the variants (draft only: they are frozen once running)."""
+        from battleground.storage._models import VariantRow
+
+        records = _normalize_variants(variants)
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            if row.status != "draft":
+                raise RegistryRuleError(
+                    "variants and weights frozen once running", [v.name for v in records],
+                    f"experiment {row.name!r} is {row.status}; create a new experiment to change them",
+                )
+            _check_variants(records)
+            old = [VariantRecord(v.name, v.weight, v.is_control) for v in row.variants]
+            row.variants = []
+            session.flush()
+            row.variants = [
+                VariantRow(name=v.name, weight=v.weight, is_control=v.is_control, position=i)
+                for i, v in enumerate(records)
+            ]
+            row.updated_at = _now()
+            self._audit(session, row, "set_variants", {"old": old, "new": records}, actor)
+            session.commit()
+            return self._record(row)
+
+    def add_metric(
+        self,
+        key: Any,
+        name: str | Mapping[str, Any] | MetricRecord,
+        kind: str = "proportion",
+        numerator: str | None = None,
+        denominator: str | None = None,
+        *,
+        direction: str = "increase",
+        guardrail: bool = False,
+        primary: bool = False,
+        conversion_window_days: float | None = None,
+        cuped_lookback_days: float | None = 14.0,
+        margin: float | None = None,
+        margin_relative: bool = True,
+        actor: str | None = None,
+    ) -> ExperimentRecord:
+        """Add a metric (allowed until archived; the sums are computed from events at query time).
+
+        A guardrail may declare ``margin`` (relative to control unless ``margin_relative=False``): the
+        largest harm still called non-inferior by the decision rule."""
+        if isinstance(name, Mapping | MetricRecord):
+            record = _normalize_metric(name)
+        else:
+            record = _normalize_metric({
+                "name": name, "kind": kind, "numerator": numerator if numerator is not None else name,
+                "denominator": denominator, "direction": direction, "guardrail": guardrail, "primary": primary,
+                "conversion_window_days": conversion_window_days, "cuped_lookback_days": cuped_lookback_days,
+                "margin": margin, "margin_relative": margin_relative,
+            })
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            self._require_editable(row)
+            _check_metrics([
+                *(MetricRecord(m.name, m.kind, m.numerator, primary=m.primary) for m in row.metrics), record
+            ])
+            row.metrics.append(_metric_row(record, len(row.metrics)))
+            row.updated_at = _now()
+            self._audit(session, row, "add_metric", {"metric": record}, actor)
+            session.commit()
+            return self._record(row)
+
+    def remove_metric(self, key: Any, name: str, *, actor: str | None = None) -> ExperimentRecord:
+        """Remove a metric (draft only, so results already seen cannot silently lose a metric)."""
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            if row.status != "draft":
+                raise RegistryRuleError(
+                    "metrics removable only in draft", name, f"experiment {row.name!r} is {row.status}"
+                )
+            keep = [m for m in row.metrics if m.name != name]
+            if len(keep) == len(row.metrics):
+                raise ExperimentNotFoundError(f"experiment {row.name!r} has no metric {name!r}")
+            row.metrics = keep
+            row.updated_at = _now()
+            self._audit(session, row, "remove_metric", {"metric": name}, actor)
+            session.commit()
+            return self._record(row)
+
+    def set_end_conditions(
+        self,
+        key: Any,
+        *,
+        target_sample_size: Any = _UNSET,
+        max_duration_days: Any = _UNSET,
+        sequential: Any = _UNSET,
+        design: Any = _UNSET,
+        mde: Any = _UNSET,
+        actor: str | None = None,
+    ) -> ExperimentRecord:
+        """Set some end conditions (the others keep their values; ``None`` clears one); ``design`` is
+        the sequential design (:data:`~battleground.experiment._records.DESIGNS`), ``mde`` the planned
+        relative MDE."""
+        from battleground.storage._models import EndConditionRow
+
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            self._require_editable(row)
+            ec_row = row.end_condition
+            current = (
+                EndConditions(ec_row.target_sample_size, ec_row.max_duration_days, ec_row.sequential,
+                              ec_row.design or "msprt", ec_row.mde)
+                if ec_row is not None else EndConditions()
+            )
+            new = _normalize_end_conditions(
+                target_sample_size, max_duration_days, sequential, current, design, mde
+            )
+            if new == current:
+                return self._record(row)
+            if ec_row is None:
+                row.end_condition = EndConditionRow(
+                    target_sample_size=new.target_sample_size, max_duration_days=new.max_duration_days,
+                    sequential=new.sequential, design=new.design, mde=new.mde,
+                )
+            else:
+                ec_row.target_sample_size = new.target_sample_size
+                ec_row.max_duration_days = new.max_duration_days
+                ec_row.sequential = new.sequential
+                ec_row.design = new.design
+                ec_row.mde = new.mde
+            row.updated_at = _now()
+            self._audit(session, row, "set_end_conditions", {"old": current, "new": new}, actor)
+            session.commit()
+            return self._record(row)
+
+    # ------------------------------------------------------------------ audit log
+    def record(self, key: Any, action: str, message: str, *, actor: str | None = None) -> None:
+        """Append a note (e.g. an SRM alert) to the experiment's audit log."""
+        if not isinstance(action, str) or not action.strip():
+            raise RegistryError("action must be a short non-empty word such as 'srm_alert'")
+        with self._session() as session:
+            row = self._row(session, key)
+            self._audit(session, row, action.strip()[:64], {"message": message}, actor)
+            session.commit()
+
+    def audit_log(self, key: Any) -> builtins.list[AuditEntry]:
+        """Every status change, edit and note of an experiment, oldest first."""
+        from sqlalchemy import select
+
+        from battleground.storage._models import AuditRow
+
+        with self._session() as session:
+            row = self._row(session, key)
+            entries = session.scalars(
+                select(AuditRow).where(AuditRow.experiment_id == row.id).order_by(AuditRow.id)
+            )
+            return [AuditEntry(e.id, e.experiment_id, e.at, e.actor, e.action, dict(e.detail)) for e in entries]
