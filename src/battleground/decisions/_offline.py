@@ -139,9 +139,10 @@ def ope_from_store(
         dist = policy.action_dist(rows.context)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OPEReliabilityWarning)
-            frame = evaluate_policy(rows.action, rows.reward, rows.propensity, dist, q_hat=q_hat, alpha=alpha,
-                                    ci=ci, random_state=random_state)  # type: ignore[arg-type]
-        diagnostics[name] = dict(frame.attrs.get("diagnostics", {}))
+            result = evaluate_policy(rows.action, rows.reward, rows.propensity, dist, q_hat=q_hat, alpha=alpha,
+                                     ci=ci, random_state=random_state)  # type: ignore[arg-type]
+        diagnostics[name] = result.diagnostics.to_dict()
+        frame = result.to_frame()
         frame.insert(0, "candidate", name)
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)

@@ -67,25 +67,6 @@ class ExperimentSource(Protocol):
     methods (e.g. precomputed sums in memory) works too.
     """
 
-    def store_for(self, experiment_id: int) -> Any:
-        """Where the experiment's events are read: the store given, its registered source (read in place,
-        see ``storage/_sources.py``), or battleground's event store."""
-        if self._given is not None:
-            return self._given
-        if experiment_id not in self._sources:
-            from battleground.storage._sources import load_source, open_source
-
-            spec = load_source(self.settings.registry_url, experiment_id)
-            if spec is None:
-                self._sources[experiment_id] = self.store
-            else:
-                log = None
-                if spec.exposures == "assignment_log":
-                    log = _assignment_log(self.store, experiment_id)
-                self._sources[experiment_id] = open_source(spec, experiment_id, assignment_log=log,
-                                                           registry_url=self.settings.registry_url)
-        return self._sources[experiment_id]
-
     def resolve_id(self, key: Any) -> int: ...
 
     def running_ids(self) -> list[int]: ...

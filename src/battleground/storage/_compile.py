@@ -54,7 +54,7 @@ def dialect_name(dialect: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(sql: str) -> exp.Expression:
+def _parsed(sql: str) -> exp.Expr:
     import sqlglot
 
     return sqlglot.parse_one(sql, read=SOURCE_DIALECT)

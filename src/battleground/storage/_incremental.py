@@ -74,7 +74,7 @@ def _recentred(arms: dict[str, dict[str, float]], shifts: dict[str, float], defs
     """Rows of the metric-sums query from sums around ``shifts``, re-centred on the exact means."""
     analysed = [a for k, a in arms.items() if k != _NULL]
     n_all = sum(a["users"] for a in analysed)
-    rows = [{"variant": None if k == _NULL else k, **a} for k, a in arms.items()]
+    rows: list[dict[str, Any]] = [{"variant": None if k == _NULL else k, **a} for k, a in arms.items()]
     for j, m in enumerate(defs):
         kx, ky, kc = shifts[f"kx{j}"], shifts[f"ky{j}"], shifts[f"kc{j}"]
         total = {c: sum(a[f"m{j}_{c}"] for a in analysed) for c in ("sum_x", "sum_y", "sum_c")}

@@ -196,7 +196,7 @@ def _lit(value: Any) -> exp.Expression:
 def _mapped(spec: SourceSpec, relation: exp.Expression, experiment_id: int, exposure_rows: bool) -> exp.Select:
     from sqlglot import exp
 
-    def col(name: str | None, kind: str, alias: str) -> exp.Expression:
+    def col(name: str | None, kind: str, alias: str) -> exp.Expr:
         value: exp.Expression = exp.column(name) if name else exp.Null()
         return exp.alias_(exp.cast(value, exp.DataType.build(kind)), alias)
 
@@ -265,7 +265,7 @@ def open_source(
         raise SourceError(f"source {spec.name!r}: exposures='events' needs a variant column; map it with "
                           "columns={'variant': '<column>'}")
     _check(spec, _columns(engine, relation, spec.name), needed, spec.location, engine.dialect)
-    union: exp.Expression = _mapped(spec, relation, experiment_id, spec.exposures == "events")
+    union: exp.Query = _mapped(spec, relation, experiment_id, spec.exposures == "events")
     if spec.exposures == "events" and spec.exposure_event != "exposure":
         raise SourceError(f"source {spec.name!r}: exposure rows must have event type 'exposure'; map a view")
     if spec.exposures == "table":
