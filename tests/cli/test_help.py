@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,5 +75,8 @@ def test_version() -> None:
 def test_shell_completion_is_available() -> None:
     text = _help([])
     assert "--install-completion" in text and "--show-completion" in text
-    res = CliRunner().invoke(app, ["--show-completion", "bash"])
-    assert res.exit_code == 0 and "complete" in res.output and "battleground" in res.output.lower()
+    # in a fresh process: the completion script must not depend on what earlier tests did in this one
+    res = subprocess.run([sys.executable, "-m", "battleground", "--show-completion", "bash"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "SHELL": "/bin/bash"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "complete" in res.stdout and "battleground" in res.stdout.lower()

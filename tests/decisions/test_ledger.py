@@ -73,7 +73,7 @@ def test_ope_from_the_store_matches_ope_on_the_same_arrays(settings: Settings) -
     x, a, r = data[:, :2], data[:, 2].astype(int), data[:, 3]
     direct = evaluate_policy(a, r, np.full(600, 1 / 3), best.action_dist(x), warn=False)
     got = res.table[res.table["candidate"] == "arm2"].set_index("estimator")["value"]
-    for est, value in direct.set_index("estimator")["value"].items():
+    for est, value in direct.to_frame().set_index("estimator")["value"].items():
         assert got[est] == pytest.approx(value, abs=1e-12)
     assert got["snips"] > 0.9  # arm 2 pays 1
     by_key = ope_from_store(home, "coupons", {"arm2": best}, reward_model=False)  # the policy key reads the same rows

@@ -28,7 +28,7 @@ def test_design_and_mde_round_trip(tmp_path: Path) -> None:
 def test_seed_facade_accepts_the_keys(tmp_path: Path) -> None:
     r = RegisterExperiment(client=str(tmp_path))
     r.add_experiment({"name": "one-sided"})
-    e = r.add_end_condition({"sequential_design": "one_sided", "planned_mde": "0.03"})
+    e = r.add_end_condition({"sequential_design": "one_sided", "planned_mde": 0.03})
     assert e.end_conditions.design == "one_sided" and e.end_conditions.sequential and e.end_conditions.mde == 0.03
 
 

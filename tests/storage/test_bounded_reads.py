@@ -210,8 +210,8 @@ def test_snapshot_holds_while_ingestion_goes_on(store_settings: Settings) -> Non
 
 
 def test_one_request_reads_one_snapshot(store_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Events arrive between the results query and the daily query of one request: the daily series'
-    last day still equals the results (without the snapshot, PostgreSQL's daily series saw 150 a side)."""
+    """Events arrive right after the results query of one request: its daily series' last day still
+    equals the results (without the snapshot, PostgreSQL's daily series saw 150 a side)."""
     from fastapi.testclient import TestClient
 
     from battleground.experiment.register import Registry
@@ -227,10 +227,11 @@ def test_one_request_reads_one_snapshot(store_settings: Settings, monkeypatch: p
     registry.start(exp.id, at="2022-03-01")
     store = open_event_store(settings)
     store.write_batch(_batch(400, experiment_id=exp.id))
-    original = EventStore.daily_experiment_sums
+    original = EventStore.experiment_sums
     injected: list[int] = []
 
     def interleaved(self: EventStore, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)  # the request has read from its snapshot by now
         if not injected:  # a producer commits 200 more events (100 more users) right now
             done = threading.Event()
 
@@ -240,9 +241,9 @@ def test_one_request_reads_one_snapshot(store_settings: Settings, monkeypatch: p
 
             threading.Thread(target=write).start()
             injected.append(1 if done.wait(3 if self.backend == "postgresql" else 0.3) else 0)
-        return original(self, *args, **kwargs)
+        return out
 
-    monkeypatch.setattr(EventStore, "daily_experiment_sums", interleaved)
+    monkeypatch.setattr(EventStore, "experiment_sums", interleaved)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         daily = c.get(f"/api/experiments/{exp.id}/daily").json()  # the producer commits mid-request
         after = c.get(f"/api/experiments/{exp.id}/results").json()

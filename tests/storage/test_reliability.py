@@ -170,7 +170,7 @@ def corrupted_batches(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int, str, 
             "user_id": draw(st.one_of(_TEXT, st.integers(min_value=0, max_value=10**12))),
             "event_type": draw(st.sampled_from(["exposure", "purchase", "click"])),
             "timestamp": START + dt.timedelta(seconds=draw(st.integers(min_value=0, max_value=30 * 86400 - 1))),
-            "value": draw(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=32))),
+            "value": draw(st.one_of(st.none(), st.floats(min_value=-1e15, max_value=1e15))),
             "covariate": draw(st.one_of(st.none(), st.floats(min_value=-1e6, max_value=1e6))),
         })
     row = draw(st.integers(min_value=0, max_value=n - 1))

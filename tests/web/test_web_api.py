@@ -148,7 +148,7 @@ def test_openapi_spec_documents_the_api(client: Any) -> None:
     assert set(spec["paths"]) == {
         "/api/health", "/api/experiments", "/api/experiments/{key}", "/api/experiments/{key}/results",
         "/api/experiments/{key}/daily", "/api/experiments/{key}/audit", "/api/leaderboard", "/api/bandit",
-        "/api/events",
+        "/api/events", "/api/ledger",
     }
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert client.get("/docs").status_code == 404  # the interactive docs would need a CDN

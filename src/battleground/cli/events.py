@@ -75,6 +75,20 @@ def sql_command(
 
             raise SourceSettingError(f"experiment {rec.name!r} has no metrics; register metrics with "
                                      "`battleground experiment create --metric …`")
-        text = sums_sql(rec.id, [metric_query(m) for m in rec.metrics], dialect, rec.start_at, rec.end_at,
-                        multiple_exposures=check_multiple_exposures(multiple_exposures), relation=table)
+        # sqlglot's notes on a dialect's limits (e.g. Presto's millisecond timestamps) go to stderr, so
+        # stdout stays exactly the SQL whatever logging handlers the process has
+        import logging
+        import sys
+
+        log = logging.getLogger("sqlglot")
+        note = logging.StreamHandler(sys.stderr)
+        note.setFormatter(logging.Formatter("note: %(message)s"))
+        propagate, log.propagate = log.propagate, False
+        log.addHandler(note)
+        try:
+            text = sums_sql(rec.id, [metric_query(m) for m in rec.metrics], dialect, rec.start_at, rec.end_at,
+                            multiple_exposures=check_multiple_exposures(multiple_exposures), relation=table)
+        finally:
+            log.removeHandler(note)
+            log.propagate = propagate
         console.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -374,6 +374,10 @@ ORDER BY grp
 """
 
 
+_RUNNING = "(PARTITION BY user_id, variant ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+_BY_DAY = "(PARTITION BY user_id, variant ORDER BY day)"
+
+
 def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
     """Per (day, arm): the change of :data:`HEAD_COLUMNS` counts, then per metric the changes of
     :data:`DAILY_COLUMNS` and the (constant) shifts. A unit enters on the day of its first exposure,
@@ -385,10 +389,12 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
     per_metric = _per_metric(metrics, cols)
     aggregates = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in cols.exprs.items())
     carried = list(cols.exprs.values())
-    cum = ", ".join(f"SUM({a}) OVER w AS {a}" for a in carried)
+    # windows written out in full (no named WINDOW with ORDER BY): sqlglot cannot transpile those to MySQL
+    cum = ", ".join(f"SUM({a}) OVER {_RUNNING} AS {a}" for a in carried)
     vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
                      for j, e in enumerate(per_metric))
-    lag = "LAG({e}, 1, " + _ZERO + ") OVER u"
+    # no previous row (r = 1) reads 0, spelled without LAG's default argument, which MariaDB lacks
+    lag = "CASE WHEN r = 1 THEN " + _ZERO + " ELSE LAG({e}, 1) OVER " + _BY_DAY + " END"
     deltas: list[str] = []
     sums: list[str] = []
     shifts: list[str] = []
@@ -413,9 +419,8 @@ per_unit_day AS (
     GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0, {day}
 ),
 cumulative AS (
-    SELECT user_id, variant, multi, wu, day, {cum}, MAX(cg) OVER w AS cg, ROW_NUMBER() OVER w AS r
+    SELECT user_id, variant, multi, wu, day, {cum}, MAX(cg) OVER {_RUNNING} AS cg, ROW_NUMBER() OVER {_BY_DAY} AS r
     FROM per_unit_day
-    WINDOW w AS (PARTITION BY user_id, variant ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 vals AS MATERIALIZED (
     SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r, {vals} FROM cumulative
@@ -434,7 +439,6 @@ deltas AS (
            CASE WHEN r = 1 AND multi THEN wu ELSE {_ZERO} END AS dm,
            {", ".join(deltas)}, {", ".join(f"kx{j}, ky{j}, kc{j}" for j in range(len(per_metric)))}
     FROM vals CROSS JOIN k
-    WINDOW u AS (PARTITION BY user_id, variant ORDER BY day)
 )
 SELECT day, grp AS variant, SUM(du) AS users, SUM(dw) AS exposed_users, SUM(dm) AS multiple_users,
        {", ".join(sums)}, {", ".join(shifts)}

@@ -125,7 +125,10 @@ class ChdbEngine:
     NULL, and instants are UTC."""
 
     dialect = "clickhouse"
-    _SETTINGS = " SETTINGS join_use_nulls = 1, aggregate_functions_null_for_empty = 1, session_timezone = 'UTC'"
+    # prefer_column_name_to_alias: `MIN(variant) AS variant` must not shadow the column inside other
+    # aggregates (ClickHouse resolves aliases everywhere in a query, unlike standard SQL)
+    _SETTINGS = (" SETTINGS join_use_nulls = 1, aggregate_functions_null_for_empty = 1, session_timezone = 'UTC',"
+                 " prefer_column_name_to_alias = 1")
 
     def __init__(self, session: Any = None) -> None:
         if session is None:
