@@ -190,7 +190,9 @@ class Monitor:
         start = _to_datetime(start_dt, "start_dt")
         end = _to_datetime(end_dt, "end_dt", end=True)
         rows: list[VariantMetricRow] | None = None
-        days = self._daily_sums(info, start, end)
+        # only a sequential design looks every day: a fixed-horizon result reads the one scan, and its
+        # sequential SRM is the single look at the totals (the chi-square test decides there)
+        days = self._daily_sums(info, start, end) if info.sequential else []
         current: dict[str, list[Any]] | None = days[-1][1] if days else None
         if info.sequential:
             daily = self._daily_rows(info, start, end, days=days)
@@ -212,7 +214,8 @@ class Monitor:
             cuped = {(c.metric, c.variant): c.adjusted for c in comparisons}
             checks += (multiple_exposure_check(es.multiple_exposure_users, es.exposed_users),)
             checks += tuple(pre_period_check(c.metric, c.variant, c.pre_period_p_value) for c in comparisons)
-        return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, days),
+        looks = days if info.sequential else ([(None, current)] if current else [])
+        return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, looks),
                             power=self._power(info, current, now))
 
     def _result(
@@ -303,7 +306,7 @@ class Monitor:
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
         return list(self.backend.daily_metric_sums(info, start, end))
 
-    def _ssrm(self, info: ExperimentInfo, days: list[tuple[dt.date, dict[str, list[Any]]]]) -> SequentialSrmResult | None:
+    def _ssrm(self, info: ExperimentInfo, days: list[tuple[Any, dict[str, list[Any]]]]) -> SequentialSrmResult | None:
         """The sequential SRM over the daily cumulative users per variant (``None`` before any user).
 
         A user excluded later (exposed to a second variant) can lower a cumulative count; the series is
