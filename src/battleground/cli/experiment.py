@@ -436,3 +436,59 @@ def report_command(
         result = MakeReport(client=load_settings()).create_report(_experiment_key(experiment), out=out)
         console.print(f"decision: [bold]{result.headline}[/]")
         console.print(f"wrote {result.html_path} and {result.markdown_path}")
+
+
+# --- Offline A/A re-splits of an experiment's own data (issue 17) ---------------------------------
+
+
+_AA_VERDICT = {"calibrated": "[green]calibrated[/]", "too_many_false_positives": "[red]too many false positives[/]",
+               "conservative": "[yellow]conservative[/]", "no_variance": "[dim]no variance[/]"}
+
+_AA_COLUMNS = [
+    Column.of("metric", key=True),
+    Column.of("kind"),
+    Column.of("users", fmt="{:,}", justify="right"),
+    Column.of("re-splits", "resplits", fmt="{:,}", justify="right"),
+    Column("false positives", lambda r: "—" if r["false_positive_rate"] is None
+           else f"{r['false_positive_rate']:.2%} ± {r['mc_se']:.2%}", justify="right"),
+    Column("expected", lambda r: f"{r['alpha']:.0%}", justify="right"),
+    Column("verdict", lambda r: _AA_VERDICT[r["verdict"]], markup=True),
+]
+
+
+@app.command("aa")
+def aa_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    metric: list[str] = typer.Option([], "--metric", help="A registered metric to check (repeatable; default: all)."),
+    resplits: int = typer.Option(1000, "--resplits", help="How many random re-splits."),
+    share: float | None = typer.Option(None, "--share", help="Treatment share of a re-split (default: the "
+                                       "experiment's treatment weight)."),
+    arm: str | None = typer.Option(None, "--arm", help="Re-split only this arm's users (e.g. control)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of each re-split's test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the re-splits (same seed, same result)."),
+    start: str | None = typer.Option(None, "--start", help="First day (YYYY-MM-DD) of the window."),
+    end: str | None = typer.Option(None, "--end", help="Last day (YYYY-MM-DD) of the window."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
+) -> None:
+    """Offline A/A: re-split the experiment's users at random many times and show, per metric, how often
+    the test calls a difference significant when there is none (a calibrated metric: about alpha)."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    fmt = output_format(as_json, as_csv)
+    with user_errors():
+        from battleground.experiment.monitoring import offline_aa
+
+        result = offline_aa(load_settings(), _experiment_key(experiment), metrics=metric or None,
+                            resplits=resplits, share=share, arm=arm, alpha=alpha, seed=seed, start=start, end=end)
+        found = result.to_dict()
+        who = f"arm {result.arm}" if result.arm else "all arms"
+        table = Table("metrics", f"#{result.experiment_id} {result.experiment} · offline A/A, {who}, "
+                      f"share {result.share:.0%} · {result.test}", _AA_COLUMNS, found["metrics"])
+        if fmt == "json":
+            print_tables([table], fmt, extra={k: v for k, v in found.items() if k != "metrics"})
+            return
+        print_tables([table], fmt)
+        if fmt == "table":
+            console.print(f"[dim]{result.users:,} users, {result.resplits:,} re-splits (seed {result.seed}); "
+                          "'± ' is the Monte-Carlo standard error, calibrated = within 3 of it[/]")

@@ -27,6 +27,7 @@ _EXPORTS = {
     "assign_variants": "assign",
     "check_experiments": "monitoring",
     "ingest": "events",
+    "offline_aa": "monitoring",
     "open_event_store": "events",
 }
 

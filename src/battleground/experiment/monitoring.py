@@ -29,6 +29,7 @@ from battleground.experiment._decide import (
     srm_check,
 )
 from battleground.experiment._metric_sums import cuped_comparisons
+from battleground.experiment._offline_aa import OfflineAaResult, offline_aa
 from battleground.experiment._quality import multiple_exposure_check, pre_period_check
 from battleground.experiment._result import (
     COLUMNS,
@@ -70,9 +71,11 @@ __all__ = [
     "Monitor",
     "MonitorResult",
     "MonitorRow",
+    "OfflineAaResult",
     "VariantInfo",
     "check_experiments",
     "cuped_row",
+    "offline_aa",
     "results_frame",
     "settings_of",
 ]

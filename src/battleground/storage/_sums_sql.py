@@ -47,6 +47,7 @@ __all__ = [
     "as_query",
     "daily_sums_many_sql",
     "metric_sums_many_sql",
+    "per_user_values_sql",
     "sums_many_params",
 ]
 
@@ -445,4 +446,27 @@ SELECT day, grp AS variant, SUM(du) AS users, SUM(dw) AS exposed_users, SUM(dm) 
 FROM deltas
 GROUP BY day, grp
 ORDER BY day, grp
+"""
+
+
+# Where the per-user step of :func:`metric_sums_many_sql` ends and its aggregation over users begins.
+_PER_USER_END = "\nk AS MATERIALIZED ("
+
+
+def per_user_values_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
+    """One row per analysed unit (users left out for seeing several variants are not returned): its arm
+    ``variant``, then per metric ``x<j>`` (the per-user value) and ``y<j>`` (the ratio's denominator, 0
+    otherwise), by exactly the rules of :func:`metric_sums_many_sql` (its per-user step, reused as is):
+    summing these rows per arm gives its sums. For offline A/A re-splits and other per-user statistics.
+    The rows come in no particular order.
+    """
+    text = metric_sums_many_sql(metrics, multiple)
+    head, found, _ = text.partition(_PER_USER_END)
+    if not found:  # the per-user step is no longer where this function expects it
+        raise AssertionError("metric_sums_many_sql no longer has its per-user step before the shifts")
+    values = ", ".join(f"x{j}, y{j}" for j in range(len(metrics)))
+    return f"""{head.rstrip().removesuffix(",")}
+SELECT grp AS variant, {values}
+FROM per_user
+WHERE grp IS NOT NULL
 """

@@ -21,7 +21,7 @@ from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
 from battleground.storage._snapshot import read_snapshot
 from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
-from battleground.storage.sums import ExperimentSums, MetricSums
+from battleground.storage.sums import ExperimentSums, MetricSums, PerUserValues
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -212,6 +212,31 @@ class EventStore(abc.ABC):
                                                 active=active is not None), params, scan=True)
         names = [*HEAD_COLUMNS, *_metric_names(len(defs))]
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def per_user_values(
+        self,
+        experiment_id: int,
+        metrics: Sequence[MetricQuery | MetricDefinition],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        *,
+        multiple_exposures: str = "exclude",
+    ) -> PerUserValues:
+        """Each analysed user's arm and metric values over ``[start, end)`` from one scan, by the rules of
+        :meth:`experiment_sums` (summing them per arm gives its sums); for offline A/A re-splits."""
+        import numpy as np
+
+        from battleground.storage._sums_sql import per_user_values_sql
+
+        defs = _definitions(metrics)
+        rows = self._query(per_user_values_sql(defs, multiple_exposures), _params(experiment_id, defs, start, end),
+                           scan=True)
+        m = len(defs)
+        if not rows:
+            return PerUserValues(np.empty(0, dtype=object), np.empty((0, m)), np.empty((0, m)))
+        variants = np.array([str(r[0]) for r in rows], dtype=object)
+        values = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), m, 2)
+        return PerUserValues(variants, np.nan_to_num(values[:, :, 0]), np.nan_to_num(values[:, :, 1]))
 
     def daily_experiment_sums(
         self,

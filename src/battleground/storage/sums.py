@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["ExperimentSums", "MetricSums"]
+__all__ = ["ExperimentSums", "MetricSums", "PerUserValues"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,25 @@ class ExperimentSums:
         d = asdict(self)
         d["multiple_exposure_share"] = self.multiple_exposure_share
         return d
+
+
+@dataclass(frozen=True)
+class PerUserValues:
+    """The per-user values behind :class:`ExperimentSums`, one row per analysed user (the same rules).
+
+    Attributes:
+        variants: each user's arm, shape (n,).
+        x: per-user metric values (numerators), shape (n, number of metrics).
+        y: per-user denominators of ratio metrics (0 for other kinds), shape (n, number of metrics).
+    """
+
+    variants: Any
+    x: Any
+    y: Any
+
+    @property
+    def users(self) -> int:
+        return len(self.variants)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"users": self.users, "metrics": int(self.x.shape[1]) if self.x.ndim == 2 else 0}
