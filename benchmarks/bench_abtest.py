@@ -14,9 +14,15 @@
    statistics) — target: faster than polars.
 2. Analysis of 100 experiments × 10 metrics from their sums (vectorised ``analyze_metrics``) against
    the scalar per-comparison functions. Target: ≤ 0.5 s.
+3. Issue 17, offline A/A: 1,000 random re-splits of 1M users' values (``aa_resplits``, a revenue mean
+   and a CTR ratio), vectorised over re-splits, against a Python loop over re-splits doing the same
+   test with numpy per re-split (timed over a tenth of the re-splits and scaled). Target ≤ 10 s per
+   metric. Then ``experiment aa`` end to end (``offline_aa``: the per-user query on DuckDB plus the
+   re-splits of the three registered metrics) on the loaded experiment.
 
 Run: ``python -m benchmarks abtest`` (10M events) or ``BATTLEGROUND_BENCH_QUICK=1 python -m benchmarks
-abtest`` / ``python benchmarks/bench_abtest.py --quick`` (200k events).
+abtest`` / ``python benchmarks/bench_abtest.py --quick`` (200k events); ``… bench_abtest.py [--quick] aa``
+runs part 3 alone (quick: 100k users, 1M events for the end-to-end part).
 """
 
 from __future__ import annotations
@@ -424,11 +430,61 @@ def _full_sums(settings: Any, experiment_id: int) -> Any:
     return monitor.backend.experiment_sums(monitor.experiment(), None, None)  # type: ignore[attr-defined]
 
 
+# ---------------------------------------------------------------------------------------------------
+# 3. offline A/A re-splits (issue 17)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _loop_aa(y: np.ndarray, resplits: int, share: float = 0.5, alpha: float = 0.05, seed: int = 0) -> float:
+    """The baseline: one re-split at a time, Welch's z with numpy on the masked values."""
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(resplits):
+        t = rng.random(y.size) < share
+        a, b = y[t], y[~t]
+        z = (a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+        hits += int(2 * ndtr(-abs(z)) < alpha)
+    return hits / resplits
+
+
+def bench_aa(n_users: int, resplits: int, n_events: int) -> dict[str, float]:
+    from battleground.experiment.monitoring import offline_aa
+    from battleground.stats import aa_resplits
+
+    rng = np.random.default_rng(17)
+    revenue = np.where(rng.random(n_users) < 0.1, rng.lognormal(3.0, 1.0, n_users), 0.0)
+    imps = rng.poisson(8, n_users) + 1.0
+    clicks = rng.binomial(imps.astype(int), 0.05).astype(float)
+    t_mean, r_mean = best_of(lambda: aa_resplits(revenue, resplits=resplits, seed=0), repeat=1)
+    t_ratio, r_ratio = best_of(lambda: aa_resplits(clicks, denominator=imps, kind="ratio", resplits=resplits,
+                                                   seed=0), repeat=1)
+    part = max(resplits // 10, 1)
+    t_loop, rate_loop = best_of(lambda: _loop_aa(revenue, part), repeat=1)
+    t_loop *= resplits / part
+    print(f"offline A/A, {resplits:,} re-splits of {n_users:,} users (vectorised over re-splits): revenue mean "
+          f"{t_mean:.2f} s (false positives {r_mean.false_positive_rate:.3f}), CTR ratio {t_ratio:.2f} s "
+          f"({r_ratio.false_positive_rate:.3f}); target <= 10 s\n  a Python loop over re-splits (numpy per "
+          f"re-split, {part} timed and scaled): {t_loop:.2f} s, ratio {t_loop / t_mean:.1f}x "
+          f"(its rate over {part}: {rate_loop:.3f})", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, exp_id, _ = _load(Path(tmp) / ".battleground", n_events)
+        t_e2e, found = best_of(lambda: offline_aa(settings, exp_id, resplits=resplits, seed=0), repeat=1)
+    print(f"  offline_aa end to end (per-user query on DuckDB over {n_events:,} events, {found.users:,} users, "
+          f"3 metrics x {resplits:,} re-splits): {t_e2e:.2f} s; rates "
+          + ", ".join(f"{m.metric} {m.false_positive_rate:.3f}" for m in found.metrics), flush=True)
+    return {"aa_mean_s": t_mean, "aa_ratio_s": t_ratio, "aa_loop_s": t_loop, "aa_e2e_s": t_e2e}
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     n_events = int(os.environ.get("BATTLEGROUND_BENCH_EVENTS", 200_000 if quick else 10_000_000))
-    bench_monitor(n_events)
-    bench_sums(20 if quick else 100, 10)
+    print(f"load average: {os.getloadavg()[0]:.2f}", flush=True)
+    if "aa" not in argv:
+        bench_monitor(n_events)
+        bench_sums(20 if quick else 100, 10)
+    bench_aa(100_000 if quick else 1_000_000, 1000, 1_000_000 if quick else n_events)
 
 
 if __name__ == "__main__":
