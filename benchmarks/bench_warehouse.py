@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -149,16 +149,12 @@ def peak_memory(extra_pids: Callable[[], list[int]] = list) -> Iterator[dict[str
         me = psutil.Process()
         procs = [me, *me.children(recursive=True)]
         for pid in extra_pids():
-            try:
+            with suppress(psutil.Error):
                 procs.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
         total = 0
         for p in procs:
-            try:
+            with suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     out = {"peak_mb": 0.0}
