@@ -165,3 +165,64 @@ def test_impossible_caps_are_refused(kwargs: dict[str, Any], match: str) -> None
     kind = kwargs.pop("kind")
     with pytest.raises(ValueError, match=match):
         MetricQuery(kind, "purchase", **kwargs)
+
+
+# ------------------------------------------------------------------ the registry and Monitor
+
+
+def _registered(settings: Settings) -> tuple[Registry, int, pd.DataFrame]:
+    reg = Registry(settings.registry_url)
+    exp = reg.create_experiment(
+        "winsor", variants={"control": 1 / 3, "treatment": 1 / 3, "blue": 1 / 3}, start_at=START, end_at=END,
+        metrics=[{"name": "rev", "kind": "mean", "numerator": "purchase", "primary": True, "cap_quantile": 0.9},
+                 {"name": "rev_raw", "kind": "mean", "numerator": "purchase"},
+                 {"name": "ctr", "kind": "ratio", "numerator": "click", "denominator": "impression"}])
+    reg.start(exp.id)
+    events = _events()
+    ingest(open_event_store(settings), events)
+    return reg, exp.id, events
+
+
+def test_registry_keeps_caps_and_monitor_shows_capped_and_ratio_cuped_rows(settings: Settings) -> None:
+    from battleground.experiment.monitoring import Monitor
+    from battleground.experiment.report import render_report, table_rows
+    from battleground.stats import ratio_test
+
+    reg, exp_id, events = _registered(settings)
+    rec = reg.get(exp_id)
+    assert [(m.cap_quantile, m.cap_value) for m in rec.metrics] == [(0.9, None), (None, None), (None, None)]
+    result = Monitor(client=settings).put_experiment_id(experiment_id=exp_id).result()
+    u = _per_user(events)
+    rows = {(r.metric, r.variant): r for r in result.rows}
+    for v in ("control", "treatment", "blue"):  # the capped mean is the numpy mean of the clipped values
+        g = u[u["variant"] == v]
+        assert rows[("rev", v)].value == pytest.approx(g["rev"].clip(upper=np.quantile(u["rev"], 0.9)).mean())
+        assert rows[("rev_raw", v)].value == pytest.approx(g["rev"].mean())
+    assert rows[("rev", "treatment")].users == rows[("rev_raw", "treatment")].users
+    # the ratio metric now has its CUPED row beside the plain one, 3 arms: one per treatment
+    for v in ("treatment", "blue"):
+        cuped, plain = rows[("ctr", v)].cuped, rows[("ctr", v)]
+        assert cuped is not None and cuped.method == "cuped"
+        assert plain.rel_lift == pytest.approx(ratio_test(*[_ratio(u, a) for a in ("control", v)],
+                                                          relative=True).estimate)
+    t = {(r["metric"], r["variant"]): r for r in table_rows(result)}
+    assert t[("ctr", "blue")]["cuped"] is not None
+    _, md, _ = render_report(Monitor(client=settings).put_experiment_id(experiment_id=exp_id).experiment(),
+                             result, None, generated=END)
+    assert "| ctr (CUPED) | blue |" in md and "capped at the 90th percentile" in md
+
+
+def _ratio(u: pd.DataFrame, v: str) -> MetricSums:
+    g = u[u["variant"] == v]
+    m, d = g["clk"].to_numpy(), g["imp"].to_numpy()
+    return MetricSums(v, len(g), 0, m.sum(), m @ m, d.sum(), d @ d, m @ d)
+
+
+def test_registry_refuses_impossible_caps(settings: Settings) -> None:
+    from battleground.errors import BattlegroundError
+
+    reg = Registry(settings.registry_url)
+    for metric, match in (({"name": "c", "kind": "proportion", "numerator": "buy", "cap_value": 3}, "cannot be capped"),
+                          ({"name": "r", "kind": "mean", "numerator": "buy", "cap_quantile": 99.9}, "in \\(0, 1\\)")):
+        with pytest.raises(BattlegroundError, match=match):
+            reg.create_experiment("bad", metrics=[metric])
