@@ -328,7 +328,7 @@ def _capping(metrics: Sequence[MetricQuery], base: str, final: str, carry: str) 
     SELECT v, ROW_NUMBER() OVER (ORDER BY v) AS r, 1 + :cq{j} * (COUNT(*) OVER () - 1) AS pos
     FROM (SELECT {v} AS v FROM ({final}) f0) f1
 )""")
-                lo = f"MAX(CASE WHEN r = FLOOR(pos) THEN v END)"
+                lo = "MAX(CASE WHEN r = FLOOR(pos) THEN v END)"
                 hi = f"COALESCE(MAX(CASE WHEN r = FLOOR(pos) + 1 THEN v END), {lo})"
                 caps.append(f"(SELECT {lo} + (MIN(pos) - FLOOR(MIN(pos))) * ({hi} - {lo}) FROM q_{cap}) AS {cap}")
     ctes.append(f"caps AS MATERIALIZED (SELECT {', '.join(caps)})")
