@@ -21,6 +21,8 @@ METRICS = [
     MetricQuery("mean", "visit", None, 3.5, 0),
     MetricQuery("ratio", "click", "visit", 5, 7),
     MetricQuery("proportion", "click", None, 0.25, None),
+    MetricQuery("mean", "purchase", None, None, 14, cap_quantile=0.9),  # winsorised (issue 17)
+    MetricQuery("ratio", "click", "visit", 5, 7, cap_value=2.0),
 ]
 WINDOW = (START + dt.timedelta(days=1), START + dt.timedelta(days=18))
 POLICIES = ("exclude", "first", "keep")
@@ -44,9 +46,11 @@ def assert_same(got: ExperimentSums, want: ExperimentSums) -> None:
         for g, w in zip(g_arms, w_arms, strict=True):
             assert (g.users, g.events) == (w.users, w.events)
             for name in ("sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_c", "sum_c2", "sum_xc",
-                         "shift", "shift_y", "shift_c"):
+                         "shift", "shift_y", "shift_c", "sum_e", "sum_e2", "sum_xe", "sum_ye", "sum_ce",
+                         "sum_yc"):
                 a, b = getattr(g, name), getattr(w, name)
                 assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9 * max(1.0, abs(w.shift) * w.users)), (name, a, b)
+            assert (g.cap_x is None) == (w.cap_x is None) and (g.cap_x is None or math.isclose(g.cap_x, w.cap_x))
 
 
 def check(store: WarehouseEventStore, reference: dict[Any, ExperimentSums]) -> None:

@@ -331,6 +331,8 @@ def status_command(
             print_tables([table], fmt, extra=extra if fmt == "json" else None)
             return
         print_tables([table], fmt)
+        if result.capping_note:
+            console.print(result.capping_note)
         if srm is not None:
             style = {"alert": "bold white on red", "warn": "bold yellow", "ok": "green"}[srm.status]
             console.print(

@@ -26,6 +26,7 @@ __all__ = [
     "CupedComparison",
     "ExposureCheck",
     "SourceSettingError",
+    "capping_text",
     "check_multiple_exposures",
     "cuped_comparisons",
     "exposure_check",
@@ -39,7 +40,21 @@ MULTIPLE_EXPOSURE_ALERT = 0.01
 def metric_query(m: MetricRecord) -> MetricQuery:
     """The store's definition of a registered metric."""
     return MetricQuery(m.kind, m.numerator, m.denominator, window_days=m.conversion_window_days,
-                       lookback_days=m.cuped_lookback_days)
+                       lookback_days=m.cuped_lookback_days, cap_quantile=m.cap_quantile, cap_value=m.cap_value)
+
+
+def capping_text(cap_quantile: float | None, cap_value: float | None) -> str:
+    """A metric's winsorisation in words, for views ("" when none).
+
+    Example:
+        >>> capping_text(0.999, None), capping_text(None, 25.0), capping_text(None, None)
+        ('capped at the 99.9th percentile', 'capped at 25', '')
+    """
+    if cap_quantile is not None:
+        return f"capped at the {100 * cap_quantile:.10g}th percentile"
+    if cap_value is not None:
+        return f"capped at {cap_value:.10g}"
+    return ""
 
 
 class SourceSettingError(ExperimentError, ValueError):
@@ -122,14 +137,16 @@ def _covariate(s: MetricSums) -> Any:
 def cuped_comparisons(
     metrics: Sequence[tuple[str, str]], sums: ExperimentSums, *, control: str, alpha: float = 0.05,
 ) -> list[CupedComparison]:
-    """CUPED beside the plain comparison for every (metric, treatment variant) of proportion and mean
-    metrics with at least 2 users per arm; ``metrics`` are ``(name, kind)`` in the order of
-    ``sums.metrics``. Ratio metrics are left out (their covariate would need its own denominator)."""
+    """CUPED beside the plain comparison for every (metric, treatment variant) with at least 2 users per
+    arm; ``metrics`` are ``(name, kind)`` in the order of ``sums.metrics``. A ratio metric is adjusted
+    by its pre-period ratio (:func:`battleground.stats.ratio_cuped_test`, gbstats' estimator) when
+    its users have pre-period denominator events."""
     from battleground.stats import StatsInputError, compare_means, cuped_test
 
     out = []
     for (name, kind), arms in zip(metrics, sums.metrics, strict=True):
         if kind == "ratio":
+            out.extend(_ratio_comparisons(name, arms, control, alpha))
             continue
         by_name = {s.variant: s for s in arms}
         ctrl = by_name.get(control)
@@ -146,4 +163,38 @@ def cuped_comparisons(
             except StatsInputError:
                 continue  # e.g. a control mean of 0: nothing to compare yet
             out.append(CupedComparison(name, s.variant, plain, adjusted, float(bias)))
+    return out
+
+
+def _pre_period_ratio(s: MetricSums) -> MetricSums:
+    """The pre-period ratio c/e of a ratio metric's sums, as the sums of a ratio metric."""
+    from dataclasses import replace
+
+    return replace(s, sum_x=s.sum_c, sum_x2=s.sum_c2, sum_y=s.sum_e, sum_y2=s.sum_e2, sum_xy=s.sum_ce,
+                   shift=s.shift_c)
+
+
+def _ratio_comparisons(name: str, arms: Sequence[MetricSums], control: str, alpha: float) -> list[CupedComparison]:
+    """Ratio CUPED beside the plain ratio test for each treatment of one ratio metric (nothing without
+    pre-period denominators: there is no pre-period ratio to adjust by)."""
+    from battleground.stats import StatsInputError, ratio_cuped_test, ratio_test
+
+    by_name = {s.variant: s for s in arms}
+    ctrl = by_name.get(control)
+    if ctrl is None or ctrl.users < 2 or not any(s.unshifted().sum_e > 0 for s in arms):
+        return []
+    out = []
+    for s in arms:
+        if s.variant == control or s.users < 2:
+            continue
+        try:
+            plain = ratio_test(ctrl, s, relative=True, alpha=alpha)
+            adjusted = ratio_cuped_test(ctrl, s, relative=True, alpha=alpha)
+        except StatsInputError:
+            continue  # e.g. an arm without denominator events yet
+        try:
+            bias = ratio_test(_pre_period_ratio(ctrl), _pre_period_ratio(s), alpha=alpha).p_value
+        except StatsInputError:
+            bias = math.nan  # an arm without pre-period denominators: no pre-period ratio to compare
+        out.append(CupedComparison(name, s.variant, plain, adjusted, float(bias)))
     return out

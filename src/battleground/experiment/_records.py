@@ -80,6 +80,10 @@ class MetricRecord:
         margin: for a guardrail, the largest harm still called non-inferior (``None``: none declared,
             the guardrail is then only checked for significant deterioration).
         margin_relative: ``margin`` is a share of the control value (0.01 = 1 %), else absolute.
+        cap_quantile: winsorise (GrowthBook's "capping"): each user's value (and pre-period covariate)
+            is capped at this quantile over the experiment's users, computed in the scan; e.g. 0.999
+            (Statsig's suggestion). ``None`` (default): no cap. Not for proportions.
+        cap_value: winsorise at this fixed value instead (> 0).
     """
 
     name: str
@@ -93,6 +97,8 @@ class MetricRecord:
     cuped_lookback_days: float | None = 14.0
     margin: float | None = None
     margin_relative: bool = True
+    cap_quantile: float | None = None
+    cap_value: float | None = None
 
     @property
     def higher_is_better(self) -> bool:

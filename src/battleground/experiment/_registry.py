@@ -50,7 +50,7 @@ def _metric_row(m: MetricRecord, position: int) -> Any:
         name=m.name, kind=m.kind, numerator=m.numerator, denominator=m.denominator, direction=m.direction,
         guardrail=m.guardrail, primary=m.primary, position=position,
         conversion_window_days=m.conversion_window_days, cuped_lookback_days=m.cuped_lookback_days,
-        margin=m.margin, margin_relative=m.margin_relative,
+        margin=m.margin, margin_relative=m.margin_relative, cap_quantile=m.cap_quantile, cap_value=m.cap_value,
     )
 
 
@@ -315,6 +315,8 @@ class Registry(RegistryRepo):
         cuped_lookback_days: float | None = 14.0,
         margin: float | None = None,
         margin_relative: bool = True,
+        cap_quantile: float | None = None,
+        cap_value: float | None = None,
         actor: str | None = None,
     ) -> ExperimentRecord:
         """Add a metric (allowed until archived; the sums are computed from events at query time).
@@ -329,6 +331,7 @@ class Registry(RegistryRepo):
                 "denominator": denominator, "direction": direction, "guardrail": guardrail, "primary": primary,
                 "conversion_window_days": conversion_window_days, "cuped_lookback_days": cuped_lookback_days,
                 "margin": margin, "margin_relative": margin_relative,
+                "cap_quantile": cap_quantile, "cap_value": cap_value,
             })
         with self._session() as session:
             row = self._row(session, key, lock=True)

@@ -145,7 +145,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
     elif isinstance(metric, Mapping):
         allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
                    "conversion_window_days", "cuped_lookback_days",
-                   "margin", "margin_relative"}
+                   "margin", "margin_relative", "cap_quantile", "cap_value"}
         unknown = set(metric) - allowed
         if unknown:
             raise RegistryError(f"metric {metric!r} has unknown key(s) {sorted(unknown)}; use {sorted(allowed)}")
@@ -160,6 +160,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             conversion_window_days=_days(metric, "conversion_window_days", None),
             cuped_lookback_days=_days(metric, "cuped_lookback_days", 14.0),
             margin=metric.get("margin"), margin_relative=metric.get("margin_relative", True),
+            cap_quantile=metric.get("cap_quantile"), cap_value=metric.get("cap_value"),
         )
     else:
         raise RegistryError(f"a metric must be a dict or a MetricRecord, got {metric!r}")
@@ -198,6 +199,12 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             "CUPED lookback in [0, 3650] days", lookback,
             f"metric {record.name!r}: give cuped_lookback_days >= 0 (default 14), or None for no covariate",
         )
+    from battleground.storage._sums_sql import check_cap
+
+    try:
+        check_cap(record.kind, record.cap_quantile, record.cap_value, f"metric {record.name!r}: ")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
     return _checked_margin(record)
 
 

@@ -69,6 +69,8 @@ class MonitorResult(Result):
         sequential_srm: the always-valid SRM over the daily looks (``None`` without daily data).
         power: mid-experiment power of the primary metric per variant (empty without a planned MDE).
         design: "fixed" or the sequential design (``msprt``, ``one_sided``, ``obrien_fleming``, ``pocock``).
+        capping: (metric, how its values were winsorised) for each capped metric, e.g.
+            ``("revenue", "capped at the 99.9th percentile")``: its rows compare capped values.
     """
 
     experiment_id: int
@@ -79,6 +81,7 @@ class MonitorResult(Result):
     sequential_srm: SequentialSrmResult | None = None
     power: tuple[PowerRow, ...] = ()
     design: str = "fixed"
+    capping: tuple[tuple[str, str], ...] = ()
 
     @property
     def users(self) -> dict[str, int]:
@@ -87,6 +90,15 @@ class MonitorResult(Result):
         for r in self.rows:
             out[r.variant] = max(out.get(r.variant, 0), int(r.users))
         return out
+
+    @property
+    def capping_note(self) -> str:
+        """The winsorised metrics in one sentence for views ("" when none is capped)."""
+        if not self.capping:
+            return ""
+        parts = "; ".join(f"{m} {text}" for m, text in self.capping)
+        return (f"Winsorised: {parts} (each user's value, and its pre-period covariate by the same rule, "
+                "computed over the experiment's users): those rows compare capped values.")
 
     @property
     def has_cuped(self) -> bool:

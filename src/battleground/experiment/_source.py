@@ -237,13 +237,14 @@ def _as_date(day: Any) -> dt.date:
 
 
 def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
+    from battleground.experiment._metric_sums import capping_text
     from battleground.experiment._records import GuardrailMargin
 
     variants = tuple(VariantInfo(name=v.name, weight=float(v.weight), is_control=v.is_control) for v in exp.variants)
     metrics = tuple(
         MetricSpec(
             name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
-            primary=m.primary,
+            primary=m.primary, capping=capping_text(m.cap_quantile, m.cap_value),
         )
         for m in exp.metrics
     )

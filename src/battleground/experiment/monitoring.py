@@ -249,7 +249,8 @@ class Monitor:
             for r in rows
         )
         return MonitorResult(experiment_id=info.id, rows=out, srm=srm, data_quality=checks, decision=decision,
-                             sequential_srm=ssrm, power=power, design=_design(info))
+                             sequential_srm=ssrm, power=power, design=_design(info),
+                             capping=tuple((m.name, m.capping) for m in info.metrics if m.capping))
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

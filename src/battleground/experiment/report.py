@@ -427,6 +427,7 @@ def render_report(
         "verdicts": [{"variant": v.variant, "verdict": v.verdict.replace("_", " "),
                       "clause": clause_text(v.clause)} for v in decision.variants],
         "data_quality": result.data_quality, "has_cuped": result.has_cuped,
+        "capping_note": result.capping_note,
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
         "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",

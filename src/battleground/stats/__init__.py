@@ -22,6 +22,7 @@ from battleground.stats._base import (
 )
 from battleground.stats._bayes import BayesResult, bayes_from_estimate, bayesian_test
 from battleground.stats._corrections import CorrectionResult, adjust_pvalues
+from battleground.stats._cuped_ratio import RatioCupedSummary, ratio_cuped_test, ratio_cuped_theta
 from battleground.stats._group_sequential import (
     SPENDING,
     GroupSequentialBounds,
@@ -82,6 +83,7 @@ __all__ = [
     "MetricSpec",
     "MidExperimentPowerResult",
     "PowerResult",
+    "RatioCupedSummary",
     "RatioSummary",
     "Result",
     "SampleSizeResult",
@@ -113,6 +115,8 @@ __all__ = [
     "power_after",
     "power_means",
     "power_proportions",
+    "ratio_cuped_test",
+    "ratio_cuped_theta",
     "ratio_test",
     "relative_lift",
     "sample_size_means",

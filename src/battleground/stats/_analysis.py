@@ -47,6 +47,7 @@ class MetricSpec(Result):
         higher_is_better: direction in which the metric should move.
         guardrail: a guardrail must not be significantly harmed.
         primary: the metric that decides the experiment (the first one if none is marked).
+        capping: how the per-user values were winsorised, in words ("" when they were not), for views.
     """
 
     name: str
@@ -54,6 +55,7 @@ class MetricSpec(Result):
     higher_is_better: bool = True
     guardrail: bool = False
     primary: bool = False
+    capping: str = ""
 
 
 @dataclass(frozen=True)

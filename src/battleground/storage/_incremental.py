@@ -39,6 +39,7 @@ _ADDED = ("users", "exposed_users", "multiple_users")
 def definition_hash(defs: Sequence[MetricQuery], multiple: str, start: dt.datetime | None) -> str:
     """The cache key of a set of metric definitions over a window starting at ``start``."""
     text = json.dumps({"metrics": [[m.kind, m.numerator, m.denominator, m.window_days, m.lookback_days]
+                                   + ([m.cap_value] if m.cap_value is not None else [])
                                    for m in defs], "multiple": multiple,
                        "start": start.isoformat() if start else None}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -88,7 +89,14 @@ def _recentred(arms: dict[str, dict[str, float]], shifts: dict[str, float], defs
             r[f"m{j}_sum_x2"] += -2 * dx * sx + u * dx * dx
             r[f"m{j}_sum_c2"] += -2 * dc * sc + u * dc * dc
             r[f"m{j}_sum_xc"] += -dc * sx - dx * sc + u * dx * dc
-            if m.kind == "ratio":
+            if m.kind == "ratio":  # e (the pre-period denominator) is around the denominator's shift too
+                se = r[f"m{j}_sum_e"]
+                r[f"m{j}_sum_e2"] += -2 * dy * se + u * dy * dy
+                r[f"m{j}_sum_xe"] += -dy * sx - dx * se + u * dx * dy
+                r[f"m{j}_sum_ye"] += -dy * se - dy * sy + u * dy * dy
+                r[f"m{j}_sum_ce"] += -dy * sc - dc * se + u * dc * dy
+                r[f"m{j}_sum_yc"] += -dc * sy - dy * sc + u * dy * dc
+                r[f"m{j}_sum_e"] = se - u * dy
                 r[f"m{j}_sum_y2"] += -2 * dy * sy + u * dy * dy
                 r[f"m{j}_sum_xy"] += -dy * sx - dx * sy + u * dx * dy
                 r[f"m{j}_sum_y"] = sy - u * dy
@@ -128,7 +136,8 @@ def refresh_sums(
     defs = [as_query(m) for m in metrics]
     end = end or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     cutoff = dt.datetime.combine(end.date() - dt.timedelta(days=days - 1), dt.time())
-    if start is not None and cutoff <= start:
+    # a quantile cap moves with every new user: it is not a sum over units, so read it in one scan
+    if (start is not None and cutoff <= start) or any(m.cap_quantile is not None for m in defs):
         return store.experiment_sums(experiment_id, defs, start, end, variants, multiple_exposures=multiple_exposures)
     key = definition_hash(defs, multiple_exposures, start)
     cached = None if full else _latest(registry_url, experiment_id, key, cutoff.date())

@@ -101,6 +101,9 @@ class MetricRow(Base):
     # a guardrail's non-inferiority margin (migration 0004); NULL = none declared
     margin: Mapped[float | None] = mapped_column(Float, nullable=True)
     margin_relative: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # winsorisation (migration 0011): a quantile cap or a fixed cap of the per-user value; NULL = none
+    cap_quantile: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cap_value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     experiment: Mapped[ExperimentRow] = relationship(back_populates="metrics")
 

@@ -61,9 +61,13 @@ HEAD_COLUMNS = ("variant", "users", "exposed_users", "multiple_users")
 METRIC_COLUMNS = (
     "events", "sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_c", "sum_c2", "sum_xc",
     "shift", "shift_y", "shift_c",
+    # ratio CUPED (issue 17): e = the denominator over the lookback, its sums around shift_y
+    "sum_e", "sum_e2", "sum_xe", "sum_ye", "sum_ce", "sum_yc",
+    # winsorisation (issue 17): the caps applied to x and c (NULL: not capped)
+    "cap_x", "cap_c",
 )
-# Of those, the ones a daily series accumulates (the shifts are the same every day).
-DAILY_COLUMNS = METRIC_COLUMNS[:9]
+# Of those, the ones a daily series accumulates (the shifts and caps are the same every day).
+DAILY_COLUMNS = METRIC_COLUMNS[:9] + METRIC_COLUMNS[12:18]
 
 _ONE = "CAST(1 AS DOUBLE PRECISION)"
 _ZERO = "CAST(0 AS DOUBLE PRECISION)"
@@ -80,6 +84,10 @@ class MetricQuery:
         window_days: count a user's events in ``[first exposure, + window_days)``; ``None``: no limit.
         lookback_days: the CUPED covariate covers ``[first exposure - lookback_days, first exposure)``;
             ``0`` or ``None``: no pre-period (the covariate is only an explicit ``covariate``, else 0).
+        cap_quantile: winsorise: cap each user's x (the numerator) at this quantile of x over the
+            analysed users (linear interpolation, numpy's default), and the covariate c at the same
+            quantile of c; in (0, 1), e.g. 0.999 (Statsig's suggestion). ``None``: no quantile cap.
+        cap_value: winsorise at this fixed value instead (x and c); > 0. ``None``: no fixed cap.
     """
 
     kind: str
@@ -87,6 +95,8 @@ class MetricQuery:
     denominator: str | None = None
     window_days: float | None = None
     lookback_days: float | None = 14.0
+    cap_quantile: float | None = None
+    cap_value: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -101,6 +111,25 @@ class MetricQuery:
             raise ValueError("window_days must be > 0 (or None for no window), got 0")
         if self.kind != "ratio":
             object.__setattr__(self, "denominator", None)
+        check_cap(self.kind, self.cap_quantile, self.cap_value)
+
+    @property
+    def capped(self) -> bool:
+        """Whether x and c are winsorised."""
+        return self.cap_quantile is not None or self.cap_value is not None
+
+
+def check_cap(kind: str, cap_quantile: float | None, cap_value: float | None, where: str = "") -> None:
+    """Raise a clear ``ValueError`` for an impossible winsorisation setting."""
+    q, v = cap_quantile, cap_value
+    if q is not None and not (isinstance(q, int | float) and not isinstance(q, bool) and 0 < q < 1):
+        raise ValueError(f"{where}cap_quantile must be a quantile in (0, 1) such as 0.999, or None, got {q!r}")
+    if v is not None and not (isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < float("inf")):
+        raise ValueError(f"{where}cap_value must be a finite number > 0, or None, got {v!r}")
+    if q is not None and v is not None:
+        raise ValueError(f"{where}give cap_quantile or cap_value, not both (got {q!r} and {v!r})")
+    if kind == "proportion" and (q is not None or v is not None):
+        raise ValueError(f"{where}a proportion metric is 0/1 per user and cannot be capped; drop cap_quantile/cap_value")
 
 
 def as_query(metric: MetricQuery | Sequence[Any]) -> MetricQuery:
@@ -133,6 +162,10 @@ def sums_many_params(metrics: Sequence[MetricQuery]) -> dict[str, Any]:
             out[f"w{j}"] = _days(m.window_days)
         if _days(m.lookback_days):
             out[f"lb{j}"] = _days(m.lookback_days)
+        if m.cap_quantile is not None:
+            out[f"cq{j}"] = float(m.cap_quantile)
+        if m.cap_value is not None:
+            out[f"cv{j}"] = float(m.cap_value)
     return out
 
 
@@ -172,10 +205,12 @@ def _per_metric(metrics: Sequence[MetricQuery], cols: _Columns) -> list[dict[str
         parts = {"n": count(m.numerator, after),
                  "s": None if m.kind == "proportion" else total(m.numerator, after),
                  "d": total(m.denominator, after) if m.kind == "ratio" and m.denominator else None,
-                 "p": None}
+                 "p": None, "q": None}
         if _days(m.lookback_days):
             before = f"e.ts >= x.t0 - :lb{j} AND e.ts < x.t0"
             parts["p"] = count(m.numerator, before) if m.kind == "proportion" else total(m.numerator, before)
+            if m.kind == "ratio" and m.denominator:  # the pre-period denominator (ratio CUPED)
+                parts["q"] = total(m.denominator, before)
         out.append(_values(m, parts))
     return out
 
@@ -192,7 +227,8 @@ def _values(m: MetricQuery, parts: dict[str, str | None]) -> dict[str, str]:
     elif m.kind == "proportion":
         pre = f"(CASE WHEN {pre} > 0 THEN {_ONE} ELSE {_ZERO} END)"
     return {"n": n, "x": x, "y": y, "c": f"COALESCE(cg, {pre})", "ratio": str(m.kind == "ratio"),
-            "proportion": str(m.kind == "proportion"), **{f"part_{k}": v or "" for k, v in parts.items()}}
+            "proportion": str(m.kind == "proportion"), **{f"part_{k}": v or "" for k, v in parts.items()},
+            "e": str(parts.get("q") or _ZERO), "capped": str(m.capped)}
 
 
 def _exposure(multiple: str) -> str:
@@ -254,7 +290,51 @@ def _terms(j: int, e: dict[str, str]) -> dict[str, str]:
         "sum_xy": f"SUM({dx} * {dy})" if ratio else _ZERO, "sum_c": f"SUM({dc})",
         "sum_c2": f"SUM({dc} * {dc})", "sum_xc": f"SUM({dx} * {dc})",
         "shift": f"MIN(kx{j})", "shift_y": f"MIN(ky{j})", "shift_c": f"MIN(kc{j})",
+        **_ratio_cuped_terms(j, ratio),
+        "cap_x": f"MIN(cx{j})" if e.get("capped") == "True" else "CAST(NULL AS DOUBLE PRECISION)",
+        "cap_c": f"MIN(cc{j})" if e.get("capped") == "True" else "CAST(NULL AS DOUBLE PRECISION)",
     }
+
+
+def _ratio_cuped_terms(j: int, ratio: bool) -> dict[str, str]:
+    """The sums of the pre-period denominator e (around the denominator's shift ky) with x, y, c."""
+    dx, dy, dc, de = f"(x{j} - kx{j})", f"(y{j} - ky{j})", f"(c{j} - kc{j})", f"(e{j} - ky{j})"
+    if not ratio:
+        return dict.fromkeys(("sum_e", "sum_e2", "sum_xe", "sum_ye", "sum_ce", "sum_yc"), _ZERO)
+    return {"sum_e": f"SUM({de})", "sum_e2": f"SUM({de} * {de})", "sum_xe": f"SUM({dx} * {de})",
+            "sum_ye": f"SUM({dy} * {de})", "sum_ce": f"SUM({dc} * {de})", "sum_yc": f"SUM({dy} * {dc})"}
+
+
+def _capping(metrics: Sequence[MetricQuery], base: str, final: str, carry: str) -> str:
+    """CTEs that winsorise: per capped metric j the caps ``cx<j>`` (of x) and ``cc<j>`` (of c), then
+    ``<base>`` again with x and c capped (``CASE WHEN x > cap``: a NULL cap, no users, leaves x).
+
+    ``final`` is a query over ``<base>_raw`` giving each analysed unit's final values (the quantile is
+    over those); ``carry`` the columns other than x, c passed through. A quantile is numpy's default
+    (linear between the order statistics at 1 + q(n − 1)), written with ROW_NUMBER so that every engine
+    computes it the same way."""
+    ctes: list[str] = []
+    caps: list[str] = []
+    cols: list[str] = [carry]
+    for j, m in enumerate(metrics):
+        for v, cap in ((f"x{j}", f"cx{j}"), (f"c{j}", f"cc{j}")):
+            if m.capped:
+                cols.append(f"CASE WHEN {v} > {cap} THEN {cap} ELSE {v} END AS {v}, {cap}")
+            else:
+                cols.append(v)
+            if m.cap_value is not None:
+                caps.append(f"CAST(:cv{j} AS DOUBLE PRECISION) AS {cap}")
+            elif m.cap_quantile is not None:
+                ctes.append(f"""q_{cap} AS (
+    SELECT v, ROW_NUMBER() OVER (ORDER BY v) AS r, 1 + :cq{j} * (COUNT(*) OVER () - 1) AS pos
+    FROM (SELECT {v} AS v FROM ({final}) f0) f1
+)""")
+                lo = "MAX(CASE WHEN r = FLOOR(pos) THEN v END)"
+                hi = f"COALESCE(MAX(CASE WHEN r = FLOOR(pos) + 1 THEN v END), {lo})"
+                caps.append(f"(SELECT {lo} + (MIN(pos) - FLOOR(MIN(pos))) * ({hi} - {lo}) FROM q_{cap}) AS {cap}")
+    ctes.append(f"caps AS MATERIALIZED (SELECT {', '.join(caps)})")
+    ctes.append(f"{base} AS MATERIALIZED (SELECT {', '.join(cols)} FROM {base}_raw CROSS JOIN caps)")
+    return ",\n" + ",\n".join(ctes)
 
 
 def _shifts(per_metric: list[dict[str, str]], source: str) -> str:
@@ -299,9 +379,9 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
                      f"COALESCE(SUM(COALESCE(value, {_ONE})) FILTER (WHERE event_type = :et{index[m.numerator]}), {_ZERO})"),
                  "d": plain.add(f"COALESCE(SUM(COALESCE(value, {_ONE})) FILTER (WHERE event_type = "
                                 f":et{index[m.denominator]}), {_ZERO})") if m.kind == "ratio" and m.denominator else None,
-                 "p": c["part_p"] or None}
+                 "p": c["part_p"] or None, "q": c["part_q"] or None}
         merged = {k: None if v is None else
-                  (f"(CASE WHEN u.dirty THEN f.{c['part_' + k]} ELSE {_ZERO} END)" if k == "p"
+                  (f"(CASE WHEN u.dirty THEN f.{c['part_' + k]} ELSE {_ZERO} END)" if k in ("p", "q")
                    else f"(CASE WHEN u.dirty THEN f.{c['part_' + k]} ELSE u.{v} END)")
                   for k, v in parts.items()}
         per_metric.append(_values(m, merged))
@@ -321,8 +401,13 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     first_col = (", MIN(e.variant) FILTER (WHERE e.event_type = :exposure AND e.ts = x.t0) AS first_variant"
                  if multiple == "first" else "")
     grp = f"CASE WHEN u.multi THEN NULL ELSE {arm} END" if multiple == "exclude" else arm
-    vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
+    vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}, {e['e']} AS e{j}"
                      for j, e in enumerate(per_metric))
+    capped = any(m.capped for m in metrics)
+    base = "per_user_raw" if capped else "per_user"
+    capping = _capping(metrics, "per_user", "SELECT * FROM per_user_raw WHERE grp IS NOT NULL",
+                       "grp, multi, wu, " + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
+                       ) if capped else ""
     plain_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in plain.exprs.items())
     fixed_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in fixed.exprs.items())
     outputs = ",\n       ".join(
@@ -361,10 +446,10 @@ fixed AS (
       AND e.event_type IN (:exposure, {types})
     GROUP BY {", ".join("e." + c.strip() for c in unit.split(","))}
 ),
-per_user AS MATERIALIZED (
+{base} AS MATERIALIZED (
     SELECT {grp} AS grp, u.multi, u.wu, {vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
     FROM units u LEFT JOIN fixed f ON {on}
-),
+){capping},
 k AS MATERIALIZED ({shifts})
 SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
        SUM(CASE WHEN multi THEN wu ELSE {_ZERO} END) AS multiple_users,
@@ -392,8 +477,16 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
     carried = list(cols.exprs.values())
     # windows written out in full (no named WINDOW with ORDER BY): sqlglot cannot transpile those to MySQL
     cum = ", ".join(f"SUM({a}) OVER {_RUNNING} AS {a}" for a in carried)
-    vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}"
+    vals = ", ".join(f"{e['n']} AS n{j}, {e['x']} AS x{j}, {e['y']} AS y{j}, {e['c']} AS c{j}, {e['e']} AS e{j}"
                      for j, e in enumerate(per_metric))
+    capped = any(m.capped for m in metrics)
+    base = "vals_raw" if capped else "vals"
+    # the caps are over each unit's final values (its last day), the same caps on every day
+    capping = _capping(metrics, "vals", "SELECT * FROM (SELECT grp, " + ", ".join(
+        f"x{j}, c{j}" for j in range(len(metrics))) + ", ROW_NUMBER() OVER (PARTITION BY user_id, variant "
+        "ORDER BY day DESC) AS z FROM vals_raw) l WHERE z = 1 AND grp IS NOT NULL",
+        "user_id, variant, grp, multi, wu, day, r, " + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
+        ) if capped else ""
     # no previous row (r = 1) reads 0, spelled without LAG's default argument, which MariaDB lacks
     lag = "CASE WHEN r = 1 THEN " + _ZERO + " ELSE LAG({e}, 1) OVER " + _BY_DAY + " END"
     deltas: list[str] = []
@@ -423,12 +516,12 @@ cumulative AS (
     SELECT user_id, variant, multi, wu, day, {cum}, MAX(cg) OVER {_RUNNING} AS cg, ROW_NUMBER() OVER {_BY_DAY} AS r
     FROM per_unit_day
 ),
-vals AS MATERIALIZED (
+{base} AS MATERIALIZED (
     SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r, {vals} FROM cumulative
-),
+){capping},
 last AS (
     SELECT * FROM (
-        SELECT grp, {", ".join(f"x{j}, y{j}, c{j}" for j in range(len(per_metric)))},
+        SELECT grp, {", ".join(f"x{j}, y{j}, c{j}, e{j}" for j in range(len(per_metric)))},
                ROW_NUMBER() OVER (PARTITION BY user_id, variant ORDER BY day DESC) AS z
         FROM vals
     ) l WHERE z = 1

@@ -408,7 +408,9 @@ def _sums_from(variant: str, r: dict[str, Any], j: int) -> MetricSums:
     """The MetricSums of metric ``j`` from a result row keyed by column name."""
     from battleground.storage._sums_sql import METRIC_COLUMNS
 
-    f = {c: float(r.get(f"m{j}_{c}") or 0.0) for c in METRIC_COLUMNS}
+    f: dict[str, float | None] = {c: float(r.get(f"m{j}_{c}") or 0.0) for c in METRIC_COLUMNS}
+    for c in ("cap_x", "cap_c"):  # NULL: not capped
+        f[c] = None if r.get(f"m{j}_{c}") is None else float(r[f"m{j}_{c}"])
     users = round(float(r.get("users") or 0.0))
     return MetricSums(variant=variant, users=users, **{**f, "events": round(f["events"])})  # type: ignore[arg-type]
 

@@ -33,6 +33,10 @@ class MetricSums:
         sum_y, sum_y2, sum_xy: Σy'_u, Σy'_u², Σx'_u·y'_u (ratio metrics; 0 otherwise).
         sum_c, sum_c2, sum_xc: Σc'_u, Σc'_u², Σx'_u·c'_u (CUPED covariate).
         shift, shift_y, shift_c: the shifts of x, y and c.
+        sum_e, sum_e2, sum_xe, sum_ye, sum_ce, sum_yc: ratio metrics with a lookback: the sums of e' =
+            e − ``shift_y``, e_u the denominator over the lookback (the pre-period ratio is c/e), with
+            x', y', c' (ratio CUPED; 0 otherwise).
+        cap_x, cap_c: the winsorisation caps applied to x and c (``None``: not capped).
     """
 
     variant: str
@@ -49,6 +53,14 @@ class MetricSums:
     shift: float = 0.0
     shift_y: float = 0.0
     shift_c: float = 0.0
+    sum_e: float = 0.0
+    sum_e2: float = 0.0
+    sum_xe: float = 0.0
+    sum_ye: float = 0.0
+    sum_ce: float = 0.0
+    sum_yc: float = 0.0
+    cap_x: float | None = None
+    cap_c: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +97,12 @@ class MetricSums:
             sum_c=self.sum_c + n * kc,
             sum_c2=self.sum_c2 + 2 * kc * self.sum_c + n * kc * kc,
             sum_xc=self.sum_xc + kc * self.sum_x + kx * self.sum_c + n * kx * kc,
+            sum_e=self.sum_e + n * ky,
+            sum_e2=self.sum_e2 + 2 * ky * self.sum_e + n * ky * ky,
+            sum_xe=self.sum_xe + ky * self.sum_x + kx * self.sum_e + n * kx * ky,
+            sum_ye=self.sum_ye + ky * self.sum_y + ky * self.sum_e + n * ky * ky,
+            sum_ce=self.sum_ce + ky * self.sum_c + kc * self.sum_e + n * kc * ky,
+            sum_yc=self.sum_yc + kc * self.sum_y + ky * self.sum_c + n * ky * kc,
             shift=0.0, shift_y=0.0, shift_c=0.0,
         )
 

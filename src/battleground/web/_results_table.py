@@ -158,7 +158,7 @@ def _place(x: float, lim: float) -> float:
     return max(0.0, min(100.0, 50.0 + 50.0 * x / lim))
 
 
-def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "") -> TableRow:
+def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "", capped: str = "") -> TableRow:
     kind = r.kind
     outcome = "" if r.is_control or verdict is None else verdict.outcome
     css = _OUTCOMES.get(outcome, ("", ""))[0] if not adjustment else ""
@@ -180,7 +180,8 @@ def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "")
         padj = verdict.p_value_adjusted
     ctrl = r.is_control
     return TableRow(
-        metric=r.metric, kind=kind, unit=UNITS.get(kind, kind), variant=r.variant, is_control=ctrl,
+        metric=r.metric, kind=kind, unit=UNITS.get(kind, kind) + (f", {capped}" if capped else ""),
+        variant=r.variant, is_control=ctrl,
         primary=r.primary, guardrail=r.guardrail, adjustment=adjustment, users=int(r.users), value=r.value,
         abs_lift=r.abs_lift * scale, abs_ci_lower=r.abs_ci_lower * scale, abs_ci_upper=r.abs_ci_upper * scale,
         abs_unit="pp" if kind == "proportion" else UNITS.get(kind, kind),
@@ -206,11 +207,12 @@ def results_table(result: MonitorResult, *, alpha: float = 0.05) -> ResultsTable
     plain = list(result.rows)
     lim = _axis_limit(plain + [r.cuped for r in plain if r.cuped is not None and not r.is_control])
     rows: list[TableRow] = []
+    capping = dict(result.capping)  # winsorised metrics say so under their name
     for r in plain:
         verdict = None if r.is_control else decision.for_row(r.metric, r.variant)
-        rows.append(_row(r, verdict=verdict, lim=lim))
+        rows.append(_row(r, verdict=verdict, lim=lim, capped=capping.get(r.metric, "")))
         if r.cuped is not None and not r.is_control:
-            rows.append(_row(r.cuped, verdict=verdict, lim=lim, adjustment="CUPED"))
+            rows.append(_row(r.cuped, verdict=verdict, lim=lim, adjustment="CUPED", capped=capping.get(r.metric, "")))
     return ResultsTable(rows=rows, axis_limit=lim, p_label=p_label(decision.correction),
                         interval=f"{(1 - alpha) * 100:.0f} %")
 
