@@ -166,3 +166,55 @@ def test_incremental_router_can_require_the_token(tmp_path: Any) -> None:
     bare = FastAPI()
     bare.include_router(create_router(tmp_path / "ck", api_token=TOKEN), prefix="/incremental")
     assert call(bare, "GET", "/incremental/model")[0] == 401
+
+
+def _raw(app: Any, path: str, data: bytes, *, split: int | None = None, content_type: str | None = "application/json",
+         token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+    """POST ``data`` (optionally in two chunks cut at ``split``) and return the status and JSON reply."""
+    import json
+
+    class Fixed(Body):
+        def chunks(self) -> Iterator[bytes]:
+            parts = [data] if split is None else [data[:split], data[split:]]
+            for p in parts:
+                self.pulled += len(p)
+                yield p
+
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    if content_type:
+        headers["content-type"] = content_type
+    status, _, reply = call(app, "POST", path, body=Fixed(len(data)), headers=headers)
+    return status, json.loads(reply)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=latin-1", None])
+def test_a_body_that_is_not_utf8_is_422_naming_the_byte(dashboard: Any, content_type: str | None) -> None:
+    """Latin-1 'é' (0xe9) where UTF-8 was due: 422 (as documented), not FastAPI's 400."""
+    data = b'{"experiment": "x", "events": [{"event_id": "caf\xe9"}]}'
+    status, reply = _raw(dashboard, "/api/events", data, content_type=content_type)
+    assert status == 422, reply
+    assert "not UTF-8" in reply["detail"] and "0xe9" in reply["detail"]
+    where = data.index(b"\xe9")
+    assert f"offset {where}" in reply["detail"] and "nothing was stored" in reply["detail"]
+    # a multi-byte character cut between two chunks is fine; the bad byte in the second chunk is found
+    good = '{"experiment": "é", "events": []}'.encode()
+    assert _raw(dashboard, "/api/events", good, split=good.index(b"\xc3") + 1)[0] == 422  # a bad batch, not bad text
+    status, reply = _raw(dashboard, "/api/events", good[:-2] + b"\xff}", split=20)
+    assert status == 422 and f"offset {len(good) - 2}" in reply["detail"]
+
+
+def test_every_json_route_refuses_non_utf8(tmp_path: Any) -> None:
+    """The gate is shared: the decision service and the incremental scorer answer the same 422."""
+    from fastapi import FastAPI
+
+    from battleground._http import harden
+    from battleground.incremental import create_router
+
+    app = FastAPI()
+    app.include_router(create_router(tmp_path / "ck", api_token=TOKEN), prefix="/incremental")
+    harden(app, token=TOKEN, needs_token=lambda m, p: p.startswith("/incremental"))
+    status, reply = _raw(app, "/incremental/score", b'{"rows": ["\x80"]}')
+    assert status == 422 and "0x80" in reply["detail"]
+    # declared as some other text, it is still refused clearly (FastAPI would fail quoting its bytes)
+    status, reply = _raw(app, "/incremental/score", b"\x80", content_type="text/plain")
+    assert status == 422 and "0x80" in reply["detail"]

@@ -8,13 +8,15 @@
    and the configured names, so a DNS-rebinding page cannot read the API from a browser;
 3. :class:`RequestGate`: the token is checked and the body size capped **before** a byte of the body is
    read (``Content-Length`` over the cap → 413 at once; a chunked body is counted as it streams and
-   refused with 413 as soon as it passes the cap).
+   refused with 413 as soon as it passes the cap); a body that is not UTF-8 text (forms and uploads aside) is refused with
+   422 naming the first bad byte, as it streams (RFC 8259: JSON between systems is UTF-8).
 
 The token comparison is constant-time (:func:`check_token`, ``hmac.compare_digest``).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hmac
 import json
@@ -103,6 +105,30 @@ class _TooLarge(Exception):
     pass
 
 
+class _NotUtf8(Exception):
+    pass
+
+
+_NOT_TEXT = ("multipart/", "application/octet-stream", "application/x-www-form-urlencoded")
+
+
+def _is_text(scope: Scope) -> bool:
+    """Whether the body must be UTF-8 text: every JSON route's body, whatever its declared type (FastAPI
+    parses a body without a type as JSON, and reports one of another type as a validation error that
+    quotes its bytes); forms and binary uploads are not checked."""
+    kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    return not kind.startswith(_NOT_TEXT)
+
+
+def not_utf8_message(exc: UnicodeDecodeError, offset: int = 0) -> str:
+    """The 422 text of a body that is not UTF-8: the byte, its offset and the fix."""
+    bad = exc.object[exc.start : exc.start + 1].hex() if exc.object else "??"
+    return (
+        f"request body is not UTF-8 text (byte 0x{bad} at offset {offset + exc.start}: {exc.reason}); "
+        "send JSON encoded as UTF-8 (json.dumps(...).encode('utf-8')); nothing was stored"
+    )
+
+
 class RequestGate:
     """Pure ASGI middleware: the token, then the body size, both before the app reads the body.
 
@@ -146,29 +172,38 @@ class RequestGate:
         seen = 0
         over = False
         started = False
+        refusal: tuple[int, str] | None = None
+        decoder = codecs.getincrementaldecoder("utf-8")() if _is_text(scope) else None
 
         async def counted() -> Message:
-            nonlocal seen, over
+            nonlocal seen, over, refusal
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    over = True
+                chunk = message.get("body", b"")
+                if seen + len(chunk) > self.max_body:
+                    over, refusal = True, (413, too_big)
                     raise _TooLarge
+                if decoder is not None:
+                    try:
+                        decoder.decode(chunk, final=not message.get("more_body", False))
+                    except UnicodeDecodeError as exc:
+                        over, refusal = True, (422, not_utf8_message(exc, seen))
+                        raise _NotUtf8 from None
+                seen += len(chunk)
             return message
 
         async def watched(message: Message) -> None:
             nonlocal started
-            if over:  # whatever the app answers to a body cut short, the answer is 413
+            if over:  # whatever the app answers to a body cut short, the gate's refusal is the answer
                 return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        with contextlib.suppress(_TooLarge):  # raised by counted(): answered below
+        with contextlib.suppress(_TooLarge, _NotUtf8):  # raised by counted(): answered below
             await self.app(scope, counted, watched)
-        if over and not started:
-            await _send_json(send, 413, too_big)
+        if refusal is not None and not started:
+            await _send_json(send, *refusal)
 
 
 class SecurityHeaders:

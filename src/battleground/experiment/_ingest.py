@@ -7,7 +7,7 @@ from typing import Any
 
 from battleground.experiment._event_input import read_events
 from battleground.experiment._event_rules import validate_events
-from battleground.storage.events import EventStore, StoreUnavailableError, open_event_store
+from battleground.storage.events import EventStore, open_event_store
 
 __all__ = ["IngestResult", "ingest", "registry_of"]
 
@@ -56,6 +56,8 @@ def ingest(store: EventStore | Any, data: Any, *, experiment: Any = None) -> Ing
     Raises:
         EventValidationError: on the first bad row; nothing is written.
         StoreUnavailableError: the database server cannot be reached; re-send the batch later.
+        StoreRefusedError: the database refused the batch for good (a constraint, a permission, a
+            missing table); re-sending will not help.
         StoreLockedError: another process held the embedded store for longer than the wait allows.
     """
     if not isinstance(store, EventStore):
@@ -63,15 +65,13 @@ def ingest(store: EventStore | Any, data: Any, *, experiment: Any = None) -> Ing
     raw = read_events(data)
     try:
         table = validate_events(raw, registry_of(store), experiment=experiment)
-    except Exception as exc:  # the registry's server went away while checking the batch
-        if type(exc).__module__.startswith(("sqlalchemy", "psycopg")) and "Operational" in type(exc).__name__:
-            from battleground._redact import redact_text, redact_url
+    except Exception as exc:  # the registry's database failed while checking the batch
+        if type(exc).__module__.startswith(("sqlalchemy", "psycopg")):
+            from battleground._redact import redact_url
+            from battleground.storage._pg import classify_error
 
-            raise StoreUnavailableError(
-                f"the registry at {redact_url(store.registry_url)} is unavailable while checking the "
-                f"batch ({redact_text(str(exc).strip().splitlines()[0])}); nothing was stored: re-send it "
-                "once the server is back"
-            ) from exc
+            raise classify_error(exc, where=f"the registry at {redact_url(store.registry_url)}",
+                                 writing=True) from exc
         raise
     written = store.write_batch(table)
     import pyarrow.compute as pc

@@ -17,7 +17,7 @@ from battleground.storage._events_sql import (
     render,
     schema,
 )
-from battleground.storage._pg import ensure_database, psycopg_url
+from battleground.storage._pg import classify_error, ensure_database, psycopg_url
 from battleground.storage._snapshot import (
     ReadCancelledError,
     StatementTimeoutError,
@@ -25,7 +25,6 @@ from battleground.storage._snapshot import (
 )
 from battleground.storage.events import (
     EventStore,
-    StoreUnavailableError,
     WriteResult,
     has_duplicate_ids,
 )
@@ -71,7 +70,10 @@ class PostgresEventStore(EventStore):
     experiment exactly once, and taking the key locks in key order keeps them from dead-locking (a deadlock or serialization
     failure would still be retried, as the whole transaction rolls back). A writer that dies before
     its commit leaves nothing: the server rolls its transaction back. A server that cannot be reached
-    raises :class:`~battleground.storage.events.StoreUnavailableError` naming it.
+    raises :class:`~battleground.storage.events.StoreUnavailableError` naming it (retry); a permanent
+    failure (a constraint, bad data, a permission denied, a missing table: see
+    :func:`~battleground.storage._pg.classify_error`) raises
+    :class:`~battleground.storage.events.StoreRefusedError` (do not retry).
 
     Every read carries ``statement_timeout`` (seconds, default 60 or ``$BATTLEGROUND_STATEMENT_TIMEOUT``;
     0: none) and raises :class:`StatementTimeoutError` past it; inside
@@ -142,12 +144,12 @@ class PostgresEventStore(EventStore):
                     result = WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
                 self._maybe_analyze(inserted)
                 return result
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 if attempt == 7:
-                    raise
+                    raise self._classified(exc, writing=True) from exc
                 time.sleep(0.05 * (attempt + 1))
-            except psycopg.OperationalError as exc:
-                raise self._unavailable(exc, writing=True) from exc
+            except psycopg.Error as exc:
+                raise self._classified(exc, writing=True) from exc
         raise AssertionError("unreachable")
 
     def _maybe_analyze(self, inserted: int) -> None:
@@ -172,20 +174,13 @@ class PostgresEventStore(EventStore):
         except psycopg.Error:
             _since_analyze[self.dsn] = pending  # autovacuum will get to it; the batch is stored
 
-    def _unavailable(self, exc: Exception, *, writing: bool) -> StoreUnavailableError:
+    def _classified(self, exc: Exception, *, writing: bool) -> Exception:
+        """:class:`StoreUnavailableError` (retry) or :class:`StoreRefusedError` (do not), by SQLSTATE."""
         from psycopg.conninfo import conninfo_to_dict
 
         params = conninfo_to_dict(self.dsn)
-        where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-        from battleground._redact import redact_text
-
-        reason = redact_text(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
-        what = (
-            "this batch may not have been stored: re-send it once the server is back (ingest is "
-            "idempotent, so re-sending never stores an event twice)" if writing
-            else "retry once the server is back"
-        )
-        return StoreUnavailableError(f"the event store (PostgreSQL at {where}) is unavailable ({reason}); {what}")
+        where = f"the event store (PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or 5432})"
+        return classify_error(exc, where=where, writing=writing)
 
     def _timeout_ms(self) -> int:
         return max(0, round(self.statement_timeout * 1000))
@@ -228,8 +223,8 @@ class PostgresEventStore(EventStore):
                 f"an event-store read ran past statement_timeout ({self.statement_timeout:g} s) and was "
                 "cancelled; narrow the window, or raise BATTLEGROUND_STATEMENT_TIMEOUT"
             ) from exc
-        except psycopg.OperationalError as exc:
-            raise self._unavailable(exc, writing=False) from exc
+        except psycopg.Error as exc:
+            raise self._classified(exc, writing=False) from exc
 
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         import pyarrow as pa

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EventStore",
+    "StoreRefusedError",
     "StoreUnavailableError",
     "WriteResult",
     "has_duplicate_ids",
@@ -47,6 +48,28 @@ class StoreUnavailableError(StorageError, RuntimeError):
     A batch being written may or may not have been stored; re-sending it is always safe, because ingest
     is idempotent on ``(experiment_id, event_id)``.
     """
+
+
+class StoreRefusedError(StorageError, RuntimeError):
+    """The store's database refused an operation for a reason that re-sending will not cure: a
+    constraint violation, bad data, a permission denied, a missing table, a failed login.
+
+    Unlike :class:`StoreUnavailableError` this is **not retryable**: nothing of the batch was stored,
+    and the same batch will be refused again until the data or the database's set-up is fixed.
+
+    Attributes:
+        sqlstate: the server's SQLSTATE code (``"42501"``: insufficient privilege, …), when it gave one.
+        status: the HTTP status the API answers with: 422 when the data caused it (SQLSTATE classes 22
+            data exception, 23 integrity violation, 54 program limit), 500 when the set-up did.
+        retryable: always ``False``.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.status = 422 if (sqlstate or "")[:2] in ("22", "23", "54") else 500
 
 
 @dataclass(frozen=True)

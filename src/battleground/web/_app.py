@@ -151,7 +151,8 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> tuple[int | None, str | None, st
 
 
 def _storage_errors() -> tuple[type[Exception], ...]:
-    """Exception types that mean the registry or event store cannot be reached right now."""
+    """Exception types of the registry's and event store's drivers; :func:`is_transient` then says
+    whether one means "cannot be reached right now" (503, retry) or a permanent refusal (no retry)."""
     from battleground.storage._filelock import StoreLockedError
     from battleground.storage.events import StoreUnavailableError
 
@@ -159,13 +160,13 @@ def _storage_errors() -> tuple[type[Exception], ...]:
     try:
         from sqlalchemy import exc as sa_exc
 
-        found += [sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError]
+        found += [sa_exc.DBAPIError, sa_exc.TimeoutError]
     except ImportError:  # pragma: no cover - sqlalchemy is a dependency
         pass
     try:
         import psycopg
 
-        found += [psycopg.OperationalError, psycopg.InterfaceError]
+        found += [psycopg.Error]
     except ImportError:  # pragma: no cover
         pass
     try:
@@ -235,13 +236,25 @@ def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
             return _respond(request, state, 422, message, extra)
         return await internal(request, exc)
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        from battleground.storage.events import StoreRefusedError
+
+        assert isinstance(exc, StoreRefusedError)
+        log.error("storage refused %s %s: %s", request.method, request.url.path, exc)
+        return _respond(request, state, exc.status, str(exc), {"retryable": False, "sqlstate": exc.sqlstate})
+
     async def unavailable(request: Request, exc: Exception) -> Response:
+        from battleground.storage._pg import classify_error, is_transient
+
+        if type(exc).__module__.startswith(("sqlalchemy", "psycopg")) and not is_transient(exc):
+            return await refused(request, classify_error(exc, where="the registry",
+                                                         writing=request.method in WRITE_METHODS))
         log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return _respond(
             request, state, 503,
             f"storage unavailable ({type(exc).__name__}: {first_line[:300]}); retry in a few seconds",
-            headers={"Retry-After": "2"},
+            {"retryable": True}, headers={"Retry-After": "2"},
         )
 
     async def timed_out(request: Request, exc: Exception) -> Response:
@@ -270,6 +283,9 @@ def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
     for cls in _storage_errors():
         app.add_exception_handler(cls, unavailable)
     from battleground.storage._snapshot import ReadCancelledError, StatementTimeoutError
+    from battleground.storage.events import StoreRefusedError
+
+    app.add_exception_handler(StoreRefusedError, refused)
 
     app.add_exception_handler(StatementTimeoutError, timed_out)
     app.add_exception_handler(ReadCancelledError, cancelled)
