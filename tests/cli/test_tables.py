@@ -80,8 +80,11 @@ def test_status_json_and_csv_carry_the_raw_values(settings: Settings) -> None:
     sc = build(settings, users=600)
     frame = Monitor(client=settings).put_experiment_id(experiment_id=sc.id).get_abtest_result()
     payload = json.loads(_invoke(settings, "experiment", "status", str(sc.id), "--json"))
-    rows = payload["rows"]
+    # The CUPED-adjusted comparison of a metric with a pre-period covariate travels as its own row.
+    adjusted = [r for r in payload["rows"] if r["metric"].endswith(" (CUPED)")]
+    rows = [r for r in payload["rows"] if r not in adjusted]
     assert len(rows) == len(frame)
+    assert [(r["metric"], r["variant"], r["method"]) for r in adjusted] == [("ctr (CUPED)", "treatment", "cuped")]
     by_key = {(r["metric"], r["variant"]): r for r in rows}
     for r in frame.itertuples():
         got = by_key[(r.metric, r.variant)]
@@ -93,8 +96,8 @@ def test_status_json_and_csv_carry_the_raw_values(settings: Settings) -> None:
     assert payload["experiment"]["id"] == sc.id
 
     table = list(csv.DictReader(io.StringIO(_invoke(settings, "experiment", "status", str(sc.id), "--csv"))))
-    assert len(table) == len(frame)
-    assert {(t["metric"], t["variant"]) for t in table} == set(by_key)
+    assert len(table) == len(payload["rows"])
+    assert {(t["metric"], t["variant"]) for t in table} == set(by_key) | {("ctr (CUPED)", "treatment")}
     treated = next(t for t in table if t["metric"] == "conversion" and t["variant"] == "treatment")
     assert float(treated["p_value"]) == pytest.approx(by_key[("conversion", "treatment")]["p_value"], rel=1e-15)
 

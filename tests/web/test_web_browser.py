@@ -8,6 +8,7 @@ browser. A failure here fails the suite: nothing is skipped.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import shutil
 import socket
@@ -29,15 +30,26 @@ SCREENSHOT = "/tmp/dash.png"
 def _chromium() -> str:
     path = shutil.which("chromium")
     if path is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
-            if done.returncode != 0:
-                pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
-        path = shutil.which("chromium")
+        # xdist workers reach here together; one installs while the others wait on the lock, and
+        # dpkg's own lock is waited on too (another apt-get on the machine must not fail the suite).
+        with open("/tmp/battleground-chromium-install.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = shutil.which("chromium")
+            if path is None:
+                _apt_install_chromium()
+                path = shutil.which("chromium")
     if path is None:
         pytest.fail("apt-get installed chromium but `chromium` is still not on PATH")
     return path
+
+
+def _apt_install_chromium() -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait = ["-o", "DPkg::Lock::Timeout=900"]
+    for cmd in (["apt-get", *wait, "update"], ["apt-get", *wait, "install", "-y", "chromium"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
 
 
 def _free_port() -> int:
