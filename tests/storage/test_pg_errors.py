@@ -130,3 +130,41 @@ def test_the_api_answers_a_permanent_failure_without_retry_after(reader: Setting
     body = r.json()
     assert body["retryable"] is False and body["sqlstate"] == "42501" and "Retry-After" not in r.headers
     assert "re-send" not in body["detail"].replace("re-sending it will fail", "")
+
+
+def _decision(i: int) -> Any:
+    from battleground.storage.decisions import DecisionRow
+
+    return DecisionRow(decision_id=f"d{i}", policy="lints", experiment_id=None, variant=None, unit_id=f"u{i}",
+                       context=(0.5,), action=1, propensity=0.5, policy_version=1, trains=True,
+                       ts=dt.datetime(2022, 3, 5, 10, tzinfo=dt.UTC))
+
+
+def test_the_decision_log_classifies_a_wrong_password_as_permanent(prepared: Settings) -> None:
+    from battleground.storage.decisions import open_decision_log
+
+    base, _, rest = prepared.events_url.partition("://")
+    host = rest.split("@", 1)[1]
+    with pytest.raises(StoreRefusedError) as refused:
+        open_decision_log(f"{base}://nobody_{uuid.uuid4().hex[:6]}:planted-secret@{host}").log([_decision(1)])
+    assert refused.value.sqlstate in ("28000", "28P01") and "check the user and password" in str(refused.value)
+    assert "planted-secret" not in str(refused.value) and not isinstance(refused.value, StoreUnavailableError)
+
+
+def test_the_decision_log_classifies_a_revoked_insert_as_permanent(prepared: Settings, reader: Settings) -> None:
+    from battleground.storage.decisions import open_decision_log
+
+    open_decision_log(prepared.events_url).log([_decision(1)])  # the tables exist, owned by the admin
+    with _admin(prepared.events_url) as conn:
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO "
+                     + reader.events_url.split("://", 1)[1].split("@", 1)[0])
+    log = open_decision_log(reader.events_url)
+    assert log.count()[0] == 1  # a role that may only read reads
+    with pytest.raises(StoreRefusedError) as refused:
+        log.log([_decision(2)])
+    assert refused.value.sqlstate == "42501" and "lacks a privilege" in str(refused.value)
+    assert open_decision_log(prepared.events_url).count()[0] == 1  # untouched
+
+
+def test_a_role_that_may_only_read_reads_the_event_store(reader: Settings) -> None:
+    assert open_event_store(reader).count() == 3  # no DDL on first connect gets in its way

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 __all__ = ["TRANSIENT_SQLSTATES", "classify_error", "ensure_database", "is_transient", "psycopg_url", "sqlstate_of"]
 
@@ -51,7 +52,7 @@ def ensure_database(url: str) -> None:
         psycopg.connect(dsn, connect_timeout=10).close()
         return
     except psycopg.OperationalError as exc:
-        if "does not exist" not in str(exc):
+        if sqlstate_of(exc) != "3D000":  # only a missing database is ours to create
             raise
     params = conninfo_to_dict(dsn)
     name = str(params.get("dbname") or "")
@@ -68,14 +69,34 @@ def ensure_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+# libpq reports a refused login as an OperationalError without a SQLSTATE; the server's FATAL text
+# tells a permanent refusal (wrong role, password or database) from a transient one (server down).
+_LOGIN_REFUSALS = (
+    (re.compile(r'FATAL:\s+role "[^"]*" does not exist'), "28000"),
+    (re.compile(r"FATAL:\s+(password|ident|peer|SCRAM|GSSAPI|SSPI|LDAP|RADIUS|PAM|cert)\S* authentication failed",
+                re.IGNORECASE), "28P01"),
+    (re.compile(r"FATAL:\s+no pg_hba\.conf entry"), "28000"),
+    (re.compile(r'FATAL:\s+database "[^"]*" does not exist'), "3D000"),
+    (re.compile(r'FATAL:\s+permission denied for database'), "42501"),
+)
+
+
 def sqlstate_of(exc: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg error, or of the psycopg error a SQLAlchemy error wraps (``None``:
-    the server gave none, e.g. the connection could not be made at all)."""
+    """The SQLSTATE of a psycopg error, or of the psycopg error a SQLAlchemy error wraps; for a refused
+    login, which libpq reports without one, the code the server's message stands for (``None``: the
+    connection could not be made at all).
+
+    Example:
+        >>> import psycopg
+        >>> sqlstate_of(psycopg.OperationalError('connection failed: FATAL:  role "x" does not exist'))
+        '28000'
+    """
     for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
         code = getattr(candidate, "sqlstate", None)
         if isinstance(code, str) and code:
             return code
-    return None
+    text = str(getattr(exc, "orig", None) or exc)
+    return next((code for pattern, code in _LOGIN_REFUSALS if pattern.search(text)), None)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -95,10 +95,18 @@ class PostgresEventStore(EventStore):
         if self.dsn not in _ready:
             ensure_database(self.dsn)
             with psycopg.connect(self.dsn) as conn:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                conn.execute(schema("postgresql"))
-                conn.execute(PG_KEY_MIGRATION)
-                conn.execute("CREATE INDEX IF NOT EXISTS ix_events_experiment ON events (experiment_id, event_type)")
+                try:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    conn.execute(schema("postgresql"))
+                    conn.execute(PG_KEY_MIGRATION)
+                    conn.execute("CREATE INDEX IF NOT EXISTS ix_events_experiment ON events (experiment_id, event_type)")
+                except psycopg.errors.InsufficientPrivilege:
+                    # A read-only (or insert-only) role may not run DDL, not even IF NOT EXISTS; when the
+                    # owner has created the table it can still use it, and what it may not do fails later
+                    # with its own SQLSTATE.
+                    conn.rollback()
+                    if conn.execute("SELECT to_regclass('events')").fetchone() == (None,):
+                        raise
             _ready.add(self.dsn)
         return psycopg.connect(self.dsn)
 

@@ -192,15 +192,17 @@ class DecisionLog:
             return
         import psycopg
 
-        from battleground.storage.events import StoreUnavailableError
+        from battleground.storage._pg import classify_error
 
         try:
             conn = self.store._connect()  # type: ignore[attr-defined]
             conn.autocommit = True
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(f"the decision log's PostgreSQL server is unavailable ({exc}); retry") from exc
+        except psycopg.Error as exc:
+            raise classify_error(exc, where="the decision log (PostgreSQL)", writing=False) from exc
         try:
             yield conn
+        except psycopg.Error as exc:
+            raise classify_error(exc, where="the decision log (PostgreSQL)", writing=True) from exc
         finally:
             conn.close()
 
@@ -212,10 +214,17 @@ class DecisionLog:
             for stmt in _SCHEMA:
                 con.execute(stmt.format(text=text))
         else:
-            with con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(7311402024)")
-                for stmt in _SCHEMA:
-                    con.execute(stmt.format(text=text))
+            import psycopg
+
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(7311402024)")
+                    for stmt in _SCHEMA:
+                        con.execute(stmt.format(text=text))
+            except psycopg.errors.InsufficientPrivilege:
+                # a role without DDL rights uses the tables the owner made; what it may not do fails later
+                if con.execute("SELECT to_regclass('decision_exposures')").fetchone() == (None,):
+                    raise
         self._ready.add(id(con))
 
     def _rows(self, con: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
