@@ -218,3 +218,18 @@ def test_every_json_route_refuses_non_utf8(tmp_path: Any) -> None:
     # declared as some other text, it is still refused clearly (FastAPI would fail quoting its bytes)
     status, reply = _raw(app, "/incremental/score", b"\x80", content_type="text/plain")
     assert status == 422 and "0x80" in reply["detail"]
+
+
+def test_a_binary_body_to_a_json_route_is_422_not_500(tmp_path: Any) -> None:
+    """An octet-stream body is not decoded by the gate; FastAPI's 422 quoting its bytes must still encode."""
+    from fastapi import FastAPI
+
+    from battleground._http import harden
+    from battleground.incremental import create_router
+
+    app = FastAPI()
+    app.include_router(create_router(tmp_path / "ck", api_token=TOKEN), prefix="/incremental")
+    harden(app, token=TOKEN, needs_token=lambda m, p: p.startswith("/incremental"))
+    status, reply = _raw(app, "/incremental/score", b'{"rows": "\xff"}', content_type="application/octet-stream")
+    assert status == 422, reply
+    assert reply["detail"][0]["loc"] == ["body"] and reply["detail"][0]["input"] == '{"rows": "\ufffd"}'

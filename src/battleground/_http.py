@@ -264,3 +264,23 @@ def harden(
     app.add_middleware(RequestGate, token=token, needs_token=needs_token, max_body=max_body)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(hosts), www_redirect=False)
     app.add_middleware(SecurityHeaders, csp=csp)
+    _quote_no_raw_bytes(app)
+
+
+def _quote_no_raw_bytes(app: Any) -> None:
+    """FastAPI's own 422 quotes the body it could not parse; a non-text body (an octet-stream upload to
+    a JSON route, which the gate lets through undecoded) would then fail to encode and answer 500. Its
+    bytes are quoted as text with the undecodable ones replaced. An app with its own handler keeps it."""
+    from fastapi.exception_handlers import request_validation_exception_handler
+    from fastapi.exceptions import RequestValidationError
+
+    async def invalid(request: Any, exc: Exception) -> Any:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {**e, "input": e["input"].decode("utf-8", "replace")} if isinstance(e.get("input"), bytes) else e
+            for e in exc.errors()
+        ]
+        return await request_validation_exception_handler(request, RequestValidationError(errors, body=None))
+
+    if app.exception_handlers.get(RequestValidationError) in (None, request_validation_exception_handler):
+        app.add_exception_handler(RequestValidationError, invalid)
