@@ -1,4 +1,4 @@
-"""The one "did you mean" hint, light enough for any module (``model.data._suggest`` reads the same)."""
+"""The one "did you mean" hint, light enough for any module to import."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ Example (seed ``000``, typos fixed):
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from battleground._suggest import suggest
 from battleground.errors import ModelError
 
 if TYPE_CHECKING:
@@ -61,11 +61,6 @@ ALLOWED_STEP_MODULES = (
 )
 _DEFAULT_CUTOFFS = {"game": (["2022-07-01", "2022-09-01"], ["2022-12-01"]),
                     "game2": (["2023-07-01", "2023-09-01"], ["2023-12-01"])}
-
-
-def _suggest(value: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(value, list(valid), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def categorical_columns(X: pd.DataFrame) -> list[str]:
@@ -140,7 +135,7 @@ class CreateDataSet:
             unknown = [f for f in self.feature_list if f not in X.columns]
             if unknown:
                 raise ModelInputError(
-                    f"feature_list has unknown columns {unknown}{_suggest(unknown[0], list(X.columns))}; "
+                    f"feature_list has unknown columns {unknown}{suggest(unknown[0], list(X.columns))}; "
                     f"valid columns: {list(X.columns)}"
                 )
             X = X[self.feature_list]
@@ -177,7 +172,7 @@ def split_data(
     fr = dict(fractions or {"train": 0.6, "valid": 0.2, "calib": 0.0, "test": 0.2})
     bad = [k for k in fr if k not in SPLITS]
     if bad:
-        raise ModelInputError(f"fractions has unknown part {bad[0]!r}{_suggest(bad[0], SPLITS)}; valid parts: {list(SPLITS)}")
+        raise ModelInputError(f"fractions has unknown part {bad[0]!r}{suggest(bad[0], SPLITS)}; valid parts: {list(SPLITS)}")
     if any(v < 0 for v in fr.values()) or abs(sum(fr.values()) - 1.0) > 1e-6:
         raise ModelInputError(f"fractions={fr} must be non-negative and sum to 1")
     if label not in frame.columns:
@@ -190,7 +185,7 @@ def split_data(
     out: dict[str, pd.DataFrame] = {}
     if method == "time":
         if time_column is None or time_column not in frame.columns:
-            hint = _suggest(str(time_column), [str(c) for c in frame.columns]) if time_column else ""
+            hint = suggest(str(time_column), [str(c) for c in frame.columns]) if time_column else ""
             raise ModelInputError(f"time_column={time_column!r} must name a column for method='time'{hint}; "
                              f"columns: {list(frame.columns)}")
         ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
@@ -200,7 +195,7 @@ def split_data(
         return out
     if group_column is not None:
         if group_column not in frame.columns:
-            raise ValueError(f"group_column={group_column!r} is not a column{_suggest(group_column, list(frame.columns))}")
+            raise ValueError(f"group_column={group_column!r} is not a column{suggest(group_column, list(frame.columns))}")
         groups = frame.groupby(group_column, sort=True)[label].max().reset_index()
         parts_of = split_data(groups, label=label, method="stratified", fractions=fr, seed=seed)
         return {p: frame[frame[group_column].isin(g[group_column])].reset_index(drop=True)
@@ -261,7 +256,7 @@ class FeatureSelection(TransformerMixin, BaseEstimator):
         import pandas as pd
 
         if self.method not in _FS_METHODS:
-            raise ModelInputError(f"method={self.method!r} is unknown{_suggest(str(self.method), _FS_METHODS)}; "
+            raise ModelInputError(f"method={self.method!r} is unknown{suggest(str(self.method), _FS_METHODS)}; "
                              f"valid methods: {list(_FS_METHODS)}")
         if not isinstance(X, pd.DataFrame):
             X = pd.DataFrame(X, columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
@@ -353,7 +348,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
         nums = list(self.numerical_features) or [c for c in X.columns if c not in cats]
         unknown = [c for c in [*cats, *nums] if c not in X.columns]
         if unknown:
-            raise ModelInputError(f"unknown columns {unknown}{_suggest(unknown[0], list(X.columns))}; "
+            raise ModelInputError(f"unknown columns {unknown}{suggest(unknown[0], list(X.columns))}; "
                              f"valid columns: {list(X.columns)}")
         methods = self.imputation_methods
         if isinstance(methods, Mapping):
@@ -363,7 +358,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
             per_col = dict.fromkeys(nums, one)
         for col, m in per_col.items():
             if m not in _IMPUTE:
-                raise ModelInputError(f"imputation method {m!r} for {col!r} is unknown{_suggest(m, _IMPUTE)}; "
+                raise ModelInputError(f"imputation method {m!r} for {col!r} is unknown{suggest(m, _IMPUTE)}; "
                                  f"valid: {list(_IMPUTE)}")
         fill: dict[str, float] = {}
         for c in nums:

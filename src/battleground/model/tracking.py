@@ -111,15 +111,16 @@ class TrainingConfig:
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingConfig:
         import difflib
 
+        from battleground._suggest import suggest
+
         if not isinstance(raw, Mapping):
             raise ConfigError("the training config must be a mapping with a 'train:' section")
         valid = [f.name for f in fields(cls)]
         if "train" in raw:
             extra = [k for k in raw if k not in ("train", "data")]
             if extra:
-                close = difflib.get_close_matches(str(extra[0]), ["train", "data"], n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown top-level section {extra[0]!r}{hint}; valid sections: ['train', 'data']")
+                raise ConfigError(f"unknown top-level section {extra[0]!r}{suggest(str(extra[0]), ['train', 'data'])}; "
+                                  "valid sections: ['train', 'data']")
         else:
             odd = [k for k in raw if k not in valid]
             sections = [k for k in odd if difflib.get_close_matches(str(k), ["train"], n=1, cutoff=0.6)]
@@ -131,9 +132,7 @@ class TrainingConfig:
             body.setdefault("data", raw["data"])
         for key in body:
             if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {valid}")
+                raise ConfigError(f"unknown config key {key!r}{suggest(key, valid)}; valid keys: {valid}")
         if body.get("experiment_tracker", "mlflow") != "mlflow":
             tracker = body["experiment_tracker"]
             raise ConfigError(
@@ -194,17 +193,14 @@ class TrainingConfig:
                      "artifacts_dir", "id_columns", "drop_columns")
         for key in data:
             if key not in data_keys:
-                close = difflib.get_close_matches(key, data_keys, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown data key {key!r}{hint}; valid keys: {list(data_keys)}")
+                raise ConfigError(f"unknown data key {key!r}{suggest(key, data_keys)}; valid keys: {list(data_keys)}")
         syn = data.get("synthetic") or {}
         if not isinstance(syn, Mapping):
             raise ConfigError(f"data.synthetic={syn!r} must be a mapping of {list(_SYNTHETIC_KEYS)}")
         for key in syn:
             if key not in _SYNTHETIC_KEYS:
-                close = difflib.get_close_matches(str(key), _SYNTHETIC_KEYS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown data.synthetic key {key!r}{hint}; valid keys: {list(_SYNTHETIC_KEYS)}")
+                raise ConfigError(f"unknown data.synthetic key {key!r}{suggest(str(key), _SYNTHETIC_KEYS)}; "
+                                  f"valid keys: {list(_SYNTHETIC_KEYS)}")
         if "cutoffs" in syn and (isinstance(syn["cutoffs"], str) or not list(syn["cutoffs"] or [])):
             raise ConfigError(f"data.synthetic.cutoffs={syn['cutoffs']!r} must be a non-empty list of dates, "
                               "e.g. ['2022-06-01', '2022-09-01']")

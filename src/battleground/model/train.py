@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from battleground.model.data import ModelInputError, _suggest, categorical_columns
+from battleground._suggest import suggest
+from battleground.model.data import ModelInputError, categorical_columns
 
 if TYPE_CHECKING:
     import optuna
@@ -83,7 +84,7 @@ def canonical_model(name: str) -> str:
     """``'LGBMClassifier'`` → ``'lightgbm'``; unknown names raise a ValueError listing valid ones."""
     key = ALIASES.get(str(name), str(name))
     if key not in MODELS:
-        raise ModelInputError(f"model={name!r} is unknown{_suggest(str(name), [*MODELS, *ALIASES])}; "
+        raise ModelInputError(f"model={name!r} is unknown{suggest(str(name), [*MODELS, *ALIASES])}; "
                          f"valid models: {list(MODELS)} (or {list(ALIASES)})")
     return key
 
@@ -137,7 +138,7 @@ def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *,
         if str(name) not in accepted:
             raise ModelInputError(
                 f"{where} has unknown parameter {str(name)!r} for model {canonical_model(kind)!r}"
-                f"{_suggest(str(name), shown)}; valid parameters: {shown}"
+                f"{suggest(str(name), shown)}; valid parameters: {shown}"
             )
 
 
@@ -277,7 +278,7 @@ class Trainer(ClassifierMixin, BaseEstimator):
                     self.categorical_features if self.categorical_features is not None else [])
         unknown = [c for c in cats if c not in X.columns]
         if unknown:
-            raise ModelInputError(f"categorical_features {unknown} are not columns{_suggest(unknown[0], list(X.columns))}; "
+            raise ModelInputError(f"categorical_features {unknown} are not columns{suggest(unknown[0], list(X.columns))}; "
                              f"columns: {list(X.columns)}")
         cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
         check_params(kind, self.params)
@@ -414,7 +415,7 @@ def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshol
         return float(m.fbeta_score(y, (proba >= threshold).astype(int), beta=beta, zero_division=0.0))
     if metric == "neg_log_loss":
         return -float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    raise ModelInputError(f"metric={metric!r} is unknown{_suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
+    raise ModelInputError(f"metric={metric!r} is unknown{suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
 
 
 @dataclass(frozen=True)

@@ -38,15 +38,14 @@ CHURN_PARAMETERS = (
 
 def check_params(params: Mapping[str, Any]) -> None:
     """Raise a ValueError naming an unknown ``churn`` parameter key (with the closest valid one)."""
-    import difflib
+    from battleground._suggest import suggest
 
     if not isinstance(params, Mapping):
         raise PipelineError(f"the churn parameters must be a mapping, got {type(params).__name__}")
     for key in params:
         if key not in CHURN_PARAMETERS:
-            close = difflib.get_close_matches(str(key), CHURN_PARAMETERS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PipelineError(f"unknown churn parameter {key!r}{hint}; valid keys: {list(CHURN_PARAMETERS)}")
+            raise PipelineError(f"unknown churn parameter {key!r}{suggest(str(key), CHURN_PARAMETERS)}; "
+                                f"valid keys: {list(CHURN_PARAMETERS)}")
     model = params.get("model")
     if model is not None:
         if not isinstance(model, Mapping) or "class" not in model:
