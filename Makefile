@@ -8,7 +8,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: install demo test lint bench clean
 

@@ -66,3 +66,12 @@ def postgres_settings(tmp_path: Path, postgres_url: str) -> Settings:
             "BATTLEGROUND_DATABASE_URL": postgres_url,
         }
     )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the local Spark session runs on one xdist worker (``--dist loadgroup``), so the
+    suite starts one JVM rather than one per worker."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("spark"))

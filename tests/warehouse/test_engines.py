@@ -53,8 +53,10 @@ def assert_same(got: ExperimentSums, want: ExperimentSums) -> None:
             assert (g.cap_x is None) == (w.cap_x is None) and (g.cap_x is None or math.isclose(g.cap_x, w.cap_x))
 
 
-def check(store: WarehouseEventStore, reference: dict[Any, ExperimentSums]) -> None:
+def check(store: WarehouseEventStore, reference: dict[Any, ExperimentSums], keys: Any = None) -> None:
     for (policy, bounds), want in reference.items():
+        if keys is not None and (policy, bounds) not in keys:
+            continue
         got = store.experiment_sums(EXPERIMENT, METRICS, *bounds, ("control", "treatment"), multiple_exposures=policy)
         assert_same(got, want)
 
@@ -75,7 +77,10 @@ def test_chdb(events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
 
 
 def test_spark(spark: Any, events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
-    check(WarehouseEventStore(spark_engine(spark, events_table)), reference)
+    # Each policy once and each window at least once: a Spark query costs seconds on 2 cores, and the
+    # compiled SQL differs only in the policy's clause and the window's bounds.
+    cases = [("exclude", (None, None)), ("first", WINDOW), ("keep", WINDOW)]
+    check(WarehouseEventStore(spark_engine(spark, events_table)), reference, cases)
 
 
 def test_mariadb(mariadb_url: str, events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
