@@ -1,0 +1,309 @@
+"""Post-stratification: the effect estimated within strata of a pre-assignment attribute, then averaged
+with the strata's shares of the pooled sample (gbstats' post-stratified effect moments).
+
+Within stratum k (nₖ users of both arms, νₖ = nₖ/N of the pooled sample) the parameters are
+αₖ = (μ_C, μ_T − μ_C) for a mean or proportion metric and αₖ = (M_C, M_T − M_C, D_C, D_T − D_C) (the
+numerator's and denominator's per-user means) for a ratio metric, with their covariance Σₖ from the
+arms' per-user (co)variances (ddof 1) over the arms' sizes. The post-stratified parameters and their
+covariance, the weights ν̂ being multinomial,
+
+    ᾱ = Σₖ νₖ αₖ,    Var(ᾱ) = Σₖ νₖ² Σₖ + (1/N) Σₖ νₖ (αₖ − ᾱ)(αₖ − ᾱ)ᵀ,
+
+and the effect by the delta method: absolute ᾱ₁ (mean) or R_T − R_C with R_T = (ᾱ₀ + ᾱ₁)/(ᾱ₂ + ᾱ₃),
+R_C = ᾱ₀/ᾱ₂ (ratio); relative (effect)/|control|. Strata in which an arm has fewer than 2 users or no
+variance cannot estimate their αₖ and are merged into the largest stratum first (gbstats does the same);
+with one stratum left the result is the unstratified test's. Welch t with the pooled arms' degrees of
+freedom (gbstats).
+
+References: Miratrix, Sekhon & Yu (2013), "Adjusting treatment effect estimates by post-stratification
+in randomized experiments", JRSS-B 75(2); Xie & Aurisset (2016), "Improving the sensitivity of online
+controlled experiments: case studies at Netflix", KDD; GrowthBook gbstats ``EffectMomentsPostStratification``
+(``models/tests.py``), whose test cases tests/stats/test_poststrat.py reproduces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from battleground.stats._base import (
+    Alternative,
+    MeanSummary,
+    RatioSummary,
+    Result,
+    StatsInputError,
+    check_alpha,
+    check_alternative,
+    check_choice,
+)
+from battleground.stats._tests import Distribution, EffectResult, infer, welch_df
+
+__all__ = ["PostStratifiedResult", "Stratum", "post_stratified_test", "post_stratify_moments"]
+
+
+@dataclass(frozen=True)
+class Stratum(Result):
+    """One stratum (one value of the declared attribute): the control's and the treatment's sums there.
+
+    ``control``/``treatment`` are :class:`MeanSummary` (mean and proportion metrics) or
+    :class:`RatioSummary` (ratio metrics), both arms the same kind, every stratum the same kind.
+
+    Example:
+        >>> s = Stratum("US", MeanSummary(100, 1.0, 4.0), MeanSummary(110, 1.2, 4.0))
+        >>> s.users
+        210.0
+    """
+
+    label: str
+    control: MeanSummary | RatioSummary
+    treatment: MeanSummary | RatioSummary
+
+    @property
+    def users(self) -> float:
+        return float(self.control.n + self.treatment.n)
+
+
+@dataclass(frozen=True)
+class PostStratifiedResult(EffectResult):
+    """An :class:`EffectResult` (``metric`` "post_stratified_mean" or "post_stratified_ratio") with the
+    strata it used: ``strata`` their labels after merging (a merged stratum's label joins its parts with
+    "+"), ``weights`` their shares ν of the pooled sample, and ``variance_reduction`` = 1 − Var(post-
+    stratified effect)/Var(unstratified effect) on the same data."""
+
+    strata: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+
+
+# --------------------------------------------------------------------------- one arm of one stratum
+@dataclass(frozen=True)
+class _Arm:
+    n: float
+    mean: np.ndarray  # (p,): μ (mean) or (M̄, D̄) (ratio)
+    cov: np.ndarray  # (p, p) per-user covariance, ddof 1
+
+    def merge(self, other: _Arm) -> _Arm:
+        n = self.n + other.n
+        if self.n == 0 or other.n == 0:
+            return self if other.n == 0 else other
+        mean = (self.n * self.mean + other.n * other.mean) / n
+        d = self.mean - other.mean
+        ss = ((self.n - 1) * _nan0(self.cov) + (other.n - 1) * _nan0(other.cov)
+              + self.n * other.n / n * np.outer(d, d))
+        return _Arm(n, mean, ss / (n - 1) if n > 1 else np.full_like(ss, np.nan))
+
+    @property
+    def viable(self) -> bool:
+        v = np.diag(self.cov)
+        return bool(self.n >= 2 and np.all(np.isfinite(v)) and v[0] > 0)
+
+
+def _nan0(a: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def _arm(s: Any, where: str) -> _Arm:
+    if isinstance(s, MeanSummary):
+        return _Arm(float(s.n), np.array([s.mean], dtype=float), np.array([[s.var]], dtype=float))
+    if isinstance(s, RatioSummary):
+        if s.n < 2:
+            mm = s.shift_m + s.sum_m / s.n if s.n else math.nan
+            md = s.shift_d + s.sum_d / s.n if s.n else math.nan
+            return _Arm(float(s.n), np.array([mm, md]), np.full((2, 2), np.nan))
+        mm, md, vm, vd, c = s.moments(where)
+        return _Arm(float(s.n), np.array([mm, md]), np.array([[vm, c], [c, vd]]))
+    raise StatsInputError(f"{where} must be a MeanSummary or a RatioSummary, got {type(s).__name__}")
+
+
+# --------------------------------------------------------------------------- the combination, vectorised
+def post_stratify_moments(
+    n_c: Any, mean_c: Any, cov_c: Any, n_t: Any, mean_t: Any, cov_t: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ᾱ, Var(ᾱ)) from per-stratum arm moments, over any leading batch axes (module docstring).
+
+    Args:
+        n_c, n_t: users per stratum, shape (..., K).
+        mean_c, mean_t: per-user means, shape (..., K, p) (p = 1: mean metric, p = 2: (M, D) of a ratio).
+        cov_c, cov_t: per-user covariances (ddof 1), shape (..., K, p, p).
+
+    Returns:
+        ᾱ of shape (..., 2p) and its covariance (..., 2p, 2p), parameters ordered (control, treatment −
+        control) per component: (μ_C, Δμ) or (M_C, ΔM, D_C, ΔD).
+    """
+    n_c, n_t = np.asarray(n_c, float), np.asarray(n_t, float)
+    mean_c, mean_t = np.asarray(mean_c, float), np.asarray(mean_t, float)
+    cov_c, cov_t = np.asarray(cov_c, float), np.asarray(cov_t, float)
+    p = mean_c.shape[-1]
+    n = n_c + n_t
+    nu = n / n.sum(axis=-1, keepdims=True)
+    # αₖ interleaves (control, difference) per component; Σₖ of (control, difference) for component pair
+    # (i, j) is [[Vc, −Vc], [−Vc, Vc + Vt]] with V the covariances of the arms' means
+    alpha = np.empty((*mean_c.shape[:-1], 2 * p))
+    alpha[..., 0::2], alpha[..., 1::2] = mean_c, mean_t - mean_c
+    vc = cov_c / n_c[..., None, None]
+    vt = cov_t / n_t[..., None, None]
+    sig = np.empty((*cov_c.shape[:-2], 2 * p, 2 * p))
+    sig[..., 0::2, 0::2] = vc
+    sig[..., 0::2, 1::2] = -vc
+    sig[..., 1::2, 0::2] = -vc
+    sig[..., 1::2, 1::2] = vc + vt
+    bar = np.einsum("...k,...ki->...i", nu, alpha)
+    dev = alpha - bar[..., None, :]
+    within = np.einsum("...k,...kij->...ij", nu * nu, sig)
+    between = np.einsum("...k,...ki,...kj->...ij", nu, dev, dev) / n.sum(axis=-1)[..., None, None]
+    return bar, within + between
+
+
+def _effect_grad(bar: np.ndarray, relative: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(effect, its gradient in ᾱ, control value, treatment value), batched over leading axes."""
+    if bar.shape[-1] == 2:  # mean: (μ_C, Δ)
+        c, d = bar[..., 0], bar[..., 1]
+        if not relative:
+            g = np.zeros_like(bar)
+            g[..., 1] = 1.0
+            return d, g, c, c + d
+        a = np.abs(c)
+        g = np.stack([-d * np.sign(c) / (c * c), 1.0 / a], axis=-1)
+        return d / a, g, c, c + d
+    m0, dm, d0, dd = (bar[..., i] for i in range(4))
+    dt = d0 + dd
+    rt, rc = (m0 + dm) / dt, m0 / d0
+    grad_rt = np.stack([1 / dt, 1 / dt, -rt / dt, -rt / dt], axis=-1)
+    grad_rc = np.stack([1 / d0, np.zeros_like(d0), -rc / d0, np.zeros_like(d0)], axis=-1)
+    if not relative:
+        return rt - rc, grad_rt - grad_rc, rc, rt
+    a = np.abs(rc)
+    g = grad_rt / a[..., None] - (rt * np.sign(rc) / (rc * rc))[..., None] * grad_rc
+    return (rt - rc) / a, g, rc, rt
+
+
+# --------------------------------------------------------------------------- the public test
+def post_stratified_test(
+    strata: Sequence[Stratum],
+    *,
+    relative: bool = True,
+    distribution: Distribution = "t",
+    alpha: float = 0.05,
+    alternative: Alternative = "two-sided",
+) -> PostStratifiedResult:
+    """The post-stratified treatment effect of a mean, proportion or ratio metric (module docstring).
+
+    Args:
+        strata: one :class:`Stratum` per value of the attribute (users without a value are a stratum of
+            their own, labelled as the caller likes).
+        relative: the lift over the control (default), else the absolute difference.
+
+    Raises:
+        StatsInputError: no strata, mixed kinds, an arm with fewer than 2 users or no variance overall,
+            a zero control (relative) or denominator.
+
+    Example (the first two of gbstats' five strata in ``test_post_strat_count_effect_moments``):
+        >>> def arm(n, s, s2):
+        ...     return MeanSummary.from_sums(n, s, s2)
+        >>> cells = [Stratum("a", arm(21, 330.0696, 5377.8113), arm(42, 708.1220, 12249.2555)),
+        ...          Stratum("b", arm(65, 1391.9663, 30546.6340), arm(75, 1807.4703, 45000.2877))]
+        >>> r = post_stratified_test(cells, relative=False)
+        >>> round(r.estimate, 3), r.strata
+        (2.206, ('b', 'a'))
+    """
+    alpha = check_alpha(alpha)
+    alternative = check_alternative(alternative)
+    check_choice("distribution", distribution, ("t", "normal"))
+    strata = list(strata)
+    if not strata:
+        raise StatsInputError("post_stratified_test needs at least one stratum, got none")
+    kinds = {type(x) for s in strata for x in (s.control, s.treatment)}
+    if len(kinds) != 1 or not kinds <= {MeanSummary, RatioSummary}:
+        raise StatsInputError(
+            "every stratum's control and treatment must be the same kind (all MeanSummary or all RatioSummary), "
+            f"got {sorted(k.__name__ for k in kinds)}"
+        )
+    ratio = kinds == {RatioSummary}
+    cells = [(s.label, _arm(s.control, f"stratum {s.label!r} control"), _arm(s.treatment, f"stratum {s.label!r} treatment"))
+             for s in strata]
+    cells = [c for c in cells if c[1].n + c[2].n > 0]
+    if not cells:
+        raise StatsInputError("every stratum is empty (0 users in both arms); wait for data")
+    pooled_c, pooled_t = cells[0][1], cells[0][2]
+    for _, c, t in cells[1:]:
+        pooled_c, pooled_t = pooled_c.merge(c), pooled_t.merge(t)
+    for name, arm in (("control", pooled_c), ("treatment", pooled_t)):
+        if not arm.n >= 2:
+            raise StatsInputError(f"{name} has n={arm.n!r} users over all strata; a test needs >= 2 per arm")
+    if not (pooled_c.viable or pooled_t.viable):
+        raise StatsInputError(
+            "control and treatment both have zero variance; no test is possible; check that the metric is recorded"
+        )
+    merged = _merge_cells(cells)
+    labels = tuple(lab for lab, _, _ in merged)
+    bar, cov = post_stratify_moments(
+        [c.n for _, c, _ in merged], [c.mean for _, c, _ in merged], [_nan0(c.cov) for _, c, _ in merged],
+        [t.n for _, _, t in merged], [t.mean for _, _, t in merged], [_nan0(t.cov) for _, _, t in merged],
+    )
+    plain_bar, plain_cov = post_stratify_moments([pooled_c.n], [pooled_c.mean], [_nan0(pooled_c.cov)],
+                                                 [pooled_t.n], [pooled_t.mean], [_nan0(pooled_t.cov)])
+    if ratio and not (bar[2] > 0 and bar[2] + bar[3] > 0):
+        raise StatsInputError(
+            f"the ratio's mean denominator is {float(bar[2])!r} (control) and {float(bar[2] + bar[3])!r} "
+            "(treatment); a ratio needs denominator events (> 0) in each arm"
+        )
+    if relative and bar[0] == 0:
+        raise StatsInputError("control mean is 0, so the relative lift is undefined; use relative=False")
+    est, g, cm, tm = _effect_grad(bar, relative)
+    var = float(g @ cov @ g)
+    _, g0, _, _ = _effect_grad(plain_bar, relative)
+    plain_var = float(g0 @ plain_cov @ g0)
+    se = math.sqrt(max(var, 0.0))
+    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
+        raise StatsInputError(
+            f"the post-stratified {'relative lift' if relative else 'difference'} or its standard error is not "
+            f"finite and positive (estimate {float(est)!r}, se {se!r}); "
+            + ("use relative=False (the absolute difference)" if relative else "check the inputs")
+        )
+    if ratio:  # Welch df on the pooled arms' per-user variances of M − R·D (the delta method's unit)
+        vc, vt = _ratio_unit_var(pooled_c), _ratio_unit_var(pooled_t)
+    else:
+        vc, vt = float(_nan0(pooled_c.cov)[0, 0]), float(_nan0(pooled_t.cov)[0, 0])
+    df = math.inf if distribution == "normal" else welch_df(vc, pooled_c.n, vt, pooled_t.n)
+    stat, p, lo, hi = infer(float(est), se, df, alpha, alternative)
+    n_tot = sum(c.n + t.n for _, c, t in merged)
+    return PostStratifiedResult(
+        metric="post_stratified_ratio" if ratio else "post_stratified_mean",
+        method="z" if math.isinf(df) else "welch", relative=relative,
+        control_mean=float(cm), treatment_mean=float(tm), n_control=float(pooled_c.n),
+        n_treatment=float(pooled_t.n), estimate=float(est), se=se, statistic=float(stat), df=float(df),
+        p_value=float(p), ci_lower=float(lo), ci_upper=float(hi), alpha=alpha, alternative=alternative,
+        variance_reduction=float(1.0 - var / plain_var) if plain_var > 0 else 0.0,
+        strata=labels, weights=tuple(float((c.n + t.n) / n_tot) for _, c, t in merged),
+    )
+
+
+def _ratio_unit_var(arm: _Arm) -> float:
+    m, d = arm.mean
+    r = m / d
+    c = _nan0(arm.cov)
+    return float(c[0, 0] - 2 * r * c[0, 1] + r * r * c[1, 1]) / (d * d)
+
+
+def _merge_cells(cells: list[tuple[str, _Arm, _Arm]]) -> list[tuple[str, _Arm, _Arm]]:
+    """Largest stratum first; a stratum where an arm cannot estimate its mean's variance (under 2 users,
+    no variance) joins the largest one (gbstats' ``combine_cells_for_analysis``). Ties in size keep the
+    label order, so the result does not depend on the order the strata came in."""
+    order = sorted(cells, key=lambda c: (-(c[1].n + c[2].n), c[0]))
+    out = [order[0]]
+    for cell in order[1:]:
+        if cell[1].viable and cell[2].viable:
+            out.append(cell)
+        else:
+            lab, c, t = out[0]
+            out[0] = (f"{lab}+{cell[0]}", c.merge(cell[1]), t.merge(cell[2]))
+    if not (out[0][1].viable and out[0][2].viable) and len(out) > 1:
+        # the largest stratum itself cannot stand alone: fold it into the next one and look again
+        lab, c, t = out.pop(0)
+        nlab, nc, nt = out[0]
+        out[0] = (f"{nlab}+{lab}", nc.merge(c), nt.merge(t))
+        return _merge_cells(out)
+    return out

@@ -1,0 +1,234 @@
+"""Post-stratification (``battleground.stats.post_stratified_test``): gbstats' own cases (ported from
+its GitHub source, growthbook/growthbook packages/stats/tests/frequentist/test_post_strat.py, the
+expected values of its current ``EffectMomentsPostStratification``), the inputs that break it, and
+calibration by simulation (issue 17)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from battleground.stats import (
+    MeanSummary,
+    RatioSummary,
+    StatsInputError,
+    Stratum,
+    compare_means,
+    post_stratified_test,
+    post_stratify_moments,
+    ratio_test,
+)
+from battleground.stats._poststrat import _effect_grad
+
+# gbstats' five browser strata: (n, Σm, Σm²) per arm for the count metric, and Σd, Σd², Σmd for the ratio
+_COUNT = [
+    ((21, 330.0696210595999, 5377.811252605509), (42, 708.1220000911836, 12249.255519049513)),
+    ((65, 1391.96628040659, 30546.63404187155), (75, 1807.4703052657744, 45000.287664918586)),
+    ((102, 2916.824124651419, 86396.06886690554), (101, 3104.5399914554023, 98365.40553530994)),
+    ((151, 5172.587929941052, 182453.04528037464), (121, 4613.696610070716, 180520.64781229294)),
+    ((160, 6539.348445231273, 274981.98909352464), (162, 7431.953259880505, 349244.6690736718)),
+]
+_DENOM = [
+    ((890.9766550739607, 38220.95223835553, 14263.937571840695), (1745.9858250014954, 73194.53424221886, 29826.620793423102)),
+    ((2769.8126179473184, 118719.96077578884, 59924.702385890436), (3184.8395612061063, 136710.92474497214, 78119.14871556411)),
+    ((4445.780384331884, 195387.7733842407, 129041.55268673625), (4235.277718489282, 179690.4720421368, 132444.36911739354)),
+    ((6510.170220892494, 283094.7243365024, 226127.20135744457), (5079.943060454901, 215529.32009367683, 196562.8269130501)),
+    ((6906.305872710853, 300900.3106781779, 286483.9732935189), (6899.004661928157, 296839.44355002965, 321057.8410309036)),
+]
+
+
+def _count_strata() -> list[Stratum]:
+    return [Stratum(f"browser_{i}", MeanSummary.from_sums(*a), MeanSummary.from_sums(*b)) for i, (a, b) in enumerate(_COUNT)]
+
+
+def _ratio(m: tuple, d: tuple) -> RatioSummary:
+    n, sm, sm2 = m
+    sd, sd2, smd = d
+    return RatioSummary(n=n, sum_m=sm, sum_d=sd, sum_m2=sm2, sum_d2=sd2, sum_md=smd)
+
+
+def _ratio_strata() -> list[Stratum]:
+    return [Stratum(f"browser_{i}", _ratio(a, da), _ratio(b, db))
+            for i, ((a, b), (da, db)) in enumerate(zip(_COUNT, _DENOM, strict=True))]
+
+
+# ------------------------------------------------------------------ gbstats TestPostStratification
+def test_gb_post_strat_count_effect_moments() -> None:
+    rel = post_stratified_test(_count_strata(), relative=True)
+    ab = post_stratified_test(_count_strata(), relative=False)
+    assert rel.estimate == pytest.approx(0.10994584851937336, rel=1e-12)
+    assert rel.se == pytest.approx(0.012225394656480164, rel=1e-10)
+    assert ab.estimate == pytest.approx(3.548094377986586, rel=1e-12)
+    assert ab.se == pytest.approx(0.37634374823059685, rel=1e-10)
+    assert rel.n_control + rel.n_treatment == 1000  # gbstats' pairwise_sample_size
+    assert rel.metric == "post_stratified_mean" and len(rel.strata) == 5
+
+
+def test_gb_post_strat_ratio_effect_moments() -> None:
+    rel = post_stratified_test(_ratio_strata(), relative=True)
+    ab = post_stratified_test(_ratio_strata(), relative=False)
+    assert rel.estimate == pytest.approx(0.13371299783026003, rel=1e-12)
+    assert rel.se == pytest.approx(0.007131233706378072, rel=1e-10)
+    assert ab.estimate == pytest.approx(0.10008903417216031, rel=1e-12)
+    assert ab.se == pytest.approx(0.005071004003792392, rel=1e-10)
+    assert rel.metric == "post_stratified_ratio"
+
+
+def test_gb_post_strat_count_ci_uses_welch_df_of_the_pooled_arms() -> None:
+    """gbstats' ``test_post_strat_count_gbstats``: CI = estimate ± t(1 − α/2, Welch df of the summed
+    arms)·SE."""
+    r = post_stratified_test(_count_strata(), relative=True)
+    a = MeanSummary.from_sums(*(sum(c[0][i] for c in _COUNT) for i in range(3)))
+    b = MeanSummary.from_sums(*(sum(c[1][i] for c in _COUNT) for i in range(3)))
+    va, vb = a.var / a.n, b.var / b.n
+    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    half = sps.t.ppf(0.975, dof) * 0.012225394656480164
+    assert r.df == pytest.approx(dof, rel=1e-12)
+    assert (r.ci_lower, r.ci_upper) == pytest.approx((0.10994584851937336 - half, 0.10994584851937336 + half), rel=1e-9)
+
+
+def test_gb_missing_variation_data_is_merged_into_the_largest_stratum() -> None:
+    """gbstats' ``test_missing_variation_data``: one control user moved out of the largest stratum into
+    a new stratum with no treatment user gives the original result (the cell is merged back)."""
+    cells = _count_strata()
+    (n, s, s2), b = _COUNT[-1]
+    cells[-1] = Stratum("browser_4", MeanSummary.from_sums(n - 1, s - 1, s2 - 1), MeanSummary.from_sums(*b))
+    cells.append(Stratum("lonely", MeanSummary.from_sums(1, 1, 1), MeanSummary(0, math.nan, math.nan)))
+    got, want = post_stratified_test(cells, relative=False), post_stratified_test(_count_strata(), relative=False)
+    assert got.estimate == pytest.approx(want.estimate, rel=1e-12)
+    assert got.se == pytest.approx(want.se, rel=1e-10)
+    assert got.strata[0] == "browser_4+lonely"
+
+
+def test_gb_baseline_variation_zero_is_an_error() -> None:
+    zero = [Stratum("a", MeanSummary.from_sums(21, 0, 10), MeanSummary.from_sums(42, 0, 10)),
+            Stratum("b", MeanSummary.from_sums(65, 0, 10), MeanSummary.from_sums(75, 0, 10))]
+    with pytest.raises(StatsInputError, match="control mean is 0"):
+        post_stratified_test(zero, relative=True)
+    assert post_stratified_test(zero, relative=False).estimate == pytest.approx(0.0, abs=1e-15)
+
+
+def test_gb_zero_negative_variance_is_an_error() -> None:
+    zero = [Stratum("a", MeanSummary.from_sums(21, 0, 0), MeanSummary.from_sums(42, 0, 0)),
+            Stratum("b", MeanSummary.from_sums(65, 0, 0), MeanSummary.from_sums(75, 0, 0))]
+    with pytest.raises(StatsInputError, match="zero variance"):
+        post_stratified_test(zero, relative=False)
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_gb_single_cell_is_the_unstratified_test(relative: bool) -> None:
+    one = _count_strata()[:1]
+    r = post_stratified_test(one, relative=relative)
+    plain = compare_means(one[0].control, one[0].treatment, relative=relative)
+    assert r.estimate == pytest.approx(plain.estimate, rel=1e-12)
+    assert r.se == pytest.approx(plain.se, rel=1e-10)
+    assert r.p_value == pytest.approx(plain.p_value, rel=1e-9)
+    assert r.variance_reduction == pytest.approx(0.0, abs=1e-12)
+    ro = _ratio_strata()[:1]
+    rr, pr = post_stratified_test(ro, relative=relative), ratio_test(ro[0].control, ro[0].treatment, relative=relative)
+    assert rr.estimate == pytest.approx(pr.estimate, rel=1e-12)
+    assert rr.se == pytest.approx(pr.se, rel=1e-10)
+    assert rr.df == pytest.approx(pr.df, rel=1e-10)
+
+
+# ------------------------------------------------------------------ inputs that break it
+def test_order_of_strata_does_not_matter() -> None:
+    a = post_stratified_test(_ratio_strata())
+    b = post_stratified_test(_ratio_strata()[::-1])
+    assert (a.estimate, a.se, a.strata) == (pytest.approx(b.estimate, rel=1e-13), pytest.approx(b.se, rel=1e-12), b.strata)
+
+
+def test_bad_inputs_name_the_problem() -> None:
+    with pytest.raises(StatsInputError, match="at least one stratum"):
+        post_stratified_test([])
+    mixed = [_count_strata()[0], _ratio_strata()[1]]
+    with pytest.raises(StatsInputError, match="same kind"):
+        post_stratified_test(mixed)
+    one_user = [Stratum("a", MeanSummary(1, 1.0, math.nan), MeanSummary(50, 1.0, 1.0))]
+    with pytest.raises(StatsInputError, match=r"control has n=1\.0 users over all strata"):
+        post_stratified_test(one_user)
+    with pytest.raises(StatsInputError, match="distribution"):
+        post_stratified_test(_count_strata(), distribution="cauchy")  # type: ignore[arg-type]
+
+
+def test_batched_moments_equal_the_public_test() -> None:
+    cells = _count_strata()
+    bar, cov = post_stratify_moments(
+        [c.control.n for c in cells], [[c.control.mean] for c in cells], [[[c.control.var]] for c in cells],  # type: ignore[union-attr]
+        [c.treatment.n for c in cells], [[c.treatment.mean] for c in cells], [[[c.treatment.var]] for c in cells],  # type: ignore[union-attr]
+    )
+    est, g, _, _ = _effect_grad(bar, True)
+    assert float(est) == pytest.approx(0.10994584851937336, rel=1e-12)
+    assert math.sqrt(float(g @ cov @ g)) == pytest.approx(0.012225394656480164, rel=1e-10)
+
+
+# ------------------------------------------------------------------ calibration by simulation
+def _simulate(seed: int, reps: int, n: int, effect: float, spread: float) -> dict[str, np.ndarray]:
+    """``reps`` experiments of ``n`` users, 4 strata (shares .4/.3/.2/.1) whose means differ by
+    ``spread``, 50/50 split, normal noise sd 1; per (experiment, stratum, arm) n, mean, var and the
+    pooled per-arm moments. Vectorised over experiments."""
+    rng = np.random.default_rng(seed)
+    k = 4
+    stratum = rng.choice(k, size=(reps, n), p=[0.4, 0.3, 0.2, 0.1])
+    arm = rng.integers(0, 2, size=(reps, n))
+    y = spread * stratum + rng.normal(0.0, 1.0, size=(reps, n)) + effect * arm
+    out: dict[str, np.ndarray] = {}
+    for a, name in ((0, "c"), (1, "t")):
+        mask = arm == a
+        onehot = (stratum[..., None] == np.arange(k)) & mask[..., None]
+        cnt = onehot.sum(axis=1).astype(float)
+        s1 = np.einsum("rn,rnk->rk", y, onehot)
+        s2 = np.einsum("rn,rnk->rk", y * y, onehot)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"n_{name}"], out[f"m_{name}"] = cnt, s1 / cnt
+            out[f"v_{name}"] = (s2 - s1 * s1 / cnt) / (cnt - 1)
+        tot = mask.sum(axis=1).astype(float)
+        ys = np.where(mask, y, 0.0)
+        out[f"N_{name}"], out[f"M_{name}"] = tot, ys.sum(axis=1) / tot
+        out[f"V_{name}"] = ((ys * ys).sum(axis=1) - ys.sum(axis=1) ** 2 / tot) / (tot - 1)
+    return out
+
+
+def _z_tests(sim: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(post-stratified estimate, its p-value, unadjusted estimate, its p-value), absolute, z."""
+    bar, cov = post_stratify_moments(sim["n_c"], sim["m_c"][..., None], sim["v_c"][..., None, None],
+                                     sim["n_t"], sim["m_t"][..., None], sim["v_t"][..., None, None])
+    est, g, _, _ = _effect_grad(bar, False)
+    se = np.sqrt(np.einsum("ri,rij,rj->r", g, cov, g))
+    plain = sim["M_t"] - sim["M_c"]
+    plain_se = np.sqrt(sim["V_c"] / sim["N_c"] + sim["V_t"] / sim["N_t"])
+    return est, 2 * sps.norm.sf(np.abs(est / se)), plain, 2 * sps.norm.sf(np.abs(plain / plain_se))
+
+
+def test_aa_false_positive_rate_is_alpha_over_2000_experiments() -> None:
+    sim = _simulate(seed=2017, reps=2000, n=400, effect=0.0, spread=1.0)
+    assert np.all(sim["n_c"] >= 2) and np.all(sim["n_t"] >= 2)  # every stratum estimable: no merging here
+    _, p, _, p_plain = _z_tests(sim)
+    fpr = float(np.mean(p < 0.05))
+    assert 0.04 <= fpr <= 0.06, fpr
+    assert 0.04 <= float(np.mean(p_plain < 0.05)) <= 0.06
+
+
+def test_variance_is_reduced_when_strata_predict_the_outcome() -> None:
+    """Strata means 0, 2, 4, 6 against noise sd 1: the post-stratified estimates vary much less across
+    2,000 experiments than the unadjusted ones (the real reduction, not only the estimated SE), and the
+    estimated reduction of one experiment agrees with it."""
+    sim = _simulate(seed=7, reps=2000, n=400, effect=0.2, spread=2.0)
+    est, p, plain, p_plain = _z_tests(sim)
+    assert est.mean() == pytest.approx(0.2, abs=0.01)  # unbiased
+    reduction = 1 - est.var() / plain.var()
+    assert reduction > 0.75
+    assert np.mean(p < 0.05) > np.mean(p_plain < 0.05) + 0.3  # the power the reduction buys
+    one = [Stratum(str(k), MeanSummary(sim["n_c"][0, k], sim["m_c"][0, k], sim["v_c"][0, k]),
+                   MeanSummary(sim["n_t"][0, k], sim["m_t"][0, k], sim["v_t"][0, k])) for k in range(4)]
+    r = post_stratified_test(one, relative=False)
+    assert r.variance_reduction == pytest.approx(reduction, abs=0.1)
+
+
+def test_no_gain_and_no_harm_when_strata_are_noise() -> None:
+    sim = _simulate(seed=8, reps=2000, n=400, effect=0.0, spread=0.0)
+    est, _, plain, _ = _z_tests(sim)
+    assert est.var() / plain.var() == pytest.approx(1.0, abs=0.05)
