@@ -43,7 +43,7 @@ def strata_events(seed: int = 3, users: int = 200, experiment: str = "strata") -
         elif r < 0.9:
             add(u, variant, "country", t0 + dt.timedelta(hours=2), float(country))  # too late: no stratum
         add(u, variant, "platform", t0 - dt.timedelta(days=1), float(u % 2 == 0 and rng.random() < 0.5))
-        for _ in range(int(rng.poisson(2))):
+        for _ in range(int(rng.poisson(0.5 + 2 * country))):  # the country predicts revenue
             add(u, variant, "purchase", t0 + dt.timedelta(hours=float(rng.uniform(0.1, 50))),
                 float(np.round(10 * (1 + country) + rng.normal(0, 3), 2)))
         for _ in range(int(rng.poisson(3)) + 1):
