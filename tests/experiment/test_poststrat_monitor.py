@@ -84,3 +84,50 @@ def test_registry_refuses_a_bad_declaration(settings: Settings, bad: object) -> 
     reg = Registry(settings.registry_url)
     with pytest.raises(BattlegroundError, match="post_stratify_by"):
         reg.create_experiment("strata", metrics=_METRICS, metadata={"post_stratify_by": bad})
+
+
+def test_every_surface_shows_the_post_stratified_rows(settings: Settings) -> None:
+    """Report (Markdown, HTML), dashboard table and page, CLI ``experiment status --json``."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+    from battleground.experiment.report import render_report, table_rows
+    from battleground.web._pages import templates
+    from battleground.web._views import ExperimentDetail, _sizes
+
+    exp_id, _ = _register(settings, {"post_stratify_by": "country"})
+    monitor = Monitor(client=settings).put_experiment_id(experiment_id=exp_id)
+    result = monitor.result(now=END)
+    info = monitor.experiment()
+    t = {(r["metric"], r["variant"]): r for r in table_rows(result)}
+    ps = t[("rev", "treatment")]["post_stratified"]
+    assert ps is not None and t[("rev", "control")]["post_stratified"] is None
+    html, md, _ = render_report(info, result, None, generated=END)
+    assert "| rev (post-stratified) | treatment |" in md and ps["rel_text"] in md
+    assert "within strata of country" in md
+    assert 'class="badge">post-stratified</span>' in html and "within strata of country" in html
+    record = Registry(settings.registry_url).get(exp_id)
+    detail = ExperimentDetail(record=record, info=info, result=result, daily=None, srm=None,
+                              decision=result.decision, end=None, rows=table_rows(result),
+                              sizes=_sizes(info, result.users), charts=[], needed="", audit=[])
+    assert detail.table is not None
+    row = next(r for r in detail.table.rows if r.adjustment == "post-stratified" and r.metric == "rev")
+    assert row.p_value == pytest.approx(result.rows[[r.metric for r in result.rows].index("rev") + 1]
+                                        .post_stratified.p_value)  # type: ignore[union-attr]
+    page = templates().env.get_template("web/experiment.html.j2").render(
+        d=detail, exp=record, sample_chart="", plotly=False, title="strata", nav="experiments",
+        read_only=True, home=str(settings.home))
+    assert 'class="badge">post-stratified</span>' in page and "within strata of country" in page
+    out = CliRunner().invoke(app, ["experiment", "status", str(exp_id), "--json"],
+                             env={"BATTLEGROUND_HOME": str(settings.home), "BATTLEGROUND_DATABASE_URL": ""})
+    assert out.exit_code == 0, out.output
+    records = json.loads(out.output)["rows"]
+    cli = next(r for r in records if r["metric"] == "rev (post-stratified)")
+    assert cli["method"] == "post-stratified" and cli["rel_lift"] == pytest.approx(ps_rel(result))
+
+
+def ps_rel(result: object) -> float:
+    row = next(r for r in result.rows if r.metric == "rev" and r.variant == "treatment")  # type: ignore[attr-defined]
+    return float(row.post_stratified.rel_lift)
