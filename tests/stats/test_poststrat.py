@@ -166,7 +166,7 @@ def test_batched_moments_equal_the_public_test() -> None:
 
 
 # ------------------------------------------------------------------ calibration by simulation
-def _simulate(seed: int, reps: int, n: int, effect: float, spread: float) -> dict[str, np.ndarray]:
+def _simulate(seed: int, reps: int, n: int, effect: float, spread: float, base: float = 0.0) -> dict[str, np.ndarray]:
     """``reps`` experiments of ``n`` users, 4 strata (shares .4/.3/.2/.1) whose means differ by
     ``spread``, 50/50 split, normal noise sd 1; per (experiment, stratum, arm) n, mean, var and the
     pooled per-arm moments. Vectorised over experiments."""
@@ -174,7 +174,7 @@ def _simulate(seed: int, reps: int, n: int, effect: float, spread: float) -> dic
     k = 4
     stratum = rng.choice(k, size=(reps, n), p=[0.4, 0.3, 0.2, 0.1])
     arm = rng.integers(0, 2, size=(reps, n))
-    y = spread * stratum + rng.normal(0.0, 1.0, size=(reps, n)) + effect * arm
+    y = base + spread * stratum + rng.normal(0.0, 1.0, size=(reps, n)) + effect * arm
     out: dict[str, np.ndarray] = {}
     for a, name in ((0, "c"), (1, "t")):
         mask = arm == a
@@ -232,3 +232,53 @@ def test_no_gain_and_no_harm_when_strata_are_noise() -> None:
     sim = _simulate(seed=8, reps=2000, n=400, effect=0.0, spread=0.0)
     est, _, plain, _ = _z_tests(sim)
     assert est.var() / plain.var() == pytest.approx(1.0, abs=0.05)
+
+
+def test_aa_calibration_relative_lift_and_ratio_metric() -> None:
+    """The relative lift (delta method through (μ_C, Δ)) and a ratio metric (clicks/impressions per
+    user, strata with different CTRs), A/A over 2,000 experiments each, vectorised."""
+    _, p_rel_sim = _relative_p(_simulate(seed=31, reps=2000, n=400, effect=0.0, spread=1.0, base=5.0))
+    assert 0.04 <= float(np.mean(p_rel_sim < 0.05)) <= 0.06
+    rng = np.random.default_rng(32)
+    reps, n, k = 2000, 400, 3
+    stratum = rng.choice(k, size=(reps, n), p=[0.5, 0.3, 0.2])
+    arm = rng.integers(0, 2, size=(reps, n))
+    d = rng.poisson(5, size=(reps, n)) + 1.0
+    m = rng.binomial(d.astype(int), np.array([0.05, 0.15, 0.3])[stratum]).astype(float)
+    n_arm, mean_arm, cov_arm = [], [], []
+    for a in (0, 1):
+        oh = ((stratum[..., None] == np.arange(k)) & (arm == a)[..., None]).astype(float)
+        cnt = oh.sum(axis=1)
+        x = np.stack([m, d], axis=-1)  # (reps, n, 2)
+        s1 = np.einsum("rnk,rni->rki", oh, x)
+        s2 = np.einsum("rnk,rni,rnj->rkij", oh, x, x)
+        mu = s1 / cnt[..., None]
+        n_arm.append(cnt)
+        mean_arm.append(mu)
+        cov_arm.append((s2 - cnt[..., None, None] * mu[..., :, None] * mu[..., None, :]) / (cnt - 1)[..., None, None])
+    bar, cov = post_stratify_moments(n_arm[0], mean_arm[0], cov_arm[0], n_arm[1], mean_arm[1], cov_arm[1])
+    for relative in (True, False):
+        est, g, _, _ = _effect_grad(bar, relative)
+        z = est / np.sqrt(np.einsum("ri,rij,rj->r", g, cov, g))
+        fpr = float(np.mean(2 * sps.norm.sf(np.abs(z)) < 0.05))
+        assert 0.04 <= fpr <= 0.06, (relative, fpr)
+
+
+def _relative_p(sim: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    bar, cov = post_stratify_moments(sim["n_c"], sim["m_c"][..., None], sim["v_c"][..., None, None],
+                                     sim["n_t"], sim["m_t"][..., None], sim["v_t"][..., None, None])
+    est, g, _, _ = _effect_grad(bar, True)
+    se = np.sqrt(np.einsum("ri,rij,rj->r", g, cov, g))
+    return est, 2 * sps.norm.sf(np.abs(est / se))
+
+
+def test_huge_means_keep_their_precision() -> None:
+    """Every value moved by 10⁹: the absolute effect and its SE do not move (the estimator works on
+    means and variances, never on raw Σx² at 10¹⁸)."""
+    base = post_stratified_test(_count_strata(), relative=False)
+    big = post_stratified_test([Stratum(s.label, MeanSummary(s.control.n, s.control.mean + 1e9, s.control.var),  # type: ignore[union-attr]
+                                        MeanSummary(s.treatment.n, s.treatment.mean + 1e9, s.treatment.var))  # type: ignore[union-attr]
+                                for s in _count_strata()], relative=False)
+    assert big.estimate == pytest.approx(base.estimate, rel=1e-6)
+    assert big.se == pytest.approx(base.se, rel=1e-9)
+    assert big.variance_reduction == pytest.approx(base.variance_reduction, rel=1e-7)  # means at 1e9 carry 1e-7
