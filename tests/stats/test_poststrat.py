@@ -12,11 +12,13 @@ import pytest
 from scipy import stats as sps
 
 from battleground.stats import (
+    CupedSummary,
     MeanSummary,
     RatioSummary,
     StatsInputError,
     Stratum,
     compare_means,
+    cuped_test,
     post_stratified_test,
     post_stratify_moments,
     ratio_test,
@@ -282,3 +284,92 @@ def test_huge_means_keep_their_precision() -> None:
     assert big.estimate == pytest.approx(base.estimate, rel=1e-6)
     assert big.se == pytest.approx(base.se, rel=1e-9)
     assert big.variance_reduction == pytest.approx(base.variance_reduction, rel=1e-7)  # means at 1e9 carry 1e-7
+
+
+# ------------------------------------------------------------------ with CUPED in each stratum (gbstats' *_reg_* cases)
+_PRE = [  # (Σx, Σx², Σxy) per arm: the pre-period covariate of gbstats' stats_count_reg_strata
+    ((104.90748970535698, 544.8528083123211, 1709.8485612477339), (205.17072061676208, 1040.6742753852225, 3561.161673449451)),
+    ((315.83926510817054, 1578.8689285910423, 6938.770455871619), (377.29540367369503, 1981.0803020754106, 9428.146405105292)),
+    ((523.2717238353379, 2797.158898626946, 15535.162216800189), (501.0447878972627, 2596.899156698453, 15962.754636573465)),
+    ((758.3911049329452, 3955.922281372593, 26846.415701194885), (603.9456523430367, 3144.0820997706583, 23789.82730157116)),
+    ((823.2824168385916, 4389.893995072177, 34727.84795433773), (832.356528363269, 4439.253146704266, 39332.667494781235)),
+]
+
+
+def _cuped(post: tuple, pre: tuple) -> CupedSummary:
+    n, sy, sy2 = post
+    sx, sx2, sxy = pre
+    return CupedSummary(n=n, sum_y=sy, sum_y2=sy2, sum_x=sx, sum_x2=sx2, sum_xy=sxy)
+
+
+def _reg_strata(pre: list | None = None) -> list[Stratum]:
+    pre = _PRE if pre is None else pre
+    return [Stratum(f"browser_{i}", _cuped(a, pa), _cuped(b, pb))
+            for i, ((a, b), (pa, pb)) in enumerate(zip(_COUNT, pre, strict=True))]
+
+
+def test_gb_post_strat_count_reg_effect_moments() -> None:
+    rel = post_stratified_test(_reg_strata(), relative=True)
+    ab = post_stratified_test(_reg_strata(), relative=False)
+    # gbstats solves the regressions by Cholesky, numpy by LU: agreement to ~1e-11
+    assert rel.estimate == pytest.approx(0.11529547657147865, rel=1e-10)
+    assert rel.se == pytest.approx(0.002206093195330933, rel=1e-9)
+    assert ab.estimate == pytest.approx(3.7116918650826394, rel=1e-10)
+    assert ab.se == pytest.approx(0.07390409644392272, rel=1e-9)
+    assert rel.metric == "post_stratified_cuped" and rel.variance_reduction > 0.9
+    assert ab.se < post_stratified_test(_count_strata(), relative=False).se / 4  # CUPED within strata helps
+
+
+def test_gb_post_strat_count_effect_moments_fallback() -> None:
+    """gbstats' ``test_post_strat_count_effect_moments_fallback``: pre-period sums of 0 everywhere →
+    the unadjusted post-stratified result."""
+    zero = [((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))] * 5
+    for relative, est, se in ((True, 0.10994584851937336, 0.012225394656480164),
+                              (False, 3.548094377986586, 0.37634374823059685)):
+        r = post_stratified_test(_reg_strata(zero), relative=relative)
+        assert r.estimate == pytest.approx(est, rel=1e-12) and r.se == pytest.approx(se, rel=1e-10)
+
+
+def test_gb_post_strat_mean_reg_single_cell_fallback() -> None:
+    """gbstats' ``test_post_strat_mean_reg_gbstats_single_cell_fallback``: a stratum whose pre-period
+    has no variance is the unadjusted stratum (the others stay adjusted)."""
+    from battleground.stats._poststrat import _cuped_cell
+
+    for (a, b) in _COUNT:
+        alpha, sig = _cuped_cell(_cuped(a, (0.0, 0.0, 0.0)), _cuped(b, (0.0, 0.0, 0.0)))
+        ca, cb = MeanSummary.from_sums(*a), MeanSummary.from_sums(*b)
+        assert alpha == pytest.approx([ca.mean, cb.mean - ca.mean], rel=1e-12)
+        assert sig[1, 1] == pytest.approx(ca.var / ca.n + cb.var / cb.n, rel=1e-12)
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_gb_post_strat_count_reg_single_cell_is_cuped(relative: bool) -> None:
+    """gbstats' ``test_post_strat_count_reg_effect_moments_single_cell``: the summed strata as one cell
+    give plain CUPED."""
+    cells = _reg_strata()
+    one_c, one_t = cells[0].control, cells[0].treatment
+    for s in cells[1:]:
+        one_c = CupedSummary(*(getattr(one_c, f) + getattr(s.control, f) for f in ("n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy")))  # type: ignore[arg-type]
+        one_t = CupedSummary(*(getattr(one_t, f) + getattr(s.treatment, f) for f in ("n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy")))  # type: ignore[arg-type]
+    r = post_stratified_test([Stratum("all", one_c, one_t)], relative=relative)
+    want = cuped_test(one_c, one_t, relative=relative)
+    assert (r.estimate, r.se, r.p_value) == pytest.approx((want.estimate, want.se, want.p_value), rel=1e-12)
+
+
+def test_gb_baseline_variation_adjusted_zero_is_an_error() -> None:
+    zero_post = [((n, 0.0, s2), (m, 0.0, t2)) for (n, _, s2), (m, _, t2) in _COUNT[:2]]
+    cells = [Stratum(f"b{i}", _cuped(a, pa), _cuped(b, pb))
+             for i, ((a, b), (pa, pb)) in enumerate(zip(zero_post, _PRE[:2], strict=True))]
+    with pytest.raises(StatsInputError, match="control mean is 0"):
+        post_stratified_test(cells, relative=True)
+
+
+def test_cuped_strata_are_shift_invariant() -> None:
+    """Sums around other shifts (as the SQL scan takes them) give the same result."""
+    from battleground.stats._poststrat import _reshift
+
+    base = post_stratified_test(_reg_strata(), relative=True)
+    moved = [Stratum(s.label, _reshift(s.control, 30.0, 5.0), _reshift(s.treatment, 31.0, 4.0))  # type: ignore[arg-type]
+             for s in _reg_strata()]
+    got = post_stratified_test(moved, relative=True)
+    assert (got.estimate, got.se) == pytest.approx((base.estimate, base.se), rel=1e-9)

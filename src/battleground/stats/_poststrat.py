@@ -15,6 +15,11 @@ variance cannot estimate their αₖ and are merged into the largest stratum fir
 with one stratum left the result is the unstratified test's. Welch t with the pooled arms' degrees of
 freedom (gbstats).
 
+With :class:`CupedSummary` arms (a pre-period covariate x) each stratum is adjusted by regression,
+y ~ 1 + treated + x over its users: αₖ = (γ₀ + γ₂x̄, γ₁) with Σₖ from σ²(XᵀX)⁻¹ and the variance of x̄
+(gbstats' regression version of its Algorithm 1); a stratum without pre-period variance in an arm is
+taken unadjusted, and one stratum is plain CUPED.
+
 References: Miratrix, Sekhon & Yu (2013), "Adjusting treatment effect estimates by post-stratification
 in randomized experiments", JRSS-B 75(2); Xie & Aurisset (2016), "Improving the sensitivity of online
 controlled experiments: case studies at Netflix", KDD; GrowthBook gbstats ``EffectMomentsPostStratification``
@@ -32,6 +37,7 @@ import numpy as np
 
 from battleground.stats._base import (
     Alternative,
+    CupedSummary,
     MeanSummary,
     RatioSummary,
     Result,
@@ -40,7 +46,14 @@ from battleground.stats._base import (
     check_alternative,
     check_choice,
 )
-from battleground.stats._tests import Distribution, EffectResult, infer, welch_df
+from battleground.stats._tests import (
+    Distribution,
+    EffectResult,
+    cuped_test,
+    cuped_theta,
+    infer,
+    welch_df,
+)
 
 __all__ = ["PostStratifiedResult", "Stratum", "post_stratified_test", "post_stratify_moments"]
 
@@ -49,8 +62,9 @@ __all__ = ["PostStratifiedResult", "Stratum", "post_stratified_test", "post_stra
 class Stratum(Result):
     """One stratum (one value of the declared attribute): the control's and the treatment's sums there.
 
-    ``control``/``treatment`` are :class:`MeanSummary` (mean and proportion metrics) or
-    :class:`RatioSummary` (ratio metrics), both arms the same kind, every stratum the same kind.
+    ``control``/``treatment`` are :class:`MeanSummary` (mean and proportion metrics),
+    :class:`RatioSummary` (ratio metrics) or :class:`CupedSummary` (a mean metric with its pre-period
+    covariate: CUPED within each stratum), both arms the same kind, every stratum the same kind.
 
     Example:
         >>> s = Stratum("US", MeanSummary(100, 1.0, 4.0), MeanSummary(110, 1.2, 4.0))
@@ -59,8 +73,8 @@ class Stratum(Result):
     """
 
     label: str
-    control: MeanSummary | RatioSummary
-    treatment: MeanSummary | RatioSummary
+    control: MeanSummary | RatioSummary | CupedSummary
+    treatment: MeanSummary | RatioSummary | CupedSummary
 
     @property
     def users(self) -> float:
@@ -69,7 +83,8 @@ class Stratum(Result):
 
 @dataclass(frozen=True)
 class PostStratifiedResult(EffectResult):
-    """An :class:`EffectResult` (``metric`` "post_stratified_mean" or "post_stratified_ratio") with the
+    """An :class:`EffectResult` (``metric`` "post_stratified_mean", "post_stratified_ratio" or
+    "post_stratified_cuped") with the
     strata it used: ``strata`` their labels after merging (a merged stratum's label joins its parts with
     "+"), ``weights`` their shares ν of the pooled sample, and ``variance_reduction`` = 1 − Var(post-
     stratified effect)/Var(unstratified effect) on the same data."""
@@ -138,7 +153,6 @@ def post_stratify_moments(
     cov_c, cov_t = np.asarray(cov_c, float), np.asarray(cov_t, float)
     p = mean_c.shape[-1]
     n = n_c + n_t
-    nu = n / n.sum(axis=-1, keepdims=True)
     # αₖ interleaves (control, difference) per component; Σₖ of (control, difference) for component pair
     # (i, j) is [[Vc, −Vc], [−Vc, Vc + Vt]] with V the covariances of the arms' means
     alpha = np.empty((*mean_c.shape[:-1], 2 * p))
@@ -150,6 +164,13 @@ def post_stratify_moments(
     sig[..., 0::2, 1::2] = -vc
     sig[..., 1::2, 0::2] = -vc
     sig[..., 1::2, 1::2] = vc + vt
+    return _combine(n, alpha, sig)
+
+
+def _combine(n: np.ndarray, alpha: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ᾱ = Σ νₖαₖ and Var(ᾱ) = Σ νₖ²Σₖ + Σ νₖ(αₖ − ᾱ)(αₖ − ᾱ)ᵀ/N from the strata's users n (..., K),
+    parameters α (..., K, q) and their covariances Σ (..., K, q, q)."""
+    nu = n / n.sum(axis=-1, keepdims=True)
     bar = np.einsum("...k,...ki->...i", nu, alpha)
     dev = alpha - bar[..., None, :]
     within = np.einsum("...k,...kij->...ij", nu * nu, sig)
@@ -216,11 +237,15 @@ def post_stratified_test(
     if not strata:
         raise StatsInputError("post_stratified_test needs at least one stratum, got none")
     kinds = {type(x) for s in strata for x in (s.control, s.treatment)}
-    if len(kinds) != 1 or not kinds <= {MeanSummary, RatioSummary}:
+    if len(kinds) != 1 or not kinds <= {MeanSummary, RatioSummary, CupedSummary}:
         raise StatsInputError(
-            "every stratum's control and treatment must be the same kind (all MeanSummary or all RatioSummary), "
+            "every stratum's control and treatment must be the same kind (all MeanSummary, all RatioSummary "
+            "or all CupedSummary), "
             f"got {sorted(k.__name__ for k in kinds)}"
         )
+    if kinds == {CupedSummary}:
+        return _post_stratified_cuped(strata, relative=relative, distribution=distribution, alpha=alpha,
+                                      alternative=alternative)
     ratio = kinds == {RatioSummary}
     cells = [(s.label, _arm(s.control, f"stratum {s.label!r} control"), _arm(s.treatment, f"stratum {s.label!r} treatment"))
              for s in strata]
@@ -307,3 +332,137 @@ def _merge_cells(cells: list[tuple[str, _Arm, _Arm]]) -> list[tuple[str, _Arm, _
         out[0] = (f"{nlab}+{lab}", nc.merge(c), nt.merge(t))
         return _merge_cells(out)
     return out
+
+
+# --------------------------------------------------------------------------- with CUPED in each stratum
+def _reshift(s: CupedSummary, ky: float, kx: float) -> CupedSummary:
+    """The same sums around the shifts (ky, kx)."""
+    dy, dx, n = s.shift_y - ky, s.shift_x - kx, s.n
+    return CupedSummary(
+        n=n, sum_y=s.sum_y + n * dy, sum_y2=s.sum_y2 + 2 * dy * s.sum_y + n * dy * dy,
+        sum_x=s.sum_x + n * dx, sum_x2=s.sum_x2 + 2 * dx * s.sum_x + n * dx * dx,
+        sum_xy=s.sum_xy + dx * s.sum_y + dy * s.sum_x + n * dx * dy, shift_y=ky, shift_x=kx,
+    )
+
+
+def _add(a: CupedSummary, b: CupedSummary) -> CupedSummary:
+    b = _reshift(b, a.shift_y, a.shift_x)
+    return CupedSummary(a.n + b.n, a.sum_y + b.sum_y, a.sum_y2 + b.sum_y2, a.sum_x + b.sum_x,
+                        a.sum_x2 + b.sum_x2, a.sum_xy + b.sum_xy, a.shift_y, a.shift_x)
+
+
+def _var(n: float, s: float, s2: float) -> float:
+    return (s2 - s * s / n) / (n - 1) if n > 1 else math.nan
+
+
+def _cuped_viable(c: CupedSummary, t: CupedSummary) -> bool:
+    return all(a.n >= 2 and _var(a.n, a.sum_y, a.sum_y2) > 0 for a in (c, t))
+
+
+def _as_mean(s: CupedSummary) -> MeanSummary:
+    return MeanSummary(s.n, s.shift_y + s.sum_y / s.n if s.n else math.nan, max(_var(s.n, s.sum_y, s.sum_y2), 0.0)
+                       if s.n > 1 else math.nan)
+
+
+def _cuped_cell(c: CupedSummary, t: CupedSummary) -> tuple[np.ndarray, np.ndarray]:
+    """(α, Σ) of one stratum by the regression y ~ 1 + treated + x over its users (gbstats' regression
+    version of its Algorithm 1): α = (γ₀ + γ₂x̄, γ₁), Σ from σ²(XᵀX)⁻¹ and the variance of x̄. Without
+    pre-period variance in an arm the stratum is the unadjusted one."""
+    if not all(a.n >= 2 and _var(a.n, a.sum_x, a.sum_x2) > 0 for a in (c, t)):
+        ac, at = _arm(_as_mean(c), ""), _arm(_as_mean(t), "")
+        vc, vt = ac.cov[0, 0] / ac.n, at.cov[0, 0] / at.n
+        return (np.array([ac.mean[0], at.mean[0] - ac.mean[0]]),
+                np.array([[vc, -vc], [-vc, vc + vt]]))
+    t = _reshift(t, c.shift_y, c.shift_x)
+    n = c.n + t.n
+    sx, sxx = c.sum_x + t.sum_x, c.sum_x2 + t.sum_x2
+    xtx = np.array([[n, t.n, sx], [t.n, t.n, t.sum_x], [sx, t.sum_x, sxx]])
+    xty = np.array([c.sum_y + t.sum_y, t.sum_y, c.sum_xy + t.sum_xy])
+    try:
+        inv = np.linalg.inv(xtx)
+    except np.linalg.LinAlgError:
+        raise StatsInputError("a stratum's covariate is collinear with the arm (XᵀX is singular); merge it") from None
+    g = inv @ xty
+    s2 = max((c.sum_y2 + t.sum_y2 - float(xty @ inv @ xty)) / (n - 3), 0.0) if n > 3 else math.nan
+    cov_g = s2 * inv
+    xbar, vx = sx / n, _var(n, sx, sxx)
+    m = np.array([[1.0, 0.0, xbar], [0.0, 1.0, 0.0]])
+    alpha = m @ g
+    alpha[0] += c.shift_y
+    sig = m @ cov_g @ m.T
+    sig[0, 0] += (cov_g[2, 2] + g[2] ** 2) * vx / n  # x̄ is estimated too
+    return alpha, sig
+
+
+def _post_stratified_cuped(
+    strata: list[Stratum], *, relative: bool, distribution: Distribution, alpha: float, alternative: Alternative,
+) -> PostStratifiedResult:
+    """Post-stratification with CUPED within each stratum (module docstring; gbstats' regression-
+    adjusted post-stratification)."""
+    cells = [(s.label, s.control, s.treatment) for s in strata if s.control.n + s.treatment.n > 0]
+    if not cells:
+        raise StatsInputError("every stratum is empty (0 users in both arms); wait for data")
+    pc, pt = cells[0][1], cells[0][2]
+    for _, c, t in cells[1:]:
+        pc, pt = _add(pc, c), _add(pt, t)  # type: ignore[arg-type]
+    assert isinstance(pc, CupedSummary) and isinstance(pt, CupedSummary)
+    for name, arm in (("control", pc), ("treatment", pt)):
+        if not arm.n >= 2:
+            raise StatsInputError(f"{name} has n={arm.n!r} users over all strata; a test needs >= 2 per arm")
+    if relative and pc.shift_y + pc.sum_y / pc.n == 0:
+        raise StatsInputError("control mean is 0, so the relative lift is undefined; use relative=False")
+    if not all(_var(a.n, a.sum_x, a.sum_x2) > 0 for a in (pc, pt)):
+        # no pre-period variance overall: the unadjusted post-stratification (gbstats does the same)
+        plain = [Stratum(lab, _as_mean(c), _as_mean(t)) for lab, c, t in cells]  # type: ignore[arg-type]
+        return post_stratified_test(plain, relative=relative, distribution=distribution, alpha=alpha,
+                                    alternative=alternative)
+    order = sorted(cells, key=lambda c: (-(c[1].n + c[2].n), c[0]))
+    merged: list[tuple[str, CupedSummary, CupedSummary]] = [order[0]]  # type: ignore[list-item]
+    for lab, c, t in order[1:]:
+        if _cuped_viable(c, t):  # type: ignore[arg-type]
+            merged.append((lab, c, t))  # type: ignore[arg-type]
+        else:
+            l0, c0, t0 = merged[0]
+            merged[0] = (f"{l0}+{lab}", _add(c0, c), _add(t0, t))  # type: ignore[arg-type]
+    plain_var = _plain_var(pc, pt, relative)
+    weights = tuple(float((c.n + t.n) / (pc.n + pt.n)) for _, c, t in merged)
+    labels = tuple(lab for lab, _, _ in merged)
+    if len(merged) == 1:  # one stratum: CUPED itself (gbstats)
+        r = cuped_test(pc, pt, relative=relative, distribution=distribution, alpha=alpha, alternative=alternative)
+        fields = {k: getattr(r, k) for k in EffectResult.__dataclass_fields__}
+        fields.update(metric="post_stratified_cuped",
+                      variance_reduction=float(1 - r.se**2 / plain_var) if plain_var > 0 else 0.0)
+        return PostStratifiedResult(**fields, strata=labels, weights=weights)
+    parts = [_cuped_cell(c, t) for _, c, t in merged]
+    n = np.array([c.n + t.n for _, c, t in merged], dtype=float)
+    bar, cov = _combine(n, np.array([a for a, _ in parts]), np.array([v for _, v in parts]))
+    if relative and bar[0] == 0:
+        raise StatsInputError("control mean is 0, so the relative lift is undefined; use relative=False")
+    est, g, cm, tm = _effect_grad(bar, relative)
+    var = float(g @ cov @ g)
+    se = math.sqrt(max(var, 0.0))
+    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
+        raise StatsInputError(
+            f"the post-stratified CUPED {'relative lift' if relative else 'difference'} or its standard error is "
+            f"not finite and positive (estimate {float(est)!r}, se {se!r}); check the inputs"
+        )
+    theta = cuped_theta(pc, pt)
+    va = [max(my_v + theta**2 * vx - 2 * theta * cxy, 0.0)
+          for _, _, my_v, vx, cxy in (pc.moments(), pt.moments())]
+    df = math.inf if distribution == "normal" else welch_df(va[0], pc.n, va[1], pt.n)
+    stat, p, lo, hi = infer(float(est), se, df, alpha, alternative)
+    return PostStratifiedResult(
+        metric="post_stratified_cuped", method="z" if math.isinf(df) else "welch", relative=relative,
+        control_mean=float(cm), treatment_mean=float(tm), n_control=float(pc.n), n_treatment=float(pt.n),
+        estimate=float(est), se=se, statistic=float(stat), df=float(df), p_value=float(p), ci_lower=float(lo),
+        ci_upper=float(hi), alpha=alpha, alternative=alternative, theta=float(theta),
+        variance_reduction=float(1.0 - var / plain_var) if plain_var > 0 else 0.0, strata=labels, weights=weights,
+    )
+
+
+def _plain_var(c: CupedSummary, t: CupedSummary, relative: bool) -> float:
+    """The unstratified, unadjusted effect's variance on the same data (for ``variance_reduction``)."""
+    ac, at = _arm(_as_mean(c), ""), _arm(_as_mean(t), "")
+    bar, cov = post_stratify_moments([ac.n], [ac.mean], [_nan0(ac.cov)], [at.n], [at.mean], [_nan0(at.cov)])
+    _, g, _, _ = _effect_grad(bar, relative)
+    return float(g @ cov @ g)
