@@ -373,3 +373,30 @@ def test_cuped_strata_are_shift_invariant() -> None:
              for s in _reg_strata()]
     got = post_stratified_test(moved, relative=True)
     assert (got.estimate, got.se) == pytest.approx((base.estimate, base.se), rel=1e-9)
+
+
+def test_gb_post_strat_ratio_and_mean_reg_ci_use_welch_df_of_the_pooled_arms() -> None:
+    """gbstats' ``test_post_strat_ratio_gbstats`` and ``test_post_strat_mean_reg_gbstats``: the CI is
+    estimate ± t(1 − α/2, dof)·SE with dof Welch's over the summed arms' per-user variances (the ratio's
+    delta-method variance; CUPED's θ-adjusted variance)."""
+    from battleground.stats import cuped_theta
+    from battleground.stats._tests import welch_df
+
+    cells = _ratio_strata()
+    pooled = [RatioSummary(*(sum(getattr(getattr(s, arm), f) for s in cells)
+                             for f in ("n", "sum_m", "sum_d", "sum_m2", "sum_d2", "sum_md"))) for arm in ("control", "treatment")]
+    dof = welch_df(pooled[0].n * pooled[0].var_ratio(), pooled[0].n, pooled[1].n * pooled[1].var_ratio(), pooled[1].n)
+    r = post_stratified_test(cells, relative=True)
+    half = sps.t.ppf(0.975, dof) * 0.007131233706378072
+    assert r.df == pytest.approx(dof, rel=1e-9)
+    assert r.ci == pytest.approx((0.13371299783026003 - half, 0.13371299783026003 + half), rel=1e-9)
+    reg = _reg_strata()
+    pc, pt = (CupedSummary(*(sum(getattr(getattr(s, arm), f) for s in reg)
+                             for f in ("n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy"))) for arm in ("control", "treatment"))
+    theta = cuped_theta(pc, pt)
+    va = [vy + theta**2 * vx - 2 * theta * c for _, _, vy, vx, c in (pc.moments(), pt.moments())]
+    dof = welch_df(va[0], pc.n, va[1], pt.n)
+    r = post_stratified_test(reg, relative=True)
+    half = sps.t.ppf(0.975, dof) * 0.002206093195330933
+    assert r.df == pytest.approx(dof, rel=1e-9)
+    assert r.ci == pytest.approx((0.11529547657147865 - half, 0.11529547657147865 + half), rel=1e-8)
