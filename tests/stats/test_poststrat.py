@@ -14,6 +14,7 @@ from scipy import stats as sps
 from battleground.stats import (
     CupedSummary,
     MeanSummary,
+    RatioCupedSummary,
     RatioSummary,
     StatsInputError,
     Stratum,
@@ -21,6 +22,7 @@ from battleground.stats import (
     cuped_test,
     post_stratified_test,
     post_stratify_moments,
+    ratio_cuped_test,
     ratio_test,
 )
 from battleground.stats._poststrat import _effect_grad
@@ -400,3 +402,99 @@ def test_gb_post_strat_ratio_and_mean_reg_ci_use_welch_df_of_the_pooled_arms() -
     half = sps.t.ppf(0.975, dof) * 0.002206093195330933
     assert r.df == pytest.approx(dof, rel=1e-9)
     assert r.ci == pytest.approx((0.11529547657147865 - half, 0.11529547657147865 + half), rel=1e-8)
+
+
+# ------------------------------------------------------------------ ratio metrics with CUPED in each stratum
+# gbstats' stats_ratio_reg_strata, per arm: (Σm⁻, Σm⁻², Σd⁻, Σd⁻², Σm·m⁻, Σd·d⁻, Σm⁻·d⁻, Σm·d⁻, Σm⁻·d)
+_RATIO_PRE = [((104.90748970535698,544.8528083123211,207.89392275808956,2084.9576141182224,1709.8485612477339,8924.759241535443,1060.4394881503144,3331.5604732242236,4536.239751943664),
+        (205.17072061676208,1040.6742753852225,412.711880878505,4096.604057794132,3561.161673449451,17309.48641894266,2052.459256425701,7054.607772583746,8661.515319014929)),
+       ((315.83926510817054,1578.8689285910423,642.2456105047289,6391.278897716863,6938.770455871619,27539.520078090354,3159.649493130578,13907.522729117181,13603.664018221429),
+        (377.29540367369503,1981.0803020754106,758.076359391088,7750.7726864492015,9428.146405105292,32540.687226429243,3894.390731281282,18589.628595670973,16346.199623884253)),
+       ((523.2717238353379,2797.158898626946,1036.3070573097948,10619.969725470164,15535.162216800189,45542.18577719637,5404.918238379167,30084.67030990572,23168.39181193194),
+        (501.0447878972627,2596.899156698453,1010.378433449463,10223.916200184585,15962.754636573465,42848.21621273023,5115.7607599471585,31588.028767759377,21431.70320453045)),
+       ((758.3911049329452,3955.922281372593,1512.006054112595,15285.151021409667,26846.415701194885,65760.83670959483,7722.607914963395,52549.76208497923,33204.9846415661),
+        (603.9456523430367,3144.0820997706583,1204.8449120624373,12136.926835557133,23789.82730157116,51127.544981001134,6133.9761958037225,46652.31675719776,25819.033228132084)),
+       ((823.2824168385916,4389.893995072177,1614.6469506831402,16462.430726309674,34727.84795433773,70363.18868076446,8454.545756182042,67017.16816048721,36121.28274124097),
+        (832.356528363269,4439.253146704266,1645.0526462449084,16880.972871039336,39332.667494781235,70764.05432525955,8606.62830914991,76550.57235527673,36071.28512692181))]
+
+
+def _ratio_cuped(c: tuple, d: tuple, p: tuple) -> RatioCupedSummary:
+    n, sm, smm = c
+    sd, sdd, smd = d
+    smp, smp2, sdp, sdp2, s_m_mp, s_d_dp, s_mp_dp, s_m_dp, s_mp_d = p
+    products = [[smm, smd, s_m_mp, s_m_dp], [smd, sdd, s_mp_d, s_d_dp],
+                [s_m_mp, s_mp_d, smp2, s_mp_dp], [s_m_dp, s_d_dp, s_mp_dp, sdp2]]
+    return RatioCupedSummary.from_sums(n, (sm, sd, smp, sdp), products)
+
+
+def _ratio_reg_strata(pre: list | None = None) -> list[Stratum]:
+    pre = _RATIO_PRE if pre is None else pre
+    return [Stratum(f"browser_{i}", _ratio_cuped(_COUNT[i][0], _DENOM[i][0], pre[i][0]),
+                    _ratio_cuped(_COUNT[i][1], _DENOM[i][1], pre[i][1])) for i in range(5)]
+
+
+def test_gb_post_strat_ratio_reg_effect_moments() -> None:
+    rel = post_stratified_test(_ratio_reg_strata(), relative=True)
+    ab = post_stratified_test(_ratio_reg_strata(), relative=False)
+    assert rel.estimate == pytest.approx(0.13929489348144797, rel=1e-10)
+    assert rel.se == pytest.approx(0.0012316128268122996, rel=1e-8)
+    assert ab.estimate == pytest.approx(0.10399412678968833, rel=1e-10)
+    assert ab.se == pytest.approx(0.0012269621176865127, rel=1e-8)
+    assert rel.metric == "post_stratified_ratio_cuped" and rel.variance_reduction > 0.9
+
+
+def test_gb_post_strat_ratio_effect_moments_fallback() -> None:
+    """Pre-period sums of 0 → the unadjusted ratio post-stratification (gbstats' fallback case)."""
+    zero = [((0.0,) * 9, (0.0,) * 9)] * 5
+    for relative, est, se in ((True, 0.13371299783026003, 0.007131233706378072),
+                              (False, 0.10008903417216031, 0.005071004003792392)):
+        r = post_stratified_test(_ratio_reg_strata(zero), relative=relative)
+        assert r.estimate == pytest.approx(est, rel=1e-12) and r.se == pytest.approx(se, rel=1e-10)
+
+
+def test_gb_post_strat_ratio_reg_single_cell_fallback() -> None:
+    from battleground.stats._poststrat import _ratio_cuped_cell
+
+    for i in range(5):
+        c = _ratio_cuped(_COUNT[i][0], _DENOM[i][0], (0.0,) * 9)
+        t = _ratio_cuped(_COUNT[i][1], _DENOM[i][1], (0.0,) * 9)
+        got = _ratio_cuped_cell(c, t)
+        plain = _ratio_strata()[i]
+        bar, cov = post_stratify_moments(*(x for arm in (plain.control, plain.treatment)
+                                           for x in ([arm.n], [arm.moments()[:2]],
+                                                     [[[arm.moments()[2], arm.moments()[4]],
+                                                       [arm.moments()[4], arm.moments()[3]]]])))
+        assert got[0] == pytest.approx(bar, rel=1e-12) and got[1] == pytest.approx(cov, rel=1e-10)
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_gb_post_strat_ratio_reg_single_cell_is_ratio_cuped(relative: bool) -> None:
+    cells = _ratio_reg_strata()
+    c, t = cells[0].control, cells[0].treatment
+    for s in cells[1:]:
+        c = RatioCupedSummary.from_sums(c.n + s.control.n, np.add(c.sums, s.control.sums),  # type: ignore[union-attr]
+                                        np.add(c.products, s.control.products))  # type: ignore[union-attr]
+        t = RatioCupedSummary.from_sums(t.n + s.treatment.n, np.add(t.sums, s.treatment.sums),  # type: ignore[union-attr]
+                                        np.add(t.products, s.treatment.products))  # type: ignore[union-attr]
+    r = post_stratified_test([Stratum("all", c, t)], relative=relative)
+    want = ratio_cuped_test(c, t, relative=relative)
+    assert (r.estimate, r.se, r.p_value) == pytest.approx((want.estimate, want.se, want.p_value), rel=1e-12)
+
+
+def test_gb_post_strat_ratio_reg_ci_uses_the_pooled_ratio_cuped_df() -> None:
+    """gbstats' ``test_post_strat_ratio_reg_gbstats``: CI = estimate ± t(dof)·SE, dof Welch's over the
+    summed arms' CUPED-adjusted per-user ratio variances."""
+    r = post_stratified_test(_ratio_reg_strata(), relative=True)
+    assert r.ci == pytest.approx((r.estimate - sps.t.ppf(0.975, r.df) * r.se, r.estimate + sps.t.ppf(0.975, r.df) * r.se),
+                                 rel=1e-12)
+    assert 500 < r.df < 1000
+
+
+def test_ratio_cuped_strata_are_shift_invariant() -> None:
+    from battleground.stats._poststrat import _r_reshift
+
+    base = post_stratified_test(_ratio_reg_strata(), relative=True)
+    moved = [Stratum(s.label, _r_reshift(s.control, np.array([30.0, 40.0, 5.0, 40.0])),  # type: ignore[arg-type]
+                     _r_reshift(s.treatment, np.array([31.0, 41.0, 4.0, 41.0]))) for s in _ratio_reg_strata()]  # type: ignore[arg-type]
+    got = post_stratified_test(moved, relative=True)
+    assert (got.estimate, got.se) == pytest.approx((base.estimate, base.se), rel=1e-9)

@@ -18,7 +18,9 @@ freedom (gbstats).
 With :class:`CupedSummary` arms (a pre-period covariate x) each stratum is adjusted by regression,
 y ~ 1 + treated + x over its users: αₖ = (γ₀ + γ₂x̄, γ₁) with Σₖ from σ²(XᵀX)⁻¹ and the variance of x̄
 (gbstats' regression version of its Algorithm 1); a stratum without pre-period variance in an arm is
-taken unadjusted, and one stratum is plain CUPED.
+taken unadjusted, and one stratum is plain CUPED. :class:`RatioCupedSummary` arms do the same for a
+ratio metric: numerator and denominator each regressed on (1, treated, m⁻, d⁻) with a joint 2×2
+residual covariance (gbstats' ``CreateStrataResultRegressionAdjustedRatio``).
 
 References: Miratrix, Sekhon & Yu (2013), "Adjusting treatment effect estimates by post-stratification
 in randomized experiments", JRSS-B 75(2); Xie & Aurisset (2016), "Improving the sensitivity of online
@@ -46,6 +48,7 @@ from battleground.stats._base import (
     check_alternative,
     check_choice,
 )
+from battleground.stats._cuped_ratio import RatioCupedSummary, ratio_cuped_test
 from battleground.stats._tests import (
     Distribution,
     EffectResult,
@@ -64,7 +67,8 @@ class Stratum(Result):
 
     ``control``/``treatment`` are :class:`MeanSummary` (mean and proportion metrics),
     :class:`RatioSummary` (ratio metrics) or :class:`CupedSummary` (a mean metric with its pre-period
-    covariate: CUPED within each stratum), both arms the same kind, every stratum the same kind.
+    covariate: CUPED within each stratum) or :class:`RatioCupedSummary` (a ratio metric with its
+    pre-period numerator and denominator), both arms the same kind, every stratum the same kind.
 
     Example:
         >>> s = Stratum("US", MeanSummary(100, 1.0, 4.0), MeanSummary(110, 1.2, 4.0))
@@ -73,8 +77,8 @@ class Stratum(Result):
     """
 
     label: str
-    control: MeanSummary | RatioSummary | CupedSummary
-    treatment: MeanSummary | RatioSummary | CupedSummary
+    control: MeanSummary | RatioSummary | CupedSummary | RatioCupedSummary
+    treatment: MeanSummary | RatioSummary | CupedSummary | RatioCupedSummary
 
     @property
     def users(self) -> float:
@@ -237,15 +241,18 @@ def post_stratified_test(
     if not strata:
         raise StatsInputError("post_stratified_test needs at least one stratum, got none")
     kinds = {type(x) for s in strata for x in (s.control, s.treatment)}
-    if len(kinds) != 1 or not kinds <= {MeanSummary, RatioSummary, CupedSummary}:
+    if len(kinds) != 1 or not kinds <= {MeanSummary, RatioSummary, CupedSummary, RatioCupedSummary}:
         raise StatsInputError(
-            "every stratum's control and treatment must be the same kind (all MeanSummary, all RatioSummary "
-            "or all CupedSummary), "
+            "every stratum's control and treatment must be the same kind (all MeanSummary, RatioSummary, "
+            "CupedSummary or RatioCupedSummary), "
             f"got {sorted(k.__name__ for k in kinds)}"
         )
     if kinds == {CupedSummary}:
         return _post_stratified_cuped(strata, relative=relative, distribution=distribution, alpha=alpha,
                                       alternative=alternative)
+    if kinds == {RatioCupedSummary}:
+        return _post_stratified_ratio_cuped(strata, relative=relative, distribution=distribution, alpha=alpha,
+                                            alternative=alternative)
     ratio = kinds == {RatioSummary}
     cells = [(s.label, _arm(s.control, f"stratum {s.label!r} control"), _arm(s.treatment, f"stratum {s.label!r} treatment"))
              for s in strata]
@@ -466,3 +473,144 @@ def _plain_var(c: CupedSummary, t: CupedSummary, relative: bool) -> float:
     bar, cov = post_stratify_moments([ac.n], [ac.mean], [_nan0(ac.cov)], [at.n], [at.mean], [_nan0(at.cov)])
     _, g, _, _ = _effect_grad(bar, relative)
     return float(g @ cov @ g)
+
+
+# --------------------------------------------------------------------------- ratio metrics with CUPED
+def _r_reshift(s: RatioCupedSummary, k: np.ndarray) -> RatioCupedSummary:
+    """The same sums around the shifts ``k`` (Σ(x − k) and Σ(x − k)(x − k)ᵀ)."""
+    d = np.asarray(s.shifts, dtype=float) - k
+    sums = np.asarray(s.sums, dtype=float)
+    p = np.asarray(s.products, dtype=float) + np.outer(d, sums) + np.outer(sums, d) + s.n * np.outer(d, d)
+    return RatioCupedSummary(s.n, tuple(float(v) for v in sums + s.n * d),  # type: ignore[arg-type]
+                             tuple(tuple(float(v) for v in row) for row in p), tuple(float(v) for v in k))  # type: ignore[arg-type]
+
+
+def _r_add(a: RatioCupedSummary, b: RatioCupedSummary) -> RatioCupedSummary:
+    b = _r_reshift(b, np.asarray(a.shifts, dtype=float))
+    return RatioCupedSummary(a.n + b.n, tuple(x + y for x, y in zip(a.sums, b.sums, strict=True)),  # type: ignore[arg-type]
+                             tuple(tuple(x + y for x, y in zip(r, q, strict=True)) for r, q in zip(a.products, b.products, strict=True)),
+                             a.shifts)
+
+
+def _r_var(s: RatioCupedSummary, i: int) -> float:
+    return _var(s.n, s.sums[i], s.products[i][i])
+
+
+def _r_plain(s: RatioCupedSummary) -> RatioSummary:
+    return RatioSummary(n=s.n, sum_m=s.sums[0], sum_d=s.sums[1], sum_m2=s.products[0][0], sum_d2=s.products[1][1],
+                        sum_md=s.products[0][1], shift_m=s.shifts[0], shift_d=s.shifts[1])
+
+
+def _ratio_cuped_cell(c: RatioCupedSummary, t: RatioCupedSummary) -> tuple[np.ndarray, np.ndarray]:
+    """(α, Σ) of one stratum of a ratio metric: m and d each regressed on (1, treated, m⁻, d⁻), α =
+    (M_C, ΔM, D_C, ΔD) at the pooled pre-period means, Σ from the joint residual covariance, the
+    coefficients' covariance and the pre-period means' variance. Unadjusted without pre-period variance."""
+    if not all(a.n >= 2 and _r_var(a, 2) > 0 and _r_var(a, 3) > 0 for a in (c, t)):
+        ac, at = _arm(_r_plain(c), ""), _arm(_r_plain(t), "")
+        return post_stratify_moments([ac.n], [ac.mean], [_nan0(ac.cov)], [at.n], [at.mean], [_nan0(at.cov)])
+    t = _r_reshift(t, np.asarray(c.shifts, dtype=float))
+    n = c.n + t.n
+    s = np.asarray(c.sums) + np.asarray(t.sums)
+    p = np.asarray(c.products) + np.asarray(t.products)
+    sb = np.asarray(t.sums)
+    xtx = np.array([[n, t.n, s[2], s[3]], [t.n, t.n, sb[2], sb[3]],
+                    [s[2], sb[2], p[2, 2], p[2, 3]], [s[3], sb[3], p[3, 2], p[3, 3]]])
+    yn = np.array([s[0], sb[0], p[0, 2], p[0, 3]])
+    yd = np.array([s[1], sb[1], p[1, 2], p[1, 3]])
+    try:
+        inv = np.linalg.inv(xtx)
+    except np.linalg.LinAlgError:
+        raise StatsInputError("a stratum's pre-period ratio terms are collinear (XᵀX is singular); merge it") from None
+    gn, gd = inv @ yn, inv @ yd
+    dof = n - 6
+    s11 = (p[0, 0] - yn @ inv @ yn) / dof
+    s22 = (p[1, 1] - yd @ inv @ yd) / dof
+    s12 = (p[0, 1] - yn @ gd - yd @ gn + gn @ xtx @ gd) / dof
+    cov_g = np.kron(np.array([[s11, s12], [s12, s22]]), inv)
+    g = np.concatenate([gn, gd])
+    mp, dp = s[2] / n, s[3] / n
+    cov_pre = (p[2:, 2:] - np.outer(s[2:], s[2:]) / n) / (n - 1)
+    m = np.zeros((4, 8))
+    m[0, [0, 2, 3]] = [1.0, mp, dp]
+    m[1, 1] = 1.0
+    m[2, [4, 6, 7]] = [1.0, mp, dp]
+    m[3, 5] = 1.0
+    alpha = m @ g
+    alpha[0] += c.shifts[0]
+    alpha[2] += c.shifts[1]
+    sig = m @ cov_g @ m.T
+    slopes = {0: [2, 3], 2: [6, 7]}  # the pre-period means enter the control rows: their variance too
+    for i in (0, 2):
+        for j in (0, 2):
+            block = cov_g[np.ix_(slopes[i], slopes[j])]
+            sig[i, j] += (np.trace(block @ cov_pre) + g[slopes[i]] @ cov_pre @ g[slopes[j]]) / n
+    return alpha, sig
+
+
+def _post_stratified_ratio_cuped(
+    strata: list[Stratum], *, relative: bool, distribution: Distribution, alpha: float, alternative: Alternative,
+) -> PostStratifiedResult:
+    """Post-stratification of a ratio metric with CUPED within each stratum (gbstats' regression-
+    adjusted ratio post-stratification)."""
+    cells: list[tuple[str, RatioCupedSummary, RatioCupedSummary]] = [
+        (s.label, s.control, s.treatment) for s in strata if s.control.n + s.treatment.n > 0]  # type: ignore[misc]
+    if not cells:
+        raise StatsInputError("every stratum is empty (0 users in both arms); wait for data")
+    pc, pt = cells[0][1], cells[0][2]
+    for _, c, t in cells[1:]:
+        pc, pt = _r_add(pc, c), _r_add(pt, t)
+    for name, arm in (("control", pc), ("treatment", pt)):
+        if not arm.n >= 2:
+            raise StatsInputError(f"{name} has n={arm.n!r} users over all strata; a test needs >= 2 per arm")
+    if not all(_r_var(a, 2) > 0 and _r_var(a, 3) > 0 for a in (pc, pt)):
+        # no pre-period variance overall: the unadjusted post-stratification (gbstats does the same)
+        plain = [Stratum(lab, _r_plain(c), _r_plain(t)) for lab, c, t in cells]
+        return post_stratified_test(plain, relative=relative, distribution=distribution, alpha=alpha,
+                                    alternative=alternative)
+    order = sorted(cells, key=lambda c: (-(c[1].n + c[2].n), c[0]))
+    merged = [order[0]]
+    for lab, c, t in order[1:]:
+        if all(a.n >= 2 and _r_var(a, 0) > 0 for a in (c, t)) and c.n + t.n > 6:
+            merged.append((lab, c, t))
+        else:
+            l0, c0, t0 = merged[0]
+            merged[0] = (f"{l0}+{lab}", _r_add(c0, c), _r_add(t0, t))
+    plain_c, plain_t = _arm(_r_plain(pc), ""), _arm(_r_plain(pt), "")
+    pb, pcov = post_stratify_moments([plain_c.n], [plain_c.mean], [_nan0(plain_c.cov)], [plain_t.n],
+                                     [plain_t.mean], [_nan0(plain_t.cov)])
+    _, g0, _, _ = _effect_grad(pb, relative)
+    plain_var = float(g0 @ pcov @ g0)
+    weights = tuple(float((c.n + t.n) / (pc.n + pt.n)) for _, c, t in merged)
+    labels = tuple(lab for lab, _, _ in merged)
+    whole = ratio_cuped_test(pc, pt, relative=relative, distribution=distribution, alpha=alpha, alternative=alternative)
+    if len(merged) == 1:  # one stratum: ratio CUPED itself (gbstats)
+        fields = {k: getattr(whole, k) for k in EffectResult.__dataclass_fields__}
+        fields.update(metric="post_stratified_ratio_cuped",
+                      variance_reduction=float(1 - whole.se**2 / plain_var) if plain_var > 0 else 0.0)
+        return PostStratifiedResult(**fields, strata=labels, weights=weights)
+    parts = [_ratio_cuped_cell(c, t) for _, c, t in merged]
+    n = np.array([c.n + t.n for _, c, t in merged], dtype=float)
+    bar, cov = _combine(n, np.array([a.reshape(-1) for a, _ in parts]),
+                        np.array([v.reshape(4, 4) for _, v in parts]))
+    if not (bar[2] > 0 and bar[2] + bar[3] > 0):
+        raise StatsInputError(
+            f"the ratio's mean denominator is {float(bar[2])!r} (control) and {float(bar[2] + bar[3])!r} "
+            "(treatment); a ratio needs denominator events (> 0) in each arm"
+        )
+    est, g, cm, tm = _effect_grad(bar, relative)
+    var = float(g @ cov @ g)
+    se = math.sqrt(max(var, 0.0))
+    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
+        raise StatsInputError(
+            f"the post-stratified ratio CUPED {'relative lift' if relative else 'difference'} or its standard "
+            f"error is not finite and positive (estimate {float(est)!r}, se {se!r}); check the inputs"
+        )
+    df = whole.df  # Welch on the pooled arms' CUPED-adjusted per-user variances (gbstats)
+    stat, pv, lo, hi = infer(float(est), se, df, alpha, alternative)
+    return PostStratifiedResult(
+        metric="post_stratified_ratio_cuped", method=whole.method, relative=relative, control_mean=float(cm),
+        treatment_mean=float(tm), n_control=float(pc.n), n_treatment=float(pt.n), estimate=float(est), se=se,
+        statistic=float(stat), df=float(df), p_value=float(pv), ci_lower=float(lo), ci_upper=float(hi), alpha=alpha,
+        alternative=alternative, theta=whole.theta,
+        variance_reduction=float(1.0 - var / plain_var) if plain_var > 0 else 0.0, strata=labels, weights=weights,
+    )
