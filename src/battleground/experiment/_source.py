@@ -80,7 +80,9 @@ class ExperimentSource(Protocol):
     ) -> dict[str, list[Any]]: ...
 
     # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
-    # exact shifted sums with the exposure check and CUPED covariates, from the same scan.
+    # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
+    # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
+    # (post-stratification; ``None`` when the source cannot group by them).
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
