@@ -320,6 +320,8 @@ def status_command(
             records.append(row.to_dict() | {"metric": row.metric})
             if row.cuped is not None:  # the CUPED-adjusted comparison right under the unadjusted one
                 records.append(row.cuped.to_dict() | {"metric": f"{row.metric} (CUPED)"})
+            if row.post_stratified is not None:  # and the one post-stratified by the declared attributes
+                records.append(row.post_stratified.to_dict() | {"metric": f"{row.metric} (post-stratified)"})
         columns = [c if c.header != "p (Holm)" else Column(p_label(decision.correction), c.cell, justify="right")
                    for c in _STATUS_COLUMNS]
         table = Table("rows", f"#{info.id} {info.name} ({info.status}) · {method}", columns, records)

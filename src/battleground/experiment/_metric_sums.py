@@ -25,12 +25,15 @@ __all__ = [
     "MULTIPLE_EXPOSURES",
     "CupedComparison",
     "ExposureCheck",
+    "PostStratifiedComparison",
     "SourceSettingError",
     "capping_text",
     "check_multiple_exposures",
     "cuped_comparisons",
     "exposure_check",
     "metric_query",
+    "post_stratified_comparisons",
+    "post_stratify_by",
 ]
 
 # Above this share of users exposed to more than one variant the assignment or logging is broken.
@@ -197,4 +200,96 @@ def _ratio_comparisons(name: str, arms: Sequence[MetricSums], control: str, alph
         except StatsInputError:
             bias = math.nan  # an arm without pre-period denominators: no pre-period ratio to compare
         out.append(CupedComparison(name, s.variant, plain, adjusted, float(bias)))
+    return out
+
+
+# ------------------------------------------------------------------ post-stratification
+POST_STRATIFY_KEY = "post_stratify_by"
+
+
+def post_stratify_by(metadata: Any) -> tuple[str, ...]:
+    """The user attributes an experiment declares for post-stratification: its metadata's
+    ``post_stratify_by`` (an attribute name or a list of up to 8), each the event type of the events
+    whose ``value`` codes a user's stratum (``()`` when none is declared).
+
+    Example:
+        >>> post_stratify_by({"post_stratify_by": ["country", "platform"]}), post_stratify_by({})
+        (('country', 'platform'), ())
+    """
+    raw = (metadata or {}).get(POST_STRATIFY_KEY) if isinstance(metadata, dict) else None
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if (not isinstance(names, list | tuple) or not names or len(names) > 8
+            or not all(isinstance(a, str) and a.strip() and a != "exposure" for a in names)
+            or len(set(names)) != len(names)):
+        raise SourceSettingError(
+            f"metadata {POST_STRATIFY_KEY} must be an attribute name or a list of 1 to 8 distinct names "
+            f"(event types other than 'exposure' whose value codes the stratum), got {raw!r}; e.g. "
+            f'{{"{POST_STRATIFY_KEY}": ["country"]}}'
+        )
+    return tuple(str(a) for a in names)
+
+
+@dataclass(frozen=True)
+class PostStratifiedComparison:
+    """One (metric, variant) compared with control within strata of the declared attributes.
+
+    Attributes:
+        metric, variant: what is compared (against the control).
+        attributes: the attributes stratified by.
+        result: the post-stratified relative comparison (:class:`battleground.stats.PostStratifiedResult`,
+            its ``strata`` labelled ``attribute=value``, ``variance_reduction`` against the unstratified
+            test on the same data).
+    """
+
+    metric: str
+    variant: str
+    attributes: tuple[str, ...]
+    result: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "variant": self.variant, "attributes": list(self.attributes),
+                "result": self.result.to_dict()}
+
+
+def _stratum_label(attributes: Sequence[str], key: Sequence[float | None]) -> str:
+    return ", ".join(f"{a}={'(none)' if v is None else format(v, 'g')}" for a, v in zip(attributes, key, strict=True))
+
+
+def _arm_summary(s: MetricSums, kind: str) -> Any:
+    from battleground.stats import MeanSummary, RatioSummary
+
+    if kind == "ratio":
+        return RatioSummary(n=float(s.users), sum_m=s.sum_x, sum_d=s.sum_y, sum_m2=s.sum_x2, sum_d2=s.sum_y2,
+                            sum_md=s.sum_xy, shift_m=s.shift, shift_d=s.shift_y)
+    if kind == "proportion" and s.users:
+        return MeanSummary.from_proportion(s.shift * s.users + s.sum_x, s.users)
+    return MeanSummary.from_sums(s.users, s.sum_x, s.sum_x2, shift=s.shift)
+
+
+def post_stratified_comparisons(
+    metrics: Sequence[tuple[str, str]], attributes: Sequence[str],
+    strata: Sequence[tuple[Sequence[float | None], ExperimentSums]], *, control: str, alpha: float = 0.05,
+) -> list[PostStratifiedComparison]:
+    """The post-stratified relative comparison of every (metric, treatment variant) from the per-stratum
+    sums of :meth:`battleground.storage.events.EventStore.strata_sums`; ``metrics`` are ``(name, kind)``
+    in the order of the sums. A comparison that cannot be made yet (e.g. a control of 0) is left out."""
+    from battleground.stats import StatsInputError, Stratum, post_stratified_test
+
+    out = []
+    labels = [_stratum_label(attributes, key) for key, _ in strata]
+    for j, (name, kind) in enumerate(metrics):
+        per = [{s.variant: s for s in sums.metrics[j]} for _, sums in strata]
+        variants = [s.variant for s in strata[0][1].metrics[j]] if strata else []
+        for v in variants:
+            if v == control:
+                continue
+            cells = [Stratum(lab, _arm_summary(arms[control], kind), _arm_summary(arms[v], kind))
+                     for lab, arms in zip(labels, per, strict=True) if control in arms and v in arms]
+            try:
+                result = post_stratified_test(cells, relative=True, alpha=alpha)
+            except StatsInputError:
+                continue
+            out.append(PostStratifiedComparison(name, v, tuple(attributes), result))
     return out

@@ -106,6 +106,7 @@ class Registry(RegistryRepo):
         _check_variants(variant_records)
         metric_records = [_normalize_metric(m) for m in metrics]
         _check_metrics(metric_records)
+        _check_post_stratify(metadata, metric_records)
         start = parse_timestamp(start_at, "start_at")
         end = parse_timestamp(end_at, "end_at")
         if start is not None and end is not None and end <= start:
@@ -253,6 +254,7 @@ class Registry(RegistryRepo):
             if metadata is not _UNSET:
                 if not isinstance(metadata, Mapping):
                     raise RegistryError(f"metadata must be a mapping, got {metadata!r}")
+                _check_post_stratify(metadata, row.metrics)
                 change("meta", {**(row.meta or {}), **_jsonable(dict(metadata))})
             for field, value in (("traffic", traffic), ("salt", salt)):
                 if value is _UNSET:
@@ -430,3 +432,27 @@ class Registry(RegistryRepo):
                 select(AuditRow).where(AuditRow.experiment_id == row.id).order_by(AuditRow.id)
             )
             return [AuditEntry(e.id, e.experiment_id, e.at, e.actor, e.action, dict(e.detail)) for e in entries]
+
+
+def _check_post_stratify(metadata: Mapping[str, Any] | None, metrics: Iterable[Any]) -> None:
+    """A declared ``post_stratify_by`` must name attribute event types that no metric counts (an
+    attribute event's value is a stratum code, not a metric value)."""
+    from battleground.experiment._metric_sums import (
+        POST_STRATIFY_KEY,
+        SourceSettingError,
+        post_stratify_by,
+    )
+
+    try:
+        attributes = post_stratify_by(dict(metadata or {}))
+    except SourceSettingError as exc:
+        raise RegistryRuleError("post_stratify_by names attributes", (metadata or {}).get(POST_STRATIFY_KEY),
+                                str(exc)) from None
+    counted = {et for m in metrics for et in (m.numerator, m.denominator) if et}
+    clash = sorted(set(attributes) & counted)
+    if clash:
+        raise RegistryRuleError(
+            "post_stratify_by names attributes", clash,
+            f"post_stratify_by {clash} are event types a metric counts; declare the attribute as its own "
+            "event type (e.g. 'country') whose value codes the stratum",
+        )

@@ -26,14 +26,18 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class MonitorRow(VariantMetricRow):
-    """One (metric, variant) row; ``cuped`` holds the CUPED-adjusted comparison when one was computed."""
+    """One (metric, variant) row; ``cuped`` holds the CUPED-adjusted comparison when one was computed,
+    ``post_stratified`` the comparison post-stratified by the experiment's declared user attributes
+    (method "post-stratified"); neither changes the decision."""
 
     cuped: VariantMetricRow | None = None
+    post_stratified: VariantMetricRow | None = None
 
     @classmethod
-    def of(cls, row: VariantMetricRow, cuped: VariantMetricRow | None = None) -> MonitorRow:
+    def of(cls, row: VariantMetricRow, cuped: VariantMetricRow | None = None,
+           post_stratified: VariantMetricRow | None = None) -> MonitorRow:
         base = {f.name: getattr(row, f.name) for f in fields(VariantMetricRow)}
-        return cls(**base, cuped=cuped)
+        return cls(**base, cuped=cuped, post_stratified=post_stratified)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class MonitorResult(Result):
         design: "fixed" or the sequential design (``msprt``, ``one_sided``, ``obrien_fleming``, ``pocock``).
         capping: (metric, how its values were winsorised) for each capped metric, e.g.
             ``("revenue", "capped at the 99.9th percentile")``: its rows compare capped values.
+        post_stratify_by: the user attributes the rows' ``post_stratified`` comparisons stratify by.
     """
 
     experiment_id: int
@@ -82,6 +87,7 @@ class MonitorResult(Result):
     power: tuple[PowerRow, ...] = ()
     design: str = "fixed"
     capping: tuple[tuple[str, str], ...] = ()
+    post_stratify_by: tuple[str, ...] = ()
 
     @property
     def users(self) -> dict[str, int]:
@@ -104,18 +110,22 @@ class MonitorResult(Result):
     def has_cuped(self) -> bool:
         return any(r.cuped is not None for r in self.rows)
 
+    @property
+    def has_post_stratified(self) -> bool:
+        return any(r.post_stratified is not None for r in self.rows)
+
     def to_frame(self) -> pd.DataFrame:
         """The seed's DataFrame: one row per (metric, variant) with the columns of :data:`COLUMNS`."""
         return results_frame(self.experiment_id, self.rows, self.srm)
 
 
-def cuped_row(row: VariantMetricRow, adjusted: Any, control_value: float) -> VariantMetricRow:
+def cuped_row(row: VariantMetricRow, adjusted: Any, control_value: float, method: str = "cuped") -> VariantMetricRow:
     """The CUPED-adjusted comparison of ``row`` as a row (for :attr:`MonitorRow.cuped`).
 
     ``adjusted`` is a relative-lift result with ``estimate``, ``ci_lower``, ``ci_upper`` and ``p_value``
     (e.g. :func:`battleground.stats.cuped_test` ``(relative=True)``); the absolute lift and its interval
     are the relative ones times ``|control_value|``, and the treatment value is the control value moved
-    by the adjusted lift.
+    by the adjusted lift. ``method`` labels the row ("cuped", "post-stratified").
     """
     from dataclasses import replace
 
@@ -125,7 +135,7 @@ def cuped_row(row: VariantMetricRow, adjusted: Any, control_value: float) -> Var
     return replace(
         plain, value=control_value + rel * scale, abs_lift=rel * scale, abs_ci_lower=lo * scale,
         abs_ci_upper=hi * scale, rel_lift=rel, rel_ci_lower=lo, rel_ci_upper=hi,
-        p_value=float(adjusted.p_value), p_value_adjusted=math.nan, method="cuped", significant=False,
+        p_value=float(adjusted.p_value), p_value_adjusted=math.nan, method=method, significant=False,
         guardrail_breach=False,
     )
 

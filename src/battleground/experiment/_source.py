@@ -80,7 +80,9 @@ class ExperimentSource(Protocol):
     ) -> dict[str, list[Any]]: ...
 
     # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
-    # exact shifted sums with the exposure check and CUPED covariates, from the same scan.
+    # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
+    # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
+    # (post-stratification; ``None`` when the source cannot group by them).
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -187,6 +189,19 @@ class _Backend:
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
         return sums_by_metric(info, self.experiment_sums(info, start, end))
+
+    def strata_sums(
+        self, info: ExperimentInfo, attributes: tuple[str, ...], start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[tuple[tuple[float | None, ...], ExperimentSums], ...] | None:
+        """Per-stratum sums of every metric by the declared attributes (post-stratification); ``None``
+        when the experiment's event source cannot group by attributes (e.g. a warehouse source)."""
+        rec, defs = self._definitions(info)
+        store = self.store_for(rec.id)
+        if not defs or not hasattr(store, "strata_sums"):
+            return None
+        result: tuple[tuple[tuple[float | None, ...], ExperimentSums], ...] = store.strata_sums(
+            rec.id, defs, attributes, start, end, rec.variant_names, multiple_exposures=self.multiple_exposures)
+        return result
 
     def daily_experiment_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

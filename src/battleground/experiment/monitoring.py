@@ -28,7 +28,11 @@ from battleground.experiment._decide import (
     sequential_srm_check,
     srm_check,
 )
-from battleground.experiment._metric_sums import cuped_comparisons
+from battleground.experiment._metric_sums import (
+    cuped_comparisons,
+    post_stratified_comparisons,
+    post_stratify_by,
+)
 from battleground.experiment._offline_aa import OfflineAaResult, offline_aa
 from battleground.experiment._quality import multiple_exposure_check, pre_period_check
 from battleground.experiment._result import (
@@ -219,7 +223,24 @@ class Monitor:
             checks += tuple(pre_period_check(c.metric, c.variant, c.pre_period_p_value) for c in comparisons)
         looks = days if info.sequential else ([(None, current)] if current else [])
         return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, looks),
-                            power=self._power(info, current, now))
+                            power=self._power(info, current, now),
+                            post_stratified=self._post_stratified(info, start, end))
+
+    def _post_stratified(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[tuple[str, str], Any]:
+        """(metric, variant) → the comparison post-stratified by the experiment's declared attributes
+        (metadata ``post_stratify_by``); empty without a declaration or a source that groups by them."""
+        attributes = post_stratify_by(info.metadata)
+        fetch = getattr(self.backend, "strata_sums", None)
+        if not attributes or fetch is None:
+            return {}
+        strata = fetch(info, attributes, start, end)
+        if not strata:
+            return {}
+        found = post_stratified_comparisons([(m.name, m.kind) for m in info.metrics], attributes, strata,
+                                            control=info.control, alpha=self.alpha)
+        return {(c.metric, c.variant): c.result for c in found}
 
     def _result(
         self,
@@ -232,6 +253,7 @@ class Monitor:
         cuped: dict[tuple[str, str], Any] | None = None,
         ssrm: SequentialSrmResult | None = None,
         power: tuple[PowerRow, ...] = (),
+        post_stratified: dict[tuple[str, str], Any] | None = None,
     ) -> MonitorResult:
         """The rule's decision on ``rows``; ``cuped`` maps (metric, variant) to its CUPED-adjusted
         relative comparison, shown beside the unadjusted row (it does not change the decision).
@@ -243,14 +265,20 @@ class Monitor:
         decision = decide(info, rows, data_quality=checks, alpha=self.alpha, correction=self.correction, now=now)
         control_value = {r.metric: r.value for r in rows if r.is_control}
         adjusted = cuped or {}
-        out = tuple(
-            MonitorRow.of(r, cuped=cuped_row(r, adjusted[(r.metric, r.variant)], control_value[r.metric])
-                          if (r.metric, r.variant) in adjusted and r.metric in control_value else None)
-            for r in rows
-        )
+        strat = post_stratified or {}
+
+        def beside(found: dict[tuple[str, str], Any], r: VariantMetricRow, method: str) -> VariantMetricRow | None:
+            key = (r.metric, r.variant)
+            if key not in found or r.metric not in control_value:
+                return None
+            return cuped_row(r, found[key], control_value[r.metric], method=method)
+
+        out = tuple(MonitorRow.of(r, cuped=beside(adjusted, r, "cuped"),
+                                  post_stratified=beside(strat, r, "post-stratified")) for r in rows)
         return MonitorResult(experiment_id=info.id, rows=out, srm=srm, data_quality=checks, decision=decision,
                              sequential_srm=ssrm, power=power, design=_design(info),
-                             capping=tuple((m.name, m.capping) for m in info.metrics if m.capping))
+                             capping=tuple((m.name, m.capping) for m in info.metrics if m.capping),
+                             post_stratify_by=post_stratify_by(info.metadata) if strat else ())
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

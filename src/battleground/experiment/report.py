@@ -216,7 +216,8 @@ def table_rows(result: MonitorResult) -> list[dict[str, Any]]:
     """The per-metric table of reports and the dashboard: one dict of display texts per row.
 
     ``p_text`` is the raw p-value, ``padj_text`` the Holm p-value the decision used (success metrics);
-    ``flag`` says what the rule read from the row; ``cuped`` the adjusted comparison, when there is one.
+    ``flag`` says what the rule read from the row; ``cuped`` the adjusted comparison, when there is one;
+    ``post_stratified`` the comparison post-stratified by the declared user attributes, when declared.
     """
     table = []
     for r in result.rows:
@@ -242,6 +243,10 @@ def table_rows(result: MonitorResult) -> list[dict[str, Any]]:
             if v is not None and margin is not None and math.isfinite(v.bound) else "",
             "cuped": None if r.cuped is None or r.is_control else {
                 **_comparison(r.cuped), "value_text": fmt_num(r.cuped.value, r.kind, r.cuped.events),
+            },
+            "post_stratified": None if r.post_stratified is None or r.is_control else {
+                **_comparison(r.post_stratified),
+                "value_text": fmt_num(r.post_stratified.value, r.kind, r.post_stratified.events),
             },
         })
     return table
@@ -427,6 +432,7 @@ def render_report(
         "verdicts": [{"variant": v.variant, "verdict": v.verdict.replace("_", " "),
                       "clause": clause_text(v.clause)} for v in decision.variants],
         "data_quality": result.data_quality, "has_cuped": result.has_cuped,
+        "post_stratify_by": ", ".join(result.post_stratify_by) if result.has_post_stratified else "",
         "capping_note": result.capping_note,
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
         "charts": lift_charts(info, daily) if daily is not None else [],

@@ -47,6 +47,12 @@ from battleground.stats._planning import (
     sample_size_proportions,
     sample_size_ratio,
 )
+from battleground.stats._poststrat import (
+    PostStratifiedResult,
+    Stratum,
+    post_stratified_test,
+    post_stratify_moments,
+)
 from battleground.stats._sequential import (
     SequentialPath,
     SequentialResult,
@@ -82,6 +88,7 @@ __all__ = [
     "MeanSummary",
     "MetricSpec",
     "MidExperimentPowerResult",
+    "PostStratifiedResult",
     "PowerResult",
     "RatioCupedSummary",
     "RatioSummary",
@@ -92,6 +99,7 @@ __all__ = [
     "SequentialSrmResult",
     "SrmResult",
     "StatsInputError",
+    "Stratum",
     "VariantMetricRow",
     "aa_resplits",
     "adjust_pvalues",
@@ -112,6 +120,8 @@ __all__ = [
     "msprt",
     "msprt_path",
     "one_sided_confidence_sequence",
+    "post_stratified_test",
+    "post_stratify_moments",
     "power_after",
     "power_means",
     "power_proportions",

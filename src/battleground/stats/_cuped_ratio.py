@@ -173,14 +173,16 @@ def ratio_cuped_test(
     for name, beta in (("control", bc), ("treatment", bt)):
         if not beta[1] > 0:
             raise StatsInputError(
-                f"{name}'s mean denominator is {beta[1]!r}; a ratio needs denominator events (> 0) in each arm"
+                f"{name}'s mean denominator is {float(beta[1])!r}; a ratio needs denominator events (> 0) in each arm"
             )
     # without pre-period denominators in an arm there is no pre-period ratio: θ = 0, the plain ratio
     theta = ratio_cuped_theta(c, t) if bc[3] > 0 and bt[3] > 0 else 0.0
     gc, gt = _grad(bc, theta), _grad(bt, theta)
     vm_c, vm_t = max(float(gc @ lc @ gc), 0.0) / c.n, max(float(gt @ lt @ gt), 0.0) / t.n
-    adj_c = bc[0] / bc[1] - theta * bc[2] / bc[3]
-    adj_t = bt[0] / bt[1] - theta * bt[2] / bt[3]
+    # θ = 0 leaves the plain ratio; its pre-period term is skipped, not 0·(0/0) = NaN when an arm has no
+    # pre-period denominator
+    adj_c = bc[0] / bc[1] - (theta * bc[2] / bc[3] if theta else 0.0)
+    adj_t = bt[0] / bt[1] - (theta * bt[2] / bt[3] if theta else 0.0)
     g0c, g0t = _grad(bc, 0.0), _grad(bt, 0.0)
     plain = float(g0c @ lc @ g0c) / c.n + float(g0t @ lt @ g0t) / t.n
     reduction = 1.0 - (vm_c + vm_t) / plain if plain > 0 else 0.0

@@ -348,7 +348,7 @@ def _shifts(per_metric: list[dict[str, str]], source: str) -> str:
 
 
 def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
-                         fixed_shifts: bool = False, active: bool = False) -> str:
+                         fixed_shifts: bool = False, active: bool = False, strata: int = 0) -> str:
     """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
     :data:`METRIC_COLUMNS` named ``m<j>_<column>``.
 
@@ -362,9 +362,18 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     ``fixed_shifts``: the shifts are parameters ``:kx<j>``, ``:ky<j>``, ``:kc<j>`` instead of the means
     (sums around any fixed shift add up over users); ``active``: only users with an event of the
     experiment in ``[:active_from, :active_to)`` (the incremental refresh, ``_incremental.py``).
+
+    ``strata``: group by that many declared user attributes too (post-stratification). Attribute i is
+    carried by events of type ``:st<i>`` whose ``value`` codes the user's stratum; a user's stratum is the
+    smallest such value recorded at or before their first exposure (an attribute logged later could be
+    moved by the treatment, so it does not count), NULL without one. The rows gain ``stratum<i>``
+    columns after the metric columns, one row per (arm, strata); the shifts stay those of all users, so
+    the strata's sums add up to the unstratified ones.
     """
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
+    if not (isinstance(strata, int) and 0 <= strata <= 8):
+        raise ValueError(f"strata must be a number of attributes in [0, 8], got {strata!r}")
     _exposure(multiple)  # validates ``multiple``
     index = {et: i for i, et in enumerate(_event_types(metrics))}
     keep = multiple == "keep"
@@ -406,7 +415,8 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     capped = any(m.capped for m in metrics)
     base = "per_user_raw" if capped else "per_user"
     capping = _capping(metrics, "per_user", "SELECT * FROM per_user_raw WHERE grp IS NOT NULL",
-                       "grp, multi, wu, " + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
+                       "grp, multi, wu, " + "".join(f"st{i}, " for i in range(strata))
+                       + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
                        ) if capped else ""
     plain_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in plain.exprs.items())
     fixed_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in fixed.exprs.items())
@@ -423,6 +433,18 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
                                     f"AS ky{j}, CAST(:kc{j} AS DOUBLE PRECISION) AS kc{j}"
                                     for j in range(len(per_metric))))
     join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if keep else "")
+    # per attribute, each user's stratum: the smallest value logged at or before their first exposure
+    strata_ctes = "".join(f"""s{i} AS (
+    SELECT a.user_id, MIN(a.value) AS st
+    FROM events a JOIN units x ON a.user_id = x.user_id
+    WHERE a.experiment_id = :experiment AND a.event_type = :st{i} AND a.ts <= x.t0 AND a.ts < :end
+    GROUP BY a.user_id
+),
+""" for i in range(strata))
+    st_cols = "".join(f"s{i}.st AS st{i}, " for i in range(strata))
+    st_joins = "".join(f" LEFT JOIN s{i} ON s{i}.user_id = u.user_id" for i in range(strata))
+    st_out = "".join(f", st{i} AS stratum{i}" for i in range(strata))
+    st_group = "".join(f", st{i}" for i in range(strata))
     return f"""
 WITH scan AS (
     SELECT {unit}, MIN(ts) FILTER (WHERE {exposed}) AS t0, {variant}
@@ -446,17 +468,17 @@ fixed AS (
       AND e.event_type IN (:exposure, {types})
     GROUP BY {", ".join("e." + c.strip() for c in unit.split(","))}
 ),
-{base} AS MATERIALIZED (
-    SELECT {grp} AS grp, u.multi, u.wu, {vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
-    FROM units u LEFT JOIN fixed f ON {on}
+{strata_ctes}{base} AS MATERIALIZED (
+    SELECT {grp} AS grp, u.multi, u.wu, {st_cols}{vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
+    FROM units u LEFT JOIN fixed f ON {on}{st_joins}
 ){capping},
 k AS MATERIALIZED ({shifts})
 SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
        SUM(CASE WHEN multi THEN wu ELSE {_ZERO} END) AS multiple_users,
-       {outputs}
+       {outputs}{st_out}
 FROM per_user CROSS JOIN k
-GROUP BY grp
-ORDER BY grp
+GROUP BY grp{st_group}
+ORDER BY grp{st_group}
 """
 
 

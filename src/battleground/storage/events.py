@@ -236,6 +236,41 @@ class EventStore(abc.ABC):
         names = [*HEAD_COLUMNS, *_metric_names(len(defs))]
         return [dict(zip(names, r, strict=True)) for r in rows]
 
+    def strata_sums(
+        self,
+        experiment_id: int,
+        metrics: Sequence[MetricQuery | MetricDefinition],
+        attributes: Sequence[str],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Sequence[str] = (),
+        *,
+        multiple_exposures: str = "exclude",
+    ) -> tuple[tuple[tuple[float | None, ...], ExperimentSums], ...]:
+        """:meth:`experiment_sums` per stratum of declared user attributes, from one scan (for
+        post-stratification): ``((stratum values, sums), ...)`` ordered by stratum, a ``None`` value for
+        users without the attribute. Attribute ``a`` is carried by events of type ``a`` whose ``value``
+        codes the stratum, logged at or before the user's first exposure (the smallest value counts;
+        see :func:`battleground.storage._sums_sql.metric_sums_many_sql`). The strata's sums add up to
+        :meth:`experiment_sums`'s (the same shifts)."""
+        from battleground.storage._sums_sql import metric_sums_many_sql
+
+        defs = _definitions(metrics)
+        attrs = [str(a) for a in attributes]
+        if not attrs or len(set(attrs)) != len(attrs):
+            raise ValueError(f"attributes must name one or more distinct event types, got {list(attributes)!r}")
+        params = _params(experiment_id, defs, start, end)
+        params.update({f"st{i}": a for i, a in enumerate(attrs)})
+        rows = self._query(metric_sums_many_sql(defs, multiple_exposures, strata=len(attrs)), params, scan=True)
+        names = [*HEAD_COLUMNS, *_metric_names(len(defs)), *(f"stratum{i}" for i in range(len(attrs)))]
+        groups: dict[tuple[float | None, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            rec = dict(zip(names, r, strict=True))
+            key = tuple(None if rec[f"stratum{i}"] is None else float(rec[f"stratum{i}"]) for i in range(len(attrs)))
+            groups.setdefault(key, []).append(rec)
+        order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
+        return tuple((k, decode_sums(groups[k], len(defs), variants, multiple_exposures)) for k in order)
+
     def per_user_values(
         self,
         experiment_id: int,

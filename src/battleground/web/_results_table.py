@@ -85,7 +85,7 @@ class TableRow:
     is_control: bool
     primary: bool
     guardrail: bool
-    adjustment: str  # "" for the plain comparison, "CUPED" for the covariate-adjusted one
+    adjustment: str  # "" for the plain comparison, "CUPED" (covariate-adjusted) or "post-stratified"
     users: int
     value: float
     abs_lift: float
@@ -168,7 +168,8 @@ def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "",
     if not r.is_control and _finite(lo) and _finite(hi) and _finite(r.rel_lift):
         left, right = _place(lo, lim), _place(hi, lim)
         bar = {"bar_left": left, "bar_width": max(right - left, 0.5), "bar_point": _place(r.rel_lift, lim)}
-    flag = _OUTCOMES.get(outcome, ("", ""))[1] if not adjustment else "adjusted for the pre-period"
+    flag = (_OUTCOMES.get(outcome, ("", ""))[1] if not adjustment else
+            "within strata of user attributes" if adjustment == "post-stratified" else "adjusted for the pre-period")
     if outcome == "deteriorated" and r.guardrail and not adjustment:
         flag = "guardrail harmed"
     margin = verdict.margin if verdict is not None and not adjustment else None
@@ -200,12 +201,13 @@ def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "",
 
 def results_table(result: MonitorResult, *, alpha: float = 0.05) -> ResultsTable:
     """The table of a monitoring result: each metric's control row, then its treatment rows (each
-    followed by its CUPED-adjusted comparison when there is one)."""
+    followed by its CUPED-adjusted and its post-stratified comparisons when there are)."""
     from battleground.experiment._decide import p_label
 
     decision = result.decision
     plain = list(result.rows)
-    lim = _axis_limit(plain + [r.cuped for r in plain if r.cuped is not None and not r.is_control])
+    lim = _axis_limit(plain + [a for r in plain if not r.is_control for a in (r.cuped, r.post_stratified)
+                               if a is not None])
     rows: list[TableRow] = []
     capping = dict(result.capping)  # winsorised metrics say so under their name
     for r in plain:
@@ -213,6 +215,9 @@ def results_table(result: MonitorResult, *, alpha: float = 0.05) -> ResultsTable
         rows.append(_row(r, verdict=verdict, lim=lim, capped=capping.get(r.metric, "")))
         if r.cuped is not None and not r.is_control:
             rows.append(_row(r.cuped, verdict=verdict, lim=lim, adjustment="CUPED", capped=capping.get(r.metric, "")))
+        if r.post_stratified is not None and not r.is_control:
+            rows.append(_row(r.post_stratified, verdict=verdict, lim=lim, adjustment="post-stratified",
+                             capped=capping.get(r.metric, "")))
     return ResultsTable(rows=rows, axis_limit=lim, p_label=p_label(decision.correction),
                         interval=f"{(1 - alpha) * 100:.0f} %")
 
