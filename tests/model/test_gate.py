@@ -147,6 +147,12 @@ def test_gate_records_the_ab_test_that_promoted_a_version(home, churn_sets, mode
     # a gate call without one records none (and older history entries without the field still load)
     plain = champion_gate(settings, "ab", v1, X, y, metric="roc_auc", threshold=0.6, source="test", n_boot=10)
     assert plain.experiment is None and champion_history(settings, "ab")[0][-1].experiment is None
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    shown = CliRunner().invoke(app, ["model", "history", "ab"], env={"BATTLEGROUND_HOME": str(settings.home), "COLUMNS": "200"})
+    assert shown.exit_code == 0 and "A/B test 7)" in shown.output and "A/B test 12)" in shown.output, shown.output
 
 
 def test_paired_bootstrap_signs_and_ties() -> None:

@@ -91,8 +91,9 @@ def history(name: str = typer.Argument("churn", help="Registered model name.")) 
         console.print(f"{name}@champion now names v{current}" if current else f"{name}: no champion yet")
         for e in entries:  # one line each: a table truncates the reason in a narrow terminal
             when = dt.datetime.fromtimestamp(e.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            ab = f"; A/B test {e.experiment}" if e.experiment else ""
             console.print(f"{when} UTC  v{e.version} {e.action} ({e.source}; {e.metric} {e.score:.4f}; champion "
-                          f"before: {('v' + e.champion_before) if e.champion_before else 'none'}): {e.reason}",
+                          f"before: {('v' + e.champion_before) if e.champion_before else 'none'}{ab}): {e.reason}",
                           soft_wrap=True, highlight=False)
         promoted = [e.version for e in entries if e.action == "promoted"]
         if current is not None and (not promoted or promoted[-1] != current):
