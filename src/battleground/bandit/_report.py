@@ -274,9 +274,10 @@ def render_report(exp: ExperimentDir, *, title: str = "Bandit battle", shared_sc
     cols = ["agent", "accumulated_revenue", "accumulated_revenue_std", *[m for m in _LABELS if m != "accumulated_revenue"], "n_trajectories"]
     seg_cols = ["segment", "agent", "n_customers", *_LABELS]
     sections: list[dict[str, Any]] = [
-        {"title": "All customers", "charts": [_ranked(all_customers), _step_lines(steps), _agent_bars(all_customers)],
+        {"title": "All customers", "charts": [_ranked(all_customers), _step_lines(steps)],
          "tables": [_table(all_customers, cols, best=("accumulated_revenue", True),
                            note="Means over evaluation trajectories; std is across trajectories.")]},
+        {"title": "Every metric", "charts": [_agent_bars(all_customers)], "tables": []},
         {"title": "Per price-sensitivity segment", "text": "Customers are split into quantiles of their latent price sensitivity −β_w.",
          "charts": [_segment_bars(segmented, "accumulated_revenue"), _segment_bars(segmented, "retention"),
                     _segment_bars(segmented, "empirical_discount")],
