@@ -214,13 +214,14 @@ def _finite(x: float) -> float:
 
 
 def ranked_chart(names: Sequence[str], values: Sequence[float], half_widths: Sequence[float], *,
-                 title: str, note: str) -> Markup:
-    """Horizontal bars, best on top, each with its ``±half_width`` interval; ``note`` names the interval."""
+                 title: str, note: str, where: str = "") -> Markup:
+    """Horizontal bars, best on top, each with its ``±half_width`` interval; ``note`` names the interval
+    and ``where`` (shown last) the file the numbers came from."""
     order = sorted(range(len(names)), key=lambda i: _finite(values[i]))  # Plotly draws bottom-up
     ys, xs, hs = [names[i] for i in order], [values[i] for i in order], [half_widths[i] for i in order]
     trace = {"type": "bar", "orientation": "h", "y": ys, "x": xs, "marker": {"color": _C_BLUE},
              "error_x": {"type": "data", "array": hs, "color": _C_INK}}
-    full = f"{title} ({note})"
+    full = f"{title} ({note})" + (f" — {where}" if where else "")
     fig = figure([trace], full, height=max(220, 60 + 32 * len(ys)), margin=_RANK_MARGIN)
     alt = full + "; " + "; ".join(
         f"{n} {x:,.4g}" + (f" ± {h:,.3g}" if math.isfinite(h) else "") for n, x, h in reversed(list(zip(ys, xs, hs, strict=True))))
@@ -240,7 +241,8 @@ def steps_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *
 
 
 def forest_chart(names: Sequence[str], values: Sequence[float], lows: Sequence[float], highs: Sequence[float], *,
-                 title: str, truth: float | None = None, reference: tuple[str, float] | None = None) -> Markup:
+                 title: str, truth: float | None = None, reference: tuple[str, float] | None = None,
+                 where: str = "") -> Markup:
     """A forest plot: one row per estimator, its value and interval; ``truth`` a dashed green line and
     ``reference`` (label, value) a dotted grey one."""
     trace = {"type": "scatter", "mode": "markers", "y": list(names), "x": list(values),
@@ -256,7 +258,7 @@ def forest_chart(names: Sequence[str], values: Sequence[float], lows: Sequence[f
             shapes.append({"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": x, "x1": x,
                            "line": {"color": color, "dash": dash}})
             lines.append(f"{dash}: {label}")
-    full = f"{title}{' (' + ', '.join(lines) + ')' if lines else ''}"
+    full = f"{title}{' (' + ', '.join(lines) + ')' if lines else ''}" + (f" — {where}" if where else "")
     fig = figure([trace], full, height=max(220, 60 + 36 * len(names)), shapes=shapes,
                  margin=_RANK_MARGIN, yaxis={"autorange": "reversed"})
     alt = full + "; " + "; ".join(

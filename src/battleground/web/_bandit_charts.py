@@ -46,8 +46,9 @@ def _ranked(f: BanditFile) -> str:
         else:
             half.append(s)
             note = "± one std over trajectories" if std is not None else note
-    title = f"{f.columns[value].replace('_', ' ')} by {f.columns[who]} — {f.path}"
-    return ranked_chart([r[who] for r in f.rows], [_num(r[value]) for r in f.rows], half, title=title, note=note)
+    title = f"{f.columns[value].replace('_', ' ')} by {f.columns[who]}"
+    return ranked_chart([r[who] for r in f.rows], [_num(r[value]) for r in f.rows], half, title=title, note=note,
+                        where=f.path)
 
 
 def _steps(f: BanditFile) -> str:
@@ -71,7 +72,7 @@ def _forest(f: BanditFile) -> str:
     truth = _col(f, "true_value")
     t = _num(f.rows[0][truth]) if truth is not None and f.rows else None
     return forest_chart([r[est] for r in f.rows], [_num(r[value]) for r in f.rows], [_num(r[lo]) for r in f.rows],
-                        [_num(r[hi]) for r in f.rows], title=f"off-policy estimates with intervals — {f.path}", truth=t)
+                        [_num(r[hi]) for r in f.rows], title="off-policy estimates with intervals", truth=t, where=f.path)
 
 
 def bandit_charts(files: list[BanditFile]) -> list[str]:
