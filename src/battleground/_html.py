@@ -252,12 +252,13 @@ def forest_chart(names: Sequence[str], values: Sequence[float], lows: Sequence[f
                          "arrayminus": [v - lo for lo, v in zip(lows, values, strict=True)]}}
     shapes: list[dict[str, Any]] = []
     lines = []
-    for label, x, color, dash in (("true value", truth, _C_GREEN, "dash"),
-                                  (*(reference or ("", None)), "#5f6368", "dot")):
+    ref_label, ref_x = reference if reference is not None else ("", None)
+    for label, x, color, dash, drawn in (("true value", truth, _C_GREEN, "dash", "dashed"),
+                                         (ref_label, ref_x, "#5f6368", "dot", "dotted")):
         if x is not None and math.isfinite(x):
             shapes.append({"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": x, "x1": x,
                            "line": {"color": color, "dash": dash}})
-            lines.append(f"{dash}: {label}")
+            lines.append(f"{drawn}: {label}")
     full = f"{title}{' (' + ', '.join(lines) + ')' if lines else ''}" + (f" — {where}" if where else "")
     fig = figure([trace], full, height=max(220, 60 + 36 * len(names)), shapes=shapes,
                  margin=_RANK_MARGIN, yaxis={"autorange": "reversed"})

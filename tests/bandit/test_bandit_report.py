@@ -70,5 +70,5 @@ def test_ope_report_is_a_forest_plot_linking_the_folder_above(tmp_path: Path) ->
     assert (root / "plotly.min.js").is_file() and not list((root / "ope").glob("*.js"))
     forest = _figures(html)[0]
     assert _title(forest) == ("Off-policy estimates of linear_ts (revenue per round) with intervals "
-                              "(dash: true value, dot: random logging policy)")
+                              "(dashed: true value, dotted: random logging policy)")
     assert forest["data"][0]["error_x"]["arrayminus"] == pytest.approx([0.3] * 5)

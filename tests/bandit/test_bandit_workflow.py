@@ -167,7 +167,7 @@ def test_ope_against_the_truth(workflow: tuple[Path, ExperimentDir, dict[str, st
     # the OPE report links the experiment folder's one copy; its estimates are a forest plot
     assert re.findall(r'<script src="([^"]+)"></script>', html) == ["../plotly.min.js", "../charts.js"]
     assert "true value" in html and len(html.encode()) < 500_000 and not list(exp.ope.glob("*.js"))
-    assert "Off-policy estimates of linear_ucb (revenue per round) with intervals (dash: true value" in html
+    assert "Off-policy estimates of linear_ucb (revenue per round) with intervals (dashed: true value" in html
     # the battle report rendered after it carries the same forest plot
     _invoke(["bandit", "report"], home)
     assert "Off-policy estimates of linear_ucb" in exp.report.read_text()
