@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,17 @@ if TYPE_CHECKING:
 __all__ = [
     "CHARTS_JS",
     "chart",
+    "ci_half_width",
     "dashboard_csp",
     "day_axis",
     "environment",
     "figure",
+    "forest_chart",
     "hline",
+    "ranked_chart",
     "report_head",
     "report_scripts",
+    "steps_chart",
     "text_environment",
     "write_shared_scripts",
 ]
@@ -189,6 +194,79 @@ def day_axis(days: Any) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------------
+# the three interval charts (bandit reports and page: agents ranked, reward over steps, OPE forest)
+# ---------------------------------------------------------------------------------------------------
+
+_C_BLUE, _C_GREEN, _C_INK = "#1558b0", "#137333", "#1d2330"
+_RANK_MARGIN = {"l": 140, "r": 30, "t": 50, "b": 45}
+
+
+def ci_half_width(std: float, n: float, z: float = 1.96) -> float:
+    """Half the 95 % interval of a mean over ``n`` trajectories (``z·std/√n``); NaN without both."""
+    if math.isfinite(std) and math.isfinite(n) and n > 0:
+        return z * std / math.sqrt(n)
+    return math.nan
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else -math.inf
+
+
+def ranked_chart(names: Sequence[str], values: Sequence[float], half_widths: Sequence[float], *,
+                 title: str, note: str, where: str = "") -> Markup:
+    """Horizontal bars, best on top, each with its ``±half_width`` interval; ``note`` names the interval
+    and ``where`` (shown last) the file the numbers came from."""
+    order = sorted(range(len(names)), key=lambda i: _finite(values[i]))  # Plotly draws bottom-up
+    ys, xs, hs = [names[i] for i in order], [values[i] for i in order], [half_widths[i] for i in order]
+    trace = {"type": "bar", "orientation": "h", "y": ys, "x": xs, "marker": {"color": _C_BLUE},
+             "error_x": {"type": "data", "array": hs, "color": _C_INK}}
+    full = f"{title} ({note})" + (f" — {where}" if where else "")
+    fig = figure([trace], full, height=max(220, 60 + 32 * len(ys)), margin=_RANK_MARGIN)
+    alt = full + "; " + "; ".join(
+        f"{n} {x:,.4g}" + (f" ± {h:,.3g}" if math.isfinite(h) else "") for n, x, h in reversed(list(zip(ys, xs, hs, strict=True))))
+    return chart(fig, alt=alt)
+
+
+def steps_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str,
+                y_title: str = "revenue", colors: Mapping[str, str] | None = None) -> Markup:
+    """One line per agent: ``series[agent] = (steps, values)``."""
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": a, "x": list(xs), "y": list(ys),
+               **({"line": {"color": colors[a]}} if colors and a in colors else {})}
+              for a, (xs, ys) in series.items()]
+    n_steps = len({x for xs, _ in series.values() for x in xs})
+    fig = figure(traces, title, height=340, margin={"l": 55, "r": 20, "t": 50, "b": 45},
+                 xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": y_title}})
+    return chart(fig, alt=f"{title}: {len(series)} lines over {n_steps} steps")
+
+
+def forest_chart(names: Sequence[str], values: Sequence[float], lows: Sequence[float], highs: Sequence[float], *,
+                 title: str, truth: float | None = None, reference: tuple[str, float] | None = None,
+                 where: str = "") -> Markup:
+    """A forest plot: one row per estimator, its value and interval; ``truth`` a dashed green line and
+    ``reference`` (label, value) a dotted grey one."""
+    trace = {"type": "scatter", "mode": "markers", "y": list(names), "x": list(values),
+             "marker": {"size": 10, "color": _C_BLUE},
+             "error_x": {"type": "data", "symmetric": False, "color": _C_BLUE,
+                         "array": [h - v for h, v in zip(highs, values, strict=True)],
+                         "arrayminus": [v - lo for lo, v in zip(lows, values, strict=True)]}}
+    shapes: list[dict[str, Any]] = []
+    lines = []
+    ref_label, ref_x = reference if reference is not None else ("", None)
+    for label, x, color, dash, drawn in (("true value", truth, _C_GREEN, "dash", "dashed"),
+                                         (ref_label, ref_x, "#5f6368", "dot", "dotted")):
+        if x is not None and math.isfinite(x):
+            shapes.append({"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": x, "x1": x,
+                           "line": {"color": color, "dash": dash}})
+            lines.append(f"{drawn}: {label}")
+    full = f"{title}{' (' + ', '.join(lines) + ')' if lines else ''}" + (f" — {where}" if where else "")
+    fig = figure([trace], full, height=max(220, 60 + 36 * len(names)), shapes=shapes,
+                 margin=_RANK_MARGIN, yaxis={"autorange": "reversed"})
+    alt = full + "; " + "; ".join(
+        f"{n} {v:.4g} [{lo:.4g}, {h:.4g}]" for n, v, lo, h in list(zip(names, values, lows, highs, strict=True))[:12])
+    return chart(fig, alt=alt)
+
+
 @functools.cache
 def report_scripts() -> tuple[str, str]:
     """The two scripts a saved report inlines: plotly.js (from the installed package) and charts.js."""
@@ -223,18 +301,20 @@ def report_csp(scripts: str = "inline") -> str:
     )
 
 
-def _report_head(charts: bool, scripts: str) -> Markup:
+def _report_head(charts: bool, scripts: str, base: str = "") -> Markup:
     from markupsafe import Markup, escape
 
     if scripts not in SCRIPT_MODES:
         raise ValueError(f"report scripts must be one of {', '.join(SCRIPT_MODES)}, got {scripts!r}")
+    if base.replace("../", ""):
+        raise ValueError(f"report_scripts_base must be '' or '../' repeated, got {base!r}")
     parts = [f'<meta http-equiv="Content-Security-Policy" content="{escape(report_csp(scripts))}">']
     if charts and scripts == "inline":
         plotly_js, charts_js = report_scripts()
         # the scripts are our own files, inlined verbatim so that their hashes match the policy
         parts += [f"<script>{plotly_js}</script>", f"<script>{charts_js}</script>"]
     elif charts:
-        prefix = "/static/" if scripts == "dashboard" else ""
+        prefix = "/static/" if scripts == "dashboard" else base
         parts += [f'<script src="{prefix}{name}"></script>' for name in SHARED_SCRIPTS]
     return Markup("\n".join(parts))
 
@@ -243,8 +323,9 @@ def report_head(context: Any, *, charts: bool = True) -> Markup:
     """The ``<head>`` lines of a report: its policy, then (for charts) the two scripts: inlined (the
     default: one file that opens offline), or linked when the template's context says
     ``report_scripts="beside"`` (``plotly.min.js`` and ``charts.js`` next to the report, written once
-    by :func:`write_shared_scripts`) or ``"dashboard"`` (the dashboard's gzipped, cached ``/static``)."""
-    return _report_head(charts, str(context.get("report_scripts", "inline")))
+    by :func:`write_shared_scripts`; ``report_scripts_base="../"`` for a report one folder below
+    them) or ``"dashboard"`` (the dashboard's gzipped, cached ``/static``)."""
+    return _report_head(charts, str(context.get("report_scripts", "inline")), str(context.get("report_scripts_base", "")))
 
 
 def write_shared_scripts(folder: Path) -> list[Path]:

@@ -4,6 +4,7 @@ OPE against the simulator's truth, sweeps on both executors, configs, and the de
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,13 +123,29 @@ def test_segments_and_metrics(workflow: tuple[Path, ExperimentDir, dict[str, str
     assert json.loads((exp.summary / "summary.json").read_text())["agents"] == AGENTS
 
 
-def test_report_is_self_contained(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+def test_report_links_one_shared_plotly_and_leads_with_charts(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
+    from battleground._html import report_scripts
+
     _, exp, _ = workflow
     html = exp.report.read_text()
-    assert "<script src=" not in html  # plotly.js is inlined: the report opens offline
-    assert "Plotly" in html and html.count('class="bg-chart"') >= 8
+    # plotly.js is written once into the experiment folder (which opens offline), never inlined
+    assert re.findall(r'<script src="([^"]+)"></script>', html) == ["plotly.min.js", "charts.js"]
+    assert "<script>" not in html and len(html.encode()) < 500_000
+    assert (exp.root / "plotly.min.js").read_text(encoding="utf-8") == report_scripts()[0]
+    assert html.count('class="bg-chart"') >= 8
+    # the charts lead: agents ranked with 95 % intervals, then reward over steps
+    ranked = html.index("Agents ranked by accumulated revenue per customer (95 % interval")
+    assert ranked < html.index("Revenue per customer and step") < html.index("<table>")
+    # the long per-segment table starts folded
+    assert re.search(r"<details><summary>\d+ rows</summary>\s*<table>", html)
     for text in ("All customers", "Per price-sensitivity segment", "Hyperparameter tuning", "Offline training", "epsilon_greedy"):
         assert text in html
+    # inlined on request: one file to mail around
+    from battleground.bandit._report import render_report
+
+    single = render_report(ExperimentDir(exp.root), shared_scripts=False).read_text(encoding="utf-8")
+    assert "<script src=" not in single and len(single) > 3_000_000
+    render_report(exp)
 
 
 def test_ope_against_the_truth(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:
@@ -147,7 +164,13 @@ def test_ope_against_the_truth(workflow: tuple[Path, ExperimentDir, dict[str, st
     assert table.set_index("estimator").loc[["ips", "snips", "dr", "sndr"], "covers_truth"].all()
     assert "Off-policy value of linear_ucb" in out and "covers truth" in out
     html = (exp.ope / "report.html").read_text()
-    assert "true value" in html and "<script src=" not in html
+    # the OPE report links the experiment folder's one copy; its estimates are a forest plot
+    assert re.findall(r'<script src="([^"]+)"></script>', html) == ["../plotly.min.js", "../charts.js"]
+    assert "true value" in html and len(html.encode()) < 500_000 and not list(exp.ope.glob("*.js"))
+    assert "Off-policy estimates of linear_ucb (revenue per round) with intervals (dashed: true value" in html
+    # the battle report rendered after it carries the same forest plot
+    _invoke(["bandit", "report"], home)
+    assert "Off-policy estimates of linear_ucb" in exp.report.read_text()
 
 
 def test_sweep_local_and_ray(workflow: tuple[Path, ExperimentDir, dict[str, str]]) -> None:

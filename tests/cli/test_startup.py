@@ -14,7 +14,8 @@ from battleground.settings import Settings
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 HEAVY = ("scipy", "scipy.stats", "numpy", "pandas", "pyarrow", "mlflow", "lightgbm", "xgboost", "sklearn",
-         "optuna", "kedro", "ray", "plotly", "fastapi", "statsmodels", "polars")
+         "optuna", "kedro", "ray", "plotly", "fastapi", "statsmodels", "polars", "duckdb", "jinja2", "uvicorn",
+         "matplotlib", "shap", "psycopg")
 
 # Runs the commands in order in one fresh interpreter and reports, for each, the heavy modules that
 # were imported by then (so the first command that pulls one in is named).

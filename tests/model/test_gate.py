@@ -119,6 +119,42 @@ def test_gate_margin_and_bad_holdout(home, churn_sets, models) -> None:
     assert not already.promoted and "already holds" in already.reason
 
 
+def test_gate_records_the_ab_test_that_promoted_a_version(home, churn_sets, models) -> None:
+    """``experiment_id`` travels with the decision: the version's ``battleground.experiment`` tag, the
+    decision and its history entry; a refused version records it too, and a bad id fails first."""
+    from battleground.errors import ModelError
+    from battleground.model.gate import TAG_EXPERIMENT
+    from battleground.model.tracking import _mlflow
+
+    settings = home
+    _, _, X, y = churn_sets
+    good, dummy = models
+    client = _mlflow(settings).MlflowClient()
+    v1 = register_candidate(settings, log_model(settings, good, X), "ab", source="test")
+    first = champion_gate(settings, "ab", v1, X, y, metric="roc_auc", threshold=0.6, source="test", n_boot=20,
+                          experiment_id=7)
+    assert first.promoted and first.experiment == "7" and "promoted (A/B test 7)" in first.summary()
+    assert client.get_model_version("ab", v1).tags[TAG_EXPERIMENT] == "7"
+    v2 = register_candidate(settings, log_model(settings, dummy, X), "ab", source="test")
+    refused = champion_gate(settings, "ab", v2, X, y, metric="roc_auc", threshold=0.6, source="test", n_boot=20,
+                            experiment_id="12")
+    assert not refused.promoted and client.get_model_version("ab", v2).tags[TAG_EXPERIMENT] == "12"
+    entries, current = champion_history(settings, "ab")
+    assert current == v1 and [(e.version, e.action, e.experiment) for e in entries] == [(v1, "promoted", "7"), (v2, "refused", "12")]
+    for bad in ("checkout", 0, True, ""):
+        with pytest.raises(ModelError, match=r"experiment_id must be the registry id of the A/B test .* got"):
+            champion_gate(settings, "ab", v2, X, y, metric="roc_auc", threshold=0.6, source="test", experiment_id=bad)
+    # a gate call without one records none (and older history entries without the field still load)
+    plain = champion_gate(settings, "ab", v1, X, y, metric="roc_auc", threshold=0.6, source="test", n_boot=10)
+    assert plain.experiment is None and champion_history(settings, "ab")[0][-1].experiment is None
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    shown = CliRunner().invoke(app, ["model", "history", "ab"], env={"BATTLEGROUND_HOME": str(settings.home), "COLUMNS": "200"})
+    assert shown.exit_code == 0 and "A/B test 7)" in shown.output and "A/B test 12)" in shown.output, shown.output
+
+
 def test_paired_bootstrap_signs_and_ties() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

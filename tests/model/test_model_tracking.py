@@ -149,6 +149,19 @@ def test_cli_evaluate_of_a_worse_model_keeps_the_champion(trained) -> None:
     assert "warning" not in shown.output
 
 
+def test_cli_evaluate_names_the_ab_test_or_fails_before_registering(trained) -> None:
+    """``model evaluate --experiment`` resolves the A/B test in the registry first: an unknown one is a
+    one-line error and nothing new is registered."""
+    import mlflow
+
+    folder, env = trained
+    client = mlflow.MlflowClient(Settings.from_env(env).mlflow_uri)
+    before = len(client.search_model_versions("name='churn'"))
+    res = CliRunner().invoke(app, ["evaluate", "--config", str(folder / "config.yml"), "--experiment", "no-such-test"], env=env)
+    assert res.exit_code == 1 and "error:" in res.output and "no-such-test" in res.output, res.output
+    assert len(client.search_model_versions("name='churn'")) == before
+
+
 def test_config_accepts_seed_002_keys_and_refuses_bad_ones(tmp_path) -> None:
     cfg = TrainingConfig.from_mapping(SEED_002)
     assert cfg.project_name == "end-to-end-ml" and cfg.metric == "fbeta"

@@ -244,3 +244,41 @@ def test_sign_in_create_start_stop_in_the_browser(browser: Any, tmp_path_factory
         page.close()
     finally:
         next(server, None)
+
+
+def test_saved_bandit_reports_draw_their_charts_from_the_dashboard_copy(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A saved battle report and its OPE report, served by the dashboard: their linked plotly.min.js and
+    charts.js (beside them, or one folder up) come from its /static, and every chart is drawn."""
+    import pandas as pd
+    from tests.bandit._synthetic import write_experiment
+
+    from battleground.bandit._report import render_ope_report, render_report
+    from battleground.bandit.workflow import ExperimentDir, OPEResult
+    from battleground.settings import Settings
+
+    home = tmp_path_factory.mktemp("browser-bandit") / ".battleground"
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home)})
+    root = write_experiment(home / "bandit" / "exp")
+    render_report(ExperimentDir(root))
+    table = pd.read_csv(root / "ope" / "ope_table.csv")
+    render_ope_report(OPEResult("linear_ts", table, 2.0, 2.1, 1.4, {"n_rounds": 500}, root / "ope"))
+    server = _serve(settings)
+    url = next(server)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = _watch(page, url)
+        scripts: list[str] = []
+        page.on("response", lambda r: scripts.append(r.url) if r.url.endswith(".js") else None)
+        drawn = {}
+        for rel in ("exp/report.html", "exp/ope/report.html"):
+            page.goto(f"{url}/bandit/files/{rel}")
+            page.wait_for_selector(".plot-container svg.main-svg", timeout=20_000)
+            page.wait_for_function("document.querySelectorAll('.bg-chart').length === "
+                                   "document.querySelectorAll('.bg-chart .plot-container').length", timeout=20_000)
+            drawn[rel] = page.locator(".plot-container").count()
+        assert drawn["exp/report.html"] >= 8 and drawn["exp/ope/report.html"] == 2
+        assert f"{url}/static/plotly.min.js" in scripts and f"{url}/static/charts.js" in scripts
+        assert problems == []
+        page.close()
+    finally:
+        next(server, None)

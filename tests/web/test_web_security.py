@@ -54,7 +54,7 @@ class _Scan(HTMLParser):
                 return
             if attrs.get("src"):
                 # the dashboard's /static, or the shared copies a saved report links beside itself
-                if not str(attrs["src"]).startswith("/static/") and attrs["src"] not in ("plotly.min.js", "charts.js"):
+                if not str(attrs["src"]).startswith("/static/") and str(attrs["src"]).removeprefix("../") not in ("plotly.min.js", "charts.js"):
                     self.problems.append(f"script from {attrs['src']!r}")
                 return
             self.inline.append(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,26 @@ def test_saved_reports_share_one_plotly_beside_them(seeded: Any, tmp_path: Path)
     single = maker.create_report(seeded.ids["checkout-button"], out=tmp_path / "one" / "c.html", shared_scripts=False)
     text = Path(single.html_path).read_text(encoding="utf-8")
     assert len(text) > 3_000_000 and not (tmp_path / "one" / "plotly.min.js").exists()
+
+
+def test_a_served_bandit_report_gets_the_dashboard_copy(client: Any) -> None:
+    """A saved bandit report links ``plotly.min.js`` beside it (or one folder up); the dashboard answers
+    those names with its one gzipped, cached copy instead of a file under <home>/bandit."""
+    for url in ("/bandit/files/battle-2022-03/plotly.min.js", "/bandit/files/battle-2022-03/charts.js",
+                "/bandit/files/plotly.min.js"):
+        r = client.get(url, follow_redirects=False)
+        assert r.status_code == 308 and r.headers["location"] == "/static/" + url.rsplit("/", 1)[-1], url
+    followed = client.get("/bandit/files/battle-2022-03/plotly.min.js", headers={"accept-encoding": "gzip"})
+    assert followed.status_code == 200 and followed.headers["content-encoding"] == "gzip"
+    assert followed.headers["cache-control"] == "public, max-age=86400"
+
+
+def test_report_head_links_scripts_one_folder_up_and_refuses_other_paths() -> None:
+    import pytest
+
+    from battleground._html import _report_head
+
+    head = str(_report_head(True, "beside", "../"))
+    assert '<script src="../plotly.min.js"></script>' in head and '<script src="../charts.js"></script>' in head
+    with pytest.raises(ValueError, match=re.escape("report_scripts_base must be '' or '../' repeated, got 'https://x/'")):
+        _report_head(True, "beside", "https://x/")

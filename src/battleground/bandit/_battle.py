@@ -95,10 +95,10 @@ def run_battle(
     evaluate_baselines(config, exp.root)
     wf.segment(config, exp)
     metrics = wf.compute_metrics(config, exp, agents)
-    report = render_report(exp)
     ope_agent = next((a for a in agents if a != "random"), agents[0])
     ope = wf.off_policy_evaluation(config, exp, ope_agent)
     ope_report = render_ope_report(ope)
+    report = render_report(exp)  # after the OPE: its forest plot goes into the battle report too
     summary = metrics.all_customers.drop(columns=["segment"]).sort_values("accumulated_revenue", ascending=False).reset_index(drop=True)
     columns: list[Any] = ["estimator", "value", "ci_low", "ci_high", "true_value", "error", "covers_truth"]
     return BattleResult(

@@ -1,7 +1,11 @@
-"""HTML reports of the bandit workflow (Jinja2 + Plotly, plotly.js inlined: they open offline).
+"""HTML reports of the bandit workflow (Jinja2 + Plotly): the battle report (agents ranked with 95 %
+intervals, reward over steps, the OPE forest plot, then the detail) and the OPE report.
 
 They render through the shared, autoescaping environment (``battleground._html``): charts are inert
-``<div>`` elements drawn by the inlined ``charts.js``, the only two scripts their ``<meta>`` policy allows."""
+``<div>`` elements drawn by ``charts.js``. Both reports of an experiment link one ``plotly.min.js`` and
+``charts.js`` written once into the experiment folder (it opens offline; 4.8 MB once, not per report),
+or inline them with ``shared_scripts=False`` (one file to mail around); the dashboard serves the linked
+names from its gzipped, cached ``/static``."""
 
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+_OPEN_ROWS = 12  # a longer table starts folded: the charts above carry its story
+
+
 def _table(frame: pd.DataFrame, columns: list[str], *, note: str = "", best: tuple[str, bool] | None = None) -> dict[str, Any]:
     rows = []
     best_idx = None
@@ -52,7 +59,7 @@ def _table(frame: pd.DataFrame, columns: list[str], *, note: str = "", best: tup
         best_idx = frame[col].idxmax() if maximise else frame[col].idxmin()
     for idx, rec in frame.iterrows():
         rows.append({"cells": [_fmt(rec[c]) for c in columns], "css": "best" if idx == best_idx else ""})
-    return {"columns": columns, "rows": rows, "note": note}
+    return {"columns": columns, "rows": rows, "note": note, "folded": len(rows) > _OPEN_ROWS}
 
 
 def _html(fig: Any) -> Markup:
@@ -61,13 +68,15 @@ def _html(fig: Any) -> Markup:
     return chart(fig)
 
 
-def _render(title: str, subtitle: str, verdict: str, sections: list[dict[str, Any]], footer: str) -> str:
+def _render(title: str, subtitle: str, verdict: str, sections: list[dict[str, Any]], footer: str, *,
+            shared_scripts: bool = True, base: str = "") -> str:
     import battleground
     from battleground._html import environment
 
     return environment().get_template("bandit/report.html.j2").render(
         title=title, subtitle=subtitle, verdict=verdict, sections=sections, footer=footer,
-        version=battleground.__version__,
+        version=battleground.__version__, report_scripts="beside" if shared_scripts else "inline",
+        report_scripts_base=base,
         generated=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
     )
 
@@ -104,16 +113,56 @@ def _segment_bars(segmented: pd.DataFrame, metric: str) -> str:
     return _html(fig)
 
 
-def _step_lines(steps: pd.DataFrame) -> str:
-    import plotly.graph_objects as go
+def _ranked(all_customers: pd.DataFrame) -> str:
+    """Agents by accumulated revenue per customer, best on top, with the 95 % interval of the mean over
+    evaluation trajectories."""
+    from battleground._html import ci_half_width, ranked_chart
 
-    fig = go.Figure()
-    for agent, g in steps.groupby("agent", sort=False):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["revenue"], mode="lines+markers", name=str(agent),
-                                 line={"color": _COLORS.get(str(agent))}))
-    fig.update_layout(**{**_LAYOUT, "title": "Revenue per customer and step (mean over trajectories)",
-                         "xaxis_title": "step", "yaxis_title": "revenue"})
-    return _html(fig)
+    std = all_customers.get("accumulated_revenue_std")
+    n = all_customers.get("n_trajectories")
+    half = [ci_half_width(float(s), float(k)) for s, k in zip(std, n, strict=True)] if std is not None and n is not None \
+        else [math.nan] * len(all_customers)
+    return ranked_chart([str(a) for a in all_customers["agent"]], [float(v) for v in all_customers["accumulated_revenue"]],
+                        half, title="Agents ranked by accumulated revenue per customer",
+                        note="95 % interval of the mean over evaluation trajectories")
+
+
+def _step_lines(steps: pd.DataFrame) -> str:
+    from battleground._html import steps_chart
+
+    series = {str(agent): ([float(x) for x in g["step"]], [float(y) for y in g["revenue"]])
+              for agent, g in steps.groupby("agent", sort=False)}
+    return steps_chart(series, title="Revenue per customer and step (mean over trajectories)", colors=_COLORS)
+
+
+def _forest(table: pd.DataFrame, agent: str, truth: float | None, logging: float | None) -> str:
+    from battleground._html import forest_chart
+
+    return forest_chart([str(e) for e in table["estimator"]], [float(v) for v in table["value"]],
+                        [float(v) for v in table["ci_low"]], [float(v) for v in table["ci_high"]],
+                        title=f"Off-policy estimates of {agent} (revenue per round) with intervals", truth=truth,
+                        reference=("random logging policy", logging) if logging is not None else None)
+
+
+def _ope_section(exp: ExperimentDir) -> dict[str, Any] | None:
+    """The forest plot of the experiment's last off-policy evaluation, if one ran."""
+    import pandas as pd
+
+    path = exp.ope / "ope_table.csv"
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    if table.empty or not {"estimator", "value", "ci_low", "ci_high"} <= set(table.columns):
+        return None
+    summary_path = exp.ope / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
+    agent = str(summary.get("agent", table["agent"].iloc[0] if "agent" in table else "the policy"))
+    truth = summary.get("true_value", table["true_value"].iloc[0] if "true_value" in table else None)
+    logging = summary.get("logging_policy_value")
+    return {"title": "Off-policy evaluation", "text": "Every estimator's value from random-policy logs, beside "
+            "the exact value of the policy on the same rounds (details: ope/report.html).",
+            "charts": [_forest(table, agent, None if truth is None else float(truth),
+                               None if logging is None else float(logging))], "tables": []}
 
 
 def _arm_bars(arms: pd.DataFrame) -> str:
@@ -201,9 +250,13 @@ def _verdict(all_customers: pd.DataFrame, summary_dir: Path) -> str:
     return "; ".join(parts) + "."
 
 
-def render_report(exp: ExperimentDir, *, title: str = "Bandit battle") -> Path:
-    """Write ``report.html`` comparing the evaluated agents, for all customers and per segment."""
+def render_report(exp: ExperimentDir, *, title: str = "Bandit battle", shared_scripts: bool = True) -> Path:
+    """Write ``report.html`` comparing the evaluated agents, for all customers and per segment (with the
+    forest plot of the last off-policy evaluation, if one ran). ``shared_scripts``: link plotly.js
+    written once into the experiment folder (default) instead of inlining it."""
     import pandas as pd
+
+    from battleground._html import write_shared_scripts
 
     s = exp.summary
     if not (s / "all_customers.csv").exists():
@@ -221,15 +274,19 @@ def render_report(exp: ExperimentDir, *, title: str = "Bandit battle") -> Path:
     cols = ["agent", "accumulated_revenue", "accumulated_revenue_std", *[m for m in _LABELS if m != "accumulated_revenue"], "n_trajectories"]
     seg_cols = ["segment", "agent", "n_customers", *_LABELS]
     sections: list[dict[str, Any]] = [
-        {"title": "All customers", "charts": [_agent_bars(all_customers), _step_lines(steps)],
+        {"title": "All customers", "charts": [_ranked(all_customers), _step_lines(steps)],
          "tables": [_table(all_customers, cols, best=("accumulated_revenue", True),
                            note="Means over evaluation trajectories; std is across trajectories.")]},
+        {"title": "Every metric", "charts": [_agent_bars(all_customers)], "tables": []},
         {"title": "Per price-sensitivity segment", "text": "Customers are split into quantiles of their latent price sensitivity −β_w.",
          "charts": [_segment_bars(segmented, "accumulated_revenue"), _segment_bars(segmented, "retention"),
                     _segment_bars(segmented, "empirical_discount")],
          "tables": [_table(segmented.sort_values(["segment", "agent"]), seg_cols)]},
         {"title": "Arms", "charts": [_arm_bars(arms), _arm_heatmaps(arms)], "tables": []},
     ]
+    ope = _ope_section(exp)
+    if ope is not None:
+        sections.insert(1, ope)
     curve = _curves(exp, agents)
     if curve:
         sections.append({"title": "Offline training", "charts": [curve], "tables": []})
@@ -244,29 +301,22 @@ def render_report(exp: ExperimentDir, *, title: str = "Bandit battle") -> Path:
                                            best=("revenue_mean", True))]})
     html = _render(title, f"experiment {exp.root.name}", verdict, sections,
                    "Simulator: RetailSynth-style customers, products in categories, Markov promotions, store-wide coupons "
-                   "(level a = 5·a % off). Reward: the customer's revenue in the step.")
+                   "(level a = 5·a % off). Reward: the customer's revenue in the step.", shared_scripts=shared_scripts)
     exp.report.parent.mkdir(parents=True, exist_ok=True)
+    if shared_scripts:
+        write_shared_scripts(exp.report.parent)
     exp.report.write_text(html, encoding="utf-8")
     return exp.report
 
 
-def render_ope_report(result: OPEResult) -> Path:
-    """Write ``ope/report.html``: each estimator's value and interval against the true value."""
+def render_ope_report(result: OPEResult, *, shared_scripts: bool = True) -> Path:
+    """Write ``ope/report.html``: each estimator's value and interval against the true value (a forest
+    plot). ``shared_scripts``: link the plotly.js of the experiment folder above (written once)."""
     import plotly.graph_objects as go
 
+    from battleground._html import write_shared_scripts
+
     table = result.table
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=table["estimator"], y=table["value"], mode="markers", name="estimate",
-        marker={"size": 10, "color": "#1a73e8"},
-        error_y={"type": "data", "symmetric": False, "array": list(table["ci_high"] - table["value"]),
-                 "arrayminus": list(table["value"] - table["ci_low"])},
-    ))
-    fig.add_hline(y=result.true_value, line_color="#1e8e3e", annotation_text="true value", annotation_position="top left")
-    fig.add_hline(y=result.logging_value, line_dash="dot", line_color="#80868b", annotation_text="logging (random) policy",
-                  annotation_position="bottom left")
-    fig.update_layout(**{**_LAYOUT, "title": f"Off-policy estimates of {result.agent} (revenue per round)",
-                         "yaxis_title": "value"})
     err = go.Figure(go.Bar(x=table["estimator"], y=100 * table["relative_error"], marker_color="#e37400"))
     err.update_layout(**{**_LAYOUT, "title": "Relative error against the true value (%)", "height": 300})
     d = result.diagnostics
@@ -277,13 +327,17 @@ def render_ope_report(result: OPEResult) -> Path:
     verdict = (f"True value of {result.agent}: {result.true_value:,.4f} per round (exact expected revenue on the logged rounds); "
                f"deployed in the simulator: {result.simulated_value:,.4f}; random logging policy: {result.logging_value:,.4f}.")
     sections = [
-        {"title": "Estimates", "charts": [_html(fig), _html(err)],
+        {"title": "Estimates", "charts": [_forest(table, result.agent, result.true_value, result.logging_value), _html(err)],
          "tables": [_table(table, cols, note="Intervals: " + str(table["ci_method"].iloc[0]) + f", α = {table['alpha'].iloc[0]}.")]},
         {"title": "Importance-weight diagnostics", "charts": [],
          "tables": [{"columns": ["diagnostic", "value"], "rows": diag_rows, "note": ""}]},
     ]
     html = _render(f"Off-policy evaluation: {result.agent}", f"{len(table)} estimators on random-policy logs", verdict,
-                   sections, "Estimators from battleground.ope; q̂ by cross-fitted ridge regression on context × action.")
+                   sections, "Estimators from battleground.ope; q̂ by cross-fitted ridge regression on context × action.",
+                   shared_scripts=shared_scripts, base="../")
     path = result.path / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if shared_scripts:
+        write_shared_scripts(path.parent.parent)  # the experiment folder: one copy for both reports
     path.write_text(html, encoding="utf-8")
     return path

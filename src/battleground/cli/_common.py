@@ -50,6 +50,11 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
 
 
+def experiment_key(value: str) -> int | str:
+    """An experiment is named by its id (digits) or its name."""
+    return int(value) if value.strip().isdigit() else value
+
+
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` as one line on stderr (the terminal wraps it, never us) and exit 1."""
     from rich.markup import escape

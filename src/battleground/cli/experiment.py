@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from battleground.cli._common import experiment_key as _experiment_key
 from battleground.cli._table import (
     Column,
     Table,
@@ -17,11 +18,6 @@ from battleground.cli._table import (
 )
 
 app = typer.Typer(help="Register, run, monitor and report A/B tests.", no_args_is_help=True)
-
-
-def _experiment_key(value: str) -> int | str:
-    """An experiment is named by its id (digits) or its name."""
-    return int(value) if value.strip().isdigit() else value
 
 
 # --- Registry: create, list, show, start, stop, archive, audit (issue 2) ----------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, fail, load_settings, user_errors
+from battleground.cli._common import console, experiment_key, fail, load_settings, user_errors
 from battleground.cli._table import (
     Column,
     Table,
@@ -58,13 +58,21 @@ def train(config: Path = _CONFIG, as_json: bool = json_option, as_csv: bool = cs
 def evaluate(
     config: Path = _CONFIG,
     plots: Path | None = typer.Option(None, "--plots", help="Folder for ROC/PR/calibration PNGs and report.html."),
+    experiment: str | None = typer.Option(
+        None, "--experiment", metavar="ID|NAME",
+        help="The A/B test whose decision this promotion acts on; recorded on the model version, whose page links to it."),
 ) -> None:
     """Pick the best model, score it on test and register it as champion if it clears the threshold."""
     with user_errors():
         settings = load_settings()
         from battleground.model.tracking import evaluate_from_config
 
-        res = evaluate_from_config(config, settings, plots_dir=plots)
+        experiment_id = None
+        if experiment is not None:
+            from battleground.experiment.register import Registry
+
+            experiment_id = Registry(settings.registry_url).get(experiment_key(experiment)).id  # unknown: a one-line error
+        res = evaluate_from_config(config, settings, plots_dir=plots, experiment_id=experiment_id)
         assert res.decision is not None
         console.print(f"champion gate: {res.decision.summary()}")
         console.print(f"champion: {res.name}@champion = version {res.version} ({res.model_type}); "
@@ -83,8 +91,9 @@ def history(name: str = typer.Argument("churn", help="Registered model name.")) 
         console.print(f"{name}@champion now names v{current}" if current else f"{name}: no champion yet")
         for e in entries:  # one line each: a table truncates the reason in a narrow terminal
             when = dt.datetime.fromtimestamp(e.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            ab = f"; A/B test {e.experiment}" if e.experiment else ""
             console.print(f"{when} UTC  v{e.version} {e.action} ({e.source}; {e.metric} {e.score:.4f}; champion "
-                          f"before: {('v' + e.champion_before) if e.champion_before else 'none'}): {e.reason}",
+                          f"before: {('v' + e.champion_before) if e.champion_before else 'none'}{ab}): {e.reason}",
                           soft_wrap=True, highlight=False)
         promoted = [e.version for e in entries if e.action == "promoted"]
         if current is not None and (not promoted or promoted[-1] != current):

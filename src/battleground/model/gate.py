@@ -57,6 +57,7 @@ TAG_REASON = "battleground.gate.reason"
 TAG_DIGEST = "battleground.gate.digest"
 TAG_SIGNATURE = "battleground.gate.signature"
 TAG_SOURCE = "battleground.gate.source"
+TAG_EXPERIMENT = "battleground.experiment"  # the A/B test whose decision the gate acted on (its id)
 _HISTORY_PREFIX = "battleground.history."
 
 
@@ -85,6 +86,7 @@ class GateDecision:
     reason: str
     digest: str | None
     at: float
+    experiment: str | None = None  # the A/B test (registry id) that drove the decision, when one did
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +98,8 @@ class GateDecision:
         if self.champion_version is not None and self.delta is not None:
             vs = (f"; vs champion v{self.champion_version} {self.champion_score:.4f}: Δ {self.delta:+.4f} "
                   f"(95% paired bootstrap CI {self.ci_low:+.4f} … {self.ci_high:+.4f})")
-        return (f"{self.name} v{self.version} {verb}: {self.metric} {self.candidate_score:.4f} on "
+        ab = f" (A/B test {self.experiment})" if self.experiment else ""
+        return (f"{self.name} v{self.version} {verb}{ab}: {self.metric} {self.candidate_score:.4f} on "
                 f"{self.n_holdout} held-out rows{vs}. {self.reason}")
 
 
@@ -112,6 +115,7 @@ class HistoryEntry:
     score: float
     champion_before: str | None
     reason: str
+    experiment: str | None = None  # the A/B test that drove the decision (absent in older entries)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -285,19 +289,25 @@ def _current_champion(settings: Settings, client: Any, name: str, X: Any, tmp: P
 
 def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y_holdout: Any, *,
                   metric: str, threshold: float, margin: float = 0.0, beta: float = 0.5, source: str,
-                  n_boot: int = 300, seed: int = 0, override: str | None = None) -> GateDecision:
+                  n_boot: int = 300, seed: int = 0, override: str | None = None,
+                  experiment_id: int | str | None = None) -> GateDecision:
     """Score candidate ``name``/``version`` and the current champion on ``(X_holdout, y_holdout)`` and
     move ``@champion`` to the candidate only if it clears ``threshold`` and beats the champion by more
     than ``margin``. The decision is tagged on the version and appended to the history either way.
 
     ``override`` (a reason, e.g. ``"rollback: v5 mis-scores new players"``) promotes a version the
     rules would refuse, such as a rollback; it is scored, recorded and signed like any promotion.
+
+    ``experiment_id`` (the registry id of the A/B test whose decision led here) is recorded with the
+    decision, in the history and as the version's ``battleground.experiment`` tag, so that the model
+    version page links the champion to the experiment that promoted it.
     """
     import mlflow.pyfunc
 
     from battleground.model.tracking import _mlflow
     from battleground.model.train import score
 
+    experiment = _experiment_ref(experiment_id)
     if not np.isfinite(threshold) or not np.isfinite(margin) or margin < 0:
         raise ModelError(f"threshold={threshold!r} must be finite and margin={margin!r} finite and >= 0")
     y = np.asarray(y_holdout).astype(int)
@@ -345,9 +355,11 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
         name=name, version=version, source=source, metric=metric, candidate_score=cand_score, threshold=threshold,
         margin=margin, champion_version=champ_version, champion_score=champ_score, delta=delta, ci_low=lo,
         ci_high=hi, n_holdout=int(y.size), promoted=promoted, reason=reason, digest=digest if promoted else None,
-        at=time.time())
+        at=time.time(), experiment=experiment)
     tags = {TAG_STATUS: "promoted" if promoted else "refused", TAG_REASON: reason[:4900],
             "battleground.gate.decision": json.dumps(decision.to_dict())[:4900]}
+    if experiment is not None:
+        tags[TAG_EXPERIMENT] = experiment
     if promoted:
         tags |= {TAG_DIGEST: digest, TAG_SIGNATURE: _signature(settings, name, version, digest)}
     for key, value in tags.items():
@@ -356,11 +368,22 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
         client.set_registered_model_alias(name, CHAMPION, version)
     entry = HistoryEntry(at=decision.at, version=version, action="promoted" if promoted else "refused",
                          source=source[:200], metric=metric, score=cand_score, champion_before=champ_version,
-                         reason=reason[:2000])  # short fields: the JSON stays whole within MLflow's tag limit
+                         reason=reason[:2000], experiment=experiment)  # short fields: the JSON stays whole within MLflow's tag limit
     client.set_registered_model_tag(name, f"{_HISTORY_PREFIX}{int(decision.at * 1000):013d}.{version}",
                                     json.dumps(entry.to_dict()))
     (log.info if promoted else log.warning)("champion gate: %s", decision.summary())
     return decision
+
+
+def _experiment_ref(experiment_id: int | str | None) -> str | None:
+    """The A/B test reference a gate decision records: a registry id (a positive whole number)."""
+    if experiment_id is None:
+        return None
+    text = str(experiment_id).strip()
+    if isinstance(experiment_id, bool) or not text.isdigit() or int(text) < 1:
+        raise ModelError(f"experiment_id must be the registry id of the A/B test (a whole number >= 1), "
+                         f"got {experiment_id!r}; `battleground experiment list` shows the ids")
+    return str(int(text))
 
 
 def champion_history(settings: Settings, name: str) -> tuple[list[HistoryEntry], str | None]:

@@ -727,15 +727,17 @@ class EvaluateResult:
 
 def gate_run_model(settings: Settings, cfg: TrainingConfig, model_uri: str, X_holdout: pd.DataFrame,
                    y_holdout: Any, *, source: str, tags: Mapping[str, str] | None = None,
-                   strict: bool = True) -> GateDecision:
+                   strict: bool = True, experiment_id: int | str | None = None) -> GateDecision:
     """Register ``model_uri`` as a candidate of ``cfg.registered_model_name`` and pass it through the
-    champion gate on the held-out rows; raise :class:`ChampionRefusedError` when refused and ``strict``."""
+    champion gate on the held-out rows; raise :class:`ChampionRefusedError` when refused and ``strict``.
+    ``experiment_id``: the A/B test whose decision led here, recorded with the gate's decision."""
     from battleground.model.gate import champion_gate, register_candidate
 
     version = register_candidate(settings, model_uri, cfg.registered_model_name, source=source, tags=tags)
     decision = champion_gate(settings, cfg.registered_model_name, version, X_holdout, y_holdout, metric=cfg.metric,
                              threshold=cfg.deployment_score_thresh, margin=cfg.champion_margin,
-                             beta=cfg.fbeta_score_beta_val, source=source, seed=cfg.seed or 0)
+                             beta=cfg.fbeta_score_beta_val, source=source, seed=cfg.seed or 0,
+                             experiment_id=experiment_id)
     if strict and not decision.promoted:
         below = decision.candidate_score < decision.threshold
         raise (ChampionThresholdError if below else ChampionRefusedError)(decision)
@@ -744,20 +746,24 @@ def gate_run_model(settings: Settings, cfg: TrainingConfig, model_uri: str, X_ho
 
 def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
                          settings: Settings | None = None, *, plots_dir: str | Path | None = None,
-                         strict: bool = True) -> EvaluateResult:
+                         strict: bool = True, experiment_id: int | str | None = None) -> EvaluateResult:
     """``make evaluate``: pick the best run of the latest batch, score it on test, register it as a
     candidate of ``<registered_model_name>`` and let the champion gate decide whether it becomes
     ``@champion`` (``deployment_score_thresh`` and ``champion_margin`` over the current champion).
 
     Raises :class:`ChampionRefusedError` (:class:`ChampionThresholdError` below the threshold) when
     the gate refuses and ``strict``; the candidate stays registered with the reason as a tag.
+    ``experiment_id``: the A/B test whose decision this promotion acts on (recorded as the version's
+    ``battleground.experiment`` tag; the model version page links to it).
     """
     from mlflow.entities import Metric
 
     from battleground.model.data import read_splits
     from battleground.model.eval import EvalClassifierModel
+    from battleground.model.gate import _experiment_ref
     from battleground.model.train import score
 
+    _experiment_ref(experiment_id)  # a bad id fails before anything is registered
     cfg = _as_config(config)
     settings = settings or Settings.from_env()
     log_seed(cfg)
@@ -788,7 +794,8 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
                              folder=plots_dir)
     valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
     decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
-                              tags={"model_type": model_type, "run_id": run_id}, strict=strict)
+                              tags={"model_type": model_type, "run_id": run_id}, strict=strict,
+                              experiment_id=experiment_id)
     return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric, valid_score=valid_score,
                           test_score=test_score, threshold=cfg.deployment_score_thresh,
                           test_metrics=report.metrics(), registered=True, name=cfg.registered_model_name,

@@ -7,17 +7,14 @@ Columns are recognised by name, so a summary of another shape is simply not char
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from battleground._html import chart, figure
+from battleground._html import ci_half_width, forest_chart, ranked_chart, steps_chart
 
 if TYPE_CHECKING:
     from battleground.web._bandit_views import BanditFile
 
 __all__ = ["bandit_charts"]
-
-_LAYOUT: dict[str, Any] = {"margin": {"l": 140, "r": 30, "t": 50, "b": 45}}
-
 
 def _col(f: BanditFile, *names: str) -> int | None:
     for n in names:
@@ -39,24 +36,19 @@ def _ranked(f: BanditFile) -> str:
     if who is None or value is None or len({r[who] for r in f.rows}) != len(f.rows):
         return ""  # one line per agent only (a per-segment table is not a ranking)
     std, n = _col(f, "accumulated_revenue_std", "revenue_std"), _col(f, "n_trajectories")
-    rows = sorted(f.rows, key=lambda r: _num(r[value]) if math.isfinite(_num(r[value])) else -math.inf)
     half, note = [], "no interval in the summary"
-    for r in rows:
+    for r in f.rows:
         s = _num(r[std]) if std is not None else math.nan
-        k = _num(r[n]) if n is not None else math.nan
-        if math.isfinite(s) and math.isfinite(k) and k > 0:
-            half.append(1.96 * s / math.sqrt(k))
+        h = ci_half_width(s, _num(r[n]) if n is not None else math.nan)
+        if math.isfinite(h):
+            half.append(h)
             note = "95 % interval of the mean (1.96·std/√n)"
         else:
             half.append(s)
             note = "± one std over trajectories" if std is not None else note
-    trace = {"type": "bar", "orientation": "h", "y": [r[who] for r in rows], "x": [_num(r[value]) for r in rows],
-             "marker": {"color": "#1558b0"}, "error_x": {"type": "data", "array": half, "color": "#1d2330"}}
-    title = f"{f.columns[value].replace('_', ' ')} by {f.columns[who]} ({note}) — {f.path}"
-    fig = figure([trace], title, height=max(220, 60 + 32 * len(rows)), **_LAYOUT)
-    best = rows[-1] if rows else None
-    alt = f"{title}; best {best[who]} {_num(best[value]):,.4g}" if best else title
-    return chart(fig, alt=alt)
+    title = f"{f.columns[value].replace('_', ' ')} by {f.columns[who]}"
+    return ranked_chart([r[who] for r in f.rows], [_num(r[value]) for r in f.rows], half, title=title, note=note,
+                        where=f.path)
 
 
 def _steps(f: BanditFile) -> str:
@@ -68,10 +60,7 @@ def _steps(f: BanditFile) -> str:
         xs, ys = agents.setdefault(r[who], ([], []))
         xs.append(_num(r[step]))
         ys.append(_num(r[value]))
-    traces = [{"type": "scatter", "mode": "lines", "name": a, "x": xs, "y": ys} for a, (xs, ys) in agents.items()]
-    title = f"{f.columns[value]} per step by {f.columns[who]} — {f.path}"
-    fig = figure(traces, title, height=320, xaxis={"title": {"text": "step"}}, **{**_LAYOUT, "margin": {"l": 50, "r": 20, "t": 50, "b": 45}})
-    return chart(fig, alt=f"{title}: {len(agents)} lines over {len({r[step] for r in f.rows})} steps")
+    return steps_chart(agents, title=f"{f.columns[value]} per step by {f.columns[who]} — {f.path}", y_title=f.columns[value])
 
 
 def _forest(f: BanditFile) -> str:
@@ -80,21 +69,10 @@ def _forest(f: BanditFile) -> str:
     lo, hi = _col(f, "ci_low", "ci_lower"), _col(f, "ci_high", "ci_upper")
     if est is None or value is None or lo is None or hi is None:
         return ""
-    v = [_num(r[value]) for r in f.rows]
-    trace = {"type": "scatter", "mode": "markers", "y": [r[est] for r in f.rows], "x": v,
-             "marker": {"size": 10, "color": "#1558b0"},
-             "error_x": {"type": "data", "symmetric": False, "array": [_num(r[hi]) - x for r, x in zip(f.rows, v, strict=True)],
-                         "arrayminus": [x - _num(r[lo]) for r, x in zip(f.rows, v, strict=True)], "color": "#1558b0"}}
-    shapes = []
     truth = _col(f, "true_value")
-    if truth is not None and f.rows and math.isfinite(_num(f.rows[0][truth])):
-        t = _num(f.rows[0][truth])
-        shapes.append({"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": t, "x1": t,
-                       "line": {"color": "#137333", "dash": "dash"}})
-    title = f"off-policy estimates with intervals{' (dashed: true value)' if shapes else ''} — {f.path}"
-    fig = figure([trace], title, height=max(220, 60 + 36 * len(f.rows)), shapes=shapes, **_LAYOUT)
-    alt = title + "; " + "; ".join(f"{r[est]} {_num(r[value]):.4g} [{_num(r[lo]):.4g}, {_num(r[hi]):.4g}]" for r in f.rows[:12])
-    return chart(fig, alt=alt)
+    t = _num(f.rows[0][truth]) if truth is not None and f.rows else None
+    return forest_chart([r[est] for r in f.rows], [_num(r[value]) for r in f.rows], [_num(r[lo]) for r in f.rows],
+                        [_num(r[hi]) for r in f.rows], title="off-policy estimates with intervals", truth=t, where=f.path)
 
 
 def bandit_charts(files: list[BanditFile]) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from battleground.errors import WebError
+from battleground.model.gate import TAG_EXPERIMENT, TAG_STATUS
 
 if TYPE_CHECKING:
     from battleground.settings import Settings
@@ -47,7 +48,13 @@ class ModelVersionView:
     artifacts: list[Artifact]
     history: list[dict[str, Any]] = field(default_factory=list)
     champion: str | None = None
-    promoted_by: str | None = None  # the A/B test (experiment id or name) that promoted it, when tagged
+    ab_test: str | None = None  # the A/B test (registry id) the gate acted on, from the version's tag
+    promoted: bool = False  # the gate promoted this version (its status tag)
+
+    @property
+    def promoted_by(self) -> str | None:
+        """The A/B test that promoted this version (``None`` when it was refused or none is recorded)."""
+        return self.ab_test if self.promoted else None
 
     @property
     def images(self) -> list[Artifact]:
@@ -126,7 +133,7 @@ def model_version(settings: Settings, name: str, version: str) -> ModelVersionVi
         metrics={k: float(v) for k, v in sorted(run.data.metrics.items())} if run is not None else {},
         params=dict(sorted(run.data.params.items())) if run is not None else {}, tags=shown,
         artifacts=_artifacts(client, mv.run_id) if mv.run_id else [], history=history, champion=champion,
-        promoted_by=tags.get("battleground.experiment") or tags.get("battleground.ab_test"),
+        ab_test=tags.get(TAG_EXPERIMENT) or None, promoted=tags.get(TAG_STATUS) == "promoted",
     )
 
 

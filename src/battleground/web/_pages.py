@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from battleground._html import CHARTS_JS, environment
+from battleground._html import CHARTS_JS, SHARED_SCRIPTS, environment
 from battleground.web._bandit_views import bandit_file_path, bandit_files
 from battleground.web._experiment_charts import sample_size_chart
 from battleground.web._experiment_list import (
@@ -152,8 +152,11 @@ def create_page_router(state: DashboardState) -> APIRouter:
         return page(request, "bandit.html.j2", title="Bandit battles and OPE", nav="bandit", files=files,
                     charts=charts, plotly=bool(charts))
 
-    @router.get("/bandit/files/{relative:path}")
-    def bandit_file(relative: str) -> FileResponse:
+    @router.get("/bandit/files/{relative:path}", response_model=None)
+    def bandit_file(relative: str) -> FileResponse | RedirectResponse:
+        if relative.rsplit("/", 1)[-1] in SHARED_SCRIPTS:
+            # a saved report links the copy beside it; the dashboard answers with its gzipped, cached one
+            return RedirectResponse(f"/static/{relative.rsplit('/', 1)[-1]}", status_code=308)
         path = bandit_file_path(settings, relative)
         if path is None:
             raise HTTPException(404, f"no summary {relative!r} under <home>/bandit (the bandit page lists them)")
