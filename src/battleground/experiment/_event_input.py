@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["OPTIONAL", "REQUIRED", "EventValidationError", "read_events"]
+__all__ = ["OPTIONAL", "REQUIRED", "EventValidationError", "LineMap", "read_events", "read_events_located"]
 
 REQUIRED = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp")
 OPTIONAL = ("value", "covariate")
@@ -32,13 +32,28 @@ class EventValidationError(ExperimentError, ContractError):
         row: 0-based position of the first offending row in the batch (``None`` for batch-level
             problems such as a missing column).
         field: the offending column.
+        line: the physical line of that row in the file it was read from (1-based; a CSV file's header
+            and blank lines count), when the batch came from a CSV or JSON-lines file.
+        source: that file's name (not its folder).
+        detail: the message without the row, line and field.
     """
 
-    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
-        where = f"row {row}, " if row is not None else ""
-        super().__init__(f"{where}field '{field}': {message}" if field else message)
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None,
+                 line: int | None = None, source: str | None = None) -> None:
+        if line is not None:
+            where = f"line {line} of {source} " + (f"(row {row}), " if row is not None else "")
+        else:
+            where = f"row {row}, " if row is not None else ""
+        super().__init__(f"{where}field '{field}': {message}" if field else f"{where}{message}")
         self.row = row
         self.field = field
+        self.line = line
+        self.source = source
+        self.detail = message
+
+    def at_line(self, line: int, source: str) -> EventValidationError:
+        """The same error, placed at a line of a file."""
+        return EventValidationError(self.detail, row=self.row, field=self.field, line=line, source=source)
 
 
 def _kind(value: Any) -> str:
@@ -175,13 +190,15 @@ def _read_csv(path: Path) -> pa.Table:
     import pyarrow.csv as pacsv
 
     # Text stays text (ids like "007" must not become 7); only an empty cell is "no value", so that a
-    # literal NaN is read as NaN and rejected rather than silently dropped.
+    # literal NaN is read as NaN and rejected rather than silently dropped. Numbers are read as text too
+    # and converted below: the reader's own inference would turn a column with one bad cell into a text
+    # column, and the error would then blame the column's first row instead of the bad one.
     text = ("event_id", "experiment", "experiment_id", "variant", "user_id", "event_type", "timestamp", "ts")
     opts = pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in text}, null_values=[""], strings_can_be_null=True,
+        column_types={c: pa.string() for c in (*text, *OPTIONAL)}, null_values=[""], strings_can_be_null=True,
     )
     try:
-        return pacsv.read_csv(path, convert_options=opts)
+        table = pacsv.read_csv(path, convert_options=opts)
     except pa.ArrowInvalid as exc:
         detail = str(exc)
         if "straddling" in detail:
@@ -191,36 +208,134 @@ def _read_csv(path: Path) -> pa.Table:
         else:
             reason = detail.splitlines()[0][:200]
         raise EventValidationError(f"{path.name} is not a readable CSV file: {reason}") from None
+    for name in OPTIONAL:
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, _csv_numbers(table.column(i), name))
+    return table
 
 
-def _read_json_lines(path: Path, *, lines: bool) -> pa.Table:
+def _csv_numbers(col: Any, name: str) -> Any:
+    """A CSV column of number text as float64; the first cell that is not a number names its row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     try:
-        return _from_records(_json_records(path, lines=lines))
+        return pc.cast(col, pa.float64())
+    except pa.ArrowInvalid:
+        pass
+    # The first bad cell by bisection on prefixes: a few vectorised casts, not a Python loop over rows.
+    lo, hi = 0, len(col)  # the prefix [0, lo) converts; [0, hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            pc.cast(col.slice(0, mid), pa.float64())
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    bad = col[hi - 1].as_py()
+    raise EventValidationError(f"{_short(bad)} is not a number (like 12.5 or -3; leave the cell empty for no value)",
+                               row=hi - 1, field=name)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}…({len(str(value))} characters)"
+
+
+def _csv_line(path: Path, row: int) -> int | None:
+    """The physical line (1-based) of a data row (0-based) of a CSV file: the reader skips empty lines,
+    so count the non-empty ones, the header first. Only called on an error, so the happy path pays
+    nothing for it."""
+    seen = -1  # non-empty lines after the header's
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.strip(b"\r\n"):
+                if seen == row:
+                    return number
+                seen += 1
+    return None
+
+
+def _read_json_lines(path: Path, *, lines: bool) -> tuple[pa.Table, list[int] | None]:
+    try:
+        records, numbers = _json_records(path, lines=lines)
     except UnicodeDecodeError:
         raise EventValidationError(f"{path.name} is not UTF-8 text; save it as UTF-8") from None
+    return _from_records(records), numbers
 
 
-def _json_records(path: Path, *, lines: bool) -> list[Any]:
+def _json_records(path: Path, *, lines: bool) -> tuple[list[Any], list[int] | None]:
+    """The records of a JSON(-lines) file and, for JSON lines, the line each record was on."""
     import json
 
     records: list[Any] = []
+    numbers: list[int] | None = None
     with path.open(encoding="utf-8") as f:
         if lines:
+            numbers = []
             for number, line in enumerate(f, start=1):
                 if line.strip():
                     try:
                         records.append(json.loads(line))
                     except json.JSONDecodeError as exc:
-                        raise EventValidationError(f"line {number} of {path} is not JSON: {exc}") from None
+                        raise EventValidationError(f"line {number} of {path.name} is not JSON: {exc}") from None
+                    numbers.append(number)
         else:
             try:
                 loaded = json.load(f)
             except json.JSONDecodeError as exc:
-                raise EventValidationError(f"{path} is not JSON: {exc}") from None
+                raise EventValidationError(f"{path.name} is not JSON: {exc}") from None
             records = loaded if isinstance(loaded, list) else [loaded]
-    if not all(isinstance(r, Mapping) for r in records):
-        raise EventValidationError(f"{path.name} must hold one JSON object per event")
-    return records
+    for i, r in enumerate(records):
+        if not isinstance(r, Mapping):
+            line = f"line {numbers[i]} of " if numbers else ""
+            raise EventValidationError(f"{line}{path.name} must hold one JSON object per event, got {_short(r)}")
+    return records, numbers
+
+
+class LineMap:
+    """Where each row of a batch read from a CSV or JSON-lines file was in the file (see
+    :func:`read_events_located`)."""
+
+    def __init__(self, path: Path, numbers: list[int] | None = None) -> None:
+        self.path = path
+        self.numbers = numbers
+
+    def line(self, row: int) -> int | None:
+        """The physical line (1-based) of a row (0-based), or ``None`` when it cannot be told."""
+        if self.numbers is not None:
+            return self.numbers[row] if 0 <= row < len(self.numbers) else None
+        return _csv_line(self.path, row)
+
+    def locate(self, exc: EventValidationError) -> EventValidationError:
+        """``exc`` placed at its row's line of the file (unchanged if it names no row)."""
+        if exc.row is None or exc.line is not None:
+            return exc
+        line = self.line(exc.row)
+        return exc if line is None else exc.at_line(line, self.path.name)
+
+
+def read_events_located(source: Any) -> tuple[pa.Table, LineMap | None]:
+    """:func:`read_events`, and for a CSV or JSON-lines file where its rows were; an error of a row
+    read from such a file names the row's line."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        suffix = path.suffix.lower()
+        if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
+            lines = LineMap(path)
+            try:
+                if suffix == ".csv":
+                    return _read_csv(path), lines
+                try:
+                    records, lines.numbers = _json_records(path, lines=True)
+                except UnicodeDecodeError:
+                    raise EventValidationError(f"{path.name} is not UTF-8 text; save it as UTF-8") from None
+                return _from_records(records), lines
+            except EventValidationError as exc:
+                raise lines.locate(exc) from None
+    return read_events(source), None
 
 
 def read_events(source: Any) -> pa.Table:
@@ -252,7 +367,7 @@ def read_events(source: Any) -> pa.Table:
         if suffix == ".csv":
             return _read_csv(path)
         if suffix in (".json", ".jsonl", ".ndjson"):
-            return _read_json_lines(path, lines=suffix != ".json")
+            return _read_json_lines(path, lines=suffix != ".json")[0]
         raise EventValidationError(
             f"unknown file type {suffix!r} of {str(path)!r}; use .parquet, .csv, .json or .jsonl"
         )

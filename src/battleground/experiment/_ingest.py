@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from battleground.experiment._event_input import read_events
+from battleground.experiment._event_input import EventValidationError, read_events_located
 from battleground.experiment._event_rules import validate_events
 from battleground.storage.events import EventStore, open_event_store
 
@@ -62,9 +62,13 @@ def ingest(store: EventStore | Any, data: Any, *, experiment: Any = None) -> Ing
     """
     if not isinstance(store, EventStore):
         store = open_event_store(store)
-    raw = read_events(data)
+    raw, lines = read_events_located(data)
     try:
         table = validate_events(raw, registry_of(store), experiment=experiment)
+    except EventValidationError as exc:
+        if lines is None:
+            raise
+        raise lines.locate(exc) from None
     except Exception as exc:  # the registry's database failed while checking the batch
         if type(exc).__module__.startswith(("sqlalchemy", "psycopg")):
             from battleground._redact import redact_url
