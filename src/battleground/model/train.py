@@ -267,7 +267,7 @@ class Trainer(ClassifierMixin, BaseEstimator):
                     code = -1 if v is None or pd.isna(v) else mapping.get(str(v), -1)
                 out.append(code)
             return np.asarray(out, dtype=np.int64)
-        codes = np.asarray(index.get_indexer(values.to_numpy(dtype=object, na_value=None)), dtype=np.int64)
+        codes = np.asarray(index.get_indexer(values.to_numpy(dtype=object)), dtype=np.int64)
         retry = (codes < 0) & np.asarray(values.notna())
         if retry.any():  # non-text values (numbers, booleans) match by their text
             codes[retry] = index.get_indexer([str(v) for v in values[retry].tolist()])
