@@ -63,3 +63,18 @@ def test_non_text_values_match_by_their_text_and_odd_columns_fall_back(churn_set
         tr.predict_proba(odd)
     with pytest.raises(ValueError, match="lacks the columns"):
         tr.predict_proba(X.drop(columns=["race"]))
+
+
+def test_fast_logistic_proba_equals_the_pipeline(churn_sets) -> None:
+    X_train, y_train, X_test, _ = churn_sets
+    tr = Trainer("logistic").fit(X_train, y_train)
+    X = _hostile(X_test)
+    reference = np.asarray(tr.estimator_.predict_proba(X[list(tr.feature_names_in_)]))  # sklearn's own path
+    assert tr._fast_linear(X) is not None
+    np.testing.assert_array_equal(tr.predict_proba(X), reference)
+    for i in (0, 3, 7):  # one row against sklearn on one row (BLAS may sum a lone row in another order)
+        one = X.iloc[[i]]
+        np.testing.assert_array_equal(tr.predict_proba(one), tr.estimator_.predict_proba(one[list(tr.feature_names_in_)]))
+    calibrated = Trainer("logistic", calibration="sigmoid").fit(X_train, y_train)
+    assert calibrated._fast_linear(X) is None  # not the fast path's shape: scikit-learn scores it
+    np.testing.assert_array_equal(calibrated.predict_proba(X), calibrated.estimator_.predict_proba(X))

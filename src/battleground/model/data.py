@@ -388,6 +388,13 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
         millisecond, which the model server relies on)."""
         import pandas as pd
 
+        return pd.DataFrame(self.transform_values(X), columns=self._output_columns(), index=X.index, copy=False)
+
+    def transform_values(self, X: pd.DataFrame) -> np.ndarray:
+        """:meth:`transform`'s float matrix without the DataFrame around it (columns in
+        ``get_feature_names_out()`` order)."""
+        import pandas as pd
+
         missing = [c for c in [*self.numerical_features_, *self.categorical_features_] if c not in X.columns]
         if missing:
             raise ModelInputError(f"X lacks the columns {missing} seen in fit")
@@ -419,8 +426,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
                 blocks.append(np.array([lookup.get(v, -1.0) for v in text], dtype=float).reshape(n, 1))
             elif cats:
                 blocks.append((text[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float))
-        values = np.hstack(blocks) if blocks else np.empty((n, 0))
-        return pd.DataFrame(values, columns=self._output_columns(), index=X.index, copy=False)
+        return np.hstack(blocks) if blocks else np.empty((n, 0))
 
     def set_output(self, *, transform: str | None = None) -> Preprocess:
         """Output is always a DataFrame; accepted so ``Pipeline.set_output(transform="pandas")`` works
