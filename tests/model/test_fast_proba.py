@@ -78,3 +78,27 @@ def test_fast_logistic_proba_equals_the_pipeline(churn_sets) -> None:
     calibrated = Trainer("logistic", calibration="sigmoid").fit(X_train, y_train)
     assert calibrated._fast_linear(X) is None  # not the fast path's shape: scikit-learn scores it
     np.testing.assert_array_equal(calibrated.predict_proba(X), calibrated.estimator_.predict_proba(X))
+
+
+@pytest.mark.parametrize(("kind", "calibration"), [("lightgbm", "sigmoid"), ("lightgbm", None), ("logistic", None)])
+def test_request_columns_score_like_the_frame(churn_sets, kind, calibration) -> None:
+    """The model server's request (column → array, never a DataFrame) gets the frame's numbers."""
+    import json
+
+    from battleground.model.serve import _column
+
+    X_train, y_train, X_test, _ = churn_sets
+    tr = Trainer(kind, params={"n_estimators": 25} if kind == "lightgbm" else None,
+                 calibration=calibration).fit(X_train, y_train)
+    X = _hostile(X_test)
+    X["sub_type"] = X["sub_type"].astype(str)
+    schema = [(c, str(X_train[c].dtype)) for c in X_train.columns]
+    records = json.loads(X.to_json(orient="records"))
+    for rows in (records[:1], records[3:4], records[:120]):
+        columns = {c: _column([r.get(c) for r in rows], t) for c, t in schema}
+        frame = pd.DataFrame(columns)
+        got = tr.predict_proba_columns(columns)
+        assert got is not None
+        np.testing.assert_array_equal(got, tr.predict_proba(frame))
+    with pytest.raises(ValueError, match=r"lacks the columns \['race'\]"):
+        tr.predict_proba_columns({c: v for c, v in columns.items() if c != "race"})

@@ -253,7 +253,7 @@ class Trainer(ClassifierMixin, BaseEstimator):
             cache = self.__dict__["_lookups"] = (self.categories_, built)
         return cache[1][col]  # type: ignore[no-any-return]
 
-    def _codes(self, col: str, values: pd.Series) -> np.ndarray:
+    def _codes(self, col: str, values: Any) -> np.ndarray:
         """Category codes of ``values`` as fitted (-1: missing or unseen); a value matches by its text,
         ``str(v)``, as in ``fit``. A dict lookup for a few rows, a hash join for many."""
         import pandas as pd
@@ -267,35 +267,64 @@ class Trainer(ClassifierMixin, BaseEstimator):
                     code = -1 if v is None or pd.isna(v) else mapping.get(str(v), -1)
                 out.append(code)
             return np.asarray(out, dtype=np.int64)
+        if not isinstance(values, pd.Series):
+            values = pd.Series(np.asarray(values, dtype=object), dtype=object)
         codes = np.asarray(index.get_indexer(values.to_numpy(dtype=object)), dtype=np.int64)
         retry = (codes < 0) & np.asarray(values.notna())
         if retry.any():  # non-text values (numbers, booleans) match by their text
             codes[retry] = index.get_indexer([str(v) for v in values[retry].tolist()])
         return codes
 
-    def _lgb_matrix(self, X: pd.DataFrame) -> np.ndarray | None:
+    def _lgb_matrix(self, X: Any) -> np.ndarray | None:
         """The float64 matrix LightGBM's booster reads (category codes, NaN for missing/unseen), built
-        without its per-call pandas conversion; None when a column is of a type only that handles."""
+        without its per-call pandas conversion; None when a column is of a type only that handles.
+        ``X``: a DataFrame, or a mapping of column → 1-D array (a request that never becomes a frame)."""
         import pandas as pd
 
         cats = self.categories_
         names = [str(c) for c in self.feature_names_in_]
         numeric = [c for c in names if c not in cats]
-        dtypes = dict(zip(X.columns, X.dtypes, strict=True))  # one pass: X[c] per column costs more than the model
+        frame = isinstance(X, pd.DataFrame)
+        if frame:  # one pass over the dtypes: X[c] per column costs more than the model
+            dtypes = dict(zip(X.columns, X.dtypes, strict=True))
+        else:
+            X = {c: np.asarray(X[c]) for c in names}
+            dtypes = {c: X[c].dtype for c in names}
         if not all((isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "iuf") or (
-                pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c]))
+                frame and pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c]))
                 for c in numeric):
             return None
-        out = np.empty((len(X), len(names)), dtype=np.float64)
+        n = len(X) if frame else (len(X[names[0]]) if names else 0)
+        out = np.empty((n, len(names)), dtype=np.float64)
         pos = {c: i for i, c in enumerate(names)}
-        if numeric:
+        if numeric and frame:
             out[:, [pos[c] for c in numeric]] = X[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            for c in numeric:
+                out[:, pos[c]] = X[c]
         for col in cats:
             codes = self._codes(col, X[col])
             out[:, pos[col]] = np.where(codes < 0, np.nan, codes)
         return out
 
-    def _fast_proba(self, X: pd.DataFrame) -> np.ndarray | None:
+    def predict_proba_columns(self, columns: Mapping[str, Any]) -> np.ndarray | None:
+        """``predict_proba`` of rows given as a mapping of column → 1-D array, without building a
+        DataFrame (the model server's path for a request: the same numbers as :meth:`predict_proba`);
+        None when this model has no such path (then score a DataFrame)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        missing = [c for c in self.feature_names_in_ if c not in columns]
+        if missing:
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        kind = getattr(self, "kind_", None)
+        if kind == "lightgbm":
+            return self._fast_proba(columns)
+        if kind == "logistic":
+            return self._fast_linear(columns)
+        return None
+
+    def _fast_proba(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
         """``predict_proba`` straight from LightGBM's booster(s) on :meth:`_lgb_matrix`, the same numbers as
         the estimator's ``predict_proba`` on the prepared frame (tested to the last bit); None when the
         fitted estimator is not a plain or sigmoid/isotonic-calibrated LightGBM classifier."""
@@ -330,7 +359,7 @@ class Trainer(ClassifierMixin, BaseEstimator):
             total += proba
         return total / len(calibrated)  # type: ignore[no-any-return]
 
-    def _fast_linear(self, X: pd.DataFrame) -> np.ndarray | None:
+    def _fast_linear(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
         """``predict_proba`` of the ``Preprocess`` + two-class ``LogisticRegression`` pipeline on the
         preprocessed matrix, without the pandas frame between the steps and scikit-learn's per-call
         validation of it (the same numbers, tested); None for any other fitted estimator."""
