@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, experiment_key, fail, load_settings, user_errors
+from battleground.cli._common import console, experiment_key, load_settings, user_errors
 from battleground.cli._table import (
     Column,
     Table,
@@ -156,32 +156,22 @@ def leaderboard_cmd(
 
 @app.command("predict")
 def predict(
-    input: Path = typer.Option(..., "--input", "-i", help="Records to score: .csv, .parquet or .json (records)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write predictions (.csv or .parquet)."),
+    input: Path = typer.Option(..., "--input", "-i", help="Records to score: .parquet (read in chunks), .csv or "
+                                                          ".json (records)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write predictions (.parquet or .csv)."),
     model_name: str = typer.Option("churn", help="Registered model whose 'champion' alias scores the rows."),
+    chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1, help="Rows scored per chunk (bounds memory)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes scoring chunks in parallel."),
 ) -> None:
-    """Batch-score a file with the champion: writes the input's id column (if any) and churn_probability."""
+    """Batch-score a file with the champion: writes the input's id column (if any), churn_probability
+    and churn_label, in the input's row order; nothing is written unless every row is scored."""
     with user_errors():
-        from typing import Any
-
-        import pandas as pd
-
-        from battleground.model.serve import predict_frame
+        from battleground.model.batch import batch_predict, check_paths
         from battleground.model.tracking import load_champion
 
         settings = load_settings()
-        readers: dict[str, Any] = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json}
-        if input.suffix not in readers or output.suffix not in (".csv", ".parquet"):
-            fail(f"--input {input.name!r}/--output {output.name!r}: use .csv/.parquet/.json in "
-                             "and .csv/.parquet out")
-        frame = readers[input.suffix](input)
+        check_paths(input, output)  # a wrong path fails before the model loads
         champ = load_champion(settings, model_name)
-        missing = [c for c in champ.feature_names if c not in frame.columns]
-        if missing:
-            fail(f"--input {input} lacks the model's feature columns {missing}")
-        out = frame[["char_id"]].copy() if "char_id" in frame.columns else pd.DataFrame(index=frame.index)
-        out["churn_probability"] = predict_frame(champ, frame.to_dict(orient="records"))
-        out["churn_label"] = (out["churn_probability"] >= champ.threshold).astype(int)  # the model's own threshold
-        output.parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(output, index=False) if output.suffix == ".csv" else out.to_parquet(output, index=False)
-        console.print(f"{len(out)} predictions from {champ.name} v{champ.version} → {output}")
+        res = batch_predict(champ, input, output, chunk_rows=chunk_rows, workers=workers)
+        console.print(f"{res.rows} predictions from {res.model} v{res.version} in {res.chunks} chunk(s), "
+                      f"{res.workers} worker(s), {res.seconds:.1f} s → {output}")

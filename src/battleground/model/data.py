@@ -383,28 +383,41 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
         millisecond, which the model server relies on)."""
         import pandas as pd
 
-        missing = [c for c in [*self.numerical_features_, *self.categorical_features_] if c not in X.columns]
+        return pd.DataFrame(self.transform_values(X), columns=self._output_columns(), index=X.index, copy=False)
+
+    def transform_values(self, X: Any) -> np.ndarray:
+        """:meth:`transform`'s float matrix without the DataFrame around it (columns in
+        ``get_feature_names_out()`` order). ``X`` may also map each column to a 1-D array (the model
+        server's request, which then never becomes a DataFrame); the numbers are the same."""
+        import pandas as pd
+
+        frame = isinstance(X, pd.DataFrame)
+        names = X.columns if frame else X
+        missing = [c for c in [*self.numerical_features_, *self.categorical_features_] if c not in names]
         if missing:
             raise ModelInputError(f"X lacks the columns {missing} seen in fit")
-        n = len(X)
+        n = len(X) if frame else len(X[self.feature_names_in_[0]]) if len(self.feature_names_in_) else 0
         blocks: list[np.ndarray] = []
         nums = self.numerical_features_
         if nums:
-            dtypes = X.dtypes
-            plain = all(pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c])
-                        for c in nums)
-            if plain:  # one take and one conversion for the whole numeric block
+            if frame:
+                dtypes = X.dtypes
+                plain = all(pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c])
+                            for c in nums)
+            if frame and plain:  # one take and one conversion for the whole numeric block
                 block = X[nums].to_numpy(dtype=float, na_value=np.nan)
-            else:
+            elif frame:
                 block = np.column_stack([pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                                          for c in nums])
+            else:
+                block = np.column_stack([_as_float(X[c]) for c in nums])
             fill, means, scales = self._numeric_constants()
             block = np.where(np.isnan(block), fill, block)
             if self.scale:
                 block = (block - means) / scales
             blocks.append(block)
         for c in self.categorical_features_:
-            raw = X[c].to_numpy(dtype=object)
+            raw = X[c].to_numpy(dtype=object) if frame else np.asarray(X[c], dtype=object)
             known = ~pd.isna(raw)
             text = np.array([str(v) for v in raw], dtype=object)
             text[~known] = None
@@ -414,8 +427,7 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
                 blocks.append(np.array([lookup.get(v, -1.0) for v in text], dtype=float).reshape(n, 1))
             elif cats:
                 blocks.append((text[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float))
-        values = np.hstack(blocks) if blocks else np.empty((n, 0))
-        return pd.DataFrame(values, columns=self._output_columns(), index=X.index, copy=False)
+        return np.hstack(blocks) if blocks else np.empty((n, 0))
 
     def set_output(self, *, transform: str | None = None) -> Preprocess:
         """Output is always a DataFrame; accepted so ``Pipeline.set_output(transform="pandas")`` works
@@ -451,6 +463,16 @@ class Preprocess(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  
         for c in self.categorical_features_:
             names += [c] if self.encoding == "ordinal" else [f"{c}={v}" for v in self.categories_[c]]
         return np.asarray(names, dtype=object)
+
+
+def _as_float(values: Any) -> np.ndarray:
+    """A 1-D array of numbers as float (text that is no number and None become NaN, as ``to_numeric``)."""
+    import pandas as pd
+
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iufb":
+        return arr.astype(float)
+    return pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def build_preprocessing(steps: str | Sequence[Mapping[str, Any]]) -> Pipeline:

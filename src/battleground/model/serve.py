@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from battleground.model.tracking import Champion
     from battleground.settings import Settings
 
-__all__ = ["ChampionHolder", "create_app", "known_categories", "predict_frame", "unseen_categories"]
+__all__ = ["ChampionHolder", "create_app", "known_categories", "predict_frame", "score_frame", "scoring_model",
+           "unseen_categories"]
 
 log = logging.getLogger("battleground.model.serve")
 _DTYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
@@ -132,27 +133,47 @@ def _column(values: list[Any], dtype: str) -> Any:
     return np.array(values, dtype=object)
 
 
+def scoring_model(champion: "Champion") -> Any:
+    """What :func:`score_frame` calls: the fitted pipeline inside our pyfunc wrapper (its
+    ``predict_proba`` skips pyfunc's per-call schema enforcement), else the pyfunc model itself."""
+    inner = getattr(getattr(champion.model, "_model_impl", None), "python_model", None)
+    fitted = getattr(inner, "model", None)
+    if fitted is not None and hasattr(fitted, "predict_proba"):
+        return fitted
+    return inner if inner is not None else champion.model
+
+
+def score_frame(model: Any, frame: Any) -> Any:
+    """P(class 1) per row of ``frame`` (a float array) from a :func:`scoring_model`."""
+    import numpy as np
+
+    if hasattr(model, "predict_proba"):  # our ProbabilityModel's pipeline: P(class 1)
+        from battleground.model.train import pipeline_proba
+
+        return np.asarray(pipeline_proba(model, frame))[:, 1].astype(float, copy=False)
+    if hasattr(model, "load_context"):  # an mlflow PythonModel: predict(context, frame)
+        return np.asarray(model.predict(None, frame), dtype=float)
+    return np.asarray(model.predict(frame), dtype=float)
+
+
 def predict_frame(champion: "Champion", records: list[dict[str, Any]]) -> list[float]:
     """P(churn) for each record, columns ordered and typed as in the model's input schema."""
-    import numpy as np
     import pandas as pd
 
+    model = scoring_model(champion)
     if champion.input_schema:  # column-wise build: much cheaper than from_records for a few rows
-        frame = pd.DataFrame({c: _column([r.get(c) for r in records], t) for c, t in champion.input_schema},
-                             copy=False)
+        columns = {c: _column([r.get(c) for r in records], t) for c, t in champion.input_schema}
+        direct = getattr(model, "predict_proba_columns", None)
+        if direct is not None:  # our Trainer scores the arrays themselves: no DataFrame per request
+            proba = direct(columns)
+            if proba is not None:
+                return [float(p) for p in proba[:, 1]]
+        frame = pd.DataFrame(columns, copy=False)
     else:
         frame = pd.DataFrame.from_records(records)
     # pydantic has already checked the schema, so call the python model directly and skip pyfunc's
     # per-call schema enforcement (about 6 ms a request)
-    inner = getattr(getattr(champion.model, "_model_impl", None), "python_model", None)
-    fitted = getattr(inner, "model", None)
-    if fitted is not None and hasattr(fitted, "predict_proba"):  # our ProbabilityModel: P(class 1)
-        from battleground.model.train import pipeline_proba
-
-        proba = np.asarray(pipeline_proba(fitted, frame))[:, 1]
-    else:
-        proba = inner.predict(None, frame) if inner is not None else champion.model.predict(frame)
-    return [float(p) for p in np.asarray(proba, dtype=float)]
+    return score_frame(model, frame).tolist()  # type: ignore[no-any-return]
 
 
 def create_app(

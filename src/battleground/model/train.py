@@ -236,12 +236,158 @@ class Trainer(ClassifierMixin, BaseEstimator):
             X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
         if not self.categories_ or self.kind_ not in ("lightgbm", "xgboost"):
             return X
-        X = X.copy()
-        for col, cats in self.categories_.items():
-            text = X[col].astype(object).where(X[col].notna(), None).map(lambda v: None if v is None else str(v))
+        X = X.copy(deep=False)  # whole columns are replaced below: the caller's frame stays as it was
+        for col in self.categories_:
             # categories unseen in fit become missing values
-            X[col] = pd.Categorical(text.where(text.isin(cats), None), categories=cats)
+            X[col] = pd.Categorical.from_codes(self._codes(col, X[col]), dtype=self._lookup(col)[1])
         return X
+
+    def _lookup(self, col: str) -> tuple[dict[Any, int], Any, Any]:
+        """(category → code, the CategoricalDtype, a pandas Index of the categories) of a fitted column,
+        built once and kept beside the fitted state (rebuilt when ``categories_`` is replaced)."""
+        import pandas as pd
+
+        cache = self.__dict__.get("_lookups")
+        if cache is None or cache[0] is not self.categories_:
+            built = {c: ({v: i for i, v in enumerate(cats)}, pd.CategoricalDtype(cats), pd.Index(cats, dtype=object))
+                     for c, cats in self.categories_.items()}
+            cache = self.__dict__["_lookups"] = (self.categories_, built)
+        return cache[1][col]  # type: ignore[no-any-return]
+
+    def _codes(self, col: str, values: Any) -> np.ndarray:
+        """Category codes of ``values`` as fitted (-1: missing or unseen); a value matches by its text,
+        ``str(v)``, as in ``fit``. A dict lookup for a few rows, a hash join for many."""
+        import pandas as pd
+
+        mapping, _, index = self._lookup(col)
+        if len(values) <= 64:  # one request: pandas' machinery costs more than the lookups
+            out = []
+            for v in values.tolist():
+                code = mapping.get(v) if isinstance(v, str) else None
+                if code is None:
+                    code = -1 if v is None or pd.isna(v) else mapping.get(str(v), -1)
+                out.append(code)
+            return np.asarray(out, dtype=np.int64)
+        if not isinstance(values, pd.Series):
+            values = pd.Series(np.asarray(values, dtype=object), dtype=object)
+        codes = np.asarray(index.get_indexer(values.to_numpy(dtype=object)), dtype=np.int64)
+        retry = (codes < 0) & np.asarray(values.notna())
+        if retry.any():  # non-text values (numbers, booleans) match by their text
+            codes[retry] = index.get_indexer([str(v) for v in values[retry].tolist()])
+        return codes
+
+    def _lgb_matrix(self, X: Any) -> np.ndarray | None:
+        """The float64 matrix LightGBM's booster reads (category codes, NaN for missing/unseen), built
+        without its per-call pandas conversion; None when a column is of a type only that handles.
+        ``X``: a DataFrame, or a mapping of column → 1-D array (a request that never becomes a frame)."""
+        import pandas as pd
+
+        cats = self.categories_
+        names = [str(c) for c in self.feature_names_in_]
+        numeric = [c for c in names if c not in cats]
+        frame = isinstance(X, pd.DataFrame)
+        if frame:  # one pass over the dtypes: X[c] per column costs more than the model
+            dtypes = dict(zip(X.columns, X.dtypes, strict=True))
+        else:
+            X = {c: np.asarray(X[c]) for c in names}
+            dtypes = {c: X[c].dtype for c in names}
+        if not all((isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "iuf") or (
+                frame and pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c]))
+                for c in numeric):
+            return None
+        n = len(X) if frame else (len(X[names[0]]) if names else 0)
+        out = np.empty((n, len(names)), dtype=np.float64)
+        pos = {c: i for i, c in enumerate(names)}
+        if numeric and frame:
+            out[:, [pos[c] for c in numeric]] = X[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            for c in numeric:
+                out[:, pos[c]] = X[c]
+        for col in cats:
+            codes = self._codes(col, X[col])
+            out[:, pos[col]] = np.where(codes < 0, np.nan, codes)
+        return out
+
+    def predict_proba_columns(self, columns: Mapping[str, Any]) -> np.ndarray | None:
+        """``predict_proba`` of rows given as a mapping of column → 1-D array, without building a
+        DataFrame (the model server's path for a request: the same numbers as :meth:`predict_proba`);
+        None when this model has no such path (then score a DataFrame)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        missing = [c for c in self.feature_names_in_ if c not in columns]
+        if missing:
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        kind = getattr(self, "kind_", None)
+        if kind == "lightgbm":
+            return self._fast_proba(columns)
+        if kind == "logistic":
+            return self._fast_linear(columns)
+        return None
+
+    def _fast_proba(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+        """``predict_proba`` straight from LightGBM's booster(s) on :meth:`_lgb_matrix`, the same numbers as
+        the estimator's ``predict_proba`` on the prepared frame (tested to the last bit); None when the
+        fitted estimator is not a plain or sigmoid/isotonic-calibrated LightGBM classifier."""
+        est = self.estimator_
+        calibrated = getattr(est, "calibrated_classifiers_", None)
+        members = [cc.estimator for cc in calibrated] if calibrated is not None else [est]
+        if not all(type(m).__name__ == "LGBMClassifier" and len(getattr(m, "classes_", ())) == 2
+                   and isinstance(getattr(m, "objective_", None), str) for m in members):
+            return None
+        mat = self._lgb_matrix(X)
+        if mat is None:
+            return None
+
+        def threads(m: Any) -> dict[str, Any]:  # as LGBMClassifier.predict passes them (n_jobs)
+            process = getattr(m, "_process_n_jobs", None)
+            return {"num_threads": process(m.n_jobs)} if process is not None else {}
+
+        if calibrated is None:
+            p = np.asarray(est.booster_.predict(mat, **threads(est)), dtype=np.float64)
+            return np.column_stack([1.0 - p, p])  # as LGBMClassifier.predict_proba stacks them
+        total = np.zeros((len(mat), 2), dtype=np.float64)
+        for cc in calibrated:  # sklearn's _CalibratedClassifier.predict_proba for two classes, in order
+            m = cc.estimator
+            if getattr(cc, "method", None) not in ("sigmoid", "isotonic") or len(cc.calibrators) != 1:
+                return None
+            # sklearn calibrates decision_function (LightGBM's raw score) when there is one
+            raw = m.booster_.predict(mat, raw_score=hasattr(m, "decision_function"), **threads(m))
+            proba = np.empty((len(mat), 2), dtype=np.float64)
+            proba[:, 1] = cc.calibrators[0].predict(raw)
+            proba[:, 0] = 1.0 - proba[:, 1]
+            proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+            total += proba
+        return total / len(calibrated)  # type: ignore[no-any-return]
+
+    def _fast_linear(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+        """``predict_proba`` of the ``Preprocess`` + two-class ``LogisticRegression`` pipeline on the
+        preprocessed matrix, without the pandas frame between the steps and scikit-learn's per-call
+        validation of it (the same numbers, tested); None for any other fitted estimator."""
+        from scipy.special import expit
+        from sklearn.pipeline import Pipeline
+
+        from battleground.model.data import Preprocess
+
+        est = self.estimator_
+        if not (isinstance(est, Pipeline) and len(est.steps) == 2):
+            return None
+        prep, lr = est.steps[0][1], est.steps[1][1]
+        if type(prep) is not Preprocess or type(lr).__name__ != "LogisticRegression" or len(lr.classes_) != 2 or (
+                not isinstance(lr.coef_, np.ndarray)):
+            return None
+        values = prep.transform_values(X)
+        if values.shape[1] != lr.coef_.shape[1]:
+            return None
+        # LinearClassifierMixin.decision_function and _predict_proba_lr, for dense input and two classes
+        prob = (values @ lr.coef_.T + lr.intercept_).reshape(-1)
+        prob = expit(prob, out=prob)
+        return np.stack([1 - prob, prob], axis=1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_lookups", None)  # a cache: rebuilt on first use
+        return state
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(
@@ -331,6 +477,24 @@ class Trainer(ClassifierMixin, BaseEstimator):
         return Xp[list(self.feature_names_in_)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        import pandas as pd
+
+        if getattr(self, "kind_", None) in ("lightgbm", "logistic") and isinstance(X, pd.DataFrame) and len(X):
+            from sklearn.utils.validation import check_is_fitted
+
+            check_is_fitted(self, "estimator_")
+            present = set(X.columns)
+            if not present.issuperset(self.feature_names_in_):
+                missing = [c for c in self.feature_names_in_ if c not in present]
+                raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        if getattr(self, "kind_", None) == "lightgbm" and isinstance(X, pd.DataFrame) and len(X):
+            fast = self._fast_proba(X)
+            if fast is not None:
+                return fast
+        if getattr(self, "kind_", None) == "logistic" and isinstance(X, pd.DataFrame) and len(X):
+            fast = self._fast_linear(X)
+            if fast is not None:
+                return fast
         return np.asarray(pipeline_proba(self.estimator_, self._check(X)))
 
     def predict(self, X: Any) -> np.ndarray:
