@@ -37,7 +37,7 @@ def _first(mask: Any) -> int | None:
 
 
 def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
-    import difflib
+    from battleground._suggest import suggest
 
     cols: dict[str, Any] = {}
     for name in table.column_names:
@@ -45,10 +45,9 @@ def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
         if key in cols:
             raise EventValidationError(f"given twice (as {name!r} and an alias); keep one", field=key)
         if key not in REQUIRED + OPTIONAL:
-            close = difflib.get_close_matches(name, [*REQUIRED, *OPTIONAL, *_ALIASES], n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = suggest(name, [*REQUIRED, *OPTIONAL, *_ALIASES])
             raise EventValidationError(
-                f"unknown column; {hint}expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
+                f"unknown column{hint}; expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
                 field=name,
             )
         cols[key] = table.column(name)

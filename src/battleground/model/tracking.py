@@ -109,8 +109,6 @@ class TrainingConfig:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingConfig:
-        import difflib
-
         from battleground._suggest import suggest
 
         if not isinstance(raw, Mapping):
@@ -123,7 +121,7 @@ class TrainingConfig:
                                   "valid sections: ['train', 'data']")
         else:
             odd = [k for k in raw if k not in valid]
-            sections = [k for k in odd if difflib.get_close_matches(str(k), ["train"], n=1, cutoff=0.6)]
+            sections = [k for k in odd if suggest(str(k), ["train"])]
             if sections:
                 raise ConfigError(f"unknown top-level section {sections[0]!r} (did you mean 'train'?); "
                                   "valid sections: ['train', 'data']")
