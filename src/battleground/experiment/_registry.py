@@ -150,14 +150,19 @@ class Registry(RegistryRepo):
             return self._record(self._row(session, key))
 
     def list(self, status: str | None = None) -> list[ExperimentRecord]:
-        """All experiments (optionally only those with ``status``), oldest first."""
+        """All experiments (optionally only those with ``status``), oldest first: four queries however
+        many there are (variants, metrics and end conditions are loaded for all rows at once)."""
         from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
 
         from battleground.storage._models import ExperimentRow
 
         if status is not None and status not in STATUSES:
             raise RegistryError(f"status must be one of {list(STATUSES)}, got {status!r}")
-        query = select(ExperimentRow).order_by(ExperimentRow.id)
+        query = select(ExperimentRow).order_by(ExperimentRow.id).options(
+            selectinload(ExperimentRow.variants), selectinload(ExperimentRow.metrics),
+            selectinload(ExperimentRow.end_condition),
+        )
         if status is not None:
             query = query.where(ExperimentRow.status == status)
         with self._session() as session:

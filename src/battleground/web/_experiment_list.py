@@ -13,7 +13,31 @@ if TYPE_CHECKING:
     from battleground.experiment.register import ExperimentRecord
     from battleground.web._experiment_views import ExperimentSummary
 
-__all__ = ["SORTS", "SummaryCache", "filter_records", "owners", "sort_summaries"]
+__all__ = ["DECISIONS", "SORTS", "SummaryCache", "decision_label", "filter_records", "owners", "sort_summaries"]
+
+# the decision rule's verdicts (``experiment._decide.VERDICTS``) as the list says them, in sort order
+DECISIONS: dict[str, str] = {
+    "ship": "ship", "dont_ship": "no-ship", "inconclusive": "keep running", "collecting": "keep running",
+    "data_quality": "check data",
+}
+_DECISION_ORDER = tuple(DECISIONS)
+
+
+def decision_label(verdict: str | None, status: str = "running") -> str:
+    """What the list's decision column says for a verdict (``—`` before any data); an experiment that
+    no longer runs cannot "keep running": it ended inconclusive."""
+    label = DECISIONS.get(verdict or "", "—")
+    return "inconclusive" if label == "keep running" and status != "running" else label
+
+
+def _by_decision(s: Any) -> tuple[int, float, int]:
+    rank = _DECISION_ORDER.index(s.verdict) if s.verdict in _DECISION_ORDER else len(_DECISION_ORDER)
+    return rank, -abs(s.lift) if s.lift is not None else 0.0, -s.id
+
+
+def _by_lift(s: Any) -> tuple[bool, float]:
+    """Largest lift first; experiments without one last (``reverse=True`` sorts on this)."""
+    return s.lift is not None, s.lift if s.lift is not None else 0.0
 
 # key → (label, sort key, newest/largest first)
 SORTS: dict[str, tuple[str, Any, bool]] = {
@@ -23,6 +47,8 @@ SORTS: dict[str, tuple[str, Any, bool]] = {
                                     if s.status in ("running", "draft", "stopped", "archived") else 9, -s.id), False),
     "users": ("most users", lambda s: s.total_users, True),
     "progress": ("progress against plan", lambda s: -1.0 if s.progress is None else s.progress, True),
+    "decision": ("decision (ship first)", _by_decision, False),
+    "lift": ("primary-metric lift", _by_lift, True),
     "started": ("started", lambda s: (s.started_at is not None, s.started_at.isoformat() if s.started_at else ""), True),
 }
 

@@ -52,6 +52,13 @@ class ExperimentSummary:
     end_reasons: tuple[str, ...]
     error: str | None = None
     target_sample_size: int | None = None
+    verdict: str | None = None  # the decision rule's verdict (``Decision.verdict``); None before any data
+    headline: str = ""  # the decision in words, e.g. "ship treatment"
+    primary_metric: str | None = None
+    lift_variant: str | None = None  # the variant whose primary-metric lift is shown
+    lift: float | None = None  # its relative lift of the primary metric vs control
+    lift_significant: bool = False
+    lift_good: bool | None = None  # whether the lift goes the metric's good way (None: no lift)
 
     @property
     def progress(self) -> float | None:
@@ -77,12 +84,43 @@ class ExperimentSummary:
             "srm_p_value": jsonable(self.srm_p_value), "srm_alert": self.srm_alert,
             "end_condition_met": self.end_met, "end_reasons": list(self.end_reasons),
             "error": self.error, "target_sample_size": self.target_sample_size, "progress": self.progress,
+            "decision": self.verdict, "decision_headline": self.headline, "primary_metric": self.primary_metric,
+            "lift_variant": self.lift_variant, "primary_lift": jsonable(self.lift),
+            "primary_lift_significant": self.lift_significant,
         }
 
 
 def _end_report(monitor: Monitor, record: ExperimentRecord) -> EndConditionReport:
     monitor.experiment_id_ = record.id
     return monitor.check_end_conditions(stop=False)
+
+
+def _primary_lift(result: MonitorResult) -> dict[str, Any]:
+    """The primary metric's relative lift for the list: of the variant the decision ships, else of the
+    treatment with the largest lift in the metric's good direction."""
+    if not result.rows:
+        return {}
+    primary = next((r.metric for r in result.rows if r.primary), result.rows[0].metric)
+    rows = [r for r in result.rows if r.metric == primary and not r.is_control and math.isfinite(r.rel_lift)]
+    if not rows:
+        return {"primary_metric": primary}
+    best = result.decision.best
+    row = next((r for r in rows if r.variant == best), None) or max(
+        rows, key=lambda r: r.rel_lift if r.higher_is_better else -r.rel_lift)
+    return {"primary_metric": primary, "lift_variant": row.variant, "lift": float(row.rel_lift),
+            "lift_significant": bool(row.significant),
+            "lift_good": (row.rel_lift > 0) == row.higher_is_better if row.rel_lift != 0 else None}
+
+
+def _decision_fields(monitor: Monitor) -> dict[str, Any]:
+    """Verdict and primary lift from :meth:`Monitor.result`: the decision the experiment page shows."""
+    try:
+        result = monitor.result()
+    except (ValueError, LookupError):  # no exposure yet, a control without users, ...
+        return {}
+    if not result.rows or max(r.users for r in result.rows) == 0:
+        return {}
+    return {"verdict": result.decision.verdict, "headline": result.decision.headline, **_primary_lift(result)}
 
 
 def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> ExperimentSummary:
@@ -103,6 +141,7 @@ def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> Experiment
     return ExperimentSummary(
         **base, users=dict(report.users_per_variant), srm_status=report.srm_status,
         srm_p_value=report.srm_p_value, end_met=report.met, end_reasons=report.reasons,
+        **_decision_fields(monitor),
     )
 
 

@@ -14,6 +14,7 @@ from battleground.web._experiment_charts import sample_size_chart
 from battleground.web._experiment_list import (
     SORTS,
     SummaryCache,
+    decision_label,
     filter_records,
     owners,
     sort_summaries,
@@ -72,7 +73,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
     def experiments_page(
         request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None,
         q: str | None = Query(None, max_length=200), owner: str | None = Query(None, max_length=200),
-        sort: Literal["newest", "name", "status", "users", "progress", "started"] = "newest",
+        sort: Literal["newest", "name", "status", "users", "progress", "started", "decision", "lift"] = "newest",
     ) -> HTMLResponse:
         monitor = read_only_monitor(settings)
         records = state.registry.list(status=status)
@@ -80,7 +81,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
         summaries = sort_summaries(list_cache.summaries(monitor, shown), sort)
         return page(request, "experiments.html.j2", title="Experiments", nav="experiments",
                     summaries=summaries, status=status, q=q or "", owner=owner or "", sort=sort,
-                    owners=owners(records), sorts=SORTS, total=len(records))
+                    owners=owners(records), sorts=SORTS, total=len(records), decision_label=decision_label)
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
     async def experiment_page(
