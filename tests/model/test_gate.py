@@ -155,6 +155,40 @@ def test_gate_records_the_ab_test_that_promoted_a_version(home, churn_sets, mode
     assert shown.exit_code == 0 and "A/B test 7)" in shown.output and "A/B test 12)" in shown.output, shown.output
 
 
+def test_history_prints_json_and_csv(home, churn_sets, models) -> None:
+    """``model history NAME --json/--csv``: every decision's raw fields (timestamp as ISO text) and, in
+    JSON, the version ``@champion`` names now; the two flags together are refused."""
+    import csv
+    import io
+
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    settings = home
+    _, _, X, y = churn_sets
+    good, dummy = models
+    first = _gate(settings, log_model(settings, good, X), X, y, name="hist")
+    refused = _gate(settings, log_model(settings, dummy, X), X, y, name="hist")
+    env = {"BATTLEGROUND_HOME": str(settings.home)}
+    shown = CliRunner().invoke(app, ["model", "history", "hist", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.output)
+    assert payload["name"] == "hist" and payload["champion"] == "1" and payload["moved_outside_gate"] is False
+    rows = payload["history"]
+    assert [(r["version"], r["action"], r["champion_before"]) for r in rows] == [("1", "promoted", None),
+                                                                                 ("2", "refused", "1")]
+    assert rows[0]["score"] == pytest.approx(first.candidate_score) and rows[1]["reason"] == refused.reason
+    assert rows[0]["at"].endswith("+00:00") and rows[0]["metric"] == "roc_auc" and rows[0]["source"] == "test"
+    shown = CliRunner().invoke(app, ["model", "history", "hist", "--csv"], env=env)
+    assert shown.exit_code == 0, shown.output
+    table = list(csv.DictReader(io.StringIO(shown.output)))
+    assert [(r["version"], r["action"]) for r in table] == [("1", "promoted"), ("2", "refused")]
+    assert float(table[1]["score"]) == pytest.approx(refused.candidate_score) and table[0]["at"] == rows[0]["at"]
+    both = CliRunner().invoke(app, ["model", "history", "hist", "--json", "--csv"], env=env)
+    assert both.exit_code != 0
+
+
 def test_paired_bootstrap_signs_and_ties() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
