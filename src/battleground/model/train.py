@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -904,7 +904,7 @@ def tune(
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = _pruner(prune and prunable(metric))
-    direction = "maximize" if higher_is_better(metric) else "minimize"  # rmse, mae, log_loss, brier: minimize
+    direction: Literal["maximize", "minimize"] = "maximize" if higher_is_better(metric) else "minimize"
     study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     data = (X_train, y_train, X_valid, y_valid)
