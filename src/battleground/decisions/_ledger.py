@@ -196,13 +196,18 @@ class Ledger:
 
     def close(self, experiment: Any, *, alpha: float = 0.05) -> dict[str, tuple[float, float, float, int]]:
         """Record the online value of every candidate of ``experiment`` from its decision log: the mean
-        reward per rewarded decision of the candidate's variant, with a normal interval."""
+        reward per rewarded decision of the candidate's variant, with a normal interval (rewards posted
+        to ``/reward`` and those of ingested events, every window settled)."""
         import numpy as np
 
+        from battleground.decisions._rewards import attach_event_rewards
         from battleground.storage.decisions import open_decision_log
 
         exp = self.registry.get(experiment)
-        rows = open_decision_log(self.settings).read(experiment_id=exp.id, rewarded_only=True)
+        log = open_decision_log(self.settings)
+        # the experiment is over, so is every decision's window: settle the rewards of ingested events
+        attach_event_rewards(self.settings, str(exp.id), log=log, final=True)
+        rows = log.read(experiment_id=exp.id, rewarded_only=True)
         candidates = sorted({e.candidate for e in self.entries(exp.id)})
         if not candidates:
             raise DecisionInputError(f"experiment {exp.name!r} has no offline estimate in the ledger; record one first")
