@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from battleground.experiment._event_input import (
     OPTIONAL,
     REQUIRED,
+    EventText,
     EventValidationError,
     read_events,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "OPTIONAL",
     "REQUIRED",
     "EventStore",
+    "EventText",
     "EventValidationError",
     "ExperimentSums",
     "IngestResult",

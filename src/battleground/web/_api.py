@@ -125,6 +125,54 @@ class IngestResponse(BaseModel):
     conflicts: int = Field(0, description="re-sent event ids with different content (the stored event is kept)")
 
 
+# Media types of a JSON-lines body (there is no registered one; these are the ones in use).
+_JSONL_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                          "application/x-jsonlines", "application/jsonlines"})
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """A JSON schema with its ``$ref``s to ``defs`` written out (the route reads its body itself, so
+    FastAPI does not list the models among the spec's components)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def _events_body() -> dict[str, Any]:
+    schema = EventBatch.model_json_schema()
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _inline(schema, schema.get("$defs", {}))},
+        "text/csv": {"schema": {"type": "string", "description": "a header line, then one event a line"}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON event a line"}},
+    }}}
+
+
+def _body_format(content_type: str | None) -> str:
+    """``"csv"``, ``"jsonl"`` or ``"json"`` (the default, as FastAPI reads a body without a type)."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ("text/csv", "application/csv"):
+        return "csv"
+    return "jsonl" if kind in _JSONL_TYPES else "json"
+
+
+def _parse_batch(body: bytes) -> EventBatch:
+    """The JSON body as an :class:`EventBatch`; its problems are reported as FastAPI reports a body's."""
+    from fastapi.exceptions import RequestValidationError
+    from pydantic import ValidationError
+
+    try:
+        return EventBatch.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors(include_url=False)]
+        ) from None
+
+
 _bearer = HTTPBearer(auto_error=False, description="BATTLEGROUND_API_TOKEN; without one the server is read-only")
 
 
@@ -224,23 +272,44 @@ def create_api_router(state: DashboardState) -> APIRouter:
 
     @router.post(
         "/events", response_model=IngestResponse, dependencies=[Depends(require_writer)],
+        openapi_extra=_events_body(),
         responses={
             401: {"description": "missing or wrong token"},
             403: {"description": "read-only server (no token configured)"},
-            422: {"description": "bad batch (names the row and field); nothing was stored"},
+            422: {"description": "bad batch (names the row, the field and, for CSV and JSON lines, the "
+                                 "line); nothing was stored"},
         },
     )
-    def post_events(batch: EventBatch) -> IngestResponse:
+    async def post_events(
+        request: Request,
+        experiment: Annotated[str | None, Query(
+            max_length=MAX_TEXT, description="CSV and JSON-lines bodies: the experiment of rows without one")] = None,
+    ) -> IngestResponse:
         """Store a batch of events, all or nothing; event ids already stored for the experiment are skipped
-        and counted as duplicates (same content) or conflicts (different content)."""
-        from battleground.experiment.events import ingest
+        and counted as duplicates (same content) or conflicts (different content).
 
-        rows = [e.model_dump() for e in batch.events]
-        for r in rows:
-            # one type for the column: ids and names as text (the registry reads digits as an id)
-            r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
+        The body is JSON (an ``EventBatch``), CSV (``Content-Type: text/csv``, the first line names the
+        columns) or JSON lines (``application/x-ndjson``, one event a line); a bad row of a CSV or
+        JSON-lines body is named by its line (1-based; the CSV header is line 1)."""
+        from starlette.concurrency import run_in_threadpool
+
+        from battleground.experiment.events import EventText, ingest
+
+        body = await request.body()
+        kind = _body_format(request.headers.get("content-type"))
+        data: Any
+        if kind == "json":
+            batch = _parse_batch(body)
+            rows = [e.model_dump() for e in batch.events]
+            for r in rows:
+                # one type for the column: ids and names as text (the registry reads digits as an id)
+                r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
+            data, key = rows, None
+        else:
+            data = EventText(body, kind)
+            key = None if experiment is None else _text(experiment)
         try:
-            result = ingest(state.store, rows)
+            result = await run_in_threadpool(ingest, state.store, data, experiment=key)
         except LookupError as exc:  # an experiment the registry does not know
             raise BatchError(str(exc), row=None, field="experiment") from exc
         return IngestResponse(
