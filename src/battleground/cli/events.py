@@ -13,6 +13,10 @@ def ingest_command(
     experiment: str | None = typer.Option(
         None, "--experiment", help="Experiment (name or id) of every row, when the file has no experiment column."
     ),
+    partial: bool = typer.Option(
+        False, "--partial", help="Store the rows the experiments accept and list those they refuse (a time "
+        "after the stop, …); by default such a file is refused whole, naming the rows."
+    ),
 ) -> None:
     """Validate a file of events and store it in one transaction (re-sending it adds nothing)."""
     from battleground.cli._common import console, load_settings, user_errors
@@ -23,12 +27,20 @@ def ingest_command(
         key: int | str | None = experiment
         if experiment is not None and experiment.strip().isdigit():
             key = int(experiment)
-        result = ingest(open_event_store(load_settings()), file, experiment=key)
+        result = ingest(open_event_store(load_settings()), file, experiment=key, partial=partial)
         console.print(
             f"received {result.received:,} · inserted {result.inserted:,} · duplicates {result.duplicates:,}"
             + (f" · conflicts {result.conflicts:,} (re-sent ids with other content; the stored events were kept)"
                if result.conflicts else "")
+            + (f" · rejected {len(result.rejected):,} (not stored)" if result.rejected else ""),
+            highlight=False,
         )
+        for r in result.rejected[:20]:
+            where = f"line {r.line}" if r.line is not None else f"row {r.row}"
+            console.print(f"  rejected {where} ({r.event_id!r}), field '{r.field}': {r.reason}",
+                          highlight=False, markup=False)
+        if len(result.rejected) > 20:
+            console.print(f"  … and {len(result.rejected) - 20:,} more rejected rows", highlight=False)
 
 
 @app.command("count")

@@ -19,12 +19,37 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
-    "OPTIONAL", "REQUIRED", "EventText", "EventValidationError", "LineMap", "read_events", "read_events_located",
+    "OPTIONAL", "REQUIRED", "EventText", "EventValidationError", "LineMap", "RejectedRow", "read_events",
+    "read_events_located",
 ]
 
 REQUIRED = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp")
 OPTIONAL = ("value", "covariate")
 _ALIASES = {"experiment_id": "experiment", "ts": "timestamp"}
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A well-formed row that an experiment's rules refused (a time after its stop or outside its
+    window, a variant it lacks); see :func:`~battleground.experiment.events.ingest`'s ``partial``.
+
+    Attributes:
+        row: 0-based position in the batch.
+        field: the offending column.
+        reason: why, naming the value and the rule.
+        event_id: the row's event id (to re-send it or drop it).
+        line: the row's line in the CSV or JSON-lines file it was read from (1-based), when it was.
+    """
+
+    row: int
+    field: str
+    reason: str
+    event_id: str
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "line": self.line, "field": self.field, "event_id": self.event_id,
+                "reason": self.reason}
 
 
 class EventValidationError(ExperimentError, ContractError):
@@ -39,10 +64,13 @@ class EventValidationError(ExperimentError, ContractError):
             and blank lines count), when the batch came from a CSV or JSON-lines file.
         source: that file's name (not its folder).
         detail: the message without the row, line and field.
+        rejected: when well-formed rows were refused by the experiments' rules (a time after the stop),
+            every such row and why; ``ingest(..., partial=True)`` stores the others.
     """
 
     def __init__(self, message: str, *, row: int | None = None, field: str | None = None,
-                 line: int | None = None, source: str | None = None) -> None:
+                 line: int | None = None, source: str | None = None,
+                 rejected: tuple[RejectedRow, ...] = ()) -> None:
         if line is not None:
             where = f"line {line} of {source} " + (f"(row {row}), " if row is not None else "")
         else:
@@ -53,10 +81,45 @@ class EventValidationError(ExperimentError, ContractError):
         self.line = line
         self.source = source
         self.detail = message
+        self.rejected = rejected
+        self._groups: tuple[str, ...] = ()
+        self._total = 0
 
-    def at_line(self, line: int, source: str) -> EventValidationError:
-        """The same error, placed at a line of a file."""
-        return EventValidationError(self.detail, row=self.row, field=self.field, line=line, source=source)
+    @classmethod
+    def refused(cls, rejected: tuple[RejectedRow, ...], groups: tuple[str, ...], total: int
+                ) -> EventValidationError:
+        """The all-or-nothing error of a batch some of whose well-formed rows the experiments' rules
+        refuse (``groups[i]``: why row ``rejected[i]`` was, without its value): the first row's reason
+        and, when there are more, how many, which and why."""
+        first = rejected[0]
+        message = first.reason
+        if len(rejected) > 1:
+            by_group: dict[str, list[RejectedRow]] = {}
+            for r, group in zip(rejected, groups, strict=True):
+                by_group.setdefault(group, []).append(r)
+            parts = []
+            for why, rows in by_group.items():
+                lines = all(r.line is not None for r in rows)
+                where = "line" if lines else "row"
+                numbers = [str(r.line if lines else r.row) for r in rows[:10]]
+                parts.append(f"{len(rows)} {why} ({where}{'s' if len(rows) > 1 else ''} {', '.join(numbers)}"
+                             f"{', …' if len(rows) > 10 else ''})")
+            message += f"; in all {len(rejected)} of the batch's {total} rows are refused: {'; '.join(parts)}"
+        message += (f"; the batch is refused whole: pass partial=True (CLI --partial, API \"partial\": true) to store "
+                    f"the other {total - len(rejected)} rows and get the refused ones back")
+        exc = cls(message, row=first.row, field=first.field, rejected=rejected)
+        exc._groups, exc._total = groups, total
+        return exc
+
+    def at_line(self, line: int, source: str, rejected: tuple[RejectedRow, ...] | None = None
+                ) -> EventValidationError:
+        """The same error, placed at a line of a file (``rejected``: its refused rows, with their lines)."""
+        if rejected is not None and self._groups:
+            placed = EventValidationError.refused(rejected, self._groups, self._total)
+            return EventValidationError(placed.detail, row=self.row, field=self.field, line=line, source=source,
+                                        rejected=rejected)
+        return EventValidationError(self.detail, row=self.row, field=self.field, line=line, source=source,
+                                    rejected=self.rejected if rejected is None else rejected)
 
 
 def _kind(value: Any) -> str:
@@ -252,20 +315,24 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:40]}…({len(str(value))} characters)"
 
 
-def _csv_line(source: Path | bytes, row: int) -> int | None:
-    """The physical line (1-based) of a data row (0-based) of a CSV file: the reader skips empty lines,
-    so count the non-empty ones, the header first. Only called on an error, so the happy path pays
-    nothing for it."""
+def _csv_lines(source: Path | bytes, rows: Sequence[int]) -> list[int | None]:
+    """The physical lines (1-based) of data rows (0-based) of a CSV file: the reader skips empty lines,
+    so count the non-empty ones, the header first. Only called on an error or for refused rows, so the
+    happy path pays nothing for it."""
     import io
 
+    wanted = set(rows)
+    found: dict[int, int] = {}
     seen = -1  # non-empty lines after the header's
     with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as f:
         for number, raw in enumerate(f, start=1):
             if raw.strip(b"\r\n"):
-                if seen == row:
-                    return number
+                if seen in wanted:
+                    found[seen] = number
+                    if len(found) == len(wanted):
+                        break
                 seen += 1
-    return None
+    return [found.get(r) for r in rows]
 
 
 def _read_json_lines(path: Path, *, lines: bool) -> tuple[pa.Table, list[int] | None]:
@@ -348,16 +415,28 @@ class LineMap:
 
     def line(self, row: int) -> int | None:
         """The physical line (1-based) of a row (0-based), or ``None`` when it cannot be told."""
+        return self.lines([row])[0]
+
+    def lines(self, rows: Sequence[int]) -> list[int | None]:
+        """:meth:`line` of several rows, from one pass over a CSV file."""
         if self.numbers is not None:
-            return self.numbers[row] if 0 <= row < len(self.numbers) else None
-        return _csv_line(self.source, row)
+            numbers = self.numbers
+            return [numbers[r] if 0 <= r < len(numbers) else None for r in rows]
+        return _csv_lines(self.source, rows)
+
+    def placed(self, rejected: tuple[RejectedRow, ...]) -> tuple[RejectedRow, ...]:
+        """``rejected`` with each row's line."""
+        import dataclasses
+
+        found = self.lines([r.row for r in rejected])
+        return tuple(dataclasses.replace(r, line=n) for r, n in zip(rejected, found, strict=True))
 
     def locate(self, exc: EventValidationError) -> EventValidationError:
         """``exc`` placed at its row's line of the file (unchanged if it names no row)."""
         if exc.row is None or exc.line is not None:
             return exc
         line = self.line(exc.row)
-        return exc if line is None else exc.at_line(line, self.name)
+        return exc if line is None else exc.at_line(line, self.name, self.placed(exc.rejected))
 
 
 def _read_text(text: EventText) -> tuple[pa.Table, LineMap]:

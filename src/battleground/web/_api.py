@@ -96,6 +96,9 @@ class EventBatch(BaseModel):
         None, description="experiment id or name for events that do not name one"
     )
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+    partial: bool = Field(False, strict=True, description=(
+        "store the events the experiments accept and list those they refuse (a time after the stop, …) "
+        "under 'rejected'; by default such a batch is refused whole (422, naming them)"))
 
     @model_validator(mode="after")
     def _every_event_has_an_experiment(self) -> "EventBatch":
@@ -118,11 +121,22 @@ class BatchError(WebError, ValueError):
         self.field = field
 
 
+class RejectedOut(BaseModel):
+    row: int = Field(description="0-based position in the batch")
+    line: int | None = Field(None, description="the row's line in a CSV or JSON-lines body (1-based)")
+    field: str
+    event_id: str
+    reason: str
+
+
 class IngestResponse(BaseModel):
     received: int
     inserted: int
     duplicates: int = Field(description="re-sent event ids with the same content (skipped)")
     conflicts: int = Field(0, description="re-sent event ids with different content (the stored event is kept)")
+    # The fields below are sent only when asked for (null fields are left out of the reply).
+    rejected: list[RejectedOut] | None = Field(
+        None, description="with partial: the events the experiments refused (not stored)")
 
 
 # Media types of a JSON-lines body (there is no registered one; these are the ones in use).
@@ -271,7 +285,8 @@ def create_api_router(state: DashboardState) -> APIRouter:
         return {"files": [f.to_dict() for f in bandit_files(settings)]}
 
     @router.post(
-        "/events", response_model=IngestResponse, dependencies=[Depends(require_writer)],
+        "/events", response_model=IngestResponse, response_model_exclude_none=True,
+        dependencies=[Depends(require_writer)],
         openapi_extra=_events_body(),
         responses={
             401: {"description": "missing or wrong token"},
@@ -284,6 +299,7 @@ def create_api_router(state: DashboardState) -> APIRouter:
         request: Request,
         experiment: Annotated[str | None, Query(
             max_length=MAX_TEXT, description="CSV and JSON-lines bodies: the experiment of rows without one")] = None,
+        partial: Annotated[bool, Query(description="CSV and JSON-lines bodies: as the JSON batch's 'partial'")] = False,
     ) -> IngestResponse:
         """Store a batch of events, all or nothing; event ids already stored for the experiment are skipped
         and counted as duplicates (same content) or conflicts (different content).
@@ -304,17 +320,18 @@ def create_api_router(state: DashboardState) -> APIRouter:
             for r in rows:
                 # one type for the column: ids and names as text (the registry reads digits as an id)
                 r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
-            data, key = rows, None
+            data, key, partial = rows, None, batch.partial
         else:
             data = EventText(body, kind)
             key = None if experiment is None else _text(experiment)
         try:
-            result = await run_in_threadpool(ingest, state.store, data, experiment=key)
+            result = await run_in_threadpool(ingest, state.store, data, experiment=key, partial=partial)
         except LookupError as exc:  # an experiment the registry does not know
             raise BatchError(str(exc), row=None, field="experiment") from exc
         return IngestResponse(
             received=int(result.received), inserted=int(result.inserted), duplicates=int(result.duplicates),
             conflicts=int(result.conflicts),
+            rejected=[RejectedOut(**r.to_dict()) for r in result.rejected] if partial else None,
         )
 
     return router
