@@ -99,6 +99,10 @@ class EventBatch(BaseModel):
     partial: bool = Field(False, strict=True, description=(
         "store the events the experiments accept and list those they refuse (a time after the stop, …) "
         "under 'rejected'; by default such a batch is refused whole (422, naming them)"))
+    producer: Text | None = Field(None, description=(
+        "the sender's id; with 'sequence' a retried batch is detected as a replay and a skipped one as a gap"))
+    sequence: Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)] | None = Field(
+        None, description="the batch's number for its producer: 0, 1, 2, …; a retry keeps its number")
 
     @model_validator(mode="after")
     def _every_event_has_an_experiment(self) -> "EventBatch":
@@ -129,6 +133,16 @@ class RejectedOut(BaseModel):
     reason: str
 
 
+class SequenceOut(BaseModel):
+    producer: str
+    sequence: int
+    status: Literal["next", "gap", "late", "replay"] = Field(
+        description="next: one more than the highest stored; gap: beyond it (see missing); late: a missing "
+                    "batch arrives; replay: stored before (a retry)")
+    previous: int | None = Field(None, description="the producer's highest sequence stored before")
+    missing: list[int] | None = Field(None, description="for a gap: the first and last sequence skipped")
+
+
 class IngestResponse(BaseModel):
     received: int
     inserted: int
@@ -137,6 +151,10 @@ class IngestResponse(BaseModel):
     # The fields below are sent only when asked for (null fields are left out of the reply).
     rejected: list[RejectedOut] | None = Field(
         None, description="with partial: the events the experiments refused (not stored)")
+    replays: int | None = Field(
+        None, description="with producer and sequence: rows of a replayed batch stored before, as they were")
+    sequence: SequenceOut | None = Field(None, description="with producer and sequence: how the batch follows "
+                                                           "the producer's earlier ones")
 
 
 # Media types of a JSON-lines body (there is no registered one; these are the ones in use).
@@ -300,6 +318,10 @@ def create_api_router(state: DashboardState) -> APIRouter:
         experiment: Annotated[str | None, Query(
             max_length=MAX_TEXT, description="CSV and JSON-lines bodies: the experiment of rows without one")] = None,
         partial: Annotated[bool, Query(description="CSV and JSON-lines bodies: as the JSON batch's 'partial'")] = False,
+        producer: Annotated[str | None, Query(max_length=MAX_TEXT, description="CSV and JSON-lines bodies: "
+                                                                               "as the JSON batch's")] = None,
+        sequence: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="CSV and JSON-lines bodies: "
+                                                                              "as the JSON batch's")] = None,
     ) -> IngestResponse:
         """Store a batch of events, all or nothing; event ids already stored for the experiment are skipped
         and counted as duplicates (same content) or conflicts (different content).
@@ -321,17 +343,21 @@ def create_api_router(state: DashboardState) -> APIRouter:
                 # one type for the column: ids and names as text (the registry reads digits as an id)
                 r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
             data, key, partial = rows, None, batch.partial
+            producer, sequence = batch.producer, batch.sequence
         else:
             data = EventText(body, kind)
             key = None if experiment is None else _text(experiment)
         try:
-            result = await run_in_threadpool(ingest, state.store, data, experiment=key, partial=partial)
+            result = await run_in_threadpool(ingest, state.store, data, experiment=key, partial=partial,
+                                             producer=producer, sequence=sequence)
         except LookupError as exc:  # an experiment the registry does not know
             raise BatchError(str(exc), row=None, field="experiment") from exc
         return IngestResponse(
             received=int(result.received), inserted=int(result.inserted), duplicates=int(result.duplicates),
             conflicts=int(result.conflicts),
             rejected=[RejectedOut(**r.to_dict()) for r in result.rejected] if partial else None,
+            replays=None if result.sequence is None else int(result.replays),
+            sequence=None if result.sequence is None else SequenceOut(**result.sequence.to_dict()),
         )
 
     return router
