@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from battleground._redact import redact_url
 from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
+from battleground.storage._producers import ProducerBatch, SequenceCheck
 from battleground.storage._snapshot import read_snapshot
 from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
 from battleground.storage.sums import ExperimentSums, MetricSums, PerUserValues
@@ -82,11 +83,17 @@ class WriteResult:
             the same content: a harmless re-send.
         conflicts: rows whose key was stored with *other* content; the stored row is kept (first write
             wins), so a sender that reuses ids learns about it here instead of losing events silently.
+        replays: rows of a replayed batch (its producer tag was stored before) found stored with the
+            same content; counted here instead of under ``duplicates``.
+        sequence: for a batch tagged with a producer and sequence, how it relates to the producer's
+            earlier batches (see ``storage/_producers.py``).
     """
 
     inserted: int
     duplicates: int = 0
     conflicts: int = 0
+    replays: int = 0
+    sequence: SequenceCheck | None = None
 
 
 def has_duplicate_ids(table: pa.Table) -> bool:
@@ -148,9 +155,10 @@ class EventStore(abc.ABC):
 
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
-    def _write(self, table: pa.Table) -> WriteResult:
+    def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         """Insert a validated batch in one transaction, skipping keys ``(experiment_id, event_id)`` already
-        stored (or repeated within the batch: the first occurrence wins); say what became of each row."""
+        stored (or repeated within the batch: the first occurrence wins); say what became of each row.
+        ``producer``: the batch's producer tag, checked and recorded in the same transaction."""
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
@@ -181,12 +189,12 @@ class EventStore(abc.ABC):
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
 
-    def write_batch(self, table: pa.Table) -> WriteResult:
+    def write_batch(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
-        for the public, validating entry point)."""
-        if table.num_rows == 0:
+        for the public, validating entry point); a tagged batch is checked and recorded even when empty."""
+        if table.num_rows == 0 and producer is None:
             return WriteResult(0)
-        return self._write(table)
+        return self._write(table, producer)
 
     # ------------------------------------------------------------------ sums of metric definitions
     def experiment_sums(
