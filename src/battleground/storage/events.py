@@ -279,6 +279,17 @@ class EventStore(abc.ABC):
         order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
         return tuple((k, decode_sums(groups[k], len(defs), variants, multiple_exposures)) for k in order)
 
+    def covariate_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
+                       attributes: Sequence[str] = (), start: dt.datetime | None = None,
+                       end: dt.datetime | None = None, variants: Sequence[str] = (), *,
+                       multiple_exposures: str = "exclude") -> tuple[Any, ...]:
+        """Per-arm sums for regression adjustment with several covariates (CUPED++): every metric's
+        pre-period value and the declared numeric user ``attributes`` (``storage/_covariate_sql.py``)."""
+        from battleground.storage._covariate_sql import covariate_sums
+
+        return covariate_sums(self, experiment_id, _definitions(metrics), attributes, start, end, variants,
+                              multiple_exposures=multiple_exposures)
+
     def per_user_values(
         self,
         experiment_id: int,
