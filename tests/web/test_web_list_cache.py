@@ -16,12 +16,13 @@ class Rec:
     id: int
     status: str
     end_conditions: Any = dataclasses.field(default_factory=lambda: SimpleNamespace(max_duration_days=None))
+    end_at: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status}
 
 
-def test_cache_follows_the_event_count_and_the_record(monkeypatch: Any) -> None:
+def test_cache_follows_the_store_state_and_the_record(monkeypatch: Any) -> None:
     calls: list[int] = []
 
     def summary(monitor: Any, record: Any) -> Any:
@@ -30,7 +31,7 @@ def test_cache_follows_the_event_count_and_the_record(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(views, "experiment_summary", summary)
     store = SimpleNamespace(n=10)
-    store.count = lambda: store.n
+    store.state = lambda: store.n
     monitor = SimpleNamespace(backend=SimpleNamespace(inner=SimpleNamespace(store=store)))
     cache = SummaryCache()
     recs = [Rec(1, "running"), Rec(2, "draft")]
@@ -52,7 +53,7 @@ def test_failures_are_not_cached(monkeypatch: Any) -> None:
         return SimpleNamespace(id=record.id, error="store locked")
 
     monkeypatch.setattr(views, "experiment_summary", summary)
-    store = SimpleNamespace(count=lambda: 5)
+    store = SimpleNamespace(state=lambda: 5)
     monitor = SimpleNamespace(backend=SimpleNamespace(inner=SimpleNamespace(store=store)))
     cache = SummaryCache()
     cache.summaries(monitor, [Rec(1, "running")])

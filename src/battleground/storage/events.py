@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +166,11 @@ class EventStore(abc.ABC):
     def count(self, experiment_id: int | None = None) -> int:
         """Number of stored events (of one experiment, or all)."""
         return sum(n for _, n in self.count_by_type(experiment_id))
+
+    def state(self) -> Hashable:
+        """A token that changes whenever the stored events do (readers key caches on it). The store is
+        append-only with de-duplication, so the event count changes exactly when its data does."""
+        return self.count()
 
     def count_by_type(self, experiment_id: int | None = None) -> list[tuple[str, int]]:
         """``(event_type, number of events)`` of one experiment (or all), by event type."""

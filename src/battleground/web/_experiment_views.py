@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from battleground.experiment.register import AuditEntry, ExperimentRecord, Registry
     from battleground.settings import Settings
     from battleground.stats import SrmResult
+    from battleground.web._view_common import SumsCache
 
 __all__ = [
     "VIEWS", "ExperimentDetail", "ExperimentSummary", "audit_dicts", "audit_text", "experiment_detail",
@@ -230,11 +231,13 @@ def experiment_detail(
     end: Any = None,
     charts: bool = True,
     view: str = "cumulative",
+    cache: SumsCache | None = None,
 ) -> ExperimentDetail:
     """Results, daily series, decision, sizes and audit log of one experiment (by id or name), over the
     window ``start``..``end`` (either may be blank; parsed by :func:`battleground._time.parse_instant`).
 
-    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values.
+    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values; ``cache``
+    keeps the sums for the next request while the event store is unchanged.
     Raises :class:`~battleground.experiment.register.ExperimentNotFoundError` for an unknown key and
     ``ValueError`` (``StatsInputError``, ``WindowError``) for a bad time window or view.
     """
@@ -248,7 +251,7 @@ def experiment_detail(
     typed = ("" if start is None else str(start), "" if end is None else str(end))
     start, end = parse_window(start, end)
     record = registry.get(key)
-    monitor = read_only_monitor(settings)
+    monitor = read_only_monitor(settings, cache)
     monitor.experiment_id_ = record.id
     info = monitor.experiment()
     audit = registry.audit_log(record.id)

@@ -75,7 +75,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
         q: str | None = Query(None, max_length=200), owner: str | None = Query(None, max_length=200),
         sort: Literal["newest", "name", "status", "users", "progress", "started", "decision", "lift"] = "newest",
     ) -> HTMLResponse:
-        monitor = read_only_monitor(settings)
+        monitor = read_only_monitor(settings, state.sums_cache)
         records = state.registry.list(status=status)
         shown = filter_records(records, q=q, owner=owner)
         summaries = sort_summaries(list_cache.summaries(monitor, shown), sort)
@@ -91,7 +91,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
         from battleground.web._reads import snapshot_read
 
         d = await snapshot_read(request, lambda: experiment_detail(
-            settings, state.registry, check_key(key), start=start, end=end, view=view
+            settings, state.registry, check_key(key), start=start, end=end, view=view, cache=state.sums_cache
         ))
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
                     exp=d.record, sample_chart=sample_size_chart(d.info, d.daily), plotly=True)
@@ -101,7 +101,8 @@ def create_page_router(state: DashboardState) -> APIRouter:
         key: str, fmt: Literal["csv", "json"], start: str | None = None, end: str | None = None
     ) -> Response:
         """The results table as a file (numbers in plain units; proportions' absolute lifts in pp)."""
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False,
+                              cache=state.sums_cache)
         name = f"experiment-{d.record.id}-results.{fmt}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if fmt == "csv":
@@ -119,7 +120,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
         from battleground.experiment.report import MakeReport
 
         record = state.registry.get(check_key(key))
-        monitor = read_only_monitor(settings)
+        monitor = read_only_monitor(settings, state.sums_cache)
         html = MakeReport(source=monitor.backend).render(record.id, scripts="dashboard").html
         return HTMLResponse(html)
 
