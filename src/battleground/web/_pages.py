@@ -10,7 +10,6 @@ from fastapi.templating import Jinja2Templates
 
 from battleground._html import CHARTS_JS, SHARED_SCRIPTS, environment
 from battleground.web._bandit_views import bandit_file_path, bandit_files
-from battleground.web._experiment_charts import sample_size_chart
 from battleground.web._experiment_list import (
     SORTS,
     SummaryCache,
@@ -94,7 +93,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
             settings, state.registry, check_key(key), start=start, end=end, view=view, cache=state.sums_cache
         ))
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
-                    exp=d.record, sample_chart=sample_size_chart(d.info, d.daily), plotly=True)
+                    exp=d.record, sample_chart=d.sample_chart, plotly=True)
 
     @router.get("/experiments/{key}/results.{fmt}")
     def results_download(

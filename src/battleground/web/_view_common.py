@@ -118,12 +118,16 @@ class ReadOnlySource:
             self._infos[experiment_id] = self.inner.experiment(experiment_id)
         return self._infos[experiment_id]
 
+    def sums_state(self, info: ExperimentInfo) -> Hashable | None:
+        """The inner source's ``sums_key`` (equal keys: equal sums), ``None`` when it has none."""
+        offer = getattr(self.inner, "sums_key", None)
+        return offer(info) if offer is not None else None
+
     def _read(self, kind: str, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
               read: Callable[[], Any], extra: tuple[Any, ...] = ()) -> Any:
         local = (kind, info.id, tuple(m.name for m in info.metrics), start, end, extra)
         if local not in self._sums:
-            offer = getattr(self.inner, "sums_key", None) if self.cache is not None else None
-            shared = offer(info) if offer is not None else None
+            shared = self.sums_state(info) if self.cache is not None else None
             if shared is None or self.cache is None:
                 self._sums[local] = read()
             else:
