@@ -134,3 +134,20 @@ def test_a_page_refresh_without_new_events_reads_no_sums(home: tuple[Settings, i
                                              "timestamp": START + dt.timedelta(days=11)}])
         after = c.get(f"/experiments/{exp_id}", headers=HTML).text
         assert scans.count("sums") == 1 and "398" in after  # the new user is counted
+
+
+def test_the_kept_page_follows_the_record_and_the_audit_log(home: tuple[Settings, int]) -> None:
+    from fastapi.testclient import TestClient
+
+    from battleground.experiment.register import Registry
+    from battleground.web import create_app
+
+    settings, exp_id = home
+    registry = Registry(settings.registry_url)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        assert "cuped-and-doubles" in c.get(f"/experiments/{exp_id}", headers=HTML).text
+        registry.record(exp_id, "note", "looked at the funnel with the team")
+        assert "looked at the funnel with the team" in c.get(f"/experiments/{exp_id}", headers=HTML).text
+        registry.update(exp_id, hypothesis="a renamed hypothesis")
+        page = c.get(f"/experiments/{exp_id}", headers=HTML).text
+        assert "a renamed hypothesis" in page and "looked at the funnel with the team" in page
