@@ -90,6 +90,19 @@ class DuckDBEventStore(EventStore):
                 _open.pop(key, None)
                 con.close()
 
+    def state(self) -> tuple[tuple[int, int], ...]:
+        """(modification time in ns, size) of the database file and its write-ahead log: every commit
+        changes one of them, a read changes neither, and reading them needs no connection or lock."""
+        out = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                out.append((0, 0))
+            else:
+                out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
     def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         # One transaction for the whole batch, inserted in chunks of about a million rows (the anti-join
         # of each chunk sees the chunks before it, so ids repeated across chunks are skipped too).

@@ -81,9 +81,10 @@ class SummaryCache:
     """List lines computed once per state of the data, so a revisit of the list reads no event sums.
 
     A line depends on its registry record, the stored events and (for a maximum duration) the clock.
-    The event store is append-only with de-duplication, so its event count changes exactly when its
-    data does: the key is (record as stored, event count, the current minute when the record has a
-    maximum duration). One count query per page replaces one sums query per experiment.
+    The key is (record as stored, the experiment's number of stored events (``EventStore.experiment_counts``:
+    it changes exactly when the experiment's events do, and is read once per state of the store, so a
+    revisit without new events costs no query), the current minute when the record has a maximum
+    duration or an end date). An ingest into one experiment recomputes that experiment's line only.
     """
 
     def __init__(self, size: int = 2000) -> None:
@@ -101,15 +102,15 @@ class SummaryCache:
         from battleground.web._view_common import jsonable
 
         store = getattr(getattr(monitor.backend, "inner", None), "store", None)
-        version = store.count() if store is not None and records else None
+        counts = store.experiment_counts() if store is not None and records else None
         minute = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M")
         out = []
         for r in records:
-            if version is None:
+            if counts is None:
                 out.append(experiment_summary(monitor, r))
                 continue
-            key = (r.id, json.dumps(jsonable(r.to_dict()), sort_keys=True, default=str), version,
-                   minute if r.end_conditions.max_duration_days else None)
+            key = (r.id, json.dumps(jsonable(r.to_dict()), sort_keys=True, default=str), counts.get(r.id, 0),
+                   minute if r.end_conditions.max_duration_days or r.end_at else None)
             with self._lock:
                 hit = self._items.get(key)
             if hit is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from battleground.experiment.register import AuditEntry, ExperimentRecord, Registry
     from battleground.settings import Settings
     from battleground.stats import SrmResult
+    from battleground.web._view_common import SumsCache
 
 __all__ = [
     "VIEWS", "ExperimentDetail", "ExperimentSummary", "audit_dicts", "audit_text", "experiment_detail",
@@ -164,6 +166,7 @@ class ExperimentDetail:
     no_data: str | None = None
     view: str = "cumulative"  # which charts: "cumulative" lift or "daily" values
     window: tuple[str, str] = ("", "")  # the start and end the reader asked for, as typed
+    sample_chart: str = ""  # users per variant by day against the plan (with the charts only)
 
     @functools.cached_property
     def table(self) -> ResultsTable | None:
@@ -230,17 +233,17 @@ def experiment_detail(
     end: Any = None,
     charts: bool = True,
     view: str = "cumulative",
+    cache: SumsCache | None = None,
 ) -> ExperimentDetail:
     """Results, daily series, decision, sizes and audit log of one experiment (by id or name), over the
     window ``start``..``end`` (either may be blank; parsed by :func:`battleground._time.parse_instant`).
 
-    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values.
+    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values. With
+    ``cache``, the sums and the computed page are kept for the next request while the record and the
+    event store are unchanged (the audit log is read each time).
     Raises :class:`~battleground.experiment.register.ExperimentNotFoundError` for an unknown key and
     ``ValueError`` (``StatsInputError``, ``WindowError``) for a bad time window or view.
     """
-    from battleground.experiment.report import lift_charts, needed_text, table_rows
-    from battleground.stats import StatsInputError
-    from battleground.web._experiment_charts import daily_charts
     from battleground.web._view_common import WindowError
 
     if view not in VIEWS:
@@ -248,10 +251,32 @@ def experiment_detail(
     typed = ("" if start is None else str(start), "" if end is None else str(end))
     start, end = parse_window(start, end)
     record = registry.get(key)
-    monitor = read_only_monitor(settings)
+    monitor = read_only_monitor(settings, cache)
     monitor.experiment_id_ = record.id
     info = monitor.experiment()
-    audit = registry.audit_log(record.id)
+    audit = registry.audit_log(record.id)  # read each time: notes are appended without editing the record
+    offer = getattr(monitor.backend, "sums_state", None)
+    state = offer(info) if cache is not None and offer is not None else None
+    if cache is None or state is None:
+        return _detail(monitor, record, info, audit, start, end, typed, charts, view)
+    # what the page shows depends on the record, the events and, for a plan with an end date, a
+    # duration or a planned MDE, the clock: the computed page is kept per minute for those
+    ec = record.end_conditions
+    timed = record.end_at is not None or bool(ec.max_duration_days) or ec.mde is not None
+    minute = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M") if timed else None
+    key = ("detail", json.dumps(jsonable(record.to_dict()), sort_keys=True, default=str), state, start, end,
+           charts, view, minute)
+    found: ExperimentDetail = cache.get(key, lambda: _detail(monitor, record, info, audit, start, end, typed,
+                                                             charts, view))
+    return dataclasses.replace(found, audit=audit, window=typed)
+
+
+def _detail(monitor: Monitor, record: ExperimentRecord, info: ExperimentInfo, audit: list[AuditEntry],
+            start: Any, end: Any, typed: tuple[str, str], charts: bool, view: str) -> ExperimentDetail:
+    from battleground.experiment.report import lift_charts, needed_text, table_rows
+    from battleground.stats import StatsInputError
+    from battleground.web._experiment_charts import daily_charts, sample_size_chart
+
     try:
         result = monitor.result(start_dt=start, end_dt=end)
     except StatsInputError as exc:
@@ -271,6 +296,7 @@ def experiment_detail(
     daily = monitor.get_daily_result(start_dt=start, end_dt=end)
     decision = result.decision
     return ExperimentDetail(
+        sample_chart=sample_size_chart(info, daily) if charts else "",
         record=record, info=info, result=result, daily=daily, srm=result.srm, decision=decision,
         end=_end_report(monitor, record), rows=table_rows(result), sizes=_sizes(info, result.users),
         charts=([] if not charts else lift_charts(info, daily) if view == "cumulative" else daily_charts(info, daily)),

@@ -41,8 +41,10 @@ class DashboardState:
         self._store: EventStore | None = None
         self._plotly_js: bytes | None = None
         from battleground.web._session import Sessions
+        from battleground.web._view_common import SumsCache
 
         self.sessions = Sessions()
+        self.sums_cache = SumsCache()  # sums kept across requests while the event store is unchanged
 
     @property
     def read_only(self) -> bool:
