@@ -176,7 +176,8 @@ def predict(
     workers: int = typer.Option(1, "--workers", min=1, help="Processes scoring chunks in parallel."),
 ) -> None:
     """Batch-score a file with the champion: writes the input's id column (if any), churn_probability
-    and churn_label, in the input's row order; nothing is written unless every row is scored."""
+    and churn_label (a regression champion: prediction), in the input's row order; nothing is written
+    unless every row is scored."""
     with user_errors():
         from battleground.model.batch import batch_predict, check_paths
         from battleground.model.tracking import load_champion
