@@ -154,3 +154,44 @@ def test_a_window_of_none_lasts_until_the_next_decision_or_the_end(backend: Sett
         RewardRule("purchase", -1.0)
     with pytest.raises(ValueError, match="policy key or an experiment"):
         log.match_events(rule)
+
+
+def test_a_held_store_stays_open_between_batches_while_other_threads_take_turns(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    import duckdb
+
+    from battleground.decisions._writer import GroupWriter
+
+    opened: list[str] = []
+    real = duckdb.connect
+
+    def connect(*args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        opened.append(str(args[0]) if args else "")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    log = open_decision_log(settings)
+    writer = GroupWriter(log)  # keeps the store for its life
+    try:
+        for i in range(12):  # one batch each: the writer waits between them
+            assert writer.decide(_decision(f"w{i}", f"u{i}", i)).result(timeout=60)[1]
+        assert len(opened) == 1  # opened once, not once per batch
+        seen: list[tuple[int, int, int]] = []
+        reader = threading.Thread(target=lambda: seen.append(open_decision_log(settings).count()))
+        reader.start()
+        reader.join(60)
+        assert seen == [(12, 12, 0)] and len(opened) == 1  # another thread's turn on the open connection
+        code = ("import sys\nfrom battleground.storage.events import open_event_store\n"
+                "from battleground.storage._filelock import StoreLockedError\n"
+                f"store = open_event_store({settings.events_url!r})\nstore.lock_timeout = 0.2\n"
+                "try:\n    store.count()\nexcept StoreLockedError as exc:\n    print(exc)\n    sys.exit(3)\n")
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               env={"PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"})
+        assert other.returncode == 3 and f"pid {__import__('os').getpid()}" in other.stdout  # it names the holder
+    finally:
+        writer.close()
+    assert log.count() == (12, 12, 0) and len(opened) == 2  # let go at close: the next use opens again

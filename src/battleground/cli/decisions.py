@@ -37,6 +37,8 @@ def serve_decisions_command(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8090, help="Port to listen on."),
     updater: bool = typer.Option(True, "--updater/--no-updater", help="Learn from logged rewards in the background."),
+    release_idle: float | None = typer.Option(
+        None, help="Let the embedded store go after this many idle seconds (default: keep it open while serving)."),
 ) -> None:
     """Serve decisions over HTTP: POST /decide, POST /reward (writes need the API token)."""
     from battleground.cli._app import _listen, _serve
@@ -45,7 +47,7 @@ def serve_decisions_command(
     with user_errors():
         from battleground.decisions._app import create_decision_app
 
-        asgi = create_decision_app(settings, updaters=updater, hosts=(host,))
+        asgi = create_decision_app(settings, updaters=updater, hosts=(host,), idle=release_idle)
     _serve(asgi, _listen(host, port), "decision service")
 
 

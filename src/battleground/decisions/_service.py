@@ -64,11 +64,12 @@ class DecisionService:
         settings: where the registry, the event store and ``<home>/decisions`` live.
         updaters: run the background updater of every deployed policy served.
         update_interval: seconds between the updaters' passes.
-        idle: seconds without traffic after which the writer lets the store go.
+        idle: seconds without traffic after which the writer lets the store go; ``None`` (default):
+            it keeps the store (and an embedded DuckDB file open) for the service's life.
     """
 
     def __init__(self, settings: Settings, *, updaters: bool = True, update_interval: float = 1.0,
-                 idle: float = 0.5) -> None:
+                 idle: float | None = None) -> None:
         from battleground.decisions._writer import GroupWriter
         from battleground.experiment.register import Registry
         from battleground.storage.decisions import open_decision_log

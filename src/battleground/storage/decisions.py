@@ -199,8 +199,9 @@ def _reward_outcome(stored: float, given: float) -> str:
 class DecisionLog:
     """The decision log of one event store. Thread-safe; one writer thread should do the writes.
 
-    :meth:`session` holds the store for a burst of batches (the DuckDB file stays open, a PostgreSQL
-    connection is kept); every other method works inside or outside a session.
+    :meth:`session` holds the store for a burst of batches in one thread (the DuckDB file stays open, a
+    PostgreSQL connection is kept); :meth:`hold` keeps it for a long-lived writer while other threads
+    may still use it; every other method works inside or outside either.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -226,6 +227,18 @@ class DecisionLog:
                 yield con
             finally:
                 self._local.con = None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the store for a long-lived writer (the ``with`` block): the DuckDB file stays locked and
+        open for this process (:meth:`DuckDBEventStore.pin`: each operation of any thread still runs
+        alone, on the open connection), a PostgreSQL connection stays open in this thread."""
+        if self.backend == "duckdb":
+            with self.store.pin():  # type: ignore[attr-defined]
+                yield
+        else:
+            with self.session():
+                yield
 
     @contextmanager
     def _open(self) -> Iterator[Any]:
