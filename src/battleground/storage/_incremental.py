@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,12 +209,15 @@ class _DuckDBRunner:
             return cls(store, contextlib.nullcontext(engine.connection))
         return None
 
-    def _text(self, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The query as DuckDB runs it (compiled once per text and relation) and the values it binds."""
-        relation = getattr(self.store, "relation", None)
-        text = _duckdb_text(sql, relation)
-        used = set(_PLACEHOLDER.findall(text))
-        return text, {k: v for k, v in params.items() if k in used}
+    def _text(self, sql: str, params: dict[str, Any]) -> str:
+        """The query as DuckDB runs it: compiled once per text and relation, then the values written in
+        as literals (a prepared parameter would hide the time bounds from the Parquet scan's pruning)."""
+        from battleground.storage._compile import literal
+        from battleground.storage._events_sql import _TOKEN
+
+        text = _duckdb_text(sql, getattr(self.store, "relation", None))
+        return _TOKEN.sub(lambda m: m.group(0) if m.group(1) is None
+                          else literal(params[m.group(1)], "duckdb").sql(dialect="duckdb"), text)
 
     def _con(self) -> Any:
         c = self.connection
@@ -225,34 +227,29 @@ class _DuckDBRunner:
         """Write the rows of ``sql`` to the Parquet file ``path`` (atomically: a temporary file renamed)."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with self._con() as con:
-            text, bound = self._text(sql, params)
-            con.execute(f"COPY ({text}) TO {_quoted(tmp)} (FORMAT parquet)", bound)
+            con.execute(f"COPY ({self._text(sql, params)}) TO {_quoted(tmp)} (FORMAT parquet)")
         os.replace(tmp, path)
 
     def fetch(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._con() as con:
-            cursor = con.execute(*self._text(sql, params))
+            cursor = con.execute(self._text(sql, params))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-
-
-_PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 _TEXTS: dict[tuple[str, str | None], str] = {}
 
 
 def _duckdb_text(sql: str, relation: Any) -> str:
-    """``sql`` compiled for DuckDB with ``$name`` placeholders, ``events`` replaced by ``relation`` (a
-    sqlglot expression); compiling binds no value, so a refresh reuses the text of the last one."""
+    """``sql`` compiled for DuckDB with its ``:name`` placeholders kept, ``events`` replaced by
+    ``relation`` (a sqlglot expression), so that a refresh reuses the text of the last one."""
     from battleground.storage._compile import compile_sql
-    from battleground.storage._events_sql import render
 
     key = (sql, None if relation is None else relation.sql(dialect="duckdb"))
     if key not in _TEXTS:
         if len(_TEXTS) > 64:
             _TEXTS.clear()
-        _TEXTS[key] = render(compile_sql(sql, "duckdb", None, events=relation), "duckdb")
+        _TEXTS[key] = compile_sql(sql, "duckdb", None, events=relation)
     return _TEXTS[key]
 
 
