@@ -27,7 +27,7 @@ def _mapping(items: list[str], option: str) -> dict[str, str]:
     for item in items:
         ours, sep, theirs = item.partition("=")
         if not sep or not ours.strip() or not theirs.strip():
-            raise typer.BadParameter(f"{item!r} is not OURS=THEIRS; write e.g. user_id=uid", param_hint=option)
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE; write e.g. user_id=uid", param_hint=option)
         out[ours.strip()] = theirs.strip()
     return out
 
@@ -56,6 +56,9 @@ def add_command(
     exposures_format: str = typer.Option("table", "--exposures-format", help="Its format (as --format)."),
     exposure_column: list[str] = typer.Option([], "--exposure-column", help="Exposures table mapping: user_id, "
                                               "ts, variant (e.g. --exposure-column ts=seen_at)."),
+    catalog: list[str] = typer.Option([], "--catalog", help="An Iceberg source's pyiceberg catalog, "
+                                      "repeatable: --catalog type=sql --catalog uri=sqlite:///cat.db "
+                                      "(LOCATION is then namespace.table)."),
     timezone: str | None = typer.Option(None, "--timezone", help="UTC: the zone of timezone-naive timestamps."),
     check: bool = typer.Option(True, "--check/--no-check", help="Read the source's columns now and check the "
                                "mapping against them (default)."),
@@ -76,7 +79,8 @@ def add_command(
         spec = SourceSpec(name, location, connection=connection, format=fmt, columns=_mapping(column, "--column"),
                           exposures=exposures, exposures_location=exposures_location,
                           exposures_format=exposures_format,
-                          exposure_columns=_mapping(exposure_column, "--exposure-column"), timezone=timezone)
+                          exposure_columns=_mapping(exposure_column, "--exposure-column"), timezone=timezone,
+                          catalog=_mapping(catalog, "--catalog"))
         exp_id = _experiment_id(settings, experiment)
         if exp_id is None:
             check_project_source(spec)

@@ -210,11 +210,14 @@ class _DuckDBRunner:
         return None
 
     def _text(self, sql: str, params: dict[str, Any]) -> str:
-        from battleground.storage._compile import compile_sql
+        """The query as DuckDB runs it: compiled once per text and relation, then the values written in
+        as literals (a prepared parameter would hide the time bounds from the Parquet scan's pruning)."""
+        from battleground.storage._compile import literal
+        from battleground.storage._events_sql import _TOKEN
 
-        if self.store.backend == "warehouse":
-            return str(self.store.compiled(sql, params))  # type: ignore[attr-defined]
-        return compile_sql(sql, "duckdb", params)
+        text = _duckdb_text(sql, getattr(self.store, "relation", None))
+        return _TOKEN.sub(lambda m: m.group(0) if m.group(1) is None
+                          else literal(params[m.group(1)], "duckdb").sql(dialect="duckdb"), text)
 
     def _con(self) -> Any:
         c = self.connection
@@ -232,6 +235,22 @@ class _DuckDBRunner:
             cursor = con.execute(self._text(sql, params))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+_TEXTS: dict[tuple[str, str | None], str] = {}
+
+
+def _duckdb_text(sql: str, relation: Any) -> str:
+    """``sql`` compiled for DuckDB with its ``:name`` placeholders kept, ``events`` replaced by
+    ``relation`` (a sqlglot expression), so that a refresh reuses the text of the last one."""
+    from battleground.storage._compile import compile_sql
+
+    key = (sql, None if relation is None else relation.sql(dialect="duckdb"))
+    if key not in _TEXTS:
+        if len(_TEXTS) > 64:
+            _TEXTS.clear()
+        _TEXTS[key] = compile_sql(sql, "duckdb", None, events=relation)
+    return _TEXTS[key]
 
 
 def _quoted(path: Path) -> str:

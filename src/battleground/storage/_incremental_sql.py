@@ -13,8 +13,8 @@ What the queries read (``:since`` = ``:cutoff`` − the longest look-back):
 
 * every event of the experiment in ``[:cutoff, :end)`` — a WHERE on the timestamp that the engine
   prunes (Parquet row groups, DuckDB zone maps);
-* for units first exposed at or after ``:cutoff`` only, their events in ``[:since, :cutoff)`` (the
-  CUPED look-back before the exposure, and an explicit covariate logged then);
+* for units first exposed at or after ``:cutoff`` only, their events in ``[:since, :cutoff)`` of the
+  look-back metrics' event types (the CUPED pre-period) and those carrying an explicit covariate;
 * the cached state of the units with an event in ``[:cutoff, :end)``.
 
 Exactness: a unit exposed before ``C`` has its ``t0`` and all its pre-exposure aggregates in the state
@@ -90,7 +90,7 @@ def _merged_ctes(metrics: Sequence[MetricQuery], multiple: str, old: str | None,
     UNION ALL
     SELECT user_id, variant, event_type, ts, value, covariate FROM events
     WHERE experiment_id = :experiment AND ts >= :since AND ts < :cutoff
-      AND event_type IN (:exposure, {types})
+      AND (event_type IN ({pre_types}) OR (covariate IS NOT NULL AND event_type IN (:exposure, {types})))
       AND user_id IN (SELECT user_id FROM fresh)""" if pre_types else ""
     o_aggs = ", ".join(f"o.{a} AS o_{a}" for a in aliases)
     sums = ",\n           ".join(f"COALESCE(u.o_{a}, {_ZERO}) + COALESCE(g.{a}, {_ZERO}) AS {a}" for a in aliases)

@@ -34,7 +34,7 @@ __all__ = [
     "save_source",
 ]
 
-FORMATS = ("table", "parquet", "delta")
+FORMATS = ("table", "parquet", "delta", "iceberg")
 EXPOSURES = ("events", "table", "assignment_log")
 # battleground's column → what the source must give (None: optional).
 _REQUIRED = ("user_id", "ts", "event_type")
@@ -53,7 +53,9 @@ class SourceSpec:
         name: what errors and the registry call the source.
         connection: ``"duckdb"`` (files or tables in process), ``"spark"``, ``"chdb"`` or a SQLAlchemy URL.
         format: ``table`` (``location`` is a table or view), ``parquet`` (a file, folder glob or list
-            pattern), ``delta`` (a Delta table folder; its current files are read).
+            pattern), ``delta`` (a Delta table folder; its current files are read), ``iceberg`` (an
+            Iceberg table: ``location`` is ``namespace.table`` in ``catalog``, or without a catalog the
+            path of a metadata JSON file; its current data files are read).
         location: the table name or the path.
         columns: battleground column → source column (``user_id``, ``ts``, ``event_type``, and optional
             ``value``, ``covariate``, ``variant``); unnamed ones map to the same name when required.
@@ -64,6 +66,9 @@ class SourceSpec:
         exposure_event: the event type of exposure rows when ``exposures="events"``.
         timezone: the zone of timezone-naive timestamps; only ``"UTC"`` is accepted, and it must be said.
         spark_conf: session settings when ``connection="spark"`` builds a session.
+        catalog: the pyiceberg catalog properties of an ``iceberg`` source (``type``, ``uri``,
+            ``warehouse``, …; ``name`` names the catalog), e.g. ``{"type": "sql", "uri":
+            "sqlite:///catalog.db", "warehouse": "file:///lake"}``.
     """
 
     name: str
@@ -78,6 +83,7 @@ class SourceSpec:
     exposure_event: str = "exposure"
     timezone: str | None = None
     spark_conf: dict[str, str] = field(default_factory=dict)
+    catalog: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -112,7 +118,40 @@ class SourceSpec:
         return name if name in _REQUIRED else None
 
 
-def _relation_from(engine: Engine, fmt: str, location: str, view: str) -> exp.Expression:
+def _iceberg_files(location: str, catalog: dict[str, str], source: str) -> list[str]:
+    """The data files of an Iceberg table's current snapshot (pyiceberg plans the scan; the files are
+    then read in place like any Parquet files)."""
+    try:
+        if catalog:
+            from pyiceberg.catalog import load_catalog
+
+            props = {k: v for k, v in catalog.items() if k != "name"}
+            table = load_catalog(catalog.get("name", "default"), **props).load_table(location)
+        else:
+            from pyiceberg.table import StaticTable
+
+            table = StaticTable.from_metadata(location)
+        tasks = list(table.scan().plan_files())
+    except ImportError as exc:
+        raise SourceError(f"source {source!r}: Iceberg tables need pyiceberg; pip install "
+                          "'battleground[warehouse]'") from exc
+    except Exception as exc:  # the catalog's or the file system's own error
+        raise SourceError(f"source {source!r}: Iceberg table {location!r} cannot be loaded "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); give "
+                          "'namespace.table' with catalog={'type': ..., 'uri': ...}, or a metadata JSON path") from exc
+    if any(t.delete_files for t in tasks):
+        raise SourceError(f"source {source!r}: Iceberg table {location!r} has delete files (merge-on-read), "
+                          "which reading its data files in place would ignore; compact it (rewrite the data "
+                          "files) or map a view of an engine that applies them")
+    files = [t.file.file_path for t in tasks]
+    if not files:
+        raise SourceError(f"source {source!r}: Iceberg table {location!r} has no data files yet; write events "
+                          "to it first")
+    return [f[len("file://"):] if f.startswith("file://") else f for f in files]
+
+
+def _relation_from(engine: Engine, fmt: str, location: str, view: str, *,
+                   catalog: dict[str, str] | None = None, source: str = "") -> exp.Expression:
     """The FROM item reading ``location`` on ``engine`` in place."""
     import sqlglot
     from sqlglot import exp
@@ -124,12 +163,14 @@ def _relation_from(engine: Engine, fmt: str, location: str, view: str) -> exp.Ex
         from deltalake import DeltaTable
 
         files = list(DeltaTable(location).file_uris())
+    if fmt == "iceberg":
+        files = _iceberg_files(location, catalog or {}, source or location)
     if engine.dialect == "duckdb":
         arg = (exp.Array(expressions=[exp.Literal.string(f) for f in files]) if isinstance(files, list)
                else exp.Literal.string(files))
-        source = sqlglot.parse_one("SELECT * FROM read_parquet(x)", read="duckdb").find(exp.From)
-        assert source is not None
-        return source.this.transform(
+        from_ = sqlglot.parse_one("SELECT * FROM read_parquet(x)", read="duckdb").find(exp.From)
+        assert from_ is not None
+        return from_.this.transform(
             lambda n: arg if isinstance(n, exp.Column) and n.name == "x" else n)
     if engine.dialect == "spark":
         session = engine.session  # type: ignore[attr-defined]
@@ -265,7 +306,7 @@ def open_source(
         engine.connection.execute("SET TimeZone = 'UTC'")  # type: ignore[attr-defined]
     view = f"bg_source_{experiment_id}"
     try:
-        relation = _relation_from(engine, spec.format, spec.location, view)
+        relation = _relation_from(engine, spec.format, spec.location, view, catalog=spec.catalog, source=spec.name)
     except StorageError:
         raise
     except Exception as exc:
@@ -280,7 +321,8 @@ def open_source(
     if spec.exposures == "events" and spec.exposure_event != "exposure":
         raise SourceError(f"source {spec.name!r}: exposure rows must have event type 'exposure'; map a view")
     if spec.exposures == "table":
-        exposures = _relation_from(engine, spec.exposures_format, str(spec.exposures_location), view + "_exp")
+        exposures = _relation_from(engine, spec.exposures_format, str(spec.exposures_location), view + "_exp",
+                                   catalog=spec.catalog, source=spec.name)
         found = _columns(engine, exposures, spec.name)
         cols = {"user_id": "user_id", "ts": "ts", "variant": "variant", **spec.exposure_columns}
         _check(spec, found, {k: v for k, v in cols.items() if k != "variant"}, str(spec.exposures_location),
