@@ -318,6 +318,9 @@ def status_command(
                 records.append(row.cuped.to_dict() | {"metric": f"{row.metric} (CUPED)"})
             if row.post_stratified is not None:  # and the one post-stratified by the declared attributes
                 records.append(row.post_stratified.to_dict() | {"metric": f"{row.metric} (post-stratified)"})
+            if row.cupedpp is not None:  # and the one adjusted by several covariates (CUPED++)
+                records.append(row.cupedpp.to_dict() | {"metric": f"{row.metric} (CUPED++)",
+                                                        "variance_reduction": row.cupedpp_variance_reduction})
         columns = [c if c.header != "p (Holm)" else Column(p_label(decision.correction), c.cell, justify="right")
                    for c in _STATUS_COLUMNS]
         table = Table("rows", f"#{info.id} {info.name} ({info.status}) · {method}", columns, records)
