@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from battleground._time import TimeInputError, parse_instant
+from battleground.experiment._cupac import CupacResult, FeatureLeakageError, cupac_covariate
 from battleground.experiment._decide import (
     DataQualityCheck,
     Decision,
@@ -69,15 +70,18 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "CupacResult",
     "EndConditionReport",
     "ExperimentInfo",
     "ExperimentSource",
+    "FeatureLeakageError",
     "Monitor",
     "MonitorResult",
     "MonitorRow",
     "OfflineAaResult",
     "VariantInfo",
     "check_experiments",
+    "cupac_covariate",
     "cuped_row",
     "offline_aa",
     "results_frame",
