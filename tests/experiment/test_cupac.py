@@ -101,7 +101,7 @@ def test_the_champion_is_loaded_from_the_registry(settings: Settings, monkeypatc
                                  metrics={}, input_schema=(("spend_score", "double"),))
 
     monkeypatch.setattr(tracking, "load_champion", fake)
-    exp_id, events = _register(settings, None)
+    _, events = _register(settings, None)
     r = cupac_covariate(settings, "cupedpp", _features(events), model_name="rev-model")
     assert seen == {"asked": ("rev-model", "champion"), "columns": ["spend_score"]}
     assert (r.model, r.version) == ("rev-model@champion", "7")
