@@ -1,6 +1,6 @@
 """CUPAC with the champion: a registered model's prediction from pre-exposure features as a covariate.
 
-CUPAC (Control Using Predictions As Covariates, Tang et al. 2020, DoorDash) adjusts by a model's
+CUPAC (Control Using Predictions As Covariates; Li et al. 2020, DoorDash Engineering) adjusts by a model's
 prediction of the metric instead of (or beside) the metric's own pre-period. battleground has the
 model registry beside the experiment, so the covariate provider here scores every exposed user with
 the MLflow ``@champion`` (or any registered model and alias, or a fitted model given directly) from
