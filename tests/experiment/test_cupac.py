@@ -123,3 +123,38 @@ def test_one_row_per_user(settings: Settings) -> None:
     f = _features(events)
     with pytest.raises(ValueError, match="one row per user"):
         cupac_covariate(settings, exp_id, pd.concat([f, f.iloc[:1]]), model=_Linear())
+
+
+def test_cli_cupac_scores_with_the_champion_and_refuses_leakage(settings: Settings, tmp_path: object,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+    from battleground.model import tracking
+
+    def fake(settings_or_uri: object, name: str, alias: str) -> tracking.Champion:
+        return tracking.Champion(model=_Linear(), name=name, version="3", alias=alias, run_id="r", model_type="x",
+                                 metrics={}, input_schema=(("spend_score", "double"), ("noise", "double")))
+
+    monkeypatch.setattr(tracking, "load_champion", fake)
+    exp_id, events = _register(settings, None)
+    path = Path(str(tmp_path)) / "features.csv"
+    features = _features(events)
+    features.to_csv(path, index=False)
+    env = {"BATTLEGROUND_HOME": str(settings.home), "BATTLEGROUND_DATABASE_URL": ""}
+    out = CliRunner().invoke(app, ["experiment", "cupac", str(exp_id), "--features", str(path), "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    found = json.loads(out.output)
+    assert found["users_scored"] == 360 and found["version"] == "3"
+    rev = next(r for r in found["variance_reduction"] if r["comparison"] == "rev/treatment")
+    assert rev["variance_reduction"] > 0.5
+    status = CliRunner().invoke(app, ["experiment", "status", str(exp_id), "--json"], env=env)
+    assert any(r["metric"] == "rev (CUPED++)" for r in json.loads(status.output)["rows"])
+    features.loc[features.index[0], "feature_ts"] = pd.Timestamp("2030-01-01")
+    features.to_csv(path, index=False)
+    bad = CliRunner().invoke(app, ["experiment", "cupac", str(exp_id), "--features", str(path),
+                                   "--attribute", "cupac2"], env=env)
+    assert bad.exit_code == 1 and "leakage: feature 'spend_score'" in bad.output and "2030-01-01" in bad.output
