@@ -518,8 +518,8 @@ def cupac_command(
     as_json: bool = json_option,
     as_csv: bool = csv_option,
 ) -> None:
-    """CUPAC: score the experiment's exposed users with a registered model (``@champion``) from features
-    measured before their exposure, and use the prediction as a CUPED++ covariate (shown in ``status``)."""
+    """CUPAC: score the experiment's exposed users with a registered model (its champion) from features
+    measured before their exposure, and use the prediction as a CUPED++ covariate (shown by status)."""
     from battleground.cli._common import console, load_settings, user_errors
 
     fmt = output_format(as_json, as_csv)
