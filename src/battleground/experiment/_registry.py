@@ -488,3 +488,24 @@ def _check_post_stratify(metadata: Mapping[str, Any] | None, metrics: Iterable[A
             f"post_stratify_by {clash} are event types a metric counts; declare the attribute as its own "
             "event type (e.g. 'country') whose value codes the stratum",
         )
+    _check_regression_adjustment(metadata, counted)
+
+
+def _check_regression_adjustment(metadata: Mapping[str, Any] | None, counted: set[str]) -> None:
+    """A declared ``regression_adjustment`` (CUPED++) must parse and name attribute event types that no
+    metric counts (an attribute event's value is the user's attribute, not a metric value)."""
+    from battleground.experiment._cupedpp import REGRESSION_KEY, regression_adjustment
+    from battleground.experiment._metric_sums import SourceSettingError
+
+    try:
+        spec = regression_adjustment(dict(metadata or {}))
+    except SourceSettingError as exc:
+        raise RegistryRuleError("regression_adjustment is valid", (metadata or {}).get(REGRESSION_KEY),
+                                str(exc)) from None
+    clash = sorted(set(spec.attributes if spec else ()) & counted)
+    if clash:
+        raise RegistryRuleError(
+            "regression_adjustment names attributes", clash,
+            f"regression_adjustment attributes {clash} are event types a metric counts; declare the attribute "
+            "as its own event type (e.g. 'age') whose value is the user's attribute",
+        )

@@ -83,7 +83,8 @@ class ExperimentSource(Protocol):
     # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
     # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
     # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
-    # (post-stratification; ``None`` when the source cannot group by them).
+    # (post-stratification; ``None`` when the source cannot group by them); and
+    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered).
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -220,6 +221,19 @@ class _Backend:
             return None
         result: tuple[tuple[tuple[float | None, ...], ExperimentSums], ...] = store.strata_sums(
             rec.id, defs, attributes, start, end, rec.variant_names, multiple_exposures=self.multiple_exposures)
+        return result
+
+    def covariate_sums(
+        self, info: ExperimentInfo, attributes: tuple[str, ...], start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[Any, ...] | None:
+        """Per-arm sums of every metric with every covariate (CUPED++: the metrics' pre-period values and
+        the declared numeric ``attributes``); ``None`` when the event source cannot compute them."""
+        rec, defs = self._definitions(info)
+        store = self.store_for(rec.id)
+        if not defs or not hasattr(store, "covariate_sums"):
+            return None
+        result: tuple[Any, ...] = store.covariate_sums(rec.id, defs, attributes, start, end, rec.variant_names,
+                                                       multiple_exposures=self.multiple_exposures)
         return result
 
     def daily_experiment_sums(
