@@ -239,7 +239,8 @@ def _experiments(col: Any, registry: Any, n: int, experiment: Any) -> tuple[Any,
     return pa.array(ids), {r.id: r for r in by_key}
 
 
-def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRecord]) -> None:
+def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRecord],
+                user_id: Any = None, event_type: Any = None) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -267,6 +268,37 @@ def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRe
                     f"{ts[row].as_py().isoformat()} is {words} ({bound.isoformat()}) of experiment "
                     f"{rec.name!r}; events must fall in its window", row=row, field="timestamp",
                 )
+        if user_id is not None and event_type is not None and (rec.layer is not None or rec.holdout is not None):
+            from battleground.storage._events_sql import EXPOSURE
+
+            _check_exposed_units(rec, only_mine(pc.equal(event_type, pa.scalar(EXPOSURE))), user_id)
+
+
+def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any) -> None:
+    """An exposure to a layered experiment, or one behind a holdout, must be of a unit the assignment
+    lets in: a unit outside the layer range or held out is never exposed (whoever assigned it)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from battleground.experiment.assign import Assigner
+
+    rows = np.flatnonzero(np.asarray(pc.fill_null(exposures, False)))
+    if rows.size == 0:
+        return
+    assigner = Assigner(rec)
+    units = pc.take(user_id, rows)
+    bad = np.flatnonzero(~assigner.eligible(units))
+    if bad.size:
+        row = int(rows[bad[0]])
+        unit = units[int(bad[0])].as_py()
+        why = assigner.exclusion(unit)
+        raise EventValidationError(
+            f"user {unit!r} is exposed to experiment {rec.name!r} but "
+            + ("is held out by its project's holdout" if why == "holdout" else
+               f"its bucket in layer {rec.layer!r} is outside the experiment's range {list(rec.layer_range or ())}")
+            + "; assign with battleground.experiment.Assigner (or /decide), which gives such units no variant",
+            row=row, field="user_id",
+        )
 
 
 def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -> pa.Table:
@@ -293,7 +325,7 @@ def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -
     ts = _timestamps(cols["timestamp"])
     value = _floats(cols["value"], "value") if "value" in cols else pa.nulls(n, type=pa.float64())
     covariate = _floats(cols["covariate"], "covariate") if "covariate" in cols else pa.nulls(n, type=pa.float64())
-    _check_rows(ids, variant, ts, records)
+    _check_rows(ids, variant, ts, records, user_id, event_type)
     return pa.Table.from_arrays(
         [event_id, ids, variant, user_id, event_type, ts, value, covariate], schema=EVENT_SCHEMA
     )
