@@ -16,6 +16,7 @@ from battleground.experiment._records import (
     EndConditions,
     ExperimentNotFoundError,
     ExperimentRecord,
+    HoldoutRef,
     MetricRecord,
     RegistryRuleError,
     VariantRecord,
@@ -110,7 +111,18 @@ class RegistryRepo:
             start_at=row.start_at, end_at=row.end_at, started_at=row.started_at,
             stopped_at=row.stopped_at, archived_at=row.archived_at, stop_reason=row.stop_reason,
             metadata=dict(row.meta or {}), created_at=row.created_at, updated_at=row.updated_at,
+            project=row.project, layer=row.layer,
+            layer_range=(row.range_start, row.range_end)
+            if row.range_start is not None and row.range_end is not None else None,
+            kind=row.kind or "experiment",
+            holdout=RegistryRepo._holdout_ref(row.holdout),
         )
+
+    @staticmethod
+    def _holdout_ref(row: ExperimentRow | None) -> HoldoutRef | None:
+        if row is None or row.range_end is None:
+            return None
+        return HoldoutRef(row.id, row.name, row.salt, int(row.range_end) - int(row.range_start or 0))
 
     @staticmethod
     def _audit(session: Session, row: ExperimentRow, action: str, detail: Mapping[str, Any], actor: str | None) -> None:

@@ -356,6 +356,6 @@ def audit_text(entry: AuditEntry) -> str:
 
 def record_dict(record: ExperimentRecord) -> dict[str, Any]:
     d = jsonable(record.to_dict())
-    d.pop("salt", None)  # the salt decides assignment; it is not for display
-    return d
+    # the salts (the experiment's and its holdout's) decide assignment; they are not for display
+    return dict(_without_salt(d))
 
