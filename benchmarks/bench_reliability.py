@@ -6,8 +6,19 @@
 2. Faults: one writer sends batches while the server is SIGKILLed and restarted ``kills`` times; the
    writer re-sends a batch until it is acknowledged. Every acknowledged event must be stored, once.
 
-The tests run short versions (``tests/reliability``); ``python -m benchmarks reliability`` runs the long
-ones (8 clients for 60 s; ``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1``: 10 s).
+3. Killed writers (issue 19 §4): ``writers`` processes ingest straight into the store (DuckDB: the
+   store-lock holder is what gets killed; PostgreSQL: any writer), each batch tagged with its producer
+   id and sequence; writers are SIGKILLed ``kills`` times at seeded moments and restarted, resuming
+   from their last acknowledged batch. Every batch must be stored once, whole; a batch whose commit
+   landed but whose acknowledgement did not comes back as a detected *replay*. The baseline in the same
+   run: the same faults without producer tags, where such a re-send is only counted as duplicates.
+4. The API server SIGKILLed under :class:`battleground.client.EventClient` (retries with backoff; the
+   baseline is run 2's re-send loop): nothing acknowledged is lost, nothing stored twice, and re-sent
+   batches that had been stored are reported as replays.
+
+The tests run short versions (``tests/reliability``, ``tests/delivery``); ``python -m benchmarks
+reliability`` runs the long ones (8 clients for 60 s; ``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1``:
+10 s); ``--postgres URL`` adds run 3 on a PostgreSQL database (a throwaway one: it is written to).
 """
 
 from __future__ import annotations
@@ -195,9 +206,233 @@ def kill_restart(home: Path, *, batches: int = 30, kills: int = 2, batch: int = 
                        stored_rows=rows, stored_distinct=distinct)
 
 
+# ---------------------------------------------------------------------------------------------------
+# 3. writers killed while they ingest straight into the store
+# ---------------------------------------------------------------------------------------------------
+
+def _writer_env(home: Path, database_url: str | None) -> dict[str, str]:
+    env = {**os.environ, "BATTLEGROUND_HOME": str(home), "BATTLEGROUND_LOCK_TIMEOUT": "120"}
+    env.pop("BATTLEGROUND_DATABASE_URL", None)
+    if database_url:
+        env["BATTLEGROUND_DATABASE_URL"] = database_url
+    return env
+
+
+def _prepare_store(env: dict[str, str], name: str) -> int:
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
+
+    registry = Registry(Settings.from_env(env).registry_url)
+    exp = registry.create_experiment(name, variants={"control": 0.5, "treatment": 0.5}, start_at="2024-01-01")
+    registry.start(exp.id)
+    return exp.id
+
+
+def writer_process(writer: int, batches: int, batch: int, ack_file: str, tagged: bool) -> None:
+    """One writer (run as ``python -m benchmarks.bench_reliability writer …``): ingest batches
+    ``next … batches-1`` where ``next`` follows the last line of ``ack_file``; append ``seq status
+    inserted duplicates replays`` to it after each acknowledged batch."""
+    from battleground.experiment.events import ingest, open_event_store
+    from battleground.settings import Settings
+
+    store = open_event_store(Settings.from_env(dict(os.environ)))
+    path = Path(ack_file)
+    lines = path.read_text().splitlines() if path.exists() else []
+    start = int(lines[-1].split()[0]) + 1 if lines else 0
+    with path.open("a") as out:
+        for seq in range(start, batches):
+            body = _batch(0, f"w{writer}-b{seq}", batch)["events"]
+            tag = {"producer": f"{os.environ['BENCH_RUN']}-writer-{writer}", "sequence": seq} if tagged else {}
+            r = ingest(store, body, experiment=os.environ["BENCH_RUN"], **tag)
+            status = r.sequence.status if r.sequence is not None else "-"
+            out.write(f"{seq} {status} {r.inserted} {r.duplicates} {r.replays}\n")
+            out.flush()
+
+
+@dataclass(frozen=True)
+class WriterKillResult:
+    backend: str
+    tagged: bool
+    writers: int
+    batches: int
+    kills: int
+    seconds: float
+    stored_rows: int
+    stored_distinct: int
+    expected: int
+    whole_batches: int
+    replays: int
+    replayed_rows: int
+    duplicate_rows: int
+    gaps: int
+
+    def __str__(self) -> str:
+        tag = "with producer sequences" if self.tagged else "baseline, untagged"
+        return (f"{self.backend}, {tag}: {self.writers} writers × {self.batches} batches, {self.kills} SIGKILLs, "
+                f"{self.seconds:.1f} s: stored {self.stored_rows} rows ({self.stored_distinct} distinct) of "
+                f"{self.expected}; {self.whole_batches}/{self.writers * self.batches} batches whole; "
+                f"replays detected {self.replays} ({self.replayed_rows} rows), rows reported as duplicates "
+                f"{self.duplicate_rows}, gaps {self.gaps}; {self.expected / self.seconds:,.0f} events/s")
+
+
+def killed_writers(home: Path, *, writers: int = 4, batches: int = 40, batch: int = 500, kills: int = 6,
+                   tagged: bool = True, database_url: str | None = None, seed: int = 0) -> WriterKillResult:
+    """Run 3: writers SIGKILLed at seeded moments (by acknowledged-batch count) and restarted."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**_writer_env(home, database_url), "BENCH_RUN": f"run-{home.name}"}
+    exp_id = _prepare_store(env, env["BENCH_RUN"])
+    rng = random.Random(seed)
+    acks = [home / f"writer-{w}.acks" for w in range(writers)]
+
+    def spawn(w: int) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "benchmarks.bench_reliability", "writer", str(w), str(batches), str(batch),
+                str(acks[w]), "tagged" if tagged else "plain"]
+        return subprocess.Popen(args, env=env, cwd=Path(__file__).parent.parent, start_new_session=True)
+
+    def acked(w: int) -> int:
+        return len(acks[w].read_text().splitlines()) if acks[w].exists() else 0
+
+    t0 = time.perf_counter()
+    procs = [spawn(w) for w in range(writers)]
+    total = writers * batches
+    # the k-th kill comes once (k+1)/(kills+1) of all batches are acknowledged, at a seeded writer
+    for k in range(kills):
+        target = (k + 1) * total // (kills + 1)
+        while sum(acked(w) for w in range(writers)) < target:
+            time.sleep(0.002)
+        alive = [w for w in range(writers) if procs[w].poll() is None]
+        if not alive:
+            break
+        w = rng.choice(alive)
+        os.killpg(procs[w].pid, signal.SIGKILL)
+        procs[w].wait()
+        procs[w] = spawn(w)
+    for w, p in enumerate(procs):
+        if p.wait(timeout=600) != 0:
+            raise RuntimeError(f"writer {w} failed with exit code {p.returncode}")
+    seconds = time.perf_counter() - t0
+    from battleground.experiment.events import open_event_store
+    from battleground.settings import Settings
+
+    table = open_event_store(Settings.from_env(env)).to_arrow(exp_id)
+    ids = table.column("event_id").to_pylist()
+    per_batch: dict[str, int] = {}
+    for i in ids:
+        key = i.rsplit("-", 1)[0]
+        per_batch[key] = per_batch.get(key, 0) + 1
+    replays = replayed = duplicates = gaps = 0
+    for path in acks:
+        for line in path.read_text().splitlines():
+            _, status, _, dup, rep = line.split()
+            replays += status == "replay"
+            gaps += status in ("gap", "late")
+            replayed += int(rep)
+            duplicates += int(dup)
+    return WriterKillResult(
+        backend="postgresql" if database_url else "duckdb", tagged=tagged, writers=writers, batches=batches,
+        kills=kills, seconds=seconds, stored_rows=len(ids), stored_distinct=len(set(ids)),
+        expected=writers * batches * batch, whole_batches=sum(1 for n in per_batch.values() if n == batch),
+        replays=replays, replayed_rows=replayed, duplicate_rows=duplicates, gaps=gaps)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. the API server killed under battleground.client
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClientKillResult:
+    kills: int
+    batches: int
+    acknowledged_events: int
+    attempts: int
+    stored_rows: int
+    stored_distinct: int
+    replays: int
+    replayed_rows: int
+    duplicate_rows: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"{self.kills} SIGKILLs over {self.batches} batches in {self.seconds:.1f} s: "
+                f"{self.acknowledged_events} events acknowledged, {self.attempts} sends "
+                f"({self.attempts - self.batches} retries), stored {self.stored_rows} rows "
+                f"({self.stored_distinct} distinct); replays detected {self.replays} ({self.replayed_rows} rows), "
+                f"rows reported as duplicates {self.duplicate_rows}")
+
+
+def kill_restart_client(home: Path, *, batches: int = 30, kills: int = 2, batch: int = 200) -> ClientKillResult:
+    """Run 4: one :class:`EventClient`, a server killed ``kills`` times while batches are in flight."""
+    from battleground.client import EventClient
+
+    env, exp_id = prepare(home)
+    server = Server(["ui"], env, health="/api/health", log=home / "server.log").start()
+    results: list[Any] = []
+    failure: list[BaseException] = []
+    client = EventClient(server.url, token=TOKEN, producer="bench-client", batch_size=batch, experiment=exp_id,
+                         retries=200, backoff=0.02, max_backoff=0.5, timeout=30, seed=0)
+
+    def writer() -> None:
+        try:
+            for b in range(batches):
+                events = _batch(exp_id, f"c-b{b}", batch)["events"]
+                results.extend(client.send(events))
+        except BaseException as exc:  # reported below
+            failure.append(exc)
+
+    t0 = time.perf_counter()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for k in range(kills):
+            target = (k + 1) * batches // (kills + 1)
+            while len(results) < target and thread.is_alive():
+                time.sleep(0.005)
+            server.kill()
+            server.start()
+        thread.join(timeout=600)
+    finally:
+        server.stop()
+        client.close()
+    if failure:
+        raise failure[0]
+    seconds = time.perf_counter() - t0
+    rows, distinct = stored(home, exp_id)
+    return ClientKillResult(
+        kills=kills, batches=batches, acknowledged_events=sum(r.received for r in results),
+        attempts=sum(r.attempts for r in results), stored_rows=rows, stored_distinct=distinct,
+        replays=sum(r.status == "replay" for r in results), replayed_rows=sum(r.replays for r in results),
+        duplicate_rows=sum(r.duplicates for r in results), seconds=seconds)
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
+    postgres = argv[argv.index("--postgres") + 1] if "--postgres" in argv else None
     seconds = 10.0 if quick else 60.0
     with tempfile.TemporaryDirectory() as tmp:
         print("ingest API load:", ingest_load(Path(tmp) / "load", clients=8, seconds=seconds), flush=True)
         print("server killed mid-ingest:", kill_restart(Path(tmp) / "kill", batches=100, kills=5), flush=True)
+        print("server killed under battleground.client:",
+              kill_restart_client(Path(tmp) / "client", batches=100, kills=5), flush=True)
+        for tagged in (False, True):
+            print("writers killed:", killed_writers(Path(tmp) / f"writers-{tagged}", writers=4, batches=50,
+                                                    batch=500, kills=10, tagged=tagged), flush=True)
+        if postgres:
+            for tagged in (False, True):
+                print("writers killed:", killed_writers(Path(tmp) / f"pg-writers-{tagged}", writers=4, batches=50,
+                                                        batch=500, kills=10, tagged=tagged,
+                                                        database_url=postgres), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["writer"]:
+        w, n, size, ack, mode = sys.argv[2:7]
+        writer_process(int(w), int(n), int(size), ack, mode == "tagged")
+    else:
+        main(sys.argv[1:])

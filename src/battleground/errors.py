@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = [
     "BanditError",
     "BattlegroundError",
+    "ClientError",
     "ExperimentError",
     "IncrementalError",
     "ModelError",
@@ -65,3 +66,7 @@ class IncrementalError(BattlegroundError):
 
 class WebError(BattlegroundError):
     """Dashboard and JSON API inputs."""
+
+
+class ClientError(BattlegroundError):
+    """The HTTP client of the event API (:mod:`battleground.client`)."""

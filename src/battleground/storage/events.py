@@ -12,13 +12,15 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from battleground._redact import redact_url
 from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
+from battleground.storage._producers import ProducerBatch, SequenceCheck
 from battleground.storage._snapshot import read_snapshot
 from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
 from battleground.storage.sums import ExperimentSums, MetricSums, PerUserValues
@@ -82,11 +84,17 @@ class WriteResult:
             the same content: a harmless re-send.
         conflicts: rows whose key was stored with *other* content; the stored row is kept (first write
             wins), so a sender that reuses ids learns about it here instead of losing events silently.
+        replays: rows of a replayed batch (its producer tag was stored before) found stored with the
+            same content; counted here instead of under ``duplicates``.
+        sequence: for a batch tagged with a producer and sequence, how it relates to the producer's
+            earlier batches (see ``storage/_producers.py``).
     """
 
     inserted: int
     duplicates: int = 0
     conflicts: int = 0
+    replays: int = 0
+    sequence: SequenceCheck | None = None
 
 
 def has_duplicate_ids(table: pa.Table) -> bool:
@@ -124,6 +132,11 @@ def registry_url_for(events_url: str) -> str:
     raise ValueError(f"event store URL must start with 'duckdb:///' or 'postgresql://', got {redact_url(events_url)!r}")
 
 
+# per store URL: (the state it was read at, events per experiment), see EventStore.experiment_counts
+_COUNTS: dict[str, tuple[Hashable, dict[int, int]]] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
 class EventStore(abc.ABC):
     """Append-only storage of experiment events with per-variant sums computed in SQL.
 
@@ -148,9 +161,10 @@ class EventStore(abc.ABC):
 
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
-    def _write(self, table: pa.Table) -> WriteResult:
+    def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         """Insert a validated batch in one transaction, skipping keys ``(experiment_id, event_id)`` already
-        stored (or repeated within the batch: the first occurrence wins); say what became of each row."""
+        stored (or repeated within the batch: the first occurrence wins); say what became of each row.
+        ``producer``: the batch's producer tag, checked and recorded in the same transaction."""
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
@@ -167,6 +181,27 @@ class EventStore(abc.ABC):
         """Number of stored events (of one experiment, or all)."""
         return sum(n for _, n in self.count_by_type(experiment_id))
 
+    def state(self) -> Hashable:
+        """A token that changes whenever the stored events do (readers key caches on it). The store is
+        append-only with de-duplication, so the event count changes exactly when its data does."""
+        return self.count()
+
+    def experiment_counts(self) -> dict[int, int]:
+        """Events stored per experiment id, from one query; kept per :meth:`state` of the store (in this
+        process), so asking again while nothing was ingested costs no query. An experiment's sums read
+        only its own events, so its count is a version of its sums: an ingest into one experiment leaves
+        the others' counts, and what readers cached on them, as they were."""
+        state = self.state()
+        with _COUNTS_LOCK:
+            known = _COUNTS.get(self.url)
+        if known is not None and known[0] == state:
+            return known[1]
+        rows = self._query("SELECT experiment_id, COUNT(*) FROM events GROUP BY experiment_id", {})
+        counts = {int(e): int(n) for e, n in rows}
+        with _COUNTS_LOCK:
+            _COUNTS[self.url] = (state, counts)
+        return counts
+
     def count_by_type(self, experiment_id: int | None = None) -> list[tuple[str, int]]:
         """``(event_type, number of events)`` of one experiment (or all), by event type."""
         sql = "SELECT event_type, COUNT(*) FROM events"
@@ -181,12 +216,12 @@ class EventStore(abc.ABC):
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
 
-    def write_batch(self, table: pa.Table) -> WriteResult:
+    def write_batch(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
-        for the public, validating entry point)."""
-        if table.num_rows == 0:
+        for the public, validating entry point); a tagged batch is checked and recorded even when empty."""
+        if table.num_rows == 0 and producer is None:
             return WriteResult(0)
-        return self._write(table)
+        return self._write(table, producer)
 
     # ------------------------------------------------------------------ sums of metric definitions
     def experiment_sums(
