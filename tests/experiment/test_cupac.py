@@ -158,3 +158,26 @@ def test_cli_cupac_scores_with_the_champion_and_refuses_leakage(settings: Settin
     bad = CliRunner().invoke(app, ["experiment", "cupac", str(exp_id), "--features", str(path),
                                    "--attribute", "cupac2"], env=env)
     assert bad.exit_code == 1 and "leakage: feature 'spend_score'" in bad.output and "2030-01-01" in bad.output
+
+
+@pytest.mark.slow  # an MLflow store, a logged model and the gate: seconds on a quiet machine
+def test_cupac_with_a_champion_from_the_mlflow_registry(settings: Settings) -> None:
+    """The real path: a classifier logged to MLflow, promoted to ``@champion`` by the gate, loaded and
+    checked by ``load_champion``; its P(high spender) is the covariate."""
+    from sklearn.linear_model import LogisticRegression
+    from tests.model.test_gate import log_model
+
+    from battleground.model.gate import champion_gate, register_candidate
+
+    exp_id, events = _register(settings, None)
+    features = _features(events).iloc[:-10]  # the exposed users' rows
+    X = features[["spend_score", "noise"]]
+    y = (features["spend_score"] > features["spend_score"].median()).astype(int)
+    clf = LogisticRegression().fit(X, y)
+    version = register_candidate(settings, log_model(settings, clf, X), "spend", source="test")
+    gate = champion_gate(settings, "spend", version, X, y, metric="roc_auc", threshold=0.6, margin=0.0,
+                         source="test", n_boot=20)
+    assert gate.promoted
+    r = cupac_covariate(settings, exp_id, features, model_name="spend")
+    assert (r.model, r.version, r.users_scored) == ("spend@champion", str(version), 360)
+    assert r.variance_reduction["rev/treatment"] > 0.3

@@ -145,6 +145,23 @@ def test_a_constant_covariate_is_dropped() -> None:
     assert only.comparisons[0].variance_reduction == 0.0
 
 
+def test_a_covariate_with_a_large_mean_and_small_spread_is_kept() -> None:
+    """Around a shift near its mean (as the store sends sums) a covariate near 1e9 with a spread of 1 is
+    not mistaken for a constant."""
+    ys, xs = _arms(seed=6, sizes=(300, 300), p=1, lifts=(0.0, 0.1))
+    k = 1e9
+    arms = []
+    for i, (y, x) in enumerate(zip(ys, xs, strict=True)):
+        xx = x[:, 0] + k - k  # the values are k + x; their sums are taken around k
+        arms.append(CovariateSummary(float(len(y)), float(y.sum()), float(y @ y), (float(xx.sum()),),
+                                     (float(xx @ y),), ((float(xx @ xx),),), shift_x=(k,), name=f"v{i}"))
+    r = regression_adjusted_test(arms, ridge=0.0)
+    base = regression_adjusted_test(_summaries(ys, xs), ridge=0.0)
+    # (k + x) − k rounds each value by ~1e-7: the same answer to that precision
+    assert r.used == ("x1",) and r.theta == pytest.approx(base.theta, rel=1e-6)
+    assert r.comparisons[0].se == pytest.approx(base.comparisons[0].se, rel=1e-6)
+
+
 @pytest.mark.parametrize("ridge", [0.0, 0.01])
 def test_collinear_covariates_are_fitted_once(ridge: float) -> None:
     """A duplicated covariate, and one that is the sum of two others: the design is singular, the fit

@@ -160,8 +160,12 @@ def _resolve_control(names: list[str], control: int | str) -> int:
 
 
 def _fit(means: list[np.ndarray], covs: list[np.ndarray], ns: np.ndarray, ridge: float,
-         min_users: float) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """(θ over all covariates, mask of those used, R², fallback reason) of the pooled ridge regression."""
+         min_users: float, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """(θ over all covariates, mask of those used, R², fallback reason) of the pooled ridge regression.
+
+    A covariate counts as constant when its sum of squares is within rounding of 0: relative to the
+    square of its largest mean around the shift the sums were taken at (``offsets``), the scale at which
+    Σx² − (Σx)²/n loses digits."""
     p = len(means[0]) - 1
     total = float(ns.sum())
     m = sum(n * mu for n, mu in zip(ns, means, strict=True)) / total
@@ -169,7 +173,7 @@ def _fit(means: list[np.ndarray], covs: list[np.ndarray], ns: np.ndarray, ridge:
     sxx, sxy, syy = scatter[1:, 1:], scatter[1:, 0], float(scatter[0, 0])
     theta = np.zeros(p)
     var = np.diag(sxx) if p else np.zeros(0)
-    used = (var > 0) & (var > 1e-12 * total * m[1:] ** 2)
+    used = (var > 0) & (var > 1e-12 * total * offsets**2)
     k = int(used.sum())
     if k == 0:
         return theta, used, 0.0, "no covariate varies" if p else "no covariates"
@@ -239,7 +243,8 @@ def regression_adjusted_test(
     moments = [a.moments() for a in arms]
     means, covs = [mu for mu, _ in moments], [c for _, c in moments]
     ns = np.array([a.n for a in arms], dtype=float)
-    theta, used, r2, fallback = _fit(means, covs, ns, float(ridge), float(min_users_per_covariate))
+    offsets = np.max([np.abs(np.asarray(a.sum_x, dtype=float)) / a.n for a in arms], axis=0) if p else np.zeros(0)
+    theta, used, r2, fallback = _fit(means, covs, ns, float(ridge), float(min_users_per_covariate), offsets)
 
     def adjusted_var(c: np.ndarray, a: float = 1.0) -> float:
         # Var(a·y − θᵀx) of one arm's users; >= 0 for valid sums (only rounding goes below)
