@@ -1,23 +1,44 @@
-"""The decision service under load (loopback): ``/decide`` with logging on, DuckDB and PostgreSQL.
+"""The decision service under load (loopback): ``/decide`` with logging on, DuckDB and PostgreSQL, the
+current writer against the writer before it (the baseline) in the same run.
 
-8 concurrent clients (keep-alive httpx clients in threads) each send ``--per-client`` decisions of a
-deployed LinTS (11 arms, 8 features) in a bandit-vs-control experiment to ``battleground
-serve-decisions``; every call is logged (group commit) before it is answered. Each client serves 200
-units in turn (the first decision of each also writes its exposure). Printed per backend:
-throughput, p50/p99 latency, the same for ``GET /health`` in the same run (the HTTP floor: the ratio
-is what logging and deciding cost), and the log check (decisions stored = acknowledged, no duplicate).
-Target: p99 <= 10 ms.
+The baseline is the code at ``BATTLEGROUND_BENCH_DECISIONS_BASELINE`` (default ``808db7d``: the writer
+that opened the store on demand and let it go after 0.5 s idle), extracted with ``git archive`` and
+run in the same way; the current code keeps the store for its life (``decisions/_writer.py``). Runs
+alternate (baseline, current, baseline, current …) so both see the same machine load.
 
-``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1``: 150 decisions per client instead of 2,000. PostgreSQL:
-``BATTLEGROUND_BENCH_POSTGRES_URL`` (default the local server; a fresh database is created and dropped).
+A deployed LinTS (11 arms, 8 features) in a bandit-vs-control experiment; every call is logged
+(group commit) before it is answered; each client serves 200 units in turn (the first decision of each
+also writes its exposure). Two traffic shapes:
+
+* **steady**: 8 concurrent clients, each sends its next decision as soon as it has the answer;
+* **sparse**: one client, a decision every 0.6 s (low traffic: longer than the baseline's idle
+  release, so each of its batches had to lock and open the store again).
+
+Two ways of calling:
+
+* **service**: ``DecisionService.decide`` and the wait for the commit, in a subprocess, no HTTP: what
+  deciding and logging cost;
+* **http**: ``battleground serve-decisions`` over loopback with keep-alive httpx clients (the client
+  threads share the machine with the server), with ``GET /health`` in the same run as the HTTP floor.
+
+Printed per case: throughput, p50/p99 latency (ms), and the log check (stored = acknowledged, no
+duplicate). Target: p99 <= 10 ms.
+
+``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1``: 150 decisions per steady client (2,000 otherwise), 20
+sparse ones (60 otherwise). PostgreSQL: ``BATTLEGROUND_BENCH_POSTGRES_URL`` (default the local server;
+fresh databases are created and dropped).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +47,8 @@ from benchmarks._common import Server, percentile
 
 TOKEN = "bench-decisions-token"
 N_CLIENTS = 8
+SPARSE_PAUSE = 0.6
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _seed(env: dict[str, str]) -> None:
@@ -48,82 +71,166 @@ def _seed(env: dict[str, str]) -> None:
     deploy_policy(settings, PolicySpec("bench", n_arms=11, n_features=8, experiment="bench-bvc"), policy)
 
 
-def _client(url: str, c: int, n: int, path: str) -> list[float]:
+def _drive(call: Callable[[int, int], None], clients: int, per_client: int, pause: float) -> tuple[float, list[float]]:
+    """``clients`` threads, each ``call(client, i)`` for ``per_client`` + 5 warm-up calls (``pause`` s
+    between calls); returns calls per second and the latencies (ms) after the warm-up."""
+    def run(c: int) -> list[float]:
+        out = []
+        for i in range(per_client + 5):
+            t = time.perf_counter()
+            call(c, i)
+            if i >= 5:
+                out.append((time.perf_counter() - t) * 1000)
+            if pause:
+                time.sleep(pause)
+        return out
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        lat = [x for part in pool.map(run, range(clients)) for x in part]
+    return clients * (per_client + 5) / (time.perf_counter() - t), lat
+
+
+def _shape(shape: str, per_client: int, sparse: int) -> tuple[int, int, float]:
+    return (N_CLIENTS, per_client, 0.0) if shape == "steady" else (1, sparse, SPARSE_PAUSE)
+
+
+def service_main(argv: list[str]) -> None:
+    """In the subprocess (``python -c``, PYTHONPATH = the code under test): the service case."""
+    import numpy as np
+
+    from battleground.decisions import DecisionService
+    from battleground.settings import Settings
+
+    env, shape, per_client, sparse = json.loads(argv[0]), argv[1], int(argv[2]), int(argv[3])
+    _seed(env)
+    svc = DecisionService(Settings.from_env(env), updaters=False)
+    rngs = [np.random.default_rng(c) for c in range(N_CLIENTS)]
+
+    def call(c: int, i: int) -> None:
+        _row, fut = svc.decide(f"c{c}-u{i % 200}", "bench", rngs[c].random(8).tolist(), f"bench-{shape}-{c}-{i}")
+        fut.result()
+
+    clients, n, pause = _shape(shape, per_client, sparse)
+    rate, lat = _drive(call, clients, n, pause)
+    svc.close()
+    print(json.dumps({"rate": rate, "lat": lat, "sent": clients * (n + 5)}))
+
+
+def _http(env: dict[str, str], shape: str, per_client: int, sparse: int, home: Path) -> dict[str, Any]:
     import httpx
     import numpy as np
 
-    rng = np.random.default_rng(c)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    out = []
-    with httpx.Client(base_url=url, timeout=30) as http:
-        for i in range(n + 10):
-            t = time.perf_counter()
-            if path == "/health":
-                http.get(path).raise_for_status()
-            else:
-                http.post(path, headers=headers, json={"unit_id": f"c{c}-u{i % 200}", "policy": "bench",
-                                                       "context": rng.random(8).tolist(),
-                                                       "decision_id": f"bench-{c}-{i}"}).raise_for_status()
-            if i >= 10:  # the first calls warm the connection up
-                out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def _load(url: str, per_client: int, path: str) -> tuple[float, list[float]]:
-    t = time.perf_counter()
-    with ThreadPoolExecutor(N_CLIENTS) as pool:
-        lat = [x for part in pool.map(lambda c: _client(url, c, per_client, path), range(N_CLIENTS)) for x in part]
-    return N_CLIENTS * (per_client + 10) / (time.perf_counter() - t), lat
-
-
-def _run(name: str, env: dict[str, str], per_client: int) -> dict[str, Any]:
     _seed(env)
-    home = Path(env["BATTLEGROUND_HOME"])
+    clients, n, pause = _shape(shape, per_client, sparse)
     with Server(["serve-decisions", "--no-updater"], env, health="/health", log=home / "server.log") as server:
-        floor_rate, floor = _load(server.url, per_client, "/health")
-        rate, lat = _load(server.url, per_client, "/decide")
+        https = [httpx.Client(base_url=server.url, timeout=30) for _ in range(clients)]
+        rngs = [np.random.default_rng(c) for c in range(clients)]
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        try:
+            floor = _drive(lambda c, _i: https[c].get("/health").raise_for_status(), clients, n, pause) \
+                if shape == "steady" else (float("nan"), [])
+
+            def call(c: int, i: int) -> None:
+                https[c].post("/decide", headers=headers, json={
+                    "unit_id": f"c{c}-u{i % 200}", "policy": "bench", "context": rngs[c].random(8).tolist(),
+                    "decision_id": f"bench-{shape}-{c}-{i}"}).raise_for_status()
+
+            rate, lat = _drive(call, clients, n, pause)
+        finally:
+            for h in https:
+                h.close()
+    return {"rate": rate, "lat": lat, "sent": clients * (n + 5), "floor_rate": floor[0], "floor": floor[1]}
+
+
+def _check(env: dict[str, str]) -> tuple[int, int]:
     from battleground.settings import Settings
     from battleground.storage.decisions import open_decision_log
 
     n, distinct, _ = open_decision_log(Settings.from_env(env)).count("bench")
-    sent = N_CLIENTS * (per_client + 10)
-    res = {"backend": name, "decide_per_s": rate, "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
-           "health_p50_ms": percentile(floor, 50), "health_p99_ms": percentile(floor, 99), "health_per_s": floor_rate,
-           "logged": n, "sent": sent, "duplicates": n - distinct}
-    print(f"{name:>10}: /decide {rate:,.0f}/s, p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms "
-          f"(target p99 <= 10 ms) | GET /health in the same run {floor_rate:,.0f}/s, p50 {res['health_p50_ms']:.2f} ms, "
-          f"p99 {res['health_p99_ms']:.2f} ms; /decide p50 = {res['p50_ms'] / res['health_p50_ms']:.1f}x the floor | "
-          f"logged {n:,} of {sent:,} sent, {n - distinct} duplicates", flush=True)
-    return res
+    return n, n - distinct
+
+
+def _baseline_src(ref: str) -> Path:
+    out = Path(tempfile.mkdtemp(prefix="bench_decisions_baseline_"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "src"
+
+
+def _case(code: str, src: Path, mode: str, backend: str, shape: str, per_client: int, sparse: int,
+          base: dict[str, str], admin: str, home: Path) -> dict[str, Any]:
+    env = {**base, "BATTLEGROUND_HOME": str(home), "PYTHONPATH": os.pathsep.join([str(src), str(ROOT)])}
+    db = None
+    if backend == "postgresql":
+        import psycopg
+
+        db = f"bench_decisions_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{db}"')
+        env["BATTLEGROUND_DATABASE_URL"] = admin.rsplit("/", 1)[0] + f"/{db}"
+    try:
+        if mode == "service":
+            proc = subprocess.run(
+                [sys.executable, "-c", "import sys; from benchmarks.bench_decisions import service_main; "
+                 "service_main(sys.argv[1:])", json.dumps(env), shape, str(per_client), str(sparse)],
+                env={**os.environ, **env}, capture_output=True, text=True, timeout=1800, check=False)
+            if proc.returncode:
+                raise RuntimeError(f"{code} {backend} {shape} failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+        else:
+            res = _http(env, shape, per_client, sparse, home)
+        res["logged"], res["duplicates"] = _check(env)
+    finally:
+        if db is not None:
+            import psycopg
+
+            from battleground.storage._db import dispose_all
+
+            dispose_all()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    lat = res["lat"]
+    floor = ""
+    if res.get("floor"):
+        floor = (f" | GET /health {res['floor_rate']:,.0f}/s, p50 {percentile(res['floor'], 50):.1f} ms, "
+                 f"p99 {percentile(res['floor'], 99):.1f} ms")
+    print(f"{mode:>7} {backend:>10} {shape:>6} {code:>8}: {res['rate']:,.0f}/s, p50 {percentile(lat, 50):6.2f} ms, "
+          f"p99 {percentile(lat, 99):6.2f} ms{floor} | logged {res['logged']:,} of {res['sent']:,}, "
+          f"{res['duplicates']} duplicates | load {os.getloadavg()[0]:.2f}", flush=True)
+    return {"code": code, "mode": mode, "backend": backend, "shape": shape, "p50": percentile(lat, 50),
+            "p99": percentile(lat, 99), "rate": res["rate"]}
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
-    per_client = 150 if quick else 2000
-    print(f"{N_CLIENTS} concurrent clients x {per_client} decisions, logging on; load average "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
-    base = {k: v for k, v in os.environ.items() if k != "BATTLEGROUND_DATABASE_URL"}
+    per_client, sparse = (150, 20) if quick else (2000, 60)
+    modes = [m for m in ("service", "http") if f"--{m}-only" not in argv]
+    ref = os.environ.get("BATTLEGROUND_BENCH_DECISIONS_BASELINE", "808db7d")
+    print(f"/decide, logging on: steady = {N_CLIENTS} clients x {per_client}, sparse = 1 client x {sparse} "
+          f"every {SPARSE_PAUSE} s; baseline = {ref} (idle release), current = this tree (store kept); "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    base = {k: v for k, v in os.environ.items() if k not in ("BATTLEGROUND_DATABASE_URL", "PYTHONPATH")}
     base["BATTLEGROUND_API_TOKEN"] = TOKEN
-    home = Path(tempfile.mkdtemp(prefix="bench_decisions_"))
-    _run("duckdb", {**base, "BATTLEGROUND_HOME": str(home / "duckdb")}, per_client)
-    import psycopg
-
     admin = os.environ.get("BATTLEGROUND_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"bench_decisions_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = admin.rsplit("/", 1)[0] + f"/{name}"
-        _run("postgresql", {**base, "BATTLEGROUND_HOME": str(home / "pg"), "BATTLEGROUND_DATABASE_URL": url}, per_client)
-    finally:
-        from battleground.storage._db import dispose_all
-
-        dispose_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    codes = {"baseline": _baseline_src(ref), "current": ROOT / "src"}
+    root = Path(tempfile.mkdtemp(prefix="bench_decisions_"))
+    results = []
+    for mode in modes:
+        for backend in ("duckdb", "postgresql"):
+            for shape in ("steady", "sparse"):
+                for code, src in codes.items():
+                    home = root / f"{mode}-{backend}-{shape}-{code}"
+                    results.append(_case(code, src, mode, backend, shape, per_client, sparse, base, admin, home))
+    print("\nsummary (p50 / p99 ms, baseline -> current):")
+    for mode in modes:
+        for backend in ("duckdb", "postgresql"):
+            for shape in ("steady", "sparse"):
+                b, c = (next(r for r in results if (r["code"], r["mode"], r["backend"], r["shape"]) == (k, mode, backend, shape))
+                        for k in ("baseline", "current"))
+                print(f"  {mode:>7} {backend:>10} {shape:>6}: {b['p50']:.1f} / {b['p99']:.1f} -> {c['p50']:.1f} / "
+                      f"{c['p99']:.1f} (p50 {b['p50'] / c['p50']:.1f}x)", flush=True)
 
 
 if __name__ == "__main__":
-    import sys
-
     main(sys.argv[1:])

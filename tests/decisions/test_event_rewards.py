@@ -104,3 +104,18 @@ def test_a_plain_ab_experiment_rewards_its_decisions_by_its_primary_metric(home:
     assert log.read(experiment_id=exp.id).reward.tolist() == [0.0, 0.0, 0.0, 1.0]  # two purchases: converted once
     ratio = dataclasses.replace(exp, metrics=(dataclasses.replace(exp.metrics[0], kind="ratio", denominator="x"),))
     assert experiment_reward_rule(ratio) is None
+
+
+def test_the_cli_deploys_a_policy_with_its_reward_event(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    monkeypatch.setenv("BATTLEGROUND_HOME", str(settings.home))
+    args = ["decisions", "deploy", "solo", "--n-arms", "3", "--n-features", "2", "--reward-event", "purchase",
+            "--reward-window", "30", "--reward-value", "any"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert PolicyStore.of(settings).spec("solo").reward_rule() == RewardRule("purchase", 30.0, "any")
+    bad = CliRunner().invoke(app, [*args[:-1], "most"])
+    assert bad.exit_code == 1 and "reward value must be one of" in bad.output

@@ -195,3 +195,16 @@ def test_a_held_store_stays_open_between_batches_while_other_threads_take_turns(
     finally:
         writer.close()
     assert log.count() == (12, 12, 0) and len(opened) == 2  # let go at close: the next use opens again
+
+
+def test_a_writer_whose_store_is_down_fails_each_request_and_still_closes() -> None:
+    from battleground.decisions._writer import GroupWriter
+    from battleground.storage.decisions import DecisionLog
+    from battleground.storage.events import StoreUnavailableError, open_event_store
+
+    writer = GroupWriter(DecisionLog(open_event_store("postgresql://postgres@127.0.0.1:1/nothing")))
+    for i in range(2):  # each request hears the failure; the writer keeps retrying per request
+        with pytest.raises(StoreUnavailableError):
+            writer.decide(_decision(f"x{i}", "u", i)).result(timeout=60)
+    writer.close()
+    assert not writer._thread.is_alive()

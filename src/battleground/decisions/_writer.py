@@ -106,18 +106,23 @@ class GroupWriter:
             except Exception as exc:  # the store is down: every waiting request hears it
                 if job is not None and job is not _STOP and not job[2].done():
                     job[2].set_exception(exc)
-                self._fail_pending(exc)
+                if self._fail_pending(exc):
+                    return
                 job = self._queue.get()  # retry with the next request, not in a busy loop
                 continue
             job = None
 
-    def _fail_pending(self, exc: BaseException) -> None:
+    def _fail_pending(self, exc: BaseException) -> bool:
+        """Fail every queued request; returns whether :meth:`close` was asked meanwhile."""
+        stop = False
         while True:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if job is not _STOP and not job[2].done():
+                return stop
+            if job is _STOP:
+                stop = True
+            elif not job[2].done():
                 job[2].set_exception(exc)
 
     def _process(self, jobs: list[Any]) -> bool:
