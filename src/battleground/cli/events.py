@@ -13,6 +13,16 @@ def ingest_command(
     experiment: str | None = typer.Option(
         None, "--experiment", help="Experiment (name or id) of every row, when the file has no experiment column."
     ),
+    partial: bool = typer.Option(
+        False, "--partial", help="Store the rows the experiments accept and list those they refuse (a time "
+        "after the stop, …); by default such a file is refused whole, naming the rows."
+    ),
+    producer: str | None = typer.Option(
+        None, "--producer", help="The sender's id; with --sequence a re-sent file is reported as a replay."
+    ),
+    sequence: int | None = typer.Option(
+        None, "--sequence", help="The file's number for its producer (0, 1, 2, …; a re-send keeps it)."
+    ),
 ) -> None:
     """Validate a file of events and store it in one transaction (re-sending it adds nothing)."""
     from battleground.cli._common import console, load_settings, user_errors
@@ -23,12 +33,29 @@ def ingest_command(
         key: int | str | None = experiment
         if experiment is not None and experiment.strip().isdigit():
             key = int(experiment)
-        result = ingest(open_event_store(load_settings()), file, experiment=key)
+        result = ingest(open_event_store(load_settings()), file, experiment=key, partial=partial,
+                        producer=producer, sequence=sequence)
         console.print(
             f"received {result.received:,} · inserted {result.inserted:,} · duplicates {result.duplicates:,}"
             + (f" · conflicts {result.conflicts:,} (re-sent ids with other content; the stored events were kept)"
                if result.conflicts else "")
+            + (f" · rejected {len(result.rejected):,} (not stored)" if result.rejected else "")
+            + (f" · replays {result.replays:,}" if result.sequence is not None else ""),
+            highlight=False,
         )
+        if result.sequence is not None:
+            s = result.sequence
+            told = {"next": "the producer's next batch", "late": "a batch that was missing, arriving late",
+                    "replay": "a replay: this producer sent this sequence before",
+                    "gap": f"after a gap: sequences {s.missing[0]}–{s.missing[1]} have not arrived" if s.missing else ""}
+            console.print(f"producer {s.producer!r} sequence {s.sequence}: {told[s.status]}",
+                          highlight=False, markup=False)
+        for r in result.rejected[:20]:
+            where = f"line {r.line}" if r.line is not None else f"row {r.row}"
+            console.print(f"  rejected {where} ({r.event_id!r}), field '{r.field}': {r.reason}",
+                          highlight=False, markup=False)
+        if len(result.rejected) > 20:
+            console.print(f"  … and {len(result.rejected) - 20:,} more rejected rows", highlight=False)
 
 
 @app.command("count")

@@ -217,7 +217,7 @@ def _transition(verb: str, experiment: str, reason: str | None = None, actor: st
     with user_errors():
         from battleground.experiment.register import Registry
 
-        registry = Registry(load_settings().registry_url)
+        registry = Registry(load_settings())  # the settings: a stop closes the ledger from the event store
         key = _experiment_key(experiment)
         if verb == "start":
             e = registry.start(key, actor=actor)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,38 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["OPTIONAL", "REQUIRED", "EventValidationError", "LineMap", "read_events", "read_events_located"]
+__all__ = [
+    "OPTIONAL", "REQUIRED", "EventText", "EventValidationError", "LineMap", "RejectedRow", "read_events",
+    "read_events_located",
+]
 
 REQUIRED = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp")
 OPTIONAL = ("value", "covariate")
 _ALIASES = {"experiment_id": "experiment", "ts": "timestamp"}
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A well-formed row that an experiment's rules refused (a time after its stop or outside its
+    window, a variant it lacks); see :func:`~battleground.experiment.events.ingest`'s ``partial``.
+
+    Attributes:
+        row: 0-based position in the batch.
+        field: the offending column.
+        reason: why, naming the value and the rule.
+        event_id: the row's event id (to re-send it or drop it).
+        line: the row's line in the CSV or JSON-lines file it was read from (1-based), when it was.
+    """
+
+    row: int
+    field: str
+    reason: str
+    event_id: str
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "line": self.line, "field": self.field, "event_id": self.event_id,
+                "reason": self.reason}
 
 
 class EventValidationError(ExperimentError, ContractError):
@@ -36,10 +64,13 @@ class EventValidationError(ExperimentError, ContractError):
             and blank lines count), when the batch came from a CSV or JSON-lines file.
         source: that file's name (not its folder).
         detail: the message without the row, line and field.
+        rejected: when well-formed rows were refused by the experiments' rules (a time after the stop),
+            every such row and why; ``ingest(..., partial=True)`` stores the others.
     """
 
     def __init__(self, message: str, *, row: int | None = None, field: str | None = None,
-                 line: int | None = None, source: str | None = None) -> None:
+                 line: int | None = None, source: str | None = None,
+                 rejected: tuple[RejectedRow, ...] = ()) -> None:
         if line is not None:
             where = f"line {line} of {source} " + (f"(row {row}), " if row is not None else "")
         else:
@@ -50,10 +81,45 @@ class EventValidationError(ExperimentError, ContractError):
         self.line = line
         self.source = source
         self.detail = message
+        self.rejected = rejected
+        self._groups: tuple[str, ...] = ()
+        self._total = 0
 
-    def at_line(self, line: int, source: str) -> EventValidationError:
-        """The same error, placed at a line of a file."""
-        return EventValidationError(self.detail, row=self.row, field=self.field, line=line, source=source)
+    @classmethod
+    def refused(cls, rejected: tuple[RejectedRow, ...], groups: tuple[str, ...], total: int
+                ) -> EventValidationError:
+        """The all-or-nothing error of a batch some of whose well-formed rows the experiments' rules
+        refuse (``groups[i]``: why row ``rejected[i]`` was, without its value): the first row's reason
+        and, when there are more, how many, which and why."""
+        first = rejected[0]
+        message = first.reason
+        if len(rejected) > 1:
+            by_group: dict[str, list[RejectedRow]] = {}
+            for r, group in zip(rejected, groups, strict=True):
+                by_group.setdefault(group, []).append(r)
+            parts = []
+            for why, rows in by_group.items():
+                lines = all(r.line is not None for r in rows)
+                where = "line" if lines else "row"
+                numbers = [str(r.line if lines else r.row) for r in rows[:10]]
+                parts.append(f"{len(rows)} {why} ({where}{'s' if len(rows) > 1 else ''} {', '.join(numbers)}"
+                             f"{', …' if len(rows) > 10 else ''})")
+            message += f"; in all {len(rejected)} of the batch's {total} rows are refused: {'; '.join(parts)}"
+        message += (f"; the batch is refused whole: pass partial=True (CLI --partial, API \"partial\": true) to store "
+                    f"the other {total - len(rejected)} rows and get the refused ones back")
+        exc = cls(message, row=first.row, field=first.field, rejected=rejected)
+        exc._groups, exc._total = groups, total
+        return exc
+
+    def at_line(self, line: int, source: str, rejected: tuple[RejectedRow, ...] | None = None
+                ) -> EventValidationError:
+        """The same error, placed at a line of a file (``rejected``: its refused rows, with their lines)."""
+        if rejected is not None and self._groups:
+            placed = EventValidationError.refused(rejected, self._groups, self._total)
+            return EventValidationError(placed.detail, row=self.row, field=self.field, line=line, source=source,
+                                        rejected=rejected)
+        return EventValidationError(self.detail, row=self.row, field=self.field, line=line, source=source,
+                                    rejected=self.rejected if rejected is None else rejected)
 
 
 def _kind(value: Any) -> str:
@@ -185,10 +251,12 @@ def _from_records(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     return _from_columns({n: [r.get(n) for r in records] for n in names})
 
 
-def _read_csv(path: Path) -> pa.Table:
+def _read_csv(source: Path | bytes, name: str | None = None) -> pa.Table:
+    """A CSV file (a path, or its bytes: an HTTP body) as an Arrow table of text and float64 columns."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    name = name or (source.name if isinstance(source, Path) else "the CSV text")
     # Text stays text (ids like "007" must not become 7); only an empty cell is "no value", so that a
     # literal NaN is read as NaN and rejected rather than silently dropped. Numbers are read as text too
     # and converted below: the reader's own inference would turn a column with one bad cell into a text
@@ -198,20 +266,23 @@ def _read_csv(path: Path) -> pa.Table:
         column_types={c: pa.string() for c in (*text, *OPTIONAL)}, null_values=[""], strings_can_be_null=True,
     )
     try:
-        table = pacsv.read_csv(path, convert_options=opts)
+        table = pacsv.read_csv(source if isinstance(source, Path) else pa.BufferReader(source),
+                               convert_options=opts)
     except pa.ArrowInvalid as exc:
         detail = str(exc)
         if "straddling" in detail:
             reason = "a row is longer than the reader's block (fields hold at most 200 characters)"
         elif "UTF8" in detail or "UTF-8" in detail:
             reason = "it is not UTF-8 text; save it as UTF-8"
+        elif "Empty CSV file" in detail:
+            reason = "it is empty; the first line names the columns"
         else:
             reason = detail.splitlines()[0][:200]
-        raise EventValidationError(f"{path.name} is not a readable CSV file: {reason}") from None
-    for name in OPTIONAL:
-        if name in table.column_names:
-            i = table.column_names.index(name)
-            table = table.set_column(i, name, _csv_numbers(table.column(i), name))
+        raise EventValidationError(f"{name} is not a readable CSV file: {reason}") from None
+    for col_name in OPTIONAL:
+        if col_name in table.column_names:
+            i = table.column_names.index(col_name)
+            table = table.set_column(i, col_name, _csv_numbers(table.column(i), col_name))
     return table
 
 
@@ -244,18 +315,24 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:40]}…({len(str(value))} characters)"
 
 
-def _csv_line(path: Path, row: int) -> int | None:
-    """The physical line (1-based) of a data row (0-based) of a CSV file: the reader skips empty lines,
-    so count the non-empty ones, the header first. Only called on an error, so the happy path pays
-    nothing for it."""
+def _csv_lines(source: Path | bytes, rows: Sequence[int]) -> list[int | None]:
+    """The physical lines (1-based) of data rows (0-based) of a CSV file: the reader skips empty lines,
+    so count the non-empty ones, the header first. Only called on an error or for refused rows, so the
+    happy path pays nothing for it."""
+    import io
+
+    wanted = set(rows)
+    found: dict[int, int] = {}
     seen = -1  # non-empty lines after the header's
-    with path.open("rb") as f:
+    with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as f:
         for number, raw in enumerate(f, start=1):
             if raw.strip(b"\r\n"):
-                if seen == row:
-                    return number
+                if seen in wanted:
+                    found[seen] = number
+                    if len(found) == len(wanted):
+                        break
                 seen += 1
-    return None
+    return [found.get(r) for r in rows]
 
 
 def _read_json_lines(path: Path, *, lines: bool) -> tuple[pa.Table, list[int] | None]:
@@ -266,13 +343,19 @@ def _read_json_lines(path: Path, *, lines: bool) -> tuple[pa.Table, list[int] | 
     return _from_records(records), numbers
 
 
-def _json_records(path: Path, *, lines: bool) -> tuple[list[Any], list[int] | None]:
-    """The records of a JSON(-lines) file and, for JSON lines, the line each record was on."""
+def _json_records(source: Path | bytes, *, lines: bool, name: str | None = None
+                  ) -> tuple[list[Any], list[int] | None]:
+    """The records of a JSON(-lines) file (a path, or its bytes) and, for JSON lines, the line each
+    record was on."""
+    import io
     import json
 
+    name = name or (source.name if isinstance(source, Path) else "the JSON text")
     records: list[Any] = []
     numbers: list[int] | None = None
-    with path.open(encoding="utf-8") as f:
+    # The same line splitting for a file and for bytes (universal newlines).
+    with (source.open(encoding="utf-8") if isinstance(source, Path)
+          else io.TextIOWrapper(io.BytesIO(source), encoding="utf-8")) as f:
         if lines:
             numbers = []
             for number, line in enumerate(f, start=1):
@@ -280,46 +363,101 @@ def _json_records(path: Path, *, lines: bool) -> tuple[list[Any], list[int] | No
                     try:
                         records.append(json.loads(line))
                     except json.JSONDecodeError as exc:
-                        raise EventValidationError(f"line {number} of {path.name} is not JSON: {exc}") from None
+                        raise EventValidationError(f"line {number} of {name} is not JSON: {exc}") from None
                     numbers.append(number)
         else:
             try:
                 loaded = json.load(f)
             except json.JSONDecodeError as exc:
-                raise EventValidationError(f"{path.name} is not JSON: {exc}") from None
+                raise EventValidationError(f"{name} is not JSON: {exc}") from None
             records = loaded if isinstance(loaded, list) else [loaded]
     for i, r in enumerate(records):
         if not isinstance(r, Mapping):
             line = f"line {numbers[i]} of " if numbers else ""
-            raise EventValidationError(f"{line}{path.name} must hold one JSON object per event, got {_short(r)}")
+            raise EventValidationError(f"{line}{name} must hold one JSON object per event, got {_short(r)}")
     return records, numbers
+
+
+@dataclass(frozen=True)
+class EventText:
+    """A CSV or JSON-lines document held in memory (an HTTP body), read like a file of that type: an
+    error of a row names the row's line of the document.
+
+    Attributes:
+        body: the document's bytes (UTF-8).
+        format: ``"csv"`` (the first line names the columns) or ``"jsonl"`` (one JSON object a line).
+        name: what messages call the document.
+
+    Example:
+        >>> from battleground.experiment._event_input import EventText, read_events_located
+        >>> table, lines = read_events_located(EventText(b"event_id,variant\\ne1,control\\n", "csv"))
+        >>> table.num_rows, lines.line(0)
+        (1, 2)
+    """
+
+    body: bytes
+    format: str
+    name: str = "the request body"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("csv", "jsonl"):
+            raise EventValidationError(f"format must be 'csv' or 'jsonl', got {self.format!r}")
 
 
 class LineMap:
     """Where each row of a batch read from a CSV or JSON-lines file was in the file (see
     :func:`read_events_located`)."""
 
-    def __init__(self, path: Path, numbers: list[int] | None = None) -> None:
-        self.path = path
+    def __init__(self, source: Path | bytes, numbers: list[int] | None = None, name: str | None = None) -> None:
+        self.source = source
         self.numbers = numbers
+        self.name = name or (source.name if isinstance(source, Path) else "the request body")
 
     def line(self, row: int) -> int | None:
         """The physical line (1-based) of a row (0-based), or ``None`` when it cannot be told."""
+        return self.lines([row])[0]
+
+    def lines(self, rows: Sequence[int]) -> list[int | None]:
+        """:meth:`line` of several rows, from one pass over a CSV file."""
         if self.numbers is not None:
-            return self.numbers[row] if 0 <= row < len(self.numbers) else None
-        return _csv_line(self.path, row)
+            numbers = self.numbers
+            return [numbers[r] if 0 <= r < len(numbers) else None for r in rows]
+        return _csv_lines(self.source, rows)
+
+    def placed(self, rejected: tuple[RejectedRow, ...]) -> tuple[RejectedRow, ...]:
+        """``rejected`` with each row's line."""
+        import dataclasses
+
+        found = self.lines([r.row for r in rejected])
+        return tuple(dataclasses.replace(r, line=n) for r, n in zip(rejected, found, strict=True))
 
     def locate(self, exc: EventValidationError) -> EventValidationError:
         """``exc`` placed at its row's line of the file (unchanged if it names no row)."""
         if exc.row is None or exc.line is not None:
             return exc
         line = self.line(exc.row)
-        return exc if line is None else exc.at_line(line, self.path.name)
+        return exc if line is None else exc.at_line(line, self.name, self.placed(exc.rejected))
+
+
+def _read_text(text: EventText) -> tuple[pa.Table, LineMap]:
+    lines = LineMap(text.body, name=text.name)
+    try:
+        if text.format == "csv":
+            return _read_csv(text.body, text.name), lines
+        try:
+            records, lines.numbers = _json_records(text.body, lines=True, name=text.name)
+        except UnicodeDecodeError:
+            raise EventValidationError(f"{text.name} is not UTF-8 text; send UTF-8") from None
+        return _from_records(records), lines
+    except EventValidationError as exc:
+        raise lines.locate(exc) from None
 
 
 def read_events_located(source: Any) -> tuple[pa.Table, LineMap | None]:
-    """:func:`read_events`, and for a CSV or JSON-lines file where its rows were; an error of a row
-    read from such a file names the row's line."""
+    """:func:`read_events`, and for a CSV or JSON-lines file (or :class:`EventText`) where its rows were;
+    an error of a row read from such a file names the row's line."""
+    if isinstance(source, EventText):
+        return _read_text(source)
     if isinstance(source, str | Path):
         path = Path(source)
         suffix = path.suffix.lower()

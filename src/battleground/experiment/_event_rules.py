@@ -10,14 +10,20 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from battleground._contract import MAX_ABS_VALUE, MAX_ID, number_problem, text_problem
-from battleground.experiment._event_input import _ALIASES, OPTIONAL, REQUIRED, EventValidationError
+from battleground.experiment._event_input import (
+    _ALIASES,
+    OPTIONAL,
+    REQUIRED,
+    EventValidationError,
+    RejectedRow,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from battleground.experiment._records import ExperimentRecord
 
-__all__ = ["validate_events"]
+__all__ = ["validate_batch", "validate_events"]
 
 # Timestamps must lie in this range (the sums' open window is [1900, 9999-12-31)).
 _TS_MIN = dt.datetime(1900, 1, 1)
@@ -37,7 +43,7 @@ def _first(mask: Any) -> int | None:
 
 
 def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
-    import difflib
+    from battleground._suggest import suggest
 
     cols: dict[str, Any] = {}
     for name in table.column_names:
@@ -45,10 +51,9 @@ def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
         if key in cols:
             raise EventValidationError(f"given twice (as {name!r} and an alias); keep one", field=key)
         if key not in REQUIRED + OPTIONAL:
-            close = difflib.get_close_matches(name, [*REQUIRED, *OPTIONAL, *_ALIASES], n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = suggest(name, [*REQUIRED, *OPTIONAL, *_ALIASES])
             raise EventValidationError(
-                f"unknown column; {hint}expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
+                f"unknown column{hint}; expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
                 field=name,
             )
         cols[key] = table.column(name)
@@ -239,11 +244,22 @@ def _experiments(col: Any, registry: Any, n: int, experiment: Any) -> tuple[Any,
     return pa.array(ids), {r.id: r for r in by_key}
 
 
-def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRecord]) -> None:
+def _rule_rejections(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRecord]
+                     ) -> list[tuple[int, str, str, str]]:
+    """Every row the experiments' rules refuse (a variant the experiment lacks, a time outside its
+    window: before its start, at or after its planned end or its stop), as ``(row, field, reason,
+    group)`` ordered by row (``group``: the reason without the row's value); a row refused for several
+    reasons is listed once, for the first."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    found: dict[int, tuple[str, str, str]] = {}
     single = len(records) == 1
+
+    def rows_of(mask: Any) -> Any:
+        return np.flatnonzero(mask.fill_null(False).to_numpy(zero_copy_only=False)) if pc.any(mask).as_py() else ()
+
     for exp_id, rec in records.items():
         mine = None if single else pc.equal(ids, pa.scalar(exp_id, pa.int32()))
 
@@ -251,22 +267,22 @@ def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRe
             return mask if mine is None else pc.and_(mine, mask)
 
         stranger = only_mine(pc.invert(pc.is_in(variant, value_set=pa.array(rec.variant_names, pa.string()))))
-        row = _first(stranger)
-        if row is not None:
-            raise EventValidationError(
-                f"{variant[row].as_py()!r} is not a variant of experiment {rec.name!r}; "
-                f"its variants are {list(rec.variant_names)}", row=row, field="variant",
-            )
+        group = f"name a variant experiment {rec.name!r} lacks"
+        for row in rows_of(stranger):
+            found.setdefault(int(row), ("variant", f"{variant[int(row)].as_py()!r} is not a variant of experiment "
+                                                   f"{rec.name!r}; its variants are {list(rec.variant_names)}", group))
         start, end = rec.window()
-        for bound, outside, words in ((start, pc.less, "before its start"), (end, pc.greater_equal, "at or after its end")):
+        stop = "its stop" if end is not None and end == rec.stopped_at else "its end"
+        for bound, outside, words in ((start, pc.less, "before its start"),
+                                      (end, pc.greater_equal, f"at or after {stop}")):
             if bound is None:
                 continue
-            row = _first(only_mine(outside(ts, pa.scalar(bound, pa.timestamp("us")))))
-            if row is not None:
-                raise EventValidationError(
-                    f"{ts[row].as_py().isoformat()} is {words} ({bound.isoformat()}) of experiment "
-                    f"{rec.name!r}; events must fall in its window", row=row, field="timestamp",
-                )
+            group = f"are {words} ({bound.isoformat()}) of experiment {rec.name!r}"
+            for row in rows_of(only_mine(outside(ts, pa.scalar(bound, pa.timestamp("us"))))):
+                found.setdefault(int(row), ("timestamp", f"{ts[int(row)].as_py().isoformat()} is {words} "
+                                                         f"({bound.isoformat()}) of experiment {rec.name!r}; "
+                                                         "events must fall in its window", group))
+    return [(row, *found[row]) for row in sorted(found)]
 
 
 def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -> pa.Table:
@@ -277,6 +293,19 @@ def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -
         registry: the :class:`~battleground.experiment.register.Registry` to check experiments against.
         experiment: the experiment of every row, instead of an ``experiment`` column.
     """
+    return validate_batch(table, registry, experiment=experiment)[0]
+
+
+def validate_batch(table: pa.Table, registry: Any, *, experiment: Any = None, partial: bool = False
+                   ) -> tuple[pa.Table, tuple[RejectedRow, ...]]:
+    """:func:`validate_events`, and the rows refused by the experiments' rules.
+
+    A row that breaks the input contract (a missing field, a wrong type, an unknown experiment) always
+    refuses the whole batch: the producer has a bug. A well-formed row the experiment refuses (a time
+    after its stop or outside its window, a variant it lacks) refuses the whole batch too, naming every
+    such row and why, unless ``partial``: then those rows are left out, the rest is returned, and the
+    refused rows are listed (0-based ``row`` of the batch, the field and the reason).
+    """
     import pyarrow as pa
 
     from battleground.storage._arrow import EVENT_SCHEMA
@@ -284,7 +313,7 @@ def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -
     n = table.num_rows
     cols = _columns(table, experiment)
     if n == 0:
-        return EVENT_SCHEMA.empty_table()
+        return EVENT_SCHEMA.empty_table(), ()
     event_id = _text(cols["event_id"], "event_id")
     ids, records = _experiments(cols.get("experiment"), registry, n, experiment)
     variant = _text(cols["variant"], "variant")
@@ -293,7 +322,17 @@ def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -
     ts = _timestamps(cols["timestamp"])
     value = _floats(cols["value"], "value") if "value" in cols else pa.nulls(n, type=pa.float64())
     covariate = _floats(cols["covariate"], "covariate") if "covariate" in cols else pa.nulls(n, type=pa.float64())
-    _check_rows(ids, variant, ts, records)
-    return pa.Table.from_arrays(
+    out = pa.Table.from_arrays(
         [event_id, ids, variant, user_id, event_type, ts, value, covariate], schema=EVENT_SCHEMA
     )
+    found = _rule_rejections(ids, variant, ts, records)
+    if not found:
+        return out, ()
+    rejected = [RejectedRow(row, field, reason, event_id[row].as_py()) for row, field, reason, _ in found]
+    if not partial:
+        raise EventValidationError.refused(tuple(rejected), tuple(group for *_, group in found), n)
+    import numpy as np
+
+    keep = np.ones(n, dtype=bool)
+    keep[[r.row for r in rejected]] = False
+    return out.filter(pa.array(keep)), tuple(rejected)

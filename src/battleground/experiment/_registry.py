@@ -206,10 +206,37 @@ class Registry(RegistryRepo):
         return self._transition(key, "running", actor, at=at)
 
     def stop(self, key: Any, reason: str, *, actor: str | None = None, at: Any = None) -> ExperimentRecord:
-        """running → stopped, with the reason in the audit log; ``at`` as for :meth:`start`."""
+        """running → stopped, with the reason in the audit log; ``at`` as for :meth:`start`.
+
+        Every stop (CLI, API, dashboard, a monitor's end condition) comes here, so this is where the
+        experiment's open entries in the agreement ledger are closed with the online values observed
+        (:func:`battleground.decisions._ledger.close_on_stop`; an ``close_ledger`` audit entry says
+        what was closed). A store that is busy or down leaves them open and the stop stands.
+        """
         if not isinstance(reason, str) or not reason.strip():
             raise RegistryError("stop needs a reason (it goes to the audit log), e.g. reason='target reached'")
-        return self._transition(key, "stopped", actor, reason.strip(), at=at)
+        record = self._transition(key, "stopped", actor, reason.strip(), at=at)
+        self._close_ledger(record, actor)
+        return record
+
+    def _close_ledger(self, record: ExperimentRecord, actor: str | None) -> None:
+        from sqlalchemy import func, select
+
+        from battleground.storage._models import LedgerRow
+
+        with self._session() as session:
+            pending = session.scalar(select(func.count()).select_from(LedgerRow).where(
+                LedgerRow.experiment_id == record.id, LedgerRow.online_value.is_(None)))
+        if not pending:  # the common case: no offline estimate waits for this experiment
+            return
+        # the ledger reads the decision log and the deployed policies' reward rules, above the registry:
+        # imported here, only for experiments that have ledger entries
+        from battleground.decisions._ledger import close_on_stop
+
+        detail = close_on_stop(self.settings, record.id)
+        with self._session() as session:
+            self._audit(session, self._row(session, record.id), "close_ledger", detail, actor)
+            session.commit()
 
     def archive(self, key: Any, *, actor: str | None = None) -> ExperimentRecord:
         """stopped → archived; the experiment becomes read-only."""

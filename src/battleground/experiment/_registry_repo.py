@@ -21,7 +21,7 @@ from battleground.experiment._records import (
     VariantRecord,
 )
 from battleground.experiment._registry_rules import _jsonable, _now
-from battleground.settings import resolve_client
+from battleground.settings import Settings, resolve_client
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -33,8 +33,10 @@ class RegistryRepo:
     """The SQLAlchemy side of the registry (see :class:`~battleground.experiment.register.Registry`)."""
 
     def __init__(self, url: Any = None) -> None:
+        self._settings: Settings | None = None
         if not (isinstance(url, str) and url.startswith(("sqlite:", "postgresql", "postgres://"))):
-            url = resolve_client(url).registry_url
+            self._settings = resolve_client(url)
+            url = self._settings.registry_url
         self.url: str = url
         from battleground.storage._db import registry_engine
 
@@ -42,6 +44,14 @@ class RegistryRepo:
 
     def __repr__(self) -> str:
         return f"Registry({redact_url(self.url)!r})"
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the registry was opened with; from a bare registry URL, those of the convention
+        (:func:`resolve_client`: the event store beside ``registry.db``, or the same PostgreSQL database)."""
+        if self._settings is None:
+            self._settings = resolve_client(self.url)
+        return self._settings
 
     # ------------------------------------------------------------------ sessions and lookups
     def _session(self) -> Session:

@@ -125,7 +125,7 @@ class _Backend:
         if self._registry is None:
             from battleground.experiment.register import Registry
 
-            self._registry = Registry(self.settings.registry_url)
+            self._registry = Registry(self.settings)
         return self._registry
 
     @property

@@ -31,7 +31,7 @@ Example:
     ...     "variant": ["control", "treatment"], "user_id": [1, 2], "event_type": "exposure",
     ...     "timestamp": "2022-03-05T10:00:00"})
     >>> ingest(store, batch)
-    IngestResult(received=2, inserted=2, experiments=(1,), duplicates=0, conflicts=0)
+    IngestResult(received=2, inserted=2, experiments=(1,), duplicates=0, conflicts=0, rejected=(), replays=0, sequence=None)
     >>> ingest(store, batch).duplicates
     2
 """
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from battleground.experiment._event_input import (
     OPTIONAL,
     REQUIRED,
+    EventText,
     EventValidationError,
     read_events,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "OPTIONAL",
     "REQUIRED",
     "EventStore",
+    "EventText",
     "EventValidationError",
     "ExperimentSums",
     "IngestResult",

@@ -109,8 +109,6 @@ class TrainingConfig:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingConfig:
-        import difflib
-
         from battleground._suggest import suggest
 
         if not isinstance(raw, Mapping):
@@ -123,7 +121,7 @@ class TrainingConfig:
                                   "valid sections: ['train', 'data']")
         else:
             odd = [k for k in raw if k not in valid]
-            sections = [k for k in odd if difflib.get_close_matches(str(k), ["train"], n=1, cutoff=0.6)]
+            sections = [k for k in odd if suggest(str(k), ["train"])]
             if sections:
                 raise ConfigError(f"unknown top-level section {sections[0]!r} (did you mean 'train'?); "
                                   "valid sections: ['train', 'data']")
@@ -183,7 +181,7 @@ class TrainingConfig:
             raise ConfigError(f"n_workers={body['n_workers']!r} must be >= 1")
         if not float(body.get("fbeta_score_beta_val", 0.5)) > 0:
             raise ConfigError(f"fbeta_score_beta_val={body['fbeta_score_beta_val']!r} must be > 0")
-        metrics = ("fbeta_score", "roc_auc", "pr_auc", "validation_score")
+        metrics = ("fbeta_score", "roc_auc", "pr_auc", "validation_score", "log_loss", "brier")
         if body.get("comparison_metric", "fbeta_score") not in metrics:
             raise ConfigError(f"comparison_metric={body['comparison_metric']!r} is unknown; valid: {list(metrics)}")
         if int(body.get("max_search_iters", 1)) < 0:
@@ -629,7 +627,10 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
         runs.append(_log_model_run(mlflow, kind="voting", trainer=voter, X_train=X_train, y_train=y_train,
                                    X_valid=X_valid, y_valid=y_valid, cfg=cfg, seed=seed, batch_id=batch_id,
                                    params={"voting_models": ",".join(voter.voting_models)}))
-    runs.sort(key=lambda r: -r.valid_score)
+    from battleground.model.train import higher_is_better
+
+    sign = -1.0 if higher_is_better(cfg.metric) else 1.0
+    runs.sort(key=lambda r: sign * r.valid_score)
     return TrainResult(experiment=cfg.project_name, batch_id=batch_id, seed=seed, runs=tuple(runs), trainers=fitted)
 
 
@@ -665,12 +666,16 @@ class ModelSelector:
             raise ModelNotFoundError(f"experiment {self.project_name!r} has no model runs; run `battleground model train`")
         batch = runs[0].data.tags.get("battleground.batch")
         latest = [r for r in runs if r.data.tags.get("battleground.batch") == batch]
-        key = {"fbeta_score": "valid_fbeta", "roc_auc": "valid_roc_auc", "pr_auc": "valid_pr_auc"}.get(
-            self.comparison_metric, self.comparison_metric)
+        from battleground.model.train import METRICS, higher_is_better
+
+        ours = {"fbeta_score": "fbeta"}.get(self.comparison_metric, self.comparison_metric)
+        key = f"valid_{ours}" if ours in METRICS else self.comparison_metric
         scored = [r for r in latest if key in r.data.metrics]
         if not scored:
             raise ModelNotFoundError(f"no run logged metric {key!r}; valid: {sorted(latest[0].data.metrics)}")
-        best = max(scored, key=lambda r: r.data.metrics[key])
+        # rmse, mae, log_loss, brier: the smallest is the best
+        pick = max if key == "validation_score" or higher_is_better(ours) else min
+        best = pick(scored, key=lambda r: r.data.metrics[key])
         return best.data.tags.get("model_type", "model"), best.info.run_id
 
 
@@ -739,8 +744,7 @@ def gate_run_model(settings: Settings, cfg: TrainingConfig, model_uri: str, X_ho
                              beta=cfg.fbeta_score_beta_val, source=source, seed=cfg.seed or 0,
                              experiment_id=experiment_id)
     if strict and not decision.promoted:
-        below = decision.candidate_score < decision.threshold
-        raise (ChampionThresholdError if below else ChampionRefusedError)(decision)
+        raise (ChampionThresholdError if decision.below_threshold else ChampionRefusedError)(decision)
     return decision
 
 

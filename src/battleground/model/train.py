@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -45,7 +45,11 @@ __all__ = [
 
 MODELS = ("lightgbm", "xgboost", "logistic", "random_forest", "voting")
 TUNABLE = ("lightgbm", "xgboost", "logistic", "random_forest")
-METRICS = ("roc_auc", "pr_auc", "fbeta", "neg_log_loss")
+CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "fbeta", "neg_log_loss", "log_loss", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+# metrics where a smaller value is the better model: the gate, tuning and every ranking turn these around
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 # seed 002 names its models by class; accept those too
 ALIASES = {
     "LGBMClassifier": "lightgbm",
@@ -566,10 +570,46 @@ def _suggest_params(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, 
     return params
 
 
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is the better model (``False`` for log_loss, brier, rmse and mae).
+
+    Example:
+        >>> higher_is_better("roc_auc"), higher_is_better("rmse")
+        (True, False)
+    """
+    metric = {"fbeta_score": "fbeta", "validation_score": "roc_auc"}.get(metric, metric)
+    if metric not in METRICS:
+        raise ModelInputError(f"metric={metric!r} is unknown{suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
+    return metric not in LOWER_IS_BETTER
+
+
+def metric_task(metric: str) -> str:
+    """``'regression'`` for rmse, mae and r2; ``'classification'`` for the others."""
+    higher_is_better(metric)  # validates the name
+    return "regression" if metric in REGRESSION_METRICS else "classification"
+
+
 def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshold: float = 0.5) -> float:
-    """One validation number, higher is better."""
+    """One validation number of ``metric``; :func:`higher_is_better` says which way is better.
+
+    ``proba`` is P(class 1) for a classification metric and the predicted value for rmse, mae and r2.
+
+    Example:
+        >>> score("rmse", [1.0, 3.0], np.array([1.0, 2.0]))
+        0.7071067811865476
+    """
     from sklearn import metrics as m
 
+    if metric in REGRESSION_METRICS:
+        yy, pp = np.asarray(y, dtype=float).ravel(), np.asarray(proba, dtype=float).ravel()
+        err = pp - yy
+        if metric == "rmse":
+            return float(np.sqrt(np.mean(err * err)))
+        if metric == "mae":
+            return float(np.mean(np.abs(err)))
+        centred = yy - yy.mean()
+        ss_tot = float(centred @ centred)
+        return float(1.0 - float(err @ err) / ss_tot) if ss_tot > 0 else float("nan")
     y = np.asarray(y)
     if metric in ("roc_auc", "validation_score"):
         return float(m.roc_auc_score(y, proba))
@@ -577,8 +617,11 @@ def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshol
         return float(m.average_precision_score(y, proba))
     if metric in ("fbeta", "fbeta_score"):
         return float(m.fbeta_score(y, (proba >= threshold).astype(int), beta=beta, zero_division=0.0))
-    if metric == "neg_log_loss":
-        return -float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    if metric in ("neg_log_loss", "log_loss"):
+        loss = float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        return loss if metric == "log_loss" else -loss
+    if metric == "brier":
+        return float(m.brier_score_loss(y, proba))
     raise ModelInputError(f"metric={metric!r} is unknown{suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
 
 
@@ -628,6 +671,7 @@ EARLY_STOPPING_ROUNDS = 20  # boosting stops when the objective's validation cur
 PRUNE_CURVES: dict[str, tuple[str, str, float]] = {
     "roc_auc": ("auc", "auc", 1.0), "validation_score": ("auc", "auc", 1.0),
     "pr_auc": ("average_precision", "aucpr", 1.0), "neg_log_loss": ("binary_logloss", "logloss", -1.0),
+    "log_loss": ("binary_logloss", "logloss", 1.0),  # a minimised study: the loss itself is reported
 }
 
 
@@ -860,7 +904,8 @@ def tune(
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = _pruner(prune and prunable(metric))
-    study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction="maximize",
+    direction: Literal["maximize", "minimize"] = "maximize" if higher_is_better(metric) else "minimize"
+    study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     data = (X_train, y_train, X_valid, y_valid)
     if n_workers <= 1:
@@ -980,7 +1025,8 @@ def leaderboard(
                                          f"cv_{metric}_sd": float(np.std(folds, ddof=1))}),
         })
         trainers[label] = trainer
-    table = pd.DataFrame(rows).sort_values("_score", ascending=False, kind="stable").drop(columns="_score")
+    table = pd.DataFrame(rows).sort_values("_score", ascending=not higher_is_better(metric),
+                                           kind="stable").drop(columns="_score")
     return LeaderboardResult(table=table.reset_index(drop=True), trainers=trainers, metric=metric)
 
 

@@ -19,6 +19,15 @@ from battleground.storage._events_sql import (
     schema,
 )
 from battleground.storage._filelock import StoreLockedError, exclusive_lock
+from battleground.storage._producers import (
+    LOOKUP_SQL,
+    PRODUCER_SCHEMA,
+    RECORD_SQL,
+    ProducerBatch,
+    check_params,
+    check_sequence,
+    written,
+)
 from battleground.storage._snapshot import ReadCancelledError, current_snapshot
 from battleground.storage.events import EventStore, WriteResult, has_duplicate_ids
 
@@ -94,7 +103,7 @@ class DuckDBEventStore(EventStore):
                 out.append((st.st_mtime_ns, st.st_size))
         return tuple(out)
 
-    def _write(self, table: pa.Table) -> WriteResult:
+    def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         # One transaction for the whole batch, inserted in chunks of about a million rows (the anti-join
         # of each chunk sees the chunks before it, so ids repeated across chunks are skipped too).
         duplicates = has_duplicate_ids(table)
@@ -109,6 +118,11 @@ class DuckDBEventStore(EventStore):
         with self.connection() as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                check = None
+                if producer is not None:  # no other writer runs: the store's lock serialises them
+                    con.execute(PRODUCER_SCHEMA)
+                    previous, seen = con.execute(render(LOOKUP_SQL, "duckdb"), producer.params()).fetchall()[0]
+                    check = check_sequence(producer, previous=previous, seen=bool(seen))
                 stored = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
                 if duplicates:
                     # The first occurrence of each event_id, minus the ids already stored.
@@ -141,12 +155,14 @@ class DuckDBEventStore(EventStore):
                             conflicts += int(con.execute(conflicts_sql("bg_batch")).fetchall()[0][0])
                     finally:
                         con.unregister("bg_batch")
+                if check is not None and check.status != "replay":
+                    con.execute(render(RECORD_SQL, "duckdb"), {**check_params(producer, table.num_rows, inserted)})
                 con.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
                     con.execute("ROLLBACK")
                 raise
-        return WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
+        return written(inserted, table.num_rows - inserted - conflicts, conflicts, check)
 
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         import duckdb

@@ -179,6 +179,16 @@ class SourceRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
 
 
+class ProjectSourceRow(Base):
+    """A named source of the whole project: experiments without a source of their own read it (0012)."""
+
+    __tablename__ = "project_sources"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+
 class SumsCacheRow(Base):
     """The cumulative sums of an experiment at the end of one day, per metric-definition hash (0007)."""
 

@@ -18,6 +18,15 @@ from battleground.storage._events_sql import (
     schema,
 )
 from battleground.storage._pg import classify_error, ensure_database, psycopg_url
+from battleground.storage._producers import (
+    LOOKUP_SQL,
+    PRODUCER_SCHEMA,
+    RECORD_SQL,
+    ProducerBatch,
+    check_params,
+    check_sequence,
+    written,
+)
 from battleground.storage._snapshot import (
     ReadCancelledError,
     StatementTimeoutError,
@@ -37,6 +46,8 @@ __all__ = ["PostgresEventStore"]
 
 _SCHEMA_LOCK = 7_311_402_023
 _ready: set[str] = set()
+# The first key of the advisory lock that serialises the writers of one producer (the second: its hash).
+_PRODUCER_LOCK = 0x6267
 # ANALYZE the table once this many rows were stored since the last ANALYZE of this process (or at once
 # after a write into a table that was never analysed): a plan made from a 1-row estimate of a table that
 # holds a million rows is how a dashboard read once ran for 18 minutes.
@@ -99,6 +110,7 @@ class PostgresEventStore(EventStore):
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                     conn.execute(schema("postgresql"))
                     conn.execute(PG_KEY_MIGRATION)
+                    conn.execute(PRODUCER_SCHEMA)
                     conn.execute("CREATE INDEX IF NOT EXISTS ix_events_experiment ON events (experiment_id, event_type)")
                 except psycopg.errors.InsufficientPrivilege:
                     # A read-only (or insert-only) role may not run DDL, not even IF NOT EXISTS; when the
@@ -110,7 +122,7 @@ class PostgresEventStore(EventStore):
             _ready.add(self.dsn)
         return psycopg.connect(self.dsn)
 
-    def _write(self, table: pa.Table) -> WriteResult:
+    def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         import numpy as np
         import psycopg
         import pyarrow as pa
@@ -134,6 +146,14 @@ class PostgresEventStore(EventStore):
         for attempt in range(8):
             try:
                 with self._connect() as conn, conn.cursor() as cur:
+                    check = None
+                    if producer is not None:
+                        # one writer per producer at a time, so that the check is exact under retries
+                        cur.execute("SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (_PRODUCER_LOCK, producer.producer))
+                        cur.execute(render(LOOKUP_SQL, "psycopg"), producer.params())
+                        found = cur.fetchone()
+                        previous, seen = (found[0], found[1]) if found else (None, None)
+                        check = check_sequence(producer, previous=previous, seen=bool(seen))
                     cur.execute(f"CREATE TEMP TABLE bg_batch (LIKE events{extra}) ON COMMIT DROP")
                     with cur.copy(f"COPY bg_batch ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy:
                         step = 1 << 22
@@ -149,7 +169,9 @@ class PostgresEventStore(EventStore):
                         cur.execute(conflicts_sql("bg_batch"))
                         row = cur.fetchone()
                         conflicts = int(row[0]) if row else 0
-                    result = WriteResult(inserted, table.num_rows - inserted - conflicts, conflicts)
+                    if check is not None and check.status != "replay":
+                        cur.execute(render(RECORD_SQL, "psycopg"), check_params(producer, table.num_rows, inserted))
+                    result = written(inserted, table.num_rows - inserted - conflicts, conflicts, check)
                 self._maybe_analyze(inserted)
                 return result
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:

@@ -21,7 +21,18 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlglot import exp
 
-__all__ = ["SourceError", "SourceSpec", "load_source", "open_source", "save_source"]
+__all__ = [
+    "SourceEntry",
+    "SourceError",
+    "SourceSpec",
+    "find_source",
+    "list_sources",
+    "load_source",
+    "open_source",
+    "remove_source",
+    "save_project_source",
+    "save_source",
+]
 
 FORMATS = ("table", "parquet", "delta")
 EXPOSURES = ("events", "table", "assignment_log")
@@ -318,12 +329,109 @@ def save_source(registry_url: str, experiment_id: int, spec: SourceSpec) -> None
 
 
 def load_source(registry_url: str, experiment_id: int) -> SourceSpec | None:
-    """The recorded source of an experiment, or ``None`` (its events are in battleground's store)."""
+    """The source an experiment reads: its own, else the project's (when the project has exactly one),
+    else ``None`` (its events are in battleground's store)."""
+    from sqlalchemy import select
     from sqlalchemy.orm import Session
 
     from battleground.storage._db import registry_engine
-    from battleground.storage._models import SourceRow
+    from battleground.storage._models import ProjectSourceRow, SourceRow
 
     with Session(registry_engine(registry_url)) as session:
         row = session.get(SourceRow, int(experiment_id))
-        return None if row is None else SourceSpec.from_dict(dict(row.spec))
+        if row is not None:
+            return SourceSpec.from_dict(dict(row.spec))
+        project = session.scalars(select(ProjectSourceRow).order_by(ProjectSourceRow.name)).all()
+    if not project:
+        return None
+    if len(project) > 1:
+        names = ", ".join(repr(p.name) for p in project)
+        raise SourceError(f"experiment {experiment_id} has no source of its own and the project has several "
+                          f"({names}); choose one with `battleground sources add NAME --experiment "
+                          f"{experiment_id}`, or remove the others")
+    return SourceSpec.from_dict(dict(project[0].spec))
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A registered source: ``experiment_id`` is ``None`` for a project source."""
+
+    spec: SourceSpec
+    experiment_id: int | None
+    updated_at: dt.datetime
+
+    @property
+    def scope(self) -> str:
+        return "project" if self.experiment_id is None else f"experiment {self.experiment_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "scope": self.scope, "experiment_id": self.experiment_id,
+                "updated_at": self.updated_at.isoformat(), "spec": self.spec.to_dict()}
+
+
+def check_project_source(spec: SourceSpec) -> None:
+    """A project source serves every experiment, so its exposures must be per experiment."""
+    if spec.exposures == "events":
+        raise SourceError(
+            f"source {spec.name!r}: a project source cannot take exposures from its own rows "
+            "(exposures='events': every experiment would get the same users); use exposures='assignment_log' "
+            "or 'table', or register it for one experiment with --experiment"
+        )
+
+
+def save_project_source(registry_url: str, spec: SourceSpec) -> None:
+    """Record ``spec`` as a source of the whole project (replacing one of the same name)."""
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import ProjectSourceRow
+
+    check_project_source(spec)
+    with Session(registry_engine(registry_url)) as session, session.begin():
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        row = session.get(ProjectSourceRow, spec.name)
+        if row is None:
+            session.add(ProjectSourceRow(name=spec.name, spec=spec.to_dict(), updated_at=now))
+        else:
+            row.spec, row.updated_at = spec.to_dict(), now
+
+
+def list_sources(registry_url: str) -> list[SourceEntry]:
+    """Every registered source: the project's by name, then the experiments' by id."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import ProjectSourceRow, SourceRow
+
+    with Session(registry_engine(registry_url)) as session:
+        project = session.scalars(select(ProjectSourceRow).order_by(ProjectSourceRow.name)).all()
+        own = session.scalars(select(SourceRow).order_by(SourceRow.experiment_id)).all()
+        return ([SourceEntry(SourceSpec.from_dict(dict(r.spec)), None, r.updated_at) for r in project]
+                + [SourceEntry(SourceSpec.from_dict(dict(r.spec)), r.experiment_id, r.updated_at) for r in own])
+
+
+def find_source(registry_url: str, name: str, experiment_id: int | None = None) -> SourceEntry:
+    """The source called ``name`` (of one experiment, or of the project when ``experiment_id`` is None)."""
+    for entry in list_sources(registry_url):
+        if entry.spec.name == name and entry.experiment_id == experiment_id:
+            return entry
+    where = "the project" if experiment_id is None else f"experiment {experiment_id}"
+    known = sorted({f"{e.spec.name} ({e.scope})" for e in list_sources(registry_url)})
+    raise SourceError(f"no source {name!r} registered for {where}; registered: {', '.join(known) or 'none'}; "
+                      "see `battleground sources list`")
+
+
+def remove_source(registry_url: str, name: str, experiment_id: int | None = None) -> None:
+    """Forget the source ``name`` (the experiment's, or the project's): its events stay where they are."""
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import ProjectSourceRow, SourceRow
+
+    find_source(registry_url, name, experiment_id)
+    with Session(registry_engine(registry_url)) as session, session.begin():
+        row = (session.get(ProjectSourceRow, name) if experiment_id is None
+               else session.get(SourceRow, int(experiment_id)))
+        if row is not None:
+            session.delete(row)

@@ -202,7 +202,7 @@ class WarehouseEventStore(EventStore):
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
         return self.engine.fetch(self.compiled(sql, params))
 
-    def _write(self, table: pa.Table) -> WriteResult:
+    def _write(self, table: pa.Table, producer: Any = None) -> WriteResult:
         raise ReadOnlySourceError(
             f"{self.name} is read in place; battleground never writes events into it (ingest into the "
             "battleground store instead, or write to the source with its own tools)"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from battleground._redact import redact_url
 from battleground.errors import StorageError
 from battleground.storage._events_sql import EXPOSURE
+from battleground.storage._producers import ProducerBatch, SequenceCheck
 from battleground.storage._snapshot import read_snapshot
 from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
 from battleground.storage.sums import ExperimentSums, MetricSums, PerUserValues
@@ -83,11 +84,17 @@ class WriteResult:
             the same content: a harmless re-send.
         conflicts: rows whose key was stored with *other* content; the stored row is kept (first write
             wins), so a sender that reuses ids learns about it here instead of losing events silently.
+        replays: rows of a replayed batch (its producer tag was stored before) found stored with the
+            same content; counted here instead of under ``duplicates``.
+        sequence: for a batch tagged with a producer and sequence, how it relates to the producer's
+            earlier batches (see ``storage/_producers.py``).
     """
 
     inserted: int
     duplicates: int = 0
     conflicts: int = 0
+    replays: int = 0
+    sequence: SequenceCheck | None = None
 
 
 def has_duplicate_ids(table: pa.Table) -> bool:
@@ -154,9 +161,10 @@ class EventStore(abc.ABC):
 
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
-    def _write(self, table: pa.Table) -> WriteResult:
+    def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         """Insert a validated batch in one transaction, skipping keys ``(experiment_id, event_id)`` already
-        stored (or repeated within the batch: the first occurrence wins); say what became of each row."""
+        stored (or repeated within the batch: the first occurrence wins); say what became of each row.
+        ``producer``: the batch's producer tag, checked and recorded in the same transaction."""
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: dict[str, Any], *, scan: bool = False) -> list[tuple[Any, ...]]:
@@ -208,12 +216,12 @@ class EventStore(abc.ABC):
     def to_arrow(self, experiment_id: int | None = None) -> pa.Table:
         """The stored events as an Arrow table (columns as in ``COLUMNS``), ordered by ts and event_id."""
 
-    def write_batch(self, table: pa.Table) -> WriteResult:
+    def write_batch(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         """Store an already validated, normalised batch (see :func:`battleground.experiment.events.ingest`
-        for the public, validating entry point)."""
-        if table.num_rows == 0:
+        for the public, validating entry point); a tagged batch is checked and recorded even when empty."""
+        if table.num_rows == 0 and producer is None:
             return WriteResult(0)
-        return self._write(table)
+        return self._write(table, producer)
 
     # ------------------------------------------------------------------ sums of metric definitions
     def experiment_sums(
@@ -297,6 +305,17 @@ class EventStore(abc.ABC):
             groups.setdefault(key, []).append(rec)
         order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
         return tuple((k, decode_sums(groups[k], len(defs), variants, multiple_exposures)) for k in order)
+
+    def covariate_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
+                       attributes: Sequence[str] = (), start: dt.datetime | None = None,
+                       end: dt.datetime | None = None, variants: Sequence[str] = (), *,
+                       multiple_exposures: str = "exclude") -> tuple[Any, ...]:
+        """Per-arm sums for regression adjustment with several covariates (CUPED++): every metric's
+        pre-period value and the declared numeric user ``attributes`` (``storage/_covariate_sql.py``)."""
+        from battleground.storage._covariate_sql import covariate_sums
+
+        return covariate_sums(self, experiment_id, _definitions(metrics), attributes, start, end, variants,
+                              multiple_exposures=multiple_exposures)
 
     def per_user_values(
         self,

@@ -96,6 +96,13 @@ class EventBatch(BaseModel):
         None, description="experiment id or name for events that do not name one"
     )
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+    partial: bool = Field(False, strict=True, description=(
+        "store the events the experiments accept and list those they refuse (a time after the stop, …) "
+        "under 'rejected'; by default such a batch is refused whole (422, naming them)"))
+    producer: Text | None = Field(None, description=(
+        "the sender's id; with 'sequence' a retried batch is detected as a replay and a skipped one as a gap"))
+    sequence: Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)] | None = Field(
+        None, description="the batch's number for its producer: 0, 1, 2, …; a retry keeps its number")
 
     @model_validator(mode="after")
     def _every_event_has_an_experiment(self) -> "EventBatch":
@@ -118,11 +125,84 @@ class BatchError(WebError, ValueError):
         self.field = field
 
 
+class RejectedOut(BaseModel):
+    row: int = Field(description="0-based position in the batch")
+    line: int | None = Field(None, description="the row's line in a CSV or JSON-lines body (1-based)")
+    field: str
+    event_id: str
+    reason: str
+
+
+class SequenceOut(BaseModel):
+    producer: str
+    sequence: int
+    status: Literal["next", "gap", "late", "replay"] = Field(
+        description="next: one more than the highest stored; gap: beyond it (see missing); late: a missing "
+                    "batch arrives; replay: stored before (a retry)")
+    previous: int | None = Field(None, description="the producer's highest sequence stored before")
+    missing: list[int] | None = Field(None, description="for a gap: the first and last sequence skipped")
+
+
 class IngestResponse(BaseModel):
     received: int
     inserted: int
     duplicates: int = Field(description="re-sent event ids with the same content (skipped)")
     conflicts: int = Field(0, description="re-sent event ids with different content (the stored event is kept)")
+    # The fields below are sent only when asked for (null fields are left out of the reply).
+    rejected: list[RejectedOut] | None = Field(
+        None, description="with partial: the events the experiments refused (not stored)")
+    replays: int | None = Field(
+        None, description="with producer and sequence: rows of a replayed batch stored before, as they were")
+    sequence: SequenceOut | None = Field(None, description="with producer and sequence: how the batch follows "
+                                                           "the producer's earlier ones")
+
+
+# Media types of a JSON-lines body (there is no registered one; these are the ones in use).
+_JSONL_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                          "application/x-jsonlines", "application/jsonlines"})
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """A JSON schema with its ``$ref``s to ``defs`` written out (the route reads its body itself, so
+    FastAPI does not list the models among the spec's components)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def _events_body() -> dict[str, Any]:
+    schema = EventBatch.model_json_schema()
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _inline(schema, schema.get("$defs", {}))},
+        "text/csv": {"schema": {"type": "string", "description": "a header line, then one event a line"}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON event a line"}},
+    }}}
+
+
+def _body_format(content_type: str | None) -> str:
+    """``"csv"``, ``"jsonl"`` or ``"json"`` (the default, as FastAPI reads a body without a type)."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ("text/csv", "application/csv"):
+        return "csv"
+    return "jsonl" if kind in _JSONL_TYPES else "json"
+
+
+def _parse_batch(body: bytes) -> EventBatch:
+    """The JSON body as an :class:`EventBatch`; its problems are reported as FastAPI reports a body's."""
+    from fastapi.exceptions import RequestValidationError
+    from pydantic import ValidationError
+
+    try:
+        return EventBatch.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors(include_url=False)]
+        ) from None
 
 
 _bearer = HTTPBearer(auto_error=False, description="BATTLEGROUND_API_TOKEN; without one the server is read-only")
@@ -223,29 +303,61 @@ def create_api_router(state: DashboardState) -> APIRouter:
         return {"files": [f.to_dict() for f in bandit_files(settings)]}
 
     @router.post(
-        "/events", response_model=IngestResponse, dependencies=[Depends(require_writer)],
+        "/events", response_model=IngestResponse, response_model_exclude_none=True,
+        dependencies=[Depends(require_writer)],
+        openapi_extra=_events_body(),
         responses={
             401: {"description": "missing or wrong token"},
             403: {"description": "read-only server (no token configured)"},
-            422: {"description": "bad batch (names the row and field); nothing was stored"},
+            422: {"description": "bad batch (names the row, the field and, for CSV and JSON lines, the "
+                                 "line); nothing was stored"},
         },
     )
-    def post_events(batch: EventBatch) -> IngestResponse:
+    async def post_events(
+        request: Request,
+        experiment: Annotated[str | None, Query(
+            max_length=MAX_TEXT, description="CSV and JSON-lines bodies: the experiment of rows without one")] = None,
+        partial: Annotated[bool, Query(description="CSV and JSON-lines bodies: as the JSON batch's 'partial'")] = False,
+        producer: Annotated[str | None, Query(max_length=MAX_TEXT, description="CSV and JSON-lines bodies: "
+                                                                               "as the JSON batch's")] = None,
+        sequence: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="CSV and JSON-lines bodies: "
+                                                                              "as the JSON batch's")] = None,
+    ) -> IngestResponse:
         """Store a batch of events, all or nothing; event ids already stored for the experiment are skipped
-        and counted as duplicates (same content) or conflicts (different content)."""
-        from battleground.experiment.events import ingest
+        and counted as duplicates (same content) or conflicts (different content).
 
-        rows = [e.model_dump() for e in batch.events]
-        for r in rows:
-            # one type for the column: ids and names as text (the registry reads digits as an id)
-            r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
+        The body is JSON (an ``EventBatch``), CSV (``Content-Type: text/csv``, the first line names the
+        columns) or JSON lines (``application/x-ndjson``, one event a line); a bad row of a CSV or
+        JSON-lines body is named by its line (1-based; the CSV header is line 1)."""
+        from starlette.concurrency import run_in_threadpool
+
+        from battleground.experiment.events import EventText, ingest
+
+        body = await request.body()
+        kind = _body_format(request.headers.get("content-type"))
+        data: Any
+        if kind == "json":
+            batch = _parse_batch(body)
+            rows = [e.model_dump() for e in batch.events]
+            for r in rows:
+                # one type for the column: ids and names as text (the registry reads digits as an id)
+                r["experiment"] = str(batch.experiment if r["experiment"] is None else r["experiment"])
+            data, key, partial = rows, None, batch.partial
+            producer, sequence = batch.producer, batch.sequence
+        else:
+            data = EventText(body, kind)
+            key = None if experiment is None else _text(experiment)
         try:
-            result = ingest(state.store, rows)
+            result = await run_in_threadpool(ingest, state.store, data, experiment=key, partial=partial,
+                                             producer=producer, sequence=sequence)
         except LookupError as exc:  # an experiment the registry does not know
             raise BatchError(str(exc), row=None, field="experiment") from exc
         return IngestResponse(
             received=int(result.received), inserted=int(result.inserted), duplicates=int(result.duplicates),
             conflicts=int(result.conflicts),
+            rejected=[RejectedOut(**r.to_dict()) for r in result.rejected] if partial else None,
+            replays=None if result.sequence is None else int(result.replays),
+            sequence=None if result.sequence is None else SequenceOut(**result.sequence.to_dict()),
         )
 
     return router

@@ -230,6 +230,12 @@ def _install_error_handlers(app: FastAPI, state: DashboardState) -> None:
     async def bad_value(request: Request, exc: Exception) -> Response:
         if _is_input_error(exc):
             extra = {"row": getattr(exc, "row", None), "field": getattr(exc, "field", None)}
+            if getattr(exc, "line", None) is not None:  # a CSV or JSON-lines body: the line too
+                extra["line"] = exc.line  # type: ignore[attr-defined]
+            rejected = getattr(exc, "rejected", ())
+            if rejected:  # well-formed rows the experiments refused: which and why (partial stores the rest)
+                extra["rejected"] = [r.to_dict() for r in rejected[:1000]]
+                extra["rejected_count"] = len(rejected)
             message = str(exc)
             if request.method in WRITE_METHODS:
                 message += "; nothing was stored"

@@ -60,7 +60,7 @@ class DashboardState:
 
                 if not _exists(self.settings.registry_url):
                     return _EMPTY  # type: ignore[return-value]
-                self._registry = Registry(self.settings.registry_url)
+                self._registry = Registry(self.settings)
             return self._registry
 
     def open_registry(self) -> Registry:
@@ -70,7 +70,7 @@ class DashboardState:
                 from battleground.experiment.register import Registry
 
                 self.settings.ensure_home()
-                self._registry = Registry(self.settings.registry_url)
+                self._registry = Registry(self.settings)
             return self._registry
 
     @property
