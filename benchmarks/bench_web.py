@@ -15,7 +15,8 @@ each follow the ingest of one new event (every cache keyed by the store's state 
 Baseline in the same run: ``BATTLEGROUND_BENCH_WEB_BASELINE=/work/main/src`` (another ``src`` tree,
 e.g. main's) is measured first on a copy of the seeded home, then this checkout's ``src`` on another.
 
-``--quick`` (or ``BATTLEGROUND_BENCH_QUICK=1``): 20 experiments and 3 timed requests.
+``--quick`` (or ``BATTLEGROUND_BENCH_QUICK=1``): 20 experiments and 3 timed requests;
+``BATTLEGROUND_BENCH_WEB_N``: the number of timed requests of a full run (default 15).
 Run: ``PYTHONPATH=src:. python -m benchmarks web``.
 """
 
@@ -137,31 +138,38 @@ def _measure(home: str, n: int) -> dict[str, Any]:
 TARGETS = {"experiment page": 150.0, "experiment page, daily view": 150.0, "experiment list": 100.0}
 
 
-def _run_tree(src: Path, home: str, n: int) -> dict[str, Any]:
-    import json
+def _in_tree(src: Path, args: list[str]) -> str:
+    """Run this module with ``args`` in a process that imports ``battleground`` from ``src``; its stdout."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{root}"}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_web", "--measure", home, str(n)],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_web", *args],
                           env=env, cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"measuring {src} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{args[0]} with {src} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def _run_tree(src: Path, home: str, n: int) -> dict[str, Any]:
+    import json
+
+    result: dict[str, Any] = json.loads(_in_tree(src, ["--measure", home, str(n)]).strip().splitlines()[-1])
     return result
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
-    n_exp, n = (20, 3) if quick else (100, 15)
+    n_exp, n = (20, 3) if quick else (100, int(os.environ.get("BATTLEGROUND_BENCH_WEB_N", "15")))
     here = Path(__file__).resolve().parent.parent / "src"
     baseline = os.environ.get("BATTLEGROUND_BENCH_WEB_BASELINE")
     trees = ([("baseline", Path(baseline))] if baseline else []) + [("this checkout", here)]
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         home = Path(tmp) / ".battleground"
         t = time.perf_counter()
-        _seed(home, n_exp, users=300)
+        # seeded by the first tree: the oldest registry schema, which a newer tree migrates forward
+        _in_tree(trees[0][1], ["--seed", str(home), str(n_exp)])
         print(f"seeded {n_exp} experiments × {len(KINDS)} metrics in {time.perf_counter() - t:.1f} s "
               f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         results = {}
@@ -197,5 +205,7 @@ if __name__ == "__main__":
 
     if len(sys.argv) >= 4 and sys.argv[1] == "--measure":
         print(json.dumps(_measure(sys.argv[2], int(sys.argv[3]))))
+    elif len(sys.argv) >= 4 and sys.argv[1] == "--seed":
+        _seed(Path(sys.argv[2]), int(sys.argv[3]), users=300)
     else:
         main(sys.argv[1:])

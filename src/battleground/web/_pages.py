@@ -69,15 +69,21 @@ def create_page_router(state: DashboardState) -> APIRouter:
         )
 
     @router.get("/", response_class=HTMLResponse)
-    def experiments_page(
+    async def experiments_page(
         request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None,
         q: str | None = Query(None, max_length=200), owner: str | None = Query(None, max_length=200),
         sort: Literal["newest", "name", "status", "users", "progress", "started", "decision", "lift"] = "newest",
     ) -> HTMLResponse:
-        monitor = read_only_monitor(settings, state.sums_cache)
-        records = state.registry.list(status=status)
-        shown = filter_records(records, q=q, owner=owner)
-        summaries = sort_summaries(list_cache.summaries(monitor, shown), sort)
+        from battleground.web._reads import snapshot_read
+
+        def read() -> tuple[Any, Any]:
+            monitor = read_only_monitor(settings, state.sums_cache)
+            records = state.registry.list(status=status)
+            return records, list_cache.summaries(monitor, filter_records(records, q=q, owner=owner))
+
+        # one snapshot (one store connection) for the whole list, cancelled if the reader goes away
+        records, found = await snapshot_read(request, read)
+        summaries = sort_summaries(found, sort)
         return page(request, "experiments.html.j2", title="Experiments", nav="experiments",
                     summaries=summaries, status=status, q=q or "", owner=owner or "", sort=sort,
                     owners=owners(records), sorts=SORTS, total=len(records), decision_label=decision_label)
