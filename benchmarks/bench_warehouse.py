@@ -10,8 +10,9 @@ ingested. Per engine and size, in one run:
    baseline, the server backend's for PostgreSQL) and events/s.
 2. **Incremental daily refresh** (``refresh_sums``, last 2 days recomputed): the cache is primed at day
    D, then the checks of days D+1, D+2, D+3 each settle one day and read the last two (best of the
-   three), and a second check the same day reads the last two only; its ratio to the full recompute,
-   and a check that the refreshed sums equal a full recompute at the same instant (1e-9). On DuckDB
+   three), and later checks the same day read the last two only (best of three); their ratio to the
+   full recompute, and a check that the refreshed sums equal a full recompute at the same instant
+   (1e-9). On DuckDB
    also the refresh that re-reads the active units' history (the other engines' path, and DuckDB's
    before the per-unit states; ``BATTLEGROUND_BENCH_WH_LEGACY=0`` skips it).
 3. **Engines**: DuckDB over the Parquet files in place (every size), Spark ``local[2]`` over the same
@@ -324,10 +325,12 @@ def measure(engine: str, n: int, registry_url: str, experiment_id: int, repeat: 
             got = refresh_sums(store, registry_url, experiment_id, defs, None, at, variants)
             inc_s = min(inc_s, time.perf_counter() - t0)
             exact = exact and _same(got, store.experiment_sums(experiment_id, defs, None, at, variants))
-        # a second check the same day (nothing to settle: only the query over the last 2 days)
-        t0 = time.perf_counter()
-        got = refresh_sums(store, registry_url, experiment_id, defs, None, at + dt.timedelta(hours=3), variants)
-        recheck_s = time.perf_counter() - t0
+        # later checks the same day (nothing to settle: only the query over the last 2 days), best of 3
+        recheck_s = math.inf
+        for h in (1, 2, 3):
+            t0 = time.perf_counter()
+            got = refresh_sums(store, registry_url, experiment_id, defs, None, at + dt.timedelta(hours=h), variants)
+            recheck_s = min(recheck_s, time.perf_counter() - t0)
         exact = exact and _same(got, store.experiment_sums(experiment_id, defs, None, at + dt.timedelta(hours=3),
                                                            variants))
     legacy_s = math.nan
