@@ -482,6 +482,30 @@ def lost_replies(home: Path, *, batches: int = 50, every: int = 10, batch: int =
     return tuple(out)
 
 
+def sequence_overhead(home: Path, *, batches: int = 60, batch: int = 500,
+                      database_url: str | None = None) -> tuple[float, float]:
+    """Median seconds per batch of :func:`~battleground.experiment.events.ingest` without and with a
+    producer tag, alternating batch by batch in one process (the baseline: the untagged batch)."""
+    import statistics
+
+    from battleground.experiment.events import ingest, open_event_store
+    from battleground.settings import Settings
+
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**_writer_env(home, database_url), "BENCH_RUN": f"run-{home.name}"}
+    _prepare_store(env, env["BENCH_RUN"])
+    store = open_event_store(Settings.from_env(env))
+    plain: list[float] = []
+    tagged: list[float] = []
+    for b in range(2 * batches):
+        events = _batch(0, f"o-b{b}", batch)["events"]
+        tag = {"producer": f"{env['BENCH_RUN']}-p", "sequence": b // 2} if b % 2 else {}
+        t0 = time.perf_counter()
+        ingest(store, events, experiment=env["BENCH_RUN"], **tag)
+        (tagged if tag else plain).append(time.perf_counter() - t0)
+    return statistics.median(plain), statistics.median(tagged)
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     postgres = argv[argv.index("--postgres") + 1] if "--postgres" in argv else None
@@ -496,7 +520,13 @@ def main(argv: list[str]) -> None:
         for tagged in (False, True):
             print("writers killed:", killed_writers(Path(tmp) / f"writers-{tagged}", writers=4, batches=50,
                                                     batch=500, kills=10, tagged=tagged), flush=True)
+        plain, tagged_s = sequence_overhead(Path(tmp) / "overhead")
+        print(f"ingest of 500 events, median per batch (DuckDB): untagged {1e3 * plain:.1f} ms, with a producer "
+              f"sequence {1e3 * tagged_s:.1f} ms ({tagged_s / plain:.2f}×)", flush=True)
         if postgres:
+            plain, tagged_s = sequence_overhead(Path(tmp) / "pg-overhead", database_url=postgres)
+            print(f"ingest of 500 events, median per batch (PostgreSQL): untagged {1e3 * plain:.1f} ms, with a "
+                  f"producer sequence {1e3 * tagged_s:.1f} ms ({tagged_s / plain:.2f}×)", flush=True)
             for tagged in (False, True):
                 print("writers killed:", killed_writers(Path(tmp) / f"pg-writers-{tagged}", writers=4, batches=50,
                                                         batch=500, kills=10, tagged=tagged,
