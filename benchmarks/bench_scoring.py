@@ -78,16 +78,18 @@ def bench_serving(settings: Any, env: dict[str, str], names: dict[str, str], rec
     bin_dir = Path(sys.executable).parent
     for label, name in names.items():
         ours_port, ml_port = free_port(), free_port()
+        logs = Path(env["BATTLEGROUND_HOME"]).parent
+        ours_log, ml_log = open(logs / f"serve_{name}.log", "wb"), open(logs / f"mlflow_{name}.log", "wb")  # noqa: SIM115
         ours = subprocess.Popen([sys.executable, "-m", "battleground", "serve", "--model-name", name, "--port",
-                                 str(ours_port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 str(ours_port)], env=env, stdout=ours_log, stderr=subprocess.STDOUT)
         ml = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{name}@champion",
                                "--env-manager", "local", "-p", str(ml_port), "-h", "127.0.0.1"],
                               env={**env, "MLFLOW_TRACKING_URI": settings.mlflow_uri,
                                    "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_ready(f"http://127.0.0.1:{ours_port}/health", proc=ours)
-            wait_ready(f"http://127.0.0.1:{ml_port}/health", timeout=180, proc=ml)
+                              stdout=ml_log, stderr=subprocess.STDOUT)
+        try:  # start-up imports MLflow and checks the model's digest: minutes on a loaded 2-core machine
+            wait_ready(f"http://127.0.0.1:{ours_port}/health", timeout=600, proc=ours)
+            wait_ready(f"http://127.0.0.1:{ml_port}/health", timeout=600, proc=ml)
             lat = _alternating({"ours": (f"http://127.0.0.1:{ours_port}/predict", record),
                                 "mlflow": (f"http://127.0.0.1:{ml_port}/invocations",
                                            {"dataframe_records": [record]})}, n)
@@ -95,6 +97,8 @@ def bench_serving(settings: Any, env: dict[str, str], names: dict[str, str], rec
             for proc in (ours, ml):
                 proc.terminate()
                 proc.wait(timeout=30)
+            ours_log.close()
+            ml_log.close()
         a, b = lat["ours"], lat["mlflow"]
         print(f"1-row latency, {label}: p50/p99 ms ours {percentile(a, 50):.2f}/{percentile(a, 99):.2f}, "
               f"mlflow models serve {percentile(b, 50):.2f}/{percentile(b, 99):.2f}; "

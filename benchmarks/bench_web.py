@@ -1,14 +1,19 @@
 """Dashboard server time, in process through the ASGI app (Starlette's TestClient, no network).
 
 A home with 100 running experiments × 10 metrics (6 proportions, 4 means; 2 variants, 7 days of events)
-is seeded once; then, per page, the first request (cold: the list's summary cache is empty), a
-warm-up and ``n`` timed requests (median wall and CPU time):
+is seeded once; then each code tree is measured on it in its own process, per page: the first request
+(cold: nothing cached), a warm-up and ``n`` timed requests (median wall and CPU time), and requests that
+each follow the ingest of one new event (every cache keyed by the store's state is then stale):
 
 * the experiment page (results table, decision, daily charts of all 10 metrics): target ≤ 150 ms;
-* the experiment list (status, users, SRM and end-condition badges of all 100): target ≤ 100 ms;
+* the experiment list (status, users, SRM and end-condition badges, decision and lift of all 100):
+  target ≤ 100 ms;
 * the results CSV download;
-* baseline measured in the same run: the sign-in page (the same template machinery, no data), so the
-  ratio says how much the data costs beyond rendering a page at all.
+* the sign-in page (the same template machinery, no data), so the ratio says how much the data costs
+  beyond rendering a page at all.
+
+Baseline in the same run: ``BATTLEGROUND_BENCH_WEB_BASELINE=/work/main/src`` (another ``src`` tree,
+e.g. main's) is measured first on a copy of the seeded home, then this checkout's ``src`` on another.
 
 ``--quick`` (or ``BATTLEGROUND_BENCH_QUICK=1``): 20 experiments and 3 timed requests.
 Run: ``PYTHONPATH=src:. python -m benchmarks web``.
@@ -17,7 +22,9 @@ Run: ``PYTHONPATH=src:. python -m benchmarks web``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -83,32 +90,112 @@ def _time(client: Any, url: str, n: int) -> tuple[float, float, float]:
     return first, statistics.median(wall), statistics.median(cpu)
 
 
-def main(argv: list[str]) -> None:
+def _ingest_one(settings: Any, i: int) -> None:
+    """One new exposure in the first experiment: the store's state changes (every cache is stale)."""
+    from battleground.experiment.events import ingest, open_event_store
+
+    ingest(open_event_store(settings), [{
+        "event_id": f"bench-late-{os.getpid()}-{i}", "experiment": "bench-000", "variant": "control",
+        "user_id": f"late-{os.getpid()}-{i}", "event_type": "exposure", "timestamp": START + dt.timedelta(hours=1),
+    }])
+
+
+def _after_ingest(client: Any, settings: Any, url: str, n: int) -> float:
+    """Median wall ms of ``n`` GETs, each right after one new event was ingested."""
+    wall = []
+    for i in range(n):
+        _ingest_one(settings, int(time.time() * 1000) * 100 + i)
+        t = time.perf_counter()
+        client.get(url, headers={"accept": "text/html"}).raise_for_status()
+        wall.append((time.perf_counter() - t) * 1000)
+    return statistics.median(wall)
+
+
+def _measure(home: str, n: int) -> dict[str, Any]:
+    """Every page's figures on the seeded ``home``, with whatever ``battleground`` is importable."""
     from fastapi.testclient import TestClient
 
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
     from battleground.web import create_app
 
+    settings = Settings.from_env({"BATTLEGROUND_HOME": home})
+    ids = [r.id for r in Registry(settings.registry_url).list()]
+    mid = ids[len(ids) // 2]
+    out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        for label, url in [("sign-in page (baseline)", "/signin"), ("experiment page", f"/experiments/{mid}"),
+                           ("experiment page, daily view", f"/experiments/{mid}?view=daily"),
+                           ("experiment list", "/"), ("results CSV", f"/experiments/{mid}/results.csv")]:
+            out[label] = _time(client, url, n)
+        out["experiment page after an ingest"] = _after_ingest(client, settings, f"/experiments/{mid}", max(2, n // 5))
+        out["experiment list after an ingest"] = _after_ingest(client, settings, "/", 1)
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+TARGETS = {"experiment page": 150.0, "experiment page, daily view": 150.0, "experiment list": 100.0}
+
+
+def _run_tree(src: Path, home: str, n: int) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{root}"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_web", "--measure", home, str(n)],
+                          env=env, cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {src} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     n_exp, n = (20, 3) if quick else (100, 15)
+    here = Path(__file__).resolve().parent.parent / "src"
+    baseline = os.environ.get("BATTLEGROUND_BENCH_WEB_BASELINE")
+    trees = ([("baseline", Path(baseline))] if baseline else []) + [("this checkout", here)]
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+        home = Path(tmp) / ".battleground"
         t = time.perf_counter()
-        settings, ids = _seed(Path(tmp) / ".battleground", n_exp, users=300)
+        _seed(home, n_exp, users=300)
         print(f"seeded {n_exp} experiments × {len(KINDS)} metrics in {time.perf_counter() - t:.1f} s "
-              f"(load average {os.getloadavg()[0]:.1f})")
-        app = create_app(settings)
-        with TestClient(app, base_url="http://127.0.0.1") as client:
-            mid = ids[len(ids) // 2]
-            rows = [
-                ("sign-in page (baseline)", "/signin", None),
-                ("experiment page", f"/experiments/{mid}", 150.0),
-                ("experiment page, daily view", f"/experiments/{mid}?view=daily", 150.0),
-                ("experiment list", "/", 100.0),
-                ("results CSV", f"/experiments/{mid}/results.csv", None),
-            ]
-            base = None
-            print(f"{'page':32} {'first ms':>9} {'wall ms':>9} {'cpu ms':>9} {'× baseline':>11}  target (on wall)")
-            for label, url, target in rows:
-                first, wall, cpu = _time(client, url, n)
-                base = base or wall
+              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+        results = {}
+        for i, (name, src) in enumerate(trees):
+            # each tree gets its own copy of the seeded home (a newer tree may migrate the registry)
+            copy = Path(tmp) / f"tree{i}" / ".battleground"
+            shutil.copytree(home, copy)
+            results[name] = _run_tree(src, str(copy), n)
+            r = results[name]
+            print(f"\n{name}: {src} (load average {r['load_before']:.1f} → {r['load_after']:.1f})")
+            print(f"{'page':34} {'first ms':>9} {'wall ms':>9} {'cpu ms':>9}  target (on wall)")
+            for label, value in r.items():
+                if label.startswith("load"):
+                    continue
+                first, wall, cpu = value if isinstance(value, list) else (math.nan, value, math.nan)
+                target = TARGETS.get(label)
                 verdict = "" if target is None else f"≤ {target:.0f} ms: {'met' if wall <= target else 'NOT met'}"
-                print(f"{label:32} {first:9.1f} {wall:9.1f} {cpu:9.1f} {wall / base:11.1f}  {verdict}", flush=True)
+                print(f"{label:34} {first:9.1f} {wall:9.1f} {cpu:9.1f}  {verdict}", flush=True)
+        if baseline:
+            print("\nthis checkout against the baseline (median wall):")
+            for label, value in results["this checkout"].items():
+                if label.startswith("load"):
+                    continue
+                mine = value[1] if isinstance(value, list) else value
+                base = results["baseline"][label]
+                theirs = base[1] if isinstance(base, list) else base
+                print(f"  {label:34} {theirs:9.1f} → {mine:9.1f} ms ({theirs / mine:5.1f}× faster)")
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if len(sys.argv) >= 4 and sys.argv[1] == "--measure":
+        print(json.dumps(_measure(sys.argv[2], int(sys.argv[3]))))
+    else:
+        main(sys.argv[1:])

@@ -136,3 +136,47 @@ def test_the_ledger_page_and_the_cli_show_the_track_record(settings: Settings, m
     assert {r["candidate"] for r in rows} == {"bandit", "control"} and len(rows) == 20
     missing = CliRunner().invoke(app, ["bandit", "ope", "--from-store", "nothing-here"])
     assert missing.exit_code == 1 and "nothing-here" in missing.output
+
+
+def test_stopping_the_experiment_closes_its_open_ledger_entries_once(settings: Settings,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+    from battleground.experiment.register import Registry
+    from battleground.storage.decisions import DecisionRow, RewardRow
+
+    home = seed_home(settings)
+    data = _log_uniform(home)
+    ledger = Ledger(home)
+    ledger.record_offline("bvc", "bandit", [OPEEstimate("dr", 0.95, 0.05, 0.85, 1.05, 0.05, "analytic", 600),
+                                            OPEEstimate("ips", 0.9, 0.05, 0.8, 1.0, 0.05, "analytic", 600)])
+    ledger.record_offline("bvc", "control", [OPEEstimate("dr", 0.3, 0.05, 0.2, 0.4, 0.05, "analytic", 600)])
+    ledger.record_offline("ab", "treatment", [OPEEstimate("dr", 0.3, 0.05, 0.2, 0.4, 0.05, "analytic", 600)])
+    monkeypatch.setenv("BATTLEGROUND_HOME", str(home.home))
+    out = CliRunner().invoke(app, ["experiment", "stop", "bvc", "--reason", "target reached"])
+    assert out.exit_code == 0, out.output
+    entries = {(e.candidate, e.estimator): e for e in ledger.entries("bvc")}
+    assert all(e.closed for e in entries.values())
+    for variant, rows in (("bandit", data[0::2, 3]), ("control", data[1::2, 3])):
+        half = 1.959963984540054 * rows.std(ddof=1) / np.sqrt(rows.size)
+        assert (entries[variant, "dr"].online_value, entries[variant, "dr"].online_low, entries[variant, "dr"].online_high,
+                entries[variant, "dr"].online_n) == pytest.approx((rows.mean(), rows.mean() - half, rows.mean() + half, 300))
+    assert entries["bandit", "ips"].online_value == entries["bandit", "dr"].online_value
+    registry = Registry(home)
+    assert [a.detail for a in registry.audit_log("bvc") if a.action == "close_ledger"] == [
+        {"closed": 3, "candidates": ["bandit", "control"], "left_open": []}]
+    # idempotent: a late reward and a second close change nothing that was closed
+    log = open_decision_log(home)
+    log.log([DecisionRow("late", "coupons", entries["bandit", "dr"].experiment_id, "bandit", "u-late", (1.0, 0.5), 2,
+                         1 / 3, 1, True, T0)])
+    log.reward([RewardRow("late", 100.0, T0)])
+    again = ledger.close("bvc")
+    assert again["bandit"][0] == entries["bandit", "dr"].online_value
+    assert {(e.candidate, e.estimator): (e.online_value, e.closed_at) for e in ledger.entries("bvc")} == {
+        k: (e.online_value, e.closed_at) for k, e in entries.items()}
+    # a stop whose candidate has no rewarded decision leaves its entry open (closed later by hand), and
+    # the experiment stops all the same
+    stopped = registry.stop("ab", "no traffic")
+    assert stopped.status == "stopped" and not ledger.entries("ab")[0].closed
+    assert [a.detail["left_open"] for a in registry.audit_log("ab") if a.action == "close_ledger"] == [["treatment"]]

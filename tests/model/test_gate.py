@@ -155,6 +155,87 @@ def test_gate_records_the_ab_test_that_promoted_a_version(home, churn_sets, mode
     assert shown.exit_code == 0 and "A/B test 7)" in shown.output and "A/B test 12)" in shown.output, shown.output
 
 
+def test_history_prints_json_and_csv(home, churn_sets, models) -> None:
+    """``model history NAME --json/--csv``: every decision's raw fields (timestamp as ISO text) and, in
+    JSON, the version ``@champion`` names now; the two flags together are refused."""
+    import csv
+    import io
+
+    from typer.testing import CliRunner
+
+    from battleground.cli import app
+
+    settings = home
+    _, _, X, y = churn_sets
+    good, dummy = models
+    first = _gate(settings, log_model(settings, good, X), X, y, name="hist")
+    refused = _gate(settings, log_model(settings, dummy, X), X, y, name="hist")
+    env = {"BATTLEGROUND_HOME": str(settings.home)}
+    shown = CliRunner().invoke(app, ["model", "history", "hist", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.output)
+    assert payload["name"] == "hist" and payload["champion"] == "1" and payload["moved_outside_gate"] is False
+    rows = payload["history"]
+    assert [(r["version"], r["action"], r["champion_before"]) for r in rows] == [("1", "promoted", None),
+                                                                                 ("2", "refused", "1")]
+    assert rows[0]["score"] == pytest.approx(first.candidate_score) and rows[1]["reason"] == refused.reason
+    assert rows[0]["at"].endswith("+00:00") and rows[0]["metric"] == "roc_auc" and rows[0]["source"] == "test"
+    shown = CliRunner().invoke(app, ["model", "history", "hist", "--csv"], env=env)
+    assert shown.exit_code == 0, shown.output
+    table = list(csv.DictReader(io.StringIO(shown.output)))
+    assert [(r["version"], r["action"]) for r in table] == [("1", "promoted"), ("2", "refused")]
+    assert float(table[1]["score"]) == pytest.approx(refused.candidate_score) and table[0]["at"] == rows[0]["at"]
+    both = CliRunner().invoke(app, ["model", "history", "hist", "--json", "--csv"], env=env)
+    assert both.exit_code != 0
+
+
+def test_gate_turns_lower_is_better_metrics_around(home, churn_sets, models) -> None:
+    """log_loss and brier: ``deployment_score_thresh`` is a maximum, and a candidate must *lower* the
+    champion's value by more than the margin (comparing them as higher-is-better would keep the worse)."""
+    from battleground.model.train import score
+
+    settings = home
+    _, _, X, y = churn_sets
+    good, dummy = models
+    good_loss = score("log_loss", y, good.predict_proba(X)[:, 1])
+    dummy_loss = score("log_loss", y, dummy.predict_proba(X)[:, 1])
+    assert good_loss < dummy_loss  # the fitted model is the better one on this metric
+
+    def gate(model, metric, threshold, margin=0.0):
+        version = register_candidate(settings, log_model(settings, model, X), "lower", source="test")
+        return champion_gate(settings, "lower", version, X, y, metric=metric, threshold=threshold, margin=margin,
+                             source="test", n_boot=30)
+
+    first = gate(dummy, "log_loss", threshold=10.0)
+    assert first.promoted and first.candidate_score == pytest.approx(dummy_loss) and not first.higher_is_better
+    better = gate(good, "log_loss", threshold=10.0)
+    assert better.promoted and better.delta == pytest.approx(good_loss - dummy_loss) and better.delta < 0
+    assert better.ci_low <= better.delta <= better.ci_high < 0 and "lower by" in better.reason
+    worse = gate(dummy, "log_loss", threshold=10.0)
+    assert not worse.promoted and worse.delta > 0 and "does not beat champion v2" in worse.reason
+    # the threshold is the most log loss allowed: the better model fails a maximum below its loss
+    capped = gate(good, "log_loss", threshold=good_loss / 2)
+    assert not capped.promoted and capped.below_threshold and "above deployment_score_thresh" in capped.reason
+    # a margin: lower by less than it keeps the champion (the same model again: Δ = 0)
+    brier = gate(good, "brier", threshold=1.0, margin=0.001)
+    assert not brier.promoted and brier.delta == 0.0
+    entries, current = champion_history(settings, "lower")
+    assert current == "2" and [e.action for e in entries] == ["promoted", "promoted", "refused", "refused", "refused"]
+
+
+def test_paired_bootstrap_regression_metrics() -> None:
+    """rmse/mae/r2 on targets: Δ is new − old, negative for a better rmse, and no class is needed."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(10.0, 2.0, 500)
+    close, far = y + rng.normal(0, 0.5, 500), y + rng.normal(0, 2.0, 500)
+    d, lo, hi = paired_bootstrap(y, close, far, "rmse", n_boot=200)
+    assert d == pytest.approx(np.sqrt(np.mean((close - y) ** 2)) - np.sqrt(np.mean((far - y) ** 2)))
+    assert lo <= d <= hi < 0
+    d, lo, hi = paired_bootstrap(y, close, far, "r2", n_boot=200)
+    assert 0 < lo <= d <= hi
+    assert paired_bootstrap(y, close, close, "mae", n_boot=20) == (0.0, 0.0, 0.0)
+
+
 def test_paired_bootstrap_signs_and_ties() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

@@ -22,6 +22,10 @@ from battleground.model.tracking import (
 )
 from battleground.settings import Settings
 
+# The champion tests below are steps of one story on the module's `trained` folder (v1 refused, v2
+# refused, v3 promoted, v4 refused): they run on one xdist worker, in file order.
+pytestmark = pytest.mark.xdist_group("model_tracking")
+
 
 def _flat(text: str) -> str:
     return " ".join(text.split())

@@ -182,3 +182,122 @@ def test_sample_size_calculator_fills_the_target(browser_client: Any, home: Sett
     bad = c.get("/experiments/new", params={"baseline": "0.1", "mde": "-0.01"}, headers=HTML).text
     assert 'id="error-plan"' in bad and "mde must be &gt; 0" in bad
     assert not Path(home.home).exists()  # computing a plan writes nothing
+
+
+def _new(c: Any) -> str:
+    _sign_in(c)
+    return _csrf(c.get("/experiments/new", headers=HTML).text)
+
+
+def test_create_with_guardrail_margins_a_sequential_design_and_a_planned_mde(browser_client: Any, home: Settings) -> None:
+    from battleground.experiment.register import Registry
+
+    c = browser_client
+    token = _new(c)
+    page = c.get("/experiments/new", headers=HTML).text
+    assert 'name="design"' in page and 'value="obrien_fleming"' in page and 'name="mde"' in page
+    metrics = ("conversion, proportion, purchase, primary\n"
+               "latency, mean, page_ms, guardrail, decrease, margin=0.05\n"
+               "refunds, mean, refund, guardrail, decrease, margin_abs=2.5")
+    made = c.post("/experiments/new", data=_form(csrf=token, metrics=metrics, design="obrien_fleming", mde="0.04"))
+    assert made.status_code == 303, made.text
+    record = Registry(home.registry_url).get(int(made.headers["location"].rsplit("/", 1)[1]))
+    by_name = {m.name: m for m in record.metrics}
+    assert (by_name["latency"].margin, by_name["latency"].margin_relative, by_name["latency"].direction) == (0.05, True, "decrease")
+    assert (by_name["refunds"].margin, by_name["refunds"].margin_relative) == (2.5, False)
+    assert by_name["conversion"].margin is None
+    ends = record.end_conditions
+    assert (ends.sequential, ends.design, ends.mde, ends.target_sample_size) == (True, "obrien_fleming", 0.04, 1000)
+
+    fixed = c.post("/experiments/new", data=_form(csrf=token, name="fixed-one", design="fixed"))
+    ends = Registry(home.registry_url).get(int(fixed.headers["location"].rsplit("/", 1)[1])).end_conditions
+    assert (ends.sequential, ends.design, ends.mde) == (False, "msprt", None)
+
+
+@pytest.mark.parametrize(("over", "field", "words"), [
+    ({"metrics": "conversion, proportion, purchase, primary, margin=0.02"}, "metrics", "not a guardrail"),
+    ({"metrics": "latency, mean, page_ms, guardrail, margin=2"}, "metrics", "must be &lt; 1"),
+    ({"metrics": "latency, mean, page_ms, guardrail, margin=lots"}, "metrics", "margin= with a number"),
+    ({"design": "bayesian"}, "design", "design is one of msprt, one_sided, obrien_fleming, pocock"),
+    ({"design": "pocock", "target_sample_size": ""}, "design", "group-sequential design has a target sample size"),
+    ({"mde": "-0.1"}, "mde", "planned MDE is a positive relative effect"),
+    ({"mde": "five percent"}, "mde", "mde must be a finite number"),
+])
+def test_create_refuses_by_the_registry_rules_beside_the_field(
+    browser_client: Any, home: Settings, over: dict[str, str], field: str, words: str
+) -> None:
+    from battleground.experiment.register import Registry
+
+    c = browser_client
+    token = _new(c)
+    bad = c.post("/experiments/new", data=_form(csrf=token, **over), headers=HTML)
+    assert bad.status_code == 422
+    error = re.search(rf'id="error-{field}">([^<]+)<', bad.text)
+    assert error is not None and words in error.group(1), bad.text
+    assert Registry(home.registry_url).list() == []  # nothing was created
+
+
+def test_edit_end_conditions_sets_the_design_and_the_planned_mde(browser_client: Any, home: Settings) -> None:
+    from battleground.experiment.register import Registry
+
+    c = browser_client
+    token = _new(c)
+    exp_id = int(c.post("/experiments/new", data=_form(csrf=token)).headers["location"].rsplit("/", 1)[1])
+    registry = Registry(home.registry_url)
+    edit = f"/experiments/{exp_id}/edit"
+    ok = c.post(f"{edit}/end", data={"csrf": token, "target_sample_size": "4000", "design": "pocock", "mde": "0.03"})
+    assert ok.status_code == 303
+    ends = registry.get(exp_id).end_conditions
+    assert (ends.sequential, ends.design, ends.mde, ends.target_sample_size) == (True, "pocock", 0.03, 4000)
+    page = c.get(edit, headers=HTML).text
+    assert '<option value="pocock" selected>' in page and 'name="mde" inputmode="decimal" value="0.03"' in page
+    bad = c.post(f"{edit}/end", data={"csrf": token, "target_sample_size": "", "design": "pocock"}, headers=HTML)
+    assert bad.status_code == 422 and 'id="error-design"' in bad.text
+    assert registry.get(exp_id).end_conditions.target_sample_size == 4000  # a refused edit changes nothing
+    assert c.post(f"{edit}/end", data={"csrf": token, "target_sample_size": "4000", "design": "fixed"}).status_code == 303
+    ends = registry.get(exp_id).end_conditions
+    assert (ends.sequential, ends.design, ends.mde) == (False, "msprt", None)
+    c.post(f"{edit}/metric-add", data={"csrf": token, "metrics": "latency, mean, page_ms, guardrail, decrease, margin=0.1"})
+    assert "margin 10 %" in c.get(edit, headers=HTML).text
+
+
+def test_the_design_choices_are_the_registrys_designs() -> None:
+    from battleground.experiment._records import DESIGNS
+    from battleground.web._forms import DESIGN_CHOICES, FIXED
+
+    assert [k for k, _ in DESIGN_CHOICES] == [FIXED, *DESIGNS]
+
+
+def test_sample_size_calculator_plans_means_and_three_variants(browser_client: Any, home: Settings) -> None:
+    from battleground.stats import sample_size_means, sample_size_proportions
+
+    c = browser_client
+    _sign_in(c)
+    # a mean: baseline 20 per user, sd 30, +5 % relative = +1.0
+    page = c.get("/experiments/new", params={"kind": "mean", "baseline": "20", "sd": "30", "mde": "0.05",
+                                             "relative": "1"}, headers=HTML).text
+    n = sample_size_means(1.0, 30.0).n_control_ceil
+    assert n == 14128 and n == sample_size_means(0.05, 30.0, baseline_mean=20, relative=True).n_control_ceil
+    assert f"{n:,} users per variant, {2 * n:,} in all over 2 variants" in page
+    assert f'name="target_sample_size" inputmode="numeric" value="{n}"' in page
+    assert 'name="mde" inputmode="decimal" value="0.05"' in page  # the planned MDE, filled in
+    assert "revenue, mean, purchase, primary" in page
+    # an absolute effect on a mean needs no baseline
+    page = c.get("/experiments/new", params={"kind": "mean", "sd": "30", "mde": "1"}, headers=HTML).text
+    assert f"{n:,} users per variant" in page
+
+    # three variants: α = 0.05 split over two comparisons
+    three = sample_size_proportions(0.1, 0.01, n_arms=3)
+    # (z_{1-0.0125} + z_0.8)² (0.1·0.9 + 0.11·0.89) / 0.01² = 17,859.96
+    assert three.n_control_ceil == 17860 and three.n_control_ceil > sample_size_proportions(0.1, 0.01).n_control_ceil
+    page = c.get("/experiments/new", params={"baseline": "0.1", "mde": "0.01", "arms": "3"}, headers=HTML).text
+    assert f"{three.n_control_ceil:,} users per variant, {three.n_total:,} in all over 3 variants" in page
+    assert "α = 0.025 per comparison" in page and "control\ntreatment-1\ntreatment-2</textarea>" in page
+
+    missing = c.get("/experiments/new", params={"kind": "mean", "baseline": "20", "sd": "wide", "mde": "0.05"}, headers=HTML).text
+    assert 'id="error-plan-sd"' in missing and "standard deviation must be a number" in missing
+    zero = c.get("/experiments/new", params={"kind": "mean", "sd": "0", "mde": "1"}, headers=HTML).text
+    assert 'id="error-plan"' in zero and "std" in zero
+    arms = c.get("/experiments/new", params={"baseline": "0.1", "mde": "0.01", "arms": "1"}, headers=HTML).text
+    assert 'id="error-plan"' in arms and "n_arms" in arms
+    assert not Path(home.home).exists()  # computing a plan writes nothing

@@ -16,12 +16,13 @@ class Rec:
     id: int
     status: str
     end_conditions: Any = dataclasses.field(default_factory=lambda: SimpleNamespace(max_duration_days=None))
+    end_at: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status}
 
 
-def test_cache_follows_the_event_count_and_the_record(monkeypatch: Any) -> None:
+def test_cache_follows_each_experiments_events_and_record(monkeypatch: Any) -> None:
     calls: list[int] = []
 
     def summary(monitor: Any, record: Any) -> Any:
@@ -30,18 +31,18 @@ def test_cache_follows_the_event_count_and_the_record(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(views, "experiment_summary", summary)
     store = SimpleNamespace(n=10)
-    store.count = lambda: store.n
+    store.experiment_counts = lambda: {1: store.n, 2: 4}
     monitor = SimpleNamespace(backend=SimpleNamespace(inner=SimpleNamespace(store=store)))
     cache = SummaryCache()
     recs = [Rec(1, "running"), Rec(2, "draft")]
     cache.summaries(monitor, recs)
     cache.summaries(monitor, recs)
     assert calls == [1, 2]  # the second page view read no sums
-    store.n = 11  # an event arrived
+    store.n = 11  # an event of experiment 1 arrived: only its line is recomputed
     cache.summaries(monitor, recs)
-    assert calls == [1, 2, 1, 2]
+    assert calls == [1, 2, 1]
     out = cache.summaries(monitor, [Rec(1, "stopped"), Rec(2, "draft")])  # a record changed
-    assert calls == [1, 2, 1, 2, 1] and out[0].status == "stopped"
+    assert calls == [1, 2, 1, 1] and out[0].status == "stopped"
 
 
 def test_failures_are_not_cached(monkeypatch: Any) -> None:
@@ -52,7 +53,7 @@ def test_failures_are_not_cached(monkeypatch: Any) -> None:
         return SimpleNamespace(id=record.id, error="store locked")
 
     monkeypatch.setattr(views, "experiment_summary", summary)
-    store = SimpleNamespace(count=lambda: 5)
+    store = SimpleNamespace(experiment_counts=lambda: {1: 5})
     monitor = SimpleNamespace(backend=SimpleNamespace(inner=SimpleNamespace(store=store)))
     cache = SummaryCache()
     cache.summaries(monitor, [Rec(1, "running")])

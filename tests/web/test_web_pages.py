@@ -312,3 +312,46 @@ def test_bandit_page_charts_instead_of_long_tables(client: Any, seeded: Any) -> 
     assert forest["data"][0]["error_x"]["array"] == pytest.approx([1.35 - 1.23457, 1.26 - 1.2])  # the table shortens to 6 digits
     assert '<script src="/static/plotly.min.js"></script>' in html
     assert "<details open><summary>2 rows" in html
+
+
+def test_experiment_list_shows_the_decision_and_primary_lift_of_the_experiment_page(client: Any, seeded: Any) -> None:
+    from battleground.experiment.monitoring import Monitor
+
+    def truth(name: str) -> Any:
+        monitor = Monitor(client=seeded.settings)
+        monitor.put_experiment_id(seeded.ids[name])
+        return monitor.result()
+
+    html = client.get("/", headers=HTML).text
+    assert ">Decision</a>" in html and ">Primary lift</a>" in html
+    checkout = truth("checkout-button")
+    assert checkout.decision.verdict == "ship" and checkout.decision.best == "treatment"
+    lift = next(r.rel_lift for r in checkout.rows if r.metric == "conversion" and r.variant == "treatment")
+    assert lift > 0.3  # 14 % vs 9 % of 600 users each
+    row = _row(html, str(seeded.ids["checkout-button"]))
+    assert 'class="badge v-ship" title="ship treatment">ship<' in row
+    assert f"{lift * 100:+.1f} %*" in row and 'class="pos"' in row  # significant, the good way
+    # the experiment page says the same
+    assert "Decision: ship treatment" in client.get(f"/experiments/{seeded.ids['checkout-button']}", headers=HTML).text
+
+    srm = truth("srm-broken")
+    assert srm.decision.verdict == "data_quality"
+    assert ">check data<" in _row(html, str(seeded.ids["srm-broken"]))
+    stopped = truth("stopped-one").decision.verdict
+    assert stopped in ("inconclusive", "collecting")
+    assert ">inconclusive<" in _row(html, str(seeded.ids["stopped-one"]))  # stopped: it cannot keep running
+    draft = _row(html, str(seeded.ids["draft-one"]))
+    assert 'class="decision"><span class="note">—</span>' in draft.replace("l decision", "decision")
+
+    api = {e["name"]: e for e in client.get("/api/experiments").json()["experiments"]}
+    assert api["checkout-button"]["decision"] == "ship" and api["checkout-button"]["primary_lift"] == pytest.approx(lift)
+
+    # sortable: ship first, then data quality, then the rest; the largest lift first
+    by_decision = client.get("/?sort=decision", headers=HTML).text
+    assert by_decision.index("checkout-button") < by_decision.index("srm-broken") < by_decision.index("draft-one")
+    by_lift = re.findall(r'<a href="/experiments/\d+">([^<]+)</a>', client.get("/?sort=lift", headers=HTML).text)
+    lifts = {n: next((r.rel_lift for r in truth(n).rows if r.metric == "conversion" and not r.is_control), None)
+             for n in ("checkout-button", "srm-broken", "stopped-one")}
+    assert by_lift[:3] == sorted(lifts, key=lambda n: -lifts[n])
+    assert by_lift.index("draft-one") > 2  # no lift: last
+    assert 'href="/?sort=lift&amp;status=running"' in client.get("/?status=running", headers=HTML).text

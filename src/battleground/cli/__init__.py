@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import typer
 
-from battleground.cli import bandit, decisions, events, experiment, incremental, model, pipeline
+from battleground.cli import (
+    bandit,
+    decisions,
+    events,
+    experiment,
+    incremental,
+    model,
+    pipeline,
+    sources,
+)
 from battleground.cli._app import demo_command, serve_command, ui_command
 from battleground.cli._help import HelpGroup
 
@@ -21,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     cls=HelpGroup,
 )
-for _part in (experiment, events, model, pipeline, bandit, incremental):
+for _part in (experiment, events, sources, model, pipeline, bandit, incremental):
     app.add_typer(_part.app, name=_part.__name__.rsplit(".", 1)[-1], cls=HelpGroup)
 
 

@@ -37,6 +37,8 @@ def serve_decisions_command(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8090, help="Port to listen on."),
     updater: bool = typer.Option(True, "--updater/--no-updater", help="Learn from logged rewards in the background."),
+    release_idle: float | None = typer.Option(
+        None, help="Let the embedded store go after this many idle seconds (default: keep it open while serving)."),
 ) -> None:
     """Serve decisions over HTTP: POST /decide, POST /reward (writes need the API token)."""
     from battleground.cli._app import _listen, _serve
@@ -45,7 +47,7 @@ def serve_decisions_command(
     with user_errors():
         from battleground.decisions._app import create_decision_app
 
-        asgi = create_decision_app(settings, updaters=updater, hosts=(host,))
+        asgi = create_decision_app(settings, updaters=updater, hosts=(host,), idle=release_idle)
     _serve(asgi, _listen(host, port), "decision service")
 
 
@@ -60,6 +62,10 @@ def deploy_command(
     batch_size: int = typer.Option(256, help="Rewarded decisions per mini-batch of the updater."),
     guard: str = typer.Option("SNIPS", help="OPE estimator of the guard: SNIPS, IPS or DR."),
     policy_file: Path | None = typer.Option(None, help="A saved policy (.npz) to deploy; default an untrained LinTS."),
+    reward_event: str | None = typer.Option(None, help="Ingested events of this type become the rewards of "
+                                            "the unit's latest decision before them (besides POST /reward)."),
+    reward_window: float = typer.Option(3600.0, help="Seconds after a decision in which its reward events count."),
+    reward_value: str = typer.Option("sum", help="'sum' of the events' values, or 'any' (1 if there was one, else 0)."),
 ) -> None:
     """Deploy a policy (a new live version when the key exists)."""
     with user_errors():
@@ -67,7 +73,8 @@ def deploy_command(
         from battleground.decisions import PolicySpec, deploy_policy
 
         arm: str | int = int(control) if control.isdigit() else control
-        spec = PolicySpec(key, n_arms, n_features, experiment, bandit_variant, arm, batch_size, guard)
+        spec = PolicySpec(key, n_arms, n_features, experiment, bandit_variant, arm, batch_size, guard,
+                          reward_event=reward_event, reward_window=reward_window, reward_value=reward_value)
         version = deploy_policy(load_settings(), spec, load_policy(policy_file) if policy_file else None)
         console.print(f"{key} v{version} is live")
 

@@ -217,7 +217,7 @@ def _transition(verb: str, experiment: str, reason: str | None = None, actor: st
     with user_errors():
         from battleground.experiment.register import Registry
 
-        registry = Registry(load_settings().registry_url)
+        registry = Registry(load_settings())  # the settings: a stop closes the ledger from the event store
         key = _experiment_key(experiment)
         if verb == "start":
             e = registry.start(key, actor=actor)
@@ -318,6 +318,9 @@ def status_command(
                 records.append(row.cuped.to_dict() | {"metric": f"{row.metric} (CUPED)"})
             if row.post_stratified is not None:  # and the one post-stratified by the declared attributes
                 records.append(row.post_stratified.to_dict() | {"metric": f"{row.metric} (post-stratified)"})
+            if row.cupedpp is not None:  # and the one adjusted by several covariates (CUPED++)
+                records.append(row.cupedpp.to_dict() | {"metric": f"{row.metric} (CUPED++)",
+                                                        "variance_reduction": row.cupedpp_variance_reduction})
         columns = [c if c.header != "p (Holm)" else Column(p_label(decision.correction), c.cell, justify="right")
                    for c in _STATUS_COLUMNS]
         table = Table("rows", f"#{info.id} {info.name} ({info.status}) · {method}", columns, records)
@@ -492,3 +495,56 @@ def aa_command(
         if fmt == "table":
             console.print(f"[dim]{result.users:,} users, {result.resplits:,} re-splits (seed {result.seed}); "
                           "'± ' is the Monte-Carlo standard error, calibrated = within 3 of it[/]")
+
+
+# --- CUPAC: the champion's prediction as a CUPED++ covariate (issue 17) ------------------------------
+
+_CUPAC_COLUMNS = [
+    Column.of("comparison", key=True),
+    Column("variance reduction", lambda r: f"{r['variance_reduction']:.1%}", justify="right"),
+]
+
+
+@app.command("cupac")
+def cupac_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    features: str = typer.Option(..., "--features", help="Parquet or CSV file: one row per user with user_id, "
+                                 "the model's features and the time they were measured."),
+    time_column: str = typer.Option("feature_ts", "--time-column", help="The column dating the features; each "
+                                    "must be before the user's first exposure."),
+    model: str | None = typer.Option(None, "--model", help="Registered model name (default: the project's model)."),
+    alias: str = typer.Option("champion", "--alias", help="Registry alias of the model version to use."),
+    attribute: str = typer.Option("cupac", "--attribute", help="Event type the predictions are stored as."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
+) -> None:
+    """CUPAC: score the experiment's exposed users with a registered model (its champion) from features
+    measured before their exposure, and use the prediction as a CUPED++ covariate (shown by status)."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    fmt = output_format(as_json, as_csv)
+    with user_errors():
+        import pandas as pd
+
+        from battleground.experiment.monitoring import cupac_covariate
+
+        try:
+            frame = pd.read_parquet(features) if features.endswith(".parquet") else pd.read_csv(features)
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"cannot read {features!r}: {exc}", param_hint="--features") from None
+        if "user_id" in frame.columns:
+            frame["user_id"] = frame["user_id"].astype(str)
+        result = cupac_covariate(load_settings(), _experiment_key(experiment), frame, feature_times=time_column,
+                                 model_name=model, alias=alias, attribute=attribute)
+        records = [{"comparison": k, "variance_reduction": v} for k, v in result.variance_reduction.items()]
+        table = Table("variance_reduction", f"#{result.experiment_id} · CUPAC with {result.model} "
+                      f"(version {result.version or '—'}) as {result.attribute!r}", _CUPAC_COLUMNS, records)
+        if fmt == "json":
+            print_tables([table], fmt, extra={k: v for k, v in result.to_dict().items() if k != "variance_reduction"})
+            return
+        print_tables([table], fmt)
+        if fmt == "table":
+            console.print(f"[dim]{result.users_scored:,} users scored, {result.users_without_features:,} exposed "
+                          f"without features, {result.rows_ignored:,} feature rows of users never exposed; "
+                          f"{result.events_written:,} events written. The prediction alone as the covariate; "
+                          "`experiment status` shows CUPED++ rows with it and the pre-periods.[/]")

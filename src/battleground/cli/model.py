@@ -80,14 +80,27 @@ def evaluate(
 
 
 @app.command("history")
-def history(name: str = typer.Argument("churn", help="Registered model name.")) -> None:
-    """Every champion-gate decision for a model: when, which version, metric, promoted or refused, why."""
+def history(name: str = typer.Argument("churn", help="Registered model name."),
+            as_json: bool = json_option, as_csv: bool = csv_option) -> None:
+    """Every champion-gate decision for a model: when, which version, metric, promoted or refused, why.
+
+    ``--json`` prints ``{"name", "champion", "history": [...]}``; ``--csv`` one row per decision."""
     with user_errors():
         import datetime as dt
 
         from battleground.model.gate import champion_history
 
+        fmt = output_format(as_json, as_csv)
         entries, current = champion_history(load_settings(), name)
+        promoted = [e.version for e in entries if e.action == "promoted"]
+        outside = current is not None and (not promoted or promoted[-1] != current)
+        if fmt != "table":
+            records = [{"at": dt.datetime.fromtimestamp(e.at, dt.UTC).isoformat(), **{
+                k: v for k, v in e.to_dict().items() if k != "at"}} for e in entries]
+            columns = [Column.of(k, key=k in ("at", "version")) for k in (records[0] if records else ["at"])]
+            print_tables([Table("history", f"{name}@champion history", columns, records)], fmt,
+                         extra={"name": name, "champion": current, "moved_outside_gate": outside})
+            return
         console.print(f"{name}@champion now names v{current}" if current else f"{name}: no champion yet")
         for e in entries:  # one line each: a table truncates the reason in a narrow terminal
             when = dt.datetime.fromtimestamp(e.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -95,8 +108,7 @@ def history(name: str = typer.Argument("churn", help="Registered model name.")) 
             console.print(f"{when} UTC  v{e.version} {e.action} ({e.source}; {e.metric} {e.score:.4f}; champion "
                           f"before: {('v' + e.champion_before) if e.champion_before else 'none'}{ab}): {e.reason}",
                           soft_wrap=True, highlight=False)
-        promoted = [e.version for e in entries if e.action == "promoted"]
-        if current is not None and (not promoted or promoted[-1] != current):
+        if outside:
             console.print(f"[bold red]warning:[/] @champion names v{current}, which the gate did not promote last "
                           f"(last promoted: {promoted[-1] if promoted else 'none'}): the alias was moved outside "
                           "the gate, and the model server refuses to load it")
@@ -164,7 +176,8 @@ def predict(
     workers: int = typer.Option(1, "--workers", min=1, help="Processes scoring chunks in parallel."),
 ) -> None:
     """Batch-score a file with the champion: writes the input's id column (if any), churn_probability
-    and churn_label, in the input's row order; nothing is written unless every row is scored."""
+    and churn_label (a regression champion: prediction), in the input's row order; nothing is written
+    unless every row is scored."""
     with user_errors():
         from battleground.model.batch import batch_predict, check_paths
         from battleground.model.tracking import load_champion

@@ -34,8 +34,9 @@ class RewardRequest(BaseModel):
 
 
 def create_decision_app(settings: Settings, *, service: DecisionService | None = None, updaters: bool = True,
-                        hosts: tuple[str, ...] = ()) -> FastAPI:
-    """The app over one :class:`DecisionService` (created from ``settings`` unless given)."""
+                        hosts: tuple[str, ...] = (), idle: float | None = None) -> FastAPI:
+    """The app over one :class:`DecisionService` (created from ``settings`` unless given; ``idle``: see
+    :class:`DecisionService`)."""
     from contextlib import asynccontextmanager
 
     import battleground
@@ -45,7 +46,7 @@ def create_decision_app(settings: Settings, *, service: DecisionService | None =
     from battleground.storage._filelock import StoreLockedError
     from battleground.storage.events import StoreUnavailableError
 
-    svc = service or DecisionService(settings, updaters=updaters)
+    svc = service or DecisionService(settings, updaters=updaters, idle=idle)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:

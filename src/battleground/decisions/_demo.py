@@ -88,7 +88,7 @@ def run_decision_loop(settings: Settings, *, n_customers: int = 200, steps: int 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     sim = RetailSimulator(n_customers=n_customers, seed=seed)
     k, d = sim.n_arms, sim.n_features
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings)
     exp = registry.create_experiment(
         f"coupons-lints-vs-control-{stamp}", variants={"control": 0.5, "bandit": 0.5},
         description="LinTS coupons served through /decide against a uniform-random control slice",

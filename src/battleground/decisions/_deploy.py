@@ -25,6 +25,7 @@ from battleground.errors import BanditError
 if TYPE_CHECKING:
     from battleground.bandit._base import BasePolicy
     from battleground.settings import Settings
+    from battleground.storage.decisions import RewardRule
 
 __all__ = ["DecisionInputError", "PolicySpec", "PolicyStore", "deploy_policy"]
 
@@ -53,6 +54,13 @@ class PolicySpec:
         alpha: the guard's interval level (a candidate goes live when its estimate is at least the
             live version's lower ``1 − alpha`` bound on the same fresh batch).
         seed: seed of the control slice's draws.
+        reward_event: the event type whose ingested events are the decisions' rewards, matched by time
+            (:class:`battleground.storage.decisions.RewardRule`); ``None``: rewards come from
+            ``POST /reward`` only.
+        reward_window: seconds after a decision in which its unit's ``reward_event`` events count
+            (``None``: until the unit's next decision).
+        reward_value: ``"sum"`` (Σ the events' values, an empty value counting 1) or ``"any"`` (1 if
+            the unit had such an event in the window, else 0).
     """
 
     key: str
@@ -65,6 +73,9 @@ class PolicySpec:
     guard_estimator: str = "SNIPS"
     alpha: float = 0.05
     seed: int = 0
+    reward_event: str | None = None
+    reward_window: float | None = 3600.0
+    reward_value: str = "sum"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +93,19 @@ class PolicySpec:
             raise DecisionInputError(f"guard_estimator must be one of {GUARD_ESTIMATORS}, got {self.guard_estimator!r}")
         if not 0 < float(self.alpha) < 1:
             raise DecisionInputError(f"alpha must lie in (0, 1), got {self.alpha!r}")
+        if self.reward_event is not None:
+            try:
+                self.reward_rule()
+            except ValueError as exc:
+                raise DecisionInputError(f"{exc} (policy {self.key!r})") from None
+
+    def reward_rule(self) -> RewardRule | None:
+        """How ingested events become this policy's rewards, or ``None`` (``POST /reward`` only)."""
+        if self.reward_event is None:
+            return None
+        from battleground.storage.decisions import RewardRule
+
+        return RewardRule(self.reward_event, self.reward_window, self.reward_value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ reward per decision, with its normal interval) is recorded next to every estimat
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,8 +29,14 @@ from battleground.decisions._deploy import DecisionInputError
 if TYPE_CHECKING:
     from battleground.ope import OPEEstimate
     from battleground.settings import Settings
+    from battleground.storage.decisions import DecisionLog
 
-__all__ = ["Ledger", "LedgerEntry", "TrackRecord", "track_record"]
+__all__ = ["Ledger", "LedgerEntry", "TrackRecord", "close_on_stop", "track_record"]
+
+_log = logging.getLogger("battleground.decisions")
+# how long a stop waits for an embedded store held by a running decision service before it leaves the
+# entries open (``battleground decisions close`` closes them later)
+_STOP_LOCK_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ class Ledger:
         from battleground.experiment.register import Registry
 
         self.settings = settings
-        self.registry = Registry(settings.registry_url)
+        self.registry = Registry(settings)
 
     def _session(self) -> Any:
         from sqlalchemy.orm import Session
@@ -177,7 +184,8 @@ class Ledger:
         return self.entries(exp.id)
 
     def record_online(self, experiment: Any, candidate: str, value: float, low: float, high: float, n: int) -> int:
-        """Record the online value ``candidate`` observed; returns how many entries it closed."""
+        """Record the online value ``candidate`` observed in its open entries (a closed entry keeps its
+        value: its comparison is history); returns how many entries it closed."""
         from sqlalchemy import select
 
         from battleground.storage._models import LedgerRow
@@ -188,29 +196,49 @@ class Ledger:
         now = _now()
         with self._session() as session, session.begin():
             rows = list(session.scalars(select(LedgerRow).where(
-                LedgerRow.experiment_id == exp.id, LedgerRow.candidate == candidate)))
+                LedgerRow.experiment_id == exp.id, LedgerRow.candidate == candidate, LedgerRow.online_value.is_(None))))
             for row in rows:
                 row.online_value, row.online_low, row.online_high = float(value), float(low), float(high)
                 row.online_n, row.closed_at = int(n), now
         return len(rows)
 
-    def close(self, experiment: Any, *, alpha: float = 0.05) -> dict[str, tuple[float, float, float, int]]:
-        """Record the online value of every candidate of ``experiment`` from its decision log: the mean
-        reward per rewarded decision of the candidate's variant, with a normal interval."""
+    def close(self, experiment: Any, *, alpha: float = 0.05, strict: bool = True,
+              log: DecisionLog | None = None) -> dict[str, tuple[float, float, float, int]]:
+        """Record the online value of every candidate of ``experiment`` with open entries, from its
+        decision log: the mean reward per rewarded decision of the candidate's variant, with a normal
+        interval (rewards posted to ``/reward`` and those of ingested events, every window settled).
+
+        Idempotent: entries closed before keep their values (a candidate whose entries are all closed is
+        answered with its stored value and the log is not read). ``strict=False`` leaves a candidate
+        with fewer than two rewarded decisions open instead of raising (what a stop does). Returns
+        candidate → (value, low, high, n).
+        """
         import numpy as np
 
+        from battleground.decisions._rewards import attach_event_rewards
         from battleground.storage.decisions import open_decision_log
 
         exp = self.registry.get(experiment)
-        rows = open_decision_log(self.settings).read(experiment_id=exp.id, rewarded_only=True)
-        candidates = sorted({e.candidate for e in self.entries(exp.id)})
-        if not candidates:
+        entries = self.entries(exp.id)
+        if not entries:
             raise DecisionInputError(f"experiment {exp.name!r} has no offline estimate in the ledger; record one first")
+        pending = sorted({e.candidate for e in entries if not e.closed})
+        out = {e.candidate: (float(e.online_value), float(e.online_low), float(e.online_high), int(e.online_n))
+               for e in entries if e.closed and e.candidate not in pending
+               and e.online_low is not None and e.online_high is not None and e.online_n is not None
+               and e.online_value is not None}
+        if not pending:
+            return out
+        log = log or open_decision_log(self.settings)
+        # the experiment is over, so is every decision's window: settle the rewards of ingested events
+        attach_event_rewards(self.settings, str(exp.id), log=log, final=True)
+        rows = log.read(experiment_id=exp.id, rewarded_only=True)
         z = NormalDist().inv_cdf(1 - alpha / 2)
-        out = {}
-        for c in candidates:
+        for c in pending:
             r = rows.reward[rows.variant == c]
             if r.size < 2:
+                if not strict:
+                    continue
                 raise DecisionInputError(
                     f"variant {c!r} of experiment {exp.name!r} has {r.size} rewarded decision(s) in the store; "
                     "close it once the experiment has run, or record the value with record_online")
@@ -236,3 +264,31 @@ class Ledger:
 
     def track_record(self) -> list[TrackRecord]:
         return track_record(self.entries())
+
+
+def close_on_stop(settings: Settings, experiment_id: int) -> dict[str, Any]:
+    """Close the open ledger entries of an experiment that has just stopped (called by
+    :meth:`battleground.experiment.register.Registry.stop`, whichever of the CLI, the API, the
+    dashboard or a monitor's end condition stopped it). Never raises for a store that is busy or
+    down, nor for a candidate without data: those entries stay open, for ``battleground decisions
+    close``. Returns what it did (for the audit log): ``closed`` entries, ``candidates`` closed,
+    ``left_open`` candidates, and ``error`` when the store could not be read."""
+    from battleground.errors import BattlegroundError
+    from battleground.storage.decisions import DecisionLog
+    from battleground.storage.events import open_event_store
+
+    ledger = Ledger(settings)
+    before = {e.candidate for e in ledger.entries(experiment_id) if not e.closed}
+    detail: dict[str, Any] = {}
+    try:
+        store = open_event_store(settings)
+        if hasattr(store, "lock_timeout"):
+            store.lock_timeout = min(float(store.lock_timeout), _STOP_LOCK_TIMEOUT)
+        ledger.close(experiment_id, strict=False, log=DecisionLog(store))
+    except BattlegroundError as exc:  # the stop stands; the entries wait for a manual close
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _log.warning("experiment %s stopped, its ledger entries stay open: %s", experiment_id, first)
+        detail["error"] = first[:300]
+    after = {e.candidate for e in ledger.entries(experiment_id) if not e.closed}
+    closed = sum(1 for e in ledger.entries(experiment_id) if e.closed and e.candidate in before - after)
+    return {"closed": closed, "candidates": sorted(before - after), "left_open": sorted(after), **detail}

@@ -68,11 +68,14 @@ def control_policy(n_arms: int, control: str | int) -> Any:
 
 
 def read_logged(settings: Settings, key: str, *, variant: str | None = None) -> tuple[LoggedDecisions, int | None]:
-    """The rewarded decisions of ``key`` (a deployed policy key, or an experiment name or id)."""
+    """The rewarded decisions of ``key`` (a deployed policy key, or an experiment name or id), after
+    attaching the rewards of ingested events (``_rewards.py``)."""
+    from battleground.decisions._rewards import attach_event_rewards
     from battleground.storage.decisions import open_decision_log
 
     log = open_decision_log(settings)
     store = PolicyStore.of(settings)
+    attach_event_rewards(settings, key, log=log)  # rewards of ingested events whose window is over
     experiment_id = None
     if key in store.deployed():
         rows = log.read(policy=key, rewarded_only=True)
@@ -123,7 +126,8 @@ def ope_from_store(
     if len(rows) < 2:
         raise DecisionInputError(
             f"{key!r} has {len(rows)} rewarded decision(s) in the store; OPE needs logged decisions with rewards "
-            "(serve it with `battleground serve-decisions` and POST /reward)")
+            "(serve it with `battleground serve-decisions`; rewards come from POST /reward or from ingested events "
+            "when the policy names its reward_event)")
     if rows.context.shape[1] == 0:
         raise DecisionInputError(f"the decisions of {key!r} carry no context (a plain A/B test); a policy cannot be scored on them")
     frames = []

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["DecisionService", "NotRunningError"]
 
 _EXPERIMENT_TTL = 5.0
+_OUTSIDE = {"holdout": "held out by the project's holdout", "layer": "its layer bucket is outside the "
+            "experiment's range", "traffic": "outside its traffic"}
 
 
 class NotRunningError(ExperimentError, RuntimeError):
@@ -64,11 +66,12 @@ class DecisionService:
         settings: where the registry, the event store and ``<home>/decisions`` live.
         updaters: run the background updater of every deployed policy served.
         update_interval: seconds between the updaters' passes.
-        idle: seconds without traffic after which the writer lets the store go.
+        idle: seconds without traffic after which the writer lets the store go; ``None`` (default):
+            it keeps the store (and an embedded DuckDB file open) for the service's life.
     """
 
     def __init__(self, settings: Settings, *, updaters: bool = True, update_interval: float = 1.0,
-                 idle: float = 0.5) -> None:
+                 idle: float | None = None) -> None:
         from battleground.decisions._writer import GroupWriter
         from battleground.experiment.register import Registry
         from battleground.storage.decisions import open_decision_log
@@ -139,7 +142,7 @@ class DecisionService:
     # ------------------------------------------------------------------ decide
     def decide(self, unit_id: str, key: str, context: Any = (), decision_id: str | None = None) -> tuple[DecisionRow, Future[tuple[DecisionRow, bool]]]:
         """Decide for ``unit_id`` under ``key``; the future resolves once the decision is logged."""
-        from battleground.experiment.assign import assign_one
+        from battleground.experiment.assign import Assigner
 
         unit = str(unit_id)
         if not unit or len(unit) > 200:
@@ -153,9 +156,11 @@ class DecisionService:
             exp = self._experiment(key)
             names = [v.name for v in exp.variants]
             weights = [v.weight for v in exp.variants]
-            variant = assign_one(unit, salt=exp.salt, variants=names, weights=weights, traffic=exp.traffic)
+            assigner = Assigner(exp)
+            variant = assigner.assign(unit)
             if variant is None:
-                raise DecisionInputError(f"unit {unit!r} is outside the traffic of experiment {exp.name!r}; "
+                raise DecisionInputError(f"unit {unit!r} is outside experiment {exp.name!r} "
+                                         f"({_OUTSIDE[assigner.exclusion(unit) or 'traffic']}); "
                                          "show it the default experience")
             i = names.index(variant)
             row = DecisionRow(did, exp.name, exp.id, variant, unit, (), i, float(weights[i]), 0, False, now)
@@ -166,8 +171,7 @@ class DecisionService:
         variant = None
         if spec.experiment is not None:
             exp = self._experiment(spec.experiment)
-            variant = assign_one(unit, salt=exp.salt, variants=[v.name for v in exp.variants],
-                                 weights=[v.weight for v in exp.variants], traffic=exp.traffic)
+            variant = Assigner(exp).assign(unit)
             exp_id = exp.id if variant is not None else None
         if variant is None or variant == spec.bandit_variant:
             policy, version = live.policy, live.version

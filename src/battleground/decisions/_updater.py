@@ -1,5 +1,8 @@
 """The background updater: policies learn from logged rewards in mini-batches, behind an OPE guard.
 
+Rewards are those posted to ``/reward`` and, when the spec names a ``reward_event``, the ingested
+events matched to decisions by time window (attached at the start of every pass, see ``_rewards.py``).
+
 Progressive validation: each new mini-batch of rewarded decisions (only rows that may train: never the
 control slice) is first used to *evaluate*, then to *train*. The candidate (the live policy plus every
 batch seen so far) and the live version are both scored by the guard's OPE estimator on the fresh
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from battleground.bandit._base import BasePolicy
     from battleground.decisions._deploy import PolicySpec, PolicyStore
     from battleground.decisions._writer import GroupWriter
-    from battleground.storage.decisions import LoggedDecisions
+    from battleground.storage.decisions import DecisionLog, LoggedDecisions
 
 __all__ = ["GuardResult", "PolicyUpdater", "guard"]
 
@@ -126,9 +129,14 @@ class PolicyUpdater:
 
     def step(self) -> list[GuardResult]:
         """Learn every complete mini-batch logged since the watermark; returns the guard's decisions."""
-        key, wm = self.spec.key, self.reward_seq
-        rows: LoggedDecisions = self.writer.call(
-            lambda log: log.read(policy=key, after_reward_seq=wm, trains=True)).result()
+        key, wm, rule = self.spec.key, self.reward_seq, self.spec.reward_rule()
+
+        def read(log: DecisionLog) -> LoggedDecisions:
+            if rule is not None:  # rewards of ingested events whose window is over (spec.reward_event)
+                log.match_events(rule, policy=key)
+            return log.read(policy=key, after_reward_seq=wm, trains=True)
+
+        rows: LoggedDecisions = self.writer.call(read).result()
         out = []
         size = self.spec.batch_size
         for lo in range(0, len(rows) - size + 1, size):

@@ -26,6 +26,7 @@ _EXPORTS = {
     "Registry": "register",
     "assign_variants": "assign",
     "check_experiments": "monitoring",
+    "cupac_covariate": "monitoring",
     "ingest": "events",
     "offline_aa": "monitoring",
     "open_event_store": "events",

@@ -43,7 +43,7 @@ def _first(mask: Any) -> int | None:
 
 
 def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
-    import difflib
+    from battleground._suggest import suggest
 
     cols: dict[str, Any] = {}
     for name in table.column_names:
@@ -51,10 +51,9 @@ def _columns(table: pa.Table, experiment: Any) -> dict[str, Any]:
         if key in cols:
             raise EventValidationError(f"given twice (as {name!r} and an alias); keep one", field=key)
         if key not in REQUIRED + OPTIONAL:
-            close = difflib.get_close_matches(name, [*REQUIRED, *OPTIONAL, *_ALIASES], n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = suggest(name, [*REQUIRED, *OPTIONAL, *_ALIASES])
             raise EventValidationError(
-                f"unknown column; {hint}expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
+                f"unknown column{hint}; expected {list(REQUIRED)} and optionally {list(OPTIONAL)}",
                 field=name,
             )
         cols[key] = table.column(name)
@@ -286,6 +285,47 @@ def _rule_rejections(ids: Any, variant: Any, ts: Any, records: dict[int, Experim
     return [(row, *found[row]) for row in sorted(found)]
 
 
+def _check_layered_exposures(ids: Any, user_id: Any, event_type: Any, records: dict[int, ExperimentRecord]) -> None:
+    """Refuses an exposure of a unit that a layered experiment's range or its project's holdout keeps out."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from battleground.storage._events_sql import EXPOSURE
+
+    exposure = pc.equal(event_type, pa.scalar(EXPOSURE))
+    for exp_id, rec in records.items():
+        if rec.layer is not None or rec.holdout is not None:
+            mine = pc.equal(ids, pa.scalar(exp_id, pa.int32()))
+            _check_exposed_units(rec, pc.and_(mine, exposure), user_id)
+
+
+def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any) -> None:
+    """An exposure to a layered experiment, or one behind a holdout, must be of a unit the assignment
+    lets in: a unit outside the layer range or held out is never exposed (whoever assigned it)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from battleground.experiment.assign import Assigner
+
+    rows = np.flatnonzero(np.asarray(pc.fill_null(exposures, False)))
+    if rows.size == 0:
+        return
+    assigner = Assigner(rec)
+    units = pc.take(user_id, rows)
+    bad = np.flatnonzero(~assigner.eligible(units))
+    if bad.size:
+        row = int(rows[bad[0]])
+        unit = units[int(bad[0])].as_py()
+        why = assigner.exclusion(unit)
+        raise EventValidationError(
+            f"user {unit!r} is exposed to experiment {rec.name!r} but "
+            + ("is held out by its project's holdout" if why == "holdout" else
+               f"its bucket in layer {rec.layer!r} is outside the experiment's range {list(rec.layer_range or ())}")
+            + "; assign with battleground.experiment.Assigner (or /decide), which gives such units no variant",
+            row=row, field="user_id",
+        )
+
+
 def validate_events(table: pa.Table, registry: Any, *, experiment: Any = None) -> pa.Table:
     """The batch normalised to the store's schema, or :class:`EventValidationError` on the first bad row.
 
@@ -323,6 +363,7 @@ def validate_batch(table: pa.Table, registry: Any, *, experiment: Any = None, pa
     ts = _timestamps(cols["timestamp"])
     value = _floats(cols["value"], "value") if "value" in cols else pa.nulls(n, type=pa.float64())
     covariate = _floats(cols["covariate"], "covariate") if "covariate" in cols else pa.nulls(n, type=pa.float64())
+    _check_layered_exposures(ids, user_id, event_type, records)
     out = pa.Table.from_arrays(
         [event_id, ids, variant, user_id, event_type, ts, value, covariate], schema=EVENT_SCHEMA
     )

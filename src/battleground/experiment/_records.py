@@ -14,13 +14,17 @@ from typing import Any
 from battleground.errors import ExperimentError
 
 __all__ = [
+    "BUCKETS",
+    "DEFAULT_PROJECT",
     "DESIGNS",
+    "KINDS",
     "STATUSES",
     "AuditEntry",
     "EndConditions",
     "ExperimentNotFoundError",
     "ExperimentRecord",
     "GuardrailMargin",
+    "HoldoutRef",
     "MarginError",
     "MetricRecord",
     "RegistryError",
@@ -34,6 +38,11 @@ DESIGNS = ("msprt", "one_sided", "obrien_fleming", "pocock")
 GROUP_SEQUENTIAL = ("obrien_fleming", "pocock")
 METRIC_KINDS = ("proportion", "mean", "ratio")
 DIRECTIONS = ("increase", "decrease")
+# layers and holdouts split units into this many buckets (``experiment/assign.py`` documents the hash)
+BUCKETS = 10_000
+# what a registry row is: an ordinary experiment, or a project's holdout (variants "holdout" / "shipped")
+KINDS = ("experiment", "holdout")
+DEFAULT_PROJECT = "default"
 
 
 class RegistryError(ExperimentError, ValueError):
@@ -131,8 +140,41 @@ class EndConditions:
 
 
 @dataclass(frozen=True)
+class HoldoutRef:
+    """The project holdout an experiment sits behind: units whose holdout bucket (the bucket of
+    ``XXH64(f"{salt}:{unit}")``, see :mod:`battleground.experiment.assign`) is below ``buckets`` never
+    get one of its variants.
+
+    Attributes:
+        id, name: the holdout's registry id and name (a holdout is a registry row of kind "holdout").
+        salt: the holdout's hash namespace.
+        buckets: how many of the :data:`BUCKETS` buckets are held out (fraction × 10,000).
+    """
+
+    id: int
+    name: str
+    salt: str
+    buckets: int
+
+    @property
+    def fraction(self) -> float:
+        return self.buckets / BUCKETS
+
+
+@dataclass(frozen=True)
 class ExperimentRecord:
-    """One registered experiment with its variants, metrics and end conditions."""
+    """One registered experiment with its variants, metrics and end conditions.
+
+    Attributes (beyond the obvious ones):
+        project: the project it belongs to; a project's running holdout keeps its units out of every
+            experiment of the project started while the holdout runs.
+        layer: the layer (namespace) of mutually exclusive experiments it is in, or ``None``.
+        layer_range: ``(start, end)``, the half-open range of the layer's buckets in [0, 10000) it owns
+            (``None`` without a layer). For a holdout (``kind == "holdout"``): the held-out buckets
+            ``(0, fraction × 10000)`` of the holdout's own namespace (its salt).
+        kind: "experiment" or "holdout" (:data:`KINDS`).
+        holdout: the holdout it was started behind (linked when it starts), or ``None``.
+    """
 
     id: int
     name: str
@@ -154,6 +196,22 @@ class ExperimentRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    project: str = DEFAULT_PROJECT
+    layer: str | None = None
+    layer_range: tuple[int, int] | None = None
+    kind: str = "experiment"
+    holdout: HoldoutRef | None = None
+
+    @property
+    def is_holdout(self) -> bool:
+        return self.kind == "holdout"
+
+    @property
+    def holdout_fraction(self) -> float | None:
+        """For a holdout, the share of the project's units it holds out; ``None`` for an experiment."""
+        if not self.is_holdout or self.layer_range is None:
+            return None
+        return (self.layer_range[1] - self.layer_range[0]) / BUCKETS
 
     @property
     def control(self) -> str:

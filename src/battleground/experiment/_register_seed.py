@@ -62,7 +62,7 @@ class RegisterExperiment:
         self.client = client
         self.actor = actor
         self.settings: Settings = resolve_client(client)
-        self.registry: Registry = Registry(self.settings.registry_url)
+        self.registry: Registry = Registry(self.settings)
         self.experiment_id_: int | None = None
 
     def add_experiment(self, meta: Mapping[str, Any] | None = None, **fields: Any) -> ExperimentRecord:

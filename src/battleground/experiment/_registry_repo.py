@@ -16,12 +16,13 @@ from battleground.experiment._records import (
     EndConditions,
     ExperimentNotFoundError,
     ExperimentRecord,
+    HoldoutRef,
     MetricRecord,
     RegistryRuleError,
     VariantRecord,
 )
 from battleground.experiment._registry_rules import _jsonable, _now
-from battleground.settings import resolve_client
+from battleground.settings import Settings, resolve_client
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -33,8 +34,10 @@ class RegistryRepo:
     """The SQLAlchemy side of the registry (see :class:`~battleground.experiment.register.Registry`)."""
 
     def __init__(self, url: Any = None) -> None:
+        self._settings: Settings | None = None
         if not (isinstance(url, str) and url.startswith(("sqlite:", "postgresql", "postgres://"))):
-            url = resolve_client(url).registry_url
+            self._settings = resolve_client(url)
+            url = self._settings.registry_url
         self.url: str = url
         from battleground.storage._db import registry_engine
 
@@ -42,6 +45,14 @@ class RegistryRepo:
 
     def __repr__(self) -> str:
         return f"Registry({redact_url(self.url)!r})"
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the registry was opened with; from a bare registry URL, those of the convention
+        (:func:`resolve_client`: the event store beside ``registry.db``, or the same PostgreSQL database)."""
+        if self._settings is None:
+            self._settings = resolve_client(self.url)
+        return self._settings
 
     # ------------------------------------------------------------------ sessions and lookups
     def _session(self) -> Session:
@@ -100,7 +111,18 @@ class RegistryRepo:
             start_at=row.start_at, end_at=row.end_at, started_at=row.started_at,
             stopped_at=row.stopped_at, archived_at=row.archived_at, stop_reason=row.stop_reason,
             metadata=dict(row.meta or {}), created_at=row.created_at, updated_at=row.updated_at,
+            project=row.project, layer=row.layer,
+            layer_range=(row.range_start, row.range_end)
+            if row.range_start is not None and row.range_end is not None else None,
+            kind=row.kind or "experiment",
+            holdout=RegistryRepo._holdout_ref(row.holdout),
         )
+
+    @staticmethod
+    def _holdout_ref(row: ExperimentRow | None) -> HoldoutRef | None:
+        if row is None or row.range_end is None:
+            return None
+        return HoldoutRef(row.id, row.name, row.salt, int(row.range_end) - int(row.range_start or 0))
 
     @staticmethod
     def _audit(session: Session, row: ExperimentRow, action: str, detail: Mapping[str, Any], actor: str | None) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from battleground._time import TimeInputError, parse_instant
 from battleground.experiment._records import (
+    BUCKETS,
+    DEFAULT_PROJECT,
     DESIGNS,
     DIRECTIONS,
     GROUP_SEQUENTIAL,
@@ -415,3 +417,98 @@ def check_salt(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 64 or CONTROL.search(value) or not value.isascii():
         raise RegistryRuleError("salt is 1-64 characters", value, "give a short string or leave it out")
     return value
+
+
+def check_project(value: Any) -> str:
+    """A project name (default "default"): plain text of at most 200 characters."""
+    if value is None:
+        return DEFAULT_PROJECT
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryRuleError("project names non-empty", value, "give a project name or leave it out (default)")
+    return check_label(value.strip(), "project name")
+
+
+def check_layer(value: Any) -> str | None:
+    """A layer name (``None``: no layer): plain text of at most 200 characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryRuleError("layer names non-empty", value, "give the layer a name (e.g. 'checkout') or leave it out")
+    return check_label(value.strip(), "layer name")
+
+
+def check_layer_range(value: Any) -> tuple[int, int]:
+    """A half-open bucket range ``(start, end)`` with ``0 <= start < end <= 10000``, from a pair of
+    integers or the text ``"start-end"`` (also ``"start:end"``)."""
+    pair: Any = value
+    if isinstance(value, str):
+        parts = re.split(r"\s*[-:,]\s*", value.strip())
+        if len(parts) != 2 or not all(p.isdigit() and p.isascii() for p in parts):
+            raise RegistryRuleError(
+                "layer range is START-END", value,
+                f"give the half-open bucket range as two integers, e.g. '0-2500' for buckets 0 to 2499 of {BUCKETS:,}",
+            )
+        pair = (int(parts[0]), int(parts[1]))
+    if (
+        not isinstance(pair, tuple | list) or len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in pair)
+    ):
+        raise RegistryRuleError(
+            "layer range is two integers", value, "give (start, end), e.g. (0, 2500) for buckets 0 to 2499"
+        )
+    start, end = int(pair[0]), int(pair[1])
+    if not 0 <= start < end <= BUCKETS:
+        raise RegistryRuleError(
+            f"layer range within [0, {BUCKETS})", value,
+            f"a range [start, end) needs 0 <= start < end <= {BUCKETS} (buckets 0 to {BUCKETS - 1}); got [{start}, {end})",
+        )
+    return start, end
+
+
+def check_layer_buckets(value: Any) -> int:
+    """How many buckets the registry should allocate in a layer: an integer in [1, 10000]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= BUCKETS:
+        raise RegistryRuleError(
+            f"layer buckets in [1, {BUCKETS}]", value,
+            f"give how many of the layer's {BUCKETS:,} buckets to allocate, e.g. 2500 for a quarter",
+        )
+    return int(value)
+
+
+def check_holdout_fraction(value: Any) -> int:
+    """A holdout fraction in (0, 1), a multiple of 1/10000; returns the number of held-out buckets."""
+    fraction = _as_float(value, "holdout fraction")
+    buckets = round(fraction * BUCKETS)
+    if not 0.0 < fraction < 1.0:
+        raise RegistryRuleError(
+            "holdout fraction in (0, 1)", value,
+            "give the share of the project's units to hold out, e.g. 0.05 for 5 %",
+        )
+    if abs(fraction * BUCKETS - buckets) > 1e-6 or buckets == 0:
+        raise RegistryRuleError(
+            f"holdout fraction a multiple of 1/{BUCKETS}", value,
+            f"units are held out by whole buckets of {BUCKETS:,}; e.g. {max(buckets, 1) / BUCKETS:g}",
+        )
+    return buckets
+
+
+def free_range(taken: Iterable[tuple[int, int]], size: int) -> tuple[int, int] | None:
+    """The lowest ``[start, start + size)`` of [0, 10000) overlapping none of ``taken`` (first fit).
+
+    Example:
+        >>> free_range([(0, 2500), (5000, 6000)], 2500)
+        (2500, 5000)
+        >>> free_range([(0, 9000)], 2000) is None
+        True
+    """
+    start = 0
+    for lo, hi in sorted(taken):
+        if lo - start >= size:
+            return start, start + size
+        start = max(start, hi)
+    return (start, start + size) if BUCKETS - start >= size else None
+
+
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two half-open ranges share a bucket."""
+    return a[0] < b[1] and b[0] < a[1]

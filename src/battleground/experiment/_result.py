@@ -28,16 +28,22 @@ COLUMNS = [
 class MonitorRow(VariantMetricRow):
     """One (metric, variant) row; ``cuped`` holds the CUPED-adjusted comparison when one was computed,
     ``post_stratified`` the comparison post-stratified by the experiment's declared user attributes
-    (method "post-stratified"); neither changes the decision."""
+    (method "post-stratified"), ``cupedpp`` the one regression-adjusted by several covariates (method
+    "cuped++", CUPED++) with ``cupedpp_variance_reduction`` = 1 − its variance / the plain one's; none
+    changes the decision."""
 
     cuped: VariantMetricRow | None = None
     post_stratified: VariantMetricRow | None = None
+    cupedpp: VariantMetricRow | None = None
+    cupedpp_variance_reduction: float | None = None
 
     @classmethod
     def of(cls, row: VariantMetricRow, cuped: VariantMetricRow | None = None,
-           post_stratified: VariantMetricRow | None = None) -> MonitorRow:
+           post_stratified: VariantMetricRow | None = None, cupedpp: VariantMetricRow | None = None,
+           cupedpp_variance_reduction: float | None = None) -> MonitorRow:
         base = {f.name: getattr(row, f.name) for f in fields(VariantMetricRow)}
-        return cls(**base, cuped=cuped, post_stratified=post_stratified)
+        return cls(**base, cuped=cuped, post_stratified=post_stratified, cupedpp=cupedpp,
+                   cupedpp_variance_reduction=cupedpp_variance_reduction)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class MonitorResult(Result):
         capping: (metric, how its values were winsorised) for each capped metric, e.g.
             ``("revenue", "capped at the 99.9th percentile")``: its rows compare capped values.
         post_stratify_by: the user attributes the rows' ``post_stratified`` comparisons stratify by.
+        cupedpp_covariates: the covariates of the rows' ``cupedpp`` comparisons (CUPED++).
     """
 
     experiment_id: int
@@ -88,6 +95,7 @@ class MonitorResult(Result):
     design: str = "fixed"
     capping: tuple[tuple[str, str], ...] = ()
     post_stratify_by: tuple[str, ...] = ()
+    cupedpp_covariates: tuple[str, ...] = ()
 
     @property
     def users(self) -> dict[str, int]:
@@ -114,6 +122,10 @@ class MonitorResult(Result):
     def has_post_stratified(self) -> bool:
         return any(r.post_stratified is not None for r in self.rows)
 
+    @property
+    def has_cupedpp(self) -> bool:
+        return any(r.cupedpp is not None for r in self.rows)
+
     def to_frame(self) -> pd.DataFrame:
         """The seed's DataFrame: one row per (metric, variant) with the columns of :data:`COLUMNS`."""
         return results_frame(self.experiment_id, self.rows, self.srm)
@@ -125,7 +137,7 @@ def cuped_row(row: VariantMetricRow, adjusted: Any, control_value: float, method
     ``adjusted`` is a relative-lift result with ``estimate``, ``ci_lower``, ``ci_upper`` and ``p_value``
     (e.g. :func:`battleground.stats.cuped_test` ``(relative=True)``); the absolute lift and its interval
     are the relative ones times ``|control_value|``, and the treatment value is the control value moved
-    by the adjusted lift. ``method`` labels the row ("cuped", "post-stratified").
+    by the adjusted lift. ``method`` labels the row ("cuped", "post-stratified", "cuped++").
     """
     from dataclasses import replace
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -82,7 +83,8 @@ class ExperimentSource(Protocol):
     # Optional (the default source has it): ``experiment_sums(info, start, end) -> ExperimentSums``, the
     # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
     # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
-    # (post-stratification; ``None`` when the source cannot group by them).
+    # (post-stratification; ``None`` when the source cannot group by them); and
+    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered).
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -117,13 +119,14 @@ class _Backend:
         self._given = store  # an event store given (e.g. a warehouse source) serves every experiment
         self._sources: dict[int, Any] = {}
         self._records: dict[int, ExperimentRecord] = {}
+        self._state: dict[int, int] | None = None  # events per experiment, read once per source (sums_key)
 
     @property
     def registry(self) -> Any:
         if self._registry is None:
             from battleground.experiment.register import Registry
 
-            self._registry = Registry(self.settings.registry_url)
+            self._registry = Registry(self.settings)
         return self._registry
 
     @property
@@ -190,6 +193,23 @@ class _Backend:
     ) -> dict[str, list[Any]]:
         return sums_by_metric(info, self.experiment_sums(info, start, end))
 
+    def sums_key(self, info: ExperimentInfo) -> Hashable | None:
+        """What the experiment's sums depend on besides the time window: the event store and the number
+        of events it holds for the experiment (:meth:`~battleground.storage.events.EventStore.experiment_counts`,
+        read once per source, so the reads of one page share it; the store is append-only with
+        de-duplication, so the number changes exactly when the experiment's events do), the metric
+        definitions, the variants and the exposure policy. Equal keys
+        mean equal sums, so a reader may cache on it; ``None`` when the events are read in place from a
+        registered source, whose changes this process cannot see."""
+        rec, defs = self._definitions(info)
+        store = self.store_for(rec.id)
+        if store is not self.store:
+            return None
+        if self._state is None:
+            self._state = store.experiment_counts()
+        return (store.url, self._state.get(rec.id, 0), rec.id, tuple(defs), rec.variant_names,
+                self.multiple_exposures)
+
     def strata_sums(
         self, info: ExperimentInfo, attributes: tuple[str, ...], start: dt.datetime | None, end: dt.datetime | None
     ) -> tuple[tuple[tuple[float | None, ...], ExperimentSums], ...] | None:
@@ -201,6 +221,19 @@ class _Backend:
             return None
         result: tuple[tuple[tuple[float | None, ...], ExperimentSums], ...] = store.strata_sums(
             rec.id, defs, attributes, start, end, rec.variant_names, multiple_exposures=self.multiple_exposures)
+        return result
+
+    def covariate_sums(
+        self, info: ExperimentInfo, attributes: tuple[str, ...], start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[Any, ...] | None:
+        """Per-arm sums of every metric with every covariate (CUPED++: the metrics' pre-period values and
+        the declared numeric ``attributes``); ``None`` when the event source cannot compute them."""
+        rec, defs = self._definitions(info)
+        store = self.store_for(rec.id)
+        if not defs or not hasattr(store, "covariate_sums"):
+            return None
+        result: tuple[Any, ...] = store.covariate_sums(rec.id, defs, attributes, start, end, rec.variant_names,
+                                                       multiple_exposures=self.multiple_exposures)
         return result
 
     def daily_experiment_sums(

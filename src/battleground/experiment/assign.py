@@ -11,11 +11,26 @@ exceeds ``u`` (variants in registry order). Because the variant uses the high bi
 low bits, raising the traffic only adds users and never moves anyone between variants. Integer ids are
 hashed as their decimal text (``7`` → ``"salt:7"``).
 
+Layers (mutually exclusive experiments) and holdouts split units into 10,000 buckets of a namespace:
+
+    g = XXH64(f"{namespace}:{user_id}".encode("utf-8"), seed=0)
+    b = ((g >> 32) * 10000) >> 32  # integer bucket in [0, 10000), i.e. floor(10000 * (g >> 32) / 2**32)
+
+An experiment in layer ``L`` (namespace ``f"layer:{L}"``) owning the half-open bucket range
+``[start, end)`` is seen only by units with ``start <= b < end``; the registry refuses two running
+experiments of one layer whose ranges overlap, so they never share a unit. A project's holdout
+(namespace: the holdout's salt) holds out the units with ``b < B`` (``B = fraction × 10000``) from every
+experiment started behind it. The checks run in order holdout → layer range → traffic → variant; the
+variant hash ``h`` above uses the experiment's own salt, so within its range the split is independent of
+the bucket. ``docs/ab-testing.md`` gives test vectors for other languages.
+
 Example:
     >>> assign_one(42, salt="checkout-2022", variants=["control", "treatment"], weights=[0.5, 0.5])
     'treatment'
     >>> bucket([42, 43], salt="checkout-2022").round(6).tolist()
     [0.882676, 0.366246]
+    >>> layer_buckets([42, "alice"], layer_namespace("checkout")).tolist()
+    [5374, 3931]
 
 :func:`assign_variants` does millions of ids per second (the XXH64 runs vectorised in NumPy, bit-for-bit
 equal to the ``xxhash`` package that :func:`assign_one` uses); :class:`Assigner` ties assignment to a
@@ -31,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from battleground.errors import ExperimentError
-from battleground.experiment._records import ExperimentRecord
+from battleground.experiment._records import BUCKETS, ExperimentRecord
 
 if TYPE_CHECKING:
     from battleground.experiment.events import IngestResult
@@ -44,6 +59,9 @@ __all__ = [
     "assign_variants",
     "bucket",
     "hash_ids",
+    "layer_bucket_one",
+    "layer_buckets",
+    "layer_namespace",
 ]
 
 
@@ -115,6 +133,30 @@ def bucket(user_ids: Any, salt: str) -> np.ndarray:
     return (hash_ids(user_ids, salt) >> np.uint64(32)).astype(np.float64) / _TWO32
 
 
+def layer_namespace(layer: str) -> str:
+    """The hash namespace of layer ``layer``: ``f"layer:{layer}"``."""
+    if not isinstance(layer, str) or not layer:
+        raise AssignmentError(f"a layer must be a non-empty string, got {layer!r}")
+    return f"layer:{layer}"
+
+
+def layer_buckets(user_ids: Any, namespace: str) -> np.ndarray:
+    """The bucket ``((XXH64(f"{namespace}:{id}") >> 32) * 10000) >> 32`` in [0, 10000) of every id (int64).
+
+    ``namespace`` is :func:`layer_namespace` of a layer, or a holdout's salt.
+    """
+    high = hash_ids(user_ids, namespace) >> np.uint64(32)
+    return ((high * np.uint64(BUCKETS)) >> np.uint64(32)).astype(np.int64)  # < 2**46: no overflow
+
+
+def layer_bucket_one(user_id: Any, namespace: str) -> int:
+    """The bucket of one id (the ``xxhash`` package; equal to :func:`layer_buckets`)."""
+    import xxhash
+
+    h = xxhash.xxh64_intdigest(_prefix(namespace) + _as_text(user_id).encode())
+    return ((h >> 32) * BUCKETS) >> 32
+
+
 def _check_weights(variants: Sequence[str], weights: Sequence[float], traffic: float) -> np.ndarray:
     if len(variants) != len(weights) or not variants:
         raise AssignmentError(
@@ -178,7 +220,12 @@ def assign_one(
 
 
 class Assigner:
-    """Assignment for one registered experiment (its salt, variants, weights and traffic).
+    """Assignment for one registered experiment: its holdout, layer range, traffic, variants and weights.
+
+    A unit gets no variant (``None``) when the experiment's holdout holds it out, when its layer bucket
+    is outside the experiment's range, or when it is outside the traffic; :meth:`exclusion` says which.
+    For a holdout (``kind == "holdout"``) every unit gets a variant: the control ("holdout") when its
+    bucket is in the held-out range, the other variant otherwise.
 
     Example:
         >>> from battleground.experiment._records import EndConditions, VariantRecord
@@ -186,12 +233,30 @@ class Assigner:
         ...     (VariantRecord("control", 0.5, True), VariantRecord("treatment", 0.5, False)), (), EndConditions())
         >>> Assigner(exp).assign(42)
         'treatment'
+        >>> from dataclasses import replace
+        >>> layered = replace(exp, layer="checkout", layer_range=(0, 5000))  # user 42 is in bucket 5374
+        >>> Assigner(layered).assign(42), Assigner(layered).exclusion(42)
+        (None, 'layer')
     """
 
     def __init__(self, experiment: ExperimentRecord) -> None:
         self.experiment = experiment
         self.variants = [v.name for v in experiment.variants]
         self.weights = [v.weight for v in experiment.variants]
+        # (reason, namespace, start, end, the unit is excluded when its bucket is inside [start, end))
+        self._gates: list[tuple[str, str, int, int, bool]] = []
+        if experiment.is_holdout:
+            if experiment.layer_range is None:
+                raise AssignmentError(f"holdout {experiment.name!r} has no held-out range")
+            return
+        if experiment.holdout is not None:
+            self._gates.append(("holdout", experiment.holdout.salt, 0, experiment.holdout.buckets, True))
+        if experiment.layer is not None:
+            if experiment.layer_range is None:
+                raise AssignmentError(f"experiment {experiment.name!r} is in layer {experiment.layer!r} "
+                                      "but owns no range of it")
+            start, end = experiment.layer_range
+            self._gates.append(("layer", layer_namespace(experiment.layer), start, end, False))
 
     @classmethod
     def from_registry(cls, registry: Any, key: Any) -> Assigner:
@@ -201,20 +266,66 @@ class Assigner:
         reg = registry if isinstance(registry, Registry) else Registry(registry)
         return cls(reg.get(key))
 
+    def _held_out_name(self) -> tuple[str, str]:
+        held = self.experiment.control
+        return held, next(v for v in self.variants if v != held)
+
+    def exclusion(self, user_id: Any) -> str | None:
+        """Why one unit gets no variant: "holdout", "layer" or "traffic"; ``None`` when it gets one."""
+        if self.experiment.is_holdout:
+            return None
+        for reason, namespace, start, end, inside_excludes in self._gates:
+            b = layer_bucket_one(user_id, namespace)
+            if (start <= b < end) == inside_excludes:
+                return reason
+        import xxhash
+
+        if self.experiment.traffic < 1.0:
+            h = xxhash.xxh64_intdigest(_prefix(self.experiment.salt) + _as_text(user_id).encode())
+            if (h & 0xFFFFFFFF) / _TWO32 >= self.experiment.traffic:
+                return "traffic"
+        return None
+
     def assign(self, user_id: Any) -> str | None:
-        """The variant of one user, or ``None`` when they are outside the experiment's traffic."""
+        """The variant of one user, or ``None`` when they are held out, outside the layer range or
+        outside the experiment's traffic."""
+        if self.experiment.is_holdout:
+            held, shipped = self._held_out_name()
+            start, end = self.experiment.layer_range or (0, 0)
+            return held if start <= layer_bucket_one(user_id, self.experiment.salt) < end else shipped
+        for _reason, namespace, start, end, inside_excludes in self._gates:
+            if (start <= layer_bucket_one(user_id, namespace) < end) == inside_excludes:
+                return None
         return assign_one(
             user_id, salt=self.experiment.salt, variants=self.variants, weights=self.weights,
             traffic=self.experiment.traffic,
         )
 
+    def eligible(self, user_ids: Any) -> np.ndarray:
+        """Whether each unit passes the holdout and layer-range checks (traffic aside), as booleans."""
+        mask: np.ndarray | None = None
+        for _reason, namespace, start, end, inside_excludes in self._gates:
+            b = layer_buckets(user_ids, namespace)
+            passes = ((b >= start) & (b < end)) != inside_excludes
+            mask = passes if mask is None else mask & passes
+        if mask is None:
+            return np.ones(len(hash_ids(user_ids, self.experiment.salt)), dtype=bool)
+        return mask
+
     def assign_many(self, user_ids: Any) -> np.ndarray:
-        """Variant names for many users (``None`` outside the traffic)."""
-        return assign_variants(
+        """Variant names for many users (``None`` where :meth:`assign` gives ``None``)."""
+        if self.experiment.is_holdout:
+            held, shipped = self._held_out_name()
+            start, end = self.experiment.layer_range or (0, 0)
+            b = layer_buckets(user_ids, self.experiment.salt)
+            return np.where((b >= start) & (b < end), held, shipped).astype(object)
+        out = assign_variants(
             user_ids, salt=self.experiment.salt, variants=self.variants, weights=self.weights,
             traffic=self.experiment.traffic,
         )
-
+        if self._gates:
+            out[~self.eligible(user_ids)] = None
+        return out
     def expose(
         self,
         store: EventStore,
@@ -227,8 +338,8 @@ class Assigner:
 
         The event id is ``exposure:<experiment id>:<user id>``, so exposing a user again adds nothing
         and the first exposure time is kept. ``at`` is one timestamp or one per user (default now, UTC);
-        ``covariates`` an optional pre-period value per user (for CUPED). Users outside the traffic get
-        no event. Returns the ingest result.
+        ``covariates`` an optional pre-period value per user (for CUPED). Users who get no variant
+        (held out, outside the layer range or the traffic) get no event. Returns the ingest result.
         """
         import pandas as pd
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from battleground._time import TimeInputError, parse_instant
+from battleground.experiment._cupac import CupacResult, FeatureLeakageError, cupac_covariate
 from battleground.experiment._decide import (
     DataQualityCheck,
     Decision,
@@ -69,15 +70,18 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "CupacResult",
     "EndConditionReport",
     "ExperimentInfo",
     "ExperimentSource",
+    "FeatureLeakageError",
     "Monitor",
     "MonitorResult",
     "MonitorRow",
     "OfflineAaResult",
     "VariantInfo",
     "check_experiments",
+    "cupac_covariate",
     "cuped_row",
     "offline_aa",
     "results_frame",
@@ -224,7 +228,8 @@ class Monitor:
         looks = days if info.sequential else ([(None, current)] if current else [])
         return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, looks),
                             power=self._power(info, current, now),
-                            post_stratified=self._post_stratified(info, start, end))
+                            post_stratified=self._post_stratified(info, start, end),
+                            cupedpp=self._cupedpp(info, start, end))
 
     def _post_stratified(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -242,6 +247,24 @@ class Monitor:
                                             control=info.control, alpha=self.alpha)
         return {(c.metric, c.variant): c.result for c in found}
 
+    def _cupedpp(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[tuple[str, str], Any]:
+        """(metric, variant) → its CUPED++ comparison (:mod:`battleground.experiment._cupedpp`), when the
+        experiment's metadata declares ``regression_adjustment`` and the source offers the sums."""
+        from battleground.experiment._cupedpp import cupedpp_comparisons, regression_adjustment
+
+        spec = regression_adjustment(info.metadata)
+        fetch = getattr(self.backend, "covariate_sums", None)
+        if spec is None or fetch is None:
+            return {}
+        arms = fetch(info, spec.attributes, start, end)
+        if not arms:
+            return {}
+        found = cupedpp_comparisons([(m.name, m.kind) for m in info.metrics], arms, control=info.control,
+                                    alpha=self.alpha, ridge=spec.ridge)
+        return {(c.metric, c.variant): c for c in found}
+
     def _result(
         self,
         info: ExperimentInfo,
@@ -254,6 +277,7 @@ class Monitor:
         ssrm: SequentialSrmResult | None = None,
         power: tuple[PowerRow, ...] = (),
         post_stratified: dict[tuple[str, str], Any] | None = None,
+        cupedpp: dict[tuple[str, str], Any] | None = None,
     ) -> MonitorResult:
         """The rule's decision on ``rows``; ``cuped`` maps (metric, variant) to its CUPED-adjusted
         relative comparison, shown beside the unadjusted row (it does not change the decision).
@@ -273,12 +297,23 @@ class Monitor:
                 return None
             return cuped_row(r, found[key], control_value[r.metric], method=method)
 
+        plus = cupedpp or {}
+        adjusted_pp = {k: c.adjusted for k, c in plus.items()}
+
+        def reduction(r: VariantMetricRow) -> float | None:
+            c = plus.get((r.metric, r.variant))
+            return None if c is None or r.metric not in control_value else c.variance_reduction
+
         out = tuple(MonitorRow.of(r, cuped=beside(adjusted, r, "cuped"),
-                                  post_stratified=beside(strat, r, "post-stratified")) for r in rows)
+                                  post_stratified=beside(strat, r, "post-stratified"),
+                                  cupedpp=beside(adjusted_pp, r, "cuped++"), cupedpp_variance_reduction=reduction(r))
+                    for r in rows)
+        used = tuple(dict.fromkeys(n for c in plus.values() for n in c.covariates))
         return MonitorResult(experiment_id=info.id, rows=out, srm=srm, data_quality=checks, decision=decision,
                              sequential_srm=ssrm, power=power, design=_design(info),
                              capping=tuple((m.name, m.capping) for m in info.metrics if m.capping),
-                             post_stratify_by=post_stratify_by(info.metadata) if strat else ())
+                             post_stratify_by=post_stratify_by(info.metadata) if strat else (),
+                             cupedpp_covariates=used)
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

@@ -217,7 +217,8 @@ def table_rows(result: MonitorResult) -> list[dict[str, Any]]:
 
     ``p_text`` is the raw p-value, ``padj_text`` the Holm p-value the decision used (success metrics);
     ``flag`` says what the rule read from the row; ``cuped`` the adjusted comparison, when there is one;
-    ``post_stratified`` the comparison post-stratified by the declared user attributes, when declared.
+    ``post_stratified`` the comparison post-stratified by the declared user attributes, when declared;
+    ``cupedpp`` the CUPED++ comparison (several covariates), its ``flag`` the variance reduction achieved.
     """
     table = []
     for r in result.rows:
@@ -248,8 +249,25 @@ def table_rows(result: MonitorResult) -> list[dict[str, Any]]:
                 **_comparison(r.post_stratified),
                 "value_text": fmt_num(r.post_stratified.value, r.kind, r.post_stratified.events),
             },
+            "cupedpp": None if r.cupedpp is None or r.is_control else {
+                **_comparison(r.cupedpp), "value_text": fmt_num(r.cupedpp.value, r.kind, r.cupedpp.events),
+                "flag": reduction_text(r.cupedpp_variance_reduction),
+            },
         })
     return table
+
+
+def reduction_text(reduction: float | None) -> str:
+    """The variance reduction of an adjusted row in words.
+
+    Example:
+        >>> reduction_text(0.4321), reduction_text(0.0), reduction_text(None)
+        ('adjusted, variance −43.2 %', 'adjusted, variance −0.0 %', 'adjusted')
+    """
+    if reduction is None or not math.isfinite(reduction):
+        return "adjusted"
+    return f"adjusted, variance −{100 * reduction:.1f} %" if reduction >= 0 else \
+        f"adjusted, variance +{-100 * reduction:.1f} %"
 
 
 def fmt_pct(x: float) -> str:
@@ -433,6 +451,7 @@ def render_report(
                       "clause": clause_text(v.clause)} for v in decision.variants],
         "data_quality": result.data_quality, "has_cuped": result.has_cuped,
         "post_stratify_by": ", ".join(result.post_stratify_by) if result.has_post_stratified else "",
+        "cupedpp_covariates": ", ".join(result.cupedpp_covariates) if result.has_cupedpp else "",
         "capping_note": result.capping_note,
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
         "charts": lift_charts(info, daily) if daily is not None else [],

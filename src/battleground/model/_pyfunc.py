@@ -1,4 +1,4 @@
-"""The MLflow pyfunc wrapper (imports MLflow, so it loads only when a model is logged or loaded)."""
+"""The MLflow pyfunc wrappers (imports MLflow, so it loads only when a model is logged or loaded)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ class ProbabilityModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> list[float]:
         return np.asarray(self.model.predict_proba(model_input))[:, 1].tolist()  # type: ignore[no-any-return]
+
+
+class PredictionModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+    """Wraps a fitted regressor (a :class:`~battleground.model.train.RegressionTrainer`, preprocessing
+    included); ``predict`` returns the predicted value of each row."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[float]:
+        return np.asarray(self.model.predict(model_input), dtype=np.float64).ravel().tolist()  # type: ignore[no-any-return]

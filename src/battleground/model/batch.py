@@ -165,11 +165,16 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def _output_table(batch: pa.RecordBatch, ids: Sequence[str], proba: np.ndarray, threshold: float) -> pa.Table:
+def _output_table(batch: pa.RecordBatch, ids: Sequence[str], proba: np.ndarray, threshold: float | None) -> pa.Table:
+    """The id columns and ``churn_probability``/``churn_label``; ``threshold=None`` (a regression
+    champion): the id columns and ``prediction``, the predicted values."""
     import numpy as np
     import pyarrow as pa
 
     cols = {c: batch.column(c) for c in ids}
+    if threshold is None:
+        cols["prediction"] = pa.array(np.asarray(proba, dtype=np.float64))
+        return pa.table(cols)
     cols["churn_probability"] = pa.array(np.asarray(proba, dtype=np.float64))
     cols["churn_label"] = pa.array((np.asarray(proba) >= threshold).astype(np.int64))  # the model's own threshold
     return pa.table(cols)
@@ -185,7 +190,8 @@ def batch_predict(
     id_columns: Sequence[str] = DEFAULT_ID_COLUMNS,
 ) -> BatchResult:
     """Score every row of ``input`` with ``champion``; write its id columns, ``churn_probability`` and
-    ``churn_label`` (at the model's threshold) to ``output`` in the input's row order.
+    ``churn_label`` (at the model's threshold) to ``output`` in the input's row order. A regression
+    champion (``champion.task == 'regression'``) writes the id columns and ``prediction`` instead.
 
     Args:
         champion: the loaded model (:func:`battleground.model.tracking.load_champion`).
@@ -216,10 +222,11 @@ def batch_predict(
     model = scoring_model(champion)
     writer = _Writer(dst)
     rows = chunks = 0
+    threshold = None if champion.task == "regression" else champion.threshold
 
     def emit(batch: pa.RecordBatch, proba: np.ndarray) -> None:
         nonlocal rows, chunks
-        writer.write(_output_table(batch, ids, proba, champion.threshold))
+        writer.write(_output_table(batch, ids, proba, threshold))
         rows += batch.num_rows
         chunks += 1
 
@@ -250,8 +257,9 @@ def batch_predict(
                     raise
         import pyarrow as pa
 
-        empty = pa.schema([*(_id_field(src, c) for c in ids), pa.field("churn_probability", pa.float64()),
-                           pa.field("churn_label", pa.int64())])
+        outputs = [pa.field("prediction", pa.float64())] if threshold is None else [
+            pa.field("churn_probability", pa.float64()), pa.field("churn_label", pa.int64())]
+        empty = pa.schema([*(_id_field(src, c) for c in ids), *outputs])
         writer.commit(empty)
     except BaseException:
         writer.discard()

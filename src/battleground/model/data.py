@@ -150,6 +150,16 @@ class CreateDataSet:
         return self._load(self.infer_dt, "test")
 
 
+def _strata(label: pd.Series) -> Any:
+    """What a stratified split balances: the label itself, or the deciles of a float label with more
+    than 20 distinct values (a regression target has no classes to keep in proportion)."""
+    import pandas as pd
+
+    if label.dtype.kind != "f" or label.nunique() <= 20:
+        return label
+    return pd.qcut(label.rank(method="first"), q=10, labels=False)
+
+
 def split_data(
     frame: pd.DataFrame,
     *,
@@ -162,7 +172,8 @@ def split_data(
 ) -> dict[str, pd.DataFrame]:
     """Split into train / valid / calib / test frames (seed ``002``'s ``split_data.py``).
 
-    ``method='stratified'`` keeps the class balance in every part; ``method='time'`` orders rows by
+    ``method='stratified'`` keeps the class balance in every part (a numeric target with many values, as
+    for regression, is stratified by its deciles); ``method='time'`` orders rows by
     ``time_column`` so the test part is the latest. ``fractions`` default to 0.6/0.2/0/0.2.
     ``group_column`` (e.g. ``char_id``) keeps every row of one entity in one part (stratified by the
     entity's highest label), so no entity is both trained on and tested on.
@@ -204,7 +215,7 @@ def split_data(
     remaining = 1.0
     for p in parts[:-1]:
         share = fr[p] / remaining
-        take, rest = train_test_split(rest, train_size=share, stratify=rest[label], random_state=seed)
+        take, rest = train_test_split(rest, train_size=share, stratify=_strata(rest[label]), random_state=seed)
         out[p] = take.reset_index(drop=True)
         remaining -= fr[p]
     out[parts[-1]] = rest.reset_index(drop=True)

@@ -5,8 +5,11 @@ Every path that trains (``battleground model evaluate``, the Kedro pipelines, ``
 calls :func:`champion_gate`. The gate scores the candidate and the current champion on the same
 held-out rows and promotes the candidate only when
 
-1. its score on the comparison metric is at least ``threshold`` (``deployment_score_thresh``), and
-2. it beats the current champion by more than ``margin`` on those rows (a tie keeps the incumbent).
+1. its score on the comparison metric clears ``threshold`` (``deployment_score_thresh``): at least the
+   threshold for a higher-is-better metric (ROC AUC, F-beta, R²), at most it for a lower-is-better one
+   (rmse, mae, log_loss, brier: the threshold is then a maximum), and
+2. it beats the current champion by more than ``margin`` on those rows in the metric's own direction
+   (a tie keeps the incumbent).
 
 The paired bootstrap CI of the difference is computed and recorded with every decision. A refused
 candidate stays registered, tagged with the reason. A promotion records the sha256 digest of the
@@ -87,6 +90,14 @@ class GateDecision:
     digest: str | None
     at: float
     experiment: str | None = None  # the A/B test (registry id) that drove the decision, when one did
+    higher_is_better: bool = True  # False for rmse, mae, log_loss, brier: threshold a maximum, Δ < -margin wins
+
+    @property
+    def below_threshold(self) -> bool:
+        """Whether the candidate failed ``deployment_score_thresh`` (in the metric's direction)."""
+        if self.higher_is_better:
+            return self.candidate_score < self.threshold
+        return self.candidate_score > self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +110,8 @@ class GateDecision:
             vs = (f"; vs champion v{self.champion_version} {self.champion_score:.4f}: Δ {self.delta:+.4f} "
                   f"(95% paired bootstrap CI {self.ci_low:+.4f} … {self.ci_high:+.4f})")
         ab = f" (A/B test {self.experiment})" if self.experiment else ""
-        return (f"{self.name} v{self.version} {verb}{ab}: {self.metric} {self.candidate_score:.4f} on "
+        way = "" if self.higher_is_better else " (lower is better)"
+        return (f"{self.name} v{self.version} {verb}{ab}: {self.metric}{way} {self.candidate_score:.4f} on "
                 f"{self.n_holdout} held-out rows{vs}. {self.reason}")
 
 
@@ -199,12 +211,16 @@ def paired_bootstrap(y: Any, p_new: Any, p_old: Any, metric: str, *, beta: float
                      thresholds: tuple[float, float] = (0.5, 0.5)) -> tuple[float, float, float]:
     """(Δ, low, high): ``metric(new) - metric(old)`` on all rows, and its paired bootstrap percentile CI.
 
-    Both models are scored on the same resampled rows; a resample with one class only is skipped.
-    ``thresholds`` (new, old) are each model's own label threshold, used by F-beta.
+    Both models are scored on the same resampled rows; for a classification metric a resample with one
+    class only is skipped. ``thresholds`` (new, old) are each model's own label threshold, used by F-beta.
+    For rmse, mae and r2 ``y`` holds the targets and ``p_new``/``p_old`` the predicted values. Δ is the raw
+    difference: for a lower-is-better metric a better candidate has Δ < 0.
     """
     from scipy.stats import rankdata
 
-    from battleground.model.train import score
+    from battleground.model.train import metric_task, score
+
+    regression = metric_task(metric) == "regression"
 
     def one(yy: np.ndarray, p: np.ndarray, thr: float) -> float:
         if metric not in ("roc_auc", "validation_score"):
@@ -214,7 +230,7 @@ def paired_bootstrap(y: Any, p_new: Any, p_old: Any, metric: str, *, beta: float
         n_pos = int(pos.sum())
         return float((rankdata(p)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (yy.size - n_pos)))
 
-    yy = np.asarray(y).astype(int)
+    yy = np.asarray(y, dtype=float) if regression else np.asarray(y).astype(int)
     a, b = np.asarray(p_new, dtype=float), np.asarray(p_old, dtype=float)
     t_new, t_old = thresholds
     delta = score(metric, yy, a, beta=beta, threshold=t_new) - score(metric, yy, b, beta=beta, threshold=t_old)
@@ -222,7 +238,7 @@ def paired_bootstrap(y: Any, p_new: Any, p_old: Any, metric: str, *, beta: float
     draws: list[float] = []
     for _ in range(int(n_boot)):
         idx = rng.integers(0, yy.size, yy.size)
-        if yy[idx].min() == yy[idx].max():
+        if not regression and yy[idx].min() == yy[idx].max():
             continue
         draws.append(one(yy[idx], a[idx], t_new) - one(yy[idx], b[idx], t_old))
     if not draws:
@@ -295,6 +311,10 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
     move ``@champion`` to the candidate only if it clears ``threshold`` and beats the champion by more
     than ``margin``. The decision is tagged on the version and appended to the history either way.
 
+    The metric's direction decides both rules: for rmse, mae, log_loss and brier (lower is better)
+    ``threshold`` is a maximum and the candidate must lower the champion's value by more than ``margin``;
+    for rmse, mae and r2 ``y_holdout`` holds the targets and the models predict values.
+
     ``override`` (a reason, e.g. ``"rollback: v5 mis-scores new players"``) promotes a version the
     rules would refuse, such as a rollback; it is scored, recorded and signed like any promotion.
 
@@ -305,13 +325,20 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
     import mlflow.pyfunc
 
     from battleground.model.tracking import _mlflow
-    from battleground.model.train import score
+    from battleground.model.train import higher_is_better, metric_task, score
 
     experiment = _experiment_ref(experiment_id)
     if not np.isfinite(threshold) or not np.isfinite(margin) or margin < 0:
         raise ModelError(f"threshold={threshold!r} must be finite and margin={margin!r} finite and >= 0")
-    y = np.asarray(y_holdout).astype(int)
-    if y.size == 0 or y.min() == y.max():
+    higher = higher_is_better(metric)
+    if metric_task(metric) == "regression":
+        y = np.asarray(y_holdout, dtype=float)
+        if y.size == 0 or not np.isfinite(y).all():
+            raise ModelError(f"the held-out targets must be non-empty and finite to score a candidate on {metric}, "
+                             f"got {y.size} rows ({int((~np.isfinite(y)).sum())} not finite); drop missing targets")
+    else:
+        y = np.asarray(y_holdout).astype(int)
+    if metric_task(metric) == "classification" and (y.size == 0 or y.min() == y.max()):
         raise ModelError(f"the held-out rows need both classes to score a candidate, got {np.unique(y).tolist()}; "
                          "give the split a larger test share")
     ml = _mlflow(settings)
@@ -340,22 +367,28 @@ def champion_gate(settings: Settings, name: str, version: str, X_holdout: Any, y
         promoted, reason = True, f"override: {override}"
     elif champ_version == version:
         promoted, reason = False, f"v{version} already holds @champion"
-    elif cand_score < threshold:
-        promoted, reason = False, (f"{metric} {cand_score:.4f} is below deployment_score_thresh {threshold:.4f}")
-    elif delta is not None and not delta > margin:
+    elif cand_score < threshold if higher else cand_score > threshold:
+        promoted, reason = False, (
+            f"{metric} {cand_score:.4f} is below deployment_score_thresh {threshold:.4f}" if higher else
+            f"{metric} {cand_score:.4f} is above deployment_score_thresh {threshold:.4f} (the most {metric} "
+            "allowed: lower is better)")
+    elif delta is not None and not (delta if higher else -delta) > margin:
         promoted, reason = False, (f"{metric} {cand_score:.4f} does not beat champion v{champ_version} "
-                                   f"({champ_score:.4f}) by more than champion_margin {margin:.4f}")
+                                   f"({champ_score:.4f}) by more than champion_margin {margin:.4f}"
+                                   + ("" if higher else " (lower is better)"))
     else:
         promoted = True
-        reason = (f"clears deployment_score_thresh {threshold:.4f}" +
-                  ("" if delta is None else f" and beats champion v{champ_version} by {delta:+.4f} > {margin:.4f}")
+        beat = "" if delta is None else (f" and beats champion v{champ_version} by {delta:+.4f} > {margin:.4f}"
+                                         if higher else f" and beats champion v{champ_version}: {metric} lower by "
+                                         f"{-delta:.4f} > {margin:.4f}")
+        reason = (f"clears deployment_score_thresh {threshold:.4f}" + beat
                   + ("" if champ_version is None or delta is not None else
                      f"; the previous champion v{champ_version} was not trusted or not comparable"))
     decision = GateDecision(
         name=name, version=version, source=source, metric=metric, candidate_score=cand_score, threshold=threshold,
         margin=margin, champion_version=champ_version, champion_score=champ_score, delta=delta, ci_low=lo,
         ci_high=hi, n_holdout=int(y.size), promoted=promoted, reason=reason, digest=digest if promoted else None,
-        at=time.time(), experiment=experiment)
+        at=time.time(), experiment=experiment, higher_is_better=higher)
     tags = {TAG_STATUS: "promoted" if promoted else "refused", TAG_REASON: reason[:4900],
             "battleground.gate.decision": json.dumps(decision.to_dict())[:4900]}
     if experiment is not None:

@@ -1,6 +1,7 @@
 """Serve the ``champion`` of a registered MLflow model over HTTP (FastAPI).
 
-Endpoints: ``POST /predict`` (one record or a list of records → P(churn)), ``POST /predict/batch``
+Endpoints: ``POST /predict`` (one record or a list of records → P(churn), or for a regression
+champion the predicted values, with no labels), ``POST /predict/batch``
 (``{"records": [...]}``), ``GET /health``, ``GET /model`` and ``POST /admin/reload``.
 
 Champion swaps: a background thread polls the alias every ``poll_seconds``; when the version behind
@@ -138,13 +139,14 @@ def scoring_model(champion: "Champion") -> Any:
     ``predict_proba`` skips pyfunc's per-call schema enforcement), else the pyfunc model itself."""
     inner = getattr(getattr(champion.model, "_model_impl", None), "python_model", None)
     fitted = getattr(inner, "model", None)
-    if fitted is not None and hasattr(fitted, "predict_proba"):
-        return fitted
+    if fitted is not None and (hasattr(fitted, "predict_proba") or champion.task == "regression"):
+        return fitted  # a RegressionTrainer's predict returns the values themselves
     return inner if inner is not None else champion.model
 
 
 def score_frame(model: Any, frame: Any) -> Any:
-    """P(class 1) per row of ``frame`` (a float array) from a :func:`scoring_model`."""
+    """P(class 1) per row of ``frame`` (a float array) from a :func:`scoring_model`; for a regressor the
+    predicted values."""
     import numpy as np
 
     if hasattr(model, "predict_proba"):  # our ProbabilityModel's pipeline: P(class 1)
@@ -264,6 +266,9 @@ def create_app(
         champ = holder.champion  # one read: the whole request uses the same model
         rows = [r.model_dump() for r in records]
         proba = predict_frame(champ, rows)
+        if champ.task == "regression":  # numbers, not probabilities: no label, no threshold
+            return JSONResponse({"predictions": proba, "task": "regression", "model": champ.name,
+                                 "version": champ.version, "unseen_categories": unseen_categories(champ, rows)})
         return JSONResponse({"predictions": proba, "labels": [int(p >= champ.threshold) for p in proba],
                              "threshold": champ.threshold, "model": champ.name, "version": champ.version,
                              "unseen_categories": unseen_categories(champ, rows)})
@@ -288,7 +293,8 @@ def create_app(
         return {"name": champ.name, "version": champ.version, "alias": champ.alias, "run_id": champ.run_id,
                 "model_type": champ.model_type, "metrics": dict(champ.metrics),
                 "features": [{"name": n, "dtype": t} for n, t in champ.input_schema], "swaps": holder.swaps,
-                "sha256": champ.digest, "threshold": champ.threshold, "refused_loads": list(holder.refusals)}
+                "sha256": champ.digest, "threshold": None if champ.task == "regression" else champ.threshold,
+                "task": champ.task, "refused_loads": list(holder.refusals)}
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         # the gate below refuses first; this keeps the route safe if it is mounted elsewhere

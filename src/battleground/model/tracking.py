@@ -8,6 +8,7 @@ MLflow is imported inside the functions: it takes seconds to import.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -85,6 +86,11 @@ class TrainingConfig:
     ``data`` keys: ``input`` (a features Parquet/CSV; empty → synthetic churn data), ``synthetic``
     (``n_characters``, ``seed``, ``variant``, ``cutoffs``), ``label``, ``split_method``
     (``stratified``/``time``), ``fractions``, ``time_column``, ``splits_dir``, ``artifacts_dir``.
+
+    ``task: regression`` trains regressors (``LGBMRegressor``/``lightgbm``, ``XGBRegressor``,
+    ``Ridge``/``linear``, ``RandomForestRegressor``) on a numeric ``data.label``: ``comparison_metric``
+    is ``rmse`` (default), ``mae`` or ``r2``, and ``deployment_score_thresh`` must be given (for rmse and
+    mae it is the largest error the champion may have). ``class_weight``/``calibration`` do not apply.
     """
 
     supported_models: tuple[str, ...] = ("LGBMClassifier", "LogisticRegression")
@@ -105,12 +111,11 @@ class TrainingConfig:
     voting_top_k: int = 0
     class_weight: str | None = "balanced"
     calibration: str | None = "auto"
+    task: str = "classification"
     data: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingConfig:
-        import difflib
-
         from battleground._suggest import suggest
 
         if not isinstance(raw, Mapping):
@@ -123,7 +128,7 @@ class TrainingConfig:
                                   "valid sections: ['train', 'data']")
         else:
             odd = [k for k in raw if k not in valid]
-            sections = [k for k in odd if difflib.get_close_matches(str(k), ["train"], n=1, cutoff=0.6)]
+            sections = [k for k in odd if suggest(str(k), ["train"])]
             if sections:
                 raise ConfigError(f"unknown top-level section {sections[0]!r} (did you mean 'train'?); "
                                   "valid sections: ['train', 'data']")
@@ -162,6 +167,7 @@ class TrainingConfig:
                     check_params(kind, list(space), where=f"search_space.{kind}")
             except ValueError as exc:
                 raise ConfigError(f"search_space: {exc}") from None
+        _check_task(body)
         numbers = {"max_search_iters": int, "n_workers": int, "voting_top_k": int, "fbeta_score_beta_val": float,
                    "deployment_score_thresh": float, "champion_margin": float, "model_opt_timeout_secs": float, "seed": int}
         for key, typ in numbers.items():
@@ -183,7 +189,9 @@ class TrainingConfig:
             raise ConfigError(f"n_workers={body['n_workers']!r} must be >= 1")
         if not float(body.get("fbeta_score_beta_val", 0.5)) > 0:
             raise ConfigError(f"fbeta_score_beta_val={body['fbeta_score_beta_val']!r} must be > 0")
-        metrics = ("fbeta_score", "roc_auc", "pr_auc", "validation_score")
+        metrics: tuple[str, ...] = ("fbeta_score", "roc_auc", "pr_auc", "validation_score", "log_loss", "brier")
+        if body.get("task", "classification") == "regression":
+            metrics = ("rmse", "mae", "r2")
         if body.get("comparison_metric", "fbeta_score") not in metrics:
             raise ConfigError(f"comparison_metric={body['comparison_metric']!r} is unknown; valid: {list(metrics)}")
         if int(body.get("max_search_iters", 1)) < 0:
@@ -251,6 +259,8 @@ class TrainingConfig:
     def calibration_method(self) -> str | None:
         """``calibration`` resolved: ``auto`` calibrates (sigmoid) exactly when classes are re-weighted,
         since balanced weights inflate P(class 1) far above the base rate."""
+        if self.task == "regression":
+            return None
         if self.calibration == "auto":
             return "sigmoid" if self.class_weight == "balanced" else None
         return self.calibration
@@ -270,6 +280,41 @@ class TrainingConfig:
         """Our metric name for the comparison metric."""
         return {"fbeta_score": "fbeta", "validation_score": "roc_auc"}.get(self.comparison_metric,
                                                                             self.comparison_metric)
+
+
+_REGRESSION_DEFAULT_MODELS = ("LGBMRegressor", "Ridge")
+
+
+def _check_task(body: dict[str, Any]) -> None:
+    """``task`` and what it implies, checked (and defaults filled) in the raw config ``body``."""
+    from battleground.model.train import REGRESSORS, canonical_model
+
+    task = body.get("task", "classification")
+    if task not in ("classification", "regression"):
+        raise ConfigError(f"task={task!r} is unknown; valid: ['classification', 'regression']")
+    if task != "regression":
+        for key in ("supported_models", "tuned_models"):
+            linear = [m for m in body.get(key) or () if canonical_model(m) == "linear"]
+            if linear:
+                raise ConfigError(f"{key}: {linear[0]!r} is a regressor; set task: regression for a numeric target, "
+                                  "or use LogisticRegression")
+        return
+    body.setdefault("supported_models", _REGRESSION_DEFAULT_MODELS)
+    body.setdefault("comparison_metric", "rmse")
+    for key in ("supported_models", "tuned_models"):
+        wrong = [m for m in body.get(key) or () if canonical_model(m) not in REGRESSORS]
+        if wrong:
+            raise ConfigError(f"{key}: {wrong[0]!r} is not a regressor (task: regression); valid: "
+                              "['LGBMRegressor', 'XGBRegressor', 'Ridge', 'RandomForestRegressor'] or "
+                              f"{list(REGRESSORS)}")
+    if "deployment_score_thresh" not in body:
+        raise ConfigError("task: regression needs deployment_score_thresh on the comparison metric's own scale "
+                          f"(for {body['comparison_metric']}: the "
+                          + ("largest error the champion may have, e.g. 3.5)" if body["comparison_metric"] != "r2"
+                             else "smallest R² the champion must reach, e.g. 0.5)"))
+    if int(body.get("voting_top_k", 0) or 0) >= 2:
+        raise ConfigError(f"voting_top_k={body['voting_top_k']!r}: the soft-voting ensemble is for classification; "
+                          "set voting_top_k: 0 with task: regression")
 
 
 def _search_space(cfg: TrainingConfig) -> dict[str, dict[str, Any]]:
@@ -382,7 +427,8 @@ def data_hash(X: pd.DataFrame, y: Any = None) -> str:
     h.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
     h.update(",".join(map(str, X.columns)).encode())
     if y is not None:
-        h.update(np.asarray(y).astype(np.int64).tobytes())
+        arr = np.asarray(y)  # labels as integers (as always); numeric targets keep their fractions
+        h.update((arr.astype(np.float64) if arr.dtype.kind == "f" else arr.astype(np.int64)).tobytes())
     return h.hexdigest()
 
 
@@ -522,20 +568,28 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.models import infer_signature
 
-    from battleground.model.eval import EvalClassifierModel
+    from battleground.model.eval import EvalClassifierModel, EvalRegressorModel
 
     with warnings.catch_warnings():  # MLflow nags about type hints when the class is defined
         warnings.simplefilter("ignore")
-        from battleground.model._pyfunc import ProbabilityModel
+        from battleground.model._pyfunc import PredictionModel, ProbabilityModel
+
+    from battleground.model.train import predict_scores, score
 
     client = mlflow.MlflowClient()
-    proba = trainer.predict_proba(X_valid)[:, 1]
-    report = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_valid)
-    metrics = {f"valid_{k}": v for k, v in report.metrics().items()}
-    from battleground.model.train import score
-
-    # F-beta is scored at the threshold tuned on validation (the one stored with the model), not at 0.5
-    valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val, threshold=report.best_threshold)
+    regression = cfg.task == "regression"
+    proba = predict_scores(trainer, X_valid)  # P(class 1), or the predicted values of a regressor
+    best_threshold: float | None = None
+    if regression:
+        reg = EvalRegressorModel().calculate(proba, y_valid)
+        metrics = {f"valid_{k}": float(v) for k, v in dataclasses.asdict(reg).items()}
+        valid_score = score(cfg.metric, y_valid, proba)
+    else:
+        report = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_valid)
+        metrics = {f"valid_{k}": v for k, v in report.metrics().items()}
+        best_threshold = float(report.best_threshold)
+        # F-beta is scored at the threshold tuned on validation (the one stored with the model), not at 0.5
+        valid_score = score(cfg.metric, y_valid, proba, beta=cfg.fbeta_score_beta_val, threshold=best_threshold)
     metrics["validation_score"] = valid_score
     with mlflow.start_run(run_name=f"{kind}-{batch_id}") as run:
         now = int(time.time() * 1000)
@@ -544,8 +598,10 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
             "workspace_name": cfg.workspace_name, "seed": str(seed), "data_hash": data_hash(X_train, y_train),
             "git_revision": git_revision(), "comparison_metric": cfg.comparison_metric,
             "input_schema": json.dumps([[c, str(X_train[c].dtype)] for c in X_train.columns]),
-            "decision_threshold": repr(float(report.best_threshold)),
+            "task": cfg.task,
         }
+        if best_threshold is not None:
+            tags["decision_threshold"] = repr(best_threshold)
         plist = {**{k: str(v) for k, v in params.items()}, "seed": str(seed), "model_type": kind}
         mvals = {**metrics, **system_metrics(), "fit_seconds": float(getattr(trainer, "fit_seconds_", 0.0))}
         # one batched call instead of one request per value
@@ -567,9 +623,9 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
         sample = X_train.head(20)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            signature = infer_signature(sample, trainer.predict_proba(sample)[:, 1])
-            info = mlflow.pyfunc.log_model(name="model", python_model=ProbabilityModel(trainer),
-                                           signature=signature)
+            signature = infer_signature(sample, predict_scores(trainer, sample))
+            wrapper = PredictionModel(trainer) if regression else ProbabilityModel(trainer)
+            info = mlflow.pyfunc.log_model(name="model", python_model=wrapper, signature=signature)
         client.set_tag(run.info.run_id, "model_uri", info.model_uri)
     return ModelRun(model=kind, run_id=run.info.run_id, model_uri=info.model_uri, valid_score=valid_score,
                     metrics=metrics)
@@ -580,7 +636,13 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
     """``make train``: tune each supported model on train/valid, log trials and models to MLflow,
     write ``study_<model>.csv`` files into ``artifacts_dir``."""
     from battleground.model.data import read_splits
-    from battleground.model.train import Trainer, canonical_model, leaderboard, top_k_voting, tune
+    from battleground.model.train import (
+        canonical_model,
+        leaderboard,
+        make_trainer,
+        top_k_voting,
+        tune,
+    )
 
     cfg = _as_config(config)
     settings = settings or Settings.from_env()
@@ -608,19 +670,19 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
                           n_workers=cfg.n_workers, storage=settings.optuna_storage,
                           study_name=f"{cfg.project_name}-{kind}-{batch_id}", metric=cfg.metric,
                           beta=cfg.fbeta_score_beta_val, seed=seed, output_dir=cfg.artifacts_dir / batch_id,
-                          class_weight=cfg.class_weight, calibration=cfg.calibration_method)
+                          class_weight=cfg.class_weight, calibration=cfg.calibration_method, task=cfg.task)
             trainer, params = result.trainer, result.best_params
         else:
             result = None
-            trainer = Trainer(kind, random_state=seed, class_weight=cfg.class_weight,
-                              calibration=cfg.calibration_method).fit(X_train, y_train)
+            trainer = make_trainer(cfg.task, kind, random_state=seed, class_weight=cfg.class_weight,
+                                   calibration=cfg.calibration_method).fit(X_train, y_train)
             params = {}
         fitted[kind] = trainer
         best_params[kind] = dict(params)
         runs.append(_log_model_run(mlflow, kind=kind, trainer=trainer, X_train=X_train, y_train=y_train,
                                    X_valid=X_valid, y_valid=y_valid, cfg=cfg, seed=seed, batch_id=batch_id,
                                    params=params, tune_result=result))
-    if "voting" in kinds or cfg.voting_top_k >= 2:
+    if ("voting" in kinds or cfg.voting_top_k >= 2) and cfg.task == "classification":
         k = cfg.voting_top_k if cfg.voting_top_k >= 2 else min(3, len(fitted))
         board = leaderboard(X_train, y_train, X_valid, y_valid, models=list(fitted), params=best_params,
                             metric=cfg.metric, beta=cfg.fbeta_score_beta_val, seed=seed)
@@ -629,7 +691,10 @@ def train_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path,
         runs.append(_log_model_run(mlflow, kind="voting", trainer=voter, X_train=X_train, y_train=y_train,
                                    X_valid=X_valid, y_valid=y_valid, cfg=cfg, seed=seed, batch_id=batch_id,
                                    params={"voting_models": ",".join(voter.voting_models)}))
-    runs.sort(key=lambda r: -r.valid_score)
+    from battleground.model.train import higher_is_better
+
+    sign = -1.0 if higher_is_better(cfg.metric) else 1.0
+    runs.sort(key=lambda r: sign * r.valid_score)
     return TrainResult(experiment=cfg.project_name, batch_id=batch_id, seed=seed, runs=tuple(runs), trainers=fitted)
 
 
@@ -665,12 +730,16 @@ class ModelSelector:
             raise ModelNotFoundError(f"experiment {self.project_name!r} has no model runs; run `battleground model train`")
         batch = runs[0].data.tags.get("battleground.batch")
         latest = [r for r in runs if r.data.tags.get("battleground.batch") == batch]
-        key = {"fbeta_score": "valid_fbeta", "roc_auc": "valid_roc_auc", "pr_auc": "valid_pr_auc"}.get(
-            self.comparison_metric, self.comparison_metric)
+        from battleground.model.train import METRICS, higher_is_better
+
+        ours = {"fbeta_score": "fbeta"}.get(self.comparison_metric, self.comparison_metric)
+        key = f"valid_{ours}" if ours in METRICS else self.comparison_metric
         scored = [r for r in latest if key in r.data.metrics]
         if not scored:
             raise ModelNotFoundError(f"no run logged metric {key!r}; valid: {sorted(latest[0].data.metrics)}")
-        best = max(scored, key=lambda r: r.data.metrics[key])
+        # rmse, mae, log_loss, brier: the smallest is the best
+        pick = max if key == "validation_score" or higher_is_better(ours) else min
+        best = pick(scored, key=lambda r: r.data.metrics[key])
         return best.data.tags.get("model_type", "model"), best.info.run_id
 
 
@@ -691,6 +760,7 @@ class Champion:
     input_schema: tuple[tuple[str, str], ...]
     digest: str = ""
     threshold: float = 0.5  # P(churn) at or above which the class label is 1 (tuned on validation)
+    task: str = "classification"  # "regression": ``model.predict`` returns values, there is no label
 
     @property
     def feature_names(self) -> list[str]:
@@ -739,8 +809,7 @@ def gate_run_model(settings: Settings, cfg: TrainingConfig, model_uri: str, X_ho
                              beta=cfg.fbeta_score_beta_val, source=source, seed=cfg.seed or 0,
                              experiment_id=experiment_id)
     if strict and not decision.promoted:
-        below = decision.candidate_score < decision.threshold
-        raise (ChampionThresholdError if below else ChampionRefusedError)(decision)
+        raise (ChampionThresholdError if decision.below_threshold else ChampionRefusedError)(decision)
     return decision
 
 
@@ -778,11 +847,26 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     model_uri = client.get_run(run_id).data.tags.get("model_uri", f"runs:/{run_id}/model")
     model = mlflow.pyfunc.load_model(model_uri)
     proba = np.asarray(model.predict(X_test), dtype=float)
-    report = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_test)
     test_score = score(cfg.metric, y_test, proba, beta=cfg.fbeta_score_beta_val)
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(f"test_{k}", float(v), now, 0) for k, v in report.metrics().items()]
+    if cfg.task == "regression":
+        from battleground.model.eval import EvalRegressorModel
+
+        test_metrics = {k: float(v) for k, v in
+                        dataclasses.asdict(EvalRegressorModel().calculate(proba, y_test)).items()}
+    else:
+        test_metrics = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_test).metrics()
+    client.log_batch(run_id, metrics=[Metric(f"test_{k}", float(v), now, 0) for k, v in test_metrics.items()]
                      + [Metric("test_score", test_score, now, 0)])
+    valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
+    if cfg.task == "regression":  # the classification plots and card do not apply: the gate decides alone
+        decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
+                                  tags={"model_type": model_type, "run_id": run_id}, strict=strict,
+                                  experiment_id=experiment_id)
+        return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric,
+                              valid_score=valid_score, test_score=test_score, threshold=cfg.deployment_score_thresh,
+                              test_metrics=test_metrics, registered=True, name=cfg.registered_model_name,
+                              version=decision.version, decision=decision)
     from battleground.model.artifacts import ModelCard, log_evaluation_artifacts
 
     run_tags = client.get_run(run_id).data.tags
@@ -792,13 +876,12 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     log_evaluation_artifacts(client, run_id, model, X_test, y_test, card=card, beta=cfg.fbeta_score_beta_val,
                              threshold=float(run_tags.get("decision_threshold", 0.5)), seed=cfg.seed or 0,
                              folder=plots_dir)
-    valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
     decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
                               tags={"model_type": model_type, "run_id": run_id}, strict=strict,
                               experiment_id=experiment_id)
     return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric, valid_score=valid_score,
                           test_score=test_score, threshold=cfg.deployment_score_thresh,
-                          test_metrics=report.metrics(), registered=True, name=cfg.registered_model_name,
+                          test_metrics=test_metrics, registered=True, name=cfg.registered_model_name,
                           version=decision.version, decision=decision)
 
 
@@ -851,7 +934,8 @@ def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEF
     return Champion(model=model, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id,
                     model_type=run.data.tags.get("model_type", ""), metrics=dict(run.data.metrics),
                     input_schema=schema, digest=str(mv.tags.get("battleground.gate.digest", "")),
-                    threshold=float(run.data.tags.get("decision_threshold", 0.5)))
+                    threshold=float(run.data.tags.get("decision_threshold", 0.5)),
+                    task=run.data.tags.get("task", "classification"))
 
 
 class TrainingOrchestrator:
@@ -902,7 +986,7 @@ class TrainingOrchestrator:
                       timeout=cfg.model_opt_timeout_secs, metric=cfg.metric, beta=cfg.fbeta_score_beta_val,
                       seed=seed, output_dir=cfg.artifacts_dir / batch_id, storage=settings.optuna_storage,
                       study_name=f"{cfg.project_name}-{kind}-{batch_id}", n_workers=cfg.n_workers,
-                      class_weight=cfg.class_weight, calibration=cfg.calibration_method)
+                      class_weight=cfg.class_weight, calibration=cfg.calibration_method, task=cfg.task)
         mlflow = _mlflow(settings)
         use_experiment(mlflow, cfg.project_name, settings)
         run = _log_model_run(mlflow, kind=kind, trainer=result.trainer, X_train=self.train_features,

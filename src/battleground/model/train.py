@@ -17,10 +17,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from battleground._suggest import suggest
 from battleground.model.data import ModelInputError, categorical_columns
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SEARCH_SPACES",
     "MODELS",
+    "REGRESSORS",
     "LeaderboardResult",
+    "RegressionTrainer",
     "Trainer",
     "TuneResult",
     "TuningWorkers",
@@ -43,9 +45,15 @@ __all__ = [
     "tune",
 ]
 
-MODELS = ("lightgbm", "xgboost", "logistic", "random_forest", "voting")
+MODELS = ("lightgbm", "xgboost", "logistic", "random_forest", "voting", "linear")
 TUNABLE = ("lightgbm", "xgboost", "logistic", "random_forest")
-METRICS = ("roc_auc", "pr_auc", "fbeta", "neg_log_loss")
+REGRESSORS = ("lightgbm", "xgboost", "linear", "random_forest")  # RegressionTrainer's models (linear: Ridge)
+TASKS = ("classification", "regression")
+CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "fbeta", "neg_log_loss", "log_loss", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+# metrics where a smaller value is the better model: the gate, tuning and every ranking turn these around
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 # seed 002 names its models by class; accept those too
 ALIASES = {
     "LGBMClassifier": "lightgbm",
@@ -53,6 +61,11 @@ ALIASES = {
     "LogisticRegression": "logistic",
     "RandomForestClassifier": "random_forest",
     "VotingClassifier": "voting",
+    "LGBMRegressor": "lightgbm",
+    "XGBRegressor": "xgboost",
+    "Ridge": "linear",
+    "LinearRegression": "linear",
+    "RandomForestRegressor": "random_forest",
 }
 
 DEFAULT_SEARCH_SPACES = """\
@@ -72,6 +85,8 @@ xgboost:
   reg_lambda: [0.001, 10.0, log]
 logistic:
   C: [0.001, 100.0, log]
+linear:
+  alpha: [0.001, 100.0, log]
 random_forest:
   n_estimators: [50, 300]
   max_depth: [3, 20]
@@ -92,11 +107,21 @@ def canonical_model(name: str) -> str:
 _EXTRA_XGB_PARAMS = ("eta", "lambda", "alpha", "min_split_loss", "seed", "nthread", "max_cat_to_onehot")
 
 
-def valid_params(kind: str) -> tuple[list[str], set[str]]:
+def valid_params(kind: str, task: str = "classification") -> tuple[list[str], set[str]]:
     """(the estimator's documented parameter names, every name it accepts) for a model type."""
     import inspect
 
     kind = canonical_model(kind)
+    if kind == "linear":
+        from sklearn.linear_model import Ridge
+
+        shown = sorted(Ridge().get_params())
+        return shown, set(shown)
+    if kind == "random_forest" and task == "regression":
+        from sklearn.ensemble import RandomForestRegressor
+
+        shown = sorted(RandomForestRegressor().get_params())
+        return shown, set(shown)
     if kind == "lightgbm":
         import lightgbm as lgb
 
@@ -128,12 +153,13 @@ def valid_params(kind: str) -> tuple[list[str], set[str]]:
     return shown, set(shown)
 
 
-def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *, where: str = "params") -> None:
+def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *, where: str = "params",
+                 task: str = "classification") -> None:
     """Raise a ValueError naming a parameter the model type does not know (a typo is otherwise
     silently ignored by LightGBM and XGBoost)."""
     if not params:
         return
-    shown, accepted = valid_params(kind)
+    shown, accepted = valid_params(kind, task)
     for name in params:
         if str(name) not in accepted:
             raise ModelInputError(
@@ -142,7 +168,104 @@ def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *,
             )
 
 
-class Trainer(ClassifierMixin, BaseEstimator):
+class _CategoricalInput:
+    """What both trainers share: categorical columns reach LightGBM and XGBoost as pandas categories
+    with the categories seen in ``fit`` (unseen ones become missing), and LightGBM's float matrix is
+    built without its per-call pandas conversion. Needs ``categories_``, ``kind_`` and
+    ``feature_names_in_`` set by ``fit``."""
+
+    categories_: dict[str, list[str]]
+    kind_: str
+    feature_names_in_: np.ndarray
+
+    def _prepare(self, X: Any) -> pd.DataFrame:
+        import pandas as pd
+
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
+        if not self.categories_ or self.kind_ not in ("lightgbm", "xgboost"):
+            return X
+        X = X.copy(deep=False)  # whole columns are replaced below: the caller's frame stays as it was
+        for col in self.categories_:
+            # categories unseen in fit become missing values
+            X[col] = pd.Categorical.from_codes(self._codes(col, X[col]), dtype=self._lookup(col)[1])
+        return X
+
+    def _lookup(self, col: str) -> tuple[dict[Any, int], Any, Any]:
+        """(category → code, the CategoricalDtype, a pandas Index of the categories) of a fitted column,
+        built once and kept beside the fitted state (rebuilt when ``categories_`` is replaced)."""
+        import pandas as pd
+
+        cache = self.__dict__.get("_lookups")
+        if cache is None or cache[0] is not self.categories_:
+            built = {c: ({v: i for i, v in enumerate(cats)}, pd.CategoricalDtype(cats), pd.Index(cats, dtype=object))
+                     for c, cats in self.categories_.items()}
+            cache = self.__dict__["_lookups"] = (self.categories_, built)
+        return cache[1][col]  # type: ignore[no-any-return]
+
+    def _codes(self, col: str, values: Any) -> np.ndarray:
+        """Category codes of ``values`` as fitted (-1: missing or unseen); a value matches by its text,
+        ``str(v)``, as in ``fit``. A dict lookup for a few rows, a hash join for many."""
+        import pandas as pd
+
+        mapping, _, index = self._lookup(col)
+        if len(values) <= 64:  # one request: pandas' machinery costs more than the lookups
+            out = []
+            for v in values.tolist():
+                code = mapping.get(v) if isinstance(v, str) else None
+                if code is None:
+                    code = -1 if v is None or pd.isna(v) else mapping.get(str(v), -1)
+                out.append(code)
+            return np.asarray(out, dtype=np.int64)
+        if not isinstance(values, pd.Series):
+            values = pd.Series(np.asarray(values, dtype=object), dtype=object)
+        codes = np.asarray(index.get_indexer(values.to_numpy(dtype=object)), dtype=np.int64)
+        retry = (codes < 0) & np.asarray(values.notna())
+        if retry.any():  # non-text values (numbers, booleans) match by their text
+            codes[retry] = index.get_indexer([str(v) for v in values[retry].tolist()])
+        return codes
+
+    def _lgb_matrix(self, X: Any) -> np.ndarray | None:
+        """The float64 matrix LightGBM's booster reads (category codes, NaN for missing/unseen), built
+        without its per-call pandas conversion; None when a column is of a type only that handles.
+        ``X``: a DataFrame, or a mapping of column → 1-D array (a request that never becomes a frame)."""
+        import pandas as pd
+
+        cats = self.categories_
+        names = [str(c) for c in self.feature_names_in_]
+        numeric = [c for c in names if c not in cats]
+        frame = isinstance(X, pd.DataFrame)
+        if frame:  # one pass over the dtypes: X[c] per column costs more than the model
+            dtypes = dict(zip(X.columns, X.dtypes, strict=True))
+        else:
+            X = {c: np.asarray(X[c]) for c in names}
+            dtypes = {c: X[c].dtype for c in names}
+        if not all((isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "iuf") or (
+                frame and pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c]))
+                for c in numeric):
+            return None
+        n = len(X) if frame else (len(X[names[0]]) if names else 0)
+        out = np.empty((n, len(names)), dtype=np.float64)
+        pos = {c: i for i, c in enumerate(names)}
+        if numeric and frame:
+            out[:, [pos[c] for c in numeric]] = X[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            for c in numeric:
+                out[:, pos[c]] = X[c]
+        for col in cats:
+            codes = self._codes(col, X[col])
+            out[:, pos[col]] = np.where(codes < 0, np.nan, codes)
+        return out
+
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(cast("dict[str, Any]", super().__getstate__()))  # BaseEstimator's, next in the MRO
+        state.pop("_lookups", None)  # a cache: rebuilt on first use
+        return state
+
+
+
+class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
     """One scikit-learn classifier for every supported model type.
 
     ``params`` go to the underlying estimator unchanged. Categorical columns (strings/categories,
@@ -229,85 +352,6 @@ class Trainer(ClassifierMixin, BaseEstimator):
         ]
         return VotingClassifier(estimators, voting="soft", **params)
 
-    def _prepare(self, X: Any) -> pd.DataFrame:
-        import pandas as pd
-
-        if not isinstance(X, pd.DataFrame):
-            X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
-        if not self.categories_ or self.kind_ not in ("lightgbm", "xgboost"):
-            return X
-        X = X.copy(deep=False)  # whole columns are replaced below: the caller's frame stays as it was
-        for col in self.categories_:
-            # categories unseen in fit become missing values
-            X[col] = pd.Categorical.from_codes(self._codes(col, X[col]), dtype=self._lookup(col)[1])
-        return X
-
-    def _lookup(self, col: str) -> tuple[dict[Any, int], Any, Any]:
-        """(category → code, the CategoricalDtype, a pandas Index of the categories) of a fitted column,
-        built once and kept beside the fitted state (rebuilt when ``categories_`` is replaced)."""
-        import pandas as pd
-
-        cache = self.__dict__.get("_lookups")
-        if cache is None or cache[0] is not self.categories_:
-            built = {c: ({v: i for i, v in enumerate(cats)}, pd.CategoricalDtype(cats), pd.Index(cats, dtype=object))
-                     for c, cats in self.categories_.items()}
-            cache = self.__dict__["_lookups"] = (self.categories_, built)
-        return cache[1][col]  # type: ignore[no-any-return]
-
-    def _codes(self, col: str, values: Any) -> np.ndarray:
-        """Category codes of ``values`` as fitted (-1: missing or unseen); a value matches by its text,
-        ``str(v)``, as in ``fit``. A dict lookup for a few rows, a hash join for many."""
-        import pandas as pd
-
-        mapping, _, index = self._lookup(col)
-        if len(values) <= 64:  # one request: pandas' machinery costs more than the lookups
-            out = []
-            for v in values.tolist():
-                code = mapping.get(v) if isinstance(v, str) else None
-                if code is None:
-                    code = -1 if v is None or pd.isna(v) else mapping.get(str(v), -1)
-                out.append(code)
-            return np.asarray(out, dtype=np.int64)
-        if not isinstance(values, pd.Series):
-            values = pd.Series(np.asarray(values, dtype=object), dtype=object)
-        codes = np.asarray(index.get_indexer(values.to_numpy(dtype=object)), dtype=np.int64)
-        retry = (codes < 0) & np.asarray(values.notna())
-        if retry.any():  # non-text values (numbers, booleans) match by their text
-            codes[retry] = index.get_indexer([str(v) for v in values[retry].tolist()])
-        return codes
-
-    def _lgb_matrix(self, X: Any) -> np.ndarray | None:
-        """The float64 matrix LightGBM's booster reads (category codes, NaN for missing/unseen), built
-        without its per-call pandas conversion; None when a column is of a type only that handles.
-        ``X``: a DataFrame, or a mapping of column → 1-D array (a request that never becomes a frame)."""
-        import pandas as pd
-
-        cats = self.categories_
-        names = [str(c) for c in self.feature_names_in_]
-        numeric = [c for c in names if c not in cats]
-        frame = isinstance(X, pd.DataFrame)
-        if frame:  # one pass over the dtypes: X[c] per column costs more than the model
-            dtypes = dict(zip(X.columns, X.dtypes, strict=True))
-        else:
-            X = {c: np.asarray(X[c]) for c in names}
-            dtypes = {c: X[c].dtype for c in names}
-        if not all((isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "iuf") or (
-                frame and pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c]))
-                for c in numeric):
-            return None
-        n = len(X) if frame else (len(X[names[0]]) if names else 0)
-        out = np.empty((n, len(names)), dtype=np.float64)
-        pos = {c: i for i, c in enumerate(names)}
-        if numeric and frame:
-            out[:, [pos[c] for c in numeric]] = X[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            for c in numeric:
-                out[:, pos[c]] = X[c]
-        for col in cats:
-            codes = self._codes(col, X[col])
-            out[:, pos[col]] = np.where(codes < 0, np.nan, codes)
-        return out
-
     def predict_proba_columns(self, columns: Mapping[str, Any]) -> np.ndarray | None:
         """``predict_proba`` of rows given as a mapping of column → 1-D array, without building a
         DataFrame (the model server's path for a request: the same numbers as :meth:`predict_proba`);
@@ -384,11 +428,6 @@ class Trainer(ClassifierMixin, BaseEstimator):
         prob = expit(prob, out=prob)
         return np.stack([1 - prob, prob], axis=1)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())
-        state.pop("_lookups", None)  # a cache: rebuilt on first use
-        return state
-
     # -- fitting ------------------------------------------------------------------------------
     def fit(
         self,
@@ -408,6 +447,9 @@ class Trainer(ClassifierMixin, BaseEstimator):
         import pandas as pd
 
         kind = canonical_model(self.model)
+        if kind == "linear":
+            raise ModelInputError("model='linear' (Ridge) is a regressor; for a classifier use model='logistic', "
+                                  "for a numeric target RegressionTrainer('linear') (config task: regression)")
         if self.calibration not in (None, "sigmoid", "isotonic"):
             raise ModelInputError(f"calibration={self.calibration!r} is unknown; valid: [None, 'sigmoid', 'isotonic']")
         if self.class_weight not in (None, "balanced"):
@@ -522,6 +564,178 @@ def pipeline_proba(model: Any, X: Any) -> Any:
     return model.predict_proba(X)
 
 
+class RegressionTrainer(_CategoricalInput, RegressorMixin, BaseEstimator):
+    """One scikit-learn regressor for LightGBM, XGBoost, linear (``Ridge``) and random forest models:
+    :class:`Trainer`'s handling of categorical columns and parameters, for a numeric target.
+
+    ``params`` go to ``LGBMRegressor``/``XGBRegressor``/``Ridge``/``RandomForestRegressor`` unchanged;
+    categorical columns reach LightGBM and XGBoost natively and are one-hot encoded (and, for
+    ``linear``, numbers standardised) for the others. ``predict`` returns the predicted values.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame({"x": rng.normal(size=300), "kind": rng.choice(["a", "b"], 300)})
+        >>> y = 2 * X["x"] + (X["kind"] == "b") + rng.normal(0, 0.1, 300)
+        >>> reg = RegressionTrainer("linear").fit(X, y)
+        >>> bool(score("rmse", y, reg.predict(X)) < 0.2)
+        True
+    """
+
+    def __init__(
+        self,
+        model: str = "lightgbm",
+        params: Mapping[str, Any] | None = None,
+        *,
+        categorical_features: Sequence[str] | None = None,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.model = model
+        self.params = params
+        self.categorical_features = categorical_features
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _estimator(self, kind: str) -> Any:
+        params = dict(self.params or {})
+        if kind == "lightgbm":
+            import lightgbm as lgb
+
+            return lgb.LGBMRegressor(**{"random_state": self.random_state, "n_jobs": self.n_jobs, "verbose": -1,
+                                        **params})
+        if kind == "xgboost":
+            import xgboost as xgb
+
+            return xgb.XGBRegressor(**{"random_state": self.random_state, "n_jobs": self.n_jobs,
+                                       "tree_method": "hist", "enable_categorical": True, "max_cat_to_onehot": 1,
+                                       **params})
+        from sklearn.pipeline import Pipeline
+
+        from battleground.model.data import Preprocess
+
+        if kind == "linear":
+            from sklearn.linear_model import Ridge
+
+            return Pipeline([("prep", Preprocess(categorical_features=self.categorical_features_)),
+                             ("model", Ridge(**params))])
+        from sklearn.ensemble import RandomForestRegressor
+
+        est = RandomForestRegressor(**{"random_state": self.random_state, "n_jobs": self.n_jobs, **params})
+        return Pipeline([("prep", Preprocess(categorical_features=self.categorical_features_, scale=False)),
+                         ("model", est)])
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        categorical_features: Sequence[str] | None = None,
+        eval_set: Sequence[tuple[Any, Any]] | None = None,
+        callbacks: Sequence[Any] | None = None,
+        eval_metric: str = "rmse",
+        early_stopping_rounds: int | None = None,
+    ) -> RegressionTrainer:
+        """Fit on a numeric target; the keyword arguments mean what they mean for :meth:`Trainer.fit`
+        (``eval_metric`` is LightGBM's/XGBoost's name: ``rmse``, ``l1``/``mae``, ...)."""
+        import pandas as pd
+
+        kind = canonical_model(self.model)
+        if kind not in REGRESSORS:
+            raise ModelInputError(f"model={self.model!r} is not a regressor; valid regressors: {list(REGRESSORS)} "
+                                  "(or LGBMRegressor, XGBRegressor, Ridge, RandomForestRegressor)")
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
+        y_arr = _targets(y, "y")
+        if len(X) != len(y_arr):
+            raise ModelInputError(f"X has {len(X)} rows but y has {len(y_arr)}")
+        cats = list(categorical_features if categorical_features is not None else self.categorical_features or [])
+        unknown = [c for c in cats if c not in X.columns]
+        if unknown:
+            raise ModelInputError(f"categorical_features {unknown} are not columns{suggest(unknown[0], list(X.columns))}; "
+                                  f"columns: {list(X.columns)}")
+        cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
+        check_params(kind, self.params, task="regression")
+        self.kind_ = kind
+        self.categorical_features_ = cats
+        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in cats}
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        est = self._estimator(kind)
+        Xp = self._prepare(X)
+        sets = [(self._prepare(a), _targets(b, "eval_set y")) for a, b in (eval_set or [])]
+        started = time.perf_counter()
+        if kind == "lightgbm" and (sets or callbacks):
+            import lightgbm as lgb
+
+            stop = [lgb.early_stopping(int(early_stopping_rounds), first_metric_only=True, verbose=False)] if (
+                early_stopping_rounds and sets) else []
+            est.fit(Xp, y_arr, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
+                    eval_metric=eval_metric, callbacks=[*list(callbacks or []), *stop])
+        elif kind == "xgboost" and (sets or callbacks):
+            est.set_params(callbacks=list(callbacks or []) or None, eval_metric=eval_metric)
+            if early_stopping_rounds and sets:
+                est.set_params(early_stopping_rounds=int(early_stopping_rounds))
+            est.fit(Xp, y_arr, eval_set=sets or None, verbose=False)
+        else:
+            est.fit(Xp, y_arr)
+        self.fit_seconds_ = time.perf_counter() - started
+        kept = getattr(est, "best_iteration_", None) if kind == "lightgbm" else (
+            getattr(est, "best_iteration", None) if kind == "xgboost" and early_stopping_rounds else None)
+        self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
+        self.estimator_ = est
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The predicted values, one float per row (categories unseen in ``fit`` count as missing)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        Xp = self._prepare(X)
+        missing = [c for c in self.feature_names_in_ if c not in Xp.columns]
+        if missing:
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        return np.asarray(self.estimator_.predict(Xp[list(self.feature_names_in_)]), dtype=np.float64).ravel()
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        est = self.estimator_
+        inner = est.steps[-1][1] if hasattr(est, "steps") else est
+        return np.asarray(getattr(inner, "feature_importances_", np.zeros(self.n_features_in_)))
+
+
+def _targets(y: Any, where: str) -> np.ndarray:
+    """A numeric target as float64, or a ModelInputError naming ``where``."""
+    try:
+        out = np.asarray(y, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ModelInputError(f"{where} must be numeric for a regression model; got dtype "
+                              f"{np.asarray(y).dtype}; check the label column (task: regression)") from None
+    if not np.isfinite(out).all():
+        raise ModelInputError(f"{where} has {int((~np.isfinite(out)).sum())} missing or infinite targets; drop those "
+                              "rows before training")
+    return out
+
+
+def make_trainer(task: str, model: str, params: Mapping[str, Any] | None = None, *, random_state: int = 0,
+                 n_jobs: int = 1, class_weight: str | None = "balanced",
+                 calibration: str | None = None) -> Trainer | RegressionTrainer:
+    """A :class:`Trainer` (``task='classification'``) or :class:`RegressionTrainer` (``'regression'``);
+    ``class_weight`` and ``calibration`` only apply to classification."""
+    if task == "regression":
+        return RegressionTrainer(model, params=params, random_state=random_state, n_jobs=n_jobs)
+    if task != "classification":
+        raise ModelInputError(f"task={task!r} is unknown; valid tasks: {list(TASKS)}")
+    return Trainer(model, params=params, random_state=random_state, n_jobs=n_jobs, class_weight=class_weight,
+                   calibration=calibration)
+
+
+def predict_scores(trainer: Any, X: Any) -> np.ndarray:
+    """What a metric scores: P(class 1) of a classifier, the predicted values of a regressor."""
+    if hasattr(trainer, "predict_proba"):
+        return np.asarray(trainer.predict_proba(X))[:, 1]
+    return np.asarray(trainer.predict(X), dtype=np.float64).ravel()
+
+
 # -- search spaces and tuning ----------------------------------------------------------------------
 
 
@@ -566,10 +780,46 @@ def _suggest_params(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, 
     return params
 
 
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is the better model (``False`` for log_loss, brier, rmse and mae).
+
+    Example:
+        >>> higher_is_better("roc_auc"), higher_is_better("rmse")
+        (True, False)
+    """
+    metric = {"fbeta_score": "fbeta", "validation_score": "roc_auc"}.get(metric, metric)
+    if metric not in METRICS:
+        raise ModelInputError(f"metric={metric!r} is unknown{suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
+    return metric not in LOWER_IS_BETTER
+
+
+def metric_task(metric: str) -> str:
+    """``'regression'`` for rmse, mae and r2; ``'classification'`` for the others."""
+    higher_is_better(metric)  # validates the name
+    return "regression" if metric in REGRESSION_METRICS else "classification"
+
+
 def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshold: float = 0.5) -> float:
-    """One validation number, higher is better."""
+    """One validation number of ``metric``; :func:`higher_is_better` says which way is better.
+
+    ``proba`` is P(class 1) for a classification metric and the predicted value for rmse, mae and r2.
+
+    Example:
+        >>> score("rmse", [1.0, 3.0], np.array([1.0, 2.0]))
+        0.7071067811865476
+    """
     from sklearn import metrics as m
 
+    if metric in REGRESSION_METRICS:
+        yy, pp = np.asarray(y, dtype=float).ravel(), np.asarray(proba, dtype=float).ravel()
+        err = pp - yy
+        if metric == "rmse":
+            return float(np.sqrt(np.mean(err * err)))
+        if metric == "mae":
+            return float(np.mean(np.abs(err)))
+        centred = yy - yy.mean()
+        ss_tot = float(centred @ centred)
+        return float(1.0 - float(err @ err) / ss_tot) if ss_tot > 0 else float("nan")
     y = np.asarray(y)
     if metric in ("roc_auc", "validation_score"):
         return float(m.roc_auc_score(y, proba))
@@ -577,8 +827,11 @@ def score(metric: str, y: Any, proba: np.ndarray, *, beta: float = 0.5, threshol
         return float(m.average_precision_score(y, proba))
     if metric in ("fbeta", "fbeta_score"):
         return float(m.fbeta_score(y, (proba >= threshold).astype(int), beta=beta, zero_division=0.0))
-    if metric == "neg_log_loss":
-        return -float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    if metric in ("neg_log_loss", "log_loss"):
+        loss = float(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        return loss if metric == "log_loss" else -loss
+    if metric == "brier":
+        return float(m.brier_score_loss(y, proba))
     raise ModelInputError(f"metric={metric!r} is unknown{suggest(metric, METRICS)}; valid metrics: {list(METRICS)}")
 
 
@@ -594,7 +847,7 @@ class TuneResult:
     n_complete: int
     n_pruned: int
     trials: pd.DataFrame
-    trainer: Trainer
+    trainer: Trainer | RegressionTrainer
     csv_path: Path | None = None
     seconds: float = 0.0
     study: Any = None
@@ -628,6 +881,8 @@ EARLY_STOPPING_ROUNDS = 20  # boosting stops when the objective's validation cur
 PRUNE_CURVES: dict[str, tuple[str, str, float]] = {
     "roc_auc": ("auc", "auc", 1.0), "validation_score": ("auc", "auc", 1.0),
     "pr_auc": ("average_precision", "aucpr", 1.0), "neg_log_loss": ("binary_logloss", "logloss", -1.0),
+    "log_loss": ("binary_logloss", "logloss", 1.0),  # a minimised study: the loss itself is reported
+    "rmse": ("rmse", "rmse", 1.0), "mae": ("l1", "mae", 1.0),
 }
 
 
@@ -667,12 +922,12 @@ def _pruning_callback(kind: str, trial: optuna.Trial, metric: str) -> Any:
 
 def _objective(kind: str, space: Mapping[str, Any], data: tuple[Any, Any, Any, Any], metric: str,
                beta: float, seed: int, base_params: Mapping[str, Any] | None, prune: bool = True,
-               class_weight: str | None = "balanced") -> Any:
+               class_weight: str | None = "balanced", task: str = "classification") -> Any:
     X_train, y_train, X_valid, y_valid = data
 
     def objective(trial: optuna.Trial) -> float:
         params = {**dict(base_params or {}), **_suggest_params(trial, space)}
-        trainer = Trainer(kind, params=params, random_state=seed, n_jobs=1, class_weight=class_weight)
+        trainer = make_trainer(task, kind, params, random_state=seed, n_jobs=1, class_weight=class_weight)
         if prune and prunable(metric) and kind in ("lightgbm", "xgboost"):
             lgb_name, xgb_name, _ = PRUNE_CURVES[metric]
             trainer.fit(X_train, y_train, eval_set=[(X_valid, y_valid)],
@@ -683,7 +938,7 @@ def _objective(kind: str, space: Mapping[str, Any], data: tuple[Any, Any, Any, A
                 trial.set_user_attr("best_iteration", trainer.best_iteration_)
         else:
             trainer.fit(X_train, y_train)
-        proba = trainer.predict_proba(X_valid)[:, 1]
+        proba = predict_scores(trainer, X_valid)
         if metric in ("fbeta", "fbeta_score"):  # at the threshold tuned on validation, as the model will be used
             return best_fbeta(y_valid, proba, beta=beta)[1]
         return score(metric, y_valid, proba, beta=beta)
@@ -791,7 +1046,7 @@ def _pruner(prune: bool) -> Any:
 
 def _worker(storage: str, study_name: str, kind: str, space: Mapping[str, Any], data: Any, metric: str,
             beta: float, seed: int, n_trials: int, timeout: float | None, base_params: Any, prune: bool,
-            class_weight: str | None = "balanced") -> None:
+            class_weight: str | None = "balanced", task: str = "classification") -> None:
     import optuna
 
     from battleground.settings import quiet_third_party_telemetry
@@ -800,9 +1055,8 @@ def _worker(storage: str, study_name: str, kind: str, space: Mapping[str, Any], 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=_storage(storage, 2),
                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(prune and prunable(metric)))
-    _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight), _CLAIMS,
-                 n_trials,
-                 timeout)
+    _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight, task),
+                 _CLAIMS, n_trials, timeout)
 
 
 def tune(
@@ -827,6 +1081,7 @@ def tune(
     prune: bool = True,
     class_weight: str | None = "balanced",
     calibration: str | None = None,
+    task: str = "classification",
 ) -> TuneResult:
     """Tune one model type with seeded TPE (and median pruning for LightGBM/XGBoost).
 
@@ -837,21 +1092,33 @@ def tune(
     ``prune=False`` runs every trial to the end (no validation curve, no median pruner).
     ``class_weight`` reaches every trial and the refitted model; ``calibration`` only the refitted one
     (it moves probabilities, not the ranking the trials are compared on).
+
+    ``task='regression'`` tunes a :class:`RegressionTrainer` (``lightgbm``, ``xgboost``, ``linear``,
+    ``random_forest``) on a numeric target with ``metric`` rmse (minimised, pruned on the boosters' rmse
+    curve), mae (likewise, l1) or r2 (maximised, not pruned); the study's direction follows the metric.
     """
     import optuna
 
     kind = canonical_model(model)
-    if kind not in TUNABLE:
-        raise ModelInputError(f"model={model!r} cannot be tuned; tunable models: {list(TUNABLE)}")
-    score(metric, [0, 1], np.array([0.2, 0.8]))  # validates the metric name early
+    if task not in TASKS:
+        raise ModelInputError(f"task={task!r} is unknown; valid tasks: {list(TASKS)}")
+    tunable = REGRESSORS if task == "regression" else TUNABLE
+    if kind not in tunable:
+        raise ModelInputError(f"model={model!r} cannot be tuned for {task}; tunable models: {list(tunable)}")
+    if metric_task(metric) != task:  # validates the metric name early, and that it fits the task
+        valid = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+        raise ModelInputError(f"metric={metric!r} does not score {task}; valid metrics for {task}: {list(valid)}")
     if int(n_trials) < 1:
         raise ModelInputError(f"n_trials={n_trials!r} must be at least 1")
     spaces = parse_search_space(search_space if search_space is not None else DEFAULT_SEARCH_SPACES)
     if kind not in spaces:
         raise ModelInputError(f"the search space has no entry for {kind!r}; it has {sorted(spaces)}")
     space = spaces[kind]
-    check_params(kind, [*space, *(base_params or {})], where="the search space")
+    check_params(kind, [*space, *(base_params or {})], where="the search space", task=task)
     for part, target in (("y_train", y_train), ("y_valid", y_valid)):
+        if task == "regression":
+            _targets(target, part)
+            continue
         classes = np.unique(np.asarray(target))
         if len(classes) != 2:
             raise ModelInputError(f"{part} must have exactly two classes, got {classes.tolist()}; check the label column")
@@ -860,11 +1127,12 @@ def tune(
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = _pruner(prune and prunable(metric))
-    study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction="maximize",
+    direction: Literal["maximize", "minimize"] = "maximize" if higher_is_better(metric) else "minimize"
+    study = optuna.create_study(study_name=name, storage=_storage(storage, n_workers), direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     data = (X_train, y_train, X_valid, y_valid)
     if n_workers <= 1:
-        study.optimize(_objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight),
+        study.optimize(_objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight, task),
                        n_trials=int(n_trials),
                        timeout=timeout)
     else:
@@ -878,10 +1146,11 @@ def tune(
                 pool.counter.value = 0
             futures = [
                 pool.pool.submit(_worker, storage, name, kind, space, data, metric, beta, seed + i, int(n_trials),
-                                 timeout, base_params, prune, class_weight)
+                                 timeout, base_params, prune, class_weight, task)
                 for i in range(1, n_workers)
             ]
-            _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight),
+            _run_claimed(study, _objective(kind, space, data, metric, beta, seed, base_params, prune, class_weight,
+                                           task),
                          pool.counter,
                          int(n_trials), timeout)
             for f in futures:
@@ -899,8 +1168,8 @@ def tune(
     # early stopping on the validation fold chose the best trial's rounds: the refit keeps that many
     refit = {**dict(base_params or {}), **best, **({"n_estimators": int(rounds)} if rounds else {})}
     trials = study.trials_dataframe()
-    trainer = Trainer(kind, params=refit, random_state=seed, n_jobs=1, class_weight=class_weight,
-                      calibration=calibration)
+    trainer = make_trainer(task, kind, refit, random_state=seed, n_jobs=1, class_weight=class_weight,
+                           calibration=calibration)
     trainer.fit(X_train, y_train)
     csv_path = None
     if output_dir is not None:
@@ -980,7 +1249,8 @@ def leaderboard(
                                          f"cv_{metric}_sd": float(np.std(folds, ddof=1))}),
         })
         trainers[label] = trainer
-    table = pd.DataFrame(rows).sort_values("_score", ascending=False, kind="stable").drop(columns="_score")
+    table = pd.DataFrame(rows).sort_values("_score", ascending=not higher_is_better(metric),
+                                           kind="stable").drop(columns="_score")
     return LeaderboardResult(table=table.reset_index(drop=True), trainers=trainers, metric=metric)
 
 

@@ -53,6 +53,11 @@ from battleground.stats._poststrat import (
     post_stratified_test,
     post_stratify_moments,
 )
+from battleground.stats._regression_adjust import (
+    CovariateSummary,
+    RegressionAdjustedResult,
+    regression_adjusted_test,
+)
 from battleground.stats._sequential import (
     SequentialPath,
     SequentialResult,
@@ -79,6 +84,7 @@ __all__ = [
     "AaResult",
     "BayesResult",
     "CorrectionResult",
+    "CovariateSummary",
     "CupedSummary",
     "DurationResult",
     "EffectResult",
@@ -92,6 +98,7 @@ __all__ = [
     "PowerResult",
     "RatioCupedSummary",
     "RatioSummary",
+    "RegressionAdjustedResult",
     "Result",
     "SampleSizeResult",
     "SequentialPath",
@@ -128,6 +135,7 @@ __all__ = [
     "ratio_cuped_test",
     "ratio_cuped_theta",
     "ratio_test",
+    "regression_adjusted_test",
     "relative_lift",
     "sample_size_means",
     "sample_size_proportions",

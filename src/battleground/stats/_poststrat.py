@@ -205,6 +205,22 @@ def _effect_grad(bar: np.ndarray, relative: bool) -> tuple[np.ndarray, np.ndarra
     return (rt - rc) / a, g, rc, rt
 
 
+def _effect_se(bar: np.ndarray, cov: np.ndarray, relative: bool, what: str) -> tuple[float, float, float, float]:
+    """(effect, its delta-method se, control value, treatment value) of the combined means ``bar``;
+    refuses a relative lift over a zero control and an effect or se that is not finite and positive."""
+    if relative and bar[0] == 0:
+        raise StatsInputError("control mean is 0, so the relative lift is undefined; use relative=False")
+    est, g, cm, tm = _effect_grad(bar, relative)
+    se = math.sqrt(max(float(g @ cov @ g), 0.0))
+    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
+        fix = "use relative=False (the absolute difference)" if relative and what == "post-stratified" else "check the inputs"
+        raise StatsInputError(
+            f"the {what} {'relative lift' if relative else 'difference'} or its standard error is not finite "
+            f"and positive (estimate {float(est)!r}, se {se!r}); {fix}"
+        )
+    return float(est), se, float(cm), float(tm)
+
+
 # --------------------------------------------------------------------------- the public test
 def post_stratified_test(
     strata: Sequence[Stratum],
@@ -282,19 +298,9 @@ def post_stratified_test(
             f"the ratio's mean denominator is {float(bar[2])!r} (control) and {float(bar[2] + bar[3])!r} "
             "(treatment); a ratio needs denominator events (> 0) in each arm"
         )
-    if relative and bar[0] == 0:
-        raise StatsInputError("control mean is 0, so the relative lift is undefined; use relative=False")
-    est, g, cm, tm = _effect_grad(bar, relative)
-    var = float(g @ cov @ g)
+    est, se, cm, tm = _effect_se(bar, cov, relative, "post-stratified")
     _, g0, _, _ = _effect_grad(plain_bar, relative)
     plain_var = float(g0 @ plain_cov @ g0)
-    se = math.sqrt(max(var, 0.0))
-    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
-        raise StatsInputError(
-            f"the post-stratified {'relative lift' if relative else 'difference'} or its standard error is not "
-            f"finite and positive (estimate {float(est)!r}, se {se!r}); "
-            + ("use relative=False (the absolute difference)" if relative else "check the inputs")
-        )
     if ratio:  # Welch df on the pooled arms' per-user variances of M − R·D (the delta method's unit)
         vc, vt = _ratio_unit_var(pooled_c), _ratio_unit_var(pooled_t)
     else:
@@ -308,7 +314,7 @@ def post_stratified_test(
         control_mean=float(cm), treatment_mean=float(tm), n_control=float(pooled_c.n),
         n_treatment=float(pooled_t.n), estimate=float(est), se=se, statistic=float(stat), df=float(df),
         p_value=float(p), ci_lower=float(lo), ci_upper=float(hi), alpha=alpha, alternative=alternative,
-        variance_reduction=float(1.0 - var / plain_var) if plain_var > 0 else 0.0,
+        variance_reduction=float(1.0 - se**2 / plain_var) if plain_var > 0 else 0.0,
         strata=labels, weights=tuple(float((c.n + t.n) / n_tot) for _, c, t in merged),
     )
 
@@ -443,16 +449,7 @@ def _post_stratified_cuped(
     parts = [_cuped_cell(c, t) for _, c, t in merged]
     n = np.array([c.n + t.n for _, c, t in merged], dtype=float)
     bar, cov = _combine(n, np.array([a for a, _ in parts]), np.array([v for _, v in parts]))
-    if relative and bar[0] == 0:
-        raise StatsInputError("control mean is 0, so the relative lift is undefined; use relative=False")
-    est, g, cm, tm = _effect_grad(bar, relative)
-    var = float(g @ cov @ g)
-    se = math.sqrt(max(var, 0.0))
-    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
-        raise StatsInputError(
-            f"the post-stratified CUPED {'relative lift' if relative else 'difference'} or its standard error is "
-            f"not finite and positive (estimate {float(est)!r}, se {se!r}); check the inputs"
-        )
+    est, se, cm, tm = _effect_se(bar, cov, relative, "post-stratified CUPED")
     theta = cuped_theta(pc, pt)
     va = [max(my_v + theta**2 * vx - 2 * theta * cxy, 0.0)
           for _, _, my_v, vx, cxy in (pc.moments(), pt.moments())]
@@ -463,7 +460,7 @@ def _post_stratified_cuped(
         control_mean=float(cm), treatment_mean=float(tm), n_control=float(pc.n), n_treatment=float(pt.n),
         estimate=float(est), se=se, statistic=float(stat), df=float(df), p_value=float(p), ci_lower=float(lo),
         ci_upper=float(hi), alpha=alpha, alternative=alternative, theta=float(theta),
-        variance_reduction=float(1.0 - var / plain_var) if plain_var > 0 else 0.0, strata=labels, weights=weights,
+        variance_reduction=float(1.0 - se**2 / plain_var) if plain_var > 0 else 0.0, strata=labels, weights=weights,
     )
 
 
@@ -597,14 +594,7 @@ def _post_stratified_ratio_cuped(
             f"the ratio's mean denominator is {float(bar[2])!r} (control) and {float(bar[2] + bar[3])!r} "
             "(treatment); a ratio needs denominator events (> 0) in each arm"
         )
-    est, g, cm, tm = _effect_grad(bar, relative)
-    var = float(g @ cov @ g)
-    se = math.sqrt(max(var, 0.0))
-    if not (math.isfinite(float(est)) and math.isfinite(se) and se > 0):
-        raise StatsInputError(
-            f"the post-stratified ratio CUPED {'relative lift' if relative else 'difference'} or its standard "
-            f"error is not finite and positive (estimate {float(est)!r}, se {se!r}); check the inputs"
-        )
+    est, se, cm, tm = _effect_se(bar, cov, relative, "post-stratified ratio CUPED")
     df = whole.df  # Welch on the pooled arms' CUPED-adjusted per-user variances (gbstats)
     stat, pv, lo, hi = infer(float(est), se, df, alpha, alternative)
     return PostStratifiedResult(
@@ -612,5 +602,5 @@ def _post_stratified_ratio_cuped(
         treatment_mean=float(tm), n_control=float(pc.n), n_treatment=float(pt.n), estimate=float(est), se=se,
         statistic=float(stat), df=float(df), p_value=float(pv), ci_lower=float(lo), ci_upper=float(hi), alpha=alpha,
         alternative=alternative, theta=whole.theta,
-        variance_reduction=float(1.0 - var / plain_var) if plain_var > 0 else 0.0, strata=labels, weights=weights,
+        variance_reduction=float(1.0 - se**2 / plain_var) if plain_var > 0 else 0.0, strata=labels, weights=weights,
     )

@@ -18,7 +18,7 @@ from battleground.storage._events_sql import (
     render,
     schema,
 )
-from battleground.storage._filelock import StoreLockedError, exclusive_lock
+from battleground.storage._filelock import StoreLockedError, exclusive_lock, pinned_lock
 from battleground.storage._producers import (
     LOOKUP_SQL,
     PRODUCER_SCHEMA,
@@ -40,6 +40,8 @@ __all__ = ["DuckDBEventStore"]
 _CHUNK_ROWS = 1 << 20
 # The connection of the (single) thread holding a store's lock, for nested operations in that thread.
 _open: dict[str, duckdb.DuckDBPyConnection] = {}
+# The connection a pinned store keeps open between operations (:meth:`DuckDBEventStore.pin`).
+_pinned: dict[str, duckdb.DuckDBPyConnection] = {}
 
 
 class DuckDBEventStore(EventStore):
@@ -75,6 +77,14 @@ class DuckDBEventStore(EventStore):
             if not outermost:  # nested use in the thread that holds the lock: share its connection
                 yield _open[key]
                 return
+            kept = _pinned.get(key)
+            if kept is not None:  # pinned: this thread's turn on the connection kept open
+                _open[key] = kept
+                try:
+                    yield kept
+                finally:
+                    _open.pop(key, None)
+                return
             try:
                 con = duckdb.connect(key)
             except duckdb.IOException as exc:  # held by a program that ignores battleground's lock
@@ -89,6 +99,56 @@ class DuckDBEventStore(EventStore):
             finally:
                 _open.pop(key, None)
                 con.close()
+
+    def state(self) -> tuple[tuple[int, int], ...]:
+        """(modification time in ns, size) of the database file and its write-ahead log: every commit
+        changes one of them, a read changes neither, and reading them needs no connection or lock."""
+        out = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                out.append((0, 0))
+            else:
+                out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    @contextmanager
+    def pin(self) -> Iterator[None]:
+        """Keep the file locked and open in this process for the ``with`` block (a server's lifetime).
+
+        Every operation in the block, from any thread of this process, still runs alone (threads take
+        turns as without a pin) but on the connection kept open, so it pays neither the lock nor the
+        open (nor the checkpoint of a close). Other processes wait for the block to end, as for one
+        long operation. Nested pins share the first.
+        """
+        import duckdb
+
+        key = str(self.path)
+        with pinned_lock(self.path, timeout=self.lock_timeout) as first:
+            if not first:
+                yield
+                return
+            with exclusive_lock(self.path, timeout=self.lock_timeout):
+                try:
+                    con = duckdb.connect(key)
+                except duckdb.IOException as exc:
+                    raise StoreLockedError(
+                        f"event store {self.path} is locked by another program ({exc}); close it and retry"
+                    ) from exc
+                try:
+                    con.execute(schema("duckdb"))
+                    migrate(con)
+                except BaseException:
+                    con.close()
+                    raise
+                _pinned[key] = con
+            try:
+                yield
+            finally:
+                with exclusive_lock(self.path, timeout=max(self.lock_timeout, 600.0)):  # after the operation in flight
+                    _pinned.pop(key, None)
+                    con.close()
 
     def _write(self, table: pa.Table, producer: ProducerBatch | None = None) -> WriteResult:
         # One transaction for the whole batch, inserted in chunks of about a million rows (the anti-join

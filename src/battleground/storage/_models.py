@@ -52,6 +52,15 @@ class ExperimentRow(Base):
     traffic: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    # layers and holdouts (migration 0014): the project, the layer and the half-open range of its
+    # 10,000 buckets the experiment owns (a holdout: its held-out buckets), the kind, and the holdout an
+    # experiment was started behind (NULL: none)
+    project: Mapped[str] = mapped_column(String(200), nullable=False, default="default", index=True)
+    layer: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    range_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    range_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="experiment")
+    holdout_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     variants: Mapped[list[VariantRow]] = relationship(
         back_populates="experiment", cascade="all, delete-orphan", order_by="VariantRow.position"
@@ -61,6 +70,9 @@ class ExperimentRow(Base):
     )
     end_condition: Mapped[EndConditionRow | None] = relationship(
         back_populates="experiment", cascade="all, delete-orphan", uselist=False
+    )
+    holdout: Mapped[ExperimentRow | None] = relationship(
+        primaryjoin="foreign(ExperimentRow.holdout_id) == remote(ExperimentRow.id)", viewonly=True, uselist=False
     )
 
 
@@ -175,6 +187,16 @@ class SourceRow(Base):
         ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+
+class ProjectSourceRow(Base):
+    """A named source of the whole project: experiments without a source of their own read it (0012)."""
+
+    __tablename__ = "project_sources"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
 

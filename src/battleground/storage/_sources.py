@@ -21,9 +21,20 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlglot import exp
 
-__all__ = ["SourceError", "SourceSpec", "load_source", "open_source", "save_source"]
+__all__ = [
+    "SourceEntry",
+    "SourceError",
+    "SourceSpec",
+    "find_source",
+    "list_sources",
+    "load_source",
+    "open_source",
+    "remove_source",
+    "save_project_source",
+    "save_source",
+]
 
-FORMATS = ("table", "parquet", "delta")
+FORMATS = ("table", "parquet", "delta", "iceberg")
 EXPOSURES = ("events", "table", "assignment_log")
 # battleground's column → what the source must give (None: optional).
 _REQUIRED = ("user_id", "ts", "event_type")
@@ -42,7 +53,9 @@ class SourceSpec:
         name: what errors and the registry call the source.
         connection: ``"duckdb"`` (files or tables in process), ``"spark"``, ``"chdb"`` or a SQLAlchemy URL.
         format: ``table`` (``location`` is a table or view), ``parquet`` (a file, folder glob or list
-            pattern), ``delta`` (a Delta table folder; its current files are read).
+            pattern), ``delta`` (a Delta table folder; its current files are read), ``iceberg`` (an
+            Iceberg table: ``location`` is ``namespace.table`` in ``catalog``, or without a catalog the
+            path of a metadata JSON file; its current data files are read).
         location: the table name or the path.
         columns: battleground column → source column (``user_id``, ``ts``, ``event_type``, and optional
             ``value``, ``covariate``, ``variant``); unnamed ones map to the same name when required.
@@ -53,6 +66,9 @@ class SourceSpec:
         exposure_event: the event type of exposure rows when ``exposures="events"``.
         timezone: the zone of timezone-naive timestamps; only ``"UTC"`` is accepted, and it must be said.
         spark_conf: session settings when ``connection="spark"`` builds a session.
+        catalog: the pyiceberg catalog properties of an ``iceberg`` source (``type``, ``uri``,
+            ``warehouse``, …; ``name`` names the catalog), e.g. ``{"type": "sql", "uri":
+            "sqlite:///catalog.db", "warehouse": "file:///lake"}``.
     """
 
     name: str
@@ -67,6 +83,7 @@ class SourceSpec:
     exposure_event: str = "exposure"
     timezone: str | None = None
     spark_conf: dict[str, str] = field(default_factory=dict)
+    catalog: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -101,7 +118,40 @@ class SourceSpec:
         return name if name in _REQUIRED else None
 
 
-def _relation_from(engine: Engine, fmt: str, location: str, view: str) -> exp.Expression:
+def _iceberg_files(location: str, catalog: dict[str, str], source: str) -> list[str]:
+    """The data files of an Iceberg table's current snapshot (pyiceberg plans the scan; the files are
+    then read in place like any Parquet files)."""
+    try:
+        if catalog:
+            from pyiceberg.catalog import load_catalog
+
+            props = {k: v for k, v in catalog.items() if k != "name"}
+            table = load_catalog(catalog.get("name", "default"), **props).load_table(location)
+        else:
+            from pyiceberg.table import StaticTable
+
+            table = StaticTable.from_metadata(location)
+        tasks = list(table.scan().plan_files())
+    except ImportError as exc:
+        raise SourceError(f"source {source!r}: Iceberg tables need pyiceberg; pip install "
+                          "'battleground[warehouse]'") from exc
+    except Exception as exc:  # the catalog's or the file system's own error
+        raise SourceError(f"source {source!r}: Iceberg table {location!r} cannot be loaded "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); give "
+                          "'namespace.table' with catalog={'type': ..., 'uri': ...}, or a metadata JSON path") from exc
+    if any(t.delete_files for t in tasks):
+        raise SourceError(f"source {source!r}: Iceberg table {location!r} has delete files (merge-on-read), "
+                          "which reading its data files in place would ignore; compact it (rewrite the data "
+                          "files) or map a view of an engine that applies them")
+    files = [t.file.file_path for t in tasks]
+    if not files:
+        raise SourceError(f"source {source!r}: Iceberg table {location!r} has no data files yet; write events "
+                          "to it first")
+    return [f[len("file://"):] if f.startswith("file://") else f for f in files]
+
+
+def _relation_from(engine: Engine, fmt: str, location: str, view: str, *,
+                   catalog: dict[str, str] | None = None, source: str = "") -> exp.Expression:
     """The FROM item reading ``location`` on ``engine`` in place."""
     import sqlglot
     from sqlglot import exp
@@ -113,12 +163,14 @@ def _relation_from(engine: Engine, fmt: str, location: str, view: str) -> exp.Ex
         from deltalake import DeltaTable
 
         files = list(DeltaTable(location).file_uris())
+    if fmt == "iceberg":
+        files = _iceberg_files(location, catalog or {}, source or location)
     if engine.dialect == "duckdb":
         arg = (exp.Array(expressions=[exp.Literal.string(f) for f in files]) if isinstance(files, list)
                else exp.Literal.string(files))
-        source = sqlglot.parse_one("SELECT * FROM read_parquet(x)", read="duckdb").find(exp.From)
-        assert source is not None
-        return source.this.transform(
+        from_ = sqlglot.parse_one("SELECT * FROM read_parquet(x)", read="duckdb").find(exp.From)
+        assert from_ is not None
+        return from_.this.transform(
             lambda n: arg if isinstance(n, exp.Column) and n.name == "x" else n)
     if engine.dialect == "spark":
         session = engine.session  # type: ignore[attr-defined]
@@ -254,7 +306,7 @@ def open_source(
         engine.connection.execute("SET TimeZone = 'UTC'")  # type: ignore[attr-defined]
     view = f"bg_source_{experiment_id}"
     try:
-        relation = _relation_from(engine, spec.format, spec.location, view)
+        relation = _relation_from(engine, spec.format, spec.location, view, catalog=spec.catalog, source=spec.name)
     except StorageError:
         raise
     except Exception as exc:
@@ -269,7 +321,8 @@ def open_source(
     if spec.exposures == "events" and spec.exposure_event != "exposure":
         raise SourceError(f"source {spec.name!r}: exposure rows must have event type 'exposure'; map a view")
     if spec.exposures == "table":
-        exposures = _relation_from(engine, spec.exposures_format, str(spec.exposures_location), view + "_exp")
+        exposures = _relation_from(engine, spec.exposures_format, str(spec.exposures_location), view + "_exp",
+                                   catalog=spec.catalog, source=spec.name)
         found = _columns(engine, exposures, spec.name)
         cols = {"user_id": "user_id", "ts": "ts", "variant": "variant", **spec.exposure_columns}
         _check(spec, found, {k: v for k, v in cols.items() if k != "variant"}, str(spec.exposures_location),
@@ -318,12 +371,109 @@ def save_source(registry_url: str, experiment_id: int, spec: SourceSpec) -> None
 
 
 def load_source(registry_url: str, experiment_id: int) -> SourceSpec | None:
-    """The recorded source of an experiment, or ``None`` (its events are in battleground's store)."""
+    """The source an experiment reads: its own, else the project's (when the project has exactly one),
+    else ``None`` (its events are in battleground's store)."""
+    from sqlalchemy import select
     from sqlalchemy.orm import Session
 
     from battleground.storage._db import registry_engine
-    from battleground.storage._models import SourceRow
+    from battleground.storage._models import ProjectSourceRow, SourceRow
 
     with Session(registry_engine(registry_url)) as session:
         row = session.get(SourceRow, int(experiment_id))
-        return None if row is None else SourceSpec.from_dict(dict(row.spec))
+        if row is not None:
+            return SourceSpec.from_dict(dict(row.spec))
+        project = session.scalars(select(ProjectSourceRow).order_by(ProjectSourceRow.name)).all()
+    if not project:
+        return None
+    if len(project) > 1:
+        names = ", ".join(repr(p.name) for p in project)
+        raise SourceError(f"experiment {experiment_id} has no source of its own and the project has several "
+                          f"({names}); choose one with `battleground sources add NAME --experiment "
+                          f"{experiment_id}`, or remove the others")
+    return SourceSpec.from_dict(dict(project[0].spec))
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A registered source: ``experiment_id`` is ``None`` for a project source."""
+
+    spec: SourceSpec
+    experiment_id: int | None
+    updated_at: dt.datetime
+
+    @property
+    def scope(self) -> str:
+        return "project" if self.experiment_id is None else f"experiment {self.experiment_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "scope": self.scope, "experiment_id": self.experiment_id,
+                "updated_at": self.updated_at.isoformat(), "spec": self.spec.to_dict()}
+
+
+def check_project_source(spec: SourceSpec) -> None:
+    """A project source serves every experiment, so its exposures must be per experiment."""
+    if spec.exposures == "events":
+        raise SourceError(
+            f"source {spec.name!r}: a project source cannot take exposures from its own rows "
+            "(exposures='events': every experiment would get the same users); use exposures='assignment_log' "
+            "or 'table', or register it for one experiment with --experiment"
+        )
+
+
+def save_project_source(registry_url: str, spec: SourceSpec) -> None:
+    """Record ``spec`` as a source of the whole project (replacing one of the same name)."""
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import ProjectSourceRow
+
+    check_project_source(spec)
+    with Session(registry_engine(registry_url)) as session, session.begin():
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        row = session.get(ProjectSourceRow, spec.name)
+        if row is None:
+            session.add(ProjectSourceRow(name=spec.name, spec=spec.to_dict(), updated_at=now))
+        else:
+            row.spec, row.updated_at = spec.to_dict(), now
+
+
+def list_sources(registry_url: str) -> list[SourceEntry]:
+    """Every registered source: the project's by name, then the experiments' by id."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import ProjectSourceRow, SourceRow
+
+    with Session(registry_engine(registry_url)) as session:
+        project = session.scalars(select(ProjectSourceRow).order_by(ProjectSourceRow.name)).all()
+        own = session.scalars(select(SourceRow).order_by(SourceRow.experiment_id)).all()
+        return ([SourceEntry(SourceSpec.from_dict(dict(r.spec)), None, r.updated_at) for r in project]
+                + [SourceEntry(SourceSpec.from_dict(dict(r.spec)), r.experiment_id, r.updated_at) for r in own])
+
+
+def find_source(registry_url: str, name: str, experiment_id: int | None = None) -> SourceEntry:
+    """The source called ``name`` (of one experiment, or of the project when ``experiment_id`` is None)."""
+    for entry in list_sources(registry_url):
+        if entry.spec.name == name and entry.experiment_id == experiment_id:
+            return entry
+    where = "the project" if experiment_id is None else f"experiment {experiment_id}"
+    known = sorted({f"{e.spec.name} ({e.scope})" for e in list_sources(registry_url)})
+    raise SourceError(f"no source {name!r} registered for {where}; registered: {', '.join(known) or 'none'}; "
+                      "see `battleground sources list`")
+
+
+def remove_source(registry_url: str, name: str, experiment_id: int | None = None) -> None:
+    """Forget the source ``name`` (the experiment's, or the project's): its events stay where they are."""
+    from sqlalchemy.orm import Session
+
+    from battleground.storage._db import registry_engine
+    from battleground.storage._models import ProjectSourceRow, SourceRow
+
+    find_source(registry_url, name, experiment_id)
+    with Session(registry_engine(registry_url)) as session, session.begin():
+        row = (session.get(ProjectSourceRow, name) if experiment_id is None
+               else session.get(SourceRow, int(experiment_id)))
+        if row is not None:
+            session.delete(row)

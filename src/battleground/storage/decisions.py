@@ -17,6 +17,11 @@ first write wins.
 
 A batch is written in one transaction: a crash before its commit leaves nothing; after the commit
 (when the service acknowledges) everything. Re-sending a batch stores nothing twice.
+
+Outcomes come two ways, into the same ``decision_rewards`` row (so a decision never has two):
+``POST /reward`` (:meth:`DecisionLog.reward`), or ordinary ingested events matched to decisions by
+time window (:meth:`DecisionLog.match_events`, one ``INSERT … SELECT`` on both backends, rules in
+:class:`RewardRule`). Whichever is stored first is kept.
 """
 
 from __future__ import annotations
@@ -42,10 +47,12 @@ __all__ = [
     "DecisionRow",
     "LoggedDecisions",
     "RewardRow",
+    "RewardRule",
     "open_decision_log",
 ]
 
 REWARD_EVENT = "reward"
+REWARD_VALUES = ("sum", "any")
 DECISION_COLUMNS = ("decision_id", "policy", "experiment_id", "variant", "unit_id", "context", "action",
                     "propensity", "policy_version", "trains", "ts")
 
@@ -122,6 +129,42 @@ class RewardRow:
 
 
 @dataclass(frozen=True)
+class RewardRule:
+    """How ingested events become the rewards of decisions (:meth:`DecisionLog.match_events`).
+
+    An event of type ``event_type`` of the decision's unit (in the decision's experiment, or in any
+    experiment for a decision outside one) belongs to the **latest decision of that unit before it**
+    (same policy key and experiment; an event at the very time of a decision belongs to it), if it
+    came less than ``window`` seconds after that decision. So with two decisions of a unit inside one
+    window, the events after the second are the second's; events before a unit's first decision, or
+    later than ``window`` after its latest one, belong to no decision and are ignored. The events the
+    log itself writes for ``POST /reward`` (ids ``reward:<decision id>``) are never matched.
+
+    A decision's reward is settled once its window is over (``window`` seconds passed, or the unit's
+    next decision came): ``value="sum"`` adds the values of its events (an event without a value
+    counts 1, as in a mean metric), ``"any"`` is 1 when it had an event and 0 otherwise (a
+    proportion); a decision without events gets 0. ``window=None``: until the unit's next decision
+    (then only ``final`` settles the latest one, e.g. when the experiment stops).
+
+    >>> RewardRule("purchase", 3600.0).value
+    'sum'
+    """
+
+    event_type: str
+    window: float | None = 3600.0
+    value: str = "sum"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.event_type, str) or not self.event_type.strip() or len(self.event_type) > 200:
+            raise DecisionLogError(f"reward event_type must be an event type of 1 to 200 characters, got {self.event_type!r}")
+        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int | float)
+                                        or not 0 < float(self.window) < 1e10):
+            raise DecisionLogError(f"reward window must be a number of seconds > 0 (or None), got {self.window!r}")
+        if self.value not in REWARD_VALUES:
+            raise DecisionLogError(f"reward value must be one of {REWARD_VALUES}, got {self.value!r}")
+
+
+@dataclass(frozen=True)
 class LoggedDecisions:
     """Logged decisions as arrays (one entry per decision), ordered by ``seq``; ``reward`` is NaN
     where no outcome is attached, ``reward_seq`` −1 there."""
@@ -156,8 +199,9 @@ def _reward_outcome(stored: float, given: float) -> str:
 class DecisionLog:
     """The decision log of one event store. Thread-safe; one writer thread should do the writes.
 
-    :meth:`session` holds the store for a burst of batches (the DuckDB file stays open, a PostgreSQL
-    connection is kept); every other method works inside or outside a session.
+    :meth:`session` holds the store for a burst of batches in one thread (the DuckDB file stays open, a
+    PostgreSQL connection is kept); :meth:`hold` keeps it for a long-lived writer while other threads
+    may still use it; every other method works inside or outside either.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -183,6 +227,18 @@ class DecisionLog:
                 yield con
             finally:
                 self._local.con = None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the store for a long-lived writer (the ``with`` block): the DuckDB file stays locked and
+        open for this process (:meth:`DuckDBEventStore.pin`: each operation of any thread still runs
+        alone, on the open connection), a PostgreSQL connection stays open in this thread."""
+        if self.backend == "duckdb":
+            with self.store.pin():  # type: ignore[attr-defined]
+                yield
+        else:
+            with self.session():
+                yield
 
     @contextmanager
     def _open(self) -> Iterator[Any]:
@@ -451,6 +507,61 @@ class DecisionLog:
             else:
                 out.append(_reward_outcome(stored[r.decision_id], float(r.reward)))
         return out
+
+    def match_events(self, rule: RewardRule, *, policy: str | None = None, experiment_id: int | None = None,
+                     now: dt.datetime | None = None, final: bool = False) -> int:
+        """Attach the rewards of ingested events (see :class:`RewardRule`) to the unrewarded decisions of
+        a policy key and/or an experiment whose window is over at ``now`` (default: the current UTC
+        time; ``final``: every window is over). One ``INSERT … SELECT`` (one transaction): a decision
+        that already has a reward (from ``POST /reward`` or an earlier match) keeps it, so nothing is
+        counted twice, and running it again stores nothing new. Returns the rewards stored."""
+        if policy is None and experiment_id is None:
+            raise DecisionLogError("match_events needs a policy key or an experiment id (the decisions to reward)")
+        now = now if now is not None else dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        where: list[str] = []
+        scope: list[Any] = []
+        if policy is not None:
+            where.append("policy = ?")
+            scope.append(str(policy))
+        if experiment_id is not None:
+            where.append("experiment_id = ?")
+            scope.append(int(experiment_id))
+        params: list[Any] = [*scope]
+        if rule.window is None:
+            end = "s.next_ts"
+        else:
+            end = "CASE WHEN s.next_ts IS NULL OR s.ts + CAST(? AS INTERVAL) < s.next_ts THEN s.ts + CAST(? AS INTERVAL) ELSE s.next_ts END"
+            span = f"{round(float(rule.window) * 1e6)} microseconds"
+            params += [span, span]
+        params += ([] if final else [now]) + [now, rule.event_type, f"{REWARD_EVENT}:%"]
+        if rule.value == "sum":
+            value = "COALESCE(SUM(CASE WHEN e.event_id IS NULL THEN 0.0 ELSE COALESCE(e.value, 1.0) END), 0.0)"
+        else:
+            value = "CASE WHEN COUNT(e.event_id) > 0 THEN 1.0 ELSE 0.0 END"
+        due = "TRUE" if final else "o.end_ts IS NOT NULL AND o.end_ts <= ?"
+        sql = f"""
+            INSERT INTO decision_rewards (decision_id, reward, ts)
+            WITH s AS (
+                SELECT decision_id, unit_id, experiment_id, ts,
+                       LEAD(ts) OVER (PARTITION BY policy, experiment_id, unit_id ORDER BY ts, seq) AS next_ts
+                FROM decisions WHERE {" AND ".join(where)}
+            ), o AS (
+                SELECT s.decision_id, s.unit_id, s.experiment_id, s.ts, {end} AS end_ts
+                FROM s WHERE NOT EXISTS (SELECT 1 FROM decision_rewards r WHERE r.decision_id = s.decision_id)
+            ), due AS (
+                SELECT * FROM o WHERE {due}
+            )
+            SELECT due.decision_id, {value}, CAST(? AS TIMESTAMP)
+            FROM due LEFT JOIN events e
+              ON e.user_id = due.unit_id AND e.event_type = ? AND e.ts >= due.ts
+             AND (due.end_ts IS NULL OR e.ts < due.end_ts)
+             AND (due.experiment_id IS NULL OR e.experiment_id = due.experiment_id)
+             AND NOT (e.event_id LIKE ?)
+            GROUP BY due.decision_id
+            ON CONFLICT (decision_id) DO NOTHING
+            RETURNING decision_id"""
+        with self.session() as con:
+            return len(self._rows(con, sql, params))
 
     # ------------------------------------------------------------------ reads
     def count(self, policy: str | None = None) -> tuple[int, int, int]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +132,11 @@ def registry_url_for(events_url: str) -> str:
     raise ValueError(f"event store URL must start with 'duckdb:///' or 'postgresql://', got {redact_url(events_url)!r}")
 
 
+# per store URL: (the state it was read at, events per experiment), see EventStore.experiment_counts
+_COUNTS: dict[str, tuple[Hashable, dict[int, int]]] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
 class EventStore(abc.ABC):
     """Append-only storage of experiment events with per-variant sums computed in SQL.
 
@@ -174,6 +180,27 @@ class EventStore(abc.ABC):
     def count(self, experiment_id: int | None = None) -> int:
         """Number of stored events (of one experiment, or all)."""
         return sum(n for _, n in self.count_by_type(experiment_id))
+
+    def state(self) -> Hashable:
+        """A token that changes whenever the stored events do (readers key caches on it). The store is
+        append-only with de-duplication, so the event count changes exactly when its data does."""
+        return self.count()
+
+    def experiment_counts(self) -> dict[int, int]:
+        """Events stored per experiment id, from one query; kept per :meth:`state` of the store (in this
+        process), so asking again while nothing was ingested costs no query. An experiment's sums read
+        only its own events, so its count is a version of its sums: an ingest into one experiment leaves
+        the others' counts, and what readers cached on them, as they were."""
+        state = self.state()
+        with _COUNTS_LOCK:
+            known = _COUNTS.get(self.url)
+        if known is not None and known[0] == state:
+            return known[1]
+        rows = self._query("SELECT experiment_id, COUNT(*) FROM events GROUP BY experiment_id", {})
+        counts = {int(e): int(n) for e, n in rows}
+        with _COUNTS_LOCK:
+            _COUNTS[self.url] = (state, counts)
+        return counts
 
     def count_by_type(self, experiment_id: int | None = None) -> list[tuple[str, int]]:
         """``(event_type, number of events)`` of one experiment (or all), by event type."""
@@ -278,6 +305,17 @@ class EventStore(abc.ABC):
             groups.setdefault(key, []).append(rec)
         order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
         return tuple((k, decode_sums(groups[k], len(defs), variants, multiple_exposures)) for k in order)
+
+    def covariate_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
+                       attributes: Sequence[str] = (), start: dt.datetime | None = None,
+                       end: dt.datetime | None = None, variants: Sequence[str] = (), *,
+                       multiple_exposures: str = "exclude") -> tuple[Any, ...]:
+        """Per-arm sums for regression adjustment with several covariates (CUPED++): every metric's
+        pre-period value and the declared numeric user ``attributes`` (``storage/_covariate_sql.py``)."""
+        from battleground.storage._covariate_sql import covariate_sums
+
+        return covariate_sums(self, experiment_id, _definitions(metrics), attributes, start, end, variants,
+                              multiple_exposures=multiple_exposures)
 
     def per_user_values(
         self,

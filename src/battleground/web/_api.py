@@ -233,7 +233,7 @@ def create_api_router(state: DashboardState) -> APIRouter:
         """Every experiment with users per variant and the SRM / end-condition badges."""
 
         def read() -> dict[str, Any]:
-            monitor = read_only_monitor(settings)
+            monitor = read_only_monitor(settings, state.sums_cache)
             records = state.registry.list(status=status)
             return {"experiments": [experiment_summary(monitor, r).to_dict() for r in records]}
 
@@ -245,7 +245,7 @@ def create_api_router(state: DashboardState) -> APIRouter:
 
         def read() -> dict[str, Any]:
             record = state.registry.get(check_key(key))
-            summary = experiment_summary(read_only_monitor(settings), record)
+            summary = experiment_summary(read_only_monitor(settings, state.sums_cache), record)
             return {"experiment": record_dict(record), "summary": summary.to_dict()}
 
         return await snapshot_read(request, read)
@@ -263,7 +263,7 @@ def create_api_router(state: DashboardState) -> APIRouter:
         Rows, daily series and end conditions are computed from one snapshot of the event store."""
         d = await snapshot_read(
             request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
-                                               charts=False))
+                                               charts=False, cache=state.sums_cache))
         return {
             "experiment_id": d.record.id, "name": d.record.name, "status": d.record.status,
             "rows": result_records(d.result), "srm": jsonable(d.srm.to_dict()) if d.srm else None,
@@ -283,7 +283,7 @@ def create_api_router(state: DashboardState) -> APIRouter:
         """The results on each day's cumulative data (one block of rows per date), for charts."""
         d = await snapshot_read(
             request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
-                                               charts=False))
+                                               charts=False, cache=state.sums_cache))
         return {"experiment_id": d.record.id, "rows": frame_records(d.daily), "no_data": d.no_data}
 
     @router.get("/experiments/{key}/audit")

@@ -13,7 +13,31 @@ if TYPE_CHECKING:
     from battleground.experiment.register import ExperimentRecord
     from battleground.web._experiment_views import ExperimentSummary
 
-__all__ = ["SORTS", "SummaryCache", "filter_records", "owners", "sort_summaries"]
+__all__ = ["DECISIONS", "SORTS", "SummaryCache", "decision_label", "filter_records", "owners", "sort_summaries"]
+
+# the decision rule's verdicts (``experiment._decide.VERDICTS``) as the list says them, in sort order
+DECISIONS: dict[str, str] = {
+    "ship": "ship", "dont_ship": "no-ship", "inconclusive": "keep running", "collecting": "keep running",
+    "data_quality": "check data",
+}
+_DECISION_ORDER = tuple(DECISIONS)
+
+
+def decision_label(verdict: str | None, status: str = "running") -> str:
+    """What the list's decision column says for a verdict (``—`` before any data); an experiment that
+    no longer runs cannot "keep running": it ended inconclusive."""
+    label = DECISIONS.get(verdict or "", "—")
+    return "inconclusive" if label == "keep running" and status != "running" else label
+
+
+def _by_decision(s: Any) -> tuple[int, float, int]:
+    rank = _DECISION_ORDER.index(s.verdict) if s.verdict in _DECISION_ORDER else len(_DECISION_ORDER)
+    return rank, -abs(s.lift) if s.lift is not None else 0.0, -s.id
+
+
+def _by_lift(s: Any) -> tuple[bool, float]:
+    """Largest lift first; experiments without one last (``reverse=True`` sorts on this)."""
+    return s.lift is not None, s.lift if s.lift is not None else 0.0
 
 # key → (label, sort key, newest/largest first)
 SORTS: dict[str, tuple[str, Any, bool]] = {
@@ -23,6 +47,8 @@ SORTS: dict[str, tuple[str, Any, bool]] = {
                                     if s.status in ("running", "draft", "stopped", "archived") else 9, -s.id), False),
     "users": ("most users", lambda s: s.total_users, True),
     "progress": ("progress against plan", lambda s: -1.0 if s.progress is None else s.progress, True),
+    "decision": ("decision (ship first)", _by_decision, False),
+    "lift": ("primary-metric lift", _by_lift, True),
     "started": ("started", lambda s: (s.started_at is not None, s.started_at.isoformat() if s.started_at else ""), True),
 }
 
@@ -55,9 +81,10 @@ class SummaryCache:
     """List lines computed once per state of the data, so a revisit of the list reads no event sums.
 
     A line depends on its registry record, the stored events and (for a maximum duration) the clock.
-    The event store is append-only with de-duplication, so its event count changes exactly when its
-    data does: the key is (record as stored, event count, the current minute when the record has a
-    maximum duration). One count query per page replaces one sums query per experiment.
+    The key is (record as stored, the experiment's number of stored events (``EventStore.experiment_counts``:
+    it changes exactly when the experiment's events do, and is read once per state of the store, so a
+    revisit without new events costs no query), the current minute when the record has a maximum
+    duration or an end date). An ingest into one experiment recomputes that experiment's line only.
     """
 
     def __init__(self, size: int = 2000) -> None:
@@ -75,15 +102,15 @@ class SummaryCache:
         from battleground.web._view_common import jsonable
 
         store = getattr(getattr(monitor.backend, "inner", None), "store", None)
-        version = store.count() if store is not None and records else None
+        counts = store.experiment_counts() if store is not None and records else None
         minute = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M")
         out = []
         for r in records:
-            if version is None:
+            if counts is None:
                 out.append(experiment_summary(monitor, r))
                 continue
-            key = (r.id, json.dumps(jsonable(r.to_dict()), sort_keys=True, default=str), version,
-                   minute if r.end_conditions.max_duration_days else None)
+            key = (r.id, json.dumps(jsonable(r.to_dict()), sort_keys=True, default=str), counts.get(r.id, 0),
+                   minute if r.end_conditions.max_duration_days or r.end_at else None)
             with self._lock:
                 hit = self._items.get(key)
             if hit is None:

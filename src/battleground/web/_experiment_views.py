@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from battleground.experiment.register import AuditEntry, ExperimentRecord, Registry
     from battleground.settings import Settings
     from battleground.stats import SrmResult
+    from battleground.web._view_common import SumsCache
 
 __all__ = [
     "VIEWS", "ExperimentDetail", "ExperimentSummary", "audit_dicts", "audit_text", "experiment_detail",
@@ -52,6 +54,13 @@ class ExperimentSummary:
     end_reasons: tuple[str, ...]
     error: str | None = None
     target_sample_size: int | None = None
+    verdict: str | None = None  # the decision rule's verdict (``Decision.verdict``); None before any data
+    headline: str = ""  # the decision in words, e.g. "ship treatment"
+    primary_metric: str | None = None
+    lift_variant: str | None = None  # the variant whose primary-metric lift is shown
+    lift: float | None = None  # its relative lift of the primary metric vs control
+    lift_significant: bool = False
+    lift_good: bool | None = None  # whether the lift goes the metric's good way (None: no lift)
 
     @property
     def progress(self) -> float | None:
@@ -77,12 +86,43 @@ class ExperimentSummary:
             "srm_p_value": jsonable(self.srm_p_value), "srm_alert": self.srm_alert,
             "end_condition_met": self.end_met, "end_reasons": list(self.end_reasons),
             "error": self.error, "target_sample_size": self.target_sample_size, "progress": self.progress,
+            "decision": self.verdict, "decision_headline": self.headline, "primary_metric": self.primary_metric,
+            "lift_variant": self.lift_variant, "primary_lift": jsonable(self.lift),
+            "primary_lift_significant": self.lift_significant,
         }
 
 
 def _end_report(monitor: Monitor, record: ExperimentRecord) -> EndConditionReport:
     monitor.experiment_id_ = record.id
     return monitor.check_end_conditions(stop=False)
+
+
+def _primary_lift(result: MonitorResult) -> dict[str, Any]:
+    """The primary metric's relative lift for the list: of the variant the decision ships, else of the
+    treatment with the largest lift in the metric's good direction."""
+    if not result.rows:
+        return {}
+    primary = next((r.metric for r in result.rows if r.primary), result.rows[0].metric)
+    rows = [r for r in result.rows if r.metric == primary and not r.is_control and math.isfinite(r.rel_lift)]
+    if not rows:
+        return {"primary_metric": primary}
+    best = result.decision.best
+    row = next((r for r in rows if r.variant == best), None) or max(
+        rows, key=lambda r: r.rel_lift if r.higher_is_better else -r.rel_lift)
+    return {"primary_metric": primary, "lift_variant": row.variant, "lift": float(row.rel_lift),
+            "lift_significant": bool(row.significant),
+            "lift_good": (row.rel_lift > 0) == row.higher_is_better if row.rel_lift != 0 else None}
+
+
+def _decision_fields(monitor: Monitor) -> dict[str, Any]:
+    """Verdict and primary lift from :meth:`Monitor.result`: the decision the experiment page shows."""
+    try:
+        result = monitor.result()
+    except (ValueError, LookupError):  # no exposure yet, a control without users, ...
+        return {}
+    if not result.rows or max(r.users for r in result.rows) == 0:
+        return {}
+    return {"verdict": result.decision.verdict, "headline": result.decision.headline, **_primary_lift(result)}
 
 
 def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> ExperimentSummary:
@@ -103,6 +143,7 @@ def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> Experiment
     return ExperimentSummary(
         **base, users=dict(report.users_per_variant), srm_status=report.srm_status,
         srm_p_value=report.srm_p_value, end_met=report.met, end_reasons=report.reasons,
+        **_decision_fields(monitor),
     )
 
 
@@ -125,6 +166,7 @@ class ExperimentDetail:
     no_data: str | None = None
     view: str = "cumulative"  # which charts: "cumulative" lift or "daily" values
     window: tuple[str, str] = ("", "")  # the start and end the reader asked for, as typed
+    sample_chart: str = ""  # users per variant by day against the plan (with the charts only)
 
     @functools.cached_property
     def table(self) -> ResultsTable | None:
@@ -191,17 +233,17 @@ def experiment_detail(
     end: Any = None,
     charts: bool = True,
     view: str = "cumulative",
+    cache: SumsCache | None = None,
 ) -> ExperimentDetail:
     """Results, daily series, decision, sizes and audit log of one experiment (by id or name), over the
     window ``start``..``end`` (either may be blank; parsed by :func:`battleground._time.parse_instant`).
 
-    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values.
+    ``view`` picks the charts: ``"cumulative"`` lift with its interval, or ``"daily"`` values. With
+    ``cache``, the sums and the computed page are kept for the next request while the record and the
+    event store are unchanged (the audit log is read each time).
     Raises :class:`~battleground.experiment.register.ExperimentNotFoundError` for an unknown key and
     ``ValueError`` (``StatsInputError``, ``WindowError``) for a bad time window or view.
     """
-    from battleground.experiment.report import lift_charts, needed_text, table_rows
-    from battleground.stats import StatsInputError
-    from battleground.web._experiment_charts import daily_charts
     from battleground.web._view_common import WindowError
 
     if view not in VIEWS:
@@ -209,10 +251,32 @@ def experiment_detail(
     typed = ("" if start is None else str(start), "" if end is None else str(end))
     start, end = parse_window(start, end)
     record = registry.get(key)
-    monitor = read_only_monitor(settings)
+    monitor = read_only_monitor(settings, cache)
     monitor.experiment_id_ = record.id
     info = monitor.experiment()
-    audit = registry.audit_log(record.id)
+    audit = registry.audit_log(record.id)  # read each time: notes are appended without editing the record
+    offer = getattr(monitor.backend, "sums_state", None)
+    state = offer(info) if cache is not None and offer is not None else None
+    if cache is None or state is None:
+        return _detail(monitor, record, info, audit, start, end, typed, charts, view)
+    # what the page shows depends on the record, the events and, for a plan with an end date, a
+    # duration or a planned MDE, the clock: the computed page is kept per minute for those
+    ec = record.end_conditions
+    timed = record.end_at is not None or bool(ec.max_duration_days) or ec.mde is not None
+    minute = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M") if timed else None
+    key = ("detail", json.dumps(jsonable(record.to_dict()), sort_keys=True, default=str), state, start, end,
+           charts, view, minute)
+    found: ExperimentDetail = cache.get(key, lambda: _detail(monitor, record, info, audit, start, end, typed,
+                                                             charts, view))
+    return dataclasses.replace(found, audit=audit, window=typed)
+
+
+def _detail(monitor: Monitor, record: ExperimentRecord, info: ExperimentInfo, audit: list[AuditEntry],
+            start: Any, end: Any, typed: tuple[str, str], charts: bool, view: str) -> ExperimentDetail:
+    from battleground.experiment.report import lift_charts, needed_text, table_rows
+    from battleground.stats import StatsInputError
+    from battleground.web._experiment_charts import daily_charts, sample_size_chart
+
     try:
         result = monitor.result(start_dt=start, end_dt=end)
     except StatsInputError as exc:
@@ -232,6 +296,7 @@ def experiment_detail(
     daily = monitor.get_daily_result(start_dt=start, end_dt=end)
     decision = result.decision
     return ExperimentDetail(
+        sample_chart=sample_size_chart(info, daily) if charts else "",
         record=record, info=info, result=result, daily=daily, srm=result.srm, decision=decision,
         end=_end_report(monitor, record), rows=table_rows(result), sizes=_sizes(info, result.users),
         charts=([] if not charts else lift_charts(info, daily) if view == "cumulative" else daily_charts(info, daily)),
@@ -291,6 +356,6 @@ def audit_text(entry: AuditEntry) -> str:
 
 def record_dict(record: ExperimentRecord) -> dict[str, Any]:
     d = jsonable(record.to_dict())
-    d.pop("salt", None)  # the salt decides assignment; it is not for display
-    return d
+    # the salts (the experiment's and its holdout's) decide assignment; they are not for display
+    return dict(_without_salt(d))
 

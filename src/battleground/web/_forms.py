@@ -7,7 +7,8 @@ Validation is the registry's own: its errors are shown beside the field they con
 """
 
 # no `from __future__ import annotations`: FastAPI reads the annotations of the routes at runtime
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -19,9 +20,24 @@ from battleground.errors import WebError
 from battleground.web._session import Session, csrf_ok
 from battleground.web._state import DashboardState, check_key
 
-__all__ = ["FormError", "create_form_router", "parse_experiment_form"]
+if TYPE_CHECKING:
+    from battleground.stats import SampleSizeResult
+
+__all__ = [
+    "FIXED", "FormError", "PlanRequest", "create_form_router", "end_condition_form", "error_field",
+    "parse_experiment_form", "plan_sample_size",
+]
 
 KINDS = ("proportion", "mean", "ratio")
+FIXED = "fixed"  # the design choice "no sequential test: one look at the end"
+# the design choices of the forms: fixed horizon, then the registry's sequential designs
+DESIGN_CHOICES: tuple[tuple[str, str], ...] = (
+    (FIXED, "fixed horizon (one look at the end)"),
+    ("msprt", "mSPRT, always valid (two-sided)"),
+    ("one_sided", "one-sided confidence sequence"),
+    ("obrien_fleming", "group-sequential, O'Brien–Fleming spending"),
+    ("pocock", "group-sequential, Pocock spending"),
+)
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -58,8 +74,22 @@ def _variants(text: str) -> dict[str, float] | list[str]:
     return out
 
 
+def _margin(token: str, line_no: int, line: str) -> tuple[float, bool]:
+    """``margin=0.02`` (a share of the control value) or ``margin_abs=0.5`` (in the metric's unit)."""
+    key, _, number = token.partition("=")
+    try:
+        value = float(number)
+    except ValueError:
+        raise FormError("metrics", f"line {line_no} {line!r}: write {key.strip()}= with a number, "
+                                   f"e.g. margin=0.02 for 2 % of control, got {number.strip()!r}") from None
+    return value, key.strip() == "margin"
+
+
 def _metrics(text: str) -> list[dict[str, Any]]:
-    """``name, kind, numerator[, denominator][, primary][, guardrail][, decrease]`` per line."""
+    """``name, kind, numerator[, denominator][, primary][, guardrail][, decrease][, margin=X]`` per line.
+
+    A guardrail's non-inferiority margin is ``margin=0.02`` (relative to control) or ``margin_abs=0.5``
+    (in the metric's own unit); the registry checks it (only guardrails have one)."""
     out: list[dict[str, Any]] = []
     for i, line in enumerate((x.strip() for x in text.splitlines()), start=1):
         if not line:
@@ -68,9 +98,14 @@ def _metrics(text: str) -> list[dict[str, Any]]:
         if len(parts) < 3 or parts[1] not in KINDS:
             raise FormError("metrics", f"line {i} {line!r}: write 'name, kind, numerator' with kind one of {', '.join(KINDS)}")
         flags = {p for p in parts[3:] if p in ("primary", "guardrail", "decrease")}
-        rest = [p for p in parts[3:] if p not in flags]
+        margins = [p for p in parts[3:] if p.split("=", 1)[0].strip() in ("margin", "margin_abs") and "=" in p]
+        rest = [p for p in parts[3:] if p not in flags and p not in margins]
         metric: dict[str, Any] = {"name": parts[0], "kind": parts[1], "numerator": parts[2],
                                   "primary": "primary" in flags, "guardrail": "guardrail" in flags}
+        if len(margins) > 1:
+            raise FormError("metrics", f"line {i} {line!r}: give one margin= (or margin_abs=), not {len(margins)}")
+        if margins:
+            metric["margin"], metric["margin_relative"] = _margin(margins[0], i, line)
         if rest:
             metric["denominator"] = rest[0]
         if "decrease" in flags:
@@ -90,37 +125,120 @@ def _whole(text: str, field: str) -> int | None:
     return int(text)
 
 
+def _design(text: str) -> dict[str, Any]:
+    """The end conditions a design choice sets: ``fixed`` (one look at the end) or a sequential design
+    of the registry's (its rule checks the name: :data:`~battleground.experiment._records.DESIGNS`)."""
+    choice = text.strip()
+    if not choice or choice == FIXED:
+        return {"sequential": False, "design": None}
+    return {"sequential": True, "design": choice}
+
+
+def _mde(text: str) -> Any:
+    """The planned relative MDE as a number when it reads as one; else the text as typed, so the
+    registry's own rule names it."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def end_condition_form(form: dict[str, str]) -> dict[str, Any]:
+    """The end-condition fields of a form as keyword arguments of ``Registry.set_end_conditions``."""
+    return {**{k: _whole(form.get(k, ""), k) for k in ("target_sample_size", "max_duration_days")},
+            **_design(form.get("design", "")), "mde": _mde(form.get("mde", ""))}
+
+
 def parse_experiment_form(form: dict[str, str]) -> dict[str, Any]:
     """The keyword arguments of ``Registry.create_experiment`` from the form; :class:`FormError` names
     the first bad field."""
-    ends = {k: v for k in ("target_sample_size", "max_duration_days") if (v := _whole(form.get(k, ""), k))}
+    ends = end_condition_form(form)
+    if not ends["sequential"]:
+        ends = {k: v for k, v in ends.items() if k not in ("sequential", "design")}
     return {
         "name": form.get("name", ""), "hypothesis": form.get("hypothesis") or None,
         "description": form.get("description") or None, "owner": form.get("owner") or None,
         "variants": _variants(form.get("variants", "")), "metrics": _metrics(form.get("metrics", "")),
-        "end_conditions": ends or None,
+        "end_conditions": {k: v for k, v in ends.items() if v is not None} or None,
     }
 
 
-def plan_sample_size(baseline: str, mde: str, *, relative: bool) -> tuple[int | None, dict[str, str]]:
-    """Users per variant to detect ``mde`` on a conversion rate ``baseline`` (α = 0.05, 80 % power),
-    by ``battleground.stats.sample_size_proportions``; (None, {}) when nothing was asked."""
-    if not baseline.strip() and not mde.strip():
+@dataclass(frozen=True)
+class PlanRequest:
+    """The sample-size calculator's inputs as typed (query parameters of ``GET /experiments/new``)."""
+
+    kind: str = "proportion"
+    baseline: str = ""
+    sd: str = ""
+    mde: str = ""
+    relative: bool = False
+    arms: str = "2"
+
+    @property
+    def asked(self) -> bool:
+        return bool(self.baseline.strip() or self.mde.strip() or self.sd.strip())
+
+
+def _plan_number(text: str, field: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise FormError(field, f"{what} must be a number, got {text.strip()!r}") from None
+
+
+def plan_sample_size(ask: PlanRequest) -> "tuple[SampleSizeResult | None, dict[str, str]]":
+    """Users per variant to detect ``mde`` (α = 0.05 split over the treatment arms, 80 % power), by
+    ``battleground.stats.sample_size_proportions`` (a conversion rate) or ``sample_size_means`` (a
+    mean with its per-user standard deviation); (None, {}) when nothing was asked, else errors by field
+    (``plan-<field>``, or ``plan`` for the planner's own).
+
+    Example:
+        >>> plan, _ = plan_sample_size(PlanRequest(baseline="0.1", mde="0.01"))
+        >>> plan.n_control_ceil
+        14749
+    """
+    if not ask.asked:
         return None, {}
-    from battleground.stats import sample_size_proportions
+    from battleground.stats import StatsInputError, sample_size_means, sample_size_proportions
 
     try:
-        plan = sample_size_proportions(float(baseline), float(mde), relative=relative)
-    except ValueError as bad:  # a non-number, or the planner's own message naming the field
-        return None, {"plan": f"{bad}" if "could not convert" not in str(bad) else
-                      f"baseline and effect must be numbers, got {baseline!r} and {mde!r}"}
-    return int(plan.n_control_ceil), {}
+        arms = _whole(ask.arms, "arms") or 2
+        mde = _plan_number(ask.mde, "mde", "the effect to detect")
+        if ask.kind == "mean":
+            base = _plan_number(ask.baseline, "baseline", "the baseline mean") if ask.baseline.strip() else None
+            sd = _plan_number(ask.sd, "sd", "the standard deviation")
+            plan = sample_size_means(mde, sd, baseline_mean=base, relative=ask.relative, n_arms=arms)
+        elif ask.kind == "proportion":
+            base = _plan_number(ask.baseline, "baseline", "the baseline conversion rate")
+            plan = sample_size_proportions(base, mde, relative=ask.relative, n_arms=arms)
+        else:
+            raise FormError("kind", f"the calculator plans proportions or means, got {ask.kind!r}")
+    except FormError as bad:
+        return None, {f"plan-{bad.field}": str(bad)}
+    except StatsInputError as bad:  # the planner's own message names the argument
+        return None, {"plan": str(bad)}
+    return plan, {}
 
 
-def _field_of(message: str) -> str:
-    """Which form field a registry error concerns (its messages name the rule and the value)."""
+_RULE_FIELDS = (
+    ("group-sequential", "design"), ("design", "design"), ("mde", "mde"),
+    ("target sample size", "target_sample_size"), ("maximum duration", "max_duration_days"),
+)
+
+
+def _field_of(message: str, rule: str | None = None) -> str:
+    """Which form field a registry error concerns: by the broken rule's name when it has one, else by
+    the words of its message (which name the rule and the value)."""
+    if rule:
+        for phrase, name in _RULE_FIELDS:
+            if phrase in rule.lower():
+                return name
     low = message.lower()
     for field, words in (
+        ("design", ("design",)), ("mde", ("mde",)), ("metrics", ("margin",)),
         ("variants", ("variant", "weight", "control")), ("metrics", ("metric", "numerator", "denominator", "kind")),
         ("target_sample_size", ("target_sample_size", "sample size")), ("max_duration_days", ("duration",)),
         ("name", ("name",)),
@@ -128,6 +246,11 @@ def _field_of(message: str) -> str:
         if any(w in low for w in words):
             return field
     return "form"
+
+
+def error_field(exc: Exception) -> str:
+    """The form field of a registry (or margin) error."""
+    return _field_of(str(exc), getattr(exc, "rule", None))
 
 
 def create_form_router(state: DashboardState) -> APIRouter:
@@ -182,21 +305,37 @@ def create_form_router(state: DashboardState) -> APIRouter:
         state.sessions.clear_cookie(response)
         return response
 
+    def form_page(request: Request, status: int = 200, errors: dict[str, str] | None = None,
+                  values: dict[str, str] | None = None, plan: Any = None,
+                  calc: PlanRequest | None = None) -> HTMLResponse:
+        return render(request, "experiment_form.html.j2", status=status, title="New experiment",
+                      errors=errors or {}, values=values or {}, plan=plan, calc=calc or PlanRequest(),
+                      designs=DESIGN_CHOICES)
+
     @router.get("/experiments/new", response_class=HTMLResponse)
-    def new_page(request: Request, baseline: str = "", mde: str = "", relative: str = "") -> Response:
+    def new_page(request: Request, kind: str = "proportion", baseline: str = "", sd: str = "", mde: str = "",
+                 relative: str = "", arms: str = "2") -> Response:
         if state.sessions.of(request) is None:
             return RedirectResponse("/signin", status_code=303)
+        calc = PlanRequest(kind=kind[:20], baseline=baseline[:40], sd=sd[:40], mde=mde[:40],
+                           relative=bool(relative), arms=arms[:6])
         values = {"variants": "control\ntreatment", "metrics": "conversion, proportion, purchase, primary"}
-        plan, errors = plan_sample_size(baseline[:40], mde[:40], relative=bool(relative))
+        plan, errors = plan_sample_size(calc)
         if plan is not None:
-            values["target_sample_size"] = str(plan)
-        return render(request, "experiment_form.html.j2", title="New experiment", errors=errors, values=values,
-                      plan=plan, calc={"baseline": baseline[:40], "mde": mde[:40], "relative": bool(relative)})
+            values["target_sample_size"] = str(plan.n_control_ceil)
+            if plan.relative_effect is not None:
+                values["mde"] = f"{plan.relative_effect:.6g}"
+            if plan.n_arms > 2:
+                values["variants"] = "\n".join(["control", *(f"treatment-{i}" for i in range(1, plan.n_arms))])
+            if plan.metric == "mean":
+                values["metrics"] = "revenue, mean, purchase, primary"
+        return form_page(request, errors=errors, values=values, plan=plan, calc=calc)
 
     @router.post("/experiments/new")
     async def create(request: Request) -> Response:
         form = await _form(request)
         session = signed_in(request, form)
+        from battleground.experiment._records import MarginError
         from battleground.experiment.register import Registry, RegistryError
 
         try:
@@ -204,11 +343,9 @@ def create_form_router(state: DashboardState) -> APIRouter:
             registry: Registry = await run_in_threadpool(state.open_registry)  # the first one creates it
             record = await run_in_threadpool(lambda: registry.create_experiment(**kwargs, actor=session.actor))
         except FormError as bad:
-            return render(request, "experiment_form.html.j2", status=422, title="New experiment",
-                          errors={bad.field: str(bad)}, values=form)
-        except RegistryError as bad:
-            return render(request, "experiment_form.html.j2", status=422, title="New experiment",
-                          errors={_field_of(str(bad)): str(bad)}, values=form)
+            return form_page(request, 422, {bad.field: str(bad)}, form)
+        except (RegistryError, MarginError) as bad:
+            return form_page(request, 422, {error_field(bad): str(bad)}, form)
         return RedirectResponse(f"/experiments/{record.id}", status_code=303)
 
     async def transition(request: Request, key: str, action: str) -> Response:
@@ -227,8 +364,10 @@ def create_form_router(state: DashboardState) -> APIRouter:
     def edit_page(request: Request, record: Any, status: int = 200, errors: dict[str, str] | None = None,
                   values: dict[str, str] | None = None) -> HTMLResponse:
         lines = "\n".join(f"{v.name}: {v.weight:g}" for v in record.variants)
+        ec = record.end_conditions
         return render(request, "experiment_edit.html.j2", status=status, title=f"Edit {record.name}",
-                      exp=record, variant_lines=lines, errors=errors or {}, values=values or {})
+                      exp=record, variant_lines=lines, errors=errors or {}, values=values or {},
+                      designs=DESIGN_CHOICES, design=ec.design if ec.sequential else FIXED)
 
     @router.get("/experiments/{key}/edit", response_class=HTMLResponse)
     def edit(request: Request, key: str) -> Response:
@@ -241,6 +380,7 @@ def create_form_router(state: DashboardState) -> APIRouter:
         """One registry call per form, so an edit is all or nothing."""
         form = await _form(request)
         session = signed_in(request, form)
+        from battleground.experiment._records import MarginError
         from battleground.experiment.register import RegistryError
 
         registry = state.registry
@@ -265,7 +405,7 @@ def create_form_router(state: DashboardState) -> APIRouter:
                 def call() -> Any:
                     return registry.remove_metric(record.id, form.get("metric", ""), actor=actor)
             elif part == "end":
-                ends = {k: _whole(form.get(k, ""), k) for k in ("target_sample_size", "max_duration_days")}
+                ends = end_condition_form(form)
                 def call() -> Any:
                     return registry.set_end_conditions(record.id, **ends, actor=actor)
             else:
@@ -273,8 +413,8 @@ def create_form_router(state: DashboardState) -> APIRouter:
             await run_in_threadpool(call)
         except FormError as bad:
             return edit_page(request, record, 422, {bad.field: str(bad)}, form)
-        except (RegistryError, LookupError) as bad:
-            field = "metric" if part == "metric-remove" else "metrics" if part == "metric-add" else _field_of(str(bad))
+        except (RegistryError, MarginError, LookupError) as bad:
+            field = "metric" if part == "metric-remove" else "metrics" if part == "metric-add" else error_field(bad)
             return edit_page(request, record, 422, {field: str(bad)}, form)
         return RedirectResponse(f"/experiments/{record.id}/edit", status_code=303)
 

@@ -10,10 +10,10 @@ from fastapi.templating import Jinja2Templates
 
 from battleground._html import CHARTS_JS, SHARED_SCRIPTS, environment
 from battleground.web._bandit_views import bandit_file_path, bandit_files
-from battleground.web._experiment_charts import sample_size_chart
 from battleground.web._experiment_list import (
     SORTS,
     SummaryCache,
+    decision_label,
     filter_records,
     owners,
     sort_summaries,
@@ -72,15 +72,15 @@ def create_page_router(state: DashboardState) -> APIRouter:
     def experiments_page(
         request: Request, status: Literal["draft", "running", "stopped", "archived"] | None = None,
         q: str | None = Query(None, max_length=200), owner: str | None = Query(None, max_length=200),
-        sort: Literal["newest", "name", "status", "users", "progress", "started"] = "newest",
+        sort: Literal["newest", "name", "status", "users", "progress", "started", "decision", "lift"] = "newest",
     ) -> HTMLResponse:
-        monitor = read_only_monitor(settings)
+        monitor = read_only_monitor(settings, state.sums_cache)
         records = state.registry.list(status=status)
         shown = filter_records(records, q=q, owner=owner)
         summaries = sort_summaries(list_cache.summaries(monitor, shown), sort)
         return page(request, "experiments.html.j2", title="Experiments", nav="experiments",
                     summaries=summaries, status=status, q=q or "", owner=owner or "", sort=sort,
-                    owners=owners(records), sorts=SORTS, total=len(records))
+                    owners=owners(records), sorts=SORTS, total=len(records), decision_label=decision_label)
 
     @router.get("/experiments/{key}", response_class=HTMLResponse)
     async def experiment_page(
@@ -90,17 +90,18 @@ def create_page_router(state: DashboardState) -> APIRouter:
         from battleground.web._reads import snapshot_read
 
         d = await snapshot_read(request, lambda: experiment_detail(
-            settings, state.registry, check_key(key), start=start, end=end, view=view
+            settings, state.registry, check_key(key), start=start, end=end, view=view, cache=state.sums_cache
         ))
         return page(request, "experiment.html.j2", title=d.record.name, nav="experiments", d=d,
-                    exp=d.record, sample_chart=sample_size_chart(d.info, d.daily), plotly=True)
+                    exp=d.record, sample_chart=d.sample_chart, plotly=True)
 
     @router.get("/experiments/{key}/results.{fmt}")
     def results_download(
         key: str, fmt: Literal["csv", "json"], start: str | None = None, end: str | None = None
     ) -> Response:
         """The results table as a file (numbers in plain units; proportions' absolute lifts in pp)."""
-        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False)
+        d = experiment_detail(settings, state.registry, check_key(key), start=start, end=end, charts=False,
+                              cache=state.sums_cache)
         name = f"experiment-{d.record.id}-results.{fmt}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if fmt == "csv":
@@ -118,7 +119,7 @@ def create_page_router(state: DashboardState) -> APIRouter:
         from battleground.experiment.report import MakeReport
 
         record = state.registry.get(check_key(key))
-        monitor = read_only_monitor(settings)
+        monitor = read_only_monitor(settings, state.sums_cache)
         html = MakeReport(source=monitor.backend).render(record.id, scripts="dashboard").html
         return HTMLResponse(html)
 

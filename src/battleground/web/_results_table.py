@@ -85,7 +85,7 @@ class TableRow:
     is_control: bool
     primary: bool
     guardrail: bool
-    adjustment: str  # "" for the plain comparison, "CUPED" (covariate-adjusted) or "post-stratified"
+    adjustment: str  # "" for the plain comparison, "CUPED" (covariate-adjusted), "post-stratified" or "CUPED++"
     users: int
     value: float
     abs_lift: float
@@ -158,7 +158,8 @@ def _place(x: float, lim: float) -> float:
     return max(0.0, min(100.0, 50.0 + 50.0 * x / lim))
 
 
-def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "", capped: str = "") -> TableRow:
+def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "", capped: str = "",
+         note: str = "") -> TableRow:
     kind = r.kind
     outcome = "" if r.is_control or verdict is None else verdict.outcome
     css = _OUTCOMES.get(outcome, ("", ""))[0] if not adjustment else ""
@@ -169,7 +170,8 @@ def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "",
         left, right = _place(lo, lim), _place(hi, lim)
         bar = {"bar_left": left, "bar_width": max(right - left, 0.5), "bar_point": _place(r.rel_lift, lim)}
     flag = (_OUTCOMES.get(outcome, ("", ""))[1] if not adjustment else
-            "within strata of user attributes" if adjustment == "post-stratified" else "adjusted for the pre-period")
+            note or ("within strata of user attributes" if adjustment == "post-stratified"
+                     else "adjusted for the pre-period"))
     if outcome == "deteriorated" and r.guardrail and not adjustment:
         flag = "guardrail harmed"
     margin = verdict.margin if verdict is not None and not adjustment else None
@@ -201,12 +203,13 @@ def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "",
 
 def results_table(result: MonitorResult, *, alpha: float = 0.05) -> ResultsTable:
     """The table of a monitoring result: each metric's control row, then its treatment rows (each
-    followed by its CUPED-adjusted and its post-stratified comparisons when there are)."""
+    followed by its CUPED-adjusted, post-stratified and CUPED++ comparisons when there are)."""
     from battleground.experiment._decide import p_label
+    from battleground.experiment.report import reduction_text
 
     decision = result.decision
     plain = list(result.rows)
-    lim = _axis_limit(plain + [a for r in plain if not r.is_control for a in (r.cuped, r.post_stratified)
+    lim = _axis_limit(plain + [a for r in plain if not r.is_control for a in (r.cuped, r.post_stratified, r.cupedpp)
                                if a is not None])
     rows: list[TableRow] = []
     capping = dict(result.capping)  # winsorised metrics say so under their name
@@ -218,6 +221,9 @@ def results_table(result: MonitorResult, *, alpha: float = 0.05) -> ResultsTable
         if r.post_stratified is not None and not r.is_control:
             rows.append(_row(r.post_stratified, verdict=verdict, lim=lim, adjustment="post-stratified",
                              capped=capping.get(r.metric, "")))
+        if r.cupedpp is not None and not r.is_control:  # several covariates, with the reduction achieved
+            rows.append(_row(r.cupedpp, verdict=verdict, lim=lim, adjustment="CUPED++", capped=capping.get(r.metric, ""),
+                             note=reduction_text(r.cupedpp_variance_reduction).replace("adjusted", "adjusted by covariates")))
     return ResultsTable(rows=rows, axis_limit=lim, p_label=p_label(decision.correction),
                         interval=f"{(1 - alpha) * 100:.0f} %")
 

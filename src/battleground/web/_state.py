@@ -41,8 +41,10 @@ class DashboardState:
         self._store: EventStore | None = None
         self._plotly_js: bytes | None = None
         from battleground.web._session import Sessions
+        from battleground.web._view_common import SumsCache
 
         self.sessions = Sessions()
+        self.sums_cache = SumsCache()  # sums kept across requests while the event store is unchanged
 
     @property
     def read_only(self) -> bool:
@@ -58,7 +60,7 @@ class DashboardState:
 
                 if not _exists(self.settings.registry_url):
                     return _EMPTY  # type: ignore[return-value]
-                self._registry = Registry(self.settings.registry_url)
+                self._registry = Registry(self.settings)
             return self._registry
 
     def open_registry(self) -> Registry:
@@ -68,7 +70,7 @@ class DashboardState:
                 from battleground.experiment.register import Registry
 
                 self.settings.ensure_home()
-                self._registry = Registry(self.settings.registry_url)
+                self._registry = Registry(self.settings)
             return self._registry
 
     @property

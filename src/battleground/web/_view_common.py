@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from battleground._time import TimeInputError, parse_instant
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from battleground.settings import Settings
 
 __all__ = [
-    "ReadOnlySource", "WindowError", "frame_records", "jsonable", "parse_window", "read_only_monitor",
+    "ReadOnlySource", "SumsCache", "WindowError", "frame_records", "jsonable", "parse_window",
+    "read_only_monitor",
 ]
 
 
@@ -51,17 +52,57 @@ def jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------
 
 
+class SumsCache:
+    """Sums read from the event store, shared by the requests of one dashboard process.
+
+    Keys come from the source's ``sums_key`` (the store's state token, the metric definitions, the
+    variants, the exposure policy) plus the window, so a page refresh with no new events reads nothing
+    from the store, and any ingest (a new state) makes the next read scan again. Least recently used
+    entries go first beyond ``size``.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self.size = size
+
+    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
+        """The value cached under ``key``, else ``read()`` (stored for next time)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = read()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class ReadOnlySource:
     """An :class:`~battleground.experiment.monitoring.ExperimentSource` that never writes.
 
     It reads through ``inner`` and drops ``stop`` and ``record``: the dashboard evaluates end conditions
-    and SRM without stopping experiments or appending alerts to the audit log on every page view.
+    and SRM without stopping experiments or appending alerts to the audit log on every page view. It
+    offers what ``inner`` offers, so :class:`Monitor` reads the same sums as on the command line (the
+    one scan with the multiple-exposure check and the CUPED covariates, strata for post-stratification).
+    Within one source (one request) each experiment and each sums query is read once; with a
+    :class:`SumsCache`, sums are also kept across requests while the store's state is unchanged.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, cache: SumsCache | None = None) -> None:
         self.inner = inner
+        self.cache = cache
         # one page asks for the same sums several times (results, end conditions): query them once
         self._sums: dict[tuple[Any, ...], Any] = {}
+        self._infos: dict[int, ExperimentInfo] = {}
 
     def resolve_id(self, key: Any) -> int:
         return int(self.inner.resolve_id(key))
@@ -73,23 +114,67 @@ class ReadOnlySource:
         return list(self.inner.all_ids())
 
     def experiment(self, experiment_id: int) -> ExperimentInfo:
-        return self.inner.experiment(experiment_id)
+        if experiment_id not in self._infos:
+            self._infos[experiment_id] = self.inner.experiment(experiment_id)
+        return self._infos[experiment_id]
+
+    def sums_state(self, info: ExperimentInfo) -> Hashable | None:
+        """The inner source's ``sums_key`` (equal keys: equal sums), ``None`` when it has none."""
+        offer = getattr(self.inner, "sums_key", None)
+        return offer(info) if offer is not None else None
+
+    def _read(self, kind: str, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
+              read: Callable[[], Any], extra: tuple[Any, ...] = ()) -> Any:
+        local = (kind, info.id, tuple(m.name for m in info.metrics), start, end, extra)
+        if local not in self._sums:
+            shared = self.sums_state(info) if self.cache is not None else None
+            if shared is None or self.cache is None:
+                self._sums[local] = read()
+            else:
+                self._sums[local] = self.cache.get((kind, shared, start, end, extra), read)
+        return self._sums[local]
+
+    @property
+    def experiment_sums(self) -> Callable[..., Any] | None:
+        """The inner source's one-scan sums (:class:`~battleground.storage.sums.ExperimentSums`), if it
+        has them; ``None`` otherwise, as :class:`Monitor` expects of an optional method."""
+        fetch = getattr(self.inner, "experiment_sums", None)
+        if fetch is None:
+            return None
+
+        def experiment_sums(info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None) -> Any:
+            return self._read("sums", info, start, end, lambda: fetch(info, start, end))
+
+        return experiment_sums
+
+    @property
+    def strata_sums(self) -> Callable[..., Any] | None:
+        """The inner source's per-stratum sums (post-stratification), if it has them."""
+        fetch = getattr(self.inner, "strata_sums", None)
+        if fetch is None:
+            return None
+
+        def strata_sums(info: ExperimentInfo, attributes: tuple[str, ...], start: dt.datetime | None,
+                        end: dt.datetime | None) -> Any:
+            return self._read("strata", info, start, end, lambda: fetch(info, attributes, start, end),
+                              tuple(attributes))
+
+        return strata_sums
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
-        key = ("sums", info.id, tuple(m.name for m in info.metrics), start, end)
-        if key not in self._sums:
-            self._sums[key] = self.inner.metric_sums(info, start, end)
-        return dict(self._sums[key])
+        one_scan = self.experiment_sums
+        if one_scan is not None:  # the same scan the results read: one query for both
+            from battleground.experiment._source import sums_by_metric
+
+            return sums_by_metric(info, one_scan(info, start, end))
+        return dict(self._read("metric", info, start, end, lambda: self.inner.metric_sums(info, start, end)))
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
-        key = ("daily", info.id, tuple(m.name for m in info.metrics), start, end)
-        if key not in self._sums:
-            self._sums[key] = self.inner.daily_metric_sums(info, start, end)
-        return list(self._sums[key])
+        return list(self._read("daily", info, start, end, lambda: self.inner.daily_metric_sums(info, start, end)))
 
     def data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -105,11 +190,12 @@ class ReadOnlySource:
         """Views never append to the audit log."""
 
 
-def read_only_monitor(settings: Settings) -> Monitor:
-    """A :class:`Monitor` over the settings' registry and event store that cannot write."""
+def read_only_monitor(settings: Settings, cache: SumsCache | None = None) -> Monitor:
+    """A :class:`Monitor` over the settings' registry and event store that cannot write; with ``cache``,
+    sums are shared with the other requests while the store is unchanged."""
     from battleground.experiment.monitoring import Monitor
 
-    return Monitor(source=ReadOnlySource(Monitor(client=settings).backend))
+    return Monitor(source=ReadOnlySource(Monitor(client=settings).backend, cache))
 
 
 
