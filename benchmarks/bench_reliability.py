@@ -409,6 +409,103 @@ def kill_restart_client(home: Path, *, batches: int = 30, kills: int = 2, batch:
         duplicate_rows=sum(r.duplicates for r in results), seconds=seconds)
 
 
+@dataclass(frozen=True)
+class LostReplyResult:
+    mode: str
+    batches: int
+    lost: int
+    stored_rows: int
+    stored_distinct: int
+    replays: int
+    replayed_rows: int
+    duplicate_rows: int
+
+    def __str__(self) -> str:
+        return (f"{self.mode}: {self.batches} batches, {self.lost} replies lost after the commit: stored "
+                f"{self.stored_rows} rows ({self.stored_distinct} distinct); re-sends reported as replays "
+                f"{self.replays} ({self.replayed_rows} rows), rows reported as duplicates {self.duplicate_rows}")
+
+
+def lost_replies(home: Path, *, batches: int = 50, every: int = 10, batch: int = 200) -> tuple[LostReplyResult, ...]:
+    """The fault a SIGKILL between the commit and the reply causes, made exact: the reply of every
+    ``every``-th batch is dropped after the server stored it (the client sees a reset connection), for
+    :class:`~battleground.client.EventClient` and for the baseline re-send loop of run 2, each against
+    its own server and store."""
+    import httpx
+
+    from battleground.client import EventClient
+
+    class Drop(httpx.HTTPTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+            self.dropped = 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            response.read()
+            self.calls += 1
+            if self.calls % every == 0:
+                self.dropped += 1
+                response.close()
+                raise httpx.ReadError("connection reset after the commit", request=request)
+            return response
+
+    out = []
+    for mode in ("battleground.client", "baseline re-send loop"):
+        env, exp_id = prepare(home / mode.split()[0])
+        transport = Drop()
+        replays = replayed = duplicates = 0
+        with Server(["ui"], env, health="/api/health", log=home / "lost.log") as server:
+            if mode == "battleground.client":
+                client = EventClient(server.url, token=TOKEN, producer="lost", batch_size=batch, experiment=exp_id,
+                                     transport=transport, backoff=0.01, seed=0)
+                for b in range(batches):
+                    for r in client.send(_batch(exp_id, f"l-b{b}", batch)["events"]):
+                        replays += r.status == "replay"
+                        replayed += r.replays
+                        duplicates += r.duplicates
+                client.close()
+            else:
+                with httpx.Client(base_url=server.url, transport=transport, timeout=30,
+                                  headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                    for b in range(batches):
+                        while True:
+                            try:
+                                reply = http.post("/api/events", json=_batch(exp_id, f"l-b{b}", batch))
+                            except httpx.HTTPError:
+                                continue
+                            duplicates += int(reply.json()["duplicates"])
+                            break
+        rows, distinct = stored(home / mode.split()[0], exp_id)
+        out.append(LostReplyResult(mode, batches, transport.dropped, rows, distinct, replays, replayed, duplicates))
+    return tuple(out)
+
+
+def sequence_overhead(home: Path, *, batches: int = 60, batch: int = 500,
+                      database_url: str | None = None) -> tuple[float, float]:
+    """Median seconds per batch of :func:`~battleground.experiment.events.ingest` without and with a
+    producer tag, alternating batch by batch in one process (the baseline: the untagged batch)."""
+    import statistics
+
+    from battleground.experiment.events import ingest, open_event_store
+    from battleground.settings import Settings
+
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**_writer_env(home, database_url), "BENCH_RUN": f"run-{home.name}"}
+    _prepare_store(env, env["BENCH_RUN"])
+    store = open_event_store(Settings.from_env(env))
+    plain: list[float] = []
+    tagged: list[float] = []
+    for b in range(2 * batches):
+        events = _batch(0, f"o-b{b}", batch)["events"]
+        tag = {"producer": f"{env['BENCH_RUN']}-p", "sequence": b // 2} if b % 2 else {}
+        t0 = time.perf_counter()
+        ingest(store, events, experiment=env["BENCH_RUN"], **tag)
+        (tagged if tag else plain).append(time.perf_counter() - t0)
+    return statistics.median(plain), statistics.median(tagged)
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     postgres = argv[argv.index("--postgres") + 1] if "--postgres" in argv else None
@@ -418,10 +515,18 @@ def main(argv: list[str]) -> None:
         print("server killed mid-ingest:", kill_restart(Path(tmp) / "kill", batches=100, kills=5), flush=True)
         print("server killed under battleground.client:",
               kill_restart_client(Path(tmp) / "client", batches=100, kills=5), flush=True)
+        for found in lost_replies(Path(tmp) / "lost"):
+            print("replies lost after the commit:", found, flush=True)
         for tagged in (False, True):
             print("writers killed:", killed_writers(Path(tmp) / f"writers-{tagged}", writers=4, batches=50,
                                                     batch=500, kills=10, tagged=tagged), flush=True)
+        plain, tagged_s = sequence_overhead(Path(tmp) / "overhead")
+        print(f"ingest of 500 events, median per batch (DuckDB): untagged {1e3 * plain:.1f} ms, with a producer "
+              f"sequence {1e3 * tagged_s:.1f} ms ({tagged_s / plain:.2f}×)", flush=True)
         if postgres:
+            plain, tagged_s = sequence_overhead(Path(tmp) / "pg-overhead", database_url=postgres)
+            print(f"ingest of 500 events, median per batch (PostgreSQL): untagged {1e3 * plain:.1f} ms, with a "
+                  f"producer sequence {1e3 * tagged_s:.1f} ms ({tagged_s / plain:.2f}×)", flush=True)
             for tagged in (False, True):
                 print("writers killed:", killed_writers(Path(tmp) / f"pg-writers-{tagged}", writers=4, batches=50,
                                                         batch=500, kills=10, tagged=tagged,

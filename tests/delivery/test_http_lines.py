@@ -78,3 +78,14 @@ def test_json_body_still_reports_pydantic_rows(api: Any) -> None:
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     r = api.post("/api/events", json={"events": [event(0)]})
     assert r.status_code == 401
+
+
+def test_experiment_query_follows_the_contract(api: Any, settings: Settings) -> None:
+    body = b"event_id,variant,user_id,event_type,timestamp\na,control,u1,exposure,2022-03-02\n"
+    headers = {**AUTH, "content-type": "text/csv"}
+    for bad in ("%00", "a%0Ab", "0", "99999999999"):
+        r = api.post(f"/api/events?experiment={bad}", content=body, headers=headers)
+        assert r.status_code == 422 and r.json()["field"] == "experiment", (bad, r.text)
+    r = api.post("/api/events?experiment=1", content=body, headers=headers)  # digits are the id
+    assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
+    assert open_event_store(settings).count() == 1

@@ -25,3 +25,12 @@ def test_server_killed_under_the_client(tmp_path: Path) -> None:
     r = kill_restart_client(tmp_path / "c", batches=8, kills=2, batch=50)
     assert (r.acknowledged_events, r.stored_rows, r.stored_distinct) == (400, 400, 400), str(r)
     assert r.duplicate_rows == 0 and r.replayed_rows == 50 * r.replays, str(r)
+
+
+def test_lost_replies_are_replays_for_the_client_and_duplicates_for_the_baseline(tmp_path: Path) -> None:
+    from benchmarks.bench_reliability import lost_replies
+
+    client, baseline = lost_replies(tmp_path, batches=6, every=3, batch=20)
+    assert (client.stored_rows, client.stored_distinct, baseline.stored_rows, baseline.stored_distinct) == (120,) * 4
+    assert client.lost == 2 and (client.replays, client.replayed_rows, client.duplicate_rows) == (2, 40, 0), str(client)
+    assert baseline.lost == 2 and baseline.duplicate_rows == 40, str(baseline)

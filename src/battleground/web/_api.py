@@ -346,7 +346,12 @@ def create_api_router(state: DashboardState) -> APIRouter:
             producer, sequence = batch.producer, batch.sequence
         else:
             data = EventText(body, kind)
-            key = None if experiment is None else _text(experiment)
+            try:
+                key = None if experiment is None else check_experiment_key(experiment, "experiment")
+            except ContractError as exc:
+                raise BatchError(str(exc), row=None, field="experiment") from None
+            if isinstance(key, str) and key.strip().isdigit():  # an id, as in the CLI's --experiment
+                key = int(key)
         try:
             result = await run_in_threadpool(ingest, state.store, data, experiment=key, partial=partial,
                                              producer=producer, sequence=sequence)
