@@ -16,7 +16,12 @@ from benchmarks._common import best_of
 
 
 def bench_layers(n: int) -> None:
-    from battleground.experiment._records import EndConditions, ExperimentRecord, HoldoutRef, VariantRecord
+    from battleground.experiment._records import (
+        EndConditions,
+        ExperimentRecord,
+        HoldoutRef,
+        VariantRecord,
+    )
     from battleground.experiment.assign import Assigner, assign_variants
 
     variants = (VariantRecord("control", 0.5, True), VariantRecord("treatment", 0.5, False))
