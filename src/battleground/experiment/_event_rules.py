@@ -268,15 +268,18 @@ def _check_rows(ids: Any, variant: Any, ts: Any, records: dict[int, ExperimentRe
                     f"{ts[row].as_py().isoformat()} is {words} ({bound.isoformat()}) of experiment "
                     f"{rec.name!r}; events must fall in its window", row=row, field="timestamp",
                 )
-        if user_id is not None and event_type is not None and (rec.layer is not None or rec.holdout is not None):
+        if user_id is not None and event_type is not None and (
+            rec.layer is not None or rec.holdout is not None or rec.is_holdout
+        ):
             from battleground.storage._events_sql import EXPOSURE
 
-            _check_exposed_units(rec, only_mine(pc.equal(event_type, pa.scalar(EXPOSURE))), user_id)
+            _check_exposed_units(rec, only_mine(pc.equal(event_type, pa.scalar(EXPOSURE))), user_id, variant)
 
 
-def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any) -> None:
+def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any, variant: Any) -> None:
     """An exposure to a layered experiment, or one behind a holdout, must be of a unit the assignment
-    lets in: a unit outside the layer range or held out is never exposed (whoever assigned it)."""
+    lets in: a unit outside the layer range or held out is never exposed (whoever assigned it). An
+    exposure to a holdout itself must name the unit's side ("holdout" or "shipped")."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -287,6 +290,17 @@ def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any) ->
         return
     assigner = Assigner(rec)
     units = pc.take(user_id, rows)
+    if rec.is_holdout:
+        claimed = np.asarray(pc.take(variant, rows).to_pylist(), dtype=object)
+        wrong = np.flatnonzero(assigner.assign_many(units) != claimed)
+        if wrong.size:
+            unit = units[int(wrong[0])].as_py()
+            raise EventValidationError(
+                f"user {unit!r} is exposed to holdout {rec.name!r} as {claimed[wrong[0]]!r} but the holdout "
+                f"assigns it {assigner.assign(unit)!r}; expose with battleground.experiment.Assigner",
+                row=int(rows[wrong[0]]), field="variant",
+            )
+        return
     bad = np.flatnonzero(~assigner.eligible(units))
     if bad.size:
         row = int(rows[bad[0]])
