@@ -57,3 +57,24 @@ def test_page_shows_layer_and_holdout_and_the_api_refuses_kept_out_exposures(emp
                     "timestamp": "2026-12-03T09:00:00"}
         assert client.post("/api/events", json={"experiment": exp.id, "events": [purchase]},
                            headers=AUTH).status_code == 200
+
+
+def test_an_exposure_to_a_holdout_names_the_units_side(empty_settings: Settings) -> None:
+    import pandas as pd
+    import pytest
+
+    from battleground.experiment._event_input import EventValidationError
+    from battleground.experiment.events import ingest, open_event_store
+
+    registry = Registry(empty_settings.registry_url)
+    hold = registry.start(registry.create_holdout("h", fraction=0.3, salt="h-salt").id, at="2026-12-01")
+    units = [f"v{i}" for i in range(40)]
+    sides = Assigner(hold).assign_many(units)
+    frame = pd.DataFrame({"event_id": [f"e{u}" for u in units], "experiment_id": hold.id, "variant": sides,
+                          "user_id": units, "event_type": "exposure", "timestamp": "2026-12-02"})
+    store = open_event_store(empty_settings)
+    assert ingest(store, frame).inserted == 40
+    flipped = frame.assign(event_id="f" + frame["event_id"],
+                           variant=["shipped" if s == "holdout" else "holdout" for s in sides])
+    with pytest.raises(EventValidationError, match="the holdout assigns it"):
+        ingest(store, flipped)

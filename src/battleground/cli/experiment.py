@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from battleground.cli._common import experiment_key as _experiment_key
+from battleground.cli._help import HelpGroup
 from battleground.cli._table import (
     Column,
     Table,
@@ -93,6 +94,13 @@ def create_command(
     target_sample_size: int | None = typer.Option(None, "--target-sample-size", help="Users per variant."),
     max_days: float | None = typer.Option(None, "--max-days", help="Maximum duration in days."),
     sequential: bool = typer.Option(False, "--sequential", help="Stop early on an always-valid test."),
+    project: str | None = typer.Option(None, "--project", help="Project (default: default); its running "
+                                       "holdout keeps its units out when the experiment starts."),
+    layer: str | None = typer.Option(None, "--layer", help="Layer of mutually exclusive experiments to join."),
+    layer_range: str | None = typer.Option(None, "--range", help="START-END: the half-open range of the "
+                                           "layer's 10,000 buckets the experiment owns, e.g. 0-2500."),
+    buckets: int | None = typer.Option(None, "--buckets", help="Instead of --range: how many buckets the "
+                                       "registry allocates (the lowest free range of the layer)."),
     actor: str | None = ACTOR_OPTION,
 ) -> None:
     """Register an experiment (status draft)."""
@@ -120,11 +128,20 @@ def create_command(
             name, variants=spec, metrics=metrics, description=description, hypothesis=hypothesis,
             owner=owner, start_at=start, end_at=end, traffic=traffic, salt=salt,
             end_conditions={"target_sample_size": target_sample_size, "max_duration_days": max_days,
-                            "sequential": sequential}, actor=actor,
+                            "sequential": sequential}, project=project, layer=layer, layer_range=layer_range,
+            layer_buckets=buckets, actor=actor,
         )
         console.print(f"created experiment [bold]#{exp.id} {exp.name}[/] (draft): "
                       + ", ".join(f"{v.name} {v.weight:g}" + (" (control)" if v.is_control else "")
-                                  for v in exp.variants))
+                                  for v in exp.variants)
+                      + (f"; layer {exp.layer} buckets {_range_text(exp.layer_range)}" if exp.layer else ""))
+
+
+def _range_text(rng: Any) -> str:
+    """``[start, end)`` of 10,000 buckets with its share of units."""
+    if not rng:
+        return "—"
+    return f"[{rng[0]}, {rng[1]}) of 10,000 ({(rng[1] - rng[0]) / 100:g} % of units)"
 
 
 @app.command("list")
@@ -198,6 +215,11 @@ def show_command(
             ("planned window", f"{_day(e.start_at)} → {_day(e.end_at)}"),
             ("started", e.started_at), ("stopped", e.stopped_at), ("stop reason", e.stop_reason),
             ("archived", e.archived_at), ("traffic", f"{e.traffic:g}"), ("salt", e.salt),
+            ("project", e.project),
+            ("layer", f"{e.layer}: buckets {_range_text(e.layer_range)}" if e.layer else None),
+            ("holds out", f"buckets {_range_text(e.layer_range)} of project {e.project}" if e.is_holdout else None),
+            ("behind holdout", f"#{e.holdout.id} {e.holdout.name} ({e.holdout.fraction:.2%} held out)"
+             if e.holdout else None),
             ("metadata", e.metadata or None),
         ):
             if value is not None:
@@ -548,3 +570,82 @@ def cupac_command(
                           f"without features, {result.rows_ignored:,} feature rows of users never exposed; "
                           f"{result.events_written:,} events written. The prediction alone as the covariate; "
                           "`experiment status` shows CUPED++ rows with it and the pre-periods.[/]")
+
+
+# --- Project holdouts (issue 17 §Assignment) --------------------------------------------------------
+
+holdout_app = typer.Typer(
+    help="A project's global holdout: units kept out of every experiment of the project for a period; "
+    "`experiment start/stop` open and close the period, `experiment status/report` on the holdout "
+    "measure the cumulative impact of everything shipped (shipped vs holdout).",
+    no_args_is_help=True,
+)
+
+
+
+@holdout_app.command("create")
+def holdout_create_command(
+    name: str = typer.Argument(..., help="Unique name of the holdout."),
+    fraction: float = typer.Option(..., "--fraction", help="Share of the project's units held out, in (0, 1), "
+                                   "a multiple of 0.0001 (e.g. 0.05)."),
+    project: str | None = typer.Option(None, "--project", help="Project held out from (default: default)."),
+    metric: list[str] = typer.Option(
+        [], "--metric", help="NAME:KIND:NUMERATOR[:DENOMINATOR]: a metric the impact is measured on (repeatable)."
+    ),
+    decrease: list[str] = typer.Option([], "--decrease", help="A metric where lower is better (repeatable)."),
+    description: str | None = typer.Option(None, "--description"),
+    owner: str | None = typer.Option(None, "--owner"),
+    start: str | None = typer.Option(None, "--start", help="Planned start of the period (ISO, UTC)."),
+    end: str | None = typer.Option(None, "--end", help="Planned end of the period (ISO, UTC)."),
+    salt: str | None = typer.Option(None, "--salt", help="Hash namespace (default: random)."),
+    actor: str | None = ACTOR_OPTION,
+) -> None:
+    """Register a project holdout (draft); `experiment start` opens it."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    metrics = [_parse_metric(m, set(), set(decrease), None, i == 0) for i, m in enumerate(metric)]
+    with user_errors():
+        from battleground.experiment.register import Registry
+
+        h = Registry(load_settings().registry_url).create_holdout(
+            name, fraction=fraction, project=project, metrics=metrics, description=description, owner=owner,
+            start_at=start, end_at=end, salt=salt, actor=actor,
+        )
+        console.print(f"created holdout [bold]#{h.id} {h.name}[/] (draft) of project {h.project}: holds out "
+                      f"buckets {_range_text(h.layer_range)}; start it with `battleground experiment start {h.id}`")
+
+
+@holdout_app.command("show")
+def holdout_show_command(
+    holdout: str = typer.Argument(..., help="Holdout id or name."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
+) -> None:
+    """A holdout and the experiments started behind it."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    fmt = output_format(as_json, as_csv)
+    with user_errors():
+        from battleground.experiment.register import Registry
+
+        registry = Registry(load_settings().registry_url)
+        h = registry.get(_experiment_key(holdout))
+        behind = registry.holdout_of(h.id)
+        table = Table("experiments", "experiments behind the holdout", [
+            Column.of("id", justify="right", key=True), Column.of("name", key=True), Column.of("status"),
+            Column("layer", lambda r: f"{r['layer']} {_range_text(r['layer_range'])}" if r["layer"] else ""),
+        ], [e.to_dict() for e in behind])
+        if fmt != "table":
+            info = {k: v for k, v in h.to_dict().items() if k != "salt"}
+            print_tables([table], fmt, extra={"holdout": info} if fmt == "json" else None)
+            return
+        console.print(f"[bold]#{h.id} {h.name}[/] ({h.status}) holds out {h.holdout_fraction:.2%} of project "
+                      f"{h.project}: buckets {_range_text(h.layer_range)}")
+        if behind:
+            print_tables([table], fmt)
+        else:
+            console.print("no experiment started behind it yet")
+        console.print(f"cumulative impact: `battleground experiment status {h.id}` or `... report {h.id}`")
+
+
+app.add_typer(holdout_app, name="holdout", cls=HelpGroup)

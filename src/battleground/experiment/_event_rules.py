@@ -285,7 +285,8 @@ def _rule_rejections(ids: Any, variant: Any, ts: Any, records: dict[int, Experim
     return [(row, *found[row]) for row in sorted(found)]
 
 
-def _check_layered_exposures(ids: Any, user_id: Any, event_type: Any, records: dict[int, ExperimentRecord]) -> None:
+def _check_layered_exposures(ids: Any, variant: Any, user_id: Any, event_type: Any,
+                             records: dict[int, ExperimentRecord]) -> None:
     """Refuses an exposure of a unit that a layered experiment's range or its project's holdout keeps out."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -294,14 +295,15 @@ def _check_layered_exposures(ids: Any, user_id: Any, event_type: Any, records: d
 
     exposure = pc.equal(event_type, pa.scalar(EXPOSURE))
     for exp_id, rec in records.items():
-        if rec.layer is not None or rec.holdout is not None:
+        if rec.layer is not None or rec.holdout is not None or rec.is_holdout:
             mine = pc.equal(ids, pa.scalar(exp_id, pa.int32()))
-            _check_exposed_units(rec, pc.and_(mine, exposure), user_id)
+            _check_exposed_units(rec, pc.and_(mine, exposure), user_id, variant)
 
 
-def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any) -> None:
+def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any, variant: Any) -> None:
     """An exposure to a layered experiment, or one behind a holdout, must be of a unit the assignment
-    lets in: a unit outside the layer range or held out is never exposed (whoever assigned it)."""
+    lets in: a unit outside the layer range or held out is never exposed (whoever assigned it). An
+    exposure to a holdout itself must name the unit's side ("holdout" or "shipped")."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -312,6 +314,17 @@ def _check_exposed_units(rec: ExperimentRecord, exposures: Any, user_id: Any) ->
         return
     assigner = Assigner(rec)
     units = pc.take(user_id, rows)
+    if rec.is_holdout:
+        claimed = np.asarray(pc.take(variant, rows).to_pylist(), dtype=object)
+        wrong = np.flatnonzero(assigner.assign_many(units) != claimed)
+        if wrong.size:
+            unit = units[int(wrong[0])].as_py()
+            raise EventValidationError(
+                f"user {unit!r} is exposed to holdout {rec.name!r} as {claimed[wrong[0]]!r} but the holdout "
+                f"assigns it {assigner.assign(unit)!r}; expose with battleground.experiment.Assigner",
+                row=int(rows[wrong[0]]), field="variant",
+            )
+        return
     bad = np.flatnonzero(~assigner.eligible(units))
     if bad.size:
         row = int(rows[bad[0]])
@@ -363,7 +376,7 @@ def validate_batch(table: pa.Table, registry: Any, *, experiment: Any = None, pa
     ts = _timestamps(cols["timestamp"])
     value = _floats(cols["value"], "value") if "value" in cols else pa.nulls(n, type=pa.float64())
     covariate = _floats(cols["covariate"], "covariate") if "covariate" in cols else pa.nulls(n, type=pa.float64())
-    _check_layered_exposures(ids, user_id, event_type, records)
+    _check_layered_exposures(ids, variant, user_id, event_type, records)
     out = pa.Table.from_arrays(
         [event_id, ids, variant, user_id, event_type, ts, value, covariate], schema=EVENT_SCHEMA
     )
