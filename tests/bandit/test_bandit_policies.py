@@ -346,21 +346,34 @@ def test_linear_ts_untrained_arms_are_exactly_tied() -> None:
     assert untrained.select_one(x[0])[1] == 1 / 6
 
 
-def test_linear_ts_adaptive_hermite_against_adaptive_quadrature() -> None:
-    """The rule for spreads within 1.5× of each other, on random adversarial rows: ≤ 1e-5 from scipy's quad."""
-    from scipy import integrate
+def test_linear_ts_step_panel_against_adaptive_quadrature() -> None:
+    """The main rule on random adversarial rows, spreads 1.5× apart either way or far narrower than arm
+    k (``b`` up to 400): ≤ 1e-6 from a 200-node composite rule with breakpoints at every competitor's edge."""
     from scipy.special import ndtr
 
-    from battleground.bandit._propensity import adaptive_hermite
+    from battleground.bandit._propensity import step_panel
 
     rng = np.random.default_rng(15)
+    nodes, weights = np.polynomial.legendre.leggauss(200)
     worst = 0.0
     for m in (1, 2, 4, 9, 20):
-        a = rng.normal(0, 1.5, size=(15, m)) * rng.choice([0.1, 1.0, 3.0], size=(15, 1))
-        b = np.exp(rng.uniform(np.log(1 / 1.5), np.log(1.5), size=(15, m)))
-        got = adaptive_hermite(a, b)
-        for i in range(15):
-            exact = integrate.quad(lambda z, ai=a[i], bi=b[i]: float(np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(ai + bi * z).prod()),
-                                   -9, 9, limit=400, epsabs=1e-13)[0]
-            worst = max(worst, abs(got[i] - exact))
-    assert worst <= 1e-5, worst
+        for narrow in (False, True):
+            if narrow:
+                b = np.exp(rng.uniform(np.log(1.5), np.log(200), size=(12, 1)) + rng.uniform(0, np.log(2), size=(12, m)))
+                a = -b * (rng.uniform(-4, 4, size=(12, 1)) + rng.normal(size=(12, m)) / b.min(axis=1, keepdims=True))
+            else:
+                a = rng.normal(0, 1.5, size=(12, m)) * rng.choice([0.1, 1.0, 3.0], size=(12, 1)) + rng.choice([0.0, 3.0], size=(12, 1))
+                b = np.exp(rng.uniform(np.log(1 / 1.5), np.log(1.5), size=(12, m)))
+            got, ok = step_panel(a, b)
+            assert ok.mean() >= 0.9  # the rest go to the panels rule
+            for i in np.flatnonzero(ok):
+                # 200-node Gauss–Legendre between consecutive breakpoints (every competitor's centre and
+                # ±3 of its widths), far finer than the rule under test (scipy's quad is off by up to 1.4e-6 here).
+                edges = np.unique(np.clip((-a[i] + np.array([[-3.0], [0.0], [3.0]])) / b[i], -9, 9).ravel())
+                edges = np.unique(np.r_[-9.0, edges, 9.0])
+                half = 0.5 * np.diff(edges)[:, None]
+                z = (edges[:-1, None] + half + half * nodes).ravel()
+                f = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(a[i] + b[i] * z[:, None]).prod(axis=1)
+                exact = float((f * (half * weights).ravel()).sum())
+                worst = max(worst, abs(got[i] - exact))
+    assert worst <= 1e-6, worst
