@@ -377,3 +377,51 @@ def test_linear_ts_step_panel_against_adaptive_quadrature() -> None:
                 exact = float((f * (half * weights).ravel()).sum())
                 worst = max(worst, abs(got[i] - exact))
     assert worst <= 1e-6, worst
+
+
+def _composite_win(mu: np.ndarray, sd: np.ndarray, arm: int) -> float:
+    """P(arm wins) by 200-node Gauss–Legendre between every competitor's centre and ±3, ±8 of its widths."""
+    from scipy.special import ndtr
+
+    others = np.delete(np.arange(mu.size), arm)
+    a, b = (mu[arm] - mu[others]) / sd[others], sd[arm] / sd[others]
+    nodes, weights = np.polynomial.legendre.leggauss(200)
+    edges = np.unique(np.r_[-9.0, np.clip((-a + np.array([[-8.0], [-3.0], [0.0], [3.0], [8.0]])) / b, -9, 9).ravel(), 9.0])
+    half = 0.5 * np.diff(edges)[:, None]
+    z = (edges[:-1, None] + half + half * nodes).ravel()
+    f = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(a + b * z[:, None]).prod(axis=1)
+    return float((f * (half * weights).ravel()).sum())
+
+
+_K50 = np.random.default_rng(50)
+_ADVERSARIAL = {
+    "K=2, one arm 80x wider": ([0.0, 0.3], [1.0, 80.0]),
+    "3 arms, one 500x wider": ([0.0, 0.1, -0.1], [500.0, 1.0, 1.0]),
+    "3 tied arms and a wide one": ([0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 60.0]),
+    "wide arm far behind": ([-40.0, 0.0, 0.2, 0.1], [30.0, 1.0, 1.0, 1.2]),
+    "two starved arms of different spreads": ([0.0, 0.05, -0.05, 0.1, 0.0], [1.0, 1.0, 1.1, 35.0, 140.0]),
+    "K=50, close, three starved": (_K50.normal(0, 0.05, 50).tolist(),
+                                   np.r_[_K50.uniform(0.8, 1.2, 47), 30.0, 90.0, 140.0].tolist()),
+}
+
+
+@pytest.mark.parametrize("case", list(_ADVERSARIAL))
+def test_linear_ts_propensities_adversarial_cases(case: str) -> None:
+    """Issue 15 adversarial rows: ≤ 1e-3 from a 2M-draw Monte Carlo (plus its sampling error), ≤ 1e-6
+    from a fine composite rule, summing to 1 within 1e-6, twins exactly equal."""
+    means, spreads = _ADVERSARIAL[case]
+    mu, sd = np.array([means]), np.array([spreads])
+    k = mu.shape[1]
+    props = LinTS._win_probability(np.repeat(mu, k, 0), np.repeat(sd, k, 0), np.arange(k))
+    rng = np.random.default_rng(151)
+    counts = np.zeros(k)
+    for _ in range(10):
+        counts += np.bincount((mu + sd * rng.standard_normal((200_000, k))).argmax(axis=1), minlength=k)
+    freq = counts / counts.sum()
+    se = np.sqrt(freq * (1 - freq) / counts.sum())
+    assert (np.abs(props - freq) <= 1e-3 + 4.5 * se).all(), (props, freq)
+    assert props.sum() == pytest.approx(1.0, abs=1e-6)
+    exact = np.array([_composite_win(mu[0], sd[0], arm) for arm in range(k)])
+    np.testing.assert_allclose(props, exact, rtol=0, atol=1e-6)
+    if case == "3 tied arms and a wide one":
+        assert props[0] == props[1] == props[2]
