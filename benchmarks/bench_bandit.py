@@ -108,16 +108,37 @@ def batched(policy: Any, n_train: int, n_select: int) -> float:
     return n_select / elapsed
 
 
-def lints_regimes(n_select: int) -> dict[str, tuple[float, float]]:
+def _baseline_propensity(rev: str) -> Any:
+    """The ``_propensity`` module as of git revision ``rev`` (the baseline of a before/after run)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    text = subprocess.run(["git", "show", f"{rev}:src/battleground/bandit/_propensity.py"], cwd=root,
+                          capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_propensity.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("baseline_propensity", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lints_regimes(n_select: int, baseline: str | None = None, repeats: int = 1) -> dict[str, tuple[float, float, float | None]]:
     """Issue 15: batched LinTS decisions/s with exact propensities in four regimes, and the worst gap
     between ``select``'s propensities and a Monte Carlo of the Thompson draw at 20 contexts.
 
     trained: arms apart, every arm played. tied: untrained. close: every arm the same reward, equal play.
     close, starved: the same, with one arm played 10 times in 100k (its spread ~100× the others').
+    With ``baseline`` (a git revision), ``select`` also runs with that revision's propensity function,
+    alternating with the current one on the same policy and contexts (best of ``repeats`` each), and
+    the third value is its rate.
     """
     from battleground.bandit import LinTS
 
-    out = {}
+    current = LinTS.__dict__["_win_probability"]  # the staticmethod object itself
+    old = staticmethod(_baseline_propensity(baseline).win_probability) if baseline else None
+    out: dict[str, tuple[float, float, float | None]] = {}
     k_rng = np.random.default_rng(7)
     for name, theta_scale, p_starved, n_train in (("trained", 1.0, None, 100_000), ("tied", 1.0, None, 0),
                                                   ("close", 0.0, None, 100_000), ("close, starved", 0.0, 1e-4, 100_000)):
@@ -130,9 +151,19 @@ def lints_regimes(n_select: int) -> dict[str, tuple[float, float]]:
             policy.update(x, a, (x * theta[a]).sum(axis=1) + k_rng.normal(0, 0.1, size=n_train))
         xs = k_rng.normal(size=(n_select, D))
         policy.select(xs[:1000])
-        t0 = time.perf_counter()
-        decision = policy.select(xs)
-        rate = n_select / (time.perf_counter() - t0)
+        rate, rate_old = 0.0, None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            decision = policy.select(xs)
+            rate = max(rate, n_select / (time.perf_counter() - t0))
+            if old is not None:
+                LinTS._win_probability = old  # type: ignore[method-assign]
+                try:
+                    t0 = time.perf_counter()
+                    policy.select(xs)
+                    rate_old = max(rate_old or 0.0, n_select / (time.perf_counter() - t0))
+                finally:
+                    LinTS._win_probability = current  # type: ignore[method-assign]
         dist = policy.action_dist(xs[:20])
         gap = 0.0
         mu, sd = policy._mean_sd(xs[:20])
@@ -140,8 +171,22 @@ def lints_regimes(n_select: int) -> dict[str, tuple[float, float]]:
             wins = (mu[i] + sd[i] * k_rng.standard_normal((200_000, K))).argmax(axis=1)
             gap = max(gap, float(np.abs(np.bincount(wins, minlength=K) / 200_000 - dist[i]).max()))
         assert decision.propensities.shape == (n_select,)
-        out[name] = (rate, gap)
+        out[name] = (rate, gap, rate_old)
     return out
+
+
+def main_regimes(argv: list[str]) -> None:
+    """``python benchmarks/bench_bandit.py regimes [N] [BASELINE_REV]``: the four LinTS regimes, before/after."""
+    from threadpoolctl import threadpool_limits
+
+    n = int(argv[0]) if argv else 50_000
+    baseline = argv[1] if len(argv) > 1 else None
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = lints_regimes(n, baseline, repeats=3)
+    print(f"LinTS batched select, K={K}, d={D}, {n:,} contexts per regime, best of 3, baseline {baseline}:")
+    for name, (rate, gap, rate_old) in res.items():
+        before = f"{rate_old:>11,.0f}/s before → " if rate_old else ""
+        print(f"  {name:<15} {before}{rate:>11,.0f}/s  (worst gap vs 200k-draw MC {gap:.1e})")
 
 
 def simulator_speed(n_steps: int) -> float:
@@ -343,7 +388,7 @@ def main(argv: list[str]) -> None:
         print(f"  LinUCB  {b_ucb:>13,.0f} decisions/s (target ≥ 3M/s)")
         n_regime = max(n_select // 5, 20_000)
         print(f"LinTS with exact propensities, {n_regime:,} contexts per regime (worst |propensity − 200k-draw MC|):")
-        for name, (rate, gap) in lints_regimes(n_regime).items():
+        for name, (rate, gap, _) in lints_regimes(n_regime).items():
             print(f"  {name:<15} {rate:>13,.0f} decisions/s  (max gap {gap:.1e})")
     steps = 20 if quick else 50
     print(f"simulator (1,000 customers, 100 products, 10 categories): {simulator_speed(steps):,.0f} customer-steps/s")
@@ -361,4 +406,7 @@ def _time(fn: Any) -> float:
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["regimes"]:
+        main_regimes(sys.argv[2:])
+    else:
+        main(sys.argv[1:])

@@ -346,21 +346,82 @@ def test_linear_ts_untrained_arms_are_exactly_tied() -> None:
     assert untrained.select_one(x[0])[1] == 1 / 6
 
 
-def test_linear_ts_adaptive_hermite_against_adaptive_quadrature() -> None:
-    """The rule for spreads within 1.5× of each other, on random adversarial rows: ≤ 1e-5 from scipy's quad."""
-    from scipy import integrate
+def test_linear_ts_step_panel_against_adaptive_quadrature() -> None:
+    """The main rule on random adversarial rows, spreads 1.5× apart either way or far narrower than arm
+    k (``b`` up to 400): ≤ 1e-6 from a 200-node composite rule with breakpoints at every competitor's edge."""
     from scipy.special import ndtr
 
-    from battleground.bandit._propensity import adaptive_hermite
+    from battleground.bandit._propensity import step_panel
 
     rng = np.random.default_rng(15)
+    nodes, weights = np.polynomial.legendre.leggauss(200)
     worst = 0.0
     for m in (1, 2, 4, 9, 20):
-        a = rng.normal(0, 1.5, size=(15, m)) * rng.choice([0.1, 1.0, 3.0], size=(15, 1))
-        b = np.exp(rng.uniform(np.log(1 / 1.5), np.log(1.5), size=(15, m)))
-        got = adaptive_hermite(a, b)
-        for i in range(15):
-            exact = integrate.quad(lambda z, ai=a[i], bi=b[i]: float(np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(ai + bi * z).prod()),
-                                   -9, 9, limit=400, epsabs=1e-13)[0]
-            worst = max(worst, abs(got[i] - exact))
-    assert worst <= 1e-5, worst
+        for narrow in (False, True):
+            if narrow:
+                b = np.exp(rng.uniform(np.log(1.5), np.log(200), size=(12, 1)) + rng.uniform(0, np.log(2), size=(12, m)))
+                a = -b * (rng.uniform(-4, 4, size=(12, 1)) + rng.normal(size=(12, m)) / b.min(axis=1, keepdims=True))
+            else:
+                a = rng.normal(0, 1.5, size=(12, m)) * rng.choice([0.1, 1.0, 3.0], size=(12, 1)) + rng.choice([0.0, 3.0], size=(12, 1))
+                b = np.exp(rng.uniform(np.log(1 / 1.5), np.log(1.5), size=(12, m)))
+            got, ok = step_panel(a, b)
+            assert ok.mean() >= 0.9  # the rest go to the panels rule
+            for i in np.flatnonzero(ok):
+                # 200-node Gauss–Legendre between consecutive breakpoints (every competitor's centre and
+                # ±3 of its widths), far finer than the rule under test (scipy's quad is off by up to 1.4e-6 here).
+                edges = np.unique(np.clip((-a[i] + np.array([[-3.0], [0.0], [3.0]])) / b[i], -9, 9).ravel())
+                edges = np.unique(np.r_[-9.0, edges, 9.0])
+                half = 0.5 * np.diff(edges)[:, None]
+                z = (edges[:-1, None] + half + half * nodes).ravel()
+                f = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(a[i] + b[i] * z[:, None]).prod(axis=1)
+                exact = float((f * (half * weights).ravel()).sum())
+                worst = max(worst, abs(got[i] - exact))
+    assert worst <= 1e-6, worst
+
+
+def _composite_win(mu: np.ndarray, sd: np.ndarray, arm: int) -> float:
+    """P(arm wins) by 200-node Gauss–Legendre between every competitor's centre and ±3, ±8 of its widths."""
+    from scipy.special import ndtr
+
+    others = np.delete(np.arange(mu.size), arm)
+    a, b = (mu[arm] - mu[others]) / sd[others], sd[arm] / sd[others]
+    nodes, weights = np.polynomial.legendre.leggauss(200)
+    edges = np.unique(np.r_[-9.0, np.clip((-a + np.array([[-8.0], [-3.0], [0.0], [3.0], [8.0]])) / b, -9, 9).ravel(), 9.0])
+    half = 0.5 * np.diff(edges)[:, None]
+    z = (edges[:-1, None] + half + half * nodes).ravel()
+    f = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) * ndtr(a + b * z[:, None]).prod(axis=1)
+    return float((f * (half * weights).ravel()).sum())
+
+
+_K50 = np.random.default_rng(50)
+_ADVERSARIAL = {
+    "K=2, one arm 80x wider": ([0.0, 0.3], [1.0, 80.0]),
+    "3 arms, one 500x wider": ([0.0, 0.1, -0.1], [500.0, 1.0, 1.0]),
+    "3 tied arms and a wide one": ([0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 60.0]),
+    "wide arm far behind": ([-40.0, 0.0, 0.2, 0.1], [30.0, 1.0, 1.0, 1.2]),
+    "two starved arms of different spreads": ([0.0, 0.05, -0.05, 0.1, 0.0], [1.0, 1.0, 1.1, 35.0, 140.0]),
+    "K=50, close, three starved": (_K50.normal(0, 0.05, 50).tolist(),
+                                   np.r_[_K50.uniform(0.8, 1.2, 47), 30.0, 90.0, 140.0].tolist()),
+}
+
+
+@pytest.mark.parametrize("case", list(_ADVERSARIAL))
+def test_linear_ts_propensities_adversarial_cases(case: str) -> None:
+    """Issue 15 adversarial rows: ≤ 1e-3 from a 2M-draw Monte Carlo (plus its sampling error), ≤ 1e-6
+    from a fine composite rule, summing to 1 within 1e-6, twins exactly equal."""
+    means, spreads = _ADVERSARIAL[case]
+    mu, sd = np.array([means]), np.array([spreads])
+    k = mu.shape[1]
+    props = LinTS._win_probability(np.repeat(mu, k, 0), np.repeat(sd, k, 0), np.arange(k))
+    rng = np.random.default_rng(151)
+    counts = np.zeros(k)
+    for _ in range(10):
+        counts += np.bincount((mu + sd * rng.standard_normal((200_000, k))).argmax(axis=1), minlength=k)
+    freq = counts / counts.sum()
+    se = np.sqrt(freq * (1 - freq) / counts.sum())
+    assert (np.abs(props - freq) <= 1e-3 + 4.5 * se).all(), (props, freq)
+    assert props.sum() == pytest.approx(1.0, abs=1e-6)
+    exact = np.array([_composite_win(mu[0], sd[0], arm) for arm in range(k)])
+    np.testing.assert_allclose(props, exact, rtol=0, atol=1e-6)
+    if case == "3 tied arms and a wide one":
+        assert props[0] == props[1] == props[2]
