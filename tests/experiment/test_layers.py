@@ -201,3 +201,16 @@ def test_layer_inputs_that_do_not_fit(registry: Registry) -> None:
     registry.create_experiment("big", layer="l", layer_buckets=9000)
     with pytest.raises(RegistryRuleError, match=r"no 2000 free contiguous buckets \(free: \[9000, 10000\)\)"):
         registry.create_experiment("x", layer="l", layer_buckets=2000)
+
+
+def test_a_draft_moves_between_layers_and_ranges(registry: Registry) -> None:
+    running = registry.start(registry.create_experiment("running", layer="checkout", layer_range=(0, 5000)).id)
+    draft = registry.create_experiment("draft", layer="checkout", layer_range=(5000, 10000))
+    with pytest.raises(RegistryRuleError, match="overlaps \\[0, 5000\\) of running experiment 'running'"):
+        registry.update(draft.id, layer_range=(4000, 6000))
+    moved = registry.update(draft.id, layer="search", layer_range="0-2000", project="shop")
+    assert (moved.layer, moved.layer_range, moved.project) == ("search", (0, 2000), "shop")
+    assert registry.update(draft.id, layer=None).layer_range is None
+    with pytest.raises(RegistryRuleError, match="layer frozen once running"):
+        registry.update(running.id, layer="other")
+    assert [e.action for e in registry.audit_log(draft.id)] == ["create", "edit", "edit"]

@@ -254,6 +254,35 @@ class Registry(RegistryRepo):
             return record
 
     # ------------------------------------------------------------------ layers and holdouts
+    def _edit_placement(self, session: Any, row: Any, project: Any, layer: Any, layer_range: Any,
+                        change: Any) -> None:
+        """A draft's project, layer and range (see :meth:`update`)."""
+        if row.status != "draft":
+            field, value = next((f, v) for f, v in (("project", project), ("layer", layer),
+                                                     ("layer_range", layer_range)) if v is not _UNSET)
+            raise RegistryRuleError(f"{field} frozen once running", value, f"experiment {row.name!r} is {row.status}")
+        if row.kind == "holdout" and (layer is not _UNSET or layer_range is not _UNSET):
+            raise RegistryRuleError("a holdout is in no layer", row.name, "a holdout's range is its fraction")
+        if project is not _UNSET:
+            change("project", check_project(project))
+        new_layer = row.layer if layer is _UNSET else check_layer(layer)
+        if new_layer is None:
+            if layer_range is not _UNSET and layer_range is not None:
+                raise RegistryRuleError("a layer range needs a layer", layer_range,
+                                        "name the layer (layer='checkout') the range belongs to")
+            for field in ("layer", "range_start", "range_end"):
+                change(field, None)
+            return
+        if layer_range is _UNSET and row.range_start is None:
+            raise RegistryRuleError("a layered experiment owns one range", new_layer,
+                                    "give layer_range=(start, end) with the layer")
+        rng = (row.range_start, row.range_end) if layer_range is _UNSET else check_layer_range(layer_range)
+        _lock(session, f"layer:{new_layer}")
+        self._check_layer_free(session, new_layer, rng, row.id)
+        change("layer", new_layer)
+        change("range_start", rng[0])
+        change("range_end", rng[1])
+
     @staticmethod
     def _layer_rows(session: Any, layer: str, statuses: tuple[str, ...]) -> builtins.list[Any]:
         from sqlalchemy import select
@@ -458,9 +487,14 @@ class Registry(RegistryRepo):
         metadata: Any = _UNSET,
         traffic: Any = _UNSET,
         salt: Any = _UNSET,
+        project: Any = _UNSET,
+        layer: Any = _UNSET,
+        layer_range: Any = _UNSET,
         actor: str | None = None,
     ) -> ExperimentRecord:
-        """Edit descriptive fields (``metadata`` is merged). ``traffic`` and ``salt`` only in draft."""
+        """Edit descriptive fields (``metadata`` is merged). ``traffic``, ``salt``, ``project``, ``layer``
+        and ``layer_range`` only in draft (``layer=None`` takes the experiment out of its layer; a new
+        range may not overlap a running experiment of the layer)."""
         from sqlalchemy.exc import IntegrityError
 
         with self._session() as session:
@@ -498,6 +532,8 @@ class Registry(RegistryRepo):
                         f"{field} frozen once running", value, f"experiment {row.name!r} is {row.status}"
                     )
                 change(field, check_traffic(value) if field == "traffic" else check_salt(value))
+            if any(v is not _UNSET for v in (project, layer, layer_range)):
+                self._edit_placement(session, row, project, layer, layer_range, change)
             if not changes:
                 return self._record(row)
             row.updated_at = _now()
