@@ -9,7 +9,8 @@
    that holds the model and scores one chunk (target <= 2x).
 3. Trainer overhead over raw LightGBM (``bench_model.bench_overhead``, target <= 5 %).
 
-``python -m benchmarks scoring``; ``BATTLEGROUND_BENCH_QUICK=1`` (or ``--quick``) shrinks everything.
+``python -m benchmarks scoring``; ``BATTLEGROUND_BENCH_QUICK=1`` (or ``--quick``) shrinks everything;
+``BENCH_SCORING_PARTS=serving,batch,overhead`` (the default: all three) runs only the parts named.
 """
 
 from __future__ import annotations
@@ -194,9 +195,9 @@ def bench_batch(env: dict[str, str], name: str, path: Path, out_dir: Path, rows:
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
+    parts = set(os.environ.get("BENCH_SCORING_PARTS", "serving,batch,overhead").split(","))
     n_rows = 100_000 if quick else 1_000_000
     n_lat = 200 if quick else 1000
-    import numpy as np
 
     from battleground.model.data import CreateDataSet
     from battleground.model.train import Trainer
@@ -217,7 +218,18 @@ def main(argv: list[str]) -> None:
     _register(settings, "churn_lgbm", lgbm, X_test, y_test)
     _register(settings, "churn_logistic", logistic, X_test, y_test)
     record = json.loads(X_test.head(1).to_json(orient="records"))[0]
-    bench_serving(settings, env, names, record, n_lat)
+    if "serving" in parts:
+        bench_serving(settings, env, names, record, n_lat)
+    if "batch" in parts:
+        bench_scoring_batch(X_test, home, env, n_rows, quick)
+    if "overhead" in parts:
+        from benchmarks.bench_model import bench_overhead
+
+        bench_overhead(20_000 if quick else 200_000, 30, 3)
+
+
+def bench_scoring_batch(X_test: Any, home: Path, env: dict[str, str], n_rows: int, quick: bool) -> None:
+    import numpy as np
 
     rng = np.random.default_rng(0)
     frame = X_test.iloc[rng.integers(0, len(X_test), n_rows)].reset_index(drop=True)
@@ -226,10 +238,6 @@ def main(argv: list[str]) -> None:
     frame.to_parquet(path, index=False)
     del frame
     bench_batch(env, "churn_lgbm", path, home, n_rows, 100_000 if not quick else 20_000, 2)
-
-    from benchmarks.bench_model import bench_overhead
-
-    bench_overhead(20_000 if quick else 200_000, 30, 3)
 
 
 if __name__ == "__main__":
