@@ -144,3 +144,11 @@ def test_http_sequences(settings: Settings) -> None:
             r = c.post("/api/events", json={"events": _batch(9), **bad}, headers=AUTH)
             assert r.status_code == 422, (bad, r.text)
         assert open_event_store(settings).count() == 6
+
+
+def test_duckdb_file_replaced_in_the_same_process(settings: Settings) -> None:
+    store = make_shop(settings)
+    assert ingest(store, _batch(0), producer="p", sequence=0).inserted == 5
+    store.path.unlink()  # a new, empty events file at the same path (the table cache must not lie)
+    again = ingest(open_event_store(settings), _batch(0), producer="p", sequence=0)
+    assert again.sequence is not None and (again.sequence.status, again.inserted) == ("next", 5)

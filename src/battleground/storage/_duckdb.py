@@ -40,6 +40,8 @@ __all__ = ["DuckDBEventStore"]
 _CHUNK_ROWS = 1 << 20
 # The connection of the (single) thread holding a store's lock, for nested operations in that thread.
 _open: dict[str, duckdb.DuckDBPyConnection] = {}
+# Files whose ``producer_batches`` table this process has created (or found).
+_producers_ready: set[str] = set()
 # The connection a pinned store keeps open between operations (:meth:`DuckDBEventStore.pin`).
 _pinned: dict[str, duckdb.DuckDBPyConnection] = {}
 
@@ -167,8 +169,19 @@ class DuckDBEventStore(EventStore):
             try:
                 check = None
                 if producer is not None:  # no other writer runs: the store's lock serialises them
-                    con.execute(PRODUCER_SCHEMA)
-                    previous, seen = con.execute(render(LOOKUP_SQL, "duckdb"), producer.params()).fetchall()[0]
+                    import duckdb
+
+                    if str(self.path) not in _producers_ready:  # once per file and process
+                        con.execute(PRODUCER_SCHEMA)
+                        _producers_ready.add(str(self.path))
+                    try:
+                        found = con.execute(render(LOOKUP_SQL, "duckdb"), producer.params()).fetchall()[0]
+                    except duckdb.CatalogException:  # the file was replaced since: create the table again
+                        con.execute("ROLLBACK")
+                        con.execute("BEGIN TRANSACTION")
+                        con.execute(PRODUCER_SCHEMA)
+                        found = con.execute(render(LOOKUP_SQL, "duckdb"), producer.params()).fetchall()[0]
+                    previous, seen = found
                     check = check_sequence(producer, previous=previous, seen=bool(seen))
                 stored = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
                 if duplicates:
