@@ -21,6 +21,7 @@ from battleground.stats._base import (
     StatsInputError,
 )
 from battleground.stats._bayes import BayesResult, bayes_from_estimate, bayesian_test
+from battleground.stats._breakdown import BreakdownResult, SliceEffect, breakdown_test
 from battleground.stats._corrections import CorrectionResult, adjust_pvalues
 from battleground.stats._cuped_ratio import RatioCupedSummary, ratio_cuped_test, ratio_cuped_theta
 from battleground.stats._group_sequential import (
@@ -83,6 +84,7 @@ __all__ = [
     "SPENDING",
     "AaResult",
     "BayesResult",
+    "BreakdownResult",
     "CorrectionResult",
     "CovariateSummary",
     "CupedSummary",
@@ -104,6 +106,7 @@ __all__ = [
     "SequentialPath",
     "SequentialResult",
     "SequentialSrmResult",
+    "SliceEffect",
     "SrmResult",
     "StatsInputError",
     "Stratum",
@@ -114,6 +117,7 @@ __all__ = [
     "analyze_metrics",
     "bayes_from_estimate",
     "bayesian_test",
+    "breakdown_test",
     "compare_means",
     "confidence_sequence",
     "cuped_test",
