@@ -23,6 +23,8 @@ ERRORS = [
     ("battleground.incremental._solver", "OptimizationError", errors.IncrementalError, RuntimeError),
     ("battleground.incremental._records", "UnknownFeatureError", errors.IncrementalError, LookupError),
     ("battleground.web._api", "BatchError", errors.WebError, ValueError),
+    ("battleground.client", "RequestRefusedError", errors.ClientError, ValueError),
+    ("battleground.client", "DeliveryError", errors.ClientError, RuntimeError),
 ]
 
 
