@@ -3,7 +3,8 @@
 A home with 100 running experiments × 10 metrics (6 proportions, 4 means; 2 variants, 7 days of events)
 is seeded once; then each code tree is measured on it in its own process, per page: the first request
 (cold: nothing cached), a warm-up and ``n`` timed requests (median wall and CPU time), and requests that
-each follow the ingest of one new event (every cache keyed by the store's state is then stale):
+each follow the ingest of one new event, into another experiment (the store's state changed, the page's
+own events did not) or into the page's own experiment (its sums must be read again):
 
 * the experiment page (results table, decision, daily charts of all 10 metrics): target ≤ 150 ms;
 * the experiment list (status, users, SRM and end-condition badges, decision and lift of all 100):
@@ -91,21 +92,21 @@ def _time(client: Any, url: str, n: int) -> tuple[float, float, float]:
     return first, statistics.median(wall), statistics.median(cpu)
 
 
-def _ingest_one(settings: Any, i: int) -> None:
-    """One new exposure in the first experiment: the store's state changes (every cache is stale)."""
+def _ingest_one(settings: Any, i: int, experiment: str = "bench-000") -> None:
+    """One new exposure in ``experiment``: the store's state changes."""
     from battleground.experiment.events import ingest, open_event_store
 
     ingest(open_event_store(settings), [{
-        "event_id": f"bench-late-{os.getpid()}-{i}", "experiment": "bench-000", "variant": "control",
+        "event_id": f"bench-late-{os.getpid()}-{i}", "experiment": experiment, "variant": "control",
         "user_id": f"late-{os.getpid()}-{i}", "event_type": "exposure", "timestamp": START + dt.timedelta(hours=1),
     }])
 
 
-def _after_ingest(client: Any, settings: Any, url: str, n: int) -> float:
-    """Median wall ms of ``n`` GETs, each right after one new event was ingested."""
+def _after_ingest(client: Any, settings: Any, url: str, n: int, experiment: str = "bench-000") -> float:
+    """Median wall ms of ``n`` GETs, each right after one new event was ingested into ``experiment``."""
     wall = []
     for i in range(n):
-        _ingest_one(settings, int(time.time() * 1000) * 100 + i)
+        _ingest_one(settings, int(time.time() * 1000) * 100 + i, experiment)
         t = time.perf_counter()
         client.get(url, headers={"accept": "text/html"}).raise_for_status()
         wall.append((time.perf_counter() - t) * 1000)
@@ -130,6 +131,8 @@ def _measure(home: str, n: int) -> dict[str, Any]:
                            ("experiment list", "/"), ("results CSV", f"/experiments/{mid}/results.csv")]:
             out[label] = _time(client, url, n)
         out["experiment page after an ingest"] = _after_ingest(client, settings, f"/experiments/{mid}", max(2, n // 5))
+        out["experiment page after an ingest into it"] = _after_ingest(
+            client, settings, f"/experiments/{mid}", max(2, n // 5), f"bench-{len(ids) // 2:03d}")
         out["experiment list after an ingest"] = _after_ingest(client, settings, "/", 1)
     out["load_after"] = os.getloadavg()[0]
     return out

@@ -17,6 +17,8 @@ class Rec:
     status: str
     end_conditions: Any = dataclasses.field(default_factory=lambda: SimpleNamespace(max_duration_days=None))
     end_at: Any = None
+    updated_at: Any = None
+    name: str = "x"
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status}

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from battleground.experiment.register import ExperimentRecord
     from battleground.web._experiment_views import ExperimentSummary
 
-__all__ = ["DECISIONS", "SORTS", "SummaryCache", "decision_label", "filter_records", "owners", "sort_summaries"]
+__all__ = [
+    "DECISIONS", "SORTS", "SummaryCache", "decision_label", "filter_records", "owners", "record_version",
+    "sort_summaries",
+]
 
 # the decision rule's verdicts (``experiment._decide.VERDICTS``) as the list says them, in sort order
 DECISIONS: dict[str, str] = {
@@ -77,11 +80,18 @@ def sort_summaries(summaries: Sequence[ExperimentSummary], sort: str) -> list[Ex
     return sorted(summaries, key=key, reverse=reverse)
 
 
+def record_version(record: ExperimentRecord) -> tuple[Any, ...]:
+    """What identifies a registry record as stored: the registry stamps ``updated_at`` on every change
+    (edits, variants, metrics, end conditions, status), so (status, updated_at) names one version;
+    cheap to build for a list of hundreds (no deep copy of the record)."""
+    return (record.status, record.updated_at, record.name)
+
+
 class SummaryCache:
     """List lines computed once per state of the data, so a revisit of the list reads no event sums.
 
     A line depends on its registry record, the stored events and (for a maximum duration) the clock.
-    The key is (record as stored, the experiment's number of stored events (``EventStore.experiment_counts``:
+    The key is (the record's version, :func:`record_version`, the experiment's number of stored events (``EventStore.experiment_counts``:
     it changes exactly when the experiment's events do, and is read once per state of the store, so a
     revisit without new events costs no query), the current minute when the record has a maximum
     duration or an end date). An ingest into one experiment recomputes that experiment's line only.
@@ -96,10 +106,8 @@ class SummaryCache:
 
     def summaries(self, monitor: Any, records: Sequence[ExperimentRecord]) -> list[ExperimentSummary]:
         import datetime as dt
-        import json
 
         from battleground.web._experiment_views import experiment_summary
-        from battleground.web._view_common import jsonable
 
         store = getattr(getattr(monitor.backend, "inner", None), "store", None)
         counts = store.experiment_counts() if store is not None and records else None
@@ -109,7 +117,7 @@ class SummaryCache:
             if counts is None:
                 out.append(experiment_summary(monitor, r))
                 continue
-            key = (r.id, json.dumps(jsonable(r.to_dict()), sort_keys=True, default=str), counts.get(r.id, 0),
+            key = (r.id, record_version(r), counts.get(r.id, 0),
                    minute if r.end_conditions.max_duration_days or r.end_at else None)
             with self._lock:
                 hit = self._items.get(key)

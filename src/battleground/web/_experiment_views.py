@@ -264,8 +264,9 @@ def experiment_detail(
     ec = record.end_conditions
     timed = record.end_at is not None or bool(ec.max_duration_days) or ec.mde is not None
     minute = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M") if timed else None
-    key = ("detail", json.dumps(jsonable(record.to_dict()), sort_keys=True, default=str), state, start, end,
-           charts, view, minute)
+    from battleground.web._experiment_list import record_version
+
+    key = ("detail", record.id, record_version(record), state, start, end, charts, view, minute)
     found: ExperimentDetail = cache.get(key, lambda: _detail(monitor, record, info, audit, start, end, typed,
                                                              charts, view))
     return dataclasses.replace(found, audit=audit, window=typed)
