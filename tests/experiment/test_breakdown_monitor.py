@@ -126,3 +126,22 @@ def test_cli_breakdown_json_and_table(settings: Settings) -> None:
     assert "breakdown by country" in table.output and "heterogeneous" in table.output and "bh" in table.output
     bad = CliRunner().invoke(app, ["experiment", "breakdown", str(exp_id), "--by", "platform"], env=env)
     assert bad.exit_code != 0 and "not an attribute this experiment declares" in bad.output
+
+
+def test_dashboard_page_shows_the_breakdown_table(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from battleground.web import create_app
+
+    exp_id, _ = _register(settings, {"breakdown_by": ["country"]})
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/experiments/{exp_id}")
+    assert page.status_code == 200, page.text[:500]
+    html = page.text
+    assert 'id="breakdown-table"' in html and "adjusted (holm)" in html
+    table = html[html.index('id="breakdown-table"'):html.index("</table>", html.index('id="breakdown-table"'))]
+    assert '<span class="badge warn">heterogeneous</span>' in table  # country 2's revenue
+    assert table.count("<tr>") == 1 + 3 * 4  # the header, then 3 metrics × 4 slices (one treatment)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        Registry(settings.registry_url).update(exp_id, metadata={"breakdown_by": None})
+        assert 'id="breakdown-table"' not in c.get(f"/experiments/{exp_id}").text
