@@ -649,3 +649,68 @@ def holdout_show_command(
 
 
 app.add_typer(holdout_app, name="holdout", cls=HelpGroup)
+
+
+# --- Dimension breakdowns: results per slice of a declared attribute (issue 17) ----------------------
+
+def _pct_or_num(relative: bool) -> Callable[[object], str]:
+    return (lambda v: f"{float(v):+.2%}") if relative else (lambda v: f"{float(v):+.4g}")  # type: ignore[arg-type]
+
+
+def _breakdown_columns(relative: bool) -> list[Column]:
+    f = _pct_or_num(relative)
+
+    def opt(key: str, text: Callable[[Mapping[str, Any]], str]) -> Callable[[Mapping[str, Any]], str]:
+        return lambda r: "—" if r.get(key) is None else text(r)
+
+    return [
+        Column.of("metric", key=True),
+        Column.of("slice", key=True),
+        Column.of("variant", key=True),
+        Column("users (c / t)", lambda r: f"{r['n_control']:,.0f} / {r['n_treatment']:,.0f}", justify="right"),
+        Column("effect [CI]", opt("estimate", lambda r: f"{f(r['estimate'])} [{f(r['ci_lower'])}, "
+                                                       f"{f(r['ci_upper'])}]"), justify="right"),
+        Column("p (adj)", opt("adjusted_p_value", lambda r: f"{r['adjusted_p_value']:.3g}"), justify="right"),
+        Column("vs rest", opt("heterogeneity_adjusted_p_value",
+                              lambda r: f"{f(r['rest_estimate'])}, p (adj) {r['heterogeneity_adjusted_p_value']:.3g}"),
+               justify="right"),
+        Column("flag", lambda r: "[yellow]heterogeneous[/]" if r["heterogeneous"] else "[green]significant[/]"
+               if r["significant"] else f"[dim]{r['note']}[/]" if r["note"] else "", markup=True),
+    ]
+
+
+@app.command("breakdown")
+def breakdown_command(
+    experiment: str = typer.Argument(..., help="Experiment id or name."),
+    by: str = typer.Option(..., "--by", help="A declared attribute (metadata breakdown_by or post_stratify_by)."),
+    correction: str | None = typer.Option(None, "--correction", help="holm (default) or bh, or another method "
+                                          "of adjust_pvalues."),
+    absolute: bool = typer.Option(False, "--absolute", help="Absolute differences instead of relative lifts."),
+    start: str | None = typer.Option(None, "--start", help="First day (YYYY-MM-DD) of the window."),
+    end: str | None = typer.Option(None, "--end", help="Last day (YYYY-MM-DD) of the window."),
+    as_json: bool = json_option,
+    as_csv: bool = csv_option,
+) -> None:
+    """Each metric's effect per slice of a declared user attribute, corrected for multiplicity, with the
+    slices whose effect differs from the rest's flagged (heterogeneous effects)."""
+    from battleground.cli._common import console, load_settings, user_errors
+
+    fmt = output_format(as_json, as_csv)
+    with user_errors():
+        from battleground.experiment.monitoring import Monitor
+
+        monitor = Monitor(client=load_settings()).put_experiment_id(experiment_id=_experiment_key(experiment))
+        result = monitor.breakdown(by, start, end, relative=not absolute, correction=correction)
+        records = [s.to_dict() | {"metric": m.metric} for m in result.metrics for s in m.result.slices]
+        table = Table("slices", f"#{result.experiment_id} · breakdown by {result.attribute} "
+                      f"({'relative lift' if result.relative else 'difference'}, {result.correction})",
+                      _breakdown_columns(result.relative), records)
+        if fmt == "json":
+            print_tables([table], fmt, extra={"experiment_id": result.experiment_id, "attribute": result.attribute,
+                                              "correction": result.correction, "alpha": result.alpha,
+                                              "relative": result.relative, "users": result.users})
+            return
+        print_tables([table], fmt)
+        if fmt == "table":
+            console.print(f"[dim]{len(result.users)} slices; p-values corrected over slices × variants per metric; "
+                          "'vs rest' tests each slice's effect against the other users' (z/Welch)[/]")

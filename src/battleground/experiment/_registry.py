@@ -760,6 +760,26 @@ def _check_post_stratify(metadata: Mapping[str, Any] | None, metrics: Iterable[A
             "event type (e.g. 'country') whose value codes the stratum",
         )
     _check_regression_adjustment(metadata, counted)
+    _check_breakdown(metadata, counted)
+
+
+def _check_breakdown(metadata: Mapping[str, Any] | None, counted: set[str]) -> None:
+    """A declared ``breakdown_by`` must parse and name attribute event types that no metric counts."""
+    from battleground.experiment._breakdown import BREAKDOWN_KEY, breakdown_by
+    from battleground.experiment._metric_sums import SourceSettingError
+
+    try:
+        attributes = breakdown_by(dict(metadata or {}))
+    except SourceSettingError as exc:
+        raise RegistryRuleError("breakdown_by names attributes", (metadata or {}).get(BREAKDOWN_KEY),
+                                str(exc)) from None
+    clash = sorted(set(attributes) & counted)
+    if clash:
+        raise RegistryRuleError(
+            "breakdown_by names attributes", clash,
+            f"breakdown_by {clash} are event types a metric counts; declare the attribute as its own event "
+            "type (e.g. 'country') whose value codes the user's slice",
+        )
 
 
 def _check_regression_adjustment(metadata: Mapping[str, Any] | None, counted: set[str]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from battleground._time import TimeInputError, parse_instant
+from battleground.experiment._breakdown import ExperimentBreakdown, MetricBreakdown
 from battleground.experiment._cupac import CupacResult, FeatureLeakageError, cupac_covariate
 from battleground.experiment._decide import (
     DataQualityCheck,
@@ -72,9 +73,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CupacResult",
     "EndConditionReport",
+    "ExperimentBreakdown",
     "ExperimentInfo",
     "ExperimentSource",
     "FeatureLeakageError",
+    "MetricBreakdown",
     "Monitor",
     "MonitorResult",
     "MonitorRow",
@@ -230,6 +233,41 @@ class Monitor:
                             power=self._power(info, current, now),
                             post_stratified=self._post_stratified(info, start, end),
                             cupedpp=self._cupedpp(info, start, end))
+
+    def breakdown(self, by: str, start_dt: Any = None, end_dt: Any = None, *, relative: bool = True,
+                  correction: str | None = None) -> ExperimentBreakdown:
+        """Every metric's effect per slice of the declared attribute ``by`` over [start_dt, end_dt], with
+        the slices' p-values corrected (the monitor's ``correction`` unless given: "holm", "bh", …) and
+        each slice's effect tested against the rest's (:func:`battleground.stats.breakdown_test`).
+
+        ``by`` must be declared in the experiment's metadata ``breakdown_by`` (or ``post_stratify_by``);
+        a slice is the users whose attribute event (type ``by``, recorded at or before their first
+        exposure) has that value, ``"(none)"`` for users without one.
+        """
+        from battleground.experiment._breakdown import (
+            breakdown_metrics,
+            check_breakdown_attribute,
+            slice_label,
+        )
+
+        info = self.experiment()
+        check_breakdown_attribute(info.metadata, by)
+        start = _to_datetime(start_dt, "start_dt")
+        end = _to_datetime(end_dt, "end_dt", end=True)
+        fetch = getattr(self.backend, "strata_sums", None)
+        strata = fetch(info, (by,), start, end) if fetch is not None else None
+        if strata is None:
+            raise StatsInputError(
+                f"experiment {info.id}'s event source cannot group users by attributes (breakdown by {by!r}); "
+                "use a DuckDB or PostgreSQL event store"
+            )
+        method = self.correction if correction is None else correction
+        found = breakdown_metrics([(m.name, m.kind) for m in info.metrics], strata, control=info.control,
+                                  relative=relative, correction=method, alpha=self.alpha)
+        users = {slice_label(key[0]): float(sum(s.users for s in sums.metrics[0])) if sums.metrics else 0.0
+                 for key, sums in strata}
+        return ExperimentBreakdown(experiment_id=info.id, attribute=by, correction=method, alpha=self.alpha,
+                                   relative=relative, users=users, metrics=found)
 
     def _post_stratified(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
