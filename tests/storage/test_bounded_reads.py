@@ -229,6 +229,7 @@ def test_one_request_reads_one_snapshot(store_settings: Settings, monkeypatch: p
     store.write_batch(_batch(400, experiment_id=exp.id))
     original = EventStore.experiment_sums
     injected: list[int] = []
+    writers: list[threading.Thread] = []
 
     def interleaved(self: EventStore, *args: Any, **kwargs: Any) -> Any:
         out = original(self, *args, **kwargs)  # the request has read from its snapshot by now
@@ -239,13 +240,15 @@ def test_one_request_reads_one_snapshot(store_settings: Settings, monkeypatch: p
                 open_event_store(settings).write_batch(_batch(200, start=400, experiment_id=exp.id))
                 done.set()
 
-            threading.Thread(target=write).start()
+            writers.append(threading.Thread(target=write))
+            writers[0].start()
             injected.append(1 if done.wait(3 if self.backend == "postgresql" else 0.3) else 0)
         return out
 
     monkeypatch.setattr(EventStore, "experiment_sums", interleaved)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         daily = c.get(f"/api/experiments/{exp.id}/daily").json()  # the producer commits mid-request
+        writers[0].join(timeout=60)  # a read that starts after the commit sees it (the page cache too)
         after = c.get(f"/api/experiments/{exp.id}/results").json()
     assert injected == [1 if store.backend == "postgresql" else 0]  # DuckDB: the writer waits its turn
     last = max(r["date"] for r in daily["rows"])

@@ -10,12 +10,16 @@ Attributes declared for post-stratification may be broken down by too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from battleground._suggest import suggest
-from battleground.experiment._metric_sums import SourceSettingError, _arm_summary, post_stratify_by
+from battleground.experiment._metric_sums import (
+    BREAKDOWN_KEY,
+    _arm_summary,
+    breakdown_attributes,
+    breakdown_by,
+    check_breakdown_attribute,
+)
 from battleground.stats import BreakdownResult, Result
 from battleground.storage.sums import ExperimentSums
 
@@ -29,48 +33,6 @@ __all__ = [
     "check_breakdown_attribute",
     "slice_label",
 ]
-
-BREAKDOWN_KEY = "breakdown_by"
-
-
-def breakdown_by(metadata: Any) -> tuple[str, ...]:
-    """The attributes an experiment's metadata declares for breakdowns (``()`` when none).
-
-    Example:
-        >>> breakdown_by({"breakdown_by": ["country", "platform"]}), breakdown_by({"breakdown_by": "new_user"})
-        (('country', 'platform'), ('new_user',))
-    """
-    raw = metadata.get(BREAKDOWN_KEY) if isinstance(metadata, Mapping) else None
-    if raw is None:
-        return ()
-    names = [raw] if isinstance(raw, str) else raw
-    if (not isinstance(names, list | tuple) or not names or len(names) > 8
-            or not all(isinstance(a, str) and a.strip() and a != "exposure" for a in names)
-            or len(set(names)) != len(names)):
-        raise SourceSettingError(
-            f"metadata {BREAKDOWN_KEY} must be an attribute name or a list of 1 to 8 distinct names "
-            f"(event types other than 'exposure' whose value codes the user's slice), got {raw!r}; e.g. "
-            f'{{"{BREAKDOWN_KEY}": ["country", "platform"]}}'
-        )
-    return tuple(str(a) for a in names)
-
-
-def breakdown_attributes(metadata: Any) -> tuple[str, ...]:
-    """Every attribute an experiment may be broken down by: ``breakdown_by`` then ``post_stratify_by``."""
-    return tuple(dict.fromkeys((*breakdown_by(metadata), *post_stratify_by(metadata))))
-
-
-def check_breakdown_attribute(metadata: Any, attribute: str) -> str:
-    """``attribute`` if the experiment declares it, else an error naming the declared ones."""
-    declared = breakdown_attributes(metadata)
-    if attribute not in declared:
-        raise SourceSettingError(
-            f"by={attribute!r} is not an attribute this experiment declares{suggest(attribute, declared)}; "
-            f"declared: {list(declared)!r}; add it to the experiment's metadata, e.g. "
-            f'{{"{BREAKDOWN_KEY}": [{attribute!r}]}}'
-        )
-    return attribute
-
 
 def slice_label(value: float | None) -> str:
     """A slice's label: its attribute code (``"(none)"`` for users without the attribute)."""

@@ -9,10 +9,11 @@ comparisons (adjusted beside unadjusted, with the pre-period bias check).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from battleground._suggest import suggest
 from battleground.errors import ExperimentError
 from battleground.storage._sums_sql import MULTIPLE_EXPOSURES, MetricQuery
 from battleground.storage.sums import ExperimentSums, MetricSums
@@ -229,6 +230,50 @@ def post_stratify_by(metadata: Any) -> tuple[str, ...]:
             f'{{"{POST_STRATIFY_KEY}": ["country"]}}'
         )
     return tuple(str(a) for a in names)
+
+
+# Breakdowns declare attributes as post-stratification does; parsed here so that registration checks
+# them without importing the statistics (experiment/_breakdown.py computes them).
+BREAKDOWN_KEY = "breakdown_by"
+
+
+def breakdown_by(metadata: Any) -> tuple[str, ...]:
+    """The attributes an experiment's metadata declares for breakdowns (``()`` when none).
+
+    Example:
+        >>> breakdown_by({"breakdown_by": ["country", "platform"]}), breakdown_by({"breakdown_by": "new_user"})
+        (('country', 'platform'), ('new_user',))
+    """
+    raw = metadata.get(BREAKDOWN_KEY) if isinstance(metadata, Mapping) else None
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if (not isinstance(names, list | tuple) or not names or len(names) > 8
+            or not all(isinstance(a, str) and a.strip() and a != "exposure" for a in names)
+            or len(set(names)) != len(names)):
+        raise SourceSettingError(
+            f"metadata {BREAKDOWN_KEY} must be an attribute name or a list of 1 to 8 distinct names "
+            f"(event types other than 'exposure' whose value codes the user's slice), got {raw!r}; e.g. "
+            f'{{"{BREAKDOWN_KEY}": ["country", "platform"]}}'
+        )
+    return tuple(str(a) for a in names)
+
+
+def breakdown_attributes(metadata: Any) -> tuple[str, ...]:
+    """Every attribute an experiment may be broken down by: ``breakdown_by`` then ``post_stratify_by``."""
+    return tuple(dict.fromkeys((*breakdown_by(metadata), *post_stratify_by(metadata))))
+
+
+def check_breakdown_attribute(metadata: Any, attribute: str) -> str:
+    """``attribute`` if the experiment declares it, else an error naming the declared ones."""
+    declared = breakdown_attributes(metadata)
+    if attribute not in declared:
+        raise SourceSettingError(
+            f"by={attribute!r} is not an attribute this experiment declares{suggest(attribute, declared)}; "
+            f"declared: {list(declared)!r}; add it to the experiment's metadata, e.g. "
+            f'{{"{BREAKDOWN_KEY}": [{attribute!r}]}}'
+        )
+    return attribute
 
 
 @dataclass(frozen=True)

@@ -765,8 +765,7 @@ def _check_post_stratify(metadata: Mapping[str, Any] | None, metrics: Iterable[A
 
 def _check_breakdown(metadata: Mapping[str, Any] | None, counted: set[str]) -> None:
     """A declared ``breakdown_by`` must parse and name attribute event types that no metric counts."""
-    from battleground.experiment._breakdown import BREAKDOWN_KEY, breakdown_by
-    from battleground.experiment._metric_sums import SourceSettingError
+    from battleground.experiment._metric_sums import BREAKDOWN_KEY, SourceSettingError, breakdown_by
 
     try:
         attributes = breakdown_by(dict(metadata or {}))
