@@ -31,7 +31,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from tests.delivery._shop import AUTH, TOKEN, make_shop
 
-from battleground.experiment.events import EventStore, EventValidationError, ingest, open_event_store
+from battleground.experiment.events import EventStore, EventValidationError, ingest
 from battleground.settings import Settings
 
 FIELDS = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp", "value")
