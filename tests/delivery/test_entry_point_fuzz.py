@@ -78,7 +78,8 @@ def batches(draw: st.DrawFn) -> list[dict[str, Any]]:
             "variant": draw(st.sampled_from(["control", "treatment"])),
             "user_id": draw(_TEXT),
             "event_type": draw(st.sampled_from(["exposure", "purchase", "click"])),
-            "timestamp": (DAY + dt.timedelta(seconds=draw(st.integers(0, 86399)))).isoformat(),
+            "timestamp": (DAY + dt.timedelta(seconds=draw(st.integers(0, 86399)))).isoformat()
+            + draw(st.sampled_from(["", "", "", ".000001", ".123456789", "+05:00", "Z"])),
             "value": draw(st.one_of(st.none(), st.floats(min_value=-1e15, max_value=1e15, allow_nan=False),
                                     st.integers(-10**6, 10**6).map(float))),
         }
@@ -208,12 +209,23 @@ def _snapshot(store: EventStore) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+def _utc_us(text: str) -> dt.datetime:
+    """The stored time of an ISO string: UTC, naive, truncated to microseconds."""
+    import pandas as pd
+
+    ts = pd.Timestamp(text)
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    stored: dt.datetime = ts.floor("us").to_pydatetime()
+    return stored
+
+
 def _expected(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     seen: dict[str, tuple[Any, ...]] = {}
     for r in rows:
         value = _plain(r["value"])
         seen.setdefault(r["event_id"], (r["event_id"], r["variant"], str(r["user_id"]), r["event_type"],
-                                        dt.datetime.fromisoformat(r["timestamp"]),
+                                        _utc_us(r["timestamp"]),
                                         None if value is None else float(value)))
     return list(seen.values())
 
@@ -252,6 +264,19 @@ def test_entry_point_stores_exactly_the_batch_or_refuses_it(context: Context, en
     assert not always_bad, f"{entry} accepted {always_bad} that break the contract: {rows}"
     after = _rows_of(store)
     assert sorted(before_rows + _expected(rows), key=repr) == after, entry
+
+
+@pytest.mark.parametrize("entry", ["python", "cli-csv", "http-ndjson"])
+def test_nanosecond_iso_times_are_truncated_to_microseconds(context: Context, entry: str) -> None:
+    """Regression (found by the fuzz): an ISO string with nanoseconds raised a raw ArrowInvalid (Python),
+    a traceback (CLI) or a 500 (HTTP CSV/JSON lines); it is truncated to microseconds like an Arrow
+    nanosecond column and a JSON body."""
+    row = {"event_id": f"ns-{entry}", "experiment": "shop", "variant": "control", "user_id": "u",
+           "event_type": "exposure", "timestamp": "2022-03-02T10:00:00.123456789", "value": 2.5}
+    assert ENTRY_POINTS[entry]([row], context) is None
+    stored = context.store.to_arrow().to_pylist()
+    assert [(r["event_id"], r["ts"], r["value"]) for r in stored] == [
+        (f"ns-{entry}", dt.datetime(2022, 3, 2, 10, 0, 0, 123456), 2.5)]
 
 
 def test_zz_print_case_counts(capsys: pytest.CaptureFixture[str]) -> None:
