@@ -34,7 +34,8 @@ from tests.delivery._shop import AUTH, TOKEN, make_shop
 from battleground.experiment.events import EventStore, EventValidationError, ingest
 from battleground.settings import Settings
 
-FIELDS = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp", "value")
+FIELDS = ("event_id", "experiment", "variant", "user_id", "event_type", "timestamp", "value", "covariate")
+NUMBERS = ("value", "covariate")
 DAY = dt.datetime(2022, 3, 2)
 CASES: Counter[str] = Counter()  # (entry point, backend, outcome) → examples
 _SERIAL = iter(range(10**9))
@@ -53,6 +54,10 @@ _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", 
                 min_size=1, max_size=10)
 _BAD_TEXT = st.sampled_from([Bad("x" * 201), Bad("a\x00b"), Bad("a\nb"), Bad("a\tb"), Bad("a\x7fb"),
                              Bad("   ")])
+_BAD_NUMBER = st.sampled_from([Bad(1e200), Bad(-1e200), Bad(math.nan, always=False), Bad(math.inf),
+                                Bad(True, always=False), Bad("1.5", always=False), Bad("abc")])
+_NUMBER = st.one_of(st.none(), st.floats(min_value=-1e15, max_value=1e15, allow_nan=False),
+                    st.integers(-10**6, 10**6).map(float))
 _BAD = {
     "event_id": _BAD_TEXT,
     "experiment": st.sampled_from([Bad("no-such"), Bad(0), Bad(2**40), Bad(True, always=False), Bad("a\x00")]),
@@ -61,8 +66,8 @@ _BAD = {
     "event_type": _BAD_TEXT,
     "timestamp": st.sampled_from([Bad("never"), Bad("2022-13-45"), Bad("2022-03-02T25:00:00"),
                                   Bad(1646215200, always=False)]),
-    "value": st.sampled_from([Bad(1e200), Bad(-1e200), Bad(math.nan, always=False), Bad(math.inf),
-                              Bad(True, always=False), Bad("1.5", always=False), Bad("abc")]),
+    "value": _BAD_NUMBER,
+    "covariate": _BAD_NUMBER,
 }
 
 
@@ -80,11 +85,11 @@ def batches(draw: st.DrawFn) -> list[dict[str, Any]]:
             "event_type": draw(st.sampled_from(["exposure", "purchase", "click"])),
             "timestamp": (DAY + dt.timedelta(seconds=draw(st.integers(0, 86399)))).isoformat()
             + draw(st.sampled_from(["", "", "", ".000001", ".123456789", "+05:00", "Z"])),
-            "value": draw(st.one_of(st.none(), st.floats(min_value=-1e15, max_value=1e15, allow_nan=False),
-                                    st.integers(-10**6, 10**6).map(float))),
+            "value": draw(_NUMBER),
+            "covariate": draw(_NUMBER),
         }
         for field in FIELDS:
-            if draw(st.integers(0, 29)) == 0:
+            if draw(st.integers(0, 39)) == 0:
                 row[field] = draw(_BAD[field])
         rows.append(row)
     return rows
@@ -135,7 +140,7 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
         columns: dict[str, Any] = {}
         for k in FIELDS:
             plain = [_plain(r[k]) for r in rows]
-            if k == "value" and all(v is None or type(v) is float for v in plain):
+            if k in NUMBERS and all(v is None or type(v) is float for v in plain):
                 columns[k] = pa.array(plain, pa.float64())
             else:
                 columns[k] = pa.array([None if v is None else str(v) for v in plain], pa.string())
@@ -200,7 +205,7 @@ ENTRY_POINTS = {
 
 def _rows_of(store: EventStore) -> list[tuple[Any, ...]]:
     t = store.to_arrow()
-    cols = [t.column(c).to_pylist() for c in ("event_id", "variant", "user_id", "event_type", "ts", "value")]
+    cols = [t.column(c).to_pylist() for c in ("event_id", "variant", "user_id", "event_type", "ts", *NUMBERS)]
     return sorted(zip(*cols, strict=True), key=repr)
 
 
@@ -223,10 +228,9 @@ def _utc_us(text: str) -> dt.datetime:
 def _expected(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     seen: dict[str, tuple[Any, ...]] = {}
     for r in rows:
-        value = _plain(r["value"])
+        numbers = [_plain(r[k]) for k in NUMBERS]
         seen.setdefault(r["event_id"], (r["event_id"], r["variant"], str(r["user_id"]), r["event_type"],
-                                        _utc_us(r["timestamp"]),
-                                        None if value is None else float(value)))
+                                        _utc_us(r["timestamp"]), *(None if v is None else float(v) for v in numbers)))
     return list(seen.values())
 
 
@@ -272,7 +276,7 @@ def test_nanosecond_iso_times_are_truncated_to_microseconds(context: Context, en
     a traceback (CLI) or a 500 (HTTP CSV/JSON lines); it is truncated to microseconds like an Arrow
     nanosecond column and a JSON body."""
     row = {"event_id": f"ns-{entry}", "experiment": "shop", "variant": "control", "user_id": "u",
-           "event_type": "exposure", "timestamp": "2022-03-02T10:00:00.123456789", "value": 2.5}
+           "event_type": "exposure", "timestamp": "2022-03-02T10:00:00.123456789", "value": 2.5, "covariate": None}
     assert ENTRY_POINTS[entry]([row], context) is None
     stored = context.store.to_arrow().to_pylist()
     assert [(r["event_id"], r["ts"], r["value"]) for r in stored] == [
