@@ -132,7 +132,8 @@ def _timestamps(col: Any) -> Any:
                 f"{raw.iloc[row]!r} is not an ISO date or datetime (like '2022-03-05T10:00:00')",
                 row=row, field=field,
             )
-        col = pa.array(parsed.dt.tz_localize(None), type=pa.timestamp("us"))
+        # Like a nanosecond Arrow column (and a JSON body), nanoseconds are truncated to microseconds.
+        col = pa.array(parsed.dt.tz_localize(None).dt.floor("us"), type=pa.timestamp("us"))
     elif pa.types.is_null(col.type):
         raise EventValidationError("is empty; every event needs a time", row=0, field=field)
     else:
