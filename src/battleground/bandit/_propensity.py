@@ -14,8 +14,8 @@ chosen per (context, arm) from ``μ`` and ``σ`` alone, so ``select``, ``select_
   largest of ``−6``, every factor's own bound ``(−6 − a_j)/b_j`` and Jensen's bound (``log Φ`` is
   concave, so ``g(z) ≤ Φ(ā + b̄z)^m``, which for ten close arms cuts the panel from 12 to 7 widths).
   Above ``z_hi = min(6, max_j (6 − a_j)/b_j)`` every factor exceeds ``1 − 1e-9`` or ``φ`` is
-  negligible. Error ≤ 1e-5 on 60k adversarial rows (1 to 49 competitors, spreads 1.5× apart either
-  way, or 1.5–270× narrower than arm ``k``), typically ≤ 1e-7; ``32·m`` normal CDFs per row;
+  negligible. Error ≤ 1e-7 on the 37k of 39k adversarial rows it takes (1 to 49 competitors, spreads
+  1.5× apart either way, or 1.5–800× narrower than arm ``k``); ``32·m`` normal CDFs per row;
 * rows where the panel spans more than 20 widths of its narrowest competitor (narrow and wide
   competitors mixed, or narrow ones of very different spreads): composite Gauss–Legendre on panels
   whose breakpoints follow each narrow competitor's edge (error ≤ 1e-8, up to a few thousand normal
