@@ -19,6 +19,12 @@
 The tests run short versions (``tests/reliability``, ``tests/delivery``); ``python -m benchmarks
 reliability`` runs the long ones (8 clients for 60 s; ``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1``:
 10 s); ``--postgres URL`` adds run 3 on a PostgreSQL database (a throwaway one: it is written to).
+
+5. PostgreSQL crashed under load (``pg_ctl stop -m immediate``: no checkpoint, WAL recovery on the next
+   start) on a throwaway cluster made with ``initdb`` on a spare port, ``crashes`` times while
+   ``writers`` threads ingest tagged batches and re-send each until it is acknowledged. Every
+   acknowledged batch must be stored once and whole; a batch committed just before a crash whose reply
+   was lost comes back as a replay. Runs whenever PostgreSQL's server binaries are installed.
 """
 
 from __future__ import annotations
@@ -506,6 +512,108 @@ def sequence_overhead(home: Path, *, batches: int = 60, batch: int = 500,
     return statistics.median(plain), statistics.median(tagged)
 
 
+# ---------------------------------------------------------------------------------------------------
+# 5. PostgreSQL crashed under load, on a throwaway cluster
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CrashResult:
+    crashes: int
+    writers: int
+    batches: int
+    acknowledged: int
+    stored_rows: int
+    stored_distinct: int
+    expected: int
+    whole_batches: int
+    replays: int
+    refusals: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"{self.crashes} crashes (immediate shutdown) under {self.writers} writers × {self.batches} "
+                f"batches in {self.seconds:.1f} s: {self.acknowledged} batches acknowledged, stored "
+                f"{self.stored_rows} rows ({self.stored_distinct} distinct) of {self.expected}; "
+                f"{self.whole_batches}/{self.writers * self.batches} batches whole; replays detected "
+                f"{self.replays}; {self.refusals} sends refused while the server was down (re-sent)")
+
+
+def postgres_crashes(home: Path, url: str, crash: Any, *, writers: int = 4, batches: int = 40, batch: int = 200,
+                     crashes: int = 3, seed: int = 0) -> CrashResult:
+    """Run 5: ``crash()`` (stop the cluster immediately, start it again) at seeded acknowledged counts."""
+    import random
+
+    import pandas  # noqa: F401  (imported before the writer threads: a first import in two threads races)
+    import pyarrow  # noqa: F401
+
+    from battleground.experiment.events import ingest, open_event_store
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
+    from battleground.storage.events import StoreUnavailableError
+
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(home), "BATTLEGROUND_DATABASE_URL": url})
+    run = f"crash-{home.name}"
+    exp = Registry(settings.registry_url).create_experiment(run, variants={"control": 0.5, "treatment": 0.5},
+                                                            start_at="2024-01-01")
+    Registry(settings.registry_url).start(exp.id, at="2024-01-01")
+    store = open_event_store(settings)
+    acked: list[tuple[int, int]] = []
+    replays = [0]
+    refusals = [0]
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        for seq in range(batches):
+            body = _batch(exp.id, f"w{w}-b{seq}", batch)["events"]
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    r = ingest(store, body, experiment=exp.id, producer=f"{run}-writer-{w}", sequence=seq)
+                    break
+                except StoreUnavailableError:  # the server is down or recovering: re-send
+                    with lock:
+                        refusals[0] += 1
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            with lock:
+                acked.append((w, seq))
+                replays[0] += r.sequence is not None and r.sequence.status == "replay"
+
+    def guarded(w: int) -> None:
+        try:
+            writer(w)
+        except BaseException as exc:  # reported after the run
+            failures.append(exc)
+
+    rng = random.Random(seed)
+    total = writers * batches
+    marks = sorted(rng.sample(range(total // 10, total * 9 // 10), crashes))
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=guarded, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for mark in marks:
+        while len(acked) < mark and any(t.is_alive() for t in threads):
+            time.sleep(0.002)
+        crash()
+    for t in threads:
+        t.join(timeout=600)
+    seconds = time.perf_counter() - t0
+    if failures:
+        raise RuntimeError(f"a writer failed: {failures[0]!r}")
+    ids = store.to_arrow(exp.id).column("event_id").to_pylist()
+    per_batch: dict[str, int] = {}
+    for i in ids:
+        key = i.rsplit("-", 1)[0]
+        per_batch[key] = per_batch.get(key, 0) + 1
+    return CrashResult(crashes=crashes, writers=writers, batches=batches, acknowledged=len(acked),
+                       stored_rows=len(ids), stored_distinct=len(set(ids)), expected=total * batch,
+                       whole_batches=sum(1 for n in per_batch.values() if n == batch), replays=replays[0],
+                       refusals=refusals[0], seconds=seconds)
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     postgres = argv[argv.index("--postgres") + 1] if "--postgres" in argv else None
@@ -531,6 +639,16 @@ def main(argv: list[str]) -> None:
                 print("writers killed:", killed_writers(Path(tmp) / f"pg-writers-{tagged}", writers=4, batches=50,
                                                         batch=500, kills=10, tagged=tagged,
                                                         database_url=postgres), flush=True)
+        from benchmarks._pgcluster import ClusterUnavailableError, throwaway_cluster
+
+        try:
+            with throwaway_cluster() as cluster:
+                print("PostgreSQL crashed under load:",
+                      postgres_crashes(Path(tmp) / "pg-crash", cluster.url,
+                                       lambda: cluster.restart(0.5, mode="immediate"),
+                                       writers=4, batches=50, batch=500, crashes=5), flush=True)
+        except ClusterUnavailableError as exc:
+            print(f"PostgreSQL crashed under load: not run ({exc})", flush=True)
 
 
 if __name__ == "__main__":

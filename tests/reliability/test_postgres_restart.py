@@ -69,3 +69,16 @@ def test_writers_recover_from_a_postgres_restart(throwaway_postgres, tmp_path) -
     assert errors, "the restart was not felt by any writer"
     assert all(f"127.0.0.1:{throwaway_postgres.port}" in e and "re-send" in e for e in errors), errors[:3]
     assert store.count(exp.id) == 2 * BATCHES * ROWS
+
+
+@pytest.mark.postgres
+def test_postgres_crashes_lose_and_duplicate_nothing(throwaway_postgres, tmp_path) -> None:
+    """The short version of ``bench_reliability``'s run 5: two immediate shutdowns (a crash, WAL recovery
+    on restart) under two writers of tagged batches; every acknowledged batch is stored once, whole."""
+    from benchmarks.bench_reliability import postgres_crashes
+
+    r = postgres_crashes(tmp_path / "crash", throwaway_postgres.url,
+                         lambda: throwaway_postgres.restart(0.2, mode="immediate"),
+                         writers=2, batches=15, batch=50, crashes=2)
+    assert r.acknowledged == 2 * 15 and r.stored_rows == r.stored_distinct == r.expected == 2 * 15 * 50
+    assert r.whole_batches == 2 * 15 and r.refusals > 0, r
