@@ -1,7 +1,8 @@
 """The one input contract of every entry point (Python API, CLI files, HTTP; both backends).
 
 * **Text** (ids, names, variants, event types): a string of 1–:data:`MAX_TEXT` characters, not blank,
-  no control characters (tab, newline, NUL, DEL …), encodable as UTF-8 (no lone surrogates).
+  no control characters (tab, newline, NUL, DEL …), encodable as UTF-8 (no lone surrogates). An
+  event's text fields also take a 64-bit integer (not a bool), stored as its decimal text.
 * **Numbers** (``value``, ``covariate``): finite and within ±:data:`MAX_ABS_VALUE` (beyond that the
   sums' squares overflow and p-values turn into NaN).
 * **Strict types**: a number is a number (``"1.5"`` is not 1.5 and ``True`` is not 1.0), an experiment

@@ -89,3 +89,21 @@ def test_experiment_query_follows_the_contract(api: Any, settings: Settings) -> 
     r = api.post("/api/events?experiment=1", content=body, headers=headers)  # digits are the id
     assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
     assert open_event_store(settings).count() == 1
+
+
+def test_integer_ids_are_their_decimal_text_on_every_entry_point(api: Any, settings: Settings) -> None:
+    """The JSON body takes integer ids as the Python API and the files do (stored as decimal text); a
+    bool or a float is still refused, naming the field."""
+    import pandas as pd
+
+    from battleground.experiment.events import ingest
+
+    r = api.post("/api/events", json={"events": [event(0, event_id=7, user_id=42)]}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
+    ingest(open_event_store(settings), pd.DataFrame([event(1, event_id=8, user_id=43)]))
+    stored = open_event_store(settings).to_arrow().to_pandas().sort_values("event_id")
+    assert stored[["event_id", "user_id"]].values.tolist() == [["7", "42"], ["8", "43"]]
+    for bad in (True, 1.5, 2**70):
+        r = api.post("/api/events", json={"events": [event(2, user_id=bad)]}, headers=AUTH)
+        assert r.status_code == 422 and r.json()["field"] == "user_id", (bad, r.text)
+    assert open_event_store(settings).count() == 2

@@ -55,6 +55,13 @@ def _no_epoch(value: Any) -> Any:
     return value
 
 
+def _int_as_text(value: Any) -> Any:
+    """An integer id (not a bool) is its decimal text, as the Python API and the files take it."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return str(value)
+    return value
+
+
 def _key(value: int | str) -> int | str:
     return check_experiment_key(value)
 
@@ -63,6 +70,10 @@ def _key(value: int | str) -> int | str:
 # true → 1.0 or id 1, no bare epoch integers), text of 1-200 characters without control characters,
 # numbers within ±1e15.
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, strict=True), AfterValidator(_text)]
+# An event's text fields also take a (64-bit) integer, stored as its decimal text: one rule for every
+# entry point (experiment/_event_rules.py does the same for Arrow columns).
+EventField = Annotated[str, BeforeValidator(_int_as_text), Field(min_length=1, max_length=MAX_TEXT, strict=True),
+                      AfterValidator(_text)]
 ExperimentKey = Annotated[
     Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
     | Annotated[str, Field(min_length=1, max_length=MAX_TEXT, strict=True)],
@@ -77,11 +88,11 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: Text = Field(description="unique id of the event; a repeated id is skipped (idempotent)")
+    event_id: EventField = Field(description="unique id of the event; a repeated id is skipped (idempotent)")
     experiment: ExperimentKey | None = Field(None, description="experiment id or name")
-    variant: Text
-    user_id: Text
-    event_type: Text = Field(description="'exposure' assigns the user; others feed metrics")
+    variant: EventField
+    user_id: EventField = Field(description="the unit of analysis; an integer is stored as its decimal text")
+    event_type: EventField = Field(description="'exposure' assigns the user; others feed metrics")
     timestamp: Timestamp = Field(description="ISO 8601; aware times are converted to UTC")
     value: Finite | None = None
     covariate: Finite | None = Field(None, description="pre-period covariate (CUPED)")
