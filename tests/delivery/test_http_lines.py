@@ -68,6 +68,8 @@ def test_csv_body_with_experiment_query(api: Any, settings: Settings) -> None:
     assert r.status_code == 200 and r.json()["inserted"] == 2, r.text
     r = api.post("/api/events", content=b"", headers={**AUTH, "content-type": "text/csv"})
     assert r.status_code == 422 and "empty" in r.json()["detail"]
+    with pytest.raises(ValueError, match=r"user_id.*does not fit in 64 bits; send a longer id as text"):
+        ingest(open_event_store(settings), pd.DataFrame([event(3, user_id=2**70)], dtype=object))
     assert open_event_store(settings).count() == 2
 
 
@@ -106,4 +108,6 @@ def test_integer_ids_are_their_decimal_text_on_every_entry_point(api: Any, setti
     for bad in (True, 1.5, 2**70):
         r = api.post("/api/events", json={"events": [event(2, user_id=bad)]}, headers=AUTH)
         assert r.status_code == 422 and r.json()["field"] == "user_id", (bad, r.text)
+    with pytest.raises(ValueError, match=r"user_id.*does not fit in 64 bits; send a longer id as text"):
+        ingest(open_event_store(settings), pd.DataFrame([event(3, user_id=2**70)], dtype=object))
     assert open_event_store(settings).count() == 2

@@ -154,6 +154,9 @@ def _array(name: str, values: Sequence[Any]) -> Any:
             if v is not None and (isinstance(v, bool) or not isinstance(v, str | int)):
                 raise EventValidationError(f"{v!r} is a {_kind(v)}; this column holds text or integers",
                                            row=i, field=name)
+            if isinstance(v, int) and abs(v) >= 2**63:
+                raise EventValidationError(f"the integer {v} does not fit in 64 bits; send a longer id as text",
+                                           row=i, field=name)
             if isinstance(v, str):
                 try:
                     v.encode("utf-8")
