@@ -68,8 +68,6 @@ def test_csv_body_with_experiment_query(api: Any, settings: Settings) -> None:
     assert r.status_code == 200 and r.json()["inserted"] == 2, r.text
     r = api.post("/api/events", content=b"", headers={**AUTH, "content-type": "text/csv"})
     assert r.status_code == 422 and "empty" in r.json()["detail"]
-    with pytest.raises(ValueError, match=r"user_id.*does not fit in 64 bits; send a longer id as text"):
-        ingest(open_event_store(settings), pd.DataFrame([event(3, user_id=2**70)], dtype=object))
     assert open_event_store(settings).count() == 2
 
 
