@@ -258,6 +258,57 @@ class _CategoricalInput:
         return out
 
 
+    def _fit_columns(self, X: pd.DataFrame, kind: str, categorical_features: Sequence[str] | None) -> None:
+        """Record the model kind, the columns and each categorical column's categories seen in ``fit``."""
+        given = getattr(self, "categorical_features", None)
+        cats = list(categorical_features if categorical_features is not None else given or [])
+        unknown = [c for c in cats if c not in X.columns]
+        if unknown:
+            raise ModelInputError(f"categorical_features {unknown} are not columns{suggest(unknown[0], list(X.columns))}; "
+                                  f"columns: {list(X.columns)}")
+        cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
+        self.kind_ = kind
+        self.categorical_features_ = cats
+        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in cats}
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+
+    def _fit_estimator(self, est: Any, kind: str, Xp: pd.DataFrame, y: np.ndarray, sets: Sequence[tuple[Any, Any]],
+                       callbacks: Sequence[Any] | None, eval_metric: str, early_stopping_rounds: int | None,
+                       started: float) -> None:
+        """Fit ``est``; LightGBM and XGBoost get the validation sets, callbacks and early stopping."""
+        if kind == "lightgbm" and (sets or callbacks):
+            import lightgbm as lgb
+
+            stop = [lgb.early_stopping(int(early_stopping_rounds), first_metric_only=True, verbose=False)] if (
+                early_stopping_rounds and sets) else []
+            est.fit(Xp, y, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
+                    eval_metric=eval_metric, callbacks=[*list(callbacks or []), *stop])
+        elif kind == "xgboost" and (sets or callbacks):
+            est.set_params(callbacks=list(callbacks or []) or None, eval_metric=eval_metric)
+            if early_stopping_rounds and sets:
+                est.set_params(early_stopping_rounds=int(early_stopping_rounds))
+            est.fit(Xp, y, eval_set=list(sets) or None, verbose=False)
+        else:
+            est.fit(Xp, y)
+        self.fit_seconds_ = time.perf_counter() - started
+        kept = getattr(est, "best_iteration_", None) if kind == "lightgbm" else (
+            getattr(est, "best_iteration", None) if kind == "xgboost" and early_stopping_rounds else None)
+        # LightGBM counts kept rounds from 1 (0: no early stop); XGBoost's best round is 0-based
+        self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
+        self.estimator_ = est
+
+    def _check(self, X: Any) -> pd.DataFrame:
+        """``X`` prepared, in the columns seen in ``fit`` (an error names the missing ones)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        Xp = self._prepare(X)
+        missing = [c for c in self.feature_names_in_ if c not in Xp.columns]
+        if missing:
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        return Xp[list(self.feature_names_in_)]
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(cast("dict[str, Any]", super().__getstate__()))  # BaseEstimator's, next in the MRO
         state.pop("_lookups", None)  # a cache: rebuilt on first use
@@ -462,20 +513,9 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
             raise ModelInputError(f"y must have exactly two classes, got {classes.tolist()}; check the label column")
         if len(X) != len(y_arr):
             raise ModelInputError(f"X has {len(X)} rows but y has {len(y_arr)}")
-        cats = list(categorical_features if categorical_features is not None else
-                    self.categorical_features if self.categorical_features is not None else [])
-        unknown = [c for c in cats if c not in X.columns]
-        if unknown:
-            raise ModelInputError(f"categorical_features {unknown} are not columns{suggest(unknown[0], list(X.columns))}; "
-                             f"columns: {list(X.columns)}")
-        cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
         check_params(kind, self.params)
-        self.kind_ = kind
-        self.categorical_features_ = cats
-        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in cats}
+        self._fit_columns(X, kind, categorical_features)
         self.classes_ = classes
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
         est = self._estimator(kind, y_arr)
         Xp = self._prepare(X)
         started = time.perf_counter()
@@ -484,39 +524,11 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
 
             est = CalibratedClassifierCV(est, method=self.calibration, cv=3)
             est.fit(Xp, y_arr)
-        elif kind == "lightgbm" and (eval_set or callbacks):
-            import lightgbm as lgb
-
-            sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
-            stop = [lgb.early_stopping(int(early_stopping_rounds), first_metric_only=True, verbose=False)] if (
-                early_stopping_rounds and sets) else []
-            est.fit(Xp, y_arr, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
-                    eval_metric=eval_metric, callbacks=[*list(callbacks or []), *stop])
-        elif kind == "xgboost" and (eval_set or callbacks):
-            est.set_params(callbacks=list(callbacks or []) or None, eval_metric=eval_metric)
-            sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
-            if early_stopping_rounds and sets:
-                est.set_params(early_stopping_rounds=int(early_stopping_rounds))
-            est.fit(Xp, y_arr, eval_set=sets or None, verbose=False)
-        else:
-            est.fit(Xp, y_arr)
-        self.fit_seconds_ = time.perf_counter() - started
-        kept = getattr(est, "best_iteration_", None) if kind == "lightgbm" else (
-            getattr(est, "best_iteration", None) if kind == "xgboost" and early_stopping_rounds else None)
-        # LightGBM counts kept rounds from 1 (0: no early stop); XGBoost's best round is 0-based
-        self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
-        self.estimator_ = est
+            self.fit_seconds_, self.best_iteration_, self.estimator_ = time.perf_counter() - started, None, est
+            return self
+        sets = [(self._prepare(a), np.asarray(b)) for a, b in (eval_set or [])]
+        self._fit_estimator(est, kind, Xp, y_arr, sets, callbacks, eval_metric, early_stopping_rounds, started)
         return self
-
-    def _check(self, X: Any) -> pd.DataFrame:
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "estimator_")
-        Xp = self._prepare(X)
-        missing = [c for c in self.feature_names_in_ if c not in Xp.columns]
-        if missing:
-            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
-        return Xp[list(self.feature_names_in_)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         import pandas as pd
@@ -648,53 +660,18 @@ class RegressionTrainer(_CategoricalInput, RegressorMixin, BaseEstimator):
         y_arr = _targets(y, "y")
         if len(X) != len(y_arr):
             raise ModelInputError(f"X has {len(X)} rows but y has {len(y_arr)}")
-        cats = list(categorical_features if categorical_features is not None else self.categorical_features or [])
-        unknown = [c for c in cats if c not in X.columns]
-        if unknown:
-            raise ModelInputError(f"categorical_features {unknown} are not columns{suggest(unknown[0], list(X.columns))}; "
-                                  f"columns: {list(X.columns)}")
-        cats = sorted(set(cats) | set(categorical_columns(X)), key=list(X.columns).index)
         check_params(kind, self.params, task="regression")
-        self.kind_ = kind
-        self.categorical_features_ = cats
-        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in cats}
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
+        self._fit_columns(X, kind, categorical_features)
         est = self._estimator(kind)
         Xp = self._prepare(X)
         sets = [(self._prepare(a), _targets(b, "eval_set y")) for a, b in (eval_set or [])]
-        started = time.perf_counter()
-        if kind == "lightgbm" and (sets or callbacks):
-            import lightgbm as lgb
-
-            stop = [lgb.early_stopping(int(early_stopping_rounds), first_metric_only=True, verbose=False)] if (
-                early_stopping_rounds and sets) else []
-            est.fit(Xp, y_arr, eval_X=tuple(a for a, _ in sets) or None, eval_y=tuple(b for _, b in sets) or None,
-                    eval_metric=eval_metric, callbacks=[*list(callbacks or []), *stop])
-        elif kind == "xgboost" and (sets or callbacks):
-            est.set_params(callbacks=list(callbacks or []) or None, eval_metric=eval_metric)
-            if early_stopping_rounds and sets:
-                est.set_params(early_stopping_rounds=int(early_stopping_rounds))
-            est.fit(Xp, y_arr, eval_set=sets or None, verbose=False)
-        else:
-            est.fit(Xp, y_arr)
-        self.fit_seconds_ = time.perf_counter() - started
-        kept = getattr(est, "best_iteration_", None) if kind == "lightgbm" else (
-            getattr(est, "best_iteration", None) if kind == "xgboost" and early_stopping_rounds else None)
-        self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
-        self.estimator_ = est
+        self._fit_estimator(est, kind, Xp, y_arr, sets, callbacks, eval_metric, early_stopping_rounds,
+                            time.perf_counter())
         return self
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted values, one float per row (categories unseen in ``fit`` count as missing)."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "estimator_")
-        Xp = self._prepare(X)
-        missing = [c for c in self.feature_names_in_ if c not in Xp.columns]
-        if missing:
-            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
-        return np.asarray(self.estimator_.predict(Xp[list(self.feature_names_in_)]), dtype=np.float64).ravel()
+        return np.asarray(self.estimator_.predict(self._check(X)), dtype=np.float64).ravel()
 
     @property
     def feature_importances_(self) -> np.ndarray:
