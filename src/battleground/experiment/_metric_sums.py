@@ -8,6 +8,7 @@ comparisons (adjusted beside unadjusted, with the pre-period bias check).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -217,7 +218,12 @@ def post_stratify_by(metadata: Any) -> tuple[str, ...]:
         >>> post_stratify_by({"post_stratify_by": ["country", "platform"]}), post_stratify_by({})
         (('country', 'platform'), ())
     """
-    raw = (metadata or {}).get(POST_STRATIFY_KEY) if isinstance(metadata, dict) else None
+    return _declared_attributes(metadata, POST_STRATIFY_KEY, "the stratum", ["country"])
+
+
+def _declared_attributes(metadata: Any, key: str, codes: str, example: list[str]) -> tuple[str, ...]:
+    """Metadata ``key``: an attribute name or a list of 1 to 8 distinct ones (``()`` when absent)."""
+    raw = metadata.get(key) if isinstance(metadata, Mapping) else None
     if raw is None:
         return ()
     names = [raw] if isinstance(raw, str) else raw
@@ -225,9 +231,9 @@ def post_stratify_by(metadata: Any) -> tuple[str, ...]:
             or not all(isinstance(a, str) and a.strip() and a != "exposure" for a in names)
             or len(set(names)) != len(names)):
         raise SourceSettingError(
-            f"metadata {POST_STRATIFY_KEY} must be an attribute name or a list of 1 to 8 distinct names "
-            f"(event types other than 'exposure' whose value codes the stratum), got {raw!r}; e.g. "
-            f'{{"{POST_STRATIFY_KEY}": ["country"]}}'
+            f"metadata {key} must be an attribute name or a list of 1 to 8 distinct names "
+            f"(event types other than 'exposure' whose value codes {codes}), got {raw!r}; e.g. "
+            f'{{"{key}": {json.dumps(example)}}}'
         )
     return tuple(str(a) for a in names)
 
@@ -244,19 +250,7 @@ def breakdown_by(metadata: Any) -> tuple[str, ...]:
         >>> breakdown_by({"breakdown_by": ["country", "platform"]}), breakdown_by({"breakdown_by": "new_user"})
         (('country', 'platform'), ('new_user',))
     """
-    raw = metadata.get(BREAKDOWN_KEY) if isinstance(metadata, Mapping) else None
-    if raw is None:
-        return ()
-    names = [raw] if isinstance(raw, str) else raw
-    if (not isinstance(names, list | tuple) or not names or len(names) > 8
-            or not all(isinstance(a, str) and a.strip() and a != "exposure" for a in names)
-            or len(set(names)) != len(names)):
-        raise SourceSettingError(
-            f"metadata {BREAKDOWN_KEY} must be an attribute name or a list of 1 to 8 distinct names "
-            f"(event types other than 'exposure' whose value codes the user's slice), got {raw!r}; e.g. "
-            f'{{"{BREAKDOWN_KEY}": ["country", "platform"]}}'
-        )
-    return tuple(str(a) for a in names)
+    return _declared_attributes(metadata, BREAKDOWN_KEY, "the user's slice", ["country", "platform"])
 
 
 def breakdown_attributes(metadata: Any) -> tuple[str, ...]:
