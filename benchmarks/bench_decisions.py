@@ -121,7 +121,10 @@ def _http(env: dict[str, str], shape: str, per_client: int, sparse: int, home: P
     import httpx
     import numpy as np
 
-    _seed(env)
+    # seeded by the code tree under test (its PYTHONPATH), so the baseline server finds a home of its schema
+    subprocess.run([sys.executable, "-c", "import json, sys; from benchmarks.bench_decisions import _seed; "
+                    "_seed(json.loads(sys.argv[1]))", json.dumps(env)],
+                   env={**os.environ, **env}, check=True, timeout=600)
     clients, n, pause = _shape(shape, per_client, sparse)
     with Server(["serve-decisions", "--no-updater"], env, health="/health", log=home / "server.log") as server:
         https = [httpx.Client(base_url=server.url, timeout=30) for _ in range(clients)]
