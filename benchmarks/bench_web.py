@@ -8,7 +8,8 @@ own events did not) or into the page's own experiment (its sums must be read aga
 
 * the experiment page (results table, decision, daily charts of all 10 metrics): target ≤ 150 ms;
 * the experiment list (status, users, SRM and end-condition badges, decision and lift of all 100):
-  target ≤ 100 ms;
+  target ≤ 100 ms; measured first, so its first request is a server's cold start (target: well
+  under 2 s, from one batched sums scan per metric set);
 * the results CSV download;
 * the sign-in page (the same template machinery, no data), so the ratio says how much the data costs
   beyond rendering a page at all.
@@ -126,9 +127,12 @@ def _measure(home: str, n: int) -> dict[str, Any]:
     mid = ids[len(ids) // 2]
     out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        for label, url in [("sign-in page (baseline)", "/signin"), ("experiment page", f"/experiments/{mid}"),
+        # the list first: its first request is the cold start of a server (nothing cached, nothing
+        # imported beyond the sign-in page's); the page's first request then finds the list's sums
+        for label, url in [("sign-in page (baseline)", "/signin"), ("experiment list", "/"),
+                           ("experiment page", f"/experiments/{mid}"),
                            ("experiment page, daily view", f"/experiments/{mid}?view=daily"),
-                           ("experiment list", "/"), ("results CSV", f"/experiments/{mid}/results.csv")]:
+                           ("results CSV", f"/experiments/{mid}/results.csv")]:
             out[label] = _time(client, url, n)
         out["experiment page after an ingest"] = _after_ingest(client, settings, f"/experiments/{mid}", max(2, n // 5))
         out["experiment page after an ingest into it"] = _after_ingest(
@@ -192,14 +196,15 @@ def main(argv: list[str]) -> None:
                 verdict = "" if target is None else f"≤ {target:.0f} ms: {'met' if wall <= target else 'NOT met'}"
                 print(f"{label:34} {first:9.1f} {wall:9.1f} {cpu:9.1f}  {verdict}", flush=True)
         if baseline:
-            print("\nthis checkout against the baseline (median wall):")
+            print("\nthis checkout against the baseline (median wall; first request for the cold rows):")
             for label, value in results["this checkout"].items():
                 if label.startswith("load"):
                     continue
-                mine = value[1] if isinstance(value, list) else value
                 base = results["baseline"][label]
-                theirs = base[1] if isinstance(base, list) else base
-                print(f"  {label:34} {theirs:9.1f} → {mine:9.1f} ms ({theirs / mine:5.1f}× faster)")
+                rows = [(label, value[1], base[1]), (f"{label}, first request", value[0], base[0])] if isinstance(
+                    value, list) else [(label, value, base)]
+                for name, mine, theirs in rows:
+                    print(f"  {name:48} {theirs:9.1f} → {mine:9.1f} ms ({theirs / mine:5.1f}× faster)")
 
 
 if __name__ == "__main__":
