@@ -142,6 +142,23 @@ def _measure(home: str, n: int) -> dict[str, Any]:
     return out
 
 
+def _measure_cold_page(home: str) -> dict[str, Any]:
+    """The experiment page as the first data page of a fresh server (after the sign-in page): its
+    first request reads its sums and daily sums and imports what it needs."""
+    from fastapi.testclient import TestClient
+
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
+    from battleground.web import create_app
+
+    settings = Settings.from_env({"BATTLEGROUND_HOME": home})
+    ids = [r.id for r in Registry(settings.registry_url).list()]
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        client.get("/signin").raise_for_status()
+        first, wall, cpu = _time(client, f"/experiments/{ids[len(ids) // 2]}", 3)
+    return {"experiment page, first page of a fresh server": [first, wall, cpu]}
+
+
 TARGETS = {"experiment page": 150.0, "experiment page, daily view": 150.0, "experiment list": 100.0}
 
 
@@ -163,6 +180,7 @@ def _run_tree(src: Path, home: str, n: int) -> dict[str, Any]:
     import json
 
     result: dict[str, Any] = json.loads(_in_tree(src, ["--measure", home, str(n)]).strip().splitlines()[-1])
+    result.update(json.loads(_in_tree(src, ["--cold-page", home]).strip().splitlines()[-1]))
     return result
 
 
@@ -213,6 +231,8 @@ if __name__ == "__main__":
 
     if len(sys.argv) >= 4 and sys.argv[1] == "--measure":
         print(json.dumps(_measure(sys.argv[2], int(sys.argv[3]))))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--cold-page":
+        print(json.dumps(_measure_cold_page(sys.argv[2])))
     elif len(sys.argv) >= 4 and sys.argv[1] == "--seed":
         _seed(Path(sys.argv[2]), int(sys.argv[3]), users=300)
     else:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIXED", "FormError", "PlanRequest", "create_form_router", "end_condition_form", "error_field",
-    "parse_experiment_form", "plan_sample_size",
+    "metric_edit_form", "metric_error_field", "parse_experiment_form", "plan_sample_size",
 ]
 
 KINDS = ("proportion", "mean", "ratio")
@@ -114,6 +114,68 @@ def _metrics(text: str) -> list[dict[str, Any]]:
     if not out:
         raise FormError("metrics", "give at least one metric, e.g. 'conversion, proportion, purchase, primary'")
     return out
+
+
+def _days_field(text: str, field: str, what: str) -> float | None:
+    """An optional number of days (blank: none); the registry checks its range."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise FormError(field, f"{what} must be a number of days (e.g. 7) or blank for none, got {text!r}") from None
+
+
+def metric_edit_form(form: dict[str, str]) -> dict[str, Any]:
+    """The changes of the edit-a-metric form (kind, event types, direction, primary, guardrail and its
+    margin, conversion window) as ``Registry.update_metric`` takes them; the registry's rules check
+    them (:func:`~battleground.experiment._registry_rules._normalize_metric`, the rules an added metric
+    passes). :class:`FormError` names the field that is not even a number."""
+    kind = form.get("kind", "").strip()
+    if kind not in KINDS:
+        raise FormError("kind", f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    margin_text = form.get("margin", "").strip()
+    margin: float | None = None
+    if margin_text:
+        try:
+            margin = float(margin_text)
+        except ValueError:
+            raise FormError("margin", f"the margin must be a number (e.g. 0.02 for 2 % of control), "
+                                      f"got {margin_text!r}") from None
+    unit = form.get("margin_unit", "relative")
+    if unit not in ("relative", "absolute"):
+        raise FormError("margin", f"the margin is relative or absolute, got {unit!r}")
+    return {
+        "name": form.get("name", "").strip(), "kind": kind, "numerator": form.get("numerator", "").strip(),
+        "denominator": form.get("denominator", "").strip() or None,
+        "direction": "decrease" if form.get("direction") == "decrease" else "increase",
+        "primary": bool(form.get("primary")), "guardrail": bool(form.get("guardrail")),
+        "margin": margin, "margin_relative": unit == "relative",
+        "conversion_window_days": _days_field(form.get("window", ""), "window", "the conversion window"),
+    }
+
+
+# a metric rule (its name, lower case, as the registry raises it) → the field of the edit-a-metric form
+_METRIC_RULE_FIELDS = (
+    ("unique metric names", "name"), ("metric names non-empty", "name"), ("metric name", "name"),
+    ("primary", "primary"), ("kind", "kind"), ("denominator", "denominator"), ("numerator", "numerator"),
+    ("direction", "direction"), ("conversion window", "window"),
+)
+
+
+def metric_error_field(exc: Exception) -> str:
+    """The field of the edit-a-metric form a registry error concerns (margins: ``margin``)."""
+    from battleground.experiment._records import MarginError
+
+    if isinstance(exc, MarginError):
+        return "margin"
+    rule = (getattr(exc, "rule", None) or "").lower()
+    for phrase, field in _METRIC_RULE_FIELDS:
+        if phrase in rule:
+            return field
+    low = str(exc).lower()
+    return "margin" if "margin" in low else "kind" if "cap" in low else "metric"
 
 
 def _whole(text: str, field: str) -> int | None:
@@ -401,6 +463,10 @@ def create_form_router(state: DashboardState) -> APIRouter:
                     raise FormError("metrics", "add one metric at a time")
                 def call() -> Any:
                     return registry.add_metric(record.id, metrics[0], actor=actor)
+            elif part == "metric-edit":
+                changes = metric_edit_form(form)
+                def call() -> Any:
+                    return registry.update_metric(record.id, form.get("metric", ""), changes, actor=actor)
             elif part == "metric-remove":
                 def call() -> Any:
                     return registry.remove_metric(record.id, form.get("metric", ""), actor=actor)
@@ -412,10 +478,12 @@ def create_form_router(state: DashboardState) -> APIRouter:
                 raise FormError("form", f"no such edit {part!r}")
             await run_in_threadpool(call)
         except FormError as bad:
-            return edit_page(request, record, 422, {bad.field: str(bad)}, form)
+            field = f"edit-{bad.field}" if part == "metric-edit" else bad.field
+            return edit_page(request, record, 422, {field: str(bad)}, {**form, "part": part})
         except (RegistryError, MarginError, LookupError) as bad:
-            field = "metric" if part == "metric-remove" else "metrics" if part == "metric-add" else error_field(bad)
-            return edit_page(request, record, 422, {field: str(bad)}, form)
+            field = ("metric" if part == "metric-remove" else "metrics" if part == "metric-add"
+                     else f"edit-{metric_error_field(bad)}" if part == "metric-edit" else error_field(bad))
+            return edit_page(request, record, 422, {field: str(bad)}, {**form, "part": part})
         return RedirectResponse(f"/experiments/{record.id}/edit", status_code=303)
 
     @router.post("/experiments/{key}/start")
