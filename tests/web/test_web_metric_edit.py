@@ -66,7 +66,7 @@ def test_edit_a_metric_in_place(client: Any, home: Settings) -> None:
     exp_id = _draft(c, token)
     registry = Registry(home.registry_url)
     page = c.get(f"/experiments/{exp_id}/edit", headers=HTML).text
-    assert 'action="/experiments/%d/edit/metric-edit"' % exp_id in page and "edit latency" in page
+    assert f'action="/experiments/{exp_id}/edit/metric-edit"' in page and "edit latency" in page
     url = f"/experiments/{exp_id}/edit/metric-edit"
 
     # margin 10 % of control → 25 ms absolute, a 3-day window: the metric keeps its place
