@@ -148,3 +148,69 @@ def test_hostile_text_in_a_metric_is_shown_as_text(client: Any, home: Settings) 
     refused = c.post(f"/experiments/{exp_id}/edit/metric-edit",
                      data=_edit(csrf=token, name=HOSTILE, kind="ratio"), headers=HTML)
     assert refused.status_code == 422 and "<svg onload" not in refused.text and "<script>alert" not in refused.text
+
+
+def test_create_and_edit_a_drafts_layer_range_and_project(client: Any, home: Settings) -> None:
+    c = client
+    registry = Registry(home.registry_url) if Path(home.registry_url[len("sqlite:///"):]).exists() else None
+    token = _csrf(c.get("/experiments/new", headers=HTML).text)
+    first = _draft(c, token, name="layered-1", project="shop", layer="checkout", layer_range="0-5000")
+    registry = registry or Registry(home.registry_url)
+    rec = registry.get(first)
+    assert (rec.project, rec.layer, rec.layer_range) == ("shop", "checkout", (0, 5000))
+    hold = registry.create_holdout("hold-shop", fraction=0.1, project="shop", salt="h-salt")
+    registry.start(hold.id)
+    form = c.get("/experiments/new", headers=HTML).text
+    assert "project <strong>shop</strong>: hold-shop holds out 10.00 % of units" in form
+    assert c.post(f"/experiments/{first}/start", data={"csrf": token}).status_code == 303
+    started = registry.get(first)
+    assert started.holdout is not None and started.holdout.name == "hold-shop"  # the project's holdout applies
+
+    # an overlap with the running experiment: the registry's message names the layer, both ranges, the free ones
+    bad = c.post("/experiments/new", data={"csrf": token, "name": "layered-2", "variants": "control\ntreatment",
+                                           "metrics": "conversion, proportion, purchase, primary",
+                                           "layer": "checkout", "layer_range": "2500-7500"}, headers=HTML)
+    assert bad.status_code == 422
+    m = re.search(r'id="error-layer_range">([^<]*)<', bad.text)
+    assert m, bad.text[-2000:]
+    words = html.unescape(m.group(1))
+    assert "'checkout'" in words and "[2500, 7500)" in words and "[0, 5000)" in words and "[5000, 10000)" in words
+    assert 'value="2500-7500"' in bad.text  # what was typed stays
+    assert [r.name for r in registry.list()].count("layered-2") == 0
+
+    # the registry allocates the lowest free range; a range needs a layer; a range must read START-END
+    second = _draft(c, token, name="layered-2", layer="checkout", layer_buckets="2500")
+    assert registry.get(second).layer_range == (5000, 7500) and registry.get(second).project == "default"
+    for over, field, text in (({"layer_range": "0-100"}, "layer", "needs a layer"),
+                              ({"layer": "checkout", "layer_range": "ten-twenty"}, "layer_range", "START-END"),
+                              ({"layer": "checkout", "layer_buckets": "many"}, "layer_buckets", "layer buckets"),
+                              ({"layer": "checkout", "layer_range": "0-10", "layer_buckets": "10"}, "layer_range",
+                               "not both")):
+        r = c.post("/experiments/new", data={"csrf": token, "name": "layered-x", "variants": "control\ntreatment",
+                                             "metrics": "conversion, proportion, purchase, primary", **over},
+                   headers=HTML)
+        assert r.status_code == 422, over
+        found = re.search(rf'id="error-{field}">([^<]*)<', r.text)
+        assert found and text in html.unescape(found.group(1)), (over, r.text[-1500:])
+
+    # edit the draft's placement: a free range is saved; an overlap is refused beside the range
+    edit = f"/experiments/{second}/edit"
+    page = c.get(edit, headers=HTML).text
+    assert 'id="edit-placement"' in page and 'value="5000-7500"' in page
+    ok = c.post(f"{edit}/placement", data={"csrf": token, "project": "shop", "layer": "checkout",
+                                           "layer_range": "6000-9000"})
+    assert ok.status_code == 303
+    assert (registry.get(second).project, registry.get(second).layer_range) == ("shop", (6000, 9000))
+    clash = c.post(f"{edit}/placement", data={"csrf": token, "project": "shop", "layer": "checkout",
+                                              "layer_range": "4000-6000"}, headers=HTML)
+    assert clash.status_code == 422 and "[4000, 6000)" in html.unescape(clash.text)
+    assert re.search(r'id="error-layer_range">', clash.text) and registry.get(second).layer_range == (6000, 9000)
+    hostile = c.post(f"{edit}/placement", data={"csrf": token, "project": HOSTILE, "layer": HOSTILE,
+                                                "layer_range": "0-10"}, headers=HTML)
+    assert hostile.status_code == 303 and registry.get(second).layer == HOSTILE
+    for shown in (c.get(edit, headers=HTML).text, c.get(f"/experiments/{second}", headers=HTML).text):
+        assert "<svg onload" not in shown and "<script>alert" not in shown and str(escape(HOSTILE)) in shown
+    assert c.post(f"{edit}/placement", data={"layer": "x"}).status_code == 403  # no CSRF
+    out = c.post(f"{edit}/placement", data={"csrf": token, "project": "shop", "layer": "", "layer_range": ""})
+    assert out.status_code == 303 and registry.get(second).layer is None  # out of the layer
+    assert {e.actor for e in registry.audit_log(second)} == {"mia"}
