@@ -119,7 +119,8 @@ class SummaryCache:
             missing = [r.id for r in records if keys[r.id] is None or keys[r.id] not in self._items]
         remember = getattr(monitor.backend, "remember", None)
         if remember is not None:  # the records are at hand: computing a line reads no registry row again
-            remember([r for r in records if r.id in set(missing)])
+            todo = set(missing)
+            remember([r for r in records if r.id in todo])
         prefetch = getattr(monitor.backend, "prefetch_sums", None)
         if prefetch is not None and len(missing) > 1:  # the lines to compute read their sums in one batch
             prefetch(missing)
