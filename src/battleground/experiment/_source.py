@@ -49,6 +49,7 @@ class ExperimentInfo(Result):
     stopped_at: dt.datetime | None = None
     design: str = "msprt"  # the sequential design (EndConditions.design)
     mde: float | None = None  # the planned relative MDE (mid-experiment power)
+    kind: str = "experiment"  # or "holdout": shipped vs holdout, the impact of what shipped
 
     @property
     def control(self) -> str:
@@ -307,7 +308,7 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
             m.name: GuardrailMargin(float(m.margin), m.margin_relative)
             for m in exp.metrics if m.guardrail and m.margin is not None
         },
-        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde,
+        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde, kind=exp.kind,
     )
 
 
