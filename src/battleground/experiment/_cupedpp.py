@@ -120,7 +120,7 @@ def cupedpp_comparisons(
     ridge: float = DEFAULT_RIDGE,
 ) -> list[CupedPlusPlusComparison]:
     """CUPED++ for every (mean or proportion metric, treatment) from the per-arm
-    :class:`~battleground.storage._covariate_sql.CovariateSums` (``metrics`` are ``(name, kind)`` in the
+    :class:`~battleground.storage.sums.CovariateSums` (``metrics`` are ``(name, kind)`` in the
     order of the sums). Arms with fewer than 2 users sit out; a comparison that cannot be made yet
     (e.g. a control mean of 0) is left out."""
     from battleground.stats import CovariateSummary, StatsInputError, regression_adjusted_test

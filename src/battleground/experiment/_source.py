@@ -85,7 +85,8 @@ class ExperimentSource(Protocol):
     # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
     # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
     # (post-stratification; ``None`` when the source cannot group by them); and
-    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered).
+    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered)
+    # for a source whose ``experiment_sums`` does not carry them (``ExperimentSums.covariates``).
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -180,14 +181,16 @@ class _Backend:
     def experiment_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> ExperimentSums:
-        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates."""
+        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates; when
+        the experiment declares ``regression_adjustment``, the CUPED++ sums too (the same scan)."""
         rec, defs = self._definitions(info)
         if not defs:
             from battleground.storage.sums import ExperimentSums
 
             return ExperimentSums((), multiple_exposures=self.multiple_exposures)
         return self.store_for(rec.id).experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                                      multiple_exposures=self.multiple_exposures)
+                                                      multiple_exposures=self.multiple_exposures,
+                                                      attributes=cupedpp_attributes(info))
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -270,6 +273,15 @@ def _assignment_log(store: Any, experiment_id: int) -> Any:
                         "AND event_type = :exposure", {"experiment": int(experiment_id), "exposure": "exposure"})
     data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
     return pa.table({c: pa.array(list(v), type=EVENT_SCHEMA.field(c).type) for c, v in zip(cols, data, strict=True)})
+
+
+def cupedpp_attributes(info: ExperimentInfo) -> tuple[str, ...] | None:
+    """The numeric attributes the experiment's CUPED++ adds to the metrics' pre-periods (metadata
+    ``regression_adjustment``); ``None`` when it declares none (no CUPED++ sums to compute)."""
+    from battleground.experiment._cupedpp import regression_adjustment
+
+    spec = regression_adjustment(info.metadata)
+    return None if spec is None else spec.attributes
 
 
 def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:

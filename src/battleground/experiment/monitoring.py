@@ -232,7 +232,7 @@ class Monitor:
         return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, looks),
                             power=self._power(info, current, now),
                             post_stratified=self._post_stratified(info, start, end),
-                            cupedpp=self._cupedpp(info, start, end))
+                            cupedpp=self._cupedpp(info, start, end, es))
 
     def breakdown(self, by: str, start_dt: Any = None, end_dt: Any = None, *, relative: bool = True,
                   correction: str | None = None) -> ExperimentBreakdown:
@@ -286,17 +286,20 @@ class Monitor:
         return {(c.metric, c.variant): c.result for c in found}
 
     def _cupedpp(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None, es: Any = None
     ) -> dict[tuple[str, str], Any]:
         """(metric, variant) → its CUPED++ comparison (:mod:`battleground.experiment._cupedpp`), when the
-        experiment's metadata declares ``regression_adjustment`` and the source offers the sums."""
+        experiment's metadata declares ``regression_adjustment`` and the source offers the sums: in the
+        one scan's ``es.covariates``, else from its own ``covariate_sums``."""
         from battleground.experiment._cupedpp import cupedpp_comparisons, regression_adjustment
 
         spec = regression_adjustment(info.metadata)
-        fetch = getattr(self.backend, "covariate_sums", None)
-        if spec is None or fetch is None:
+        if spec is None:
             return {}
-        arms = fetch(info, spec.attributes, start, end)
+        arms = getattr(es, "covariates", None)
+        if arms is None:
+            fetch = getattr(self.backend, "covariate_sums", None)
+            arms = fetch(info, spec.attributes, start, end) if fetch is not None else None
         if not arms:
             return {}
         found = cupedpp_comparisons([(m.name, m.kind) for m in info.metrics], arms, control=info.control,

@@ -143,7 +143,10 @@ class ReadOnlySource:
             return None
 
         def experiment_sums(info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None) -> Any:
-            return self._read("sums", info, start, end, lambda: fetch(info, start, end))
+            from battleground.experiment._source import cupedpp_attributes
+
+            # the declared CUPED++ attributes change what the scan returns (metadata is not in sums_key)
+            return self._read("sums", info, start, end, lambda: fetch(info, start, end), (cupedpp_attributes(info),))
 
         return experiment_sums
 
