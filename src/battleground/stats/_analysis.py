@@ -50,6 +50,7 @@ class MetricSpec(Result):
         guardrail: a guardrail must not be significantly harmed.
         primary: the metric that decides the experiment (the first one if none is marked).
         capping: how the per-user values were winsorised, in words ("" when they were not), for views.
+        quantile: a quantile metric's level (e.g. 0.9 for p90), ``None`` for other kinds.
     """
 
     name: str
@@ -58,6 +59,7 @@ class MetricSpec(Result):
     guardrail: bool = False
     primary: bool = False
     capping: str = ""
+    quantile: float | None = None
 
 
 @dataclass(frozen=True)
