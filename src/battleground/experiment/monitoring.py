@@ -34,6 +34,7 @@ from battleground.experiment._metric_sums import (
     cuped_comparisons,
     post_stratified_comparisons,
     post_stratify_by,
+    quantile_label,
 )
 from battleground.experiment._offline_aa import OfflineAaResult, offline_aa
 from battleground.experiment._quality import multiple_exposure_check, pre_period_check
@@ -380,7 +381,9 @@ class Monitor:
                              sequential_srm=ssrm, power=power, design=_design(info),
                              capping=tuple((m.name, m.capping) for m in info.metrics if m.capping),
                              post_stratify_by=post_stratify_by(info.metadata) if strat else (),
-                             cupedpp_covariates=used)
+                             cupedpp_covariates=used,
+                             quantiles=tuple((m.name, quantile_label(m.quantile)) for m in info.metrics
+                                             if m.kind == "quantile"))
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

@@ -199,10 +199,13 @@ def analyze_metrics(
     rows = _compare_vectorised(
         metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci, significant_by
     )
+    by_metric: dict[str, list[VariantMetricRow]] = {}
+    for r in rows:  # grouped once: a scan per metric is quadratic in the number of metrics
+        by_metric.setdefault(r.metric, []).append(r)
     out: list[VariantMetricRow] = []
     for crow in controls:
         out.append(crow)
-        out.extend(r for r in rows if r.metric == crow.metric)
+        out.extend(by_metric.get(crow.metric, ()))
     return out
 
 
@@ -234,6 +237,9 @@ def _compare_vectorised(
         rel = diff / den
         se_rel = np.sqrt(b / mc**2 + a * mt**2 / mc**4)
         valid = (se_abs > 0) & np.isfinite(se_abs) & (nc >= 2) & (nt >= 2)
+        # a quantile arm without variance (too few units, collapsed bounds) is unresolved, not exact:
+        # no test (gbstats' zero-variance rule)
+        valid &= ~quantile | ((vc > 0) & (vt > 0))
         valid_rel = valid & (den > 0) & (se_rel > 0) & np.isfinite(se_rel) & np.isfinite(rel)
         safe_se = np.where(valid, se_abs, 1.0)
         safe_se_rel = np.where(valid_rel, se_rel, 1.0)

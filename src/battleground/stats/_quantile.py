@@ -16,7 +16,8 @@ the same estimate (:func:`battleground.stats.msprt`, τ = ``mixing_sd`` on the r
 
 An arm has no variance to work with (gbstats' zero-variance rule) when n ≤ z²ν/(1−ν) or
 n ≤ z²(1−ν)/ν (a bound level would leave (0, 1)), or when the bounds collapse (L = U: ties at the
-quantile, e.g. all-zero values); a comparison with no variance in either arm raises a
+quantile, e.g. all-zero values): its variance is unresolved rather than 0, so a comparison with such an
+arm raises a
 :class:`StatsInputError`, and :func:`battleground.stats.analyze_metrics` shows it without a p-value.
 """
 
@@ -161,9 +162,9 @@ def quantile_test(
     qc, vc = quantile_arm(control, "control")
     qt, vt = quantile_arm(treatment, "treatment")
     nc, nt = _field(control, "users", "control"), _field(treatment, "users", "treatment")
-    if not (vc > 0 or vt > 0) or not (math.isfinite(qc) and math.isfinite(qt)):
+    if not (vc > 0 and vt > 0) or not (math.isfinite(qc) and math.isfinite(qt)):
         raise StatsInputError(
-            f"the p{100 * nu_c:g} has no variance in either arm (control: {nc:g} units, bounds "
+            f"the p{100 * nu_c:g} has no usable variance in an arm (control: {nc:g} units, bounds "
             f"{_field(control, 'lower', 'control')!r}..{_field(control, 'upper', 'control')!r}; treatment: "
             f"{nt:g} units): too few units for the bound levels, or every value tied at the quantile; "
             "wait for more users or choose a level inside the data's spread"
