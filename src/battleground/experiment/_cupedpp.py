@@ -132,7 +132,7 @@ def cupedpp_comparisons(
     labels = tuple(_label(c, names) for c in usable[0].covariates)
     out: list[CupedPlusPlusComparison] = []
     for j, (name, kind) in enumerate(metrics):
-        if kind == "ratio":
+        if kind in ("ratio", "quantile"):  # a quantile's effect is not a mean's (docs/ab-testing.md)
             continue
         summaries = [CovariateSummary(
             n=float(a.users), sum_y=a.sum_y[j], sum_y2=a.sum_y2[j], sum_x=a.sum_z, sum_xy=a.sum_yz[j],

@@ -86,7 +86,8 @@ class ExperimentSource(Protocol):
     # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
     # (post-stratification; ``None`` when the source cannot group by them); and
     # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered)
-    # for a source whose ``experiment_sums`` does not carry them (``ExperimentSums.covariates``).
+    # for a source whose ``experiment_sums`` does not carry them (``ExperimentSums.covariates``);
+    # ``quantile_sums(info, start, end)``, ``{metric name: per-arm QuantileSums}`` of the quantile metrics.
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -240,6 +241,22 @@ class _Backend:
                                                        multiple_exposures=self.multiple_exposures)
         return result
 
+    def quantile_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]:
+        """``{metric name: per-arm QuantileSums}`` of the experiment's quantile metrics (empty without
+        any, or when the event source cannot compute them)."""
+        from battleground.experiment._metric_sums import metric_quantiles
+
+        rec, defs = self._definitions(info)
+        levels = metric_quantiles(rec.metrics)
+        store = self.store_for(rec.id)
+        if not levels or not hasattr(store, "quantile_sums"):
+            return {}
+        found = store.quantile_sums(rec.id, defs, levels, start, end, rec.variant_names,
+                                    multiple_exposures=self.multiple_exposures)
+        return {rec.metrics[j].name: list(arms) for j, arms in found.items()}
+
     def daily_experiment_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, ExperimentSums]]:
@@ -305,7 +322,7 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
     metrics = tuple(
         MetricSpec(
             name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
-            primary=m.primary, capping=capping_text(m.cap_quantile, m.cap_value),
+            primary=m.primary, capping=capping_text(m.cap_quantile, m.cap_value), quantile=m.quantile,
         )
         for m in exp.metrics
     )

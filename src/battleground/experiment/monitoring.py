@@ -34,6 +34,7 @@ from battleground.experiment._metric_sums import (
     cuped_comparisons,
     post_stratified_comparisons,
     post_stratify_by,
+    quantile_label,
 )
 from battleground.experiment._offline_aa import OfflineAaResult, offline_aa
 from battleground.experiment._quality import multiple_exposure_check, pre_period_check
@@ -215,11 +216,17 @@ class Monitor:
         # the default source gives every metric, the exposure check and the CUPED covariates in one scan
         fetch = getattr(self.backend, "experiment_sums", None)
         es = fetch(info, start, end) if fetch is not None else None
+        quantiles = self._quantile_sums(info, start, end)
         if rows is None:
             sums = sums_by_metric(info, es) if es is not None else self.backend.metric_sums(info, start, end)
+            sums = {**sums, **quantiles}
             srm = self._srm(info, sums)
             rows = self._analyze(info, sums, sequential=info.sequential)
             current = sums
+        elif quantiles and current is not None:
+            current = {**current, **quantiles}
+            if info.design == "msprt":
+                rows = self._quantile_look(info, rows, current)
         checks = self._data_quality(info, start, end)
         cuped: dict[tuple[str, str], Any] = {}
         if es is not None:
@@ -268,6 +275,29 @@ class Monitor:
                  for key, sums in strata}
         return ExperimentBreakdown(experiment_id=info.id, attribute=by, correction=method, alpha=self.alpha,
                                    relative=relative, users=users, metrics=found)
+
+    def _quantile_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]:
+        """``{metric name: per-arm QuantileSums}`` of the quantile metrics (empty without any, or from a
+        source that does not offer them: their rows then have no estimate)."""
+        if not any(m.kind == "quantile" for m in info.metrics):
+            return {}
+        fetch = getattr(self.backend, "quantile_sums", None)
+        return dict(fetch(info, start, end)) if fetch is not None else {}
+
+    def _quantile_look(
+        self, info: ExperimentInfo, rows: list[VariantMetricRow], current: dict[str, list[Any]]
+    ) -> list[VariantMetricRow]:
+        """The quantile metrics' rows of a sequential (mSPRT) experiment: the daily looks carry no order
+        statistics, so their rows are mSPRT at this look (always valid at any look on its own; the
+        other metrics add the running minimum over the daily looks)."""
+        try:
+            fresh = self._analyze(info, current, sequential=True)
+        except StatsInputError:
+            return rows
+        found = {(r.metric, r.variant): r for r in fresh if r.kind == "quantile"}
+        return [found.get((r.metric, r.variant), r) if r.kind == "quantile" else r for r in rows]
 
     def _post_stratified(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -354,7 +384,9 @@ class Monitor:
                              sequential_srm=ssrm, power=power, design=_design(info),
                              capping=tuple((m.name, m.capping) for m in info.metrics if m.capping),
                              post_stratify_by=post_stratify_by(info.metadata) if strat else (),
-                             cupedpp_covariates=used)
+                             cupedpp_covariates=used,
+                             quantiles=tuple((m.name, quantile_label(m.quantile)) for m in info.metrics
+                                             if m.kind == "quantile"))
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

@@ -13,7 +13,7 @@ import abc
 import datetime as dt
 import os
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -331,6 +331,17 @@ class EventStore(abc.ABC):
         found = self.experiment_sums(experiment_id, metrics, start, end, variants,
                                      multiple_exposures=multiple_exposures, attributes=tuple(attributes))
         return found.covariates or ()
+
+    def quantile_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
+                      quantiles: Mapping[int, float], start: dt.datetime | None = None,
+                      end: dt.datetime | None = None, variants: Sequence[str] = (), *,
+                      multiple_exposures: str = "exclude") -> dict[int, tuple[Any, ...]]:
+        """Per quantile metric (``{index into metrics: level ν}``) and arm: the sample ν-quantile of the
+        per-user value and the order statistics of its 95 % interval (``storage/_quantile_sql.py``)."""
+        from battleground.storage._quantile_sql import quantile_sums
+
+        return quantile_sums(self, experiment_id, _definitions(metrics), quantiles, start, end, variants,
+                             multiple_exposures=multiple_exposures)
 
     def per_user_values(
         self,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["CovariateSums", "ExperimentSums", "MetricSums", "PerUserValues", "covariate_names"]
+__all__ = ["CovariateSums", "ExperimentSums", "MetricSums", "PerUserValues", "QuantileSums", "covariate_names"]
 
 
 @dataclass(frozen=True)
@@ -207,3 +207,36 @@ class PerUserValues:
 
     def to_dict(self) -> dict[str, Any]:
         return {"users": self.users, "metrics": int(self.x.shape[1]) if self.x.ndim == 2 else 0}
+
+
+@dataclass(frozen=True)
+class QuantileSums:
+    """One arm's summary of a quantile metric (the per-user value's ν-quantile), from the scan.
+
+    The sample quantile and the two order-statistic bounds of its 95 % interval (Deng, Knoblich and Yu
+    2018): the sample quantiles at levels ν ∓ z·√(ν(1−ν)/n*), z = Φ⁻¹(0.975), each linear between the
+    order statistics at 1 + level·(n − 1) (numpy's default). ``n_star`` is the n the bound levels were
+    computed for: the arm's own n here (GrowthBook, which writes its SQL before it knows n, picks the
+    nearest of a grid).
+
+    Attributes:
+        variant: variant name.
+        users: n, the analysed units (one value each).
+        events: numerator events of those units.
+        nu: the quantile level, e.g. 0.9.
+        quantile: the sample ν-quantile.
+        lower, upper: the sample quantiles at the lower and upper bound levels (NaN without users).
+        n_star: the n of the bound levels.
+    """
+
+    variant: str
+    users: int
+    events: int
+    nu: float
+    quantile: float
+    lower: float
+    upper: float
+    n_star: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
