@@ -1168,8 +1168,17 @@ class LeaderboardResult:
     """A table of validation metrics (best first) and the fitted trainers by model name."""
 
     table: pd.DataFrame
-    trainers: dict[str, Trainer]
+    trainers: dict[str, Trainer | RegressionTrainer]
     metric: str
+
+
+def _board_row(task: str, y: Any, p: np.ndarray, beta: float) -> dict[str, float]:
+    """The leaderboard's metric columns of one model on the validation rows."""
+    if task == "regression":
+        return {m: score(m, y, p) for m in REGRESSION_METRICS}
+    return {"roc_auc": score("roc_auc", y, p), "pr_auc": score("pr_auc", y, p),
+            "fbeta": score("fbeta", y, p, beta=beta), "log_loss": score("log_loss", y, p),
+            "brier": score("brier", y, p)}
 
 
 def leaderboard(
@@ -1178,28 +1187,50 @@ def leaderboard(
     X_valid: Any,
     y_valid: Any,
     *,
-    models: Sequence[str] = TUNABLE,
+    models: Sequence[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    metric: str = "roc_auc",
+    metric: str | None = None,
     beta: float = 0.5,
     seed: int = 0,
     cv: int = 0,
     groups: Any = None,
+    task: str = "classification",
 ) -> LeaderboardResult:
     """Fit each model type with default (or given) parameters and rank them, like PyCaret's
-    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds.
+    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds; for
+    ``task='regression'`` (models from ``REGRESSORS``) RMSE, MAE and R². ``metric`` ranks the rows in its
+    own direction (default: roc_auc, for regression rmse, smallest first).
 
     A model given tuned ``params`` also gets a ``<model> (default)`` row with its untuned defaults, so
     a tuned model that loses to its default shows. ``cv >= 2`` adds ``cv_<metric>_mean``/``_sd`` over
-    k stratified folds of the training rows, grouped by ``groups`` (entity ids: no entity in two folds).
+    k folds of the training rows (stratified for classification), grouped by ``groups`` (entity ids:
+    no entity in two folds).
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame({"x": rng.normal(size=400)})
+        >>> y = 2 * X["x"] + rng.normal(0, 0.5, 400)
+        >>> board = leaderboard(X[:300], y[:300], X[300:], y[300:], models=["linear", "random_forest"],
+        ...                     task="regression")
+        >>> board.table["model"].tolist(), bool(board.table["rmse"].is_monotonic_increasing)
+        (['linear', 'random_forest'], True)
     """
     import pandas as pd
-    from sklearn import metrics as m
 
-    kinds = [canonical_model(x) for x in models]
-    score(metric, [0, 1], np.array([0.2, 0.8]))
+    if task not in TASKS:
+        raise ModelInputError(f"task={task!r} is unknown; valid tasks: {list(TASKS)}")
+    regression = task == "regression"
+    metric = metric or ("rmse" if regression else "roc_auc")
+    if metric_task(metric) != task:
+        valid = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+        raise ModelInputError(f"metric={metric!r} does not score {task}; valid metrics for {task}: {list(valid)}")
+    kinds = [canonical_model(x) for x in (models if models is not None else (REGRESSORS if regression else TUNABLE))]
+    wrong = [k for k in kinds if regression and k not in REGRESSORS]
+    if wrong:
+        raise ModelInputError(f"model={wrong[0]!r} is not a regressor; valid models for regression: {list(REGRESSORS)}")
     if cv and int(cv) < 2:
-        raise ValueError(f"cv={cv!r} must be 0 (no cross-validation) or at least 2 folds")
+        raise ModelInputError(f"cv={cv!r} must be 0 (no cross-validation) or at least 2 folds")
     entries: list[tuple[str, str, Mapping[str, Any] | None]] = []
     for kind in kinds:
         given = (params or {}).get(kind)
@@ -1207,20 +1238,15 @@ def leaderboard(
         if given:
             entries.append((f"{kind} (default)", kind, None))
     rows = []
-    trainers: dict[str, Trainer] = {}
+    trainers: dict[str, Trainer | RegressionTrainer] = {}
+    y = _targets(y_valid, "y_valid") if regression else np.asarray(y_valid)
     for label, kind, kind_params in entries:
-        trainer = Trainer(kind, params=kind_params, random_state=seed).fit(X_train, y_train)
-        p = trainer.predict_proba(X_valid)[:, 1]
-        y = np.asarray(y_valid)
-        folds = _cv_scores(kind, kind_params, X_train, y_train, groups, int(cv), metric, beta, seed) if cv else None
+        trainer = make_trainer(task, kind, kind_params, random_state=seed).fit(X_train, y_train)
+        p = predict_scores(trainer, X_valid)
+        folds = _cv_scores(task, kind, kind_params, X_train, y_train, groups, int(cv), metric, beta, seed) if cv \
+            else None
         rows.append({
-            "model": label,
-            "roc_auc": m.roc_auc_score(y, p),
-            "pr_auc": m.average_precision_score(y, p),
-            "fbeta": m.fbeta_score(y, (p >= 0.5).astype(int), beta=beta, zero_division=0.0),
-            "log_loss": m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
-            "brier": m.brier_score_loss(y, p),
-            "fit_seconds": trainer.fit_seconds_,
+            "model": label, **_board_row(task, y, p, beta), "fit_seconds": trainer.fit_seconds_,
             "_score": score(metric, y, p, beta=beta),
             **({} if folds is None else {f"cv_{metric}_mean": float(np.mean(folds)),
                                          f"cv_{metric}_sd": float(np.std(folds, ddof=1))}),
@@ -1231,23 +1257,27 @@ def leaderboard(
     return LeaderboardResult(table=table.reset_index(drop=True), trainers=trainers, metric=metric)
 
 
-def _cv_scores(kind: str, params: Mapping[str, Any] | None, X: Any, y: Any, groups: Any, k: int, metric: str,
-               beta: float, seed: int) -> list[float]:
-    """``metric`` on each of ``k`` stratified (and, with ``groups``, entity-grouped) folds."""
+def _cv_scores(task: str, kind: str, params: Mapping[str, Any] | None, X: Any, y: Any, groups: Any, k: int,
+               metric: str, beta: float, seed: int) -> list[float]:
+    """``metric`` on each of ``k`` folds (stratified for classification; with ``groups``, entity-grouped)."""
     import pandas as pd
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     yy = np.asarray(y)
-    if groups is not None:
-        splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        splits = splitter.split(X, yy, np.asarray(groups))
+    splitter: Any
+    if task == "regression":
+        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed) if groups is not None else KFold(
+            n_splits=k, shuffle=True, random_state=seed)
+    elif groups is not None:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     else:
-        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, yy)
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    splits = splitter.split(X, yy, None if groups is None else np.asarray(groups))
     out = []
     for fit_idx, test_idx in splits:
-        t = Trainer(kind, params=params, random_state=seed).fit(X.iloc[fit_idx], yy[fit_idx])
-        out.append(score(metric, yy[test_idx], t.predict_proba(X.iloc[test_idx])[:, 1], beta=beta))
+        t = make_trainer(task, kind, params, random_state=seed).fit(X.iloc[fit_idx], yy[fit_idx])
+        out.append(score(metric, yy[test_idx], predict_scores(t, X.iloc[test_idx]), beta=beta))
     return out
 
 
