@@ -168,6 +168,12 @@ def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *,
             )
 
 
+def _lgb_threads(est: Any) -> dict[str, Any]:
+    """The ``num_threads`` a LightGBM estimator's ``predict`` passes its booster (from ``n_jobs``)."""
+    process = getattr(est, "_process_n_jobs", None)
+    return {"num_threads": process(est.n_jobs)} if process is not None else {}
+
+
 class _CategoricalInput:
     """What both trainers share: categorical columns reach LightGBM and XGBoost as pandas categories
     with the categories seen in ``fit`` (unseen ones become missing), and LightGBM's float matrix is
@@ -298,6 +304,16 @@ class _CategoricalInput:
         self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
         self.estimator_ = est
 
+    def _require_columns(self, present: Any) -> None:
+        """Raise naming the columns seen in ``fit`` that ``present`` (column names) lacks."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        have = set(present)
+        if not have.issuperset(self.feature_names_in_):
+            missing = [c for c in self.feature_names_in_ if c not in have]
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+
     def _check(self, X: Any) -> pd.DataFrame:
         """``X`` prepared, in the columns seen in ``fit`` (an error names the missing ones)."""
         from sklearn.utils.validation import check_is_fitted
@@ -407,12 +423,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         """``predict_proba`` of rows given as a mapping of column → 1-D array, without building a
         DataFrame (the model server's path for a request: the same numbers as :meth:`predict_proba`);
         None when this model has no such path (then score a DataFrame)."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "estimator_")
-        missing = [c for c in self.feature_names_in_ if c not in columns]
-        if missing:
-            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        self._require_columns(columns)
         kind = getattr(self, "kind_", None)
         if kind == "lightgbm":
             return self._fast_proba(columns)
@@ -434,12 +445,8 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         if mat is None:
             return None
 
-        def threads(m: Any) -> dict[str, Any]:  # as LGBMClassifier.predict passes them (n_jobs)
-            process = getattr(m, "_process_n_jobs", None)
-            return {"num_threads": process(m.n_jobs)} if process is not None else {}
-
         if calibrated is None:
-            p = np.asarray(est.booster_.predict(mat, **threads(est)), dtype=np.float64)
+            p = np.asarray(est.booster_.predict(mat, **_lgb_threads(est)), dtype=np.float64)
             return np.column_stack([1.0 - p, p])  # as LGBMClassifier.predict_proba stacks them
         total = np.zeros((len(mat), 2), dtype=np.float64)
         for cc in calibrated:  # sklearn's _CalibratedClassifier.predict_proba for two classes, in order
@@ -447,7 +454,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
             if getattr(cc, "method", None) not in ("sigmoid", "isotonic") or len(cc.calibrators) != 1:
                 return None
             # sklearn calibrates decision_function (LightGBM's raw score) when there is one
-            raw = m.booster_.predict(mat, raw_score=hasattr(m, "decision_function"), **threads(m))
+            raw = m.booster_.predict(mat, raw_score=hasattr(m, "decision_function"), **_lgb_threads(m))
             proba = np.empty((len(mat), 2), dtype=np.float64)
             proba[:, 1] = cc.calibrators[0].predict(raw)
             proba[:, 0] = 1.0 - proba[:, 1]
@@ -534,13 +541,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         import pandas as pd
 
         if getattr(self, "kind_", None) in ("lightgbm", "logistic") and isinstance(X, pd.DataFrame) and len(X):
-            from sklearn.utils.validation import check_is_fitted
-
-            check_is_fitted(self, "estimator_")
-            present = set(X.columns)
-            if not present.issuperset(self.feature_names_in_):
-                missing = [c for c in self.feature_names_in_ if c not in present]
-                raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+            self._require_columns(X.columns)
         if getattr(self, "kind_", None) == "lightgbm" and isinstance(X, pd.DataFrame) and len(X):
             fast = self._fast_proba(X)
             if fast is not None:
@@ -671,7 +672,48 @@ class RegressionTrainer(_CategoricalInput, RegressorMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted values, one float per row (categories unseen in ``fit`` count as missing)."""
+        import pandas as pd
+
+        if getattr(self, "kind_", None) in ("lightgbm", "linear") and isinstance(X, pd.DataFrame) and len(X):
+            self._require_columns(X.columns)
+            fast = self._fast_values(X)
+            if fast is not None:
+                return fast
         return np.asarray(self.estimator_.predict(self._check(X)), dtype=np.float64).ravel()
+
+    def predict_columns(self, columns: Mapping[str, Any]) -> np.ndarray | None:
+        """``predict`` of rows given as a mapping of column → 1-D array, without building a DataFrame
+        (the model server's path for a request, as :meth:`Trainer.predict_proba_columns`); None when
+        this model has no such path (then predict a DataFrame)."""
+        self._require_columns(columns)
+        return self._fast_values(columns)
+
+    def _fast_values(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+        """The predicted values straight from LightGBM's booster on :meth:`_lgb_matrix`, or from the
+        ``Preprocess`` + ``Ridge`` pipeline's coefficients on the preprocessed matrix: the estimator's
+        own numbers (tested) without its per-call pandas conversion and validation; None otherwise."""
+        from sklearn.pipeline import Pipeline
+
+        from battleground.model.data import Preprocess
+
+        est = self.estimator_
+        if type(est).__name__ == "LGBMRegressor":
+            mat = self._lgb_matrix(X)
+            if mat is None:
+                return None
+            return np.asarray(est.booster_.predict(mat, **_lgb_threads(est)), dtype=np.float64).ravel()
+        if not (isinstance(est, Pipeline) and len(est.steps) == 2):
+            return None
+        prep, ridge = est.steps[0][1], est.steps[1][1]
+        coef = getattr(ridge, "coef_", None)
+        if type(prep) is not Preprocess or type(ridge).__name__ != "Ridge" or not (
+                isinstance(coef, np.ndarray) and coef.ndim == 1):
+            return None
+        values = prep.transform_values(X)
+        if values.shape[1] != coef.shape[0]:
+            return None
+        # LinearModel._decision_function for dense input and one target
+        return np.asarray(values @ coef + ridge.intercept_, dtype=np.float64)
 
     @property
     def feature_importances_(self) -> np.ndarray:
