@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -122,6 +123,7 @@ class _Backend:
         self._given = store  # an event store given (e.g. a warehouse source) serves every experiment
         self._sources: dict[int, Any] = {}
         self._records: dict[int, ExperimentRecord] = {}
+        self._known: dict[int, ExperimentRecord] = {}  # records handed over by remember()
         self._state: dict[int, int] | None = None  # events per experiment, read once per source (sums_key)
 
     @property
@@ -169,9 +171,15 @@ class _Backend:
         return [int(e.id) for e in self.registry.list()]
 
     def experiment(self, experiment_id: int) -> ExperimentInfo:
-        rec = self.registry.get(experiment_id)
+        rec = self._known.pop(int(experiment_id), None) or self.registry.get(experiment_id)
         self._records[rec.id] = rec
         return _info_from_registry(rec)
+
+    def remember(self, records: Sequence[ExperimentRecord]) -> None:
+        """Records the caller has just read (e.g. the dashboard's list, 100 at once): the next
+        :meth:`experiment` of each serves it instead of reading the registry again (once; later calls
+        read the registry)."""
+        self._known.update({int(r.id): r for r in records})
 
     def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[MetricQuery]]:
         from battleground.experiment._metric_sums import metric_query
@@ -197,6 +205,31 @@ class _Backend:
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
         return sums_by_metric(info, self.experiment_sums(info, start, end))
+
+    def experiment_sums_batch(
+        self, infos: Sequence[ExperimentInfo], start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[int, ExperimentSums]:
+        """:meth:`experiment_sums` of many experiments over one window, one scan per event store and set
+        of metric definitions (``EventStore.experiment_sums_batch``): experiments with the same metrics
+        (in any order) share a query. Experiments read in place from a registered source, or with capped
+        metrics, are left out (the caller reads them one by one), as are those without metrics."""
+        groups: dict[tuple[Any, ...], list[tuple[ExperimentRecord, list[MetricQuery]]]] = {}
+        for info in infos:
+            rec, defs = self._definitions(info)
+            store = self.store_for(rec.id)
+            if not defs or store is not self.store or any(d.capped for d in defs):
+                continue
+            groups.setdefault((id(store), frozenset(defs)), []).append((rec, defs))
+        out: dict[int, ExperimentSums] = {}
+        for members in groups.values():
+            shared = sorted(set(members[0][1]), key=repr)  # one order for the group's query
+            found = self.store.experiment_sums_batch(
+                [rec.id for rec, _ in members], shared, start, end, {rec.id: rec.variant_names for rec, _ in members},
+                multiple_exposures=self.multiple_exposures)
+            for rec, defs in members:
+                s = found[rec.id]
+                out[rec.id] = dataclasses.replace(s, metrics=tuple(s.metrics[shared.index(d)] for d in defs))
+        return out
 
     def sums_key(self, info: ExperimentInfo) -> Hashable | None:
         """What the experiment's sums depend on besides the time window: the event store and the number

@@ -555,21 +555,24 @@ class Monitor:
                             ssrm=self._ssrm(info, days)).decision
 
     # ------------------------------------------------------------------ end conditions
-    def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
+    def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None,
+                             sequential_srm: bool = True) -> EndConditionReport:
         """Evaluate the end conditions; when one is met and ``stop``, stop the experiment with the reason
         in the audit log. An SRM alert is recorded in the audit log but never stops the test.
 
         The conditions: every variant has ``target_sample_size`` users; ``max_duration_days`` have passed
         since the experiment's window began (its planned ``start_at``, else when it was started); for
         sequential experiments, the decision rule reaches ship or don't ship on the always-valid results.
-        ``now`` (naive UTC) defaults to the current time.
+        ``now`` (naive UTC) defaults to the current time. ``sequential_srm=False`` leaves out the
+        always-valid SRM over the daily series (a second scan; status ``"n/a"``), for a reader that shows
+        only the totals' SRM, such as the dashboard's list.
         """
         info = self.experiment()
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         sums = self.backend.metric_sums(info, None, None)
         users = _users_per_variant(info, sums)
         srm = self._srm(info, sums)
-        ssrm = self._ssrm(info, self._daily_sums(info, None, None))
+        ssrm = self._ssrm(info, self._daily_sums(info, None, None)) if sequential_srm else None
         reasons: list[str] = []
         if info.target_sample_size and users and min(users.values()) >= info.target_sample_size:
             reasons.append(

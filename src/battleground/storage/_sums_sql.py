@@ -339,14 +339,17 @@ def _capping(metrics: Sequence[MetricQuery], base: str, final: str, carry: str) 
     return ",\n" + ",\n".join(ctes)
 
 
-def _shifts(per_metric: list[dict[str, str]], source: str, extra: Sequence[str] = ()) -> str:
+def _shifts(per_metric: list[dict[str, str]], source: str, extra: Sequence[str] = (), by: str = "") -> str:
     """One row of per-metric shifts: the means of x, y and c over the analysed units of ``source`` (and
-    the ``extra`` columns, over the same units)."""
+    the ``extra`` columns, over the same units; one row per value of ``by`` when given, e.g. per
+    experiment of a batch)."""
     cols = list(extra)
     for j, e in enumerate(per_metric):
         kx = _ZERO if e["proportion"] == "True" else f"COALESCE(AVG(x{j}), {_ZERO})"
         ky = f"COALESCE(AVG(y{j}), {_ZERO})" if e["ratio"] == "True" else _ZERO
         cols.append(f"{kx} AS kx{j}, {ky} AS ky{j}, COALESCE(AVG(c{j}), {_ZERO}) AS kc{j}")
+    if by:
+        return f"SELECT {by}, {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL GROUP BY {by}"
     return f"SELECT {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL"
 
 
@@ -399,7 +402,7 @@ def _covariate_terms(n_metrics: int, attributes: int) -> tuple[list[str], list[s
 
 def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
                          fixed_shifts: bool = False, active: bool = False, strata: int = 0,
-                         covariates: int | None = None) -> str:
+                         covariates: int | None = None, batch: int = 0) -> str:
     """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
     :data:`METRIC_COLUMNS` named ``m<j>_<column>``.
 
@@ -426,9 +429,20 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     (capped as the metric is) and that many declared numeric user attributes, attribute i carried by
     events of type ``:at<i>`` whose ``value`` is the attribute (the strata's rule: the smallest logged at
     or before the first exposure), read as its value (0 when missing) and a missing flag. ``None``: none.
+
+    ``batch``: the same sums of up to that many experiments at once (ids ``:x0`` … ``:x<batch-1>``,
+    repeat one to fill; one window ``:start``/``:end`` for all), every step also grouped by experiment,
+    so each experiment's rows equal its own query's; the rows gain a leading ``experiment_id`` column.
+    Not with ``fixed_shifts``, ``active``, ``strata``, ``covariates`` or capped metrics (their steps span
+    one experiment).
     """
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
+    if batch and (fixed_shifts or active or strata or covariates is not None or any(m.capped for m in metrics)):
+        raise ValueError("a batch of experiments takes plain sums only: no fixed_shifts, active, strata, "
+                         "covariates or capped metrics (query those experiments one by one)")
+    if not (isinstance(batch, int) and 0 <= batch <= 1024):
+        raise ValueError(f"batch must be a number of experiments in [0, 1024], got {batch!r}")
     if not (isinstance(strata, int) and 0 <= strata <= 8):
         raise ValueError(f"strata must be a number of attributes in [0, 8], got {strata!r}")
     if covariates is not None and not (isinstance(covariates, int) and 0 <= covariates <= 8):
@@ -439,7 +453,11 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     _exposure(multiple)  # validates ``multiple``
     index = {et: i for i, et in enumerate(_event_types(metrics))}
     keep = multiple == "keep"
-    unit = "user_id, variant" if keep else "user_id"
+    # the experiment(s) read, and the key every per-user step groups and joins by
+    this = (f"experiment_id IN ({', '.join(f':x{i}' for i in range(batch))})" if batch
+            else "experiment_id = :experiment")
+    by = "experiment_id, user_id" if batch else "user_id"
+    unit = f"{by}, variant" if keep else by
     plain = _Columns()
     fixed = _Columns()
     cond = _per_metric(metrics, fixed)
@@ -461,7 +479,8 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     exposed = "event_type = :exposure AND ts >= :start"
     types = ", ".join(f":et{i}" for i in range(len(index)))
     if keep:
-        flags = f"(COUNT(*) OVER (PARTITION BY user_id)) > 1 AS multi, {_ONE} / CAST(COUNT(*) OVER (PARTITION BY user_id) AS DOUBLE PRECISION) AS wu"
+        flags = (f"(COUNT(*) OVER (PARTITION BY {by})) > 1 AS multi, "
+                 f"{_ONE} / CAST(COUNT(*) OVER (PARTITION BY {by}) AS DOUBLE PRECISION) AS wu")
         variant = ""
     else:
         flags = f"v_min <> v_max AS multi, {_ONE} AS wu"
@@ -486,16 +505,18 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     outputs = ",\n       ".join(
         f"{term} AS m{j}_{name}" for j, e in enumerate(per_metric) for name, term in _terms(j, e).items()
     )
-    on = "f.user_id = u.user_id" + (" AND f.variant = u.variant" if keep else "")
+    on = ("f.experiment_id = u.experiment_id AND " if batch else "") + "f.user_id = u.user_id" + (
+        " AND f.variant = u.variant" if keep else "")
     active_users = (f"""
       AND user_id IN (SELECT user_id FROM events WHERE experiment_id = :experiment
                       AND ts >= :active_from AND ts < :active_to AND event_type IN (:exposure, {types}))"""
                     if active else "")
-    shifts = (_shifts(per_metric, "per_user") if not fixed_shifts else
+    shifts = (_shifts(per_metric, "per_user", by="experiment_id" if batch else "") if not fixed_shifts else
               "SELECT " + ", ".join(f"CAST(:kx{j} AS DOUBLE PRECISION) AS kx{j}, CAST(:ky{j} AS DOUBLE PRECISION) "
                                     f"AS ky{j}, CAST(:kc{j} AS DOUBLE PRECISION) AS kc{j}"
                                     for j in range(len(per_metric))))
-    join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if keep else "")
+    join = ("e.experiment_id = x.experiment_id AND " if batch else "") + "e.user_id = x.user_id" + (
+        " AND e.variant = x.variant" if keep else "")
     # per attribute, each user's stratum (or CUPED++ covariate)
     strata_ctes = _attribute_ctes("s", "st", strata) + _attribute_ctes("att", "at", attrs)
     st_cols = "".join(f"s{i}.st AS st{i}, " for i in range(strata)) + "".join(
@@ -517,7 +538,7 @@ WITH scan AS (
         MAX(covariate) AS cg,
         {plain_aggs}
     FROM events
-    WHERE experiment_id = :experiment AND ts >= :scan_start AND ts < :end
+    WHERE {this} AND ts >= :scan_start AND ts < :end
       AND event_type IN (:exposure, {types}){active_users}
     GROUP BY {unit}
 ),
@@ -528,21 +549,21 @@ fixed AS (
     SELECT {", ".join(f"e.{c.strip()} AS {c.strip()}" for c in unit.split(","))}{first_col},
         {fixed_aggs}
     FROM units x JOIN events e ON {join}
-    WHERE x.dirty AND e.experiment_id = :experiment AND e.ts >= :scan_start AND e.ts < :end
+    WHERE x.dirty AND e.{this} AND e.ts >= :scan_start AND e.ts < :end
       AND e.event_type IN (:exposure, {types})
     GROUP BY {", ".join("e." + c.strip() for c in unit.split(","))}
 ),
 {strata_ctes}{base} AS MATERIALIZED (
-    SELECT {grp} AS grp, u.multi, u.wu, {st_cols}{vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
+    SELECT {"u.experiment_id, " if batch else ""}{grp} AS grp, u.multi, u.wu, {st_cols}{vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
     FROM units u LEFT JOIN fixed f ON {on}{st_joins}
 ){capping},
 k AS MATERIALIZED ({shifts})
-SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
+SELECT {"experiment_id, " if batch else ""}grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
        SUM(CASE WHEN multi THEN wu ELSE {_ZERO} END) AS multiple_users,
        {outputs}{st_out}
-FROM per_user CROSS JOIN k
-GROUP BY grp{st_group}
-ORDER BY grp{st_group}
+FROM per_user {"LEFT JOIN k USING (experiment_id)" if batch else "CROSS JOIN k"}
+GROUP BY {"experiment_id, " if batch else ""}grp{st_group}
+ORDER BY {"experiment_id, " if batch else ""}grp{st_group}
 """
 
 

@@ -92,9 +92,9 @@ class ExperimentSummary:
         }
 
 
-def _end_report(monitor: Monitor, record: ExperimentRecord) -> EndConditionReport:
+def _end_report(monitor: Monitor, record: ExperimentRecord, *, sequential_srm: bool = True) -> EndConditionReport:
     monitor.experiment_id_ = record.id
-    return monitor.check_end_conditions(stop=False)
+    return monitor.check_end_conditions(stop=False, sequential_srm=sequential_srm)
 
 
 def _primary_lift(result: MonitorResult) -> dict[str, Any]:
@@ -134,7 +134,8 @@ def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> Experiment
         "target_sample_size": record.end_conditions.target_sample_size,
     }
     try:
-        report = _end_report(monitor, record)
+        # the list shows the totals' SRM only: no daily scan for the sequential one
+        report = _end_report(monitor, record, sequential_srm=False)
     except (ValueError, LookupError) as exc:
         return ExperimentSummary(
             **base, users={v: 0 for v in record.variant_names}, srm_status="n/a",

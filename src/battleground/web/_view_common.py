@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from battleground._time import TimeInputError, parse_instant
@@ -82,6 +82,18 @@ class SumsCache:
                 self._items.popitem(last=False)
         return value
 
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store ``value`` under ``key`` (a read made ahead, e.g. a batch for the list)."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -123,9 +135,14 @@ class ReadOnlySource:
         offer = getattr(self.inner, "sums_key", None)
         return offer(info) if offer is not None else None
 
+    @staticmethod
+    def _local(kind: str, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
+               extra: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        return (kind, info.id, tuple(m.name for m in info.metrics), start, end, extra)
+
     def _read(self, kind: str, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
               read: Callable[[], Any], extra: tuple[Any, ...] = ()) -> Any:
-        local = (kind, info.id, tuple(m.name for m in info.metrics), start, end, extra)
+        local = self._local(kind, info, start, end, extra)
         if local not in self._sums:
             shared = self.sums_state(info) if self.cache is not None else None
             if shared is None or self.cache is None:
@@ -133,6 +150,40 @@ class ReadOnlySource:
             else:
                 self._sums[local] = self.cache.get((kind, shared, start, end, extra), read)
         return self._sums[local]
+
+    def remember(self, records: Sequence[Any]) -> None:
+        """Hand the records this request has read to the inner source (it then skips re-reading them)."""
+        offer = getattr(self.inner, "remember", None)
+        if offer is not None:
+            offer(records)
+
+    def prefetch_sums(self, experiment_ids: Sequence[int], start: dt.datetime | None = None,
+                      end: dt.datetime | None = None) -> int:
+        """Read the sums of the experiments not read yet (here or in the cache) in batches, one scan per
+        store and metric set (``experiment_sums_batch`` of the inner source), and keep them as if each
+        had been read alone: what the list does first, so 100 experiments cost a few queries, not 100.
+        Returns how many experiments were read."""
+        batch = getattr(self.inner, "experiment_sums_batch", None)
+        if batch is None:
+            return 0
+        todo = []
+        for i in experiment_ids:
+            info = self.experiment(int(i))
+            shared = self.sums_state(info) if self.cache is not None else None
+            if self._local("sums", info, start, end) in self._sums or (
+                    shared is not None and self.cache is not None and ("sums", shared, start, end, ()) in self.cache):
+                continue
+            todo.append((info, shared))
+        if not todo:
+            return 0
+        found = batch([info for info, _ in todo], start, end)
+        for info, shared in todo:
+            if info.id not in found:  # not batchable (its own source, capped metrics): read alone later
+                continue
+            self._sums[self._local("sums", info, start, end)] = found[info.id]
+            if shared is not None and self.cache is not None:
+                self.cache.put(("sums", shared, start, end, ()), found[info.id])
+        return sum(info.id in found for info, _ in todo)
 
     @property
     def experiment_sums(self) -> Callable[..., Any] | None:
