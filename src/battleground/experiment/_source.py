@@ -211,13 +211,15 @@ class _Backend:
     ) -> dict[int, ExperimentSums]:
         """:meth:`experiment_sums` of many experiments over one window, one scan per event store and set
         of metric definitions (``EventStore.experiment_sums_batch``): experiments with the same metrics
-        (in any order) share a query. Experiments read in place from a registered source, or with capped
-        metrics, are left out (the caller reads them one by one), as are those without metrics."""
+        (in any order) share a query. Experiments read in place from a registered source, with capped
+        metrics or declaring CUPED++ are left out (the caller reads them one by one), as are those without
+        metrics."""
         groups: dict[tuple[Any, ...], list[tuple[ExperimentRecord, list[MetricQuery]]]] = {}
         for info in infos:
             rec, defs = self._definitions(info)
             store = self.store_for(rec.id)
-            if not defs or store is not self.store or any(d.capped for d in defs):
+            if (not defs or store is not self.store or any(d.capped for d in defs)
+                    or cupedpp_attributes(info) is not None):  # CUPED++ sums come from its own scan
                 continue
             groups.setdefault((id(store), frozenset(defs)), []).append((rec, defs))
         out: dict[int, ExperimentSums] = {}
