@@ -70,7 +70,8 @@ def _events(name: str, variants: list[str], seed: int, users: int = 90) -> pd.Da
 
 def _home(s: Settings) -> tuple[Any, dict[str, Any]]:
     """Five experiments: A (3 variants, SET_A), B (2 variants, SET_A in another order), C (SET_C),
-    D (SET_A, no events) and E (a capped metric: not batched)."""
+    D (SET_A, no events), E (a capped metric: not batched) and F (SET_A declaring CUPED++: not batched,
+    its sums carry the covariates' cross sums)."""
     reg = Registry(s.registry_url)
     store = open_event_store(s)
     specs = {
@@ -80,10 +81,13 @@ def _home(s: Settings) -> tuple[Any, dict[str, Any]]:
         "exp-d": ({"control": 0.5, "treatment": 0.5}, SET_A, None),
         "exp-e": ({"control": 0.5, "treatment": 0.5},
                   [{"name": "capped", "kind": "mean", "numerator": "purchase", "cap_quantile": 0.9, "primary": True}], 4),
+        "exp-f": ({"control": 0.5, "treatment": 0.5}, SET_A, 5),
     }
     recs = {}
     for name, (variants, metrics, seed) in specs.items():
-        rec = reg.create_experiment(name, variants=variants, metrics=metrics, start_at=START - dt.timedelta(days=3))
+        extra = {"metadata": {"regression_adjustment": {"attributes": []}}} if name == "exp-f" else {}
+        rec = reg.create_experiment(name, variants=variants, metrics=metrics, start_at=START - dt.timedelta(days=3),
+                                    **extra)
         reg.start(rec.id)
         recs[name] = reg.get(rec.id)
         if seed is not None:
@@ -134,7 +138,7 @@ def test_batch_equals_each_experiment_alone(backend: str, settings: Settings, re
 def test_backend_batch_groups_by_metric_set(backend: str, settings: Settings, request: pytest.FixtureRequest,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Experiments with the same metrics in any order share one query; another metric set gets its own;
-    capped metrics are left to the per-experiment path."""
+    capped metrics and CUPED++ are left to the per-experiment path."""
     from battleground.experiment._source import _Backend
 
     s = settings if backend == "duckdb" else request.getfixturevalue("postgres_settings")
@@ -152,6 +156,7 @@ def test_backend_batch_groups_by_metric_set(backend: str, settings: Settings, re
     found = backend_.experiment_sums_batch(infos, None, None)
     assert len(queries) == 2  # SET_A (exp-a, exp-b, exp-d) and SET_C (exp-c)
     assert sorted(found) == sorted(recs[n].id for n in ("exp-a", "exp-b", "exp-c", "exp-d"))
+    assert backend_.experiment_sums(backend_.experiment(recs["exp-f"].id), None, None).covariates is not None
     monkeypatch.setattr(type(backend_.store), "_fetch", real)
     for info in infos:
         if info.id in found:
@@ -192,17 +197,17 @@ def test_cold_list_reads_its_sums_in_batches(backend: str, settings: Settings, r
     cache = SumsCache()
     with read_snapshot():
         batched = SummaryCache().summaries(read_only_monitor(s, cache), records)
-    assert len(scans) == 3  # SET_A (3 experiments), SET_C, and exp-e (capped) alone
-    assert len(cache) >= 5
+    assert len(scans) == 4  # SET_A (3 experiments), SET_C, and exp-e (capped) and exp-f (CUPED++) alone
+    assert len(cache) >= 6
     with read_snapshot():
         again = SummaryCache().summaries(read_only_monitor(s, cache), records)
-    assert len(scans) == 3  # a new list over the same store state reads the cached sums
+    assert len(scans) == 4  # a new list over the same store state reads the cached sums
     one_by_one = []
     monkeypatch.setattr("battleground.web._view_common.ReadOnlySource.prefetch_sums", lambda self, ids: 0)
     for r in records:
         with read_snapshot():
             one_by_one.extend(SummaryCache().summaries(read_only_monitor(s, SumsCache()), [r]))
-    assert len(scans) == 3 + 5
+    assert len(scans) == 4 + 6
     for b, a, o in zip(batched, again, one_by_one, strict=True):
         assert a == b
         bd, od = b.to_dict(), o.to_dict()

@@ -356,6 +356,8 @@ def status_command(
         print_tables([table], fmt)
         if result.capping_note:
             console.print(result.capping_note)
+        if result.quantile_note:
+            console.print(result.quantile_note)
         if srm is not None:
             style = {"alert": "bold white on red", "warn": "bold yellow", "ok": "green"}[srm.status]
             console.print(

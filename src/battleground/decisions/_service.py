@@ -42,6 +42,11 @@ _OUTSIDE = {"holdout": "held out by the project's holdout", "layer": "its layer 
             "experiment's range", "traffic": "outside its traffic"}
 
 
+def _outside(unit: str, experiment: str, why: str | None) -> DecisionInputError:
+    return DecisionInputError(f"unit {unit!r} is outside experiment {experiment!r} "
+                              f"({_OUTSIDE[why or 'traffic']}); show it the default experience")
+
+
 class NotRunningError(ExperimentError, RuntimeError):
     """The experiment behind a key is not running, so no decision is logged for it."""
 
@@ -159,9 +164,7 @@ class DecisionService:
             assigner = Assigner(exp)
             variant = assigner.assign(unit)
             if variant is None:
-                raise DecisionInputError(f"unit {unit!r} is outside experiment {exp.name!r} "
-                                         f"({_OUTSIDE[assigner.exclusion(unit) or 'traffic']}); "
-                                         "show it the default experience")
+                raise _outside(unit, exp.name, assigner.exclusion(unit))
             i = names.index(variant)
             row = DecisionRow(did, exp.name, exp.id, variant, unit, (), i, float(weights[i]), 0, False, now)
             return row, self.writer.decide(row)
@@ -171,7 +174,11 @@ class DecisionService:
         variant = None
         if spec.experiment is not None:
             exp = self._experiment(spec.experiment)
-            variant = Assigner(exp).assign(unit)
+            assigner = Assigner(exp)
+            variant = assigner.assign(unit)
+            if variant is None and assigner.exclusion(unit) == "holdout":
+                # a held-out unit sees nothing experimental, the bandit included (docs/ab-testing.md)
+                raise _outside(unit, exp.name, "holdout")
             exp_id = exp.id if variant is not None else None
         if variant is None or variant == spec.bandit_variant:
             policy, version = live.policy, live.version

@@ -79,6 +79,8 @@ def breakdown_metrics(
 
     out = []
     for j, (name, kind) in enumerate(metrics):
+        if kind == "quantile":
+            continue  # slices of a quantile need their own order statistics (not offered per slice yet)
         slices = {slice_label(key[0]): {s.variant: _arm_summary(s, kind) for s in sums.metrics[j] if s.users > 0}
                   for key, sums in strata}
         if not any(control in arms for arms in slices.values()):

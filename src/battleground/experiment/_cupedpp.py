@@ -120,7 +120,7 @@ def cupedpp_comparisons(
     ridge: float = DEFAULT_RIDGE,
 ) -> list[CupedPlusPlusComparison]:
     """CUPED++ for every (mean or proportion metric, treatment) from the per-arm
-    :class:`~battleground.storage._covariate_sql.CovariateSums` (``metrics`` are ``(name, kind)`` in the
+    :class:`~battleground.storage.sums.CovariateSums` (``metrics`` are ``(name, kind)`` in the
     order of the sums). Arms with fewer than 2 users sit out; a comparison that cannot be made yet
     (e.g. a control mean of 0) is left out."""
     from battleground.stats import CovariateSummary, StatsInputError, regression_adjusted_test
@@ -132,7 +132,7 @@ def cupedpp_comparisons(
     labels = tuple(_label(c, names) for c in usable[0].covariates)
     out: list[CupedPlusPlusComparison] = []
     for j, (name, kind) in enumerate(metrics):
-        if kind == "ratio":
+        if kind in ("ratio", "quantile"):  # a quantile's effect is not a mean's (docs/ab-testing.md)
             continue
         summaries = [CovariateSummary(
             n=float(a.users), sum_y=a.sum_y[j], sum_y2=a.sum_y2[j], sum_x=a.sum_z, sum_xy=a.sum_yz[j],

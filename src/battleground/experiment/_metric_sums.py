@@ -33,9 +33,11 @@ __all__ = [
     "check_multiple_exposures",
     "cuped_comparisons",
     "exposure_check",
+    "metric_quantiles",
     "metric_query",
     "post_stratified_comparisons",
     "post_stratify_by",
+    "quantile_label",
 ]
 
 # Above this share of users exposed to more than one variant the assignment or logging is broken.
@@ -43,9 +45,26 @@ MULTIPLE_EXPOSURE_ALERT = 0.01
 
 
 def metric_query(m: MetricRecord) -> MetricQuery:
-    """The store's definition of a registered metric."""
-    return MetricQuery(m.kind, m.numerator, m.denominator, window_days=m.conversion_window_days,
+    """The store's definition of a registered metric (a quantile metric's per-user value is a mean
+    metric's, Σ value per user; its quantile comes from :func:`metric_quantiles`' scan)."""
+    kind = "mean" if m.kind == "quantile" else m.kind
+    return MetricQuery(kind, m.numerator, m.denominator, window_days=m.conversion_window_days,
                        lookback_days=m.cuped_lookback_days, cap_quantile=m.cap_quantile, cap_value=m.cap_value)
+
+
+def metric_quantiles(metrics: Sequence[MetricRecord]) -> dict[int, float]:
+    """``{index: level}`` of the quantile metrics among ``metrics`` (the store's ``quantile_sums``)."""
+    return {j: float(m.quantile) for j, m in enumerate(metrics) if m.kind == "quantile" and m.quantile is not None}
+
+
+def quantile_label(nu: float | None) -> str:
+    """A quantile level as people write it.
+
+    Example:
+        >>> quantile_label(0.9), quantile_label(0.5), quantile_label(0.999), quantile_label(None)
+        ('p90', 'p50', 'p99.9', '')
+    """
+    return "" if nu is None else f"p{100 * nu:.10g}"
 
 
 def capping_text(cap_quantile: float | None, cap_value: float | None) -> str:
@@ -150,6 +169,8 @@ def cuped_comparisons(
 
     out = []
     for (name, kind), arms in zip(metrics, sums.metrics, strict=True):
+        if kind == "quantile":
+            continue  # the quantile's test reads order statistics, not these sums (docs/ab-testing.md)
         if kind == "ratio":
             out.extend(_ratio_comparisons(name, arms, control, alpha))
             continue
@@ -319,6 +340,8 @@ def post_stratified_comparisons(
     out = []
     labels = [_stratum_label(attributes, key) for key, _ in strata]
     for j, (name, kind) in enumerate(metrics):
+        if kind == "quantile":
+            continue  # a quantile does not add up over strata
         per = [{s.variant: s for s in sums.metrics[j]} for _, sums in strata]
         variants = [s.variant for s in strata[0][1].metrics[j]] if strata else []
         for v in variants:

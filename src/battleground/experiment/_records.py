@@ -36,7 +36,7 @@ STATUSES = ("draft", "running", "stopped", "archived")
 # sequential designs (EndConditions.design); the group-sequential ones need a target sample size
 DESIGNS = ("msprt", "one_sided", "obrien_fleming", "pocock")
 GROUP_SEQUENTIAL = ("obrien_fleming", "pocock")
-METRIC_KINDS = ("proportion", "mean", "ratio")
+METRIC_KINDS = ("proportion", "mean", "ratio", "quantile")
 DIRECTIONS = ("increase", "decrease")
 # layers and holdouts split units into this many buckets (``experiment/assign.py`` documents the hash)
 BUCKETS = 10_000
@@ -78,7 +78,9 @@ class MetricRecord:
 
     Attributes:
         kind: ``proportion`` (user has ≥1 numerator event), ``mean`` (Σ value per user, count when the
-            value is empty) or ``ratio`` (Σ numerator / Σ denominator over users, e.g. CTR).
+            value is empty), ``ratio`` (Σ numerator / Σ denominator over users, e.g. CTR) or
+            ``quantile`` (the ``quantile``-level quantile over users of the per-user Σ value, e.g. p90 of
+            order value; Deng, Knoblich and Yu 2018).
         numerator, denominator: event types; ``denominator`` only for ratio metrics.
         direction: ``increase`` when higher is better, ``decrease`` otherwise.
         guardrail: a metric that must not get worse; primary: the decision metric.
@@ -93,6 +95,7 @@ class MetricRecord:
             is capped at this quantile over the experiment's users, computed in the scan; e.g. 0.999
             (Statsig's suggestion). ``None`` (default): no cap. Not for proportions.
         cap_value: winsorise at this fixed value instead (> 0).
+        quantile: the level of a ``quantile`` metric in (0, 1), e.g. 0.9 for p90 (``None`` otherwise).
     """
 
     name: str
@@ -108,6 +111,7 @@ class MetricRecord:
     margin_relative: bool = True
     cap_quantile: float | None = None
     cap_value: float | None = None
+    quantile: float | None = None
 
     @property
     def higher_is_better(self) -> bool:

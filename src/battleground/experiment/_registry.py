@@ -61,6 +61,7 @@ def _metric_row(m: MetricRecord, position: int) -> Any:
         guardrail=m.guardrail, primary=m.primary, position=position,
         conversion_window_days=m.conversion_window_days, cuped_lookback_days=m.cuped_lookback_days,
         margin=m.margin, margin_relative=m.margin_relative, cap_quantile=m.cap_quantile, cap_value=m.cap_value,
+        quantile=m.quantile,
     )
 
 
@@ -589,6 +590,7 @@ class Registry(RegistryRepo):
         margin_relative: bool = True,
         cap_quantile: float | None = None,
         cap_value: float | None = None,
+        quantile: float | None = None,
         actor: str | None = None,
     ) -> ExperimentRecord:
         """Add a metric (allowed until archived; the sums are computed from events at query time).
@@ -603,7 +605,7 @@ class Registry(RegistryRepo):
                 "denominator": denominator, "direction": direction, "guardrail": guardrail, "primary": primary,
                 "conversion_window_days": conversion_window_days, "cuped_lookback_days": cuped_lookback_days,
                 "margin": margin, "margin_relative": margin_relative,
-                "cap_quantile": cap_quantile, "cap_value": cap_value,
+                "cap_quantile": cap_quantile, "cap_value": cap_value, "quantile": quantile,
             })
         with self._session() as session:
             row = self._row(session, key, lock=True)

@@ -101,7 +101,7 @@ class RegistryRepo:
                              conversion_window_days=m.conversion_window_days,
                              cuped_lookback_days=m.cuped_lookback_days,
                              margin=m.margin, margin_relative=bool(m.margin_relative),
-                             cap_quantile=m.cap_quantile, cap_value=m.cap_value)
+                             cap_quantile=m.cap_quantile, cap_value=m.cap_value, quantile=m.quantile)
                 for m in row.metrics
             ),
             end_conditions=EndConditions(ec.target_sample_size, ec.max_duration_days, ec.sequential,

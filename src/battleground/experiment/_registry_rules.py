@@ -147,7 +147,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
     elif isinstance(metric, Mapping):
         allowed = {"name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
                    "conversion_window_days", "cuped_lookback_days",
-                   "margin", "margin_relative", "cap_quantile", "cap_value"}
+                   "margin", "margin_relative", "cap_quantile", "cap_value", "quantile"}
         unknown = set(metric) - allowed
         if unknown:
             raise RegistryError(f"metric {metric!r} has unknown key(s) {sorted(unknown)}; use {sorted(allowed)}")
@@ -163,6 +163,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             cuped_lookback_days=_days(metric, "cuped_lookback_days", 14.0),
             margin=metric.get("margin"), margin_relative=metric.get("margin_relative", True),
             cap_quantile=metric.get("cap_quantile"), cap_value=metric.get("cap_value"),
+            quantile=metric.get("quantile"),
         )
     else:
         raise RegistryError(f"a metric must be a dict or a MetricRecord, got {metric!r}")
@@ -190,6 +191,7 @@ def _normalize_metric(metric: Any) -> MetricRecord:
             "only ratio metrics have a denominator", record.denominator,
             f"metric {record.name!r} is a {record.kind}: drop denominator= or use kind='ratio'",
         )
+    _check_quantile(record)
     window, lookback = record.conversion_window_days, record.cuped_lookback_days
     if window is not None and not (isinstance(window, int | float) and 0 < window <= 3650):
         raise RegistryRuleError(
@@ -208,6 +210,23 @@ def _normalize_metric(metric: Any) -> MetricRecord:
     except ValueError as exc:
         raise RegistryError(str(exc)) from None
     return _checked_margin(record)
+
+
+def _check_quantile(record: MetricRecord) -> None:
+    """A quantile metric names its level in (0, 1); no other kind has one."""
+    nu = record.quantile
+    if record.kind == "quantile":
+        if isinstance(nu, bool) or not isinstance(nu, int | float) or not 0.0 < nu < 1.0:
+            raise RegistryRuleError(
+                "quantile level in (0, 1)", nu,
+                f"metric {record.name!r} is a quantile: give quantile= a level in (0, 1), e.g. 0.5 (median), "
+                "0.9 (p90) or 0.99 (p99)",
+            )
+    elif nu is not None:
+        raise RegistryRuleError(
+            "only quantile metrics have a quantile level", nu,
+            f"metric {record.name!r} is a {record.kind}: drop quantile= or use kind='quantile'",
+        )
 
 
 def _checked_margin(record: MetricRecord) -> MetricRecord:

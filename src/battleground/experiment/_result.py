@@ -83,6 +83,8 @@ class MonitorResult(Result):
             ``("revenue", "capped at the 99.9th percentile")``: its rows compare capped values.
         post_stratify_by: the user attributes the rows' ``post_stratified`` comparisons stratify by.
         cupedpp_covariates: the covariates of the rows' ``cupedpp`` comparisons (CUPED++).
+        quantiles: (metric, its level as people write it) for each quantile metric, e.g.
+            ``("order_value_p90", "p90")``: its rows compare that quantile of the per-user value.
     """
 
     experiment_id: int
@@ -96,6 +98,7 @@ class MonitorResult(Result):
     capping: tuple[tuple[str, str], ...] = ()
     post_stratify_by: tuple[str, ...] = ()
     cupedpp_covariates: tuple[str, ...] = ()
+    quantiles: tuple[tuple[str, str], ...] = ()
 
     @property
     def users(self) -> dict[str, int]:
@@ -113,6 +116,16 @@ class MonitorResult(Result):
         parts = "; ".join(f"{m} {text}" for m, text in self.capping)
         return (f"Winsorised: {parts} (each user's value, and its pre-period covariate by the same rule, "
                 "computed over the experiment's users): those rows compare capped values.")
+
+    @property
+    def quantile_note(self) -> str:
+        """The quantile metrics in one sentence for views ("" when there is none)."""
+        if not self.quantiles:
+            return ""
+        parts = "; ".join(f"{m} is the {label}" for m, label in self.quantiles)
+        return (f"Quantile metrics: {parts} of the per-user value; its effect and interval by the order "
+                "statistics of Deng, Knoblich and Yu (2018), a z-test (mSPRT when sequential), relative "
+                "effect by the delta method.")
 
     @property
     def has_cuped(self) -> bool:

@@ -50,6 +50,7 @@ class ExperimentInfo(Result):
     stopped_at: dt.datetime | None = None
     design: str = "msprt"  # the sequential design (EndConditions.design)
     mde: float | None = None  # the planned relative MDE (mid-experiment power)
+    kind: str = "experiment"  # or "holdout": shipped vs holdout, the impact of what shipped
 
     @property
     def control(self) -> str:
@@ -85,7 +86,9 @@ class ExperimentSource(Protocol):
     # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
     # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
     # (post-stratification; ``None`` when the source cannot group by them); and
-    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered).
+    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered)
+    # for a source whose ``experiment_sums`` does not carry them (``ExperimentSums.covariates``);
+    # ``quantile_sums(info, start, end)``, ``{metric name: per-arm QuantileSums}`` of the quantile metrics.
 
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -187,14 +190,16 @@ class _Backend:
     def experiment_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> ExperimentSums:
-        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates."""
+        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates; when
+        the experiment declares ``regression_adjustment``, the CUPED++ sums too (the same scan)."""
         rec, defs = self._definitions(info)
         if not defs:
             from battleground.storage.sums import ExperimentSums
 
             return ExperimentSums((), multiple_exposures=self.multiple_exposures)
         return self.store_for(rec.id).experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                                      multiple_exposures=self.multiple_exposures)
+                                                      multiple_exposures=self.multiple_exposures,
+                                                      attributes=cupedpp_attributes(info))
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
@@ -206,13 +211,15 @@ class _Backend:
     ) -> dict[int, ExperimentSums]:
         """:meth:`experiment_sums` of many experiments over one window, one scan per event store and set
         of metric definitions (``EventStore.experiment_sums_batch``): experiments with the same metrics
-        (in any order) share a query. Experiments read in place from a registered source, or with capped
-        metrics, are left out (the caller reads them one by one), as are those without metrics."""
+        (in any order) share a query. Experiments read in place from a registered source, with capped
+        metrics or declaring CUPED++ are left out (the caller reads them one by one), as are those without
+        metrics."""
         groups: dict[tuple[Any, ...], list[tuple[ExperimentRecord, list[MetricQuery]]]] = {}
         for info in infos:
             rec, defs = self._definitions(info)
             store = self.store_for(rec.id)
-            if not defs or store is not self.store or any(d.capped for d in defs):
+            if (not defs or store is not self.store or any(d.capped for d in defs)
+                    or cupedpp_attributes(info) is not None):  # CUPED++ sums come from its own scan
                 continue
             groups.setdefault((id(store), frozenset(defs)), []).append((rec, defs))
         out: dict[int, ExperimentSums] = {}
@@ -269,6 +276,22 @@ class _Backend:
                                                        multiple_exposures=self.multiple_exposures)
         return result
 
+    def quantile_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]:
+        """``{metric name: per-arm QuantileSums}`` of the experiment's quantile metrics (empty without
+        any, or when the event source cannot compute them)."""
+        from battleground.experiment._metric_sums import metric_quantiles
+
+        rec, defs = self._definitions(info)
+        levels = metric_quantiles(rec.metrics)
+        store = self.store_for(rec.id)
+        if not levels or not hasattr(store, "quantile_sums"):
+            return {}
+        found = store.quantile_sums(rec.id, defs, levels, start, end, rec.variant_names,
+                                    multiple_exposures=self.multiple_exposures)
+        return {rec.metrics[j].name: list(arms) for j, arms in found.items()}
+
     def daily_experiment_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, ExperimentSums]]:
@@ -304,6 +327,15 @@ def _assignment_log(store: Any, experiment_id: int) -> Any:
     return pa.table({c: pa.array(list(v), type=EVENT_SCHEMA.field(c).type) for c, v in zip(cols, data, strict=True)})
 
 
+def cupedpp_attributes(info: ExperimentInfo) -> tuple[str, ...] | None:
+    """The numeric attributes the experiment's CUPED++ adds to the metrics' pre-periods (metadata
+    ``regression_adjustment``); ``None`` when it declares none (no CUPED++ sums to compute)."""
+    from battleground.experiment._cupedpp import regression_adjustment
+
+    spec = regression_adjustment(info.metadata)
+    return None if spec is None else spec.attributes
+
+
 def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:
     """``{metric name: per-variant sums}`` as :func:`battleground.stats.analyze_metrics` reads them."""
     return {m.name: list(arms) for m, arms in zip(info.metrics, sums.metrics, strict=True)}
@@ -325,7 +357,7 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
     metrics = tuple(
         MetricSpec(
             name=m.name, kind=m.kind, higher_is_better=m.higher_is_better, guardrail=m.guardrail,
-            primary=m.primary, capping=capping_text(m.cap_quantile, m.cap_value),
+            primary=m.primary, capping=capping_text(m.cap_quantile, m.cap_value), quantile=m.quantile,
         )
         for m in exp.metrics
     )
@@ -340,7 +372,7 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
             m.name: GuardrailMargin(float(m.margin), m.margin_relative)
             for m in exp.metrics if m.guardrail and m.margin is not None
         },
-        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde,
+        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde, kind=exp.kind,
     )
 
 

@@ -34,6 +34,7 @@ from battleground.experiment._metric_sums import (
     cuped_comparisons,
     post_stratified_comparisons,
     post_stratify_by,
+    quantile_label,
 )
 from battleground.experiment._offline_aa import OfflineAaResult, offline_aa
 from battleground.experiment._quality import multiple_exposure_check, pre_period_check
@@ -215,11 +216,17 @@ class Monitor:
         # the default source gives every metric, the exposure check and the CUPED covariates in one scan
         fetch = getattr(self.backend, "experiment_sums", None)
         es = fetch(info, start, end) if fetch is not None else None
+        quantiles = self._quantile_sums(info, start, end)
         if rows is None:
             sums = sums_by_metric(info, es) if es is not None else self.backend.metric_sums(info, start, end)
+            sums = {**sums, **quantiles}
             srm = self._srm(info, sums)
             rows = self._analyze(info, sums, sequential=info.sequential)
             current = sums
+        elif quantiles and current is not None:
+            current = {**current, **quantiles}
+            if info.design == "msprt":
+                rows = self._quantile_look(info, rows, current)
         checks = self._data_quality(info, start, end)
         cuped: dict[tuple[str, str], Any] = {}
         if es is not None:
@@ -232,7 +239,7 @@ class Monitor:
         return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, looks),
                             power=self._power(info, current, now),
                             post_stratified=self._post_stratified(info, start, end),
-                            cupedpp=self._cupedpp(info, start, end))
+                            cupedpp=self._cupedpp(info, start, end, es))
 
     def breakdown(self, by: str, start_dt: Any = None, end_dt: Any = None, *, relative: bool = True,
                   correction: str | None = None) -> ExperimentBreakdown:
@@ -269,6 +276,29 @@ class Monitor:
         return ExperimentBreakdown(experiment_id=info.id, attribute=by, correction=method, alpha=self.alpha,
                                    relative=relative, users=users, metrics=found)
 
+    def _quantile_sums(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[str, list[Any]]:
+        """``{metric name: per-arm QuantileSums}`` of the quantile metrics (empty without any, or from a
+        source that does not offer them: their rows then have no estimate)."""
+        if not any(m.kind == "quantile" for m in info.metrics):
+            return {}
+        fetch = getattr(self.backend, "quantile_sums", None)
+        return dict(fetch(info, start, end)) if fetch is not None else {}
+
+    def _quantile_look(
+        self, info: ExperimentInfo, rows: list[VariantMetricRow], current: dict[str, list[Any]]
+    ) -> list[VariantMetricRow]:
+        """The quantile metrics' rows of a sequential (mSPRT) experiment: the daily looks carry no order
+        statistics, so their rows are mSPRT at this look (always valid at any look on its own; the
+        other metrics add the running minimum over the daily looks)."""
+        try:
+            fresh = self._analyze(info, current, sequential=True)
+        except StatsInputError:
+            return rows
+        found = {(r.metric, r.variant): r for r in fresh if r.kind == "quantile"}
+        return [found.get((r.metric, r.variant), r) if r.kind == "quantile" else r for r in rows]
+
     def _post_stratified(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[tuple[str, str], Any]:
@@ -286,17 +316,20 @@ class Monitor:
         return {(c.metric, c.variant): c.result for c in found}
 
     def _cupedpp(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None, es: Any = None
     ) -> dict[tuple[str, str], Any]:
         """(metric, variant) → its CUPED++ comparison (:mod:`battleground.experiment._cupedpp`), when the
-        experiment's metadata declares ``regression_adjustment`` and the source offers the sums."""
+        experiment's metadata declares ``regression_adjustment`` and the source offers the sums: in the
+        one scan's ``es.covariates``, else from its own ``covariate_sums``."""
         from battleground.experiment._cupedpp import cupedpp_comparisons, regression_adjustment
 
         spec = regression_adjustment(info.metadata)
-        fetch = getattr(self.backend, "covariate_sums", None)
-        if spec is None or fetch is None:
+        if spec is None:
             return {}
-        arms = fetch(info, spec.attributes, start, end)
+        arms = getattr(es, "covariates", None)
+        if arms is None:
+            fetch = getattr(self.backend, "covariate_sums", None)
+            arms = fetch(info, spec.attributes, start, end) if fetch is not None else None
         if not arms:
             return {}
         found = cupedpp_comparisons([(m.name, m.kind) for m in info.metrics], arms, control=info.control,
@@ -351,7 +384,9 @@ class Monitor:
                              sequential_srm=ssrm, power=power, design=_design(info),
                              capping=tuple((m.name, m.capping) for m in info.metrics if m.capping),
                              post_stratify_by=post_stratify_by(info.metadata) if strat else (),
-                             cupedpp_covariates=used)
+                             cupedpp_covariates=used,
+                             quantiles=tuple((m.name, quantile_label(m.quantile)) for m in info.metrics
+                                             if m.kind == "quantile"))
 
     def _data_quality(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None

@@ -452,7 +452,7 @@ def render_report(
         "data_quality": result.data_quality, "has_cuped": result.has_cuped,
         "post_stratify_by": ", ".join(result.post_stratify_by) if result.has_post_stratified else "",
         "cupedpp_covariates": ", ".join(result.cupedpp_covariates) if result.has_cupedpp else "",
-        "capping_note": result.capping_note,
+        "capping_note": result.capping_note, "quantile_note": result.quantile_note,
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
         "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",

@@ -54,6 +54,12 @@ from battleground.stats._poststrat import (
     post_stratified_test,
     post_stratify_moments,
 )
+from battleground.stats._quantile import (
+    QuantileTestResult,
+    quantile_bound_levels,
+    quantile_test,
+    quantile_variance,
+)
 from battleground.stats._regression_adjust import (
     CovariateSummary,
     RegressionAdjustedResult,
@@ -98,6 +104,7 @@ __all__ = [
     "MidExperimentPowerResult",
     "PostStratifiedResult",
     "PowerResult",
+    "QuantileTestResult",
     "RatioCupedSummary",
     "RatioSummary",
     "RegressionAdjustedResult",
@@ -136,6 +143,9 @@ __all__ = [
     "power_after",
     "power_means",
     "power_proportions",
+    "quantile_bound_levels",
+    "quantile_test",
+    "quantile_variance",
     "ratio_cuped_test",
     "ratio_cuped_theta",
     "ratio_test",

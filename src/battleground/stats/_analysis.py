@@ -27,12 +27,13 @@ from battleground.stats._base import (
     check_choice,
 )
 from battleground.stats._corrections import adjust_pvalues
+from battleground.stats._quantile import quantile_arm
 from battleground.stats._sequential import _msprt_arrays
 from battleground.stats._tests import infer
 
 __all__ = ["MetricSpec", "VariantMetricRow", "analyze_metrics"]
 
-KINDS = ("proportion", "mean", "ratio")
+KINDS = ("proportion", "mean", "ratio", "quantile")
 SIGNIFICANT_BY = ("p_value", "p_value_adjusted")
 
 
@@ -42,12 +43,14 @@ class MetricSpec(Result):
 
     Attributes:
         name: metric name (the key into the sums mapping).
-        kind: "proportion" (conversion rate), "mean" (per-user value) or "ratio" (ΣM/ΣD per user,
-            e.g. CTR = clicks / impressions).
+        kind: "proportion" (conversion rate), "mean" (per-user value), "ratio" (ΣM/ΣD per user,
+            e.g. CTR = clicks / impressions) or "quantile" (the ν-quantile of the per-user value; its
+            sums are :class:`~battleground.storage.sums.QuantileSums`, see :mod:`._quantile`).
         higher_is_better: direction in which the metric should move.
         guardrail: a guardrail must not be significantly harmed.
         primary: the metric that decides the experiment (the first one if none is marked).
         capping: how the per-user values were winsorised, in words ("" when they were not), for views.
+        quantile: a quantile metric's level (e.g. 0.9 for p90), ``None`` for other kinds.
     """
 
     name: str
@@ -56,6 +59,7 @@ class MetricSpec(Result):
     guardrail: bool = False
     primary: bool = False
     capping: str = ""
+    quantile: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,11 @@ def _arm_stats(s: Any, kind: str, metric: str) -> tuple[float, float, int, int]:
     if n < 2:
         return math.nan, math.nan, int(s.users), int(s.events)
     where = f"metric {metric!r}, variant {s.variant!r}"
+    if kind == "quantile":
+        if not hasattr(s, "nu"):  # a look without the quantile's order statistics (e.g. a daily series)
+            return math.nan, math.nan, int(n), int(s.events)
+        q, var = quantile_arm(s, where)
+        return q, var * n, int(n), int(s.events)  # "per-user variance × n" = n·Var(q̂)
     if kind == "ratio":
         rs = RatioSummary(
             n=n, sum_m=s.sum_x, sum_d=s.sum_y, sum_m2=s.sum_x2, sum_d2=s.sum_y2, sum_md=s.sum_xy,
@@ -190,10 +199,13 @@ def analyze_metrics(
     rows = _compare_vectorised(
         metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci, significant_by
     )
+    by_metric: dict[str, list[VariantMetricRow]] = {}
+    for r in rows:  # grouped once: a scan per metric is quadratic in the number of metrics
+        by_metric.setdefault(r.metric, []).append(r)
     out: list[VariantMetricRow] = []
     for crow in controls:
         out.append(crow)
-        out.extend(r for r in rows if r.metric == crow.metric)
+        out.extend(by_metric.get(crow.metric, ()))
     return out
 
 
@@ -217,12 +229,17 @@ def _compare_vectorised(
         a, b = vc / nc, vt / nt
         se_abs = np.sqrt(a + b)
         df = (a + b) ** 2 / (a * a / (nc - 1) + b * b / (nt - 1))
-        df = np.where(np.isfinite(df), df, np.inf)
+        # quantiles are asymptotically normal (no Welch df): a z-test, as Deng et al. and gbstats
+        quantile = np.array([m[0].kind == "quantile" for m in metas])
+        df = np.where(np.isfinite(df) & ~quantile, df, np.inf)
         diff = mt - mc
         den = np.abs(mc)
         rel = diff / den
         se_rel = np.sqrt(b / mc**2 + a * mt**2 / mc**4)
         valid = (se_abs > 0) & np.isfinite(se_abs) & (nc >= 2) & (nt >= 2)
+        # a quantile arm without variance (too few units, collapsed bounds) is unresolved, not exact:
+        # no test (gbstats' zero-variance rule)
+        valid &= ~quantile | ((vc > 0) & (vt > 0))
         valid_rel = valid & (den > 0) & (se_rel > 0) & np.isfinite(se_rel) & np.isfinite(rel)
         safe_se = np.where(valid, se_abs, 1.0)
         safe_se_rel = np.where(valid_rel, se_rel, 1.0)
@@ -279,7 +296,7 @@ def _compare_vectorised(
                 rel_ci_lower=float(lo_rel[k]) if valid_rel[k] else math.nan,
                 rel_ci_upper=float(hi_rel[k]) if valid_rel[k] else math.nan,
                 p_value=float(p[k]), p_value_adjusted=float(adj[k]),
-                method="msprt" if sequential else "welch", significant=sig,
+                method="msprt" if sequential else ("z" if spec.kind == "quantile" else "welch"), significant=sig,
                 guardrail=spec.guardrail, guardrail_breach=bool(spec.guardrail and sig and harmful),
                 primary=spec.primary, higher_is_better=spec.higher_is_better,
                 significant_by=significant_by,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HEAD_REVISION", "MIGRATIONS", "registry_engine", "sqlalchemy_url", "upgrade"]
 
-HEAD_REVISION = "0014"
+HEAD_REVISION = "0015"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same in every process that migrates this database.
 _PG_MIGRATION_LOCK = 7_311_402_022

@@ -116,6 +116,8 @@ class MetricRow(Base):
     # winsorisation (migration 0011): a quantile cap or a fixed cap of the per-user value; NULL = none
     cap_quantile: Mapped[float | None] = mapped_column(Float, nullable=True)
     cap_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # a quantile metric's level (migration 0015); NULL for every other kind
+    quantile: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     experiment: Mapped[ExperimentRow] = relationship(back_populates="metrics")
 

@@ -45,6 +45,8 @@ __all__ = [
     "MetricDefinition",
     "MetricQuery",
     "as_query",
+    "covariate_columns",
+    "covariate_count",
     "daily_sums_many_sql",
     "metric_sums_many_sql",
     "per_user_values_sql",
@@ -337,10 +339,11 @@ def _capping(metrics: Sequence[MetricQuery], base: str, final: str, carry: str) 
     return ",\n" + ",\n".join(ctes)
 
 
-def _shifts(per_metric: list[dict[str, str]], source: str, by: str = "") -> str:
-    """One row of per-metric shifts: the means of x, y and c over the analysed units of ``source`` (one
-    row per value of ``by`` when given, e.g. per experiment of a batch)."""
-    cols = []
+def _shifts(per_metric: list[dict[str, str]], source: str, extra: Sequence[str] = (), by: str = "") -> str:
+    """One row of per-metric shifts: the means of x, y and c over the analysed units of ``source`` (and
+    the ``extra`` columns, over the same units; one row per value of ``by`` when given, e.g. per
+    experiment of a batch)."""
+    cols = list(extra)
     for j, e in enumerate(per_metric):
         kx = _ZERO if e["proportion"] == "True" else f"COALESCE(AVG(x{j}), {_ZERO})"
         ky = f"COALESCE(AVG(y{j}), {_ZERO})" if e["ratio"] == "True" else _ZERO
@@ -350,9 +353,56 @@ def _shifts(per_metric: list[dict[str, str]], source: str, by: str = "") -> str:
     return f"SELECT {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL"
 
 
+def covariate_columns(n_metrics: int, attributes: int) -> tuple[str, ...]:
+    """The CUPED++ columns of :func:`metric_sums_many_sql` (``covariates=attributes``), after the metric
+    and strata columns: per covariate a (see :func:`covariate_count`) ``pp_z<a>`` = Σz'_a and ``pp_kz<a>``
+    its shift, then ``pp_zz<a>_<b>`` = Σz'_a·z'_b (a ≤ b), then ``pp_yz<j>_<a>`` = Σx'_j·z'_a (x' around
+    the metric's own shift, so Σx' and Σx'² are the metric's ``sum_x`` and ``sum_x2``)."""
+    p = covariate_count(n_metrics, attributes)
+    return (*(f"pp_{c}{a}" for a in range(p) for c in ("z", "kz")),
+            *(f"pp_zz{a}_{b}" for a in range(p) for b in range(a, p)),
+            *(f"pp_yz{j}_{a}" for j in range(n_metrics) for a in range(p)))
+
+
+def covariate_count(n_metrics: int, attributes: int) -> int:
+    """How many CUPED++ covariates: every metric's pre-period value ``c<j>``, then per attribute its
+    value (0 when missing) and a missing flag."""
+    return n_metrics + 2 * attributes
+
+
+def _attribute_ctes(name: str, param: str, count: int) -> str:
+    """Per declared attribute i a CTE ``<name><i>`` of each user's value ``st``: the smallest ``value`` of
+    their events of type ``:<param><i>`` logged at or before their first exposure (an attribute logged
+    later could be moved by the treatment, so it does not count)."""
+    return "".join(f"""{name}{i} AS (
+    SELECT a.user_id, MIN(a.value) AS st
+    FROM events a JOIN units x ON a.user_id = x.user_id
+    WHERE a.experiment_id = :experiment AND a.event_type = :{param}{i} AND a.ts <= x.t0 AND a.ts < :end
+    GROUP BY a.user_id
+),
+""" for i in range(count))
+
+
+def _covariate_terms(n_metrics: int, attributes: int) -> tuple[list[str], list[str]]:
+    """(the shifts of the attributes' covariates, for ``k``; the CUPED++ output columns). The metrics'
+    pre-period values keep their own shifts ``kc<j>``."""
+    z = [(f"c{j}", f"kc{j}") for j in range(n_metrics)]
+    shifts = []
+    for i in range(attributes):
+        value, missing = f"COALESCE(at{i}, {_ZERO})", f"(CASE WHEN at{i} IS NULL THEN {_ONE} ELSE {_ZERO} END)"
+        shifts += [f"COALESCE(AVG({value}), {_ZERO}) AS kv{i}", f"COALESCE(AVG({missing}), {_ZERO}) AS km{i}"]
+        z += [(value, f"kv{i}"), (missing, f"km{i}")]
+    dz = [f"({e} - {k})" for e, k in z]
+    p = len(z)
+    terms = [t for a in range(p) for t in (f"SUM({dz[a]})", f"MIN({z[a][1]})")]
+    terms += [f"SUM({dz[a]} * {dz[b]})" for a in range(p) for b in range(a, p)]
+    terms += [f"SUM((x{j} - kx{j}) * {dz[a]})" for j in range(n_metrics) for a in range(p)]
+    return shifts, [f"{t} AS {c}" for t, c in zip(terms, covariate_columns(n_metrics, attributes), strict=True)]
+
+
 def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
                          fixed_shifts: bool = False, active: bool = False, strata: int = 0,
-                         batch: int = 0) -> str:
+                         covariates: int | None = None, batch: int = 0) -> str:
     """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
     :data:`METRIC_COLUMNS` named ``m<j>_<column>``.
 
@@ -374,20 +424,32 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     columns after the metric columns, one row per (arm, strata); the shifts stay those of all users, so
     the strata's sums add up to the unstratified ones.
 
+    ``covariates``: also the cross sums of regression adjustment with several covariates (CUPED++),
+    :func:`covariate_columns`, from the same per-user step: every metric's pre-period value ``c<j>``
+    (capped as the metric is) and that many declared numeric user attributes, attribute i carried by
+    events of type ``:at<i>`` whose ``value`` is the attribute (the strata's rule: the smallest logged at
+    or before the first exposure), read as its value (0 when missing) and a missing flag. ``None``: none.
+
     ``batch``: the same sums of up to that many experiments at once (ids ``:x0`` … ``:x<batch-1>``,
     repeat one to fill; one window ``:start``/``:end`` for all), every step also grouped by experiment,
     so each experiment's rows equal its own query's; the rows gain a leading ``experiment_id`` column.
-    Not with ``fixed_shifts``, ``active``, ``strata`` or capped metrics (their steps span one experiment).
+    Not with ``fixed_shifts``, ``active``, ``strata``, ``covariates`` or capped metrics (their steps span
+    one experiment).
     """
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
-    if batch and (fixed_shifts or active or strata or any(m.capped for m in metrics)):
-        raise ValueError("a batch of experiments takes plain sums only: no fixed_shifts, active, strata "
-                         "or capped metrics (query those experiments one by one)")
+    if batch and (fixed_shifts or active or strata or covariates is not None or any(m.capped for m in metrics)):
+        raise ValueError("a batch of experiments takes plain sums only: no fixed_shifts, active, strata, "
+                         "covariates or capped metrics (query those experiments one by one)")
     if not (isinstance(batch, int) and 0 <= batch <= 1024):
         raise ValueError(f"batch must be a number of experiments in [0, 1024], got {batch!r}")
     if not (isinstance(strata, int) and 0 <= strata <= 8):
         raise ValueError(f"strata must be a number of attributes in [0, 8], got {strata!r}")
+    if covariates is not None and not (isinstance(covariates, int) and 0 <= covariates <= 8):
+        raise ValueError(f"covariates must be a number of attributes in [0, 8] or None, got {covariates!r}")
+    if covariates is not None and fixed_shifts:
+        raise ValueError("the CUPED++ sums take their shifts from the data: covariates needs fixed_shifts=False")
+    attrs = covariates or 0
     _exposure(multiple)  # validates ``multiple``
     index = {et: i for i, et in enumerate(_event_types(metrics))}
     keep = multiple == "keep"
@@ -435,6 +497,7 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     base = "per_user_raw" if capped else "per_user"
     capping = _capping(metrics, "per_user", "SELECT * FROM per_user_raw WHERE grp IS NOT NULL",
                        "grp, multi, wu, " + "".join(f"st{i}, " for i in range(strata))
+                       + "".join(f"at{i}, " for i in range(attrs))
                        + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
                        ) if capped else ""
     plain_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in plain.exprs.items())
@@ -454,17 +517,18 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
                                     for j in range(len(per_metric))))
     join = ("e.experiment_id = x.experiment_id AND " if batch else "") + "e.user_id = x.user_id" + (
         " AND e.variant = x.variant" if keep else "")
-    # per attribute, each user's stratum: the smallest value logged at or before their first exposure
-    strata_ctes = "".join(f"""s{i} AS (
-    SELECT a.user_id, MIN(a.value) AS st
-    FROM events a JOIN units x ON a.user_id = x.user_id
-    WHERE a.experiment_id = :experiment AND a.event_type = :st{i} AND a.ts <= x.t0 AND a.ts < :end
-    GROUP BY a.user_id
-),
-""" for i in range(strata))
-    st_cols = "".join(f"s{i}.st AS st{i}, " for i in range(strata))
-    st_joins = "".join(f" LEFT JOIN s{i} ON s{i}.user_id = u.user_id" for i in range(strata))
+    # per attribute, each user's stratum (or CUPED++ covariate)
+    strata_ctes = _attribute_ctes("s", "st", strata) + _attribute_ctes("att", "at", attrs)
+    st_cols = "".join(f"s{i}.st AS st{i}, " for i in range(strata)) + "".join(
+        f"att{i}.st AS at{i}, " for i in range(attrs))
+    st_joins = "".join(f" LEFT JOIN s{i} ON s{i}.user_id = u.user_id" for i in range(strata)) + "".join(
+        f" LEFT JOIN att{i} ON att{i}.user_id = u.user_id" for i in range(attrs))
     st_out = "".join(f", st{i} AS stratum{i}" for i in range(strata))
+    if covariates is not None:
+        pp_shifts, pp_terms = _covariate_terms(len(metrics), attrs)
+        if pp_shifts:  # not fixed_shifts (refused above): ``shifts`` is a SELECT over per_user
+            shifts = _shifts(per_metric, "per_user", pp_shifts)
+        st_out += ",\n       " + ",\n       ".join(pp_terms)
     st_group = "".join(f", st{i}" for i in range(strata))
     return f"""
 WITH scan AS (

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ResultsTable", "TableRow", "results_csv", "results_table"]
 
-UNITS = {"proportion": "% of users", "mean": "per user", "ratio": "ratio"}
+UNITS = {"proportion": "% of users", "mean": "per user", "ratio": "ratio", "quantile": "quantile over users"}
 _OUTCOMES = {
     "improved": ("pos", "improved"),
     "deteriorated": ("neg", "worse"),
@@ -159,8 +159,9 @@ def _place(x: float, lim: float) -> float:
 
 
 def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "", capped: str = "",
-         note: str = "") -> TableRow:
+         note: str = "", quantile: str = "") -> TableRow:
     kind = r.kind
+    unit = f"{quantile} over users" if quantile else UNITS.get(kind, kind)
     outcome = "" if r.is_control or verdict is None else verdict.outcome
     css = _OUTCOMES.get(outcome, ("", ""))[0] if not adjustment else ""
     scale = 100.0 if kind == "proportion" else 1.0
@@ -183,11 +184,11 @@ def _row(r: VariantMetricRow, *, verdict: Any, lim: float, adjustment: str = "",
         padj = verdict.p_value_adjusted
     ctrl = r.is_control
     return TableRow(
-        metric=r.metric, kind=kind, unit=UNITS.get(kind, kind) + (f", {capped}" if capped else ""),
+        metric=r.metric, kind=kind, unit=unit + (f", {capped}" if capped else ""),
         variant=r.variant, is_control=ctrl,
         primary=r.primary, guardrail=r.guardrail, adjustment=adjustment, users=int(r.users), value=r.value,
         abs_lift=r.abs_lift * scale, abs_ci_lower=r.abs_ci_lower * scale, abs_ci_upper=r.abs_ci_upper * scale,
-        abs_unit="pp" if kind == "proportion" else UNITS.get(kind, kind),
+        abs_unit="pp" if kind == "proportion" else unit,
         rel_lift=r.rel_lift, rel_ci_lower=lo, rel_ci_upper=hi,
         p_value=math.nan if ctrl else r.p_value, p_value_adjusted=padj, outcome=outcome,
         value_text=value_text(r.value, kind),
@@ -213,9 +214,11 @@ def results_table(result: MonitorResult, *, alpha: float = 0.05) -> ResultsTable
                                if a is not None])
     rows: list[TableRow] = []
     capping = dict(result.capping)  # winsorised metrics say so under their name
+    quantiles = dict(result.quantiles)  # and quantile metrics their level ("p90 over users")
     for r in plain:
         verdict = None if r.is_control else decision.for_row(r.metric, r.variant)
-        rows.append(_row(r, verdict=verdict, lim=lim, capped=capping.get(r.metric, "")))
+        rows.append(_row(r, verdict=verdict, lim=lim, capped=capping.get(r.metric, ""),
+                         quantile=quantiles.get(r.metric, "")))
         if r.cuped is not None and not r.is_control:
             rows.append(_row(r.cuped, verdict=verdict, lim=lim, adjustment="CUPED", capped=capping.get(r.metric, "")))
         if r.post_stratified is not None and not r.is_control:

@@ -98,6 +98,14 @@ class SumsCache:
         return len(self._items)
 
 
+def _sums_extra(info: ExperimentInfo) -> tuple[Any, ...]:
+    """What besides the store's state and the window keys an experiment's one-scan sums: the declared
+    CUPED++ attributes change what the scan returns (metadata is not in ``sums_key``)."""
+    from battleground.experiment._source import cupedpp_attributes
+
+    return (cupedpp_attributes(info),)
+
+
 class ReadOnlySource:
     """An :class:`~battleground.experiment.monitoring.ExperimentSource` that never writes.
 
@@ -170,8 +178,9 @@ class ReadOnlySource:
         for i in experiment_ids:
             info = self.experiment(int(i))
             shared = self.sums_state(info) if self.cache is not None else None
-            if self._local("sums", info, start, end) in self._sums or (
-                    shared is not None and self.cache is not None and ("sums", shared, start, end, ()) in self.cache):
+            extra = _sums_extra(info)
+            if self._local("sums", info, start, end, extra) in self._sums or (
+                    shared is not None and self.cache is not None and ("sums", shared, start, end, extra) in self.cache):
                 continue
             todo.append((info, shared))
         if not todo:
@@ -180,9 +189,10 @@ class ReadOnlySource:
         for info, shared in todo:
             if info.id not in found:  # not batchable (its own source, capped metrics): read alone later
                 continue
-            self._sums[self._local("sums", info, start, end)] = found[info.id]
+            extra = _sums_extra(info)
+            self._sums[self._local("sums", info, start, end, extra)] = found[info.id]
             if shared is not None and self.cache is not None:
-                self.cache.put(("sums", shared, start, end, ()), found[info.id])
+                self.cache.put(("sums", shared, start, end, extra), found[info.id])
         return sum(info.id in found for info, _ in todo)
 
     @property
@@ -194,7 +204,7 @@ class ReadOnlySource:
             return None
 
         def experiment_sums(info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None) -> Any:
-            return self._read("sums", info, start, end, lambda: fetch(info, start, end))
+            return self._read("sums", info, start, end, lambda: fetch(info, start, end), _sums_extra(info))
 
         return experiment_sums
 
