@@ -33,7 +33,7 @@ def list_pipelines() -> None:
 @app.command("run")
 def run(
     pipeline: str = typer.Option(..., "--pipeline", "-p", help="Pipeline name (see `battleground pipeline list`)."),
-    env: str | None = typer.Option(None, "--env", "-e", help="Config environment: base (default) or game2_env."),
+    env: str | None = typer.Option(None, "--env", "-e", help="Config environment: base (default), game2_env or regression_env (a numeric target)."),
     n_characters: int | None = typer.Option(None, help="Override churn.n_characters (smaller data)."),
     conf: Path | None = typer.Option(None, "--conf", help="Config folder with base/ and game2_env/ (default: "
                                      "the package's own; see `battleground pipeline kedro-project`)."),
