@@ -23,11 +23,12 @@ source_dir = "."
 
 @app.command("list")
 def list_pipelines() -> None:
-    """Every pipeline name (``*_game2`` twins run in ``game2_env``)."""
-    from battleground.pipelines.registry import PIPELINE_NAMES
+    """Every pipeline name (``*_game2`` twins run in ``game2_env``; ``regression_env`` is a numeric target)."""
+    from battleground.pipelines.registry import ENVIRONMENTS, PIPELINE_NAMES
 
+    others = " | ".join(e for e in ENVIRONMENTS)
     for name in PIPELINE_NAMES:
-        console.print(f"{name}  [dim]({'game2_env' if name.endswith('_game2') else 'base | game2_env'})[/dim]")
+        console.print(f"{name}  [dim]({'game2_env' if name.endswith('_game2') else others})[/dim]")
 
 
 @app.command("run")
