@@ -123,3 +123,26 @@ def test_regression_champion_serves_small_requests_on_the_fast_path(tmp_path, re
         assert http.get("/model").json()["threshold"] is None
     assert fast == [1, INLINE_ROWS, INLINE_ROWS + 1]  # every request scored on the arrays, no DataFrame
     assert pooled == [INLINE_ROWS + 1]  # only the 17-row request left the event loop
+
+
+def test_regression_champion_batch_predicts_in_parallel_chunks(tmp_path, reg_sets) -> None:
+    """``batch_predict`` of a regression champion: ``prediction`` per row in the input's order, the same
+    numbers in one process or two, in Parquet or CSV."""
+    from battleground.model.batch import batch_predict
+    from battleground.model.tracking import load_champion
+
+    settings = Settings.from_env({"BATTLEGROUND_HOME": str(tmp_path / ".battleground")})
+    X, y, X_test, y_test = reg_sets
+    reg = RegressionTrainer("linear").fit(X, y)
+    _champion(settings, reg, X_test, y_test)
+    champ = load_champion(settings, "value")
+    rows = X_test.assign(char_id=np.arange(len(X_test)) * 3)
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    res = batch_predict(champ, tmp_path / "rows.parquet", tmp_path / "out.parquet", chunk_rows=120, workers=2)
+    assert (res.rows, res.chunks, res.workers) == (500, 5, 2)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.columns) == ["char_id", "prediction"] and out["char_id"].tolist() == rows["char_id"].tolist()
+    np.testing.assert_allclose(out["prediction"].to_numpy(), reg.predict(X_test), rtol=1e-12)
+    batch_predict(champ, tmp_path / "rows.parquet", tmp_path / "out.csv", chunk_rows=500, workers=1)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["prediction"].to_numpy(),
+                               out["prediction"].to_numpy(), rtol=1e-12)
