@@ -65,20 +65,24 @@ class BatchResult:
 
 # -- the worker side: the model arrives once, through the pool's initializer -------------------------
 IN_FLIGHT_PER_WORKER = 2  # chunks submitted per worker before the oldest is awaited: memory is bounded by it
+# inputs of fewer rows keep LightGBM's own walk: importing numba and loading the compiled walk costs about
+# a second, what the compiled walk saves on some 100k rows
+COMPILED_MIN_ROWS = 100_000
 
 
 class _Scorer:
     """Scores chunks with the champion's model. For our LightGBM :class:`~battleground.model.train.Trainer`
     (plain or calibrated) each chunk becomes LightGBM's float matrix once and each booster walks it compiled
     (:mod:`battleground.model._trees`, the same numbers as the booster); any other model, or no numba:
-    :func:`~battleground.model.serve.score_frame`, as the server scores."""
+    :func:`~battleground.model.serve.score_frame`, as the server scores. ``compiled=False``: never the
+    compiled walk."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, compiled: bool = True) -> None:
         from battleground.model._trees import compile_booster
 
         self.model = model
         self.compiled: list[tuple[Any, Any]] = []
-        boosters = _lightgbm_boosters(model)
+        boosters = _lightgbm_boosters(model) if compiled else []
         for booster in boosters:
             walk = compile_booster(booster)
             if walk is None:  # not covered (or no numba): the boosters predict themselves
@@ -321,7 +325,7 @@ def batch_predict(
     batches, ids, total = _batches(src, features, id_columns, chunk_rows)
     if workers is None:
         workers = max(1, min(cores(), -(-total // chunk_rows)))
-    scorer = _Scorer(scoring_model(champion))
+    scorer = _Scorer(scoring_model(champion), compiled=total >= COMPILED_MIN_ROWS)
     writer = _Writer(dst)
     rows = chunks = peak = 0
     threshold = None if champion.task == "regression" else champion.threshold
