@@ -207,7 +207,8 @@ def predict(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write predictions (.parquet or .csv)."),
     model_name: str = typer.Option("churn", help="Registered model whose 'champion' alias scores the rows."),
     chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1, help="Rows scored per chunk (bounds memory)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes scoring chunks in parallel."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes scoring chunks in parallel "
+                                       "(default: one per CPU core, at most one per chunk)."),
 ) -> None:
     """Batch-score a file with the champion: writes the input's id column (if any), churn_probability
     and churn_label (a regression champion: prediction), in the input's row order; nothing is written

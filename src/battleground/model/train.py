@@ -14,7 +14,7 @@ Example (seed ``000``):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -431,10 +431,14 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
             return self._fast_linear(columns)
         return None
 
-    def _fast_proba(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+    def _fast_proba(self, X: pd.DataFrame | Mapping[str, Any],
+                    booster_predict: Callable[[Any, np.ndarray, bool], np.ndarray | None] | None = None,
+                    ) -> np.ndarray | None:
         """``predict_proba`` straight from LightGBM's booster(s) on :meth:`_lgb_matrix`, the same numbers as
         the estimator's ``predict_proba`` on the prepared frame (tested to the last bit); None when the
-        fitted estimator is not a plain or sigmoid/isotonic-calibrated LightGBM classifier."""
+        fitted estimator is not a plain or sigmoid/isotonic-calibrated LightGBM classifier.
+        ``booster_predict(booster, matrix, raw_score)``: another walk of the trees giving the same
+        numbers (batch scoring's compiled one), or None to let the booster predict."""
         est = self.estimator_
         calibrated = getattr(est, "calibrated_classifiers_", None)
         members = [cc.estimator for cc in calibrated] if calibrated is not None else [est]
@@ -445,8 +449,14 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         if mat is None:
             return None
 
+        def predict(m: Any, raw_score: bool) -> np.ndarray:
+            out = booster_predict(m.booster_, mat, raw_score) if booster_predict is not None else None
+            if out is not None:
+                return out
+            return np.asarray(m.booster_.predict(mat, raw_score=raw_score, **_lgb_threads(m)))
+
         if calibrated is None:
-            p = np.asarray(est.booster_.predict(mat, **_lgb_threads(est)), dtype=np.float64)
+            p = np.asarray(predict(est, False), dtype=np.float64)
             return np.column_stack([1.0 - p, p])  # as LGBMClassifier.predict_proba stacks them
         total = np.zeros((len(mat), 2), dtype=np.float64)
         for cc in calibrated:  # sklearn's _CalibratedClassifier.predict_proba for two classes, in order
@@ -454,7 +464,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
             if getattr(cc, "method", None) not in ("sigmoid", "isotonic") or len(cc.calibrators) != 1:
                 return None
             # sklearn calibrates decision_function (LightGBM's raw score) when there is one
-            raw = m.booster_.predict(mat, raw_score=hasattr(m, "decision_function"), **_lgb_threads(m))
+            raw = predict(m, hasattr(m, "decision_function"))
             proba = np.empty((len(mat), 2), dtype=np.float64)
             proba[:, 1] = cc.calibrators[0].predict(raw)
             proba[:, 0] = 1.0 - proba[:, 1]
