@@ -149,3 +149,15 @@ def test_one_row_equals_the_batch_bit_for_bit() -> None:
     np.testing.assert_array_equal(shuffled, batch[order])
     sums = batch.reshape(n, k).sum(axis=1)
     np.testing.assert_allclose(sums, 1.0, rtol=0, atol=1e-7)
+
+
+def test_extreme_scales_stay_finite_and_sum_to_one() -> None:
+    """Means of 1e12 and spreads 1e8 apart put table coordinates far beyond 32 bits: the values stay
+    finite, in [0, 1], and each context's propensities still sum to 1."""
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        sd = 10.0 ** rng.uniform(-4, 4, 5)
+        mu = 1e12 + rng.normal(0, 1, 5) * sd * rng.choice([0.5, 3.0, 30.0])
+        props = _all_arms(mu, sd)
+        assert np.isfinite(props).all() and ((props >= 0) & (props <= 1)).all()
+        assert props.sum() == pytest.approx(1.0, abs=1e-6)

@@ -75,18 +75,18 @@ _TAB1 = _c1 - _c2
 _TAB2 = _c2
 _TAB_SCALE = 1.0 / _TAB_STEP
 _TAB_SHIFT = 0.5 - _TAB_LO / _TAB_STEP
-_TAB_U_MAX = float(_TAB0.size - 1)
+_TAB_U_BOUND = 1e9  # |u0| + |u1| < 2³¹
 
 
 def _ndtr_table(u: NDArray[np.float64], out: NDArray[np.float64]) -> NDArray[np.float64]:
     """``Φ(x)`` to 6e-10 absolute into ``out``, given ``u = (x + 8.5)·256 + 0.5`` (``x`` in table steps).
 
     Node ``i = ⌊u⌋`` is the one nearest ``x``; the value is the quadratic Taylor polynomial of Φ at
-    that node, written in ``t = u − i ∈ [0, 1)``. Beyond the table ``u`` is clipped to its ends (``Φ``
-    is within 1e-17 of 0 or 1 there), which also keeps the 32-bit cast exact. ``u`` is overwritten.
+    that node, written in ``t = u − i ∈ [0, 1)``. Beyond the table the end nodes are used (``Φ`` is
+    within 1e-17 of 0 or 1 there and their slope terms vanish; ``|t| < 1`` still). ``|u|`` must stay
+    below 2³¹ for the 32-bit cast. ``u`` is overwritten.
     """
-    np.clip(u, 0.0, _TAB_U_MAX, out=u)
-    i = u.astype(np.int32)  # a fifth of the cost of an intp cast
+    i = u.astype(np.int32)  # a fifth of the cost of an intp cast; exact for |u| < 2³¹
     u -= i
     np.take(_TAB2, i, mode="clip", out=out)
     out *= u
@@ -154,6 +154,10 @@ def win_probability(mu: NDArray[np.float64], sd: NDArray[np.float64], arms: NDAr
     m_todo = n_rel[todo]
     for m in np.unique(m_todo):
         sel = todo[m_todo == m]
+        if sel.size == r:  # every row has m competitors (arms close): no gather of the rows
+            keep = relevant
+            prob[:] = integral(a[keep].reshape(r, m), b[keep].reshape(r, m))
+            continue
         keep = relevant[sel]  # each row keeps its m relevant competitors, in index order
         prob[sel] = integral(a[sel][keep].reshape(sel.size, m), b[sel][keep].reshape(sel.size, m))
     return np.clip(prob, 0.0, 1.0)
@@ -220,6 +224,10 @@ def step_panel(a: NDArray[np.float64], b: NDArray[np.float64]) -> tuple[NDArray[
     # The table's coordinate of a_j + b_j·(mid + half·x) is u0 + u1·x.
     u0 = (a_t + b_t * mid) * _TAB_SCALE + _TAB_SHIFT
     u1 = (b_t * half) * _TAB_SCALE
+    # Keep |u| < 2³¹ for the table's 32-bit cast. In rows the panel trusts |u1| ≤ 20 widths·256/2, so a
+    # clipped u0 stays beyond the same end of the table; the other rows' values are replaced anyway.
+    np.clip(u0, -_TAB_U_BOUND, _TAB_U_BOUND, out=u0)
+    np.clip(u1, -_TAB_U_BOUND, _TAB_U_BOUND, out=u1)
     rule = np.searchsorted(_STEP_RULE_WIDTHS, half * np.maximum(b_max, 1.0))
     for k in np.unique(rule):
         pick = rule == k
