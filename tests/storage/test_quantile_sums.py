@@ -4,6 +4,7 @@ against numpy on the documented rules, on DuckDB and PostgreSQL (issue 17)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from typing import Any
 
@@ -17,7 +18,7 @@ from battleground.experiment.register import Registry
 from battleground.settings import Settings
 from battleground.stats import quantile_bound_levels
 from battleground.storage._compile import compile_sql
-from battleground.storage._quantile_sql import quantile_sums_sql
+from battleground.storage._quantile_sql import n_star_grid, pick_n_star, quantile_sums_sql
 from battleground.storage._sums_sql import MetricQuery
 
 DEFS = [MetricQuery("mean", "purchase"), MetricQuery("ratio", "click", "impression"), MetricQuery("mean", "click")]
@@ -38,7 +39,7 @@ def _store(backend: str, settings: Settings, request: pytest.FixtureRequest, eve
 
 
 def _numpy(x: np.ndarray, nu: float) -> tuple[float, float, float]:
-    lo, hi = quantile_bound_levels(nu, len(x))
+    lo, hi = quantile_bound_levels(nu, pick_n_star(len(x)))
     q = np.quantile(x, [nu, lo, hi])
     return float(q[0]), float(q[1]), float(q[2])
 
@@ -56,7 +57,7 @@ def test_quantile_sums_match_numpy(backend: str, settings: Settings, request: py
         assert arms[2].users == 0 and math.isnan(arms[2].quantile)
         for a in arms[:2]:
             x = u.loc[u["variant"] == a.variant, col].to_numpy()
-            assert a.users == a.n_star == len(x) and a.nu == LEVELS[j]
+            assert a.users == len(x) and a.n_star == pick_n_star(len(x)) < len(x) and a.nu == LEVELS[j]
             assert (a.quantile, a.lower, a.upper) == pytest.approx(_numpy(x, LEVELS[j]), rel=1e-12, abs=1e-12)
     purchases = events[events["event_type"] == "purchase"].merge(u[["t0"]], left_on="user_id", right_index=True)
     assert sum(a.events for a in found[0]) == int((purchases["timestamp"] >= purchases["t0"]).sum())
@@ -79,25 +80,24 @@ def test_one_user_arms_and_all_zero_values(settings: Settings, request: pytest.F
     assert (two_zero.users, two_zero.quantile, two_zero.lower, two_zero.upper) == (2, 0.0, 0.0, 0.0)
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "mysql", "bigquery", "snowflake"])
-def test_the_text_compiles_for_every_engine(dialect: str) -> None:
-    sql = compile_sql(quantile_sums_sql(DEFS, LEVELS), dialect, None if dialect in ("duckdb", "postgres") else
-                      {**{k: 0 for k in ("experiment",)}, **_literal_params()})
-    assert "ROW_NUMBER" in sql.upper() and "UNION ALL" in sql.upper()
-
-
-def _literal_params() -> dict[str, object]:
-    from battleground.storage._quantile_sql import quantile_params
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "snowflake", "bigquery"])
+def test_the_text_compiles_for_engines_with_continuous_percentiles(dialect: str) -> None:
     from battleground.storage.events import _params
 
-    return {**_params(1, DEFS, START, END), **quantile_params(LEVELS)}
+    params = None if dialect in ("duckdb", "postgres") else _params(1, DEFS, START, END)
+    sql = compile_sql(quantile_sums_sql(DEFS, LEVELS), dialect, params).upper()
+    assert ("PERCENTILE_CONT" in sql) is (dialect != "duckdb") and sql.count("CONT(") == 2
+
+
+def test_the_n_star_grid_and_its_choice() -> None:
+    grid = n_star_grid()
+    assert grid[0] == 100 and grid[-1] > 5e7 and all(b / a == pytest.approx(1.25, abs=0.01) for a, b in itertools.pairwise(grid))
+    assert [pick_n_star(n) for n in (1, 100, 101, 126, 10**6)] == [100, 100, 100, 125, 940395]
 
 
 def test_bad_levels_and_indices_are_refused() -> None:
-    from battleground.storage._quantile_sql import quantile_params
-
     with pytest.raises(ValueError, match=r"quantile must be a level in \(0, 1\).*got 90"):
-        quantile_params({0: 90})
+        quantile_sums_sql(DEFS, {0: 90})
     with pytest.raises(ValueError, match="outside the 3 metrics"):
         quantile_sums_sql(DEFS, {5: 0.9})
     with pytest.raises(ValueError, match="at least one quantile metric"):
