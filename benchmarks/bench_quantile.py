@@ -61,14 +61,14 @@ def pandas_quantiles(df: Any, start: Any, end: Any) -> dict[tuple[float, str], t
 
 
 def quantile_part(store: Any, exp_id: int, defs: Any, levels: dict[int, float], begin: Any,
-                  until: Any) -> tuple[float, float]:
+                  until: Any, arms_n: list[int]) -> tuple[float, float]:
     """Best-of-3 seconds of the quantile part alone on one per-user table: DuckDB's quantile SQL and
     pandas' groupby-quantile (answers checked equal)."""
     import duckdb
 
     from battleground.stats import quantile_bound_levels
     from battleground.storage._compile import compile_sql
-    from battleground.storage._quantile_sql import pick_n_star, quantile_tail_sql
+    from battleground.storage._quantile_sql import quantile_tail_sql
 
     values = store.per_user_values(exp_id, defs, begin, until)
     frame = {"grp": np.asarray(values.variants).astype(str), **{f"x{j}": values.x[:, j] for j in levels},
@@ -79,30 +79,24 @@ def quantile_part(store: Any, exp_id: int, defs: Any, levels: dict[int, float], 
     per_user = pd.DataFrame(frame)
     con.register("per_user_frame", per_user)
     con.execute("CREATE TABLE per_user AS SELECT * FROM per_user_frame")
-    sql = compile_sql(quantile_tail_sql(levels), "duckdb")
+    sql = compile_sql(quantile_tail_sql(levels, arms_n), "duckdb")
     t_sql, rows = best_of(lambda: con.execute(sql).fetchall())
 
     def with_pandas() -> Any:  # each arm's three levels (the bounds at its n*), in one groupby-quantile
         n = per_user.groupby("grp").size()
         asked = sorted({lv for nu in levels.values() for v in n.index
-                        for lv in (nu, *quantile_bound_levels(nu, pick_n_star(int(n[v]))))})
+                        for lv in (nu, *quantile_bound_levels(nu, int(n[v])))})
         return n, per_user.groupby("grp")[[f"x{j}" for j in levels]].quantile(asked)
 
     t_pd, (n, q) = best_of(with_pandas)
     for row in rows:
         v = row[0]
         for i, j in enumerate(sorted(levels)):
-            a, b = quantile_bound_levels(levels[j], pick_n_star(int(n[v])))
-            qs, k = row[3 + 2 * i], _bound_index(int(n[v]))
+            a, b = quantile_bound_levels(levels[j], int(n[v]))
+            qs, k = row[3 + 2 * i], 1 + 2 * sorted(set(arms_n)).index(int(n[v]))
             got = (qs[0], qs[k], qs[k + 1])
             assert np.allclose(got, [q.loc[(v, lv), f"x{j}"] for lv in (levels[j], a, b)], rtol=1e-9, atol=1e-9)
     return t_sql, t_pd
-
-
-def _bound_index(n: int) -> int:
-    from battleground.storage._quantile_sql import n_star_grid, pick_n_star
-
-    return 1 + 2 * n_star_grid().index(pick_n_star(n))
 
 
 def main(argv: list[str]) -> None:
@@ -127,7 +121,10 @@ def main(argv: list[str]) -> None:
         variants = rec.variant_names
         begin = dt.datetime.fromisoformat(START)
         until = dt.datetime.fromisoformat(END) + dt.timedelta(days=1)  # through the end of the last day
-        t_sql, found = best_of(lambda: store.quantile_sums(exp_id, defs, levels, begin, until, variants=variants))
+        # the arms' n from the metric-sums scan, as Monitor passes them (exact bound levels, n* = n)
+        arms_n = [s.users for s in store.experiment_sums(exp_id, defs[:1], begin, until, variants).metrics[0]]
+        t_sql, found = best_of(lambda: store.quantile_sums(exp_id, defs, levels, begin, until, variants=variants,
+                                                           users=arms_n))
         t_pd, want = best_of(lambda: pandas_quantiles(events, START, END))
         for j, nu in levels.items():
             for a in found[j]:
@@ -139,7 +136,7 @@ def main(argv: list[str]) -> None:
               f"  DuckDB quantile_sums: {t_sql:.3f} s; pandas groupby + groupby-quantile, same run: {t_pd:.3f} s "
               f"(DuckDB {t_pd / t_sql:.2f}x faster)", flush=True)
 
-        t_tail, t_gq = quantile_part(store, exp_id, defs, levels, begin, until)
+        t_tail, t_gq = quantile_part(store, exp_id, defs, levels, begin, until, arms_n)
         print(f"  the quantile part on the per-user values ({users:,} rows): DuckDB {t_tail:.3f} s; pandas "
               f"groupby-quantile, same run: {t_gq:.3f} s (DuckDB {t_gq / t_tail:.2f}x faster)", flush=True)
 

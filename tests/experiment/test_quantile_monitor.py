@@ -18,7 +18,6 @@ from battleground.experiment.monitoring import Monitor
 from battleground.experiment.register import Registry
 from battleground.settings import Settings
 from battleground.stats import quantile_bound_levels, quantile_test
-from battleground.storage._quantile_sql import pick_n_star
 from battleground.storage.sums import QuantileSums
 
 METRICS = [{"name": "rev", "kind": "mean", "numerator": "purchase", "primary": True},
@@ -37,8 +36,9 @@ def _registered(settings: Settings, *, sequential: bool = False) -> tuple[Regist
 
 
 def _arm(x: np.ndarray, nu: float, v: str) -> QuantileSums:
-    """The arm as the scan gives it: numpy's quantiles at ν and at the bound levels of the grid's n*."""
-    n_star = pick_n_star(len(x))
+    """The arm as Monitor's scan gives it: numpy's quantiles at ν and at the bound levels of n* = n (the
+    metric-sums scan's users tell the quantile scan which n to ask the bounds at)."""
+    n_star = len(x)
     lo, hi = quantile_bound_levels(nu, n_star)
     q = np.quantile(x, [nu, lo, hi])
     return QuantileSums(v, len(x), 0, nu, *map(float, q), n_star)

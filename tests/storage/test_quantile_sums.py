@@ -59,6 +59,14 @@ def test_quantile_sums_match_numpy(backend: str, settings: Settings, request: py
             x = u.loc[u["variant"] == a.variant, col].to_numpy()
             assert a.users == len(x) and a.n_star == pick_n_star(len(x)) < len(x) and a.nu == LEVELS[j]
             assert (a.quantile, a.lower, a.upper) == pytest.approx(_numpy(x, LEVELS[j]), rel=1e-12, abs=1e-12)
+    # told the arms' n (as Monitor is, by the metric-sums scan), the bounds are at exactly n* = n
+    exact = store.quantile_sums(exp_id, DEFS, LEVELS, START, END, variants=("control", "treatment"),
+                                users=[a.users for a in found[0][:2]])
+    for j, col in ((0, "rev"), (2, "clk")):
+        for a in exact[j]:
+            x = u.loc[u["variant"] == a.variant, col].to_numpy()
+            lo, hi = quantile_bound_levels(LEVELS[j], len(x))
+            assert a.n_star == len(x) and (a.lower, a.upper) == pytest.approx(tuple(np.quantile(x, [lo, hi])), rel=1e-12)
     purchases = events[events["event_type"] == "purchase"].merge(u[["t0"]], left_on="user_id", right_index=True)
     assert sum(a.events for a in found[0]) == int((purchases["timestamp"] >= purchases["t0"]).sum())
 

@@ -48,25 +48,34 @@ def n_star_grid() -> tuple[int, ...]:
 _N_STAR = tuple(round(100 * 1.25**k) for k in range(60))
 
 
-def pick_n_star(n: int) -> int:
-    """The grid's n* for an arm of n units: the largest below n (the smallest when none is), GrowthBook's
-    rule; the bounds at n* are then scaled to n by the statistics (Var ∝ n*/n).
+def pick_n_star(n: int, n_stars: Sequence[int] = _N_STAR) -> int:
+    """The n* among ``n_stars`` (ascending; default the grid) for an arm of n units: the largest at most
+    n (the smallest when none is), GrowthBook's rule; the statistics scale the bounds at n* to n
+    (Var ∝ n*/n), so any n* near n is valid and n* = n is exact.
 
     Example:
-        >>> pick_n_star(50), pick_n_star(101), pick_n_star(11054)
-        (100, 100, 10842)
+        >>> pick_n_star(50), pick_n_star(101), pick_n_star(11054), pick_n_star(11054, (10861, 11054))
+        (100, 100, 10842, 11054)
     """
-    below = [k for k in _N_STAR if k < n]
-    return below[-1] if below else _N_STAR[0]
+    below = [k for k in n_stars if k <= n]
+    return below[-1] if below else n_stars[0]
 
 
-def _levels(nu: float) -> list[float]:
-    """ν, then the lower and upper bound level of every n* of the grid."""
-    return [nu, *(lv for n_star in _N_STAR for lv in bound_levels(nu, n_star))]
+def _n_stars(hint: Sequence[int] | None) -> tuple[int, ...]:
+    """The n* to ask the bounds for: the arms' expected n when known (exact), else the grid."""
+    if hint is None:
+        return _N_STAR
+    chosen = tuple(sorted({int(n) for n in hint if int(n) > 0}))
+    return chosen or _N_STAR
+
+
+def _levels(nu: float, n_stars: Sequence[int]) -> list[float]:
+    """ν, then the lower and upper bound level of every n*."""
+    return [nu, *(lv for n_star in n_stars for lv in bound_levels(nu, n_star))]
 
 
 def quantile_sums_sql(metrics: Sequence[MetricQuery], quantiles: Mapping[int, float],
-                      multiple: str = "exclude") -> str:
+                      multiple: str = "exclude", n_stars: Sequence[int] | None = None) -> str:
     """The per-user step of the metric sums, then :func:`quantile_tail_sql` over it for the quantile
     metrics ``{index j into metrics: level ν_j}``."""
     if not quantiles:
@@ -79,19 +88,20 @@ def quantile_sums_sql(metrics: Sequence[MetricQuery], quantiles: Mapping[int, fl
     if not found:  # the per-user step is no longer where this module expects it
         raise AssertionError("metric_sums_many_sql no longer has its per-user step before the shifts")
     return f"""{head.rstrip().removesuffix(",")}
-{quantile_tail_sql(quantiles)}
+{quantile_tail_sql(quantiles, n_stars)}
 """
 
 
-def quantile_tail_sql(quantiles: Mapping[int, float]) -> str:
+def quantile_tail_sql(quantiles: Mapping[int, float], n_stars: Sequence[int] | None = None) -> str:
     """The quantile part alone: a SELECT over a relation ``per_user`` with the columns
     ``grp`` (the arm, NULL: not analysed), ``x<j>`` (the per-user value) and ``n<j>`` (its events), as
     the per-user step of the metric sums gives them. One row per arm: ``variant``, ``users``, then per
     quantile metric j ``events<j>`` and ``qs<j>``, the list of the sample quantiles at :func:`_levels`
-    (one sort per arm and metric serves every level)."""
+    (one sort per arm and metric serves every level) for ``n_stars`` (default: the grid)."""
+    stars = _n_stars(n_stars)
     cols = ["grp AS variant", "COUNT(*) AS users"]
     for j in sorted(quantiles):
-        levels = ", ".join(repr(float(v)) for v in _levels(check_quantile_level(quantiles[j], f"metric {j}: ")))
+        levels = ", ".join(repr(float(v)) for v in _levels(check_quantile_level(quantiles[j], f"metric {j}: "), stars))
         cols += [f"SUM(n{j}) AS events{j}", f"QUANTILE_CONT(x{j}, [{levels}]) AS qs{j}"]
     return f"SELECT {', '.join(cols)}\nFROM per_user WHERE grp IS NOT NULL GROUP BY grp ORDER BY grp"
 
@@ -106,23 +116,27 @@ def quantile_sums(
     variants: Sequence[str] = (),
     *,
     multiple_exposures: str = "exclude",
+    users: Sequence[int] | None = None,
 ) -> dict[int, tuple[QuantileSums, ...]]:
     """Run :func:`quantile_sums_sql` on ``store`` and decode it: per quantile metric index j, one
     :class:`QuantileSums` per arm, ``variants`` first (n = 0 and NaN quantiles when an arm has no units
-    yet), then any other arm found."""
+    yet), then any other arm found. ``users``: the arms' numbers of units when already known (e.g. from
+    the metric-sums scan): the bounds are then asked at exactly those n (a few levels instead of the
+    grid's 120, and n* = n)."""
     from battleground.storage.events import _params
 
     if not quantiles:
         return {}
     params = _params(experiment_id, defs, start, end)
-    sql = quantile_sums_sql(defs, quantiles, multiple_exposures)
+    stars = _n_stars(users)
+    sql = quantile_sums_sql(defs, quantiles, multiple_exposures, stars)
     found: dict[int, dict[str, QuantileSums]] = {j: {} for j in quantiles}
     nan = float("nan")
     order = sorted(quantiles)
     for row in store._query(sql, params, scan=True):
         variant, n = str(row[0]), int(row[1] or 0)
-        n_star = pick_n_star(n)
-        k = 1 + 2 * _N_STAR.index(n_star)
+        n_star = pick_n_star(n, stars)
+        k = 1 + 2 * stars.index(n_star)
         for i, j in enumerate(order):
             events, qs = row[2 + 2 * i], row[3 + 2 * i]
             q, lo, hi = (nan, nan, nan) if qs is None else (float(qs[0]), float(qs[k]), float(qs[k + 1]))
