@@ -122,9 +122,9 @@ class MonitorResult(Result):
         """The quantile metrics in one sentence for views ("" when there is none)."""
         if not self.quantiles:
             return ""
-        parts = "; ".join(f"{m} is the {label}" for m, label in self.quantiles)
-        return (f"Quantile metrics: {parts} of the per-user value; its effect and interval by the order "
-                "statistics of Deng, Knoblich and Yu (2018), a z-test (mSPRT when sequential), relative "
+        parts = ", ".join(f"{m} ({label} of the per-user value)" for m, label in self.quantiles)
+        return (f"Quantile metrics: {parts}: effect and interval from the order statistics around the "
+                "quantile (Deng, Knoblich and Yu 2018), a z-test (mSPRT when sequential), the relative "
                 "effect by the delta method.")
 
     @property

@@ -277,10 +277,12 @@ class _Backend:
         return result
 
     def quantile_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
+        users: Sequence[int] | None = None,
     ) -> dict[str, list[Any]]:
         """``{metric name: per-arm QuantileSums}`` of the experiment's quantile metrics (empty without
-        any, or when the event source cannot compute them)."""
+        any, or when the event source cannot compute them); ``users``: the arms' numbers of units when
+        known (the metric-sums scan's), so the bounds are asked at exactly those n."""
         from battleground.experiment._metric_sums import metric_quantiles
 
         rec, defs = self._definitions(info)
@@ -289,7 +291,7 @@ class _Backend:
         if not levels or not hasattr(store, "quantile_sums"):
             return {}
         found = store.quantile_sums(rec.id, defs, levels, start, end, rec.variant_names,
-                                    multiple_exposures=self.multiple_exposures)
+                                    multiple_exposures=self.multiple_exposures, users=users)
         return {rec.metrics[j].name: list(arms) for j, arms in found.items()}
 
     def daily_experiment_sums(

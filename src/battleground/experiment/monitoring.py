@@ -216,7 +216,7 @@ class Monitor:
         # the default source gives every metric, the exposure check and the CUPED covariates in one scan
         fetch = getattr(self.backend, "experiment_sums", None)
         es = fetch(info, start, end) if fetch is not None else None
-        quantiles = self._quantile_sums(info, start, end)
+        quantiles = self._quantile_sums(info, start, end, es)
         if rows is None:
             sums = sums_by_metric(info, es) if es is not None else self.backend.metric_sums(info, start, end)
             sums = {**sums, **quantiles}
@@ -277,14 +277,18 @@ class Monitor:
                                    relative=relative, users=users, metrics=found)
 
     def _quantile_sums(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None, es: Any = None
     ) -> dict[str, list[Any]]:
         """``{metric name: per-arm QuantileSums}`` of the quantile metrics (empty without any, or from a
-        source that does not offer them: their rows then have no estimate)."""
+        source that does not offer them: their rows then have no estimate). The scan's users per arm
+        (``es``) let the source ask the bounds at exactly those n."""
         if not any(m.kind == "quantile" for m in info.metrics):
             return {}
         fetch = getattr(self.backend, "quantile_sums", None)
-        return dict(fetch(info, start, end)) if fetch is not None else {}
+        if fetch is None:
+            return {}
+        users = sorted({int(s.users) for arms in es.metrics for s in arms}) if es is not None and es.metrics else None
+        return dict(fetch(info, start, end, users=users))
 
     def _quantile_look(
         self, info: ExperimentInfo, rows: list[VariantMetricRow], current: dict[str, list[Any]]

@@ -27,13 +27,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from battleground._quantiles import Z95, bound_levels
 from battleground.stats._base import Result, StatsInputError, check_alpha, check_positive
 from battleground.stats._tests import infer
 
 __all__ = ["QuantileTestResult", "quantile_bound_levels", "quantile_test", "quantile_variance"]
 
-Z95 = 1.959963984540054  # Φ⁻¹(0.975): the bounds are always those of the 95 % interval (gbstats)
-_LEVEL_FLOOR = 1e-8
 
 
 def quantile_bound_levels(nu: float, n_star: float) -> tuple[float, float]:
@@ -43,11 +42,10 @@ def quantile_bound_levels(nu: float, n_star: float) -> tuple[float, float]:
         >>> [round(v, 6) for v in quantile_bound_levels(0.9, 11054)]
         [0.894407, 0.905593]
     """
-    _check_nu(nu)
+    nu = _check_nu(nu)
     if not n_star > 0:
         raise StatsInputError(f"n_star must be > 0, got {n_star!r}; pass the arm's number of units")
-    half = Z95 * math.sqrt(nu * (1.0 - nu) / n_star)
-    return max(nu - half, _LEVEL_FLOOR), min(nu + half, 1.0 - _LEVEL_FLOOR)
+    return bound_levels(nu, n_star)
 
 
 def _check_nu(nu: float) -> float:

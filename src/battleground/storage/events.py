@@ -373,13 +373,15 @@ class EventStore(abc.ABC):
     def quantile_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
                       quantiles: Mapping[int, float], start: dt.datetime | None = None,
                       end: dt.datetime | None = None, variants: Sequence[str] = (), *,
-                      multiple_exposures: str = "exclude") -> dict[int, tuple[Any, ...]]:
+                      multiple_exposures: str = "exclude",
+                      users: Sequence[int] | None = None) -> dict[int, tuple[Any, ...]]:
         """Per quantile metric (``{index into metrics: level ν}``) and arm: the sample ν-quantile of the
-        per-user value and the order statistics of its 95 % interval (``storage/_quantile_sql.py``)."""
+        per-user value and the order statistics of its 95 % interval (``storage/_quantile_sql.py``;
+        ``users``: the arms' numbers of units when known, for exact bound levels)."""
         from battleground.storage._quantile_sql import quantile_sums
 
         return quantile_sums(self, experiment_id, _definitions(metrics), quantiles, start, end, variants,
-                             multiple_exposures=multiple_exposures)
+                             multiple_exposures=multiple_exposures, users=users)
 
     def per_user_values(
         self,
