@@ -129,10 +129,9 @@ def test_cupedpp_sums_on_engines(engine: str, events_table: Any, reference: dict
 def test_cupedpp_sums_compile_for_every_dialect(dialect: str) -> None:
     import sqlglot
 
-    from battleground.storage._warehouse import sums_sql
-
     from battleground.storage._compile import compile_sql, dialect_name
     from battleground.storage._sums_sql import daily_sums_many_sql
+    from battleground.storage._warehouse import sums_sql
     from battleground.storage.events import _params
 
     text = sums_sql(EXPERIMENT, METRICS, dialect, *WINDOW, attributes=["age"])
