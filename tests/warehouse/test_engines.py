@@ -129,8 +129,15 @@ def test_cupedpp_sums_on_engines(engine: str, events_table: Any, reference: dict
 def test_cupedpp_sums_compile_for_every_dialect(dialect: str) -> None:
     import sqlglot
 
+    from battleground.storage._compile import compile_sql, dialect_name
+    from battleground.storage._sums_sql import daily_sums_many_sql
     from battleground.storage._warehouse import sums_sql
+    from battleground.storage.events import _params
 
     text = sums_sql(EXPERIMENT, METRICS, dialect, *WINDOW, attributes=["age"])
     tree = sqlglot.parse_one(text, read=dialect)
     assert "pp_yz6_8" in {s.alias for s in tree.find_all(sqlglot.exp.Alias)} and "'age'" in text
+    # the daily series carries them too (issue 17: CUPED++ on the daily series)
+    daily = compile_sql(daily_sums_many_sql(METRICS, covariates=1), dialect_name(dialect),
+                        {**_params(EXPERIMENT, METRICS, *WINDOW), "at0": "age"})
+    assert "pp_yz6_8" in {s.alias for s in sqlglot.parse_one(daily, read=dialect).find_all(sqlglot.exp.Alias)}

@@ -301,7 +301,8 @@ class _Backend:
         if not defs:
             return []
         series = self.store_for(rec.id).daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                                  multiple_exposures=self.multiple_exposures)
+                                                              multiple_exposures=self.multiple_exposures,
+                                                              attributes=cupedpp_attributes(info))
         return [(_as_date(day), found) for day, found in series]
 
     def daily_metric_sums(

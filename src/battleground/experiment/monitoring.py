@@ -207,10 +207,10 @@ class Monitor:
         rows: list[VariantMetricRow] | None = None
         # only a sequential design looks every day: a fixed-horizon result reads the one scan, and its
         # sequential SRM is the single look at the totals (the chi-square test decides there)
-        days = self._daily_sums(info, start, end) if info.sequential else []
+        days, day_covariates = self._daily_series(info, start, end) if info.sequential else ([], {})
         current: dict[str, list[Any]] | None = days[-1][1] if days else None
         if info.sequential:
-            daily = self._daily_rows(info, start, end, days=days)
+            daily = self._daily_rows(info, start, end, days=days, covariates=day_covariates)
             if daily:
                 _, rows, srm = daily[-1]
         # the default source gives every metric, the exposure check and the CUPED covariates in one scan
@@ -432,11 +432,12 @@ class Monitor:
         sequential: bool,
         previous_p: dict[tuple[str, str], float] | None = None,
         previous_ci: dict[tuple[str, str], tuple[float, float]] | None = None,
+        adjusted: dict[tuple[str, str], tuple[Any, Any]] | None = None,
     ) -> list[VariantMetricRow]:
         return analyze_metrics(
             info.metrics, sums, control=info.control, alpha=self.alpha, sequential=sequential,
             mixing_sd=self.mixing_sd, previous_p=previous_p, correction=self.correction,
-            previous_ci=previous_ci,
+            previous_ci=previous_ci, adjusted=adjusted,
         )
 
     def _srm(self, info: ExperimentInfo, sums: dict[str, list[Any]]) -> SrmResult | None:
@@ -449,6 +450,20 @@ class Monitor:
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
         return list(self.backend.daily_metric_sums(info, start, end))
+
+    def _daily_series(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[list[tuple[dt.date, dict[str, list[Any]]]], dict[dt.date, Any]]:
+        """The daily cumulative sums and, when the experiment declares ``regression_adjustment`` and the
+        source's daily one-scan sums carry them, each day's CUPED++ sums (from the same daily scan)."""
+        from battleground.experiment._source import cupedpp_attributes
+
+        fetch = getattr(self.backend, "daily_experiment_sums", None)
+        if fetch is None or cupedpp_attributes(info) is None:
+            return self._daily_sums(info, start, end), {}
+        series = list(fetch(info, start, end))
+        return ([(day, sums_by_metric(info, found)) for day, found in series],
+                {day: found.covariates for day, found in series if found.covariates is not None})
 
     def _ssrm(self, info: ExperimentInfo, days: list[tuple[Any, dict[str, list[Any]]]]) -> SequentialSrmResult | None:
         """The sequential SRM over the daily cumulative users per variant (``None`` before any user).
@@ -504,17 +519,31 @@ class Monitor:
     def _daily_rows(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
         *, days: list[tuple[dt.date, dict[str, list[Any]]]] | None = None,
+        covariates: dict[dt.date, Any] | None = None,
     ) -> list[tuple[dt.date, list[VariantMetricRow], SrmResult | None]]:
-        days = self._daily_sums(info, start, end) if days is None else days
+        """Each day's rows on the cumulative data; with the day's CUPED++ sums (``covariates``, read with
+        ``days`` when those are not given) each mean or proportion row is the CUPED++-adjusted
+        comparison, and a sequential test runs on it (the one-sided and group-sequential designs on the
+        plain one)."""
+        from battleground.experiment._cupedpp import cupedpp_effects, regression_adjustment
+
+        if days is None:
+            days, covariates = self._daily_series(info, start, end)
         if info.sequential and info.design in DESIGN_METHODS:
             return self._design_rows(info, days)
+        spec = regression_adjustment(info.metadata) if covariates else None
+        kinds = [(m.name, m.kind) for m in info.metrics]
         out = []
         running: dict[tuple[str, str], float] = {}
         running_ci: dict[tuple[str, str], tuple[float, float]] = {}
         for day, sums in days:
+            found = (covariates or {}).get(day) if spec is not None else None
+            adjusted = (cupedpp_effects(kinds, found, control=info.control, alpha=self.alpha, ridge=spec.ridge)
+                        if found and spec is not None else None)
             try:
                 rows = self._analyze(
-                    info, sums, sequential=info.sequential, previous_p=running, previous_ci=running_ci
+                    info, sums, sequential=info.sequential, previous_p=running, previous_ci=running_ci,
+                    adjusted=adjusted,
                 )
             except StatsInputError:
                 continue  # a day before the control has any users
@@ -550,8 +579,8 @@ class Monitor:
 
     def _sequential_decision(self, info: ExperimentInfo, now: dt.datetime) -> Decision | None:
         """The rule's verdict on the always-valid results to date (``None`` before any data)."""
-        days = self._daily_sums(info, None, None)
-        daily = self._daily_rows(info, None, None, days=days)
+        days, day_covariates = self._daily_series(info, None, None)
+        daily = self._daily_rows(info, None, None, days=days, covariates=day_covariates)
         if not daily:
             return None
         _, rows, srm = daily[-1]

@@ -261,11 +261,11 @@ def _exposure(multiple: str) -> str:
     raise ValueError(f"multiple_exposures must be one of {list(MULTIPLE_EXPOSURES)}, got {multiple!r}")
 
 
-def _scan(metrics: Sequence[MetricQuery], multiple: str) -> str:
+def _scan(metrics: Sequence[MetricQuery], multiple: str, units: str = "exposure") -> str:
     types = ", ".join(f":et{i}" for i in range(len(_event_types(metrics))))
     join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if multiple == "keep" else "")
     return f"""
-    FROM exposure x JOIN events e ON {join}
+    FROM {units} x JOIN events e ON {join}
     WHERE e.experiment_id = :experiment
       AND e.ts >= :scan_start AND e.ts < :end
       AND e.event_type IN (:exposure, {types})"""
@@ -370,13 +370,13 @@ def covariate_count(n_metrics: int, attributes: int) -> int:
     return n_metrics + 2 * attributes
 
 
-def _attribute_ctes(name: str, param: str, count: int) -> str:
+def _attribute_ctes(name: str, param: str, count: int, units: str = "units") -> str:
     """Per declared attribute i a CTE ``<name><i>`` of each user's value ``st``: the smallest ``value`` of
     their events of type ``:<param><i>`` logged at or before their first exposure (an attribute logged
-    later could be moved by the treatment, so it does not count)."""
+    later could be moved by the treatment, so it does not count); ``units`` has ``user_id`` and ``t0``."""
     return "".join(f"""{name}{i} AS (
     SELECT a.user_id, MIN(a.value) AS st
-    FROM events a JOIN units x ON a.user_id = x.user_id
+    FROM events a JOIN {units} x ON a.user_id = x.user_id
     WHERE a.experiment_id = :experiment AND a.event_type = :{param}{i} AND a.ts <= x.t0 AND a.ts < :end
     GROUP BY a.user_id
 ),
@@ -384,8 +384,9 @@ def _attribute_ctes(name: str, param: str, count: int) -> str:
 
 
 def _covariate_terms(n_metrics: int, attributes: int) -> tuple[list[str], list[str]]:
-    """(the shifts of the attributes' covariates, for ``k``; the CUPED++ output columns). The metrics'
-    pre-period values keep their own shifts ``kc<j>``."""
+    """(the shifts of the attributes' covariates, for ``k``; the CUPED++ output columns ``SUM(per-unit
+    term) AS column`` or ``MIN(shift) AS column``). The metrics' pre-period values keep their own shifts
+    ``kc<j>``."""
     z = [(f"c{j}", f"kc{j}") for j in range(n_metrics)]
     shifts = []
     for i in range(attributes):
@@ -571,13 +572,22 @@ _RUNNING = "(PARTITION BY user_id, variant ORDER BY day ROWS BETWEEN UNBOUNDED P
 _BY_DAY = "(PARTITION BY user_id, variant ORDER BY day)"
 
 
-def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
+def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
+                        covariates: int | None = None) -> str:
     """Per (day, arm): the change of :data:`HEAD_COLUMNS` counts, then per metric the changes of
     :data:`DAILY_COLUMNS` and the (constant) shifts. A unit enters on the day of its first exposure,
     and its later events move its sums on the days they happen; summing the changes up to the last day
-    gives :func:`metric_sums_many_sql`."""
+    gives :func:`metric_sums_many_sql`.
+
+    ``covariates``: then the changes of the CUPED++ sums of :func:`covariate_columns` with that many
+    attributes (``:at<i>``), their shifts ``pp_kz<a>`` constant, as :func:`metric_sums_many_sql` has
+    them (the attributes are fixed at the first exposure; the shifts are over each unit's last day)."""
     if not metrics:
         raise ValueError("daily_sums_many_sql needs at least one metric")
+    if covariates is not None and not (isinstance(covariates, int) and 0 <= covariates <= 8):
+        raise ValueError(f"covariates must be a number of attributes in [0, 8] or None, got {covariates!r}")
+    attrs = covariates or 0
+    at_cols = "".join(f", at{i}" for i in range(attrs))
     cols = _Columns()
     per_metric = _per_metric(metrics, cols)
     aggregates = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in cols.exprs.items())
@@ -592,7 +602,8 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
     capping = _capping(metrics, "vals", "SELECT * FROM (SELECT grp, " + ", ".join(
         f"x{j}, c{j}" for j in range(len(metrics))) + ", ROW_NUMBER() OVER (PARTITION BY user_id, variant "
         "ORDER BY day DESC) AS z FROM vals_raw) l WHERE z = 1 AND grp IS NOT NULL",
-        "user_id, variant, grp, multi, wu, day, r, " + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
+        "user_id, variant, grp, multi, wu, day, r, " + "".join(f"at{i}, " for i in range(attrs))
+        + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
         ) if capped else ""
     # no previous row (r = 1) reads 0, spelled without LAG's default argument, which MariaDB lacks
     lag = "CASE WHEN r = 1 THEN " + _ZERO + " ELSE LAG({e}, 1) OVER " + _BY_DAY + " END"
@@ -607,38 +618,63 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
             deltas.append(f"{inner} - {lag.format(e=inner)} AS d{j}_{name}")
             sums.append(f"SUM(d{j}_{name}) AS m{j}_{name}")
         shifts.extend(f"{terms[name]} AS m{j}_{name}" for name in ("shift", "shift_y", "shift_c"))
+    pp_shifts: list[str] = []
+    k_cols = "".join(f", kx{j}, ky{j}, kc{j}" for j in range(len(per_metric)))
+    if covariates is not None:
+        pp_shifts, pp_terms = _covariate_terms(len(metrics), attrs)
+        k_cols += "".join(f", kv{i}, km{i}" for i in range(attrs))
+        for t in pp_terms:
+            term, _, name = t.rpartition(" AS ")
+            if term.startswith("SUM("):
+                inner = term[4:-1]
+                deltas.append(f"{inner} - {lag.format(e=inner)} AS d_{name}")
+                sums.append(f"SUM(d_{name}) AS {name}")
+            else:  # a shift: the same on every row
+                shifts.append(f"{term} AS {name}")
     # The day a user's event moves their sums: the event's day, but never before the first exposure's
     # (lookback events, before it, belong to the entry day).
     day = "CASE WHEN e.ts >= x.t0 THEN CAST(date_trunc('day', e.ts) AS DATE) ELSE CAST(date_trunc('day', x.t0) AS DATE) END"
+    # the attributes ride with each unit from its exposure row (fixed at the first exposure)
+    units = "exposure"
+    attributes = ""
+    if attrs:
+        units = "exposure_at"
+        attributes = _attribute_ctes("att", "at", attrs, units="exposure") + f"""exposure_at AS MATERIALIZED (
+    SELECT x.*{"".join(f", att{i}.st AS at{i}" for i in range(attrs))}
+    FROM exposure x{"".join(f" LEFT JOIN att{i} ON att{i}.user_id = x.user_id" for i in range(attrs))}
+),
+"""
+    x_at = "".join(f", x.at{i} AS at{i}" for i in range(attrs))
+    g_at = "".join(f", x.at{i}" for i in range(attrs))
     return f"""
 WITH exposure AS MATERIALIZED ({_exposure(multiple)}
 ),
-per_unit_day AS (
-    SELECT x.user_id AS user_id, x.variant AS variant, x.multi AS multi, x.wu AS wu, {day} AS day,
+{attributes}per_unit_day AS (
+    SELECT x.user_id AS user_id, x.variant AS variant, x.multi AS multi, x.wu AS wu, {day} AS day{x_at},
         MAX(e.covariate) AS cg,
-        {aggregates}{_scan(metrics, multiple)}
-    GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0, {day}
+        {aggregates}{_scan(metrics, multiple, units)}
+    GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0{g_at}, {day}
 ),
 cumulative AS (
-    SELECT user_id, variant, multi, wu, day, {cum}, MAX(cg) OVER {_RUNNING} AS cg, ROW_NUMBER() OVER {_BY_DAY} AS r
+    SELECT user_id, variant, multi, wu, day{at_cols}, {cum}, MAX(cg) OVER {_RUNNING} AS cg, ROW_NUMBER() OVER {_BY_DAY} AS r
     FROM per_unit_day
 ),
 {base} AS MATERIALIZED (
-    SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r, {vals} FROM cumulative
+    SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r{at_cols}, {vals} FROM cumulative
 ){capping},
 last AS (
     SELECT * FROM (
-        SELECT grp, {", ".join(f"x{j}, y{j}, c{j}, e{j}" for j in range(len(per_metric)))},
+        SELECT grp{at_cols}, {", ".join(f"x{j}, y{j}, c{j}, e{j}" for j in range(len(per_metric)))},
                ROW_NUMBER() OVER (PARTITION BY user_id, variant ORDER BY day DESC) AS z
         FROM vals
     ) l WHERE z = 1
 ),
-k AS MATERIALIZED ({_shifts(per_metric, "last")}),
+k AS MATERIALIZED ({_shifts(per_metric, "last", pp_shifts)}),
 deltas AS (
     SELECT grp, day, CASE WHEN r = 1 THEN 1 ELSE 0 END AS du,
            CASE WHEN r = 1 THEN wu ELSE {_ZERO} END AS dw,
            CASE WHEN r = 1 AND multi THEN wu ELSE {_ZERO} END AS dm,
-           {", ".join(deltas)}, {", ".join(f"kx{j}, ky{j}, kc{j}" for j in range(len(per_metric)))}
+           {", ".join(deltas)}{k_cols}
     FROM vals CROSS JOIN k
 )
 SELECT day, grp AS variant, SUM(du) AS users, SUM(dw) AS exposed_users, SUM(dm) AS multiple_users,

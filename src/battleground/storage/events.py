@@ -417,27 +417,40 @@ class EventStore(abc.ABC):
         variants: Sequence[str] = (),
         *,
         multiple_exposures: str = "exclude",
+        attributes: Sequence[str] | None = None,
     ) -> list[tuple[dt.date, ExperimentSums]]:
         """Cumulative :meth:`experiment_sums` at the end of each day (UTC) from the first day with data
         to the last (days without events repeat the previous day); the last day equals
-        :meth:`experiment_sums`. A user enters on the day of their first exposure."""
-        from battleground.storage._sums_sql import DAILY_COLUMNS, daily_sums_many_sql
+        :meth:`experiment_sums`. A user enters on the day of their first exposure. ``attributes``: each
+        day's CUPED++ sums too (``covariates``, as for :meth:`experiment_sums`), from the same scan."""
+        from battleground.storage._sums_sql import (
+            DAILY_COLUMNS,
+            covariate_columns,
+            daily_sums_many_sql,
+        )
 
         defs = _definitions(metrics)
-        rows = self._query(daily_sums_many_sql(defs, multiple_exposures),
-                           _params(experiment_id, defs, start, end), scan=True)
+        attrs = _attributes(attributes)
+        params = _params(experiment_id, defs, start, end)
+        params.update({f"at{i}": a for i, a in enumerate(attrs or ())})
+        rows = self._query(daily_sums_many_sql(defs, multiple_exposures,
+                                               covariates=None if attrs is None else len(attrs)), params, scan=True)
         if not rows:
             return []
+        pp = covariate_columns(len(defs), len(attrs)) if attrs is not None else ()
+        pp_shifts = tuple(c for c in pp if c.startswith("pp_kz"))
         names = ["day", *HEAD_COLUMNS, *(f"m{j}_{c}" for j in range(len(defs)) for c in DAILY_COLUMNS),
-                 *(f"m{j}_{c}" for j in range(len(defs)) for c in ("shift", "shift_y", "shift_c"))]
+                 *(c for c in pp if c not in pp_shifts),
+                 *(f"m{j}_{c}" for j in range(len(defs)) for c in ("shift", "shift_y", "shift_c")), *pp_shifts]
         records = [dict(zip(names, r, strict=True)) for r in rows]
-        shifts = {k: float(v or 0.0) for k, v in records[0].items() if k.endswith(("_shift", "_shift_y", "_shift_c"))}
+        shifts = {k: float(v or 0.0) for k, v in records[0].items()
+                  if k.endswith(("_shift", "_shift_y", "_shift_c")) or k in pp_shifts}
         by_day: dict[dt.date, list[dict[str, Any]]] = {}
         for r in records:
             by_day.setdefault(_as_date(r["day"]), []).append(r)
         found = sorted({str(r["variant"]) for r in records if r["variant"] is not None} - set(variants))
         arm_names = [*variants, *found]
-        totals = {v: dict.fromkeys(names[2:], 0.0) for v in arm_names}
+        totals = {v: dict.fromkeys((n for n in names[2:] if n not in shifts), 0.0) for v in arm_names}
         exposed = multiple = 0.0
         out: list[tuple[dt.date, ExperimentSums]] = []
         day, last = min(by_day), max(by_day)
@@ -454,7 +467,12 @@ class EventStore(abc.ABC):
                 tuple(_ordered({v: _sums_from(v, {**totals[v], **shifts}, j) for v in arm_names}, variants))
                 for j in range(len(defs))
             )
-            out.append((day, ExperimentSums(per_metric, round(exposed), round(multiple), multiple_exposures)))
+            covariates = None
+            if attrs is not None:
+                names_z = covariate_names(len(defs), attrs)
+                covariates = tuple(_covariates_from(v, {**totals[v], **shifts}, len(defs), names_z) for v in arm_names)
+            out.append((day, ExperimentSums(per_metric, round(exposed), round(multiple), multiple_exposures,
+                                            covariates)))
             day += dt.timedelta(days=1)
         return out
 

@@ -232,9 +232,29 @@ class ReadOnlySource:
             return sums_by_metric(info, one_scan(info, start, end))
         return dict(self._read("metric", info, start, end, lambda: self.inner.metric_sums(info, start, end)))
 
+    @property
+    def daily_experiment_sums(self) -> Callable[..., Any] | None:
+        """The inner source's daily one-scan sums (with the CUPED++ sums when declared), if it has them."""
+        fetch = getattr(self.inner, "daily_experiment_sums", None)
+        if fetch is None:
+            return None
+
+        def daily_experiment_sums(info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None) -> Any:
+            from battleground.experiment._source import cupedpp_attributes
+
+            return list(self._read("daily_sums", info, start, end, lambda: fetch(info, start, end),
+                                   (cupedpp_attributes(info),)))
+
+        return daily_experiment_sums
+
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
+        one_scan = self.daily_experiment_sums
+        if one_scan is not None:  # the same daily scan the series read
+            from battleground.experiment._source import sums_by_metric
+
+            return [(day, sums_by_metric(info, found)) for day, found in one_scan(info, start, end)]
         return list(self._read("daily", info, start, end, lambda: self.inner.daily_metric_sums(info, start, end)))
 
     def data_quality(
