@@ -170,8 +170,9 @@ def test_chunks_and_chunks_in_flight_are_bounded(champion_rows, tmp_path: Path, 
     auto = batch_predict(champ, path, tmp_path / "auto.parquet", chunk_rows=1000)
     assert auto.workers == min(cores(), math.ceil(3000 / 1000))
     monkeypatch.setattr(batch, "COMPILED_MIN_ROWS", 10_000)  # a small input: LightGBM's own walk
+    monkeypatch.setattr(_Scorer, "score", counting)
     small = batch_predict(champ, path, tmp_path / "small.parquet", chunk_rows=3000, workers=1)
-    assert small.chunks == 1
+    assert (small.chunks, seen[-1], compiled[-1]) == (1, 3000, False)
     expected = score_frame(model, frame.drop(columns=["char_id"]))
     for name in ("one", "two", "auto", "small"):
         got = pd.read_parquet(tmp_path / f"{name}.parquet")

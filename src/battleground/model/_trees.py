@@ -142,8 +142,12 @@ def _kernel() -> Any:
         except ImportError:
             _KERNELS["walk"] = _KERNELS["sigmoid"] = None
             return None
-        _KERNELS["walk"] = numba.njit(cache=True, nogil=True)(_walk)
-        _KERNELS["sigmoid"] = numba.njit(cache=True, nogil=True)(_sigmoid)
+        try:  # compiled once per installation, then loaded from numba's cache
+            _KERNELS["walk"] = numba.njit(cache=True, nogil=True)(_walk)
+            _KERNELS["sigmoid"] = numba.njit(cache=True, nogil=True)(_sigmoid)
+        except RuntimeError:  # no writable cache location: compile once per process instead
+            _KERNELS["walk"] = numba.njit(nogil=True)(_walk)
+            _KERNELS["sigmoid"] = numba.njit(nogil=True)(_sigmoid)
     return _KERNELS["walk"]
 
 
