@@ -107,11 +107,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class Server:
-    """``python -m battleground <args> --port N`` in its own process group, on 127.0.0.1."""
+    """``python -m battleground <args> --port N`` in its own process group, on 127.0.0.1 (``launch``:
+    other interpreter arguments in place of ``-m battleground``, e.g. ``-c <code>``)."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str], *, health: str, port: int | None = None,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, launch: Sequence[str] = ("-m", "battleground")) -> None:
         self.args = list(args)
+        self.launch = list(launch)
         self.env = {**os.environ, **env}
         self.port = port or free_port()
         self.health = health
@@ -124,7 +126,7 @@ class Server:
 
     def start(self, timeout: float = 120.0) -> Server:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "battleground", *self.args, "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, *self.launch, *self.args, "--port", str(self.port)],
                                      env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_ready(self.url + self.health, timeout, self.proc)
         return self

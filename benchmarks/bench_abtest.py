@@ -150,9 +150,10 @@ def _simulate(n_events: int, variant_of: Any, seed: int = 0) -> Any:
     return users, variant, chunks
 
 
-def _load(home: Path, n_events: int) -> tuple[Any, int, Any]:
-    """Register and start the experiment, expose every user and ingest the events through the store;
-    returns the settings, the experiment id and the same events as one in-memory DataFrame."""
+def _load(home: Path, n_events: int, metrics: Any = None) -> tuple[Any, int, Any]:
+    """Register and start the experiment (``metrics``: default :data:`METRICS`), expose every user and
+    ingest the events through the store; returns the settings, the experiment id and the same events
+    as one in-memory DataFrame."""
     import pandas as pd
 
     from battleground.experiment.assign import Assigner
@@ -162,7 +163,7 @@ def _load(home: Path, n_events: int) -> tuple[Any, int, Any]:
 
     settings = Settings.from_env({"BATTLEGROUND_HOME": str(home)})
     registry = Registry(settings.registry_url)
-    exp = registry.create_experiment("bench-checkout", metrics=METRICS, start_at=START, salt="bench")
+    exp = registry.create_experiment("bench-checkout", metrics=metrics or METRICS, start_at=START, salt="bench")
     exp = registry.start(exp.id)
     store = open_event_store(settings)
     assigner = Assigner(exp)

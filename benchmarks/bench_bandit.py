@@ -124,7 +124,7 @@ def _baseline_propensity(rev: str) -> Any:
     return module
 
 
-def lints_regimes(n_select: int, baseline: str | None = None, repeats: int = 1) -> dict[str, tuple[float, float, float | None]]:
+def lints_regimes(n_select: int, baseline: str | None = None, repeats: int = 1) -> dict[str, tuple[float, float, float | None, float, float | None]]:
     """Issue 15: batched LinTS decisions/s with exact propensities in four regimes, and the worst gap
     between ``select``'s propensities and a Monte Carlo of the Thompson draw at 20 contexts.
 
@@ -132,13 +132,14 @@ def lints_regimes(n_select: int, baseline: str | None = None, repeats: int = 1) 
     close, starved: the same, with one arm played 10 times in 100k (its spread ~100× the others').
     With ``baseline`` (a git revision), ``select`` also runs with that revision's propensity function,
     alternating with the current one on the same policy and contexts (best of ``repeats`` each), and
-    the third value is its rate.
+    the third value is its rate. The last two values are the same rates per CPU second of this process
+    (``time.process_time``), which a shared machine's other jobs disturb far less than the wall clock.
     """
     from battleground.bandit import LinTS
 
     current = LinTS.__dict__["_win_probability"]  # the staticmethod object itself
     old = staticmethod(_baseline_propensity(baseline).win_probability) if baseline else None
-    out: dict[str, tuple[float, float, float | None]] = {}
+    out: dict[str, tuple[float, float, float | None, float, float | None]] = {}
     k_rng = np.random.default_rng(7)
     for name, theta_scale, p_starved, n_train in (("trained", 1.0, None, 100_000), ("tied", 1.0, None, 0),
                                                   ("close", 0.0, None, 100_000), ("close, starved", 0.0, 1e-4, 100_000)):
@@ -151,17 +152,19 @@ def lints_regimes(n_select: int, baseline: str | None = None, repeats: int = 1) 
             policy.update(x, a, (x * theta[a]).sum(axis=1) + k_rng.normal(0, 0.1, size=n_train))
         xs = k_rng.normal(size=(n_select, D))
         policy.select(xs[:1000])
-        rate, rate_old = 0.0, None
+        rate, rate_old, cpu, cpu_old = 0.0, None, 0.0, None
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             decision = policy.select(xs)
             rate = max(rate, n_select / (time.perf_counter() - t0))
+            cpu = max(cpu, n_select / (time.process_time() - c0))
             if old is not None:
                 LinTS._win_probability = old  # type: ignore[method-assign]
                 try:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     policy.select(xs)
                     rate_old = max(rate_old or 0.0, n_select / (time.perf_counter() - t0))
+                    cpu_old = max(cpu_old or 0.0, n_select / (time.process_time() - c0))
                 finally:
                     LinTS._win_probability = current  # type: ignore[method-assign]
         dist = policy.action_dist(xs[:20])
@@ -171,22 +174,25 @@ def lints_regimes(n_select: int, baseline: str | None = None, repeats: int = 1) 
             wins = (mu[i] + sd[i] * k_rng.standard_normal((200_000, K))).argmax(axis=1)
             gap = max(gap, float(np.abs(np.bincount(wins, minlength=K) / 200_000 - dist[i]).max()))
         assert decision.propensities.shape == (n_select,)
-        out[name] = (rate, gap, rate_old)
+        out[name] = (rate, gap, rate_old, cpu, cpu_old)
     return out
 
 
 def main_regimes(argv: list[str]) -> None:
-    """``python benchmarks/bench_bandit.py regimes [N] [BASELINE_REV]``: the four LinTS regimes, before/after."""
+    """``python benchmarks/bench_bandit.py regimes [N] [BASELINE_REV] [REPEATS]``: the four LinTS regimes, before/after."""
     from threadpoolctl import threadpool_limits
 
     n = int(argv[0]) if argv else 50_000
     baseline = argv[1] if len(argv) > 1 else None
+    repeats = int(argv[2]) if len(argv) > 2 else 3
     with threadpool_limits(limits=1, user_api="blas"):
-        res = lints_regimes(n, baseline, repeats=3)
-    print(f"LinTS batched select, K={K}, d={D}, {n:,} contexts per regime, best of 3, baseline {baseline}:")
-    for name, (rate, gap, rate_old) in res.items():
-        before = f"{rate_old:>11,.0f}/s before → " if rate_old else ""
-        print(f"  {name:<15} {before}{rate:>11,.0f}/s  (worst gap vs 200k-draw MC {gap:.1e})")
+        res = lints_regimes(n, baseline, repeats=repeats)
+    print(f"LinTS batched select, K={K}, d={D}, {n:,} contexts per regime, best of {repeats}, baseline {baseline}"
+          " (wall clock; per CPU second in brackets):")
+    for name, (rate, gap, rate_old, cpu, cpu_old) in res.items():
+        before = f"{rate_old:>11,.0f}/s [{cpu_old:>11,.0f}] before → " if rate_old and cpu_old else ""
+        ratio = f", {rate / rate_old:.2f}× [{cpu / cpu_old:.2f}×]" if rate_old and cpu_old else ""
+        print(f"  {name:<15} {before}{rate:>11,.0f}/s [{cpu:>11,.0f}]{ratio}  (worst gap vs 200k-draw MC {gap:.1e})")
 
 
 def simulator_speed(n_steps: int) -> float:
@@ -388,7 +394,7 @@ def main(argv: list[str]) -> None:
         print(f"  LinUCB  {b_ucb:>13,.0f} decisions/s (target ≥ 3M/s)")
         n_regime = max(n_select // 5, 20_000)
         print(f"LinTS with exact propensities, {n_regime:,} contexts per regime (worst |propensity − 200k-draw MC|):")
-        for name, (rate, gap, _) in lints_regimes(n_regime).items():
+        for name, (rate, gap, *_) in lints_regimes(n_regime).items():
             print(f"  {name:<15} {rate:>13,.0f} decisions/s  (max gap {gap:.1e})")
     steps = 20 if quick else 50
     print(f"simulator (1,000 customers, 100 products, 10 categories): {simulator_speed(steps):,.0f} customer-steps/s")

@@ -1,32 +1,35 @@
-"""The decision service under load (loopback): ``/decide`` with logging on, DuckDB and PostgreSQL, the
-current writer against the writer before it (the baseline) in the same run.
+"""The decision service under load (loopback): ``/decide`` with logging on, DuckDB and PostgreSQL, this
+tree against the code before it (the baseline) in the same run.
 
-The baseline is the code at ``BATTLEGROUND_BENCH_DECISIONS_BASELINE`` (default ``808db7d``: the writer
-that opened the store on demand and let it go after 0.5 s idle), extracted with ``git archive`` and
-run in the same way; the current code keeps the store for its life (``decisions/_writer.py``). Runs
-alternate (baseline, current, baseline, current …) so both see the same machine load.
+The baseline is the code at ``BATTLEGROUND_BENCH_DECISIONS_BASELINE`` (default ``2d0f6f0``: main before
+the fast serving stack), extracted with ``git archive`` and run in the same way; its HTTP server runs on
+asyncio + h11, as it did before uvloop and httptools were dependencies (uvicorn's "auto" would now pick
+them up for it too). Runs alternate (baseline, current, baseline, current …) so both see the same load.
 
 A deployed LinTS (11 arms, 8 features) in a bandit-vs-control experiment; every call is logged
 (group commit) before it is answered; each client serves 200 units in turn (the first decision of each
 also writes its exposure). Two traffic shapes:
 
 * **steady**: 8 concurrent clients, each sends its next decision as soon as it has the answer;
-* **sparse**: one client, a decision every 0.6 s (low traffic: longer than the baseline's idle
-  release, so each of its batches had to lock and open the store again).
+* **sparse**: one client, a decision every 0.6 s.
 
 Two ways of calling:
 
 * **service**: ``DecisionService.decide`` and the wait for the commit, in a subprocess, no HTTP: what
   deciding and logging cost;
-* **http**: ``battleground serve-decisions`` over loopback with keep-alive httpx clients (the client
-  threads share the machine with the server), with ``GET /health`` in the same run as the HTTP floor.
+* **http**: ``battleground serve-decisions`` over loopback, driven by ``benchmarks/_httpload.py`` in a
+  separate process (keep-alive connections on one asyncio loop, prebuilt requests: no client threads
+  competing with the server for the GIL), with ``GET /health`` on the same server just before as the
+  HTTP floor, and the server's CPU time per request (all its threads; robust to the machine's load).
 
 Printed per case: throughput, p50/p99 latency (ms), and the log check (stored = acknowledged, no
 duplicate). Target: p99 <= 10 ms.
 
 ``--quick`` or ``BATTLEGROUND_BENCH_QUICK=1``: 150 decisions per steady client (2,000 otherwise), 20
-sparse ones (60 otherwise). PostgreSQL: ``BATTLEGROUND_BENCH_POSTGRES_URL`` (default the local server;
-fresh databases are created and dropped).
+sparse ones (60 otherwise). ``--http-only`` / ``--service-only`` (``python -m benchmarks.bench_decisions
+--quick --http-only``) skip the other way of calling.
+PostgreSQL: ``BATTLEGROUND_BENCH_POSTGRES_URL`` (default the local server; fresh databases are
+created and dropped).
 """
 
 from __future__ import annotations
@@ -117,33 +120,53 @@ def service_main(argv: list[str]) -> None:
     print(json.dumps({"rate": rate, "lat": lat, "sent": clients * (n + 5)}))
 
 
-def _http(env: dict[str, str], shape: str, per_client: int, sparse: int, home: Path) -> dict[str, Any]:
-    import httpx
+# the server as main served it before uvloop/httptools were dependencies: uvicorn's "auto" picked asyncio + h11
+_PLAIN_STACK = ("import sys, uvicorn.config as c; c.LOOP_FACTORIES['auto'] = c.LOOP_FACTORIES['asyncio']; "
+                "c.HTTP_PROTOCOLS['auto'] = c.HTTP_PROTOCOLS['h11']; sys.argv[0] = 'battleground'; "
+                "from battleground.cli import main; main()")
+
+
+def _http(env: dict[str, str], shape: str, per_client: int, sparse: int, home: Path, plain: bool) -> dict[str, Any]:
     import numpy as np
+
+    from benchmarks._httpload import WARMUP, load, request
 
     # seeded by the code tree under test (its PYTHONPATH), so the baseline server finds a home of its schema
     subprocess.run([sys.executable, "-c", "import json, sys; from benchmarks.bench_decisions import _seed; "
                     "_seed(json.loads(sys.argv[1]))", json.dumps(env)],
                    env={**os.environ, **env}, check=True, timeout=600)
     clients, n, pause = _shape(shape, per_client, sparse)
-    with Server(["serve-decisions", "--no-updater"], env, health="/health", log=home / "server.log") as server:
-        https = [httpx.Client(base_url=server.url, timeout=30) for _ in range(clients)]
-        rngs = [np.random.default_rng(c) for c in range(clients)]
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        try:
-            floor = _drive(lambda c, _i: https[c].get("/health").raise_for_status(), clients, n, pause) \
-                if shape == "steady" else (float("nan"), [])
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    rngs = [np.random.default_rng(c) for c in range(clients)]
+    decide = [[request("POST", "/decide", headers=headers, body={
+        "unit_id": f"c{c}-u{i % 200}", "policy": "bench", "context": rngs[c].random(8).tolist(),
+        "decision_id": f"bench-{shape}-{c}-{i}"}) for i in range(n + WARMUP)] for c in range(clients)]
+    # one decision first, untimed: the server loads the policy and warms its imports on the first call
+    warm = request("POST", "/decide", headers=headers, body={"unit_id": "warm", "policy": "bench",
+                   "context": [0.5] * 8, "decision_id": f"bench-{shape}-warm"})
+    phases = [("warm", [[warm] * (WARMUP + 1)]), ("decide", decide)]
+    if shape == "steady":  # the HTTP floor, on the same server just before
+        phases.insert(1, ("health", [[request("GET", "/health")] * (n + WARMUP) for _ in range(clients)]))
+    launch = ("-c", _PLAIN_STACK) if plain else ("-m", "battleground")
+    out: dict[str, dict[str, Any]] = {}
+    with Server(["serve-decisions", "--no-updater"], env, health="/health", log=home / "server.log",
+                launch=launch) as server:
+        import psutil
 
-            def call(c: int, i: int) -> None:
-                https[c].post("/decide", headers=headers, json={
-                    "unit_id": f"c{c}-u{i % 200}", "policy": "bench", "context": rngs[c].random(8).tolist(),
-                    "decision_id": f"bench-{shape}-{c}-{i}"}).raise_for_status()
-
-            rate, lat = _drive(call, clients, n, pause)
-        finally:
-            for h in https:
-                h.close()
-    return {"rate": rate, "lat": lat, "sent": clients * (n + 5), "floor_rate": floor[0], "floor": floor[1]}
+        proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+        for name, conns in phases:  # the server's CPU (all its threads) per request: robust to the load
+            before = proc.cpu_times()
+            out.update(load(server.port, [(name, conns)], pause=pause))
+            after = proc.cpu_times()
+            used = after.user + after.system - before.user - before.system
+            out[name]["cpu_ms"] = used * 1000 / sum(map(len, conns))
+    for name, res in out.items():
+        if set(res["status"]) != {"200"}:
+            raise RuntimeError(f"{name}: statuses {res['status']} (see {home / 'server.log'})")
+    floor = out.get("health", {"rate": float("nan"), "lat": [], "cpu_ms": float("nan")})
+    return {"rate": out["decide"]["rate"], "lat": out["decide"]["lat"], "sent": clients * (n + WARMUP) + 1,
+            "cpu_ms": out["decide"]["cpu_ms"], "floor_rate": floor["rate"], "floor": floor["lat"],
+            "floor_cpu_ms": floor["cpu_ms"]}
 
 
 def _check(env: dict[str, str]) -> tuple[int, int]:
@@ -182,7 +205,7 @@ def _case(code: str, src: Path, mode: str, backend: str, shape: str, per_client:
                 raise RuntimeError(f"{code} {backend} {shape} failed:\n{proc.stderr[-3000:]}")
             res = json.loads(proc.stdout.strip().splitlines()[-1])
         else:
-            res = _http(env, shape, per_client, sparse, home)
+            res = _http(env, shape, per_client, sparse, home, plain=code == "baseline")
         res["logged"], res["duplicates"] = _check(env)
     finally:
         if db is not None:
@@ -197,22 +220,26 @@ def _case(code: str, src: Path, mode: str, backend: str, shape: str, per_client:
     floor = ""
     if res.get("floor"):
         floor = (f" | GET /health {res['floor_rate']:,.0f}/s, p50 {percentile(res['floor'], 50):.1f} ms, "
-                 f"p99 {percentile(res['floor'], 99):.1f} ms")
+                 f"p99 {percentile(res['floor'], 99):.1f} ms, server CPU {res['floor_cpu_ms']:.2f} ms")
+    if "cpu_ms" in res:
+        floor = f", server CPU {res['cpu_ms']:.2f} ms/decision" + floor
     print(f"{mode:>7} {backend:>10} {shape:>6} {code:>8}: {res['rate']:,.0f}/s, p50 {percentile(lat, 50):6.2f} ms, "
           f"p99 {percentile(lat, 99):6.2f} ms{floor} | logged {res['logged']:,} of {res['sent']:,}, "
           f"{res['duplicates']} duplicates | load {os.getloadavg()[0]:.2f}", flush=True)
     return {"code": code, "mode": mode, "backend": backend, "shape": shape, "p50": percentile(lat, 50),
-            "p99": percentile(lat, 99), "rate": res["rate"]}
+            "p99": percentile(lat, 99), "rate": res["rate"], "cpu_ms": res.get("cpu_ms"),
+            "floor_p99": percentile(res.get("floor", []), 99)}
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv or os.environ.get("BATTLEGROUND_BENCH_QUICK") == "1"
     per_client, sparse = (150, 20) if quick else (2000, 60)
-    modes = [m for m in ("service", "http") if f"--{m}-only" not in argv]
-    ref = os.environ.get("BATTLEGROUND_BENCH_DECISIONS_BASELINE", "808db7d")
+    only = [m for m in ("service", "http") if f"--{m}-only" in argv]
+    modes = only or ["service", "http"]
+    ref = os.environ.get("BATTLEGROUND_BENCH_DECISIONS_BASELINE", "2d0f6f0")
     print(f"/decide, logging on: steady = {N_CLIENTS} clients x {per_client}, sparse = 1 client x {sparse} "
-          f"every {SPARSE_PAUSE} s; baseline = {ref} (idle release), current = this tree (store kept); "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"every {SPARSE_PAUSE} s; baseline = {ref} (its http server on asyncio + h11), current = this tree; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f}", flush=True)
     base = {k: v for k, v in os.environ.items() if k not in ("BATTLEGROUND_DATABASE_URL", "PYTHONPATH")}
     base["BATTLEGROUND_API_TOKEN"] = TOKEN
     admin = os.environ.get("BATTLEGROUND_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -231,8 +258,10 @@ def main(argv: list[str]) -> None:
             for shape in ("steady", "sparse"):
                 b, c = (next(r for r in results if (r["code"], r["mode"], r["backend"], r["shape"]) == (k, mode, backend, shape))
                         for k in ("baseline", "current"))
+                cpu = f", server CPU {b['cpu_ms']:.2f} -> {c['cpu_ms']:.2f} ms/decision" if c["cpu_ms"] else ""
                 print(f"  {mode:>7} {backend:>10} {shape:>6}: {b['p50']:.1f} / {b['p99']:.1f} -> {c['p50']:.1f} / "
-                      f"{c['p99']:.1f} (p50 {b['p50'] / c['p50']:.1f}x)", flush=True)
+                      f"{c['p99']:.1f} (p50 {b['p50'] / c['p50']:.1f}x){cpu}", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ own events did not) or into the page's own experiment (its sums must be read aga
 
 * the experiment page (results table, decision, daily charts of all 10 metrics): target ≤ 150 ms;
 * the experiment list (status, users, SRM and end-condition badges, decision and lift of all 100):
-  target ≤ 100 ms;
+  target ≤ 100 ms; measured first, so its first request is a server's cold start (target: well
+  under 2 s, from one batched sums scan per metric set);
 * the results CSV download;
 * the sign-in page (the same template machinery, no data), so the ratio says how much the data costs
   beyond rendering a page at all.
@@ -126,9 +127,12 @@ def _measure(home: str, n: int) -> dict[str, Any]:
     mid = ids[len(ids) // 2]
     out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        for label, url in [("sign-in page (baseline)", "/signin"), ("experiment page", f"/experiments/{mid}"),
+        # the list first: its first request is the cold start of a server (nothing cached, nothing
+        # imported beyond the sign-in page's); the page's first request then finds the list's sums
+        for label, url in [("sign-in page (baseline)", "/signin"), ("experiment list", "/"),
+                           ("experiment page", f"/experiments/{mid}"),
                            ("experiment page, daily view", f"/experiments/{mid}?view=daily"),
-                           ("experiment list", "/"), ("results CSV", f"/experiments/{mid}/results.csv")]:
+                           ("results CSV", f"/experiments/{mid}/results.csv")]:
             out[label] = _time(client, url, n)
         out["experiment page after an ingest"] = _after_ingest(client, settings, f"/experiments/{mid}", max(2, n // 5))
         out["experiment page after an ingest into it"] = _after_ingest(
@@ -136,6 +140,23 @@ def _measure(home: str, n: int) -> dict[str, Any]:
         out["experiment list after an ingest"] = _after_ingest(client, settings, "/", 1)
     out["load_after"] = os.getloadavg()[0]
     return out
+
+
+def _measure_cold_page(home: str) -> dict[str, Any]:
+    """The experiment page as the first data page of a fresh server (after the sign-in page): its
+    first request reads its sums and daily sums and imports what it needs."""
+    from fastapi.testclient import TestClient
+
+    from battleground.experiment.register import Registry
+    from battleground.settings import Settings
+    from battleground.web import create_app
+
+    settings = Settings.from_env({"BATTLEGROUND_HOME": home})
+    ids = [r.id for r in Registry(settings.registry_url).list()]
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        client.get("/signin").raise_for_status()
+        first, wall, cpu = _time(client, f"/experiments/{ids[len(ids) // 2]}", 3)
+    return {"experiment page, first page of a fresh server": [first, wall, cpu]}
 
 
 TARGETS = {"experiment page": 150.0, "experiment page, daily view": 150.0, "experiment list": 100.0}
@@ -159,6 +180,7 @@ def _run_tree(src: Path, home: str, n: int) -> dict[str, Any]:
     import json
 
     result: dict[str, Any] = json.loads(_in_tree(src, ["--measure", home, str(n)]).strip().splitlines()[-1])
+    result.update(json.loads(_in_tree(src, ["--cold-page", home]).strip().splitlines()[-1]))
     return result
 
 
@@ -192,14 +214,15 @@ def main(argv: list[str]) -> None:
                 verdict = "" if target is None else f"≤ {target:.0f} ms: {'met' if wall <= target else 'NOT met'}"
                 print(f"{label:34} {first:9.1f} {wall:9.1f} {cpu:9.1f}  {verdict}", flush=True)
         if baseline:
-            print("\nthis checkout against the baseline (median wall):")
+            print("\nthis checkout against the baseline (median wall; first request for the cold rows):")
             for label, value in results["this checkout"].items():
                 if label.startswith("load"):
                     continue
-                mine = value[1] if isinstance(value, list) else value
                 base = results["baseline"][label]
-                theirs = base[1] if isinstance(base, list) else base
-                print(f"  {label:34} {theirs:9.1f} → {mine:9.1f} ms ({theirs / mine:5.1f}× faster)")
+                rows = [(label, value[1], base[1]), (f"{label}, first request", value[0], base[0])] if isinstance(
+                    value, list) else [(label, value, base)]
+                for name, mine, theirs in rows:
+                    print(f"  {name:48} {theirs:9.1f} → {mine:9.1f} ms ({theirs / mine:5.1f}× faster)")
 
 
 if __name__ == "__main__":
@@ -208,6 +231,8 @@ if __name__ == "__main__":
 
     if len(sys.argv) >= 4 and sys.argv[1] == "--measure":
         print(json.dumps(_measure(sys.argv[2], int(sys.argv[3]))))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--cold-page":
+        print(json.dumps(_measure_cold_page(sys.argv[2])))
     elif len(sys.argv) >= 4 and sys.argv[1] == "--seed":
         _seed(Path(sys.argv[2]), int(sys.argv[3]), users=300)
     else:

@@ -74,6 +74,23 @@ def test_bad_requests_log_nothing(home: Settings, client: Any) -> None:
     assert open_decision_log(home).count() == (0, 0, 0)
 
 
+def test_invalid_bodies_get_the_field_level_422(home: Settings, client: Any) -> None:
+    """/decide parses its body itself (one pydantic-core pass); the answer is still FastAPI's 422 with
+    the field's location, and nothing is logged."""
+    missing = _decide(client, policy="solo", context=[1.0, 0.0])
+    assert missing.status_code == 422
+    assert [(e["type"], e["loc"]) for e in missing.json()["detail"]] == [("missing", ["body", "unit_id"])]
+    bad_number = _decide(client, unit_id=1, policy="solo", context=[1.0, "x"])
+    assert [(e["type"], e["loc"]) for e in bad_number.json()["detail"]] == [("float_parsing", ["body", "context", 1])]
+    too_long = _decide(client, unit_id=1, policy="solo", context=[1.0, 0.0], decision_id="d" * 201)
+    assert [(e["type"], e["loc"]) for e in too_long.json()["detail"]] == [("string_too_long", ["body", "decision_id"])]
+    not_json = client.post("/decide", content=b'{"unit_id": 1,', headers={**AUTH, "Content-Type": "application/json"})
+    assert not_json.status_code == 422 and not_json.json()["detail"][0]["type"] == "json_invalid"
+    assert open_decision_log(home).count() == (0, 0, 0)
+    schema = client.get("/openapi.json").json()["paths"]["/decide"]["post"]["requestBody"]
+    assert schema["required"] and "unit_id" in schema["content"]["application/json"]["schema"]["required"]
+
+
 def test_a_resent_decision_id_returns_the_logged_decision(home: Settings, client: Any) -> None:
     first = _decide(client, unit_id=5, policy="solo", context=[1.0, 0.5], decision_id="fixed-1").json()
     again = _decide(client, unit_id=5, policy="solo", context=[0.0, 9.0], decision_id="fixed-1").json()

@@ -145,3 +145,73 @@ def test_dashboard_page_shows_the_breakdown_table(settings: Settings) -> None:
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         Registry(settings.registry_url).update(exp_id, metadata={"breakdown_by": None})
         assert 'id="breakdown-table"' not in c.get(f"/experiments/{exp_id}").text
+
+
+_HOSTILE = "</script><script>alert('a')</script>\"'><svg onload=alert('a')><img src=x onerror=alert('a')>"
+
+
+def _hostile_experiment(settings: Settings) -> int:
+    """The breakdown data with the country attribute logged under a hostile event type name and a
+    hostile metric name: every one of them is data, never markup."""
+    reg = Registry(settings.registry_url)
+    metrics = [{**_METRICS[0], "name": "rev" + _HOSTILE}, *_METRICS[1:]]
+    exp = reg.create_experiment("strata", metrics=metrics, start_at=START, end_at=END,
+                                metadata={"breakdown_by": [_HOSTILE]})
+    reg.start(exp.id)
+    events = _events()
+    events.loc[events["event_type"] == "country", "event_type"] = _HOSTILE
+    ingest(open_event_store(settings), events)
+    return exp.id
+
+
+def test_report_shows_the_breakdowns_and_escapes_names(settings: Settings) -> None:
+    from battleground.experiment.report import MakeReport
+
+    exp_id = _hostile_experiment(settings)
+    want = Monitor(client=settings).put_experiment_id(experiment_id=exp_id).breakdown(_HOSTILE)
+    rendered = MakeReport(client=settings).render(exp_id)
+    html, md = rendered.html, rendered.markdown
+    assert "<h2>Breakdowns</h2>" in html and "## Breakdowns" in md
+    table = html[html.index('<table class="breakdowns">'):html.index("</table>", html.index('<table class="breakdowns">'))]
+    assert table.count("<tr>") == 1 + 3 * 4  # the header, then 3 metrics × 4 slices (one treatment)
+    assert '<span class="badge warn">heterogeneous</span>' in table  # country 2's revenue
+    assert "<script" not in table and "<svg" not in table and "<img" not in table and "onerror" not in table.replace(
+        "onerror=alert(&#39;a&#39;)", "")
+    assert "&lt;script&gt;alert(&#39;a&#39;)&lt;/script&gt;" in table
+    w = next(x for x in want.metrics[0].result.slices if x.slice == "2")
+    assert f"| {_HOSTILE} | rev{_HOSTILE} | 2 | treatment |" in md and f"{w.adjusted_p_value:.3g}" in md
+    assert "heterogeneous" in md
+    # without a declaration there is no section
+    Registry(settings.registry_url).update(exp_id, metadata={"breakdown_by": None})
+    again = MakeReport(client=settings).render(exp_id)
+    assert "Breakdowns" not in again.html and "## Breakdowns" not in again.markdown
+
+
+def test_api_results_carry_the_breakdowns(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from battleground.web import create_app
+
+    exp_id = _hostile_experiment(settings)
+    want = Monitor(client=settings).put_experiment_id(experiment_id=exp_id).breakdown(_HOSTILE)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        res = c.get(f"/api/experiments/{exp_id}/results")
+    assert res.status_code == 200, res.text[:500]
+    doc = res.json()
+    assert len(doc["breakdowns"]) == 1
+    b = doc["breakdowns"][0]
+    assert b["attribute"] == _HOSTILE and b["correction"] == "holm" and b["relative"] is True
+    assert b["users"] == pytest.approx(want.users)
+    rows = {(r["metric"], r["slice"], r["variant"]): r for r in b["slices"]}
+    assert len(rows) == 3 * 4
+    for m in want.metrics:
+        for x in m.result.slices:
+            got = rows[(m.metric, x.slice, x.variant)]
+            assert got["heterogeneous"] is x.heterogeneous and got["n_treatment"] == x.n_treatment
+            assert got["estimate"] == (None if x.estimate is None else pytest.approx(x.estimate, rel=1e-12))
+            assert got["adjusted_p_value"] == (None if x.adjusted_p_value is None
+                                               else pytest.approx(x.adjusted_p_value, rel=1e-12))
+    assert rows[("rev" + _HOSTILE, "2", "treatment")]["heterogeneous"] is True
+    # the OpenAPI description names the field
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        assert "breakdowns" in c.get("/api/openapi.json").text

@@ -277,3 +277,22 @@ def test_users_needed_for_an_underpowered_guardrail() -> None:
     beyond = rows(row("conversion", "a", 0.1, 1e-6), lat("a", 0.025, 0.2, half=0.06))
     assert math.isinf(guardrail_users_needed(beyond[-1], margins["latency"]))
     assert "beyond the margin" in needed_text(spec, beyond, decide(spec, beyond, now=NOW), 0.05)
+
+
+def test_a_holdout_reads_as_the_impact_of_what_shipped_never_as_ship_shipped() -> None:
+    def holdout(**kw: Any) -> ExperimentInfo:
+        return info(variants=(VariantInfo("holdout", 0.05, True), VariantInfo("shipped", 0.95, False)),
+                    kind="holdout", target_sample_size=None, status="stopped", **kw)
+
+    def arm(rel: float, p: float) -> list[VariantMetricRow]:
+        return rows(row("conversion", "shipped", rel, p), lat("shipped", 0.0, 0.9))
+
+    better = decide(holdout(), arm(0.10, 1e-6), now=NOW)
+    assert better.verdict == "ship" and better.best == "shipped"
+    assert better.headline == "what shipped helps: shipped beats the holdout"
+    worse = decide(holdout(), arm(-0.10, 1e-6), now=NOW)
+    assert worse.verdict == "dont_ship" and worse.headline == "what shipped hurts: shipped is worse than the holdout"
+    flat = decide(holdout(), arm(0.0, 0.7), now=NOW)
+    assert flat.verdict == "inconclusive" and flat.headline == "no measurable impact of what shipped yet"
+    # an ordinary experiment keeps its wording
+    assert decide(info(), rows(row("conversion", "a", 0.10, 1e-6), lat("a", 0.0, 0.9)), now=NOW).headline == "ship a"

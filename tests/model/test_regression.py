@@ -9,35 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tests.model.regression_data import regression_frame
 
 from battleground.model.data import ModelInputError
 from battleground.model.train import REGRESSORS, RegressionTrainer, Trainer, score, tune
 from battleground.settings import Settings
-
-LEVEL = {"bronze": 0.0, "silver": 2.0, "gold": 5.0}
-
-
-def regression_frame(n: int, seed: int) -> pd.DataFrame:
-    """``target = 10 + 3·x1 − 2·x2 + level effect + 1.5·[region == 'r3'] + N(0, 1)``."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "char_id": np.arange(n),
-        "x1": rng.normal(size=n),
-        "x2": rng.normal(size=n),
-        "level": rng.choice(list(LEVEL), n),
-        "region": rng.choice([f"r{i}" for i in range(5)], n),
-    })
-    frame["target"] = (10 + 3 * frame["x1"] - 2 * frame["x2"] + frame["level"].map(LEVEL)
-                       + 1.5 * (frame["region"] == "r3") + rng.normal(0, 1.0, n))
-    return frame
-
-
-@pytest.fixture(scope="module")
-def reg_sets() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
-    frame = regression_frame(1500, seed=5)
-    X = frame.drop(columns=["char_id", "target"])
-    return X.iloc[:1000], frame["target"].iloc[:1000], X.iloc[1000:].reset_index(drop=True), \
-        frame["target"].iloc[1000:].reset_index(drop=True)
 
 
 @pytest.mark.parametrize("model", [*REGRESSORS, "LGBMRegressor", "Ridge"])
@@ -190,6 +166,14 @@ def test_regression_config_trains_gates_scores_and_serves(tmp_path) -> None:
     assert res.promoted and res.model_type == best.model and res.test_score < 2.0
     assert res.test_metrics["rmse"] == pytest.approx(res.test_score) and res.test_metrics["r2"] > 0.8
     assert {"test_rmse", "test_r2"} <= set(client.get_run(best.run_id).data.metrics)
+    # the evaluation artifacts of a regressor, logged to the run: its plots, importance and model card
+    from pathlib import Path
+
+    files = {Path(a.path).name for a in client.list_artifacts(best.run_id, "evaluation")}
+    assert {"predicted_vs_actual.png", "residuals.png", "residual_histogram.png", "feature_importance.csv",
+            "metric_intervals.json", "model_card.md"} <= files and "roc.png" not in files
+    card = Path(client.download_artifacts(best.run_id, "evaluation/model_card.md")).read_text()
+    assert f"| rmse | {res.test_metrics['rmse']:.4f} |" in card and "rows.csv; stratified split" in card
 
     champ = load_champion(settings, "value")
     assert champ.task == "regression" and champ.version == res.version

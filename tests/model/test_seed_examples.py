@@ -87,6 +87,38 @@ def test_seed_000_model_examples_as_written() -> None:
     assert EvalRegressorModel().calculate(pred[:, 1], y_test).rmse == pytest.approx(np.sqrt(report.brier))
 
 
+@pytest.mark.parametrize("model", ["lightgbm", "xgboost", "linear", "random_forest"])
+def test_seed_000_eval_regressor_model_scores_a_battleground_regressor(churn_sets, tmp_path: Path,
+                                                                       model: str) -> None:
+    """Seed 000 imports ``EvalRegressorModel`` beside the classifier's evaluator; here it evaluates what
+    it is for: a :class:`RegressionTrainer` fitted the seed's way (``fit_params`` with the categorical
+    columns) on a numeric target of the same churn features, a character's total kills."""
+    from battleground.model.eval import EvalRegressorModel
+    from battleground.model.train import RegressionTrainer, score
+
+    X_train, _, X_test, _ = churn_sets
+    target, leaks = "total_kills", ["total_kills", "death_ratio"]  # kills' own ratio to deaths is no feature
+    y_train, y_test = X_train[target], X_test[target]
+    X_train, X_test = X_train.drop(columns=leaks), X_test.drop(columns=leaks)
+    categorical_features = [c for c in ("gender", "race", "class", "territory", "sub_type") if c in X_train]
+    trainer = RegressionTrainer(model=model, params=None if model == "linear" else {"n_estimators": 50})
+    fit_params = {"categorical_features": categorical_features}
+    trainer.fit(X_train, y_train, **fit_params)
+
+    pred = trainer.predict(X_test)
+    evaluator = EvalRegressorModel()
+    report = evaluator.calculate(pred, y_test)
+    assert report.n == len(y_test)
+    for metric in ("rmse", "mae", "r2"):
+        assert getattr(report, metric) == pytest.approx(score(metric, y_test, pred), rel=1e-12)
+    # better than predicting the training mean, on rows the model never saw
+    assert report.rmse < score("rmse", y_test, np.full(len(y_test), y_train.mean())) and report.r2 > 0.1
+    assert report.mae < report.rmse
+    paths = evaluator.plots(pred, y_test, tmp_path, title=f"{model}: total kills")
+    assert {p.name for p in paths.values()} == {"predicted_vs_actual.png", "residuals.png",
+                                                "residual_histogram.png", "report.html"}
+
+
 def test_seed_001_log_seed_decorator(caplog: pytest.LogCaptureFixture) -> None:
     from battleground.model.tracking import log_seed
     from battleground.pipelines import nodes

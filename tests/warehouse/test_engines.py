@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from warehouse_load import chdb_engine, duckdb_engine, mariadb_engine, spark_engine
 
@@ -95,3 +96,48 @@ def test_postgres(postgres_url: str, events_table: Any, reference: dict[Any, Exp
     PostgresEventStore(postgres_url, "sqlite://").write_batch(events_table)
     check(WarehouseEventStore(SqlAlchemyEngine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))),
           reference)
+
+
+def _covariates_close(got: ExperimentSums, want: ExperimentSums) -> None:
+    assert got.covariates is not None and want.covariates is not None
+    for g, w in zip(got.covariates, want.covariates, strict=True):
+        assert (g.variant, g.users, g.covariates) == (w.variant, w.users, w.covariates)
+        for name in ("sum_y", "sum_y2", "sum_z", "sum_zz", "sum_yz", "shift_y", "shift_z"):
+            a, b = np.ravel(getattr(g, name)), np.ravel(getattr(w, name))
+            assert np.allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, float(np.abs(b).max())) * g.users), name
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "chdb", "mariadb"])
+def test_cupedpp_sums_on_engines(engine: str, events_table: Any, reference: dict[Any, ExperimentSums],
+                                 tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    """The CUPED++ cross sums ride in the same compiled scan on every engine (issue 17)."""
+    store = DuckDBEventStore(f"duckdb:///{tmp_path}/events.duckdb", "sqlite://")
+    store.write_batch(events_table)
+    attrs = ("purchase", "nobody")  # a valued event type as the attribute, and one no user has
+    want = store.experiment_sums(EXPERIMENT, METRICS, *WINDOW, ("control", "treatment"), attributes=attrs)
+    make = {"duckdb": lambda: duckdb_engine(events_table), "chdb": lambda: chdb_engine(events_table),
+            "mariadb": lambda: mariadb_engine(request.getfixturevalue("mariadb_url"), events_table)}[engine]
+    got = WarehouseEventStore(make()).experiment_sums(EXPERIMENT, METRICS, *WINDOW, ("control", "treatment"),
+                                                      attributes=attrs)
+    assert_same(got, reference[("exclude", WINDOW)])
+    _covariates_close(got, want)
+    assert want.covariates is not None and want.covariates[0].sum_zz[0][0] > 0
+
+
+@pytest.mark.parametrize("dialect", ["bigquery", "snowflake", "trino", "databricks", "spark", "clickhouse",
+                                     "mysql", "postgres", "redshift", "tsql", "presto", "athena", "oracle"])
+def test_cupedpp_sums_compile_for_every_dialect(dialect: str) -> None:
+    import sqlglot
+
+    from battleground.storage._compile import compile_sql, dialect_name
+    from battleground.storage._sums_sql import daily_sums_many_sql
+    from battleground.storage._warehouse import sums_sql
+    from battleground.storage.events import _params
+
+    text = sums_sql(EXPERIMENT, METRICS, dialect, *WINDOW, attributes=["age"])
+    tree = sqlglot.parse_one(text, read=dialect)
+    assert "pp_yz6_8" in {s.alias for s in tree.find_all(sqlglot.exp.Alias)} and "'age'" in text
+    # the daily series carries them too (issue 17: CUPED++ on the daily series)
+    daily = compile_sql(daily_sums_many_sql(METRICS, covariates=1), dialect_name(dialect),
+                        {**_params(EXPERIMENT, METRICS, *WINDOW), "at0": "age"})
+    assert "pp_yz6_8" in {s.alias for s in sqlglot.parse_one(daily, read=dialect).find_all(sqlglot.exp.Alias)}

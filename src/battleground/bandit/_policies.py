@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from battleground.bandit._base import BasePolicy, Decision, PolicyInputError
-from battleground.bandit._propensity import SAFE_GAP, step_panel, win_probability
+from battleground.bandit._propensity import win_probability, win_probability_one
 
 __all__ = [
     "AGENTS",
@@ -472,24 +472,7 @@ class LinTS(_LinearPolicy):
         s *= sd
         s += mu
         a = int(s.argmax())
-        # win_probability's rules for one row with fewer numpy calls (the same numbers: the same
-        # competitors in the same order through the same functions).
-        gap_low = (mu[a] - SAFE_GAP * sd[a] - mu) / sd
-        gap_low[a] = np.inf
-        relevant = gap_low < SAFE_GAP
-        high = (mu[a] + SAFE_GAP * sd[a] - mu) / sd
-        high[a] = np.inf
-        if (high < -SAFE_GAP).any():
-            prob = 0.0
-        elif not relevant.any():
-            prob = 1.0
-        elif ((mu[relevant] == mu[a]) & (sd[relevant] == sd[a])).all():
-            prob = 1.0 / (1.0 + int(relevant.sum()))
-        else:
-            sd_r = sd[relevant]
-            value, ok = step_panel(((mu[a] - mu[relevant]) / sd_r)[None, :], (sd[a] / sd_r)[None, :])
-            prob = float(value[0]) if ok[0] else float(win_probability(mu[None, :], sd[None, :], np.array([a]))[0])
-        return a, min(max(prob, 0.0), 1.0)
+        return a, win_probability_one(mu, sd, a)
 
     def action_dist(self, contexts: ArrayLike) -> NDArray[np.float64]:
         x = self._check_contexts(contexts)

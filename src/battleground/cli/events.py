@@ -112,9 +112,13 @@ def sql_command(
         note.setFormatter(logging.Formatter("note: %(message)s"))
         propagate, log.propagate = log.propagate, False
         log.addHandler(note)
+        from battleground.experiment._cupedpp import regression_adjustment
+
+        spec = regression_adjustment(dict(rec.metadata))  # CUPED++ rides in the same scan
         try:
             text = sums_sql(rec.id, [metric_query(m) for m in rec.metrics], dialect, rec.start_at, rec.end_at,
-                            multiple_exposures=check_multiple_exposures(multiple_exposures), relation=table)
+                            multiple_exposures=check_multiple_exposures(multiple_exposures), relation=table,
+                            attributes=None if spec is None else spec.attributes)
         finally:
             log.removeHandler(note)
             log.propagate = propagate

@@ -703,7 +703,7 @@ def breakdown_command(
 
         monitor = Monitor(client=load_settings()).put_experiment_id(experiment_id=_experiment_key(experiment))
         result = monitor.breakdown(by, start, end, relative=not absolute, correction=correction)
-        records = [s.to_dict() | {"metric": m.metric} for m in result.metrics for s in m.result.slices]
+        records = result.slice_records()
         table = Table("slices", f"#{result.experiment_id} · breakdown by {result.attribute} "
                       f"({'relative lift' if result.relative else 'difference'}, {result.correction})",
                       _breakdown_columns(result.relative), records)

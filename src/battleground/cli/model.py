@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from battleground.cli._common import console, experiment_key, load_settings, user_errors
+from battleground.cli._common import console, experiment_key, fail, load_settings, user_errors
 from battleground.cli._table import (
     Column,
     Table,
@@ -116,25 +116,41 @@ def history(name: str = typer.Argument("churn", help="Registered model name."),
 
 @app.command("leaderboard")
 def leaderboard_cmd(
-    config: Path | None = typer.Option(None, "--config", "-c", help="Use this config's splits."),
-    models: str = typer.Option("lightgbm,xgboost,logistic,random_forest", help="Comma-separated model types."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Use this config's splits, task and metric."),
+    models: str | None = typer.Option(None, help="Comma-separated model types (default: every tunable one "
+                                                 "of the task)."),
     n_characters: int = typer.Option(4000, help="Synthetic churn characters when no config is given."),
     seed: int = typer.Option(0, help="Seed for the synthetic data and the models."),
-    top_k: int = typer.Option(0, help="Also fit a soft-voting ensemble of the top k (k >= 2)."),
+    top_k: int = typer.Option(0, help="Also fit a soft-voting ensemble of the top k (k >= 2; classification)."),
     cv: int = typer.Option(0, help="k-fold CV on the training rows (grouped by entity id): mean and sd per model."),
+    trials: int = typer.Option(0, "--trials", min=0, help="Tune each model with this many Optuna trials first; "
+                                                         "its untuned default stays on the board as a baseline row."),
+    metric: str | None = typer.Option(None, help="Rank by this metric, in its own direction (default: the "
+                                                 "config's comparison metric, else roc_auc / rmse)."),
     as_json: bool = json_option,
     as_csv: bool = csv_option,
 ) -> None:
-    """Compare model types on validation data, best first (like PyCaret's compare_models)."""
+    """Compare model types on validation data, best first (like PyCaret's compare_models); a config
+    with ``task: regression`` compares regressors on RMSE, MAE and R²."""
     with user_errors():
         fmt = output_format(as_json, as_csv)
         load_settings()
         from battleground.model.data import CreateDataSet, read_splits
         from battleground.model.tracking import TrainingConfig, _features
-        from battleground.model.train import leaderboard, score, top_k_voting
+        from battleground.model.train import (
+            REGRESSORS,
+            TUNABLE,
+            higher_is_better,
+            leaderboard,
+            score,
+            top_k_voting,
+            tune,
+        )
 
+        task = "classification"
         if config is not None:
             cfg = TrainingConfig.from_yaml(config)
+            task, metric = cfg.task, metric or cfg.metric
             splits = read_splits(cfg.splits_dir)
             X_train, y_train = _features(splits["train"], cfg.label, cfg.non_features)
             X_valid, y_valid = _features(splits["valid"], cfg.label, cfg.non_features)
@@ -145,8 +161,17 @@ def leaderboard_cmd(
             ds = CreateDataSet(n_characters=n_characters, seed=seed)
             X_train, y_train = ds.load_train_set()
             X_valid, y_valid = ds.load_test_set()
-        board = leaderboard(X_train, y_train, X_valid, y_valid, models=[m.strip() for m in models.split(",")],
-                            seed=seed, cv=cv, groups=groups)
+        if top_k and task == "regression":
+            fail(f"--top-k {top_k}: the soft-voting ensemble is for classification; drop --top-k for task: regression")
+        kinds = [m.strip() for m in models.split(",")] if models else list(
+            REGRESSORS if task == "regression" else TUNABLE)
+        tuned = {}
+        for kind in kinds if trials else []:
+            res = tune(kind, X_train, y_train, X_valid, y_valid, n_trials=trials, seed=seed, task=task,
+                       metric=metric or ("rmse" if task == "regression" else "roc_auc"))
+            tuned[res.model] = dict(res.trainer.params or {})  # the refit's: best trial + its early-stopped rounds
+        board = leaderboard(X_train, y_train, X_valid, y_valid, models=kinds, params=tuned, metric=metric,
+                            seed=seed, cv=cv, groups=groups, task=task)
         table = board.table
         if top_k:
             voter = top_k_voting(board, X_train, y_train, k=top_k, seed=seed)
@@ -162,8 +187,17 @@ def leaderboard_cmd(
                 return f"{r[name]:.4f}" if isinstance(r[name], float) else str(r[name])
             return show
 
-        columns = [Column(str(c), cell(str(c)), key=(c == "model")) for c in table.columns]
-        print_tables([Table("leaderboard", "leaderboard (validation)", columns, records)], fmt)
+        def spread(r: Mapping[str, Any]) -> str:
+            return f"{r[mean]:.4f} ± {r[mean.replace('_mean', '_sd')]:.4f}"
+
+        columns = [Column(str(c), cell(str(c)), key=(c == "model")) for c in table.columns
+                   if fmt != "table" or not str(c).startswith("cv_")]
+        mean = next((str(c) for c in table.columns if str(c).endswith("_mean")), "")
+        if fmt == "table" and mean:  # one "mean ± sd" column; JSON and CSV keep both numbers
+            columns.append(Column(mean.removesuffix("_mean") + f" ({cv}-fold)", spread))
+        way = "largest" if higher_is_better(board.metric) else "smallest"
+        print_tables([Table("leaderboard", f"leaderboard (validation; {board.metric}, {way} first)", columns,
+                            records)], fmt)
 
 
 @app.command("predict")
@@ -173,7 +207,8 @@ def predict(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write predictions (.parquet or .csv)."),
     model_name: str = typer.Option("churn", help="Registered model whose 'champion' alias scores the rows."),
     chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1, help="Rows scored per chunk (bounds memory)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes scoring chunks in parallel."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes scoring chunks in parallel "
+                                       "(default: one per CPU core, at most one per chunk)."),
 ) -> None:
     """Batch-score a file with the champion: writes the input's id column (if any), churn_probability
     and churn_label (a regression champion: prediction), in the input's row order; nothing is written

@@ -23,17 +23,18 @@ source_dir = "."
 
 @app.command("list")
 def list_pipelines() -> None:
-    """Every pipeline name (``*_game2`` twins run in ``game2_env``)."""
-    from battleground.pipelines.registry import PIPELINE_NAMES
+    """Every pipeline name (``*_game2`` twins run in ``game2_env``; ``regression_env`` is a numeric target)."""
+    from battleground.pipelines.registry import ENVIRONMENTS, PIPELINE_NAMES
 
+    others = " | ".join(e for e in ENVIRONMENTS)
     for name in PIPELINE_NAMES:
-        console.print(f"{name}  [dim]({'game2_env' if name.endswith('_game2') else 'base | game2_env'})[/dim]")
+        console.print(f"{name}  [dim]({'game2_env' if name.endswith('_game2') else others})[/dim]")
 
 
 @app.command("run")
 def run(
     pipeline: str = typer.Option(..., "--pipeline", "-p", help="Pipeline name (see `battleground pipeline list`)."),
-    env: str | None = typer.Option(None, "--env", "-e", help="Config environment: base (default) or game2_env."),
+    env: str | None = typer.Option(None, "--env", "-e", help="Config environment: base (default), game2_env or regression_env (a numeric target)."),
     n_characters: int | None = typer.Option(None, help="Override churn.n_characters (smaller data)."),
     conf: Path | None = typer.Option(None, "--conf", help="Config folder with base/ and game2_env/ (default: "
                                      "the package's own; see `battleground pipeline kedro-project`)."),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from battleground.bandit._base import BasePolicy
     from battleground.decisions._updater import PolicyUpdater
     from battleground.experiment._records import ExperimentRecord
+    from battleground.experiment.assign import Assigner
     from battleground.settings import Settings
 
 __all__ = ["DecisionService", "NotRunningError"]
@@ -40,6 +41,11 @@ __all__ = ["DecisionService", "NotRunningError"]
 _EXPERIMENT_TTL = 5.0
 _OUTSIDE = {"holdout": "held out by the project's holdout", "layer": "its layer bucket is outside the "
             "experiment's range", "traffic": "outside its traffic"}
+
+
+def _outside(unit: str, experiment: str, why: str | None) -> DecisionInputError:
+    return DecisionInputError(f"unit {unit!r} is outside experiment {experiment!r} "
+                              f"({_OUTSIDE[why or 'traffic']}); show it the default experience")
 
 
 class NotRunningError(ExperimentError, RuntimeError):
@@ -84,7 +90,8 @@ class DecisionService:
         self.updaters = updaters
         self.update_interval = update_interval
         self._live: dict[str, _Live] = {}
-        self._experiments: dict[str, tuple[float, ExperimentRecord]] = {}
+        # key -> (when read, the record, its assigner): the registry is read again after _EXPERIMENT_TTL
+        self._experiments: dict[str, tuple[float, ExperimentRecord, Assigner]] = {}
         self._recent: dict[str, DecisionRow] = {}
         self._lock = threading.Lock()
 
@@ -127,23 +134,24 @@ class DecisionService:
         live = self._live[key]
         live.policy, live.version = policy, version  # the event loop picks the new one up at its next call
 
-    def _experiment(self, key: str) -> ExperimentRecord:
+    def _experiment(self, key: str) -> tuple[ExperimentRecord, Assigner]:
         cached = self._experiments.get(key)
         if cached is not None and time.monotonic() - cached[0] < _EXPERIMENT_TTL:
-            return cached[1]
+            return cached[1], cached[2]
+        from battleground.experiment.assign import Assigner
+
         record = self.registry.get(key)
         if record.status != "running":
             raise NotRunningError(
                 f"experiment {record.name!r} is {record.status}; decisions are logged only for running "
                 f"experiments: start it (battleground experiment start {record.id})")
-        self._experiments[key] = (time.monotonic(), record)
-        return record
+        assigner = Assigner(record)
+        self._experiments[key] = (time.monotonic(), record, assigner)
+        return record, assigner
 
     # ------------------------------------------------------------------ decide
     def decide(self, unit_id: str, key: str, context: Any = (), decision_id: str | None = None) -> tuple[DecisionRow, Future[tuple[DecisionRow, bool]]]:
         """Decide for ``unit_id`` under ``key``; the future resolves once the decision is logged."""
-        from battleground.experiment.assign import Assigner
-
         unit = str(unit_id)
         if not unit or len(unit) > 200:
             raise DecisionInputError(f"unit_id must be 1 to 200 characters, got {unit[:40]!r}")
@@ -153,15 +161,12 @@ class DecisionService:
         live = self._policy(key)
         now = _now()
         if live is None:  # a plain A/B experiment
-            exp = self._experiment(key)
+            exp, assigner = self._experiment(key)
             names = [v.name for v in exp.variants]
             weights = [v.weight for v in exp.variants]
-            assigner = Assigner(exp)
             variant = assigner.assign(unit)
             if variant is None:
-                raise DecisionInputError(f"unit {unit!r} is outside experiment {exp.name!r} "
-                                         f"({_OUTSIDE[assigner.exclusion(unit) or 'traffic']}); "
-                                         "show it the default experience")
+                raise _outside(unit, exp.name, assigner.exclusion(unit))
             i = names.index(variant)
             row = DecisionRow(did, exp.name, exp.id, variant, unit, (), i, float(weights[i]), 0, False, now)
             return row, self.writer.decide(row)
@@ -170,8 +175,11 @@ class DecisionService:
         exp_id: int | None = None
         variant = None
         if spec.experiment is not None:
-            exp = self._experiment(spec.experiment)
-            variant = Assigner(exp).assign(unit)
+            exp, assigner = self._experiment(spec.experiment)
+            variant = assigner.assign(unit)
+            if variant is None and assigner.exclusion(unit) == "holdout":
+                # a held-out unit sees nothing experimental, the bandit included (docs/ab-testing.md)
+                raise _outside(unit, exp.name, "holdout")
             exp_id = exp.id if variant is not None else None
         if variant is None or variant == spec.bandit_variant:
             policy, version = live.policy, live.version

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from battleground.experiment._metric_sums import (
     BREAKDOWN_KEY,
@@ -66,6 +67,16 @@ class ExperimentBreakdown(Result):
     @property
     def flagged(self) -> tuple[tuple[str, str, str], ...]:
         return tuple((m.metric, s.slice, s.variant) for m in self.metrics for s in m.result.flagged)
+
+    def slice_records(self) -> list[dict[str, Any]]:
+        """One record per metric × slice × treatment variant (what the CLI and the JSON API list)."""
+        return [s.to_dict() | {"metric": m.metric} for m in self.metrics for s in m.result.slices]
+
+    def record(self) -> dict[str, Any]:
+        """The breakdown as one JSON-ready record: its settings, the slices' users and every slice row."""
+        return {"experiment_id": self.experiment_id, "attribute": self.attribute, "correction": self.correction,
+                "alpha": self.alpha, "relative": self.relative, "users": dict(self.users),
+                "slices": self.slice_records()}
 
 
 def breakdown_metrics(

@@ -23,6 +23,7 @@ __all__ = [
     "CupedPlusPlusComparison",
     "RegressionAdjustmentSpec",
     "cupedpp_comparisons",
+    "cupedpp_effects",
     "regression_adjustment",
 ]
 
@@ -115,14 +116,28 @@ def _label(name: str, metric_names: Sequence[str]) -> str:
     return f"{name[:-1]} missing" if name.endswith("?") else name
 
 
-def cupedpp_comparisons(
+def cupedpp_effects(
     metrics: Sequence[tuple[str, str]], arms: Sequence[Any], *, control: str, alpha: float = 0.05,
     ridge: float = DEFAULT_RIDGE,
+) -> dict[tuple[str, str], tuple[Any, Any]]:
+    """``{(metric, variant): (absolute, relative)}`` CUPED++ comparisons (:func:`cupedpp_comparisons`
+    both ways), what :func:`battleground.stats.analyze_metrics` takes as ``adjusted`` for the daily
+    series and the sequential test."""
+    absolute = {(c.metric, c.variant): c.adjusted
+                for c in cupedpp_comparisons(metrics, arms, control=control, alpha=alpha, ridge=ridge, relative=False)}
+    return {(c.metric, c.variant): (absolute[c.metric, c.variant], c.adjusted)
+            for c in cupedpp_comparisons(metrics, arms, control=control, alpha=alpha, ridge=ridge)
+            if (c.metric, c.variant) in absolute}
+
+
+def cupedpp_comparisons(
+    metrics: Sequence[tuple[str, str]], arms: Sequence[Any], *, control: str, alpha: float = 0.05,
+    ridge: float = DEFAULT_RIDGE, relative: bool = True,
 ) -> list[CupedPlusPlusComparison]:
     """CUPED++ for every (mean or proportion metric, treatment) from the per-arm
-    :class:`~battleground.storage._covariate_sql.CovariateSums` (``metrics`` are ``(name, kind)`` in the
+    :class:`~battleground.storage.sums.CovariateSums` (``metrics`` are ``(name, kind)`` in the
     order of the sums). Arms with fewer than 2 users sit out; a comparison that cannot be made yet
-    (e.g. a control mean of 0) is left out."""
+    (e.g. a control mean of 0) is left out. ``relative``: the lift (default) or the difference."""
     from battleground.stats import CovariateSummary, StatsInputError, regression_adjusted_test
 
     names = [n for n, _ in metrics]
@@ -139,7 +154,7 @@ def cupedpp_comparisons(
             sum_xx=a.sum_zz, shift_y=a.shift_y[j], shift_x=a.shift_z, name=a.variant) for a in usable]
         try:
             r = regression_adjusted_test(summaries, control=control, covariates=labels, ridge=ridge,
-                                         relative=True, alpha=alpha)
+                                         relative=relative, alpha=alpha)
         except StatsInputError:
             continue  # e.g. a control mean of 0: nothing to compare yet
         out.extend(CupedPlusPlusComparison(name, v, c, r.used, tuple(t for t, u in zip(r.theta, r.covariates,

@@ -31,6 +31,7 @@ The best shippable variant is the one with the largest improvement of the primar
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -425,7 +426,25 @@ def _variant(name: str, metrics: list[MetricVerdict]) -> VariantDecision:
     return VariantDecision(name, "ship", "success", (*(m.text for m in wins), *kept), tuple(metrics))
 
 
+# a holdout decides nothing to ship: its verdict says what everything shipped did to the held-out units
+_HOLDOUT_HEADLINES = {
+    "ship": "what shipped helps: shipped beats the holdout",
+    "dont_ship": "what shipped hurts: shipped is worse than the holdout",
+    "inconclusive": "no measurable impact of what shipped yet",
+}
+
+
 def _combine(
+    info: ExperimentInfo, rows: Sequence[VariantMetricRow], variants: tuple[VariantDecision, ...],
+    common: dict[str, Any],
+) -> Decision:
+    d = _combine_variants(info, rows, variants, common)
+    if info.kind == "holdout":
+        return dataclasses.replace(d, headline=_HOLDOUT_HEADLINES[d.verdict])
+    return d
+
+
+def _combine_variants(
     info: ExperimentInfo, rows: Sequence[VariantMetricRow], variants: tuple[VariantDecision, ...],
     common: dict[str, Any],
 ) -> Decision:

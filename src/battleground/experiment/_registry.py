@@ -636,6 +636,42 @@ class Registry(RegistryRepo):
             session.commit()
             return self._record(row)
 
+    def update_metric(self, key: Any, name: str, changes: Mapping[str, Any], *,
+                      actor: str | None = None) -> ExperimentRecord:
+        """Change a metric in place (draft only, as removing one is): ``changes`` holds any of the
+        metric's fields (``kind``, ``numerator``, ``denominator``, ``direction``, ``guardrail``,
+        ``primary``, windows, ``margin``/``margin_relative``, caps; ``name`` renames it). The edited
+        metric passes the same rules as one added, its position is kept, and the audit log records
+        the old and new definitions under ``actor``."""
+        from dataclasses import asdict
+
+        with self._session() as session:
+            row = self._row(session, key, lock=True)
+            if row.status != "draft":
+                raise RegistryRuleError(
+                    "metrics editable only in draft", name, f"experiment {row.name!r} is {row.status}; "
+                    "results already seen would change: create a new experiment instead")
+            records = list(self._record(row).metrics)
+            at = next((i for i, m in enumerate(records) if m.name == name), None)
+            if at is None:
+                raise ExperimentNotFoundError(f"experiment {row.name!r} has no metric {name!r}")
+            old = records[at]
+            new = _normalize_metric({**asdict(old), **dict(changes)})
+            records[at] = new
+            _check_metrics(records)
+            if new == old:
+                return self._record(row)
+            target = row.metrics[at]
+            fresh = _metric_row(new, target.position)
+            for column in ("name", "kind", "numerator", "denominator", "direction", "guardrail", "primary",
+                           "conversion_window_days", "cuped_lookback_days", "margin", "margin_relative",
+                           "cap_quantile", "cap_value"):
+                setattr(target, column, getattr(fresh, column))
+            row.updated_at = _now()
+            self._audit(session, row, "edit_metric", {"metric": name, "old": old, "new": new}, actor)
+            session.commit()
+            return self._record(row)
+
     def set_end_conditions(
         self,
         key: Any,

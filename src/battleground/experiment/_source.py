@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class ExperimentInfo(Result):
     stopped_at: dt.datetime | None = None
     design: str = "msprt"  # the sequential design (EndConditions.design)
     mde: float | None = None  # the planned relative MDE (mid-experiment power)
+    kind: str = "experiment"  # or "holdout": shipped vs holdout, the impact of what shipped
 
     @property
     def control(self) -> str:
@@ -84,7 +86,8 @@ class ExperimentSource(Protocol):
     # exact shifted sums with the exposure check and CUPED covariates, from the same scan; and
     # ``strata_sums(info, attributes, start, end)``, the same per stratum of declared user attributes
     # (post-stratification; ``None`` when the source cannot group by them); and
-    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered);
+    # ``covariate_sums(info, attributes, start, end)``, the per-arm sums of CUPED++ (``None``: not offered)
+    # for a source whose ``experiment_sums`` does not carry them (``ExperimentSums.covariates``);
     # ``quantile_sums(info, start, end)``, ``{metric name: per-arm QuantileSums}`` of the quantile metrics.
 
     def daily_metric_sums(
@@ -120,6 +123,7 @@ class _Backend:
         self._given = store  # an event store given (e.g. a warehouse source) serves every experiment
         self._sources: dict[int, Any] = {}
         self._records: dict[int, ExperimentRecord] = {}
+        self._known: dict[int, ExperimentRecord] = {}  # records handed over by remember()
         self._state: dict[int, int] | None = None  # events per experiment, read once per source (sums_key)
 
     @property
@@ -167,9 +171,15 @@ class _Backend:
         return [int(e.id) for e in self.registry.list()]
 
     def experiment(self, experiment_id: int) -> ExperimentInfo:
-        rec = self.registry.get(experiment_id)
+        rec = self._known.pop(int(experiment_id), None) or self.registry.get(experiment_id)
         self._records[rec.id] = rec
         return _info_from_registry(rec)
+
+    def remember(self, records: Sequence[ExperimentRecord]) -> None:
+        """Records the caller has just read (e.g. the dashboard's list, 100 at once): the next
+        :meth:`experiment` of each serves it instead of reading the registry again (once; later calls
+        read the registry)."""
+        self._known.update({int(r.id): r for r in records})
 
     def _definitions(self, info: ExperimentInfo) -> tuple[ExperimentRecord, list[MetricQuery]]:
         from battleground.experiment._metric_sums import metric_query
@@ -180,19 +190,48 @@ class _Backend:
     def experiment_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> ExperimentSums:
-        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates."""
+        """The exact (shifted) sums of every metric, the exposure check and the CUPED covariates; when
+        the experiment declares ``regression_adjustment``, the CUPED++ sums too (the same scan)."""
         rec, defs = self._definitions(info)
         if not defs:
             from battleground.storage.sums import ExperimentSums
 
             return ExperimentSums((), multiple_exposures=self.multiple_exposures)
         return self.store_for(rec.id).experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                                      multiple_exposures=self.multiple_exposures)
+                                                      multiple_exposures=self.multiple_exposures,
+                                                      attributes=cupedpp_attributes(info))
 
     def metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> dict[str, list[Any]]:
         return sums_by_metric(info, self.experiment_sums(info, start, end))
+
+    def experiment_sums_batch(
+        self, infos: Sequence[ExperimentInfo], start: dt.datetime | None, end: dt.datetime | None
+    ) -> dict[int, ExperimentSums]:
+        """:meth:`experiment_sums` of many experiments over one window, one scan per event store and set
+        of metric definitions (``EventStore.experiment_sums_batch``): experiments with the same metrics
+        (in any order) share a query. Experiments read in place from a registered source, with capped
+        metrics or declaring CUPED++ are left out (the caller reads them one by one), as are those without
+        metrics."""
+        groups: dict[tuple[Any, ...], list[tuple[ExperimentRecord, list[MetricQuery]]]] = {}
+        for info in infos:
+            rec, defs = self._definitions(info)
+            store = self.store_for(rec.id)
+            if (not defs or store is not self.store or any(d.capped for d in defs)
+                    or cupedpp_attributes(info) is not None):  # CUPED++ sums come from its own scan
+                continue
+            groups.setdefault((id(store), frozenset(defs)), []).append((rec, defs))
+        out: dict[int, ExperimentSums] = {}
+        for members in groups.values():
+            shared = sorted(set(members[0][1]), key=repr)  # one order for the group's query
+            found = self.store.experiment_sums_batch(
+                [rec.id for rec, _ in members], shared, start, end, {rec.id: rec.variant_names for rec, _ in members},
+                multiple_exposures=self.multiple_exposures)
+            for rec, defs in members:
+                s = found[rec.id]
+                out[rec.id] = dataclasses.replace(s, metrics=tuple(s.metrics[shared.index(d)] for d in defs))
+        return out
 
     def sums_key(self, info: ExperimentInfo) -> Hashable | None:
         """What the experiment's sums depend on besides the time window: the event store and the number
@@ -262,7 +301,8 @@ class _Backend:
         if not defs:
             return []
         series = self.store_for(rec.id).daily_experiment_sums(rec.id, defs, start, end, rec.variant_names,
-                                                  multiple_exposures=self.multiple_exposures)
+                                                              multiple_exposures=self.multiple_exposures,
+                                                              attributes=cupedpp_attributes(info))
         return [(_as_date(day), found) for day, found in series]
 
     def daily_metric_sums(
@@ -288,6 +328,15 @@ def _assignment_log(store: Any, experiment_id: int) -> Any:
                         "AND event_type = :exposure", {"experiment": int(experiment_id), "exposure": "exposure"})
     data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
     return pa.table({c: pa.array(list(v), type=EVENT_SCHEMA.field(c).type) for c, v in zip(cols, data, strict=True)})
+
+
+def cupedpp_attributes(info: ExperimentInfo) -> tuple[str, ...] | None:
+    """The numeric attributes the experiment's CUPED++ adds to the metrics' pre-periods (metadata
+    ``regression_adjustment``); ``None`` when it declares none (no CUPED++ sums to compute)."""
+    from battleground.experiment._cupedpp import regression_adjustment
+
+    spec = regression_adjustment(info.metadata)
+    return None if spec is None else spec.attributes
 
 
 def sums_by_metric(info: ExperimentInfo, sums: ExperimentSums) -> dict[str, list[Any]]:
@@ -326,7 +375,7 @@ def _info_from_registry(exp: ExperimentRecord) -> ExperimentInfo:
             m.name: GuardrailMargin(float(m.margin), m.margin_relative)
             for m in exp.metrics if m.guardrail and m.margin is not None
         },
-        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde,
+        stopped_at=exp.stopped_at, design=ec.design, mde=ec.mde, kind=exp.kind,
     )
 
 

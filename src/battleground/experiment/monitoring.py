@@ -207,10 +207,10 @@ class Monitor:
         rows: list[VariantMetricRow] | None = None
         # only a sequential design looks every day: a fixed-horizon result reads the one scan, and its
         # sequential SRM is the single look at the totals (the chi-square test decides there)
-        days = self._daily_sums(info, start, end) if info.sequential else []
+        days, day_covariates = self._daily_series(info, start, end) if info.sequential else ([], {})
         current: dict[str, list[Any]] | None = days[-1][1] if days else None
         if info.sequential:
-            daily = self._daily_rows(info, start, end, days=days)
+            daily = self._daily_rows(info, start, end, days=days, covariates=day_covariates)
             if daily:
                 _, rows, srm = daily[-1]
         # the default source gives every metric, the exposure check and the CUPED covariates in one scan
@@ -239,7 +239,7 @@ class Monitor:
         return self._result(info, rows, srm, checks, now, cuped=cuped, ssrm=self._ssrm(info, looks),
                             power=self._power(info, current, now),
                             post_stratified=self._post_stratified(info, start, end),
-                            cupedpp=self._cupedpp(info, start, end))
+                            cupedpp=self._cupedpp(info, start, end, es))
 
     def breakdown(self, by: str, start_dt: Any = None, end_dt: Any = None, *, relative: bool = True,
                   correction: str | None = None) -> ExperimentBreakdown:
@@ -320,17 +320,20 @@ class Monitor:
         return {(c.metric, c.variant): c.result for c in found}
 
     def _cupedpp(
-        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None, es: Any = None
     ) -> dict[tuple[str, str], Any]:
         """(metric, variant) → its CUPED++ comparison (:mod:`battleground.experiment._cupedpp`), when the
-        experiment's metadata declares ``regression_adjustment`` and the source offers the sums."""
+        experiment's metadata declares ``regression_adjustment`` and the source offers the sums: in the
+        one scan's ``es.covariates``, else from its own ``covariate_sums``."""
         from battleground.experiment._cupedpp import cupedpp_comparisons, regression_adjustment
 
         spec = regression_adjustment(info.metadata)
-        fetch = getattr(self.backend, "covariate_sums", None)
-        if spec is None or fetch is None:
+        if spec is None:
             return {}
-        arms = fetch(info, spec.attributes, start, end)
+        arms = getattr(es, "covariates", None)
+        if arms is None:
+            fetch = getattr(self.backend, "covariate_sums", None)
+            arms = fetch(info, spec.attributes, start, end) if fetch is not None else None
         if not arms:
             return {}
         found = cupedpp_comparisons([(m.name, m.kind) for m in info.metrics], arms, control=info.control,
@@ -429,11 +432,12 @@ class Monitor:
         sequential: bool,
         previous_p: dict[tuple[str, str], float] | None = None,
         previous_ci: dict[tuple[str, str], tuple[float, float]] | None = None,
+        adjusted: dict[tuple[str, str], tuple[Any, Any]] | None = None,
     ) -> list[VariantMetricRow]:
         return analyze_metrics(
             info.metrics, sums, control=info.control, alpha=self.alpha, sequential=sequential,
             mixing_sd=self.mixing_sd, previous_p=previous_p, correction=self.correction,
-            previous_ci=previous_ci,
+            previous_ci=previous_ci, adjusted=adjusted,
         )
 
     def _srm(self, info: ExperimentInfo, sums: dict[str, list[Any]]) -> SrmResult | None:
@@ -446,6 +450,20 @@ class Monitor:
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
         return list(self.backend.daily_metric_sums(info, start, end))
+
+    def _daily_series(
+        self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[list[tuple[dt.date, dict[str, list[Any]]]], dict[dt.date, Any]]:
+        """The daily cumulative sums and, when the experiment declares ``regression_adjustment`` and the
+        source's daily one-scan sums carry them, each day's CUPED++ sums (from the same daily scan)."""
+        from battleground.experiment._source import cupedpp_attributes
+
+        fetch = getattr(self.backend, "daily_experiment_sums", None)
+        if fetch is None or cupedpp_attributes(info) is None:
+            return self._daily_sums(info, start, end), {}
+        series = list(fetch(info, start, end))
+        return ([(day, sums_by_metric(info, found)) for day, found in series],
+                {day: found.covariates for day, found in series if found.covariates is not None})
 
     def _ssrm(self, info: ExperimentInfo, days: list[tuple[Any, dict[str, list[Any]]]]) -> SequentialSrmResult | None:
         """The sequential SRM over the daily cumulative users per variant (``None`` before any user).
@@ -501,17 +519,31 @@ class Monitor:
     def _daily_rows(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
         *, days: list[tuple[dt.date, dict[str, list[Any]]]] | None = None,
+        covariates: dict[dt.date, Any] | None = None,
     ) -> list[tuple[dt.date, list[VariantMetricRow], SrmResult | None]]:
-        days = self._daily_sums(info, start, end) if days is None else days
+        """Each day's rows on the cumulative data; with the day's CUPED++ sums (``covariates``, read with
+        ``days`` when those are not given) each mean or proportion row is the CUPED++-adjusted
+        comparison, and a sequential test runs on it (the one-sided and group-sequential designs on the
+        plain one)."""
+        from battleground.experiment._cupedpp import cupedpp_effects, regression_adjustment
+
+        if days is None:
+            days, covariates = self._daily_series(info, start, end)
         if info.sequential and info.design in DESIGN_METHODS:
             return self._design_rows(info, days)
+        spec = regression_adjustment(info.metadata) if covariates else None
+        kinds = [(m.name, m.kind) for m in info.metrics]
         out = []
         running: dict[tuple[str, str], float] = {}
         running_ci: dict[tuple[str, str], tuple[float, float]] = {}
         for day, sums in days:
+            found = (covariates or {}).get(day) if spec is not None else None
+            adjusted = (cupedpp_effects(kinds, found, control=info.control, alpha=self.alpha, ridge=spec.ridge)
+                        if found and spec is not None else None)
             try:
                 rows = self._analyze(
-                    info, sums, sequential=info.sequential, previous_p=running, previous_ci=running_ci
+                    info, sums, sequential=info.sequential, previous_p=running, previous_ci=running_ci,
+                    adjusted=adjusted,
                 )
             except StatsInputError:
                 continue  # a day before the control has any users
@@ -547,8 +579,8 @@ class Monitor:
 
     def _sequential_decision(self, info: ExperimentInfo, now: dt.datetime) -> Decision | None:
         """The rule's verdict on the always-valid results to date (``None`` before any data)."""
-        days = self._daily_sums(info, None, None)
-        daily = self._daily_rows(info, None, None, days=days)
+        days, day_covariates = self._daily_series(info, None, None)
+        daily = self._daily_rows(info, None, None, days=days, covariates=day_covariates)
         if not daily:
             return None
         _, rows, srm = daily[-1]
@@ -556,21 +588,24 @@ class Monitor:
                             ssrm=self._ssrm(info, days)).decision
 
     # ------------------------------------------------------------------ end conditions
-    def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None) -> EndConditionReport:
+    def check_end_conditions(self, *, stop: bool = True, now: dt.datetime | None = None,
+                             sequential_srm: bool = True) -> EndConditionReport:
         """Evaluate the end conditions; when one is met and ``stop``, stop the experiment with the reason
         in the audit log. An SRM alert is recorded in the audit log but never stops the test.
 
         The conditions: every variant has ``target_sample_size`` users; ``max_duration_days`` have passed
         since the experiment's window began (its planned ``start_at``, else when it was started); for
         sequential experiments, the decision rule reaches ship or don't ship on the always-valid results.
-        ``now`` (naive UTC) defaults to the current time.
+        ``now`` (naive UTC) defaults to the current time. ``sequential_srm=False`` leaves out the
+        always-valid SRM over the daily series (a second scan; status ``"n/a"``), for a reader that shows
+        only the totals' SRM, such as the dashboard's list.
         """
         info = self.experiment()
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         sums = self.backend.metric_sums(info, None, None)
         users = _users_per_variant(info, sums)
         srm = self._srm(info, sums)
-        ssrm = self._ssrm(info, self._daily_sums(info, None, None))
+        ssrm = self._ssrm(info, self._daily_sums(info, None, None)) if sequential_srm else None
         reasons: list[str] = []
         if info.target_sample_size and users and min(users.values()) >= info.target_sample_size:
             reasons.append(

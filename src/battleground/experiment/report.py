@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from battleground._html import (
     text_environment,
     write_shared_scripts,
 )
+from battleground.experiment._breakdown import ExperimentBreakdown
 from battleground.experiment._decide import (
     RULE,
     Decision,
@@ -125,7 +127,8 @@ class MakeReport:
         info = monitor.experiment()
         result = monitor.result(start_dt=start_dt, end_dt=end_dt)
         daily = monitor.get_daily_result(start_dt=start_dt, end_dt=end_dt)
-        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha, scripts=scripts)
+        html, markdown, decision = render_report(info, result, daily, alpha=self.alpha, scripts=scripts,
+                                                 breakdowns=declared_breakdowns(monitor, info, start_dt, end_dt))
         return monitor, RenderedReport(info.id, html, markdown, decision)
 
     def create_report(
@@ -166,6 +169,46 @@ class MakeReport:
 def _default_folder(monitor: Monitor) -> Path:
     settings = getattr(monitor.backend, "settings", None)
     return (settings.home if settings is not None else Path(".battleground")) / "reports"
+
+
+def declared_breakdowns(monitor: Monitor, info: ExperimentInfo, start: Any, end: Any) -> tuple[ExperimentBreakdown, ...]:
+    """:meth:`Monitor.breakdown` by each attribute the experiment declares (metadata ``breakdown_by``);
+    none for a source that cannot group users by attributes."""
+    from battleground.experiment._breakdown import breakdown_by
+    from battleground.stats import StatsInputError
+
+    out = []
+    for attribute in breakdown_by(info.metadata):
+        try:
+            out.append(monitor.breakdown(attribute, start, end))
+        except StatsInputError:  # e.g. a warehouse source: no table rather than no report
+            continue
+    return tuple(out)
+
+
+def breakdown_rows(breakdowns: Sequence[ExperimentBreakdown]) -> list[dict[str, Any]]:
+    """The breakdowns as rows of text (report and dashboard): one per attribute × metric × slice ×
+    treatment variant."""
+    out = []
+    for b in breakdowns:
+        f = (lambda v: f"{v:+.2%}") if b.relative else (lambda v: f"{v:+.4g}")
+        for m in b.metrics:
+            for x in m.result.slices:
+                tested = x.estimate is not None
+                out.append({
+                    "attribute": b.attribute, "metric": m.metric, "slice": x.slice, "variant": x.variant,
+                    "users": f"{x.n_control:,.0f} / {x.n_treatment:,.0f}",
+                    "effect": f(x.estimate) if tested else "—",
+                    "ci": f"[{f(x.ci_lower)}, {f(x.ci_upper)}]" if tested else "",
+                    "padj": "—" if x.adjusted_p_value is None else f"{x.adjusted_p_value:.3g}",
+                    "rest": "—" if x.rest_estimate is None else f(x.rest_estimate),
+                    "het": "—" if x.heterogeneity_adjusted_p_value is None
+                    else f"{x.heterogeneity_adjusted_p_value:.3g}",
+                    "flag": "heterogeneous" if x.heterogeneous else "significant" if x.significant else x.note,
+                    "css": "warn" if x.heterogeneous else "",
+                    "correction": b.correction,
+                })
+    return out
 
 
 def write_experiment_report(settings: Any, experiment_id: Any, out: str | Path | None = None) -> ReportResult:
@@ -405,10 +448,12 @@ def render_report(
     alpha: float = 0.05,
     generated: dt.datetime | None = None,
     scripts: str = "inline",
+    breakdowns: Sequence[ExperimentBreakdown] = (),
 ) -> tuple[str, str, Decision]:
     """Render (html, markdown, decision) from the typed monitoring result and the daily frame; no I/O.
 
-    ``scripts``: how the HTML gets plotly.js (see :func:`battleground._html.report_head`)."""
+    ``scripts``: how the HTML gets plotly.js (see :func:`battleground._html.report_head`);
+    ``breakdowns``: the dimension breakdowns to show (:func:`declared_breakdowns`)."""
     import battleground
 
     decision, srm = result.decision, result.srm
@@ -453,6 +498,7 @@ def render_report(
         "post_stratify_by": ", ".join(result.post_stratify_by) if result.has_post_stratified else "",
         "cupedpp_covariates": ", ".join(result.cupedpp_covariates) if result.has_cupedpp else "",
         "capping_note": result.capping_note, "quantile_note": result.quantile_note,
+        "breakdowns": breakdown_rows(breakdowns),
         "rows": table, "sizes": sizes, "srm": srm or _NO_SRM, "srm_rows": srm_rows,
         "charts": lift_charts(info, daily) if daily is not None else [],
         "method_text": method_text, "end_text": ", ".join(ends) or "none",

@@ -4,8 +4,12 @@
 ``report.html``, ``confusion_matrix.png``/``.json`` at the model's own threshold,
 ``feature_importance.csv``/``.png`` (permutation importance on the held-out rows, any model),
 ``shap_summary.csv``/``.png`` (mean |SHAP| per feature, only when the optional ``shap`` package is
-installed: extra ``explain``) and ``model_card.md`` (data window, features, metrics with bootstrap
-CIs, threshold, intended use). :func:`log_evaluation_artifacts` also logs the folder to an MLflow run.
+installed: extra ``explain``), ``metric_intervals.json`` and ``model_card.md`` (data window,
+features, metrics with bootstrap CIs, threshold, intended use). :func:`log_evaluation_artifacts` also logs the folder to an MLflow run.
+
+``task='regression'`` (a regressor) writes ``predicted_vs_actual.png``, ``residuals.png`` and
+``residual_histogram.png`` instead of the classification plots and confusion matrix; importance is
+the rise in RMSE when a column is shuffled, and the card's metrics are RMSE, MAE and R² with CIs.
 """
 
 from __future__ import annotations
@@ -23,11 +27,25 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ModelCard", "evaluation_artifacts", "feature_importance", "log_evaluation_artifacts",
-           "metric_intervals", "shap_summary"]
+__all__ = ["CHURN_USE", "REGRESSION_USE", "ModelCard", "evaluation_artifacts", "feature_importance",
+           "log_evaluation_artifacts", "metric_intervals", "shap_summary"]
 
 log = logging.getLogger("battleground.model.artifacts")
 _MAX_ROWS = 2000  # rows used for permutation importance and SHAP (bounded work)
+CHURN_USE = ("Rank live characters by the probability that their subscription churns within the label horizon, "
+             "to target retention offers. Not for decisions about individuals without review; re-validate "
+             "before use on another game or period.")
+REGRESSION_USE = ("Estimate the target for live characters at the cut-off, for planning and ranking. The error "
+                  "bands above hold for rows like the held-out ones; not for decisions about individuals without "
+                  "review; re-validate before use on another game or period.")
+TASKS = ("classification", "regression")
+
+
+def _check_task(task: str) -> None:
+    from battleground.model.data import ModelInputError
+
+    if task not in TASKS:
+        raise ModelInputError(f"task={task!r} is unknown; valid tasks: {list(TASKS)}")
 
 
 @dataclass(frozen=True)
@@ -37,9 +55,7 @@ class ModelCard:
     name: str
     model_type: str
     data_window: str
-    intended_use: str = ("Rank live characters by the probability that their subscription churns within the "
-                         "label horizon, to target retention offers. Not for decisions about individuals "
-                         "without review; re-validate before use on another game or period.")
+    intended_use: str | None = None  # None: the task's default (CHURN_USE / REGRESSION_USE)
     version: str | None = None
     run_id: str | None = None
     notes: Sequence[str] = field(default_factory=tuple)
@@ -57,39 +73,47 @@ def _fitted(model: Any) -> Any:
     return getattr(inner, "model", model) if inner is not None else model
 
 
-def metric_intervals(y: Any, p: Any, *, threshold: float, beta: float = 0.5, n_boot: int = 200,
-                     seed: int = 0) -> dict[str, tuple[float, float, float]]:
+def metric_intervals(y: Any, p: Any, *, threshold: float = 0.5, beta: float = 0.5, n_boot: int = 200,
+                     seed: int = 0, task: str = "classification") -> dict[str, tuple[float, float, float]]:
     """``{metric: (value, 2.5 %, 97.5 %)}`` for ROC AUC, PR AUC, Brier and F-beta at ``threshold``
-    (percentile bootstrap over rows; resamples with one class are skipped)."""
-    from sklearn import metrics as m
+    (percentile bootstrap over rows; resamples with one class are skipped); for ``task='regression'``
+    (``p`` the predicted values) RMSE, MAE and R²."""
+    from battleground.model.train import score
 
-    yy = np.asarray(y).astype(int)
+    _check_task(task)
+    regression = task == "regression"
+    yy = np.asarray(y, dtype=float) if regression else np.asarray(y).astype(int)
     pp = np.asarray(p, dtype=float)
+    names = ["rmse", "mae", "r2"] if regression else ["roc_auc", "pr_auc", "brier", "fbeta"]
 
     def values(a: np.ndarray, b: np.ndarray) -> list[float]:
-        return [float(m.roc_auc_score(a, b)), float(m.average_precision_score(a, b)),
-                float(m.brier_score_loss(a, b)),
-                float(m.fbeta_score(a, (b >= threshold).astype(int), beta=beta, zero_division=0.0))]
+        return [score(n, a, b, beta=beta, threshold=threshold) for n in names]
 
-    names = ["roc_auc", "pr_auc", "brier", "fbeta"]
     point = values(yy, pp)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(int(n_boot)):
         idx = rng.integers(0, yy.size, yy.size)
-        if yy[idx].min() != yy[idx].max():
+        if regression or yy[idx].min() != yy[idx].max():
             draws.append(values(yy[idx], pp[idx]))
     arr = np.asarray(draws) if draws else np.full((1, len(names)), np.nan)
     lo, hi = np.nanquantile(arr, [0.025, 0.975], axis=0)
     return {n: (point[i], float(lo[i]), float(hi[i])) for i, n in enumerate(names)}
 
 
-def feature_importance(model: Any, X: pd.DataFrame, y: Any, *, n_repeats: int = 3, seed: int = 0) -> pd.DataFrame:
-    """Permutation importance (drop in ROC AUC when a column is shuffled) on at most 2,000 rows:
-    ``feature``, ``importance``, ``sd``, most important first. Works for any model."""
+def feature_importance(model: Any, X: pd.DataFrame, y: Any, *, n_repeats: int = 3, seed: int = 0,
+                       task: str = "classification") -> pd.DataFrame:
+    """Permutation importance (drop in ROC AUC when a column is shuffled; for ``task='regression'`` the
+    rise in RMSE) on at most 2,000 rows: ``feature``, ``importance``, ``sd``, most important first.
+    Works for any model."""
     import pandas as pd
     from sklearn.inspection import permutation_importance
-    from sklearn.metrics import roc_auc_score
+
+    from battleground.model.train import score
+
+    _check_task(task)
+    # higher is better for permutation_importance: the negated RMSE, so importance = RMSE rise
+    metric, sign = ("rmse", -1.0) if task == "regression" else ("roc_auc", 1.0)
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(X), min(len(X), _MAX_ROWS), replace=False))
@@ -100,7 +124,7 @@ def feature_importance(model: Any, X: pd.DataFrame, y: Any, *, n_repeats: int = 
             return self
 
     def scorer(_: Any, XX: pd.DataFrame, yy: Any) -> float:
-        return float(roc_auc_score(yy, _proba(model, XX)))
+        return sign * score(metric, yy, _proba(model, XX))
 
     result = permutation_importance(_Wrapped(), Xs, ys, scoring=scorer, n_repeats=n_repeats, random_state=seed)
     frame = pd.DataFrame({"feature": list(X.columns), "importance": result.importances_mean,
@@ -206,22 +230,30 @@ def _confusion_png(cm: Sequence[Sequence[int]], threshold: float, path: Path) ->
     plt.close(fig)
 
 
-def _card(card: ModelCard, X: pd.DataFrame, n: int, prevalence: float, threshold: float,
-          intervals: Mapping[str, tuple[float, float, float]], cm: Sequence[Sequence[int]],
-          importance: pd.DataFrame, shap_frame: pd.DataFrame | None) -> str:
+def _threshold_section(threshold: float, cm: Sequence[Sequence[int]]) -> list[str]:
+    """The classifier card's threshold and confusion matrix."""
+    return ["## Threshold", "",
+            f"Class label 1 when P(class 1) >= {threshold:.4f} (tuned for F-beta on validation rows, stored "
+            "with the model and used by predict and serving). At that threshold:", "",
+            "| | predicted 0 | predicted 1 |", "|---|---|---|",
+            f"| actual 0 | {cm[0][0]} | {cm[0][1]} |", f"| actual 1 | {cm[1][0]} | {cm[1][1]} |", ""]
+
+
+def _card(card: ModelCard, X: pd.DataFrame, rows: str, intended_use: str,
+          intervals: Mapping[str, tuple[float, float, float]], extra: Sequence[str],
+          importance: pd.DataFrame, importance_unit: str, shap_frame: pd.DataFrame | None) -> str:
+    """The Markdown card of either task: ``rows`` describes the held-out rows, ``extra`` are sections
+    of the task's own (the classifier's threshold)."""
     lines = [f"# Model card: {card.name}" + (f" v{card.version}" if card.version else ""), "",
              f"- model type: `{card.model_type}`" + (f"; MLflow run `{card.run_id}`" if card.run_id else ""),
              f"- data window: {card.data_window}",
-             f"- evaluated on {n} held-out rows, positive rate {prevalence:.3f}", "",
-             "## Intended use", "", card.intended_use, "",
+             f"- evaluated on {rows}", "",
+             "## Intended use", "", card.intended_use or intended_use, "",
              "## Metrics (held-out rows, 95 % bootstrap CI)", "", "| metric | value | 95 % CI |", "|---|---|---|"]
     lines += [f"| {k} | {v:.4f} | {lo:.4f} … {hi:.4f} |" for k, (v, lo, hi) in intervals.items()]
-    lines += ["", "## Threshold", "",
-              f"Class label 1 when P(class 1) >= {threshold:.4f} (tuned for F-beta on validation rows, stored "
-              "with the model and used by predict and serving). At that threshold:", "",
-              "| | predicted 0 | predicted 1 |", "|---|---|---|",
-              f"| actual 0 | {cm[0][0]} | {cm[0][1]} |", f"| actual 1 | {cm[1][0]} | {cm[1][1]} |", "",
-              f"## Features ({X.shape[1]})", "", "| feature | dtype | permutation importance |", "|---|---|---|"]
+    lines += ["", *extra,
+              f"## Features ({X.shape[1]})", "", f"| feature | dtype | permutation importance ({importance_unit}) |",
+              "|---|---|---|"]
     imp = dict(zip(importance["feature"], importance["importance"], strict=True))
     lines += [f"| {c} | {X[c].dtype} | {imp.get(c, float('nan')):.4f} |" for c in X.columns]
     if shap_frame is not None:
@@ -233,28 +265,42 @@ def _card(card: ModelCard, X: pd.DataFrame, n: int, prevalence: float, threshold
 
 
 def evaluation_artifacts(model: Any, X: pd.DataFrame, y: Any, folder: str | Path, *, card: ModelCard,
-                         threshold: float = 0.5, beta: float = 0.5, seed: int = 0) -> dict[str, Path]:
-    """Write every evaluation artifact of ``model`` on the held-out ``(X, y)`` into ``folder``."""
-    from battleground.model.eval import EvalClassifierModel
+                         threshold: float = 0.5, beta: float = 0.5, seed: int = 0,
+                         task: str = "classification") -> dict[str, Path]:
+    """Write every evaluation artifact of ``model`` on the held-out ``(X, y)`` into ``folder``
+    (``task='regression'``: the regressor's plots and card; ``threshold`` and ``beta`` do not apply)."""
+    from battleground.model.eval import EvalClassifierModel, EvalRegressorModel
 
+    _check_task(task)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     p = _proba(model, X)
+    regression = task == "regression"
     thr = float(min(max(threshold, 1e-6), 1 - 1e-6))
-    evaluator = EvalClassifierModel(beta=beta, threshold=thr)
-    paths = evaluator.plots(p, y, out, title=card.name)
-    report = evaluator.calculate(p, y)
-    cm = report.confusion_matrix
-    paths["confusion_matrix_json"] = out / "confusion_matrix.json"
-    paths["confusion_matrix_json"].write_text(json.dumps({"threshold": thr, "labels": [0, 1],
-                                                          "matrix": [list(r) for r in cm]}), encoding="utf-8")
-    paths["confusion_matrix"] = out / "confusion_matrix.png"
-    _confusion_png(cm, thr, paths["confusion_matrix"])
-    importance = feature_importance(model, X, y, seed=seed)
+    extra: list[str] = []
+    if regression:
+        reg = EvalRegressorModel()
+        paths = reg.plots(p, y, out, title=card.name)
+        yy = np.asarray(y, dtype=float)
+        rows = f"{yy.size} held-out rows, target mean {yy.mean():.4g} (sd {yy.std(ddof=1) if yy.size > 1 else 0:.4g})"
+    else:
+        evaluator = EvalClassifierModel(beta=beta, threshold=thr)
+        paths = evaluator.plots(p, y, out, title=card.name)
+        report = evaluator.calculate(p, y)
+        cm = report.confusion_matrix
+        paths["confusion_matrix_json"] = out / "confusion_matrix.json"
+        paths["confusion_matrix_json"].write_text(json.dumps({"threshold": thr, "labels": [0, 1],
+                                                              "matrix": [list(r) for r in cm]}), encoding="utf-8")
+        paths["confusion_matrix"] = out / "confusion_matrix.png"
+        _confusion_png(cm, thr, paths["confusion_matrix"])
+        rows = f"{report.n} held-out rows, positive rate {report.prevalence:.3f}"
+        extra = _threshold_section(thr, cm)
+    importance = feature_importance(model, X, y, seed=seed, task=task)
+    unit = "Δ RMSE" if regression else "Δ ROC AUC"
     paths["feature_importance_csv"] = out / "feature_importance.csv"
     importance.to_csv(paths["feature_importance_csv"], index=False)
     paths["feature_importance"] = out / "feature_importance.png"
-    _bar(importance, "importance", paths["feature_importance"], "permutation importance (Δ ROC AUC)")
+    _bar(importance, "importance", paths["feature_importance"], f"permutation importance ({unit})")
     shap_frame = None
     try:
         shap_frame = shap_summary(model, X, seed=seed)
@@ -265,20 +311,24 @@ def evaluation_artifacts(model: Any, X: pd.DataFrame, y: Any, folder: str | Path
         shap_frame.to_csv(paths["shap_summary_csv"], index=False)
         paths["shap_summary"] = out / "shap_summary.png"
         _bar(shap_frame, "mean_abs_shap", paths["shap_summary"], "SHAP summary (mean |SHAP|)")
-    intervals = metric_intervals(y, p, threshold=thr, beta=beta, seed=seed)
+    intervals = metric_intervals(y, p, threshold=thr, beta=beta, seed=seed, task=task)
+    paths["metric_intervals"] = out / "metric_intervals.json"
+    paths["metric_intervals"].write_text(json.dumps({k: {"value": v, "ci_low": lo, "ci_high": hi}
+                                                     for k, (v, lo, hi) in intervals.items()}), encoding="utf-8")
     paths["model_card"] = out / "model_card.md"
-    paths["model_card"].write_text(_card(card, X, report.n, report.prevalence, thr, intervals, cm, importance,
-                                         shap_frame), encoding="utf-8")
+    paths["model_card"].write_text(_card(card, X, rows, REGRESSION_USE if regression else CHURN_USE, intervals,
+                                         extra, importance, unit, shap_frame), encoding="utf-8")
     return paths
 
 
 def log_evaluation_artifacts(client: Any, run_id: str, model: Any, X: pd.DataFrame, y: Any, *, card: ModelCard,
                              threshold: float = 0.5, beta: float = 0.5, seed: int = 0,
-                             folder: str | Path | None = None) -> dict[str, Path]:
+                             folder: str | Path | None = None, task: str = "classification") -> dict[str, Path]:
     """:func:`evaluation_artifacts` into ``folder`` (a temporary one if None), logged to MLflow run
     ``run_id`` under ``evaluation/``; the returned paths are only valid when ``folder`` is given."""
     with tempfile.TemporaryDirectory(prefix="bg-eval-") as tmp:
         target = Path(folder) if folder is not None else Path(tmp)
-        paths = evaluation_artifacts(model, X, y, target, card=card, threshold=threshold, beta=beta, seed=seed)
+        paths = evaluation_artifacts(model, X, y, target, card=card, threshold=threshold, beta=beta, seed=seed,
+                                     task=task)
         client.log_artifacts(run_id, str(target), artifact_path="evaluation")
     return paths

@@ -77,6 +77,13 @@ class RegressionReport:
     r2: float
     mape: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def metrics(self) -> dict[str, float]:
+        """The scalar metrics, for logging."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
 
 def _positive_scores(pred: Any) -> np.ndarray:
     p = np.asarray(pred, dtype=float)
@@ -140,8 +147,6 @@ class EvalClassifierModel:
 
     def plots(self, pred: Any, y: Any, folder: str | Path, *, title: str = "model") -> dict[str, Path]:
         """Write ``roc.png``, ``pr.png``, ``calibration.png`` and ``report.html`` into ``folder``."""
-        import base64
-
         import matplotlib
 
         matplotlib.use("Agg")
@@ -178,20 +183,30 @@ class EvalClassifierModel:
             paths[name] = out / f"{name}.png"
             fig.savefig(paths[name], dpi=80)
             plt.close(fig)
-        from battleground._html import environment
-
-        html = environment().get_template("model/eval_report.html.j2").render(
-            title=title, metrics=list(report.metrics().items()), threshold=report.threshold,
-            confusion_matrix=report.confusion_matrix,
-            images=[(k, base64.b64encode(paths[k].read_bytes()).decode()) for k in curves],
-        )
-        paths["html"] = out / "report.html"
-        paths["html"].write_text(html, encoding="utf-8")
+        paths["html"] = _html_report(out, title, report.metrics(), {k: paths[k] for k in curves},
+                                     threshold=report.threshold, confusion_matrix=report.confusion_matrix)
         return paths
 
 
+def _html_report(out: Path, title: str, metrics: dict[str, float], images: dict[str, Path], *,
+                 threshold: float | None = None, confusion_matrix: Any = None) -> Path:
+    """``report.html`` in ``out``: the metrics and the PNGs inlined (one self-contained file)."""
+    import base64
+
+    from battleground._html import environment
+
+    html = environment().get_template("model/eval_report.html.j2").render(
+        title=title, metrics=list(metrics.items()), threshold=threshold, confusion_matrix=confusion_matrix,
+        images=[(k, base64.b64encode(p.read_bytes()).decode()) for k, p in images.items()],
+    )
+    path = out / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
 class EvalRegressorModel:
-    """``calculate(pred, y)`` → :class:`RegressionReport`."""
+    """``calculate(pred, y)`` → :class:`RegressionReport`; ``plots(pred, y, folder)`` writes the
+    predicted-vs-actual, residuals-vs-predicted and residual-histogram PNGs plus an HTML page."""
 
     def calculate(self, pred: Any, y: Any) -> RegressionReport:
         p = np.asarray(pred, dtype=float).ravel()
@@ -208,3 +223,44 @@ class EvalRegressorModel:
             r2=float(1 - (err**2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
             mape=float(np.mean(np.abs(err[nz] / yy[nz]))) if nz.any() else float("nan"),
         )
+
+    def plots(self, pred: Any, y: Any, folder: str | Path, *, title: str = "model") -> dict[str, Path]:
+        """Write ``predicted_vs_actual.png``, ``residuals.png`` (residual = actual - predicted, against the
+        prediction), ``residual_histogram.png`` and ``report.html`` into ``folder``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        report = self.calculate(pred, y)
+        p = np.asarray(pred, dtype=float).ravel()
+        yy = np.asarray(y, dtype=float).ravel()
+        resid = yy - p
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        for name in ("predicted_vs_actual", "residuals", "residual_histogram"):
+            fig, ax = plt.subplots(figsize=(4.5, 4))
+            if name == "predicted_vs_actual":
+                lo, hi = float(min(p.min(), yy.min())), float(max(p.max(), yy.max()))
+                ax.scatter(yy, p, s=6, alpha=0.5, label=f"RMSE {report.rmse:.3f}, R² {report.r2:.3f}")
+                ax.plot([lo, hi], [lo, hi], linestyle="--", color="grey", linewidth=1)
+                ax.set_xlabel("actual")
+                ax.set_ylabel("predicted")
+                ax.legend(loc="best")
+            elif name == "residuals":
+                ax.scatter(p, resid, s=6, alpha=0.5)
+                ax.axhline(0.0, linestyle="--", color="grey", linewidth=1)
+                ax.set_xlabel("predicted")
+                ax.set_ylabel("residual (actual - predicted)")
+            else:
+                ax.hist(resid, bins=min(50, max(10, resid.size // 20)))
+                ax.set_xlabel("residual (actual - predicted)")
+                ax.set_ylabel("rows")
+            ax.set_title(f"{title}: {name.replace('_', ' ')}")
+            fig.tight_layout()
+            paths[name] = out / f"{name}.png"
+            fig.savefig(paths[name], dpi=80)
+            plt.close(fig)
+        paths["html"] = _html_report(out, title, report.metrics(), dict(paths))
+        return paths

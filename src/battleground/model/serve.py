@@ -160,7 +160,8 @@ def score_frame(model: Any, frame: Any) -> Any:
 
 
 def predict_frame(champion: "Champion", records: list[dict[str, Any]]) -> list[float]:
-    """P(churn) for each record, columns ordered and typed as in the model's input schema."""
+    """P(churn) for each record (a regression champion: the predicted value), columns ordered and typed
+    as in the model's input schema."""
     import pandas as pd
 
     model = scoring_model(champion)
@@ -171,6 +172,11 @@ def predict_frame(champion: "Champion", records: list[dict[str, Any]]) -> list[f
             proba = direct(columns)
             if proba is not None:
                 return [float(p) for p in proba[:, 1]]
+        values = getattr(model, "predict_columns", None)
+        if values is not None and champion.task == "regression":  # our RegressionTrainer, likewise
+            predicted = values(columns)
+            if predicted is not None:
+                return [float(v) for v in predicted]
         frame = pd.DataFrame(columns, copy=False)
     else:
         frame = pd.DataFrame.from_records(records)

@@ -343,7 +343,6 @@ def _number(key: str, value: Any, typ: type) -> int | float:
 
 
 def _replace(cfg: TrainingConfig, **changes: Any) -> TrainingConfig:
-    import dataclasses
 
     return dataclasses.replace(cfg, **changes)
 
@@ -582,7 +581,7 @@ def _log_model_run(mlflow: Any, *, kind: str, trainer: Any, X_train: pd.DataFram
     best_threshold: float | None = None
     if regression:
         reg = EvalRegressorModel().calculate(proba, y_valid)
-        metrics = {f"valid_{k}": float(v) for k, v in dataclasses.asdict(reg).items()}
+        metrics = {f"valid_{k}": v for k, v in reg.metrics().items()}
         valid_score = score(cfg.metric, y_valid, proba)
     else:
         report = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_valid)
@@ -852,30 +851,21 @@ def evaluate_from_config(config: TrainingConfig | Mapping[str, Any] | str | Path
     if cfg.task == "regression":
         from battleground.model.eval import EvalRegressorModel
 
-        test_metrics = {k: float(v) for k, v in
-                        dataclasses.asdict(EvalRegressorModel().calculate(proba, y_test)).items()}
+        test_metrics = EvalRegressorModel().calculate(proba, y_test).metrics()
     else:
         test_metrics = EvalClassifierModel(beta=cfg.fbeta_score_beta_val).calculate(proba, y_test).metrics()
     client.log_batch(run_id, metrics=[Metric(f"test_{k}", float(v), now, 0) for k, v in test_metrics.items()]
                      + [Metric("test_score", test_score, now, 0)])
     valid_score = float(client.get_run(run_id).data.metrics.get("validation_score", float("nan")))
-    if cfg.task == "regression":  # the classification plots and card do not apply: the gate decides alone
-        decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
-                                  tags={"model_type": model_type, "run_id": run_id}, strict=strict,
-                                  experiment_id=experiment_id)
-        return EvaluateResult(model_type=model_type, run_id=run_id, metric=cfg.comparison_metric,
-                              valid_score=valid_score, test_score=test_score, threshold=cfg.deployment_score_thresh,
-                              test_metrics=test_metrics, registered=True, name=cfg.registered_model_name,
-                              version=decision.version, decision=decision)
     from battleground.model.artifacts import ModelCard, log_evaluation_artifacts
 
     run_tags = client.get_run(run_id).data.tags
     card = ModelCard(name=cfg.registered_model_name, model_type=model_type, run_id=run_id,
                      data_window=_data_window(splits, cfg))
-    # plots, confusion matrix, importance, SHAP and the model card, logged to the run (and into plots_dir)
+    # plots, (confusion matrix,) importance, SHAP and the model card, logged to the run (and into plots_dir)
     log_evaluation_artifacts(client, run_id, model, X_test, y_test, card=card, beta=cfg.fbeta_score_beta_val,
                              threshold=float(run_tags.get("decision_threshold", 0.5)), seed=cfg.seed or 0,
-                             folder=plots_dir)
+                             folder=plots_dir, task=cfg.task)
     decision = gate_run_model(settings, cfg, model_uri, X_test, y_test, source="model evaluate",
                               tags={"model_type": model_type, "run_id": run_id}, strict=strict,
                               experiment_id=experiment_id)
@@ -907,7 +897,6 @@ def load_champion(settings_or_uri: Settings | str | None = None, name: str = DEF
     against the gate's signed record, and the model is read from those same files. Raises
     :class:`~battleground.model.gate.UntrustedModelError` otherwise (nothing is unpickled).
     """
-    import dataclasses
     import tempfile
 
     from battleground.model.gate import verified_model_dir

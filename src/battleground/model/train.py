@@ -14,7 +14,7 @@ Example (seed ``000``):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -168,6 +168,12 @@ def check_params(kind: str, params: Mapping[str, Any] | Sequence[str] | None, *,
             )
 
 
+def _lgb_threads(est: Any) -> dict[str, Any]:
+    """The ``num_threads`` a LightGBM estimator's ``predict`` passes its booster (from ``n_jobs``)."""
+    process = getattr(est, "_process_n_jobs", None)
+    return {"num_threads": process(est.n_jobs)} if process is not None else {}
+
+
 class _CategoricalInput:
     """What both trainers share: categorical columns reach LightGBM and XGBoost as pandas categories
     with the categories seen in ``fit`` (unseen ones become missing), and LightGBM's float matrix is
@@ -298,6 +304,16 @@ class _CategoricalInput:
         self.best_iteration_ = (int(kept) + (kind == "xgboost")) if kept else None
         self.estimator_ = est
 
+    def _require_columns(self, present: Any) -> None:
+        """Raise naming the columns seen in ``fit`` that ``present`` (column names) lacks."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        have = set(present)
+        if not have.issuperset(self.feature_names_in_):
+            missing = [c for c in self.feature_names_in_ if c not in have]
+            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+
     def _check(self, X: Any) -> pd.DataFrame:
         """``X`` prepared, in the columns seen in ``fit`` (an error names the missing ones)."""
         from sklearn.utils.validation import check_is_fitted
@@ -407,12 +423,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         """``predict_proba`` of rows given as a mapping of column → 1-D array, without building a
         DataFrame (the model server's path for a request: the same numbers as :meth:`predict_proba`);
         None when this model has no such path (then score a DataFrame)."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "estimator_")
-        missing = [c for c in self.feature_names_in_ if c not in columns]
-        if missing:
-            raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+        self._require_columns(columns)
         kind = getattr(self, "kind_", None)
         if kind == "lightgbm":
             return self._fast_proba(columns)
@@ -420,10 +431,14 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
             return self._fast_linear(columns)
         return None
 
-    def _fast_proba(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+    def _fast_proba(self, X: pd.DataFrame | Mapping[str, Any],
+                    booster_predict: Callable[[Any, np.ndarray, bool], np.ndarray | None] | None = None,
+                    ) -> np.ndarray | None:
         """``predict_proba`` straight from LightGBM's booster(s) on :meth:`_lgb_matrix`, the same numbers as
         the estimator's ``predict_proba`` on the prepared frame (tested to the last bit); None when the
-        fitted estimator is not a plain or sigmoid/isotonic-calibrated LightGBM classifier."""
+        fitted estimator is not a plain or sigmoid/isotonic-calibrated LightGBM classifier.
+        ``booster_predict(booster, matrix, raw_score)``: another walk of the trees giving the same
+        numbers (batch scoring's compiled one), or None to let the booster predict."""
         est = self.estimator_
         calibrated = getattr(est, "calibrated_classifiers_", None)
         members = [cc.estimator for cc in calibrated] if calibrated is not None else [est]
@@ -434,12 +449,14 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         if mat is None:
             return None
 
-        def threads(m: Any) -> dict[str, Any]:  # as LGBMClassifier.predict passes them (n_jobs)
-            process = getattr(m, "_process_n_jobs", None)
-            return {"num_threads": process(m.n_jobs)} if process is not None else {}
+        def predict(m: Any, raw_score: bool) -> np.ndarray:
+            out = booster_predict(m.booster_, mat, raw_score) if booster_predict is not None else None
+            if out is not None:
+                return out
+            return np.asarray(m.booster_.predict(mat, raw_score=raw_score, **_lgb_threads(m)))
 
         if calibrated is None:
-            p = np.asarray(est.booster_.predict(mat, **threads(est)), dtype=np.float64)
+            p = np.asarray(predict(est, False), dtype=np.float64)
             return np.column_stack([1.0 - p, p])  # as LGBMClassifier.predict_proba stacks them
         total = np.zeros((len(mat), 2), dtype=np.float64)
         for cc in calibrated:  # sklearn's _CalibratedClassifier.predict_proba for two classes, in order
@@ -447,7 +464,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
             if getattr(cc, "method", None) not in ("sigmoid", "isotonic") or len(cc.calibrators) != 1:
                 return None
             # sklearn calibrates decision_function (LightGBM's raw score) when there is one
-            raw = m.booster_.predict(mat, raw_score=hasattr(m, "decision_function"), **threads(m))
+            raw = predict(m, hasattr(m, "decision_function"))
             proba = np.empty((len(mat), 2), dtype=np.float64)
             proba[:, 1] = cc.calibrators[0].predict(raw)
             proba[:, 0] = 1.0 - proba[:, 1]
@@ -534,13 +551,7 @@ class Trainer(_CategoricalInput, ClassifierMixin, BaseEstimator):
         import pandas as pd
 
         if getattr(self, "kind_", None) in ("lightgbm", "logistic") and isinstance(X, pd.DataFrame) and len(X):
-            from sklearn.utils.validation import check_is_fitted
-
-            check_is_fitted(self, "estimator_")
-            present = set(X.columns)
-            if not present.issuperset(self.feature_names_in_):
-                missing = [c for c in self.feature_names_in_ if c not in present]
-                raise ModelInputError(f"X lacks the columns {missing} the model was trained on")
+            self._require_columns(X.columns)
         if getattr(self, "kind_", None) == "lightgbm" and isinstance(X, pd.DataFrame) and len(X):
             fast = self._fast_proba(X)
             if fast is not None:
@@ -671,7 +682,48 @@ class RegressionTrainer(_CategoricalInput, RegressorMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted values, one float per row (categories unseen in ``fit`` count as missing)."""
+        import pandas as pd
+
+        if getattr(self, "kind_", None) in ("lightgbm", "linear") and isinstance(X, pd.DataFrame) and len(X):
+            self._require_columns(X.columns)
+            fast = self._fast_values(X)
+            if fast is not None:
+                return fast
         return np.asarray(self.estimator_.predict(self._check(X)), dtype=np.float64).ravel()
+
+    def predict_columns(self, columns: Mapping[str, Any]) -> np.ndarray | None:
+        """``predict`` of rows given as a mapping of column → 1-D array, without building a DataFrame
+        (the model server's path for a request, as :meth:`Trainer.predict_proba_columns`); None when
+        this model has no such path (then predict a DataFrame)."""
+        self._require_columns(columns)
+        return self._fast_values(columns)
+
+    def _fast_values(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray | None:
+        """The predicted values straight from LightGBM's booster on :meth:`_lgb_matrix`, or from the
+        ``Preprocess`` + ``Ridge`` pipeline's coefficients on the preprocessed matrix: the estimator's
+        own numbers (tested) without its per-call pandas conversion and validation; None otherwise."""
+        from sklearn.pipeline import Pipeline
+
+        from battleground.model.data import Preprocess
+
+        est = self.estimator_
+        if type(est).__name__ == "LGBMRegressor":
+            mat = self._lgb_matrix(X)
+            if mat is None:
+                return None
+            return np.asarray(est.booster_.predict(mat, **_lgb_threads(est)), dtype=np.float64).ravel()
+        if not (isinstance(est, Pipeline) and len(est.steps) == 2):
+            return None
+        prep, ridge = est.steps[0][1], est.steps[1][1]
+        coef = getattr(ridge, "coef_", None)
+        if type(prep) is not Preprocess or type(ridge).__name__ != "Ridge" or not (
+                isinstance(coef, np.ndarray) and coef.ndim == 1):
+            return None
+        values = prep.transform_values(X)
+        if values.shape[1] != coef.shape[0]:
+            return None
+        # LinearModel._decision_function for dense input and one target
+        return np.asarray(values @ coef + ridge.intercept_, dtype=np.float64)
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -1168,8 +1220,17 @@ class LeaderboardResult:
     """A table of validation metrics (best first) and the fitted trainers by model name."""
 
     table: pd.DataFrame
-    trainers: dict[str, Trainer]
+    trainers: dict[str, Trainer | RegressionTrainer]
     metric: str
+
+
+def _board_row(task: str, y: Any, p: np.ndarray, beta: float) -> dict[str, float]:
+    """The leaderboard's metric columns of one model on the validation rows."""
+    if task == "regression":
+        return {m: score(m, y, p) for m in REGRESSION_METRICS}
+    return {"roc_auc": score("roc_auc", y, p), "pr_auc": score("pr_auc", y, p),
+            "fbeta": score("fbeta", y, p, beta=beta), "log_loss": score("log_loss", y, p),
+            "brier": score("brier", y, p)}
 
 
 def leaderboard(
@@ -1178,28 +1239,50 @@ def leaderboard(
     X_valid: Any,
     y_valid: Any,
     *,
-    models: Sequence[str] = TUNABLE,
+    models: Sequence[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    metric: str = "roc_auc",
+    metric: str | None = None,
     beta: float = 0.5,
     seed: int = 0,
     cv: int = 0,
     groups: Any = None,
+    task: str = "classification",
 ) -> LeaderboardResult:
     """Fit each model type with default (or given) parameters and rank them, like PyCaret's
-    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds.
+    ``compare_models``: ROC AUC, PR AUC, F-beta at 0.5, log loss, Brier and fit seconds; for
+    ``task='regression'`` (models from ``REGRESSORS``) RMSE, MAE and R². ``metric`` ranks the rows in its
+    own direction (default: roc_auc, for regression rmse, smallest first).
 
     A model given tuned ``params`` also gets a ``<model> (default)`` row with its untuned defaults, so
     a tuned model that loses to its default shows. ``cv >= 2`` adds ``cv_<metric>_mean``/``_sd`` over
-    k stratified folds of the training rows, grouped by ``groups`` (entity ids: no entity in two folds).
+    k folds of the training rows (stratified for classification), grouped by ``groups`` (entity ids:
+    no entity in two folds).
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame({"x": rng.normal(size=400)})
+        >>> y = 2 * X["x"] + rng.normal(0, 0.5, 400)
+        >>> board = leaderboard(X[:300], y[:300], X[300:], y[300:], models=["linear", "random_forest"],
+        ...                     task="regression")
+        >>> board.table["model"].tolist(), bool(board.table["rmse"].is_monotonic_increasing)
+        (['linear', 'random_forest'], True)
     """
     import pandas as pd
-    from sklearn import metrics as m
 
-    kinds = [canonical_model(x) for x in models]
-    score(metric, [0, 1], np.array([0.2, 0.8]))
+    if task not in TASKS:
+        raise ModelInputError(f"task={task!r} is unknown; valid tasks: {list(TASKS)}")
+    regression = task == "regression"
+    metric = metric or ("rmse" if regression else "roc_auc")
+    if metric_task(metric) != task:
+        valid = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+        raise ModelInputError(f"metric={metric!r} does not score {task}; valid metrics for {task}: {list(valid)}")
+    kinds = [canonical_model(x) for x in (models if models is not None else (REGRESSORS if regression else TUNABLE))]
+    wrong = [k for k in kinds if regression and k not in REGRESSORS]
+    if wrong:
+        raise ModelInputError(f"model={wrong[0]!r} is not a regressor; valid models for regression: {list(REGRESSORS)}")
     if cv and int(cv) < 2:
-        raise ValueError(f"cv={cv!r} must be 0 (no cross-validation) or at least 2 folds")
+        raise ModelInputError(f"cv={cv!r} must be 0 (no cross-validation) or at least 2 folds")
     entries: list[tuple[str, str, Mapping[str, Any] | None]] = []
     for kind in kinds:
         given = (params or {}).get(kind)
@@ -1207,20 +1290,15 @@ def leaderboard(
         if given:
             entries.append((f"{kind} (default)", kind, None))
     rows = []
-    trainers: dict[str, Trainer] = {}
+    trainers: dict[str, Trainer | RegressionTrainer] = {}
+    y = _targets(y_valid, "y_valid") if regression else np.asarray(y_valid)
     for label, kind, kind_params in entries:
-        trainer = Trainer(kind, params=kind_params, random_state=seed).fit(X_train, y_train)
-        p = trainer.predict_proba(X_valid)[:, 1]
-        y = np.asarray(y_valid)
-        folds = _cv_scores(kind, kind_params, X_train, y_train, groups, int(cv), metric, beta, seed) if cv else None
+        trainer = make_trainer(task, kind, kind_params, random_state=seed).fit(X_train, y_train)
+        p = predict_scores(trainer, X_valid)
+        folds = _cv_scores(task, kind, kind_params, X_train, y_train, groups, int(cv), metric, beta, seed) if cv \
+            else None
         rows.append({
-            "model": label,
-            "roc_auc": m.roc_auc_score(y, p),
-            "pr_auc": m.average_precision_score(y, p),
-            "fbeta": m.fbeta_score(y, (p >= 0.5).astype(int), beta=beta, zero_division=0.0),
-            "log_loss": m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
-            "brier": m.brier_score_loss(y, p),
-            "fit_seconds": trainer.fit_seconds_,
+            "model": label, **_board_row(task, y, p, beta), "fit_seconds": trainer.fit_seconds_,
             "_score": score(metric, y, p, beta=beta),
             **({} if folds is None else {f"cv_{metric}_mean": float(np.mean(folds)),
                                          f"cv_{metric}_sd": float(np.std(folds, ddof=1))}),
@@ -1231,23 +1309,27 @@ def leaderboard(
     return LeaderboardResult(table=table.reset_index(drop=True), trainers=trainers, metric=metric)
 
 
-def _cv_scores(kind: str, params: Mapping[str, Any] | None, X: Any, y: Any, groups: Any, k: int, metric: str,
-               beta: float, seed: int) -> list[float]:
-    """``metric`` on each of ``k`` stratified (and, with ``groups``, entity-grouped) folds."""
+def _cv_scores(task: str, kind: str, params: Mapping[str, Any] | None, X: Any, y: Any, groups: Any, k: int,
+               metric: str, beta: float, seed: int) -> list[float]:
+    """``metric`` on each of ``k`` folds (stratified for classification; with ``groups``, entity-grouped)."""
     import pandas as pd
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     yy = np.asarray(y)
-    if groups is not None:
-        splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        splits = splitter.split(X, yy, np.asarray(groups))
+    splitter: Any
+    if task == "regression":
+        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed) if groups is not None else KFold(
+            n_splits=k, shuffle=True, random_state=seed)
+    elif groups is not None:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     else:
-        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, yy)
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    splits = splitter.split(X, yy, None if groups is None else np.asarray(groups))
     out = []
     for fit_idx, test_idx in splits:
-        t = Trainer(kind, params=params, random_state=seed).fit(X.iloc[fit_idx], yy[fit_idx])
-        out.append(score(metric, yy[test_idx], t.predict_proba(X.iloc[test_idx])[:, 1], beta=beta))
+        t = make_trainer(task, kind, params, random_state=seed).fit(X.iloc[fit_idx], yy[fit_idx])
+        out.append(score(metric, yy[test_idx], predict_scores(t, X.iloc[test_idx]), beta=beta))
     return out
 
 

@@ -19,7 +19,7 @@ __all__ = ["CONFIG_LOADER_ARGS", "CONF_DIR", "ENVIRONMENTS", "PIPELINE_NAMES", "
            "register_pipelines", "run_pipeline"]
 
 CONF_DIR = Path(__file__).parent / "conf"
-ENVIRONMENTS = ("base", "game2_env")
+ENVIRONMENTS = ("base", "game2_env", "regression_env")  # regression_env: a numeric target (task: regression)
 _BASE_NAMES = (
     "sub_churn_raw", "sub_churn_standard_features", "sub_churn_train", "sub_churn_score", "sub_churn_batch_predict",
     "sub_churn_batch_score", "sub_churn_train_from_raw", "sub_churn_score_from_raw",

@@ -141,6 +141,7 @@ def analyze_metrics(
     correction: str = "holm",
     previous_ci: Mapping[tuple[str, str], tuple[float, float]] | None = None,
     significant_by: str = "p_value",
+    adjusted: Mapping[tuple[str, str], tuple[Any, Any]] | None = None,
 ) -> list[VariantMetricRow]:
     """Analyse every metric of one experiment from its per-variant sums.
 
@@ -161,6 +162,11 @@ def analyze_metrics(
         correction: multiple-testing correction across metrics × variants ("holm", "bh", "none").
         significant_by: which p-value ``significant`` (and so ``guardrail_breach``) is based on:
             ``"p_value"`` (raw, default) or ``"p_value_adjusted"``; every row records it.
+        adjusted: ``{(metric, variant): (absolute, relative)}``, two :class:`EffectResult` of a
+            covariate-adjusted comparison (e.g. :func:`regression_adjusted_test`, CUPED++): that row's
+            difference, relative lift, standard errors and degrees of freedom are theirs, and every test
+            (Welch or mSPRT, the running p and interval, the correction) runs on them; the value shown is
+            still the arm's plain mean.
 
     Returns:
         One row per (metric, variant), control first within each metric.
@@ -197,7 +203,7 @@ def analyze_metrics(
             if t.variant != control:
                 metas.append((replace(spec, primary=primary), c, t, cst, _arm_stats(t, spec.kind, spec.name)))
     rows = _compare_vectorised(
-        metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci, significant_by
+        metas, alpha, sequential, mixing_sd, previous_p, correction, previous_ci, significant_by, adjusted
     )
     by_metric: dict[str, list[VariantMetricRow]] = {}
     for r in rows:  # grouped once: a scan per metric is quadratic in the number of metrics
@@ -218,6 +224,7 @@ def _compare_vectorised(
     correction: str,
     previous_ci: Mapping[tuple[str, str], tuple[float, float]] | None = None,
     significant_by: str = "p_value",
+    adjusted: Mapping[tuple[str, str], tuple[Any, Any]] | None = None,
 ) -> list[VariantMetricRow]:
     if not metas:
         return []
@@ -236,6 +243,11 @@ def _compare_vectorised(
         den = np.abs(mc)
         rel = diff / den
         se_rel = np.sqrt(b / mc**2 + a * mt**2 / mc**4)
+        for k, m in enumerate(metas):
+            found = (adjusted or {}).get((m[0].name, m[2].variant))
+            if found is not None:  # the covariate-adjusted comparison replaces the plain one
+                ab, re = found
+                diff[k], se_abs[k], df[k], rel[k], se_rel[k] = ab.estimate, ab.se, ab.df, re.estimate, re.se
         valid = (se_abs > 0) & np.isfinite(se_abs) & (nc >= 2) & (nt >= 2)
         # a quantile arm without variance (too few units, collapsed bounds) is unresolved, not exact:
         # no test (gbstats' zero-variance rule)

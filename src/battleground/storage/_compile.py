@@ -122,18 +122,25 @@ def compile_sql(
 
 @functools.lru_cache(maxsize=256)
 def _compiled(sql: str, name: str, pretty: bool) -> str:
-    return _compile(sql, name, None, None, pretty)
+    return _compile(sql, name, None, None, pretty, reuse=False)
 
 
 def _compile(sql: str, name: str, params: Mapping[str, Any] | None, events: exp.Expression | None,
-             pretty: bool) -> str:
+             pretty: bool, *, reuse: bool = True) -> str:
     from sqlglot import exp
 
     if params is None and name not in BOUND_DIALECTS:
         raise DialectError(f"{name} cannot bind placeholders: pass params to compile_sql")
-    tree = _parsed(sql).copy()
+    # a private tree, changed in place below: a copy of the cached parse, or (``reuse=False``: the
+    # output is cached, so this text is compiled once) a parse of its own, which costs less than a copy
+    if reuse:
+        tree = _parsed(sql).copy()
+    else:
+        import sqlglot
+
+        tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT)
     if name not in _FILTER:
-        tree = tree.transform(_filter_to_case)
+        tree = tree.transform(_filter_to_case, copy=False)
     if name not in _MATERIALIZED:
         for cte in tree.find_all(exp.CTE):
             cte.set("materialized", None)
@@ -142,11 +149,11 @@ def _compile(sql: str, name: str, params: Mapping[str, Any] | None, events: exp.
         if missing:
             raise DialectError(f"no value for the placeholder(s) {missing}")
         tree = tree.transform(
-            lambda node: literal(params[node.name], name) if isinstance(node, exp.Placeholder) else node
+            lambda node: literal(params[node.name], name) if isinstance(node, exp.Placeholder) else node, copy=False
         )
     else:  # the stores' drivers bind ``:name`` (see ``_events_sql.render``)
         tree = tree.transform(
-            lambda node: exp.var(f":{node.name}") if isinstance(node, exp.Placeholder) else node
+            lambda node: exp.var(f":{node.name}") if isinstance(node, exp.Placeholder) else node, copy=False
         )
     if events is not None:
         ctes = {c.alias for c in tree.find_all(exp.CTE)}

@@ -45,6 +45,8 @@ __all__ = [
     "MetricDefinition",
     "MetricQuery",
     "as_query",
+    "covariate_columns",
+    "covariate_count",
     "daily_sums_many_sql",
     "metric_sums_many_sql",
     "per_user_values_sql",
@@ -259,11 +261,11 @@ def _exposure(multiple: str) -> str:
     raise ValueError(f"multiple_exposures must be one of {list(MULTIPLE_EXPOSURES)}, got {multiple!r}")
 
 
-def _scan(metrics: Sequence[MetricQuery], multiple: str) -> str:
+def _scan(metrics: Sequence[MetricQuery], multiple: str, units: str = "exposure") -> str:
     types = ", ".join(f":et{i}" for i in range(len(_event_types(metrics))))
     join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if multiple == "keep" else "")
     return f"""
-    FROM exposure x JOIN events e ON {join}
+    FROM {units} x JOIN events e ON {join}
     WHERE e.experiment_id = :experiment
       AND e.ts >= :scan_start AND e.ts < :end
       AND e.event_type IN (:exposure, {types})"""
@@ -337,18 +339,71 @@ def _capping(metrics: Sequence[MetricQuery], base: str, final: str, carry: str) 
     return ",\n" + ",\n".join(ctes)
 
 
-def _shifts(per_metric: list[dict[str, str]], source: str) -> str:
-    """One row of per-metric shifts: the means of x, y and c over the analysed units of ``source``."""
-    cols = []
+def _shifts(per_metric: list[dict[str, str]], source: str, extra: Sequence[str] = (), by: str = "") -> str:
+    """One row of per-metric shifts: the means of x, y and c over the analysed units of ``source`` (and
+    the ``extra`` columns, over the same units; one row per value of ``by`` when given, e.g. per
+    experiment of a batch)."""
+    cols = list(extra)
     for j, e in enumerate(per_metric):
         kx = _ZERO if e["proportion"] == "True" else f"COALESCE(AVG(x{j}), {_ZERO})"
         ky = f"COALESCE(AVG(y{j}), {_ZERO})" if e["ratio"] == "True" else _ZERO
         cols.append(f"{kx} AS kx{j}, {ky} AS ky{j}, COALESCE(AVG(c{j}), {_ZERO}) AS kc{j}")
+    if by:
+        return f"SELECT {by}, {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL GROUP BY {by}"
     return f"SELECT {', '.join(cols)} FROM {source} WHERE grp IS NOT NULL"
 
 
+def covariate_columns(n_metrics: int, attributes: int) -> tuple[str, ...]:
+    """The CUPED++ columns of :func:`metric_sums_many_sql` (``covariates=attributes``), after the metric
+    and strata columns: per covariate a (see :func:`covariate_count`) ``pp_z<a>`` = Σz'_a and ``pp_kz<a>``
+    its shift, then ``pp_zz<a>_<b>`` = Σz'_a·z'_b (a ≤ b), then ``pp_yz<j>_<a>`` = Σx'_j·z'_a (x' around
+    the metric's own shift, so Σx' and Σx'² are the metric's ``sum_x`` and ``sum_x2``)."""
+    p = covariate_count(n_metrics, attributes)
+    return (*(f"pp_{c}{a}" for a in range(p) for c in ("z", "kz")),
+            *(f"pp_zz{a}_{b}" for a in range(p) for b in range(a, p)),
+            *(f"pp_yz{j}_{a}" for j in range(n_metrics) for a in range(p)))
+
+
+def covariate_count(n_metrics: int, attributes: int) -> int:
+    """How many CUPED++ covariates: every metric's pre-period value ``c<j>``, then per attribute its
+    value (0 when missing) and a missing flag."""
+    return n_metrics + 2 * attributes
+
+
+def _attribute_ctes(name: str, param: str, count: int, units: str = "units") -> str:
+    """Per declared attribute i a CTE ``<name><i>`` of each user's value ``st``: the smallest ``value`` of
+    their events of type ``:<param><i>`` logged at or before their first exposure (an attribute logged
+    later could be moved by the treatment, so it does not count); ``units`` has ``user_id`` and ``t0``."""
+    return "".join(f"""{name}{i} AS (
+    SELECT a.user_id, MIN(a.value) AS st
+    FROM events a JOIN {units} x ON a.user_id = x.user_id
+    WHERE a.experiment_id = :experiment AND a.event_type = :{param}{i} AND a.ts <= x.t0 AND a.ts < :end
+    GROUP BY a.user_id
+),
+""" for i in range(count))
+
+
+def _covariate_terms(n_metrics: int, attributes: int) -> tuple[list[str], list[str]]:
+    """(the shifts of the attributes' covariates, for ``k``; the CUPED++ output columns ``SUM(per-unit
+    term) AS column`` or ``MIN(shift) AS column``). The metrics' pre-period values keep their own shifts
+    ``kc<j>``."""
+    z = [(f"c{j}", f"kc{j}") for j in range(n_metrics)]
+    shifts = []
+    for i in range(attributes):
+        value, missing = f"COALESCE(at{i}, {_ZERO})", f"(CASE WHEN at{i} IS NULL THEN {_ONE} ELSE {_ZERO} END)"
+        shifts += [f"COALESCE(AVG({value}), {_ZERO}) AS kv{i}", f"COALESCE(AVG({missing}), {_ZERO}) AS km{i}"]
+        z += [(value, f"kv{i}"), (missing, f"km{i}")]
+    dz = [f"({e} - {k})" for e, k in z]
+    p = len(z)
+    terms = [t for a in range(p) for t in (f"SUM({dz[a]})", f"MIN({z[a][1]})")]
+    terms += [f"SUM({dz[a]} * {dz[b]})" for a in range(p) for b in range(a, p)]
+    terms += [f"SUM((x{j} - kx{j}) * {dz[a]})" for j in range(n_metrics) for a in range(p)]
+    return shifts, [f"{t} AS {c}" for t, c in zip(terms, covariate_columns(n_metrics, attributes), strict=True)]
+
+
 def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
-                         fixed_shifts: bool = False, active: bool = False, strata: int = 0) -> str:
+                         fixed_shifts: bool = False, active: bool = False, strata: int = 0,
+                         covariates: int | None = None, batch: int = 0) -> str:
     """One row per arm (and one with a NULL arm for excluded users): :data:`HEAD_COLUMNS`, then per metric
     :data:`METRIC_COLUMNS` named ``m<j>_<column>``.
 
@@ -369,15 +424,41 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     moved by the treatment, so it does not count), NULL without one. The rows gain ``stratum<i>``
     columns after the metric columns, one row per (arm, strata); the shifts stay those of all users, so
     the strata's sums add up to the unstratified ones.
+
+    ``covariates``: also the cross sums of regression adjustment with several covariates (CUPED++),
+    :func:`covariate_columns`, from the same per-user step: every metric's pre-period value ``c<j>``
+    (capped as the metric is) and that many declared numeric user attributes, attribute i carried by
+    events of type ``:at<i>`` whose ``value`` is the attribute (the strata's rule: the smallest logged at
+    or before the first exposure), read as its value (0 when missing) and a missing flag. ``None``: none.
+
+    ``batch``: the same sums of up to that many experiments at once (ids ``:x0`` … ``:x<batch-1>``,
+    repeat one to fill; one window ``:start``/``:end`` for all), every step also grouped by experiment,
+    so each experiment's rows equal its own query's; the rows gain a leading ``experiment_id`` column.
+    Not with ``fixed_shifts``, ``active``, ``strata``, ``covariates`` or capped metrics (their steps span
+    one experiment).
     """
     if not metrics:
         raise ValueError("metric_sums_many_sql needs at least one metric")
+    if batch and (fixed_shifts or active or strata or covariates is not None or any(m.capped for m in metrics)):
+        raise ValueError("a batch of experiments takes plain sums only: no fixed_shifts, active, strata, "
+                         "covariates or capped metrics (query those experiments one by one)")
+    if not (isinstance(batch, int) and 0 <= batch <= 1024):
+        raise ValueError(f"batch must be a number of experiments in [0, 1024], got {batch!r}")
     if not (isinstance(strata, int) and 0 <= strata <= 8):
         raise ValueError(f"strata must be a number of attributes in [0, 8], got {strata!r}")
+    if covariates is not None and not (isinstance(covariates, int) and 0 <= covariates <= 8):
+        raise ValueError(f"covariates must be a number of attributes in [0, 8] or None, got {covariates!r}")
+    if covariates is not None and fixed_shifts:
+        raise ValueError("the CUPED++ sums take their shifts from the data: covariates needs fixed_shifts=False")
+    attrs = covariates or 0
     _exposure(multiple)  # validates ``multiple``
     index = {et: i for i, et in enumerate(_event_types(metrics))}
     keep = multiple == "keep"
-    unit = "user_id, variant" if keep else "user_id"
+    # the experiment(s) read, and the key every per-user step groups and joins by
+    this = (f"experiment_id IN ({', '.join(f':x{i}' for i in range(batch))})" if batch
+            else "experiment_id = :experiment")
+    by = "experiment_id, user_id" if batch else "user_id"
+    unit = f"{by}, variant" if keep else by
     plain = _Columns()
     fixed = _Columns()
     cond = _per_metric(metrics, fixed)
@@ -399,7 +480,8 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     exposed = "event_type = :exposure AND ts >= :start"
     types = ", ".join(f":et{i}" for i in range(len(index)))
     if keep:
-        flags = f"(COUNT(*) OVER (PARTITION BY user_id)) > 1 AS multi, {_ONE} / CAST(COUNT(*) OVER (PARTITION BY user_id) AS DOUBLE PRECISION) AS wu"
+        flags = (f"(COUNT(*) OVER (PARTITION BY {by})) > 1 AS multi, "
+                 f"{_ONE} / CAST(COUNT(*) OVER (PARTITION BY {by}) AS DOUBLE PRECISION) AS wu")
         variant = ""
     else:
         flags = f"v_min <> v_max AS multi, {_ONE} AS wu"
@@ -416,6 +498,7 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     base = "per_user_raw" if capped else "per_user"
     capping = _capping(metrics, "per_user", "SELECT * FROM per_user_raw WHERE grp IS NOT NULL",
                        "grp, multi, wu, " + "".join(f"st{i}, " for i in range(strata))
+                       + "".join(f"at{i}, " for i in range(attrs))
                        + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
                        ) if capped else ""
     plain_aggs = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in plain.exprs.items())
@@ -423,27 +506,30 @@ def metric_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclud
     outputs = ",\n       ".join(
         f"{term} AS m{j}_{name}" for j, e in enumerate(per_metric) for name, term in _terms(j, e).items()
     )
-    on = "f.user_id = u.user_id" + (" AND f.variant = u.variant" if keep else "")
+    on = ("f.experiment_id = u.experiment_id AND " if batch else "") + "f.user_id = u.user_id" + (
+        " AND f.variant = u.variant" if keep else "")
     active_users = (f"""
       AND user_id IN (SELECT user_id FROM events WHERE experiment_id = :experiment
                       AND ts >= :active_from AND ts < :active_to AND event_type IN (:exposure, {types}))"""
                     if active else "")
-    shifts = (_shifts(per_metric, "per_user") if not fixed_shifts else
+    shifts = (_shifts(per_metric, "per_user", by="experiment_id" if batch else "") if not fixed_shifts else
               "SELECT " + ", ".join(f"CAST(:kx{j} AS DOUBLE PRECISION) AS kx{j}, CAST(:ky{j} AS DOUBLE PRECISION) "
                                     f"AS ky{j}, CAST(:kc{j} AS DOUBLE PRECISION) AS kc{j}"
                                     for j in range(len(per_metric))))
-    join = "e.user_id = x.user_id" + (" AND e.variant = x.variant" if keep else "")
-    # per attribute, each user's stratum: the smallest value logged at or before their first exposure
-    strata_ctes = "".join(f"""s{i} AS (
-    SELECT a.user_id, MIN(a.value) AS st
-    FROM events a JOIN units x ON a.user_id = x.user_id
-    WHERE a.experiment_id = :experiment AND a.event_type = :st{i} AND a.ts <= x.t0 AND a.ts < :end
-    GROUP BY a.user_id
-),
-""" for i in range(strata))
-    st_cols = "".join(f"s{i}.st AS st{i}, " for i in range(strata))
-    st_joins = "".join(f" LEFT JOIN s{i} ON s{i}.user_id = u.user_id" for i in range(strata))
+    join = ("e.experiment_id = x.experiment_id AND " if batch else "") + "e.user_id = x.user_id" + (
+        " AND e.variant = x.variant" if keep else "")
+    # per attribute, each user's stratum (or CUPED++ covariate)
+    strata_ctes = _attribute_ctes("s", "st", strata) + _attribute_ctes("att", "at", attrs)
+    st_cols = "".join(f"s{i}.st AS st{i}, " for i in range(strata)) + "".join(
+        f"att{i}.st AS at{i}, " for i in range(attrs))
+    st_joins = "".join(f" LEFT JOIN s{i} ON s{i}.user_id = u.user_id" for i in range(strata)) + "".join(
+        f" LEFT JOIN att{i} ON att{i}.user_id = u.user_id" for i in range(attrs))
     st_out = "".join(f", st{i} AS stratum{i}" for i in range(strata))
+    if covariates is not None:
+        pp_shifts, pp_terms = _covariate_terms(len(metrics), attrs)
+        if pp_shifts:  # not fixed_shifts (refused above): ``shifts`` is a SELECT over per_user
+            shifts = _shifts(per_metric, "per_user", pp_shifts)
+        st_out += ",\n       " + ",\n       ".join(pp_terms)
     st_group = "".join(f", st{i}" for i in range(strata))
     return f"""
 WITH scan AS (
@@ -453,7 +539,7 @@ WITH scan AS (
         MAX(covariate) AS cg,
         {plain_aggs}
     FROM events
-    WHERE experiment_id = :experiment AND ts >= :scan_start AND ts < :end
+    WHERE {this} AND ts >= :scan_start AND ts < :end
       AND event_type IN (:exposure, {types}){active_users}
     GROUP BY {unit}
 ),
@@ -464,21 +550,21 @@ fixed AS (
     SELECT {", ".join(f"e.{c.strip()} AS {c.strip()}" for c in unit.split(","))}{first_col},
         {fixed_aggs}
     FROM units x JOIN events e ON {join}
-    WHERE x.dirty AND e.experiment_id = :experiment AND e.ts >= :scan_start AND e.ts < :end
+    WHERE x.dirty AND e.{this} AND e.ts >= :scan_start AND e.ts < :end
       AND e.event_type IN (:exposure, {types})
     GROUP BY {", ".join("e." + c.strip() for c in unit.split(","))}
 ),
 {strata_ctes}{base} AS MATERIALIZED (
-    SELECT {grp} AS grp, u.multi, u.wu, {st_cols}{vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
+    SELECT {"u.experiment_id, " if batch else ""}{grp} AS grp, u.multi, u.wu, {st_cols}{vals.replace("COALESCE(cg,", "COALESCE(u.cg,")}
     FROM units u LEFT JOIN fixed f ON {on}{st_joins}
 ){capping},
 k AS MATERIALIZED ({shifts})
-SELECT grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
+SELECT {"experiment_id, " if batch else ""}grp AS variant, COUNT(*) AS users, SUM(wu) AS exposed_users,
        SUM(CASE WHEN multi THEN wu ELSE {_ZERO} END) AS multiple_users,
        {outputs}{st_out}
-FROM per_user CROSS JOIN k
-GROUP BY grp{st_group}
-ORDER BY grp{st_group}
+FROM per_user {"LEFT JOIN k USING (experiment_id)" if batch else "CROSS JOIN k"}
+GROUP BY {"experiment_id, " if batch else ""}grp{st_group}
+ORDER BY {"experiment_id, " if batch else ""}grp{st_group}
 """
 
 
@@ -486,13 +572,22 @@ _RUNNING = "(PARTITION BY user_id, variant ORDER BY day ROWS BETWEEN UNBOUNDED P
 _BY_DAY = "(PARTITION BY user_id, variant ORDER BY day)"
 
 
-def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude") -> str:
+def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude", *,
+                        covariates: int | None = None) -> str:
     """Per (day, arm): the change of :data:`HEAD_COLUMNS` counts, then per metric the changes of
     :data:`DAILY_COLUMNS` and the (constant) shifts. A unit enters on the day of its first exposure,
     and its later events move its sums on the days they happen; summing the changes up to the last day
-    gives :func:`metric_sums_many_sql`."""
+    gives :func:`metric_sums_many_sql`.
+
+    ``covariates``: then the changes of the CUPED++ sums of :func:`covariate_columns` with that many
+    attributes (``:at<i>``), their shifts ``pp_kz<a>`` constant, as :func:`metric_sums_many_sql` has
+    them (the attributes are fixed at the first exposure; the shifts are over each unit's last day)."""
     if not metrics:
         raise ValueError("daily_sums_many_sql needs at least one metric")
+    if covariates is not None and not (isinstance(covariates, int) and 0 <= covariates <= 8):
+        raise ValueError(f"covariates must be a number of attributes in [0, 8] or None, got {covariates!r}")
+    attrs = covariates or 0
+    at_cols = "".join(f", at{i}" for i in range(attrs))
     cols = _Columns()
     per_metric = _per_metric(metrics, cols)
     aggregates = ",\n        ".join(f"{expr} AS {alias}" for expr, alias in cols.exprs.items())
@@ -507,7 +602,8 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
     capping = _capping(metrics, "vals", "SELECT * FROM (SELECT grp, " + ", ".join(
         f"x{j}, c{j}" for j in range(len(metrics))) + ", ROW_NUMBER() OVER (PARTITION BY user_id, variant "
         "ORDER BY day DESC) AS z FROM vals_raw) l WHERE z = 1 AND grp IS NOT NULL",
-        "user_id, variant, grp, multi, wu, day, r, " + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
+        "user_id, variant, grp, multi, wu, day, r, " + "".join(f"at{i}, " for i in range(attrs))
+        + ", ".join(f"n{j}, y{j}, e{j}" for j in range(len(metrics)))
         ) if capped else ""
     # no previous row (r = 1) reads 0, spelled without LAG's default argument, which MariaDB lacks
     lag = "CASE WHEN r = 1 THEN " + _ZERO + " ELSE LAG({e}, 1) OVER " + _BY_DAY + " END"
@@ -522,38 +618,63 @@ def daily_sums_many_sql(metrics: Sequence[MetricQuery], multiple: str = "exclude
             deltas.append(f"{inner} - {lag.format(e=inner)} AS d{j}_{name}")
             sums.append(f"SUM(d{j}_{name}) AS m{j}_{name}")
         shifts.extend(f"{terms[name]} AS m{j}_{name}" for name in ("shift", "shift_y", "shift_c"))
+    pp_shifts: list[str] = []
+    k_cols = "".join(f", kx{j}, ky{j}, kc{j}" for j in range(len(per_metric)))
+    if covariates is not None:
+        pp_shifts, pp_terms = _covariate_terms(len(metrics), attrs)
+        k_cols += "".join(f", kv{i}, km{i}" for i in range(attrs))
+        for t in pp_terms:
+            term, _, name = t.rpartition(" AS ")
+            if term.startswith("SUM("):
+                inner = term[4:-1]
+                deltas.append(f"{inner} - {lag.format(e=inner)} AS d_{name}")
+                sums.append(f"SUM(d_{name}) AS {name}")
+            else:  # a shift: the same on every row
+                shifts.append(f"{term} AS {name}")
     # The day a user's event moves their sums: the event's day, but never before the first exposure's
     # (lookback events, before it, belong to the entry day).
     day = "CASE WHEN e.ts >= x.t0 THEN CAST(date_trunc('day', e.ts) AS DATE) ELSE CAST(date_trunc('day', x.t0) AS DATE) END"
+    # the attributes ride with each unit from its exposure row (fixed at the first exposure)
+    units = "exposure"
+    attributes = ""
+    if attrs:
+        units = "exposure_at"
+        attributes = _attribute_ctes("att", "at", attrs, units="exposure") + f"""exposure_at AS MATERIALIZED (
+    SELECT x.*{"".join(f", att{i}.st AS at{i}" for i in range(attrs))}
+    FROM exposure x{"".join(f" LEFT JOIN att{i} ON att{i}.user_id = x.user_id" for i in range(attrs))}
+),
+"""
+    x_at = "".join(f", x.at{i} AS at{i}" for i in range(attrs))
+    g_at = "".join(f", x.at{i}" for i in range(attrs))
     return f"""
 WITH exposure AS MATERIALIZED ({_exposure(multiple)}
 ),
-per_unit_day AS (
-    SELECT x.user_id AS user_id, x.variant AS variant, x.multi AS multi, x.wu AS wu, {day} AS day,
+{attributes}per_unit_day AS (
+    SELECT x.user_id AS user_id, x.variant AS variant, x.multi AS multi, x.wu AS wu, {day} AS day{x_at},
         MAX(e.covariate) AS cg,
-        {aggregates}{_scan(metrics, multiple)}
-    GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0, {day}
+        {aggregates}{_scan(metrics, multiple, units)}
+    GROUP BY x.user_id, x.variant, x.multi, x.wu, x.t0{g_at}, {day}
 ),
 cumulative AS (
-    SELECT user_id, variant, multi, wu, day, {cum}, MAX(cg) OVER {_RUNNING} AS cg, ROW_NUMBER() OVER {_BY_DAY} AS r
+    SELECT user_id, variant, multi, wu, day{at_cols}, {cum}, MAX(cg) OVER {_RUNNING} AS cg, ROW_NUMBER() OVER {_BY_DAY} AS r
     FROM per_unit_day
 ),
 {base} AS MATERIALIZED (
-    SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r, {vals} FROM cumulative
+    SELECT user_id, variant, {_group(multiple)} AS grp, multi, wu, day, r{at_cols}, {vals} FROM cumulative
 ){capping},
 last AS (
     SELECT * FROM (
-        SELECT grp, {", ".join(f"x{j}, y{j}, c{j}, e{j}" for j in range(len(per_metric)))},
+        SELECT grp{at_cols}, {", ".join(f"x{j}, y{j}, c{j}, e{j}" for j in range(len(per_metric)))},
                ROW_NUMBER() OVER (PARTITION BY user_id, variant ORDER BY day DESC) AS z
         FROM vals
     ) l WHERE z = 1
 ),
-k AS MATERIALIZED ({_shifts(per_metric, "last")}),
+k AS MATERIALIZED ({_shifts(per_metric, "last", pp_shifts)}),
 deltas AS (
     SELECT grp, day, CASE WHEN r = 1 THEN 1 ELSE 0 END AS du,
            CASE WHEN r = 1 THEN wu ELSE {_ZERO} END AS dw,
            CASE WHEN r = 1 AND multi THEN wu ELSE {_ZERO} END AS dm,
-           {", ".join(deltas)}, {", ".join(f"kx{j}, ky{j}, kc{j}" for j in range(len(per_metric)))}
+           {", ".join(deltas)}{k_cols}
     FROM vals CROSS JOIN k
 )
 SELECT day, grp AS variant, SUM(du) AS users, SUM(dw) AS exposed_users, SUM(dm) AS multiple_users,

@@ -236,18 +236,23 @@ def sums_sql(
     multiple_exposures: str = "exclude",
     relation: str | exp.Expression | None = None,
     pretty: bool = True,
+    attributes: Any = None,
 ) -> str:
     """The metric-sums query of an experiment as ``dialect`` runs it, values bound (what
-    ``battleground events sql`` prints, for engines that cannot run here)."""
+    ``battleground events sql`` prints, for engines that cannot run here); ``attributes``: with the
+    CUPED++ sums of these numeric user attributes (``EventStore.experiment_sums``)."""
     from battleground.storage._compile import compile_sql, dialect_name
     from battleground.storage._sums_sql import metric_sums_many_sql
-    from battleground.storage.events import _definitions, _params
+    from battleground.storage.events import _attributes, _definitions, _params
 
     defs = _definitions(metrics)
+    attrs = _attributes(attributes)
     params = {k: min(max(v, _LOW), _HIGH) if isinstance(v, dt.datetime) else v
               for k, v in _params(experiment_id, defs, start, end).items()}
+    params.update({f"at{i}": a for i, a in enumerate(attrs or ())})
     from sqlglot import exp as _exp
 
     events = _exp.to_table(relation) if isinstance(relation, str) else relation
-    return compile_sql(metric_sums_many_sql(defs, multiple_exposures), dialect_name(dialect), params,
+    covariates = None if attrs is None else len(attrs)
+    return compile_sql(metric_sums_many_sql(defs, multiple_exposures, covariates=covariates), dialect_name(dialect), params,
                        events=events, pretty=pretty)

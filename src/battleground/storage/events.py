@@ -23,7 +23,13 @@ from battleground.storage._events_sql import EXPOSURE
 from battleground.storage._producers import ProducerBatch, SequenceCheck
 from battleground.storage._snapshot import read_snapshot
 from battleground.storage._sums_sql import HEAD_COLUMNS, MetricDefinition, MetricQuery
-from battleground.storage.sums import ExperimentSums, MetricSums, PerUserValues
+from battleground.storage.sums import (
+    CovariateSums,
+    ExperimentSums,
+    MetricSums,
+    PerUserValues,
+    covariate_names,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,6 +47,7 @@ __all__ = [
 
 # Open bounds for the time window (both engines compare TIMESTAMP against these exactly).
 _MIN_TS = dt.datetime(1900, 1, 1)
+_BATCH_SIZES = (8, 32, 128, 512)  # the id lists of a batched sums query (experiment_sums_batch)
 _MAX_TS = dt.datetime(9999, 12, 31)
 
 
@@ -233,17 +240,59 @@ class EventStore(abc.ABC):
         variants: Sequence[str] = (),
         *,
         multiple_exposures: str = "exclude",
+        attributes: Sequence[str] | None = None,
     ) -> ExperimentSums:
         """Per-variant sums over ``[start, end)`` of metric definitions (:class:`MetricQuery` or
         ``(kind, numerator, denominator)``) from one scan of the events, with the exposure check.
 
         ``variants`` lists variants to report even when they have no users yet (with zero sums), in that
         order; ``multiple_exposures`` says what to do with users exposed to several variants
-        (``"exclude"``, ``"first"`` or ``"keep"``, see :class:`ExperimentSums`).
+        (``"exclude"``, ``"first"`` or ``"keep"``, see :class:`ExperimentSums`). ``attributes``: also the
+        CUPED++ sums (:class:`~battleground.storage.sums.CovariateSums`, in ``covariates``) with every
+        metric's pre-period value and these numeric user attributes (event types, up to 8) as
+        covariates, from the same scan; ``None``: not asked.
         """
         defs = _definitions(metrics)
-        return decode_sums(self.sums_records(experiment_id, defs, start, end, multiple_exposures), len(defs),
-                           variants, multiple_exposures)
+        attrs = _attributes(attributes)
+        records = self.sums_records(experiment_id, defs, start, end, multiple_exposures, attributes=attrs)
+        return decode_sums(records, len(defs), variants, multiple_exposures, attributes=attrs)
+
+    def experiment_sums_batch(
+        self,
+        experiment_ids: Sequence[int],
+        metrics: Sequence[MetricQuery | MetricDefinition],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        variants: Mapping[int, Sequence[str]] | None = None,
+        *,
+        multiple_exposures: str = "exclude",
+    ) -> dict[int, ExperimentSums]:
+        """:meth:`experiment_sums` of several experiments that share the metric definitions, from one
+        scan grouped by experiment (``_sums_sql.metric_sums_many_sql(batch=…)``): each experiment's sums
+        equal its own query's. ``variants`` per experiment id, as :meth:`experiment_sums` takes them. An
+        experiment without events gets empty sums. Capped metrics are not batched (``ValueError``)."""
+        from battleground.storage._sums_sql import metric_sums_many_sql
+
+        defs = _definitions(metrics)
+        ids = list(dict.fromkeys(int(i) for i in experiment_ids))
+        variants = variants or {}
+        names = ["experiment_id", *HEAD_COLUMNS, *_metric_names(len(defs))]
+        out: dict[int, ExperimentSums] = {}
+        for lo in range(0, len(ids), _BATCH_SIZES[-1]):
+            chunk = ids[lo:lo + _BATCH_SIZES[-1]]
+            # a few sizes of id list, padded with a repeat: few query texts to compile and plan
+            size = next(n for n in _BATCH_SIZES if n >= len(chunk))
+            params = _params(chunk[0], defs, start, end)
+            del params["experiment"]
+            params.update({f"x{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)})
+            rows = self._query(metric_sums_many_sql(defs, multiple_exposures, batch=size), params, scan=True)
+            by_id: dict[int, list[dict[str, Any]]] = {i: [] for i in chunk}
+            for r in rows:
+                rec = dict(zip(names, r, strict=True))
+                by_id[int(rec["experiment_id"])].append(rec)
+            for i in chunk:
+                out[i] = decode_sums(by_id[i], len(defs), variants.get(i, ()), multiple_exposures)
+        return out
 
     def sums_records(
         self,
@@ -255,20 +304,25 @@ class EventStore(abc.ABC):
         *,
         shifts: dict[str, float] | None = None,
         active: tuple[dt.datetime, dt.datetime] | None = None,
+        attributes: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """The raw result rows of the metric-sums query (one per arm, keyed by column name); ``shifts``
         fixes the shifts (``kx<j>``, ``ky<j>``, ``kc<j>``), ``active`` keeps only users with an event in
-        that range (see ``_incremental.py``)."""
-        from battleground.storage._sums_sql import metric_sums_many_sql
+        that range (see ``_incremental.py``); ``attributes`` adds the CUPED++ columns
+        (:func:`~battleground.storage._sums_sql.covariate_columns`) with these attributes."""
+        from battleground.storage._sums_sql import covariate_columns, metric_sums_many_sql
 
         params = _params(experiment_id, defs, start, end)
         if shifts is not None:
             params.update(shifts)
         if active is not None:
             params.update(active_from=active[0], active_to=active[1])
+        covariates = None if attributes is None else len(attributes)
+        params.update({f"at{i}": a for i, a in enumerate(attributes or ())})
         rows = self._query(metric_sums_many_sql(defs, multiple_exposures, fixed_shifts=shifts is not None,
-                                                active=active is not None), params, scan=True)
-        names = [*HEAD_COLUMNS, *_metric_names(len(defs))]
+                                                active=active is not None, covariates=covariates), params, scan=True)
+        names = [*HEAD_COLUMNS, *_metric_names(len(defs)),
+                 *(covariate_columns(len(defs), covariates) if covariates is not None else ())]
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     def strata_sums(
@@ -309,13 +363,12 @@ class EventStore(abc.ABC):
     def covariate_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
                        attributes: Sequence[str] = (), start: dt.datetime | None = None,
                        end: dt.datetime | None = None, variants: Sequence[str] = (), *,
-                       multiple_exposures: str = "exclude") -> tuple[Any, ...]:
-        """Per-arm sums for regression adjustment with several covariates (CUPED++): every metric's
-        pre-period value and the declared numeric user ``attributes`` (``storage/_covariate_sql.py``)."""
-        from battleground.storage._covariate_sql import covariate_sums
-
-        return covariate_sums(self, experiment_id, _definitions(metrics), attributes, start, end, variants,
-                              multiple_exposures=multiple_exposures)
+                       multiple_exposures: str = "exclude") -> tuple[CovariateSums, ...]:
+        """The CUPED++ sums of :meth:`experiment_sums` (``attributes`` given; the same one scan): one
+        :class:`~battleground.storage.sums.CovariateSums` per arm, ``variants`` first."""
+        found = self.experiment_sums(experiment_id, metrics, start, end, variants,
+                                     multiple_exposures=multiple_exposures, attributes=tuple(attributes))
+        return found.covariates or ()
 
     def quantile_sums(self, experiment_id: int, metrics: Sequence[MetricQuery | MetricDefinition],
                       quantiles: Mapping[int, float], start: dt.datetime | None = None,
@@ -364,27 +417,40 @@ class EventStore(abc.ABC):
         variants: Sequence[str] = (),
         *,
         multiple_exposures: str = "exclude",
+        attributes: Sequence[str] | None = None,
     ) -> list[tuple[dt.date, ExperimentSums]]:
         """Cumulative :meth:`experiment_sums` at the end of each day (UTC) from the first day with data
         to the last (days without events repeat the previous day); the last day equals
-        :meth:`experiment_sums`. A user enters on the day of their first exposure."""
-        from battleground.storage._sums_sql import DAILY_COLUMNS, daily_sums_many_sql
+        :meth:`experiment_sums`. A user enters on the day of their first exposure. ``attributes``: each
+        day's CUPED++ sums too (``covariates``, as for :meth:`experiment_sums`), from the same scan."""
+        from battleground.storage._sums_sql import (
+            DAILY_COLUMNS,
+            covariate_columns,
+            daily_sums_many_sql,
+        )
 
         defs = _definitions(metrics)
-        rows = self._query(daily_sums_many_sql(defs, multiple_exposures),
-                           _params(experiment_id, defs, start, end), scan=True)
+        attrs = _attributes(attributes)
+        params = _params(experiment_id, defs, start, end)
+        params.update({f"at{i}": a for i, a in enumerate(attrs or ())})
+        rows = self._query(daily_sums_many_sql(defs, multiple_exposures,
+                                               covariates=None if attrs is None else len(attrs)), params, scan=True)
         if not rows:
             return []
+        pp = covariate_columns(len(defs), len(attrs)) if attrs is not None else ()
+        pp_shifts = tuple(c for c in pp if c.startswith("pp_kz"))
         names = ["day", *HEAD_COLUMNS, *(f"m{j}_{c}" for j in range(len(defs)) for c in DAILY_COLUMNS),
-                 *(f"m{j}_{c}" for j in range(len(defs)) for c in ("shift", "shift_y", "shift_c"))]
+                 *(c for c in pp if c not in pp_shifts),
+                 *(f"m{j}_{c}" for j in range(len(defs)) for c in ("shift", "shift_y", "shift_c")), *pp_shifts]
         records = [dict(zip(names, r, strict=True)) for r in rows]
-        shifts = {k: float(v or 0.0) for k, v in records[0].items() if k.endswith(("_shift", "_shift_y", "_shift_c"))}
+        shifts = {k: float(v or 0.0) for k, v in records[0].items()
+                  if k.endswith(("_shift", "_shift_y", "_shift_c")) or k in pp_shifts}
         by_day: dict[dt.date, list[dict[str, Any]]] = {}
         for r in records:
             by_day.setdefault(_as_date(r["day"]), []).append(r)
         found = sorted({str(r["variant"]) for r in records if r["variant"] is not None} - set(variants))
         arm_names = [*variants, *found]
-        totals = {v: dict.fromkeys(names[2:], 0.0) for v in arm_names}
+        totals = {v: dict.fromkeys((n for n in names[2:] if n not in shifts), 0.0) for v in arm_names}
         exposed = multiple = 0.0
         out: list[tuple[dt.date, ExperimentSums]] = []
         day, last = min(by_day), max(by_day)
@@ -401,7 +467,12 @@ class EventStore(abc.ABC):
                 tuple(_ordered({v: _sums_from(v, {**totals[v], **shifts}, j) for v in arm_names}, variants))
                 for j in range(len(defs))
             )
-            out.append((day, ExperimentSums(per_metric, round(exposed), round(multiple), multiple_exposures)))
+            covariates = None
+            if attrs is not None:
+                names_z = covariate_names(len(defs), attrs)
+                covariates = tuple(_covariates_from(v, {**totals[v], **shifts}, len(defs), names_z) for v in arm_names)
+            out.append((day, ExperimentSums(per_metric, round(exposed), round(multiple), multiple_exposures,
+                                            covariates)))
             day += dt.timedelta(days=1)
         return out
 
@@ -469,8 +540,9 @@ class EventStore(abc.ABC):
 
 
 def decode_sums(records: list[dict[str, Any]], n_metrics: int, variants: Sequence[str],
-                multiple_exposures: str) -> ExperimentSums:
-    """:class:`ExperimentSums` from the rows of the metric-sums query (keyed by column name)."""
+                multiple_exposures: str, *, attributes: Sequence[str] | None = None) -> ExperimentSums:
+    """:class:`ExperimentSums` from the rows of the metric-sums query (keyed by column name); with
+    ``attributes``, the rows carry the CUPED++ columns of those attributes too."""
     exposed = round(sum(float(r["exposed_users"] or 0.0) for r in records))
     multiple = round(sum(float(r["multiple_users"] or 0.0) for r in records))
     arms = [r for r in records if r["variant"] is not None]
@@ -478,7 +550,40 @@ def decode_sums(records: list[dict[str, Any]], n_metrics: int, variants: Sequenc
         tuple(_ordered({str(r["variant"]): _sums_from(str(r["variant"]), r, j) for r in arms}, variants))
         for j in range(n_metrics)
     )
-    return ExperimentSums(per_metric, exposed, multiple, multiple_exposures)
+    covariates = None
+    if attributes is not None:
+        names = covariate_names(n_metrics, attributes)
+        found = {str(r["variant"]): _covariates_from(str(r["variant"]), r, n_metrics, names) for r in arms}
+        covariates = (*(found.get(v) or CovariateSums.empty(v, names, n_metrics) for v in variants),
+                      *(found[v] for v in sorted(found) if v not in set(variants)))
+    return ExperimentSums(per_metric, exposed, multiple, multiple_exposures, covariates)
+
+
+def _covariates_from(variant: str, r: dict[str, Any], m: int, names: tuple[str, ...]) -> CovariateSums:
+    """One arm's :class:`CovariateSums` from a result row (columns of ``covariate_columns``)."""
+    p = len(names)
+
+    def f(key: str) -> float:
+        return float(r[key] or 0.0)
+
+    return CovariateSums(
+        variant=variant, users=round(f("users")), covariates=names,
+        sum_y=tuple(f(f"m{j}_sum_x") for j in range(m)), sum_y2=tuple(f(f"m{j}_sum_x2") for j in range(m)),
+        sum_z=tuple(f(f"pp_z{a}") for a in range(p)),
+        sum_zz=tuple(tuple(f(f"pp_zz{min(a, b)}_{max(a, b)}") for b in range(p)) for a in range(p)),
+        sum_yz=tuple(tuple(f(f"pp_yz{j}_{a}") for a in range(p)) for j in range(m)),
+        shift_y=tuple(f(f"m{j}_shift") for j in range(m)), shift_z=tuple(f(f"pp_kz{a}") for a in range(p)))
+
+
+def _attributes(attributes: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The CUPED++ attributes checked: up to 8 distinct event types other than the exposure."""
+    if attributes is None:
+        return None
+    attrs = tuple(str(a) for a in ([attributes] if isinstance(attributes, str) else attributes))
+    if len(set(attrs)) != len(attrs) or EXPOSURE in attrs or len(attrs) > 8:
+        raise ValueError(f"attributes must be up to 8 distinct event types other than 'exposure', got {list(attrs)}; "
+                         "name each numeric user attribute once")
+    return attrs
 
 
 def _one(kind: str, numerator: str, denominator: str | None, options: dict[str, Any]) -> tuple[MetricQuery, str]:

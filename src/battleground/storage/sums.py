@@ -9,10 +9,11 @@ window before the user's first exposure). See ``storage/_sums_sql.py`` for the e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["ExperimentSums", "MetricSums", "PerUserValues", "QuantileSums"]
+__all__ = ["CovariateSums", "ExperimentSums", "MetricSums", "PerUserValues", "QuantileSums", "covariate_names"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,52 @@ class MetricSums:
 
 
 @dataclass(frozen=True)
+class CovariateSums:
+    """One arm's sums for regression adjustment with several covariates (CUPED++), every Σ around shifts.
+
+    The outcomes are the experiment's metrics (y_j = the metric's per-user value x, the numerator for
+    ratios); the covariates z_a are every metric's pre-period value (its CUPED covariate, capped when the
+    metric is winsorised), then per declared numeric user attribute its value (the smallest logged at or
+    before the user's first exposure, 0 without one) and a flag, 1 for users without it (so a missing
+    value is not read as 0). They come from the metric-sums scan (``storage/_sums_sql.py``).
+
+    Attributes:
+        variant, users: the arm and its number of units.
+        covariates: the covariates' names (:func:`covariate_names`: ``c<j>``, ``a``, ``a?``, …).
+        sum_y, sum_y2, shift_y: per metric, Σy', Σy'² and the shift (the metric's own).
+        sum_z, shift_z: per covariate, Σz' and the shift.
+        sum_zz: Σz'_a·z'_b (covariates × covariates); sum_yz: Σy'_j·z'_a (metrics × covariates).
+    """
+
+    variant: str
+    users: int
+    covariates: tuple[str, ...]
+    sum_y: tuple[float, ...]
+    sum_y2: tuple[float, ...]
+    sum_z: tuple[float, ...]
+    sum_zz: tuple[tuple[float, ...], ...]
+    sum_yz: tuple[tuple[float, ...], ...]
+    shift_y: tuple[float, ...]
+    shift_z: tuple[float, ...]
+
+    @classmethod
+    def empty(cls, variant: str, covariates: tuple[str, ...], n_metrics: int) -> CovariateSums:
+        """An arm without units yet (zero sums)."""
+        p = len(covariates)
+        return cls(variant, 0, covariates, (0.0,) * n_metrics, (0.0,) * n_metrics, (0.0,) * p, ((0.0,) * p,) * p,
+                   ((0.0,) * p,) * n_metrics, (0.0,) * n_metrics, (0.0,) * p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def covariate_names(n_metrics: int, attributes: Sequence[str]) -> tuple[str, ...]:
+    """The CUPED++ covariates' names in the order of the sums: ``c<j>`` per metric, then per attribute
+    ``a`` and ``a?`` (its missing flag)."""
+    return (*(f"c{j}" for j in range(n_metrics)), *(n for a in attributes for n in (a, f"{a}?")))
+
+
+@dataclass(frozen=True)
 class ExperimentSums:
     """Everything one scan of an experiment's events yields: per-metric, per-variant sums and the
     exposure check (a data-quality item beside SRM).
@@ -119,12 +166,15 @@ class ExperimentSums:
         multiple_exposures: what the sums did with them: ``"exclude"`` (left out of every arm, the
             default), ``"first"`` (counted in the variant of their first exposure) or ``"keep"``
             (counted in every variant they saw).
+        covariates: the CUPED++ sums per arm (:class:`CovariateSums`, variants in the order asked)
+            when the scan was asked for them, else ``None``.
     """
 
     metrics: tuple[tuple[MetricSums, ...], ...]
     exposed_users: int = 0
     multiple_exposure_users: int = 0
     multiple_exposures: str = "exclude"
+    covariates: tuple[CovariateSums, ...] | None = None
 
     @property
     def multiple_exposure_share(self) -> float:

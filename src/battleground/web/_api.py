@@ -270,7 +270,10 @@ def create_api_router(state: DashboardState) -> APIRouter:
     ) -> dict[str, Any]:
         """One row per metric × variant with lifts, CIs and p-values; the SRM and other data-quality
         checks; the decision of the one decision rule (``verdict``: ship, dont_ship, inconclusive,
-        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each).
+        collecting or data_quality; ``clause``: which clause decided; ``variants``: one verdict each);
+        ``breakdowns``: per attribute the experiment declares in ``breakdown_by``, every metric's effect
+        per slice with corrected p-values and the heterogeneous-effect flags (as ``experiment breakdown
+        --json``).
         Rows, daily series and end conditions are computed from one snapshot of the event store."""
         d = await snapshot_read(
             request, lambda: experiment_detail(settings, state.registry, check_key(key), start=start, end=end,
@@ -282,6 +285,7 @@ def create_api_router(state: DashboardState) -> APIRouter:
             "decision": jsonable(d.decision.to_dict()) if d.decision else None,
             "needed": d.needed or None, "no_data": d.no_data,
             "end_conditions": jsonable(d.end.to_dict()) if d.end else None,
+            "breakdowns": [jsonable(b.record()) for b in d.breakdowns],
         }
 
     @router.get("/experiments/{key}/daily")

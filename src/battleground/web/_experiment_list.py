@@ -112,13 +112,24 @@ class SummaryCache:
         store = getattr(getattr(monitor.backend, "inner", None), "store", None)
         counts = store.experiment_counts() if store is not None and records else None
         minute = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M")
+        keys = {r.id: None if counts is None else (
+            r.id, record_version(r), counts.get(r.id, 0),
+            minute if r.end_conditions.max_duration_days or r.end_at else None) for r in records}
+        with self._lock:
+            missing = [r.id for r in records if keys[r.id] is None or keys[r.id] not in self._items]
+        remember = getattr(monitor.backend, "remember", None)
+        if remember is not None:  # the records are at hand: computing a line reads no registry row again
+            todo = set(missing)
+            remember([r for r in records if r.id in todo])
+        prefetch = getattr(monitor.backend, "prefetch_sums", None)
+        if prefetch is not None and len(missing) > 1:  # the lines to compute read their sums in one batch
+            prefetch(missing)
         out = []
         for r in records:
-            if counts is None:
+            key = keys[r.id]
+            if key is None:
                 out.append(experiment_summary(monitor, r))
                 continue
-            key = (r.id, record_version(r), counts.get(r.id, 0),
-                   minute if r.end_conditions.max_duration_days or r.end_at else None)
             with self._lock:
                 hit = self._items.get(key)
             if hit is None:

@@ -92,9 +92,9 @@ class ExperimentSummary:
         }
 
 
-def _end_report(monitor: Monitor, record: ExperimentRecord) -> EndConditionReport:
+def _end_report(monitor: Monitor, record: ExperimentRecord, *, sequential_srm: bool = True) -> EndConditionReport:
     monitor.experiment_id_ = record.id
-    return monitor.check_end_conditions(stop=False)
+    return monitor.check_end_conditions(stop=False, sequential_srm=sequential_srm)
 
 
 def _primary_lift(result: MonitorResult) -> dict[str, Any]:
@@ -134,7 +134,8 @@ def experiment_summary(monitor: Monitor, record: ExperimentRecord) -> Experiment
         "target_sample_size": record.end_conditions.target_sample_size,
     }
     try:
-        report = _end_report(monitor, record)
+        # the list shows the totals' SRM only: no daily scan for the sequential one
+        report = _end_report(monitor, record, sequential_srm=False)
     except (ValueError, LookupError) as exc:
         return ExperimentSummary(
             **base, users={v: 0 for v in record.variant_names}, srm_status="n/a",
@@ -172,26 +173,9 @@ class ExperimentDetail:
     @property
     def breakdown_rows(self) -> list[dict[str, Any]]:
         """The breakdowns as rows of text: one per attribute × metric × slice × treatment variant."""
-        out = []
-        for b in self.breakdowns:
-            f = (lambda v: f"{v:+.2%}") if b.relative else (lambda v: f"{v:+.4g}")
-            for m in b.metrics:
-                for x in m.result.slices:
-                    tested = x.estimate is not None
-                    out.append({
-                        "attribute": b.attribute, "metric": m.metric, "slice": x.slice, "variant": x.variant,
-                        "users": f"{x.n_control:,.0f} / {x.n_treatment:,.0f}",
-                        "effect": f(x.estimate) if tested else "—",
-                        "ci": f"[{f(x.ci_lower)}, {f(x.ci_upper)}]" if tested else "",
-                        "padj": "—" if x.adjusted_p_value is None else f"{x.adjusted_p_value:.3g}",
-                        "rest": "—" if x.rest_estimate is None else f(x.rest_estimate),
-                        "het": "—" if x.heterogeneity_adjusted_p_value is None
-                        else f"{x.heterogeneity_adjusted_p_value:.3g}",
-                        "flag": "heterogeneous" if x.heterogeneous else "significant" if x.significant else x.note,
-                        "css": "warn" if x.heterogeneous else "",
-                        "correction": b.correction,
-                    })
-        return out
+        from battleground.experiment.report import breakdown_rows
+
+        return breakdown_rows(self.breakdowns)
 
     @functools.cached_property
     def table(self) -> ResultsTable | None:
@@ -299,8 +283,12 @@ def experiment_detail(
 
 def _detail(monitor: Monitor, record: ExperimentRecord, info: ExperimentInfo, audit: list[AuditEntry],
             start: Any, end: Any, typed: tuple[str, str], charts: bool, view: str) -> ExperimentDetail:
-    from battleground.experiment._breakdown import breakdown_by
-    from battleground.experiment.report import lift_charts, needed_text, table_rows
+    from battleground.experiment.report import (
+        declared_breakdowns,
+        lift_charts,
+        needed_text,
+        table_rows,
+    )
     from battleground.stats import StatsInputError
     from battleground.web._experiment_charts import daily_charts, sample_size_chart
 
@@ -322,19 +310,13 @@ def _detail(monitor: Monitor, record: ExperimentRecord, info: ExperimentInfo, au
         )
     daily = monitor.get_daily_result(start_dt=start, end_dt=end)
     decision = result.decision
-    breakdowns = []
-    for attribute in breakdown_by(info.metadata):
-        try:
-            breakdowns.append(monitor.breakdown(attribute, start, end))
-        except StatsInputError:  # e.g. a source that cannot group users by attributes: no table
-            continue
     return ExperimentDetail(
         sample_chart=sample_size_chart(info, daily) if charts else "",
         record=record, info=info, result=result, daily=daily, srm=result.srm, decision=decision,
         end=_end_report(monitor, record), rows=table_rows(result), sizes=_sizes(info, result.users),
         charts=([] if not charts else lift_charts(info, daily) if view == "cumulative" else daily_charts(info, daily)),
         needed=needed_text(info, result.rows, decision, monitor.alpha), audit=audit,
-        view=view, window=typed, breakdowns=tuple(breakdowns),
+        view=view, window=typed, breakdowns=declared_breakdowns(monitor, info, start, end),
     )
 
 

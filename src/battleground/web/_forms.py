@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIXED", "FormError", "PlanRequest", "create_form_router", "end_condition_form", "error_field",
-    "parse_experiment_form", "plan_sample_size",
+    "metric_edit_form", "metric_error_field", "parse_experiment_form", "placement_form", "plan_sample_size",
 ]
 
 KINDS = ("proportion", "mean", "ratio")
@@ -116,6 +116,68 @@ def _metrics(text: str) -> list[dict[str, Any]]:
     return out
 
 
+def _days_field(text: str, field: str, what: str) -> float | None:
+    """An optional number of days (blank: none); the registry checks its range."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise FormError(field, f"{what} must be a number of days (e.g. 7) or blank for none, got {text!r}") from None
+
+
+def metric_edit_form(form: dict[str, str]) -> dict[str, Any]:
+    """The changes of the edit-a-metric form (kind, event types, direction, primary, guardrail and its
+    margin, conversion window) as ``Registry.update_metric`` takes them; the registry's rules check
+    them (:func:`~battleground.experiment._registry_rules._normalize_metric`, the rules an added metric
+    passes). :class:`FormError` names the field that is not even a number."""
+    kind = form.get("kind", "").strip()
+    if kind not in KINDS:
+        raise FormError("kind", f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    margin_text = form.get("margin", "").strip()
+    margin: float | None = None
+    if margin_text:
+        try:
+            margin = float(margin_text)
+        except ValueError:
+            raise FormError("margin", f"the margin must be a number (e.g. 0.02 for 2 % of control), "
+                                      f"got {margin_text!r}") from None
+    unit = form.get("margin_unit", "relative")
+    if unit not in ("relative", "absolute"):
+        raise FormError("margin", f"the margin is relative or absolute, got {unit!r}")
+    return {
+        "name": form.get("name", "").strip(), "kind": kind, "numerator": form.get("numerator", "").strip(),
+        "denominator": form.get("denominator", "").strip() or None,
+        "direction": "decrease" if form.get("direction") == "decrease" else "increase",
+        "primary": bool(form.get("primary")), "guardrail": bool(form.get("guardrail")),
+        "margin": margin, "margin_relative": unit == "relative",
+        "conversion_window_days": _days_field(form.get("window", ""), "window", "the conversion window"),
+    }
+
+
+# a metric rule (its name, lower case, as the registry raises it) → the field of the edit-a-metric form
+_METRIC_RULE_FIELDS = (
+    ("unique metric names", "name"), ("metric names non-empty", "name"), ("metric name", "name"),
+    ("primary", "primary"), ("kind", "kind"), ("denominator", "denominator"), ("numerator", "numerator"),
+    ("direction", "direction"), ("conversion window", "window"),
+)
+
+
+def metric_error_field(exc: Exception) -> str:
+    """The field of the edit-a-metric form a registry error concerns (margins: ``margin``)."""
+    from battleground.experiment._records import MarginError
+
+    if isinstance(exc, MarginError):
+        return "margin"
+    rule = (getattr(exc, "rule", None) or "").lower()
+    for phrase, field in _METRIC_RULE_FIELDS:
+        if phrase in rule:
+            return field
+    low = str(exc).lower()
+    return "margin" if "margin" in low else "kind" if "cap" in low else "metric"
+
+
 def _whole(text: str, field: str) -> int | None:
     text = text.strip()
     if not text:
@@ -152,6 +214,28 @@ def end_condition_form(form: dict[str, str]) -> dict[str, Any]:
             **_design(form.get("design", "")), "mde": _mde(form.get("mde", ""))}
 
 
+def _buckets(text: str) -> Any:
+    """How many layer buckets to allocate: a whole number when it reads as one, else the text as
+    typed, so the registry's rule (``check_layer_buckets``) names it."""
+    text = text.strip()
+    return None if not text else int(text) if text.isdigit() and text.isascii() else text
+
+
+def placement_form(form: dict[str, str], *, create: bool) -> dict[str, Any]:
+    """The project, layer and bucket range of a draft as ``Registry.create_experiment`` (``create``:
+    also ``layer_buckets``, the registry allocates the lowest free range) or ``Registry.update`` take
+    them. The range is passed as typed (``start-end``): the registry's rules parse and check it, and
+    refuse an overlap with a running experiment of the layer naming both ranges and the free ones. A
+    project's running holdout applies to every experiment of the project that starts while it runs."""
+    project = form.get("project", "").strip() or None
+    layer = form.get("layer", "").strip() or None
+    rng = form.get("layer_range", "").strip() or None
+    out: dict[str, Any] = {"project": project, "layer": layer, "layer_range": rng}
+    if create:
+        out["layer_buckets"] = _buckets(form.get("layer_buckets", ""))
+    return out
+
+
 def parse_experiment_form(form: dict[str, str]) -> dict[str, Any]:
     """The keyword arguments of ``Registry.create_experiment`` from the form; :class:`FormError` names
     the first bad field."""
@@ -163,6 +247,7 @@ def parse_experiment_form(form: dict[str, str]) -> dict[str, Any]:
         "description": form.get("description") or None, "owner": form.get("owner") or None,
         "variants": _variants(form.get("variants", "")), "metrics": _metrics(form.get("metrics", "")),
         "end_conditions": {k: v for k, v in ends.items() if v is not None} or None,
+        **placement_form(form, create=True),
     }
 
 
@@ -224,6 +309,11 @@ def plan_sample_size(ask: PlanRequest) -> "tuple[SampleSizeResult | None, dict[s
 
 
 _RULE_FIELDS = (
+    # layers and projects (``_registry_rules.check_layer*``, the registry's overlap and allocation rules)
+    ("needs a layer", "layer"), ("layer names", "layer"), ("layer name", "layer"),
+    ("layer buckets", "layer_buckets"), ("a free range of the layer", "layer_buckets"),
+    ("layer range", "layer_range"), ("own disjoint ranges", "layer_range"), ("owns one range", "layer_range"),
+    ("project", "project"),
     ("group-sequential", "design"), ("design", "design"), ("mde", "mde"),
     ("target sample size", "target_sample_size"), ("maximum duration", "max_duration_days"),
 )
@@ -305,12 +395,16 @@ def create_form_router(state: DashboardState) -> APIRouter:
         state.sessions.clear_cookie(response)
         return response
 
+    def holdouts() -> list[Any]:
+        """The running holdouts, one per project: an experiment of that project starts behind it."""
+        return [r for r in state.registry.list("running") if r.is_holdout]
+
     def form_page(request: Request, status: int = 200, errors: dict[str, str] | None = None,
                   values: dict[str, str] | None = None, plan: Any = None,
                   calc: PlanRequest | None = None) -> HTMLResponse:
         return render(request, "experiment_form.html.j2", status=status, title="New experiment",
                       errors=errors or {}, values=values or {}, plan=plan, calc=calc or PlanRequest(),
-                      designs=DESIGN_CHOICES)
+                      designs=DESIGN_CHOICES, holdouts=holdouts())
 
     @router.get("/experiments/new", response_class=HTMLResponse)
     def new_page(request: Request, kind: str = "proportion", baseline: str = "", sd: str = "", mde: str = "",
@@ -367,7 +461,7 @@ def create_form_router(state: DashboardState) -> APIRouter:
         ec = record.end_conditions
         return render(request, "experiment_edit.html.j2", status=status, title=f"Edit {record.name}",
                       exp=record, variant_lines=lines, errors=errors or {}, values=values or {},
-                      designs=DESIGN_CHOICES, design=ec.design if ec.sequential else FIXED)
+                      designs=DESIGN_CHOICES, design=ec.design if ec.sequential else FIXED, holdouts=holdouts())
 
     @router.get("/experiments/{key}/edit", response_class=HTMLResponse)
     def edit(request: Request, key: str) -> Response:
@@ -401,9 +495,17 @@ def create_form_router(state: DashboardState) -> APIRouter:
                     raise FormError("metrics", "add one metric at a time")
                 def call() -> Any:
                     return registry.add_metric(record.id, metrics[0], actor=actor)
+            elif part == "metric-edit":
+                changes = metric_edit_form(form)
+                def call() -> Any:
+                    return registry.update_metric(record.id, form.get("metric", ""), changes, actor=actor)
             elif part == "metric-remove":
                 def call() -> Any:
                     return registry.remove_metric(record.id, form.get("metric", ""), actor=actor)
+            elif part == "placement":
+                placement = placement_form(form, create=False)
+                def call() -> Any:
+                    return registry.update(record.id, **placement, actor=actor)
             elif part == "end":
                 ends = end_condition_form(form)
                 def call() -> Any:
@@ -412,10 +514,12 @@ def create_form_router(state: DashboardState) -> APIRouter:
                 raise FormError("form", f"no such edit {part!r}")
             await run_in_threadpool(call)
         except FormError as bad:
-            return edit_page(request, record, 422, {bad.field: str(bad)}, form)
+            field = f"edit-{bad.field}" if part == "metric-edit" else bad.field
+            return edit_page(request, record, 422, {field: str(bad)}, {**form, "part": part})
         except (RegistryError, MarginError, LookupError) as bad:
-            field = "metric" if part == "metric-remove" else "metrics" if part == "metric-add" else error_field(bad)
-            return edit_page(request, record, 422, {field: str(bad)}, form)
+            field = ("metric" if part == "metric-remove" else "metrics" if part == "metric-add"
+                     else f"edit-{metric_error_field(bad)}" if part == "metric-edit" else error_field(bad))
+            return edit_page(request, record, 422, {field: str(bad)}, {**form, "part": part})
         return RedirectResponse(f"/experiments/{record.id}/edit", status_code=303)
 
     @router.post("/experiments/{key}/start")

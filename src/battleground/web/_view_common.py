@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from battleground._time import TimeInputError, parse_instant
@@ -82,8 +82,28 @@ class SumsCache:
                 self._items.popitem(last=False)
         return value
 
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store ``value`` under ``key`` (a read made ahead, e.g. a batch for the list)."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _sums_extra(info: ExperimentInfo) -> tuple[Any, ...]:
+    """What besides the store's state and the window keys an experiment's one-scan sums: the declared
+    CUPED++ attributes change what the scan returns (metadata is not in ``sums_key``)."""
+    from battleground.experiment._source import cupedpp_attributes
+
+    return (cupedpp_attributes(info),)
 
 
 class ReadOnlySource:
@@ -123,9 +143,14 @@ class ReadOnlySource:
         offer = getattr(self.inner, "sums_key", None)
         return offer(info) if offer is not None else None
 
+    @staticmethod
+    def _local(kind: str, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
+               extra: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        return (kind, info.id, tuple(m.name for m in info.metrics), start, end, extra)
+
     def _read(self, kind: str, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None,
               read: Callable[[], Any], extra: tuple[Any, ...] = ()) -> Any:
-        local = (kind, info.id, tuple(m.name for m in info.metrics), start, end, extra)
+        local = self._local(kind, info, start, end, extra)
         if local not in self._sums:
             shared = self.sums_state(info) if self.cache is not None else None
             if shared is None or self.cache is None:
@@ -133,6 +158,42 @@ class ReadOnlySource:
             else:
                 self._sums[local] = self.cache.get((kind, shared, start, end, extra), read)
         return self._sums[local]
+
+    def remember(self, records: Sequence[Any]) -> None:
+        """Hand the records this request has read to the inner source (it then skips re-reading them)."""
+        offer = getattr(self.inner, "remember", None)
+        if offer is not None:
+            offer(records)
+
+    def prefetch_sums(self, experiment_ids: Sequence[int], start: dt.datetime | None = None,
+                      end: dt.datetime | None = None) -> int:
+        """Read the sums of the experiments not read yet (here or in the cache) in batches, one scan per
+        store and metric set (``experiment_sums_batch`` of the inner source), and keep them as if each
+        had been read alone: what the list does first, so 100 experiments cost a few queries, not 100.
+        Returns how many experiments were read."""
+        batch = getattr(self.inner, "experiment_sums_batch", None)
+        if batch is None:
+            return 0
+        todo = []
+        for i in experiment_ids:
+            info = self.experiment(int(i))
+            shared = self.sums_state(info) if self.cache is not None else None
+            extra = _sums_extra(info)
+            if self._local("sums", info, start, end, extra) in self._sums or (
+                    shared is not None and self.cache is not None and ("sums", shared, start, end, extra) in self.cache):
+                continue
+            todo.append((info, shared))
+        if not todo:
+            return 0
+        found = batch([info for info, _ in todo], start, end)
+        for info, shared in todo:
+            if info.id not in found:  # not batchable (its own source, capped metrics): read alone later
+                continue
+            extra = _sums_extra(info)
+            self._sums[self._local("sums", info, start, end, extra)] = found[info.id]
+            if shared is not None and self.cache is not None:
+                self.cache.put(("sums", shared, start, end, extra), found[info.id])
+        return sum(info.id in found for info, _ in todo)
 
     @property
     def experiment_sums(self) -> Callable[..., Any] | None:
@@ -143,7 +204,7 @@ class ReadOnlySource:
             return None
 
         def experiment_sums(info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None) -> Any:
-            return self._read("sums", info, start, end, lambda: fetch(info, start, end))
+            return self._read("sums", info, start, end, lambda: fetch(info, start, end), _sums_extra(info))
 
         return experiment_sums
 
@@ -171,9 +232,29 @@ class ReadOnlySource:
             return sums_by_metric(info, one_scan(info, start, end))
         return dict(self._read("metric", info, start, end, lambda: self.inner.metric_sums(info, start, end)))
 
+    @property
+    def daily_experiment_sums(self) -> Callable[..., Any] | None:
+        """The inner source's daily one-scan sums (with the CUPED++ sums when declared), if it has them."""
+        fetch = getattr(self.inner, "daily_experiment_sums", None)
+        if fetch is None:
+            return None
+
+        def daily_experiment_sums(info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None) -> Any:
+            from battleground.experiment._source import cupedpp_attributes
+
+            return list(self._read("daily_sums", info, start, end, lambda: fetch(info, start, end),
+                                   (cupedpp_attributes(info),)))
+
+        return daily_experiment_sums
+
     def daily_metric_sums(
         self, info: ExperimentInfo, start: dt.datetime | None, end: dt.datetime | None
     ) -> list[tuple[dt.date, dict[str, list[Any]]]]:
+        one_scan = self.daily_experiment_sums
+        if one_scan is not None:  # the same daily scan the series read
+            from battleground.experiment._source import sums_by_metric
+
+            return [(day, sums_by_metric(info, found)) for day, found in one_scan(info, start, end)]
         return list(self._read("daily", info, start, end, lambda: self.inner.daily_metric_sums(info, start, end)))
 
     def data_quality(
