@@ -80,6 +80,23 @@ class Result:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
+class IntervalResult(Result):
+    """Mixin for a test's result with ``ci_lower``/``ci_upper``, ``p_value`` and ``alpha`` fields."""
+
+    ci_lower: float
+    ci_upper: float
+    p_value: float
+    alpha: float
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.ci_lower, self.ci_upper)
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+
 # ---------------------------------------------------------------------------------------------------
 # validation helpers
 # ---------------------------------------------------------------------------------------------------

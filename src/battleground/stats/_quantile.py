@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from battleground._quantiles import Z95, bound_levels
-from battleground.stats._base import Result, StatsInputError, check_alpha, check_positive
+from battleground.stats._base import IntervalResult, StatsInputError, check_alpha, check_positive
 from battleground.stats._tests import infer
 
 __all__ = ["QuantileTestResult", "quantile_bound_levels", "quantile_test", "quantile_variance"]
@@ -94,7 +94,7 @@ def quantile_arm(s: Any, where: str = "quantile") -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class QuantileTestResult(Result):
+class QuantileTestResult(IntervalResult):
     """A treatment-vs-control comparison of one quantile.
 
     Attributes:
@@ -121,14 +121,6 @@ class QuantileTestResult(Result):
     ci_upper: float
     alpha: float
     tau2: float | None = None
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.ci_lower, self.ci_upper)
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value < self.alpha
 
 
 def quantile_test(

@@ -21,8 +21,8 @@ import numpy as np
 from battleground.stats._base import (
     Alternative,
     CupedSummary,
+    IntervalResult,
     MeanSummary,
-    Result,
     StatsInputError,
     as_cuped_summary,
     as_mean_summary,
@@ -54,7 +54,7 @@ RelativeVariance = Literal["full_delta", "gbstats_0.8"]
 
 
 @dataclass(frozen=True)
-class EffectResult(Result):
+class EffectResult(IntervalResult):
     """A treatment-vs-control comparison.
 
     Attributes:
@@ -87,14 +87,6 @@ class EffectResult(Result):
     alternative: str
     theta: float | None = None
     variance_reduction: float | None = None
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.ci_lower, self.ci_upper)
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value < self.alpha
 
 
 def _sf(x: Any, df: Any) -> Any:
