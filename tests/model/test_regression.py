@@ -174,6 +174,9 @@ def test_regression_config_trains_gates_scores_and_serves(tmp_path) -> None:
             "metric_intervals.json", "model_card.md"} <= files and "roc.png" not in files
     card = Path(client.download_artifacts(best.run_id, "evaluation/model_card.md")).read_text()
     assert f"| rmse | {res.test_metrics['rmse']:.4f} |" in card and "rows.csv; stratified split" in card
+    logged = client.get_run(best.run_id).data.metrics
+    for metric in ("rmse", "mae", "r2"):  # the intervals as run metrics too
+        assert logged[f"test_{metric}_ci_low"] < logged[f"test_{metric}"] < logged[f"test_{metric}_ci_high"]
 
     champ = load_champion(settings, "value")
     assert champ.task == "regression" and champ.version == res.version

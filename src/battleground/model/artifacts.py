@@ -325,10 +325,20 @@ def log_evaluation_artifacts(client: Any, run_id: str, model: Any, X: pd.DataFra
                              threshold: float = 0.5, beta: float = 0.5, seed: int = 0,
                              folder: str | Path | None = None, task: str = "classification") -> dict[str, Path]:
     """:func:`evaluation_artifacts` into ``folder`` (a temporary one if None), logged to MLflow run
-    ``run_id`` under ``evaluation/``; the returned paths are only valid when ``folder`` is given."""
+    ``run_id`` under ``evaluation/``, and each interval as metrics ``test_<metric>_ci_low``/``_ci_high``;
+    the returned paths are only valid when ``folder`` is given."""
+    import time
+
+    from mlflow.entities import Metric
+
     with tempfile.TemporaryDirectory(prefix="bg-eval-") as tmp:
         target = Path(folder) if folder is not None else Path(tmp)
         paths = evaluation_artifacts(model, X, y, target, card=card, threshold=threshold, beta=beta, seed=seed,
                                      task=task)
         client.log_artifacts(run_id, str(target), artifact_path="evaluation")
+        intervals = json.loads(paths["metric_intervals"].read_text(encoding="utf-8"))
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"test_{name}_{end}", float(ci[end]), now, 0)
+                                      for name, ci in intervals.items() for end in ("ci_low", "ci_high")
+                                      if np.isfinite(ci[end])])
     return paths
