@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -21,3 +24,24 @@ def regression_frame(n: int, seed: int) -> pd.DataFrame:
     frame["target"] = (10 + 3 * frame["x1"] - 2 * frame["x2"] + frame["level"].map(LEVEL)
                        + 1.5 * (frame["region"] == "r3") + rng.normal(0, 1.0, n))
     return frame
+
+
+def log_regressor(settings: Any, model: Any, X: pd.DataFrame, experiment: str) -> str:
+    """Log a fitted regressor as the pipelines do (pyfunc, input schema and task tags); its model URI."""
+    import warnings
+
+    from mlflow.models import infer_signature
+
+    from battleground.model._pyfunc import PredictionModel
+    from battleground.model.tracking import _mlflow, use_experiment
+
+    mlflow = _mlflow(settings)
+    use_experiment(mlflow, experiment, settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run():
+            mlflow.set_tags({"input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns]),
+                             "task": "regression"})
+            info = mlflow.pyfunc.log_model(name="model", python_model=PredictionModel(model),
+                                           signature=infer_signature(X.head(5), model.predict(X.head(5))))
+    return str(info.model_uri)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tests.model.regression_data import regression_frame
+from tests.model.regression_data import log_regressor, regression_frame
 
 from battleground.model.data import ModelInputError
 from battleground.model.train import REGRESSORS, RegressionTrainer, Trainer, score, tune
@@ -70,26 +70,6 @@ def test_tune_regression_minimises_rmse(reg_sets) -> None:
         tune("logistic", X, y, X_valid, y_valid, n_trials=1, metric="rmse", task="regression")
 
 
-def _log_regressor(settings: Settings, model, X) -> str:
-    import warnings
-
-    from mlflow.models import infer_signature
-
-    from battleground.model._pyfunc import PredictionModel
-    from battleground.model.tracking import _mlflow, use_experiment
-
-    mlflow = _mlflow(settings)
-    use_experiment(mlflow, "regression-gate", settings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mlflow.start_run():
-            mlflow.set_tags({"input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns]),
-                             "task": "regression"})
-            info = mlflow.pyfunc.log_model(name="model", python_model=PredictionModel(model),
-                                           signature=infer_signature(X.head(5), model.predict(X.head(5))))
-    return str(info.model_uri)
-
-
 def test_gate_on_rmse_keeps_the_lower_error(tmp_path, reg_sets) -> None:
     """A candidate with a higher rmse is refused and one with a lower rmse promoted; the threshold is
     the largest rmse allowed."""
@@ -103,7 +83,7 @@ def test_gate_on_rmse_keeps_the_lower_error(tmp_path, reg_sets) -> None:
     assert fine_rmse < rough_rmse
 
     def gate(model, threshold):
-        version = register_candidate(settings, _log_regressor(settings, model, X_test), "value", source="test")
+        version = register_candidate(settings, log_regressor(settings, model, X_test, "regression-gate"), "value", source="test")
         return champion_gate(settings, "value", version, X_test, y_test, metric="rmse", threshold=threshold,
                              source="test", n_boot=50)
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tests.model.regression_data import log_regressor
 
 from battleground.model.train import RegressionTrainer
 from battleground.settings import Settings
@@ -57,24 +58,10 @@ def test_forest_has_no_fast_path_and_predicts_as_sklearn(reg_sets) -> None:
 
 
 def _champion(settings: Settings, model: RegressionTrainer, X: pd.DataFrame, y: pd.Series) -> str:
-    import warnings
-
-    from mlflow.models import infer_signature
-
-    from battleground.model._pyfunc import PredictionModel
     from battleground.model.gate import champion_gate, register_candidate
-    from battleground.model.tracking import _mlflow, use_experiment
 
-    mlflow = _mlflow(settings)
-    use_experiment(mlflow, "regression-serving", settings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mlflow.start_run():
-            mlflow.set_tags({"input_schema": json.dumps([[c, str(X[c].dtype)] for c in X.columns]),
-                             "task": "regression"})
-            info = mlflow.pyfunc.log_model(name="model", python_model=PredictionModel(model),
-                                           signature=infer_signature(X.head(5), model.predict(X.head(5))))
-    version = register_candidate(settings, info.model_uri, "value", source="test")
+    uri = log_regressor(settings, model, X, "regression-serving")
+    version = register_candidate(settings, uri, "value", source="test")
     decision = champion_gate(settings, "value", version, X, y, metric="rmse", threshold=5.0, source="test",
                              n_boot=20)
     assert decision.promoted
