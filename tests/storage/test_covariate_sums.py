@@ -170,13 +170,8 @@ def three_arm_events() -> pd.DataFrame:
     return events
 
 
-@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
-def test_one_scan_matches_the_two_query_path(backend: str, settings: Settings, request: pytest.FixtureRequest) -> None:
-    """CUPED++ from the one metric-sums scan equals the former second query to 1e-12: 3 arms and a
-    one-user arm (it sits out), an attribute some users lack and one nobody has (a constant covariate)."""
-    from battleground.experiment._cupedpp import cupedpp_comparisons
-
-    s = settings if backend == "duckdb" else request.getfixturevalue("postgres_settings")
+def _three_arms(s: Settings) -> tuple[Any, Any, tuple[str, ...]]:
+    """A running experiment with 3 arms and a one-user arm, and its events (:func:`three_arm_events`)."""
     reg = Registry(s.registry_url)
     variants = ("control", "treatment", "t2", "solo")
     exp = reg.create_experiment("three", variants=list(variants),
@@ -185,6 +180,17 @@ def test_one_scan_matches_the_two_query_path(backend: str, settings: Settings, r
     reg.start(exp.id)
     store = open_event_store(s)
     ingest(store, three_arm_events())
+    return store, exp, variants
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_one_scan_matches_the_two_query_path(backend: str, settings: Settings, request: pytest.FixtureRequest) -> None:
+    """CUPED++ from the one metric-sums scan equals the former second query to 1e-12: 3 arms and a
+    one-user arm (it sits out), an attribute some users lack and one nobody has (a constant covariate)."""
+    from battleground.experiment._cupedpp import cupedpp_comparisons
+
+    s = settings if backend == "duckdb" else request.getfixturevalue("postgres_settings")
+    store, exp, variants = _three_arms(s)
     attrs = ["country", "platform", "tenure"]  # nobody logs a tenure
     one = store.experiment_sums(exp.id, DEFS, variants=variants, attributes=attrs)
     assert one.covariates is not None and [a.variant for a in one.covariates] == list(variants)
@@ -229,14 +235,7 @@ def _moments(arm: Any) -> tuple[np.ndarray, np.ndarray]:
 def test_daily_cupedpp_sums_end_at_the_one_scan(backend: str, settings: Settings, request: pytest.FixtureRequest) -> None:
     """The daily scan's CUPED++ sums (each day cumulative) end at the metric-sums scan's."""
     s = settings if backend == "duckdb" else request.getfixturevalue("postgres_settings")
-    reg = Registry(s.registry_url)
-    variants = ("control", "treatment", "t2", "solo")
-    exp = reg.create_experiment("three", variants=list(variants),
-                                metrics=[{"name": "rev", "kind": "mean", "numerator": "purchase"}],
-                                start_at=START - dt.timedelta(days=30), end_at=END)
-    reg.start(exp.id)
-    store = open_event_store(s)
-    ingest(store, three_arm_events())
+    store, exp, variants = _three_arms(s)
     exp_id = exp.id
     attrs = ["country", "platform"]
     series = store.daily_experiment_sums(exp_id, DEFS, variants=variants, attributes=attrs)
