@@ -12,8 +12,8 @@ ingested. Per engine and size, in one run:
    D, then the checks of days D+1, D+2, D+3 each settle one day and read the last two (best of the
    three), and later checks the same day read the last two only (best of three); their ratio to the
    full recompute, and a check that the refreshed sums equal a full recompute at the same instant
-   (1e-9). On DuckDB
-   also the refresh that re-reads the active units' history (the other engines' path, and DuckDB's
+   (1e-9). On DuckDB and chdb
+   also the refresh that re-reads the active units' history (MariaDB's path, and every engine's
    before the per-unit states; ``BATTLEGROUND_BENCH_WH_LEGACY=0`` skips it).
 3. **Engines**: DuckDB over the Parquet files in place (every size), Spark ``local[2]`` over the same
    files in place, chdb (ClickHouse in-process) and PostgreSQL over a table loaded from them (the load is
@@ -28,7 +28,10 @@ Run: ``python -m benchmarks warehouse`` (DuckDB at 1M, 10M, 100M; Spark, chdb, P
 ``BATTLEGROUND_BENCH_QUICK=1 python -m benchmarks warehouse`` / ``python benchmarks/bench_warehouse.py
 --quick`` (DuckDB at 200k, 2M; the others at 200k). Sizes: ``BATTLEGROUND_BENCH_WH_DUCKDB=1000000,10000000``
 and ``BATTLEGROUND_BENCH_WH_OTHERS=20000000``; engines: ``BATTLEGROUND_BENCH_WH_ENGINES=duckdb,spark,chdb,
-postgres``. PostgreSQL is at ``BATTLEGROUND_TEST_POSTGRES_URL`` (default the local server); an engine
+postgres``; ``BATTLEGROUND_BENCH_WH_LEGACY=duckdb,chdb`` (default) also times the history re-read refresh
+on those engines. One DuckDB point alone (the 100M run): ``BATTLEGROUND_BENCH_WH_SIZE=100000000 python
+benchmarks/bench_warehouse.py``; it checks the free disk first (60 bytes an event) and keeps DuckDB
+under ``BATTLEGROUND_BENCH_WH_MEMORY`` (default 6GB, spilling beyond it). PostgreSQL is at ``BATTLEGROUND_TEST_POSTGRES_URL`` (default the local server); an engine
 that cannot start is skipped, saying why.
 """
 
@@ -70,6 +73,8 @@ METRICS = [
     ("refund_value", "mean", "refund", None, 14, 0),
     ("aov", "ratio", "purchase", "add_to_cart", 7, 7),
 ]
+# DuckDB's memory limit, for generating the data and for the measured queries (it spills beyond it)
+MEMORY = os.environ.get("BATTLEGROUND_BENCH_WH_MEMORY", "6GB")
 POSTGRES_URL = os.environ.get("BATTLEGROUND_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -80,66 +85,93 @@ def queries() -> list[Any]:
 
 
 # ------------------------------------------------------------------ the team's events, as Parquet
-def make_events(n: int, folder: Path, *, seed: int = 0, chunk: int = 5_000_000) -> Path:
-    """``n`` events (about 20 per user) as Parquet files in ``folder`` (kept: a later run reuses them).
+def make_events(n: int, folder: Path, *, seed: int = 0) -> Path:
+    """``n`` events (20 per user) as Parquet files in ``folder``, one folder per day (``day=YYYY-MM-DD``),
+    written by DuckDB's own SQL (a ``range`` and hash-based random numbers, ``COPY … PARTITION_BY``), so
+    that 100M events take minutes, not hours, in bounded memory (DuckDB spills to ``folder``'s disk).
+    Kept: a later run reuses them.
 
     Each user is exposed once at a random instant of the first 13 days (the exposure row carries a
-    pre-period revenue as the covariate); the other events follow the exposure by an exponential delay
+    pre-period revenue as the covariate); the other 19 events follow the exposure by an exponential delay
     (mean 2 days, so some fall after the windows), 5 % of them come before it (CUPED look-back, the
-    "dirty" pass of the query). Purchases and refunds carry values. Sorted by time within each file.
+    "dirty" pass of the query). Purchases and refunds carry values (gamma-distributed, 5 % higher for
+    treatment purchases). Every value is a hash of (seed, event, draw), so the files are the same
+    whatever the thread count.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    import duckdb
 
     done = folder / "_complete"
     if done.exists():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    first_user, written, part = 0, 0, 0
-    while written < n:
-        rows = min(chunk, n - written)
-        users = max(rows // 20, 1)
-        uid = np.arange(first_user, first_user + users, dtype=np.int64)
-        t0 = rng.uniform(0, (DAYS - 1) * 86400, users)
-        arm = rng.integers(0, 2, users).astype(np.int8)
-        k = rows - users
-        owner = np.sort(rng.integers(0, users, k))
-        kind = rng.choice(np.arange(1, 1 + TYPES.size, dtype=np.int8), k, p=P_TYPES)
-        delay = np.where(rng.random(k) < 0.05, -rng.uniform(0, 3 * 86400, k), rng.exponential(2 * 86400, k))
-        secs = np.clip(t0[owner] + delay, 0, DAYS * 86400 - 1)
-        lift = 1.0 + 0.05 * arm[owner]
-        value = np.where(kind == 5, np.round(rng.gamma(2.0, 20.0, k) * lift, 2),
-                         np.where(kind == 7, np.round(rng.gamma(1.5, 10.0, k), 2), np.nan))
-        all_secs = np.concatenate([t0, secs])
-        all_kind = np.concatenate([np.zeros(users, np.int8), kind])
-        all_owner = np.concatenate([np.arange(users), owner])
-        all_value = np.concatenate([np.full(users, np.nan), value])
-        cov = np.concatenate([np.round(rng.gamma(2.0, 10.0, users), 2), np.full(k, np.nan)])
-        order = np.argsort(all_secs, kind="stable")
-        ts = np.datetime64(START, "us") + (all_secs[order] * 1e6).astype("timedelta64[us]")
-        names = pa.DictionaryArray.from_arrays(pa.array(all_kind[order].astype(np.int32)),
-                                               pa.array(["exposure", *TYPES.tolist()]))
-        arms = pa.DictionaryArray.from_arrays(pa.array(arm[all_owner[order]].astype(np.int32)),
-                                              pa.array(["control", "treatment"]))
-        ids = pc.binary_join_element_wise("u", pc.cast(pa.array(uid[all_owner[order]]), pa.string()), "")
-        table = pa.table({
-            "uid": ids, "event_time": pa.array(ts, pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")),
-            "name": names, "amount": pa.array(all_value[order], from_pandas=True),
-            "pre_revenue": pa.array(cov[order], from_pandas=True), "arm": arms,
-        })
-        pq.write_table(table, folder / f"part-{part:04d}.parquet", row_group_size=1_000_000)
-        written += rows
-        first_user += users
-        part += 1
+    per_user = 20
+
+    def u(draw: int) -> str:  # a uniform in (0, 1) from the event index i and the draw number
+        return f"((hash(i * 16 + {draw} + {int(seed) * 1_000_003}) % 1000000007) + 0.5) / 1000000007.0"
+
+    # cumulative type probabilities, for the inverse-CDF draw of the event type
+    bounds, acc = [], 0.0
+    for name, p in zip(TYPES.tolist(), P_TYPES.tolist(), strict=True):
+        acc += p
+        bounds.append((name, acc))
+    kind = "CASE " + " ".join(f"WHEN {u(2)} < {b!r} THEN '{name}'" for name, b in bounds[:-1]) + f" ELSE '{bounds[-1][0]}' END"
+    gamma2 = f"(-ln({u(5)}) - ln({u(6)}))"  # gamma(2, 1): the sum of two exponentials
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = '{folder}/.spill'")
+        con.execute(f"SET memory_limit = '{MEMORY}'")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"""
+COPY (
+  WITH ev AS (
+    SELECT i, i // {per_user} AS usr, i % {per_user} AS k FROM range({int(n)}) t(i)
+  ),
+  us AS (  -- per user: the exposure instant and the arm, drawn from the user's first event index
+    SELECT *, (hash(usr * 7 + {int(seed)}) % 1000003) / 1000003.0 * {(DAYS - 1) * 86400} AS t0,
+           hash(usr * 11 + 3 + {int(seed)}) % 2 AS arm FROM ev
+  ),
+  drawn AS (
+    SELECT usr, arm, k, t0, CASE WHEN k = 0 THEN 'exposure' ELSE {kind} END AS name,
+           CASE WHEN k = 0 THEN t0
+                ELSE LEAST(GREATEST(t0 + CASE WHEN {u(3)} < 0.05 THEN -{u(4)} * {3 * 86400}
+                                              ELSE -ln({u(4)}) * {2 * 86400} END, 0), {DAYS * 86400 - 1}) END AS secs,
+           {gamma2} AS g, CASE WHEN k = 0 THEN round({gamma2} * 10, 2) END AS pre_revenue
+    FROM us
+  )
+  SELECT 'u' || usr AS uid,
+         TIMESTAMPTZ '{START:%Y-%m-%d} 00:00:00+00' + to_microseconds(CAST(secs * 1e6 AS BIGINT)) AS event_time,
+         name,
+         CASE WHEN name = 'purchase' THEN round(g * 20 * (1 + 0.05 * arm), 2)
+              WHEN name = 'refund' THEN round(g * 7.5, 2) END AS amount,
+         pre_revenue, CASE WHEN arm = 1 THEN 'treatment' ELSE 'control' END AS arm,
+         CAST(TIMESTAMP '{START:%Y-%m-%d}' + to_microseconds(CAST(secs * 1e6 AS BIGINT)) AS DATE) AS day
+  FROM drawn
+  ORDER BY event_time
+) TO '{folder}' (FORMAT parquet, PARTITION_BY (day), ROW_GROUP_SIZE 500000, OVERWRITE_OR_IGNORE)""")
+    finally:
+        con.close()
+    shutil.rmtree(folder / ".spill", ignore_errors=True)
     done.write_text(str(n))
     return folder
 
 
 def dataset(n: int) -> Path:
-    return make_events(n, DATA / f"events_{n}")
+    folder = DATA / f"events_{n}_by_day"
+    if not (folder / "_complete").exists():
+        check_disk(n)
+    return make_events(n, folder)
+
+
+def check_disk(n: int) -> None:
+    """Refuses to start a data set that would fill the disk: about 12 bytes an event as Parquet, and
+    DuckDB's sort spills up to ~40 more while writing; 60 bytes an event are asked for."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(DATA).free
+    need = 60 * n
+    if free < need:
+        raise SystemExit(f"{n:,} events need about {need / 2**30:.1f} GiB free under {DATA}, only "
+                         f"{free / 2**30:.1f} GiB are; set BATTLEGROUND_BENCH_WH_DATA to a larger disk")
 
 
 # ------------------------------------------------------------------ peak memory
@@ -190,9 +222,15 @@ def _spec(location: str, fmt: str, connection: str = "duckdb") -> Any:
 
 
 def duckdb_store(folder: Path, experiment_id: int) -> tuple[Any, Callable[[], list[int]]]:
-    from battleground.storage._sources import open_source
+    import duckdb
 
-    return open_source(_spec(str(folder / "*.parquet"), "parquet"), experiment_id), list
+    from battleground.storage._sources import open_source
+    from battleground.storage._warehouse import DuckDBEngine
+
+    # a bounded DuckDB (it spills beyond the limit), so that 100M events leave the shared machine's RAM be
+    con = duckdb.connect(config={"memory_limit": MEMORY, "temp_directory": str(DATA / ".spill")})
+    return open_source(_spec(str(folder / "*" / "*.parquet"), "parquet"), experiment_id,
+                       engine=DuckDBEngine(con)), list
 
 
 _SPARK: list[Any] = []
@@ -225,7 +263,7 @@ def chdb_store(folder: Path, experiment_id: int) -> tuple[Any, Callable[[], list
         "amount Nullable(Float64), pre_revenue Nullable(Float64), arm LowCardinality(String)) "
         "ENGINE = MergeTree ORDER BY (uid, event_time)")
     engine.session.query(f"INSERT INTO team_events SELECT uid, event_time, name, amount, pre_revenue, arm "
-                         f"FROM file('{folder}/*.parquet', Parquet)")
+                         f"FROM file('{folder}/*/*.parquet', Parquet)")
     return open_source(_spec("team_events", "table"), experiment_id, engine=engine), list
 
 
@@ -252,7 +290,7 @@ def postgres_store(folder: Path, experiment_id: int) -> tuple[Any, Callable[[], 
         cur = raw.cursor()
         cur.execute("CREATE TABLE team_events (uid text, event_time timestamptz, name text, "
                     "amount double precision, pre_revenue double precision, arm text)")
-        for path in sorted(folder.glob("*.parquet")):
+        for path in sorted(folder.glob("*/*.parquet")):
             for batch in pq.ParquetFile(path).iter_batches(1_000_000):
                 buf = io.BytesIO()
                 pcsv.write_csv(batch.cast(_plain_schema(batch.schema)), buf,
@@ -334,7 +372,7 @@ def measure(engine: str, n: int, registry_url: str, experiment_id: int, repeat: 
         exact = exact and _same(got, store.experiment_sums(experiment_id, defs, None, at + dt.timedelta(hours=3),
                                                            variants))
     legacy_s = math.nan
-    if engine == "duckdb" and os.environ.get("BATTLEGROUND_BENCH_WH_LEGACY", "1") == "1":
+    if engine in os.environ.get("BATTLEGROUND_BENCH_WH_LEGACY", "duckdb,chdb").split(","):
         # the refresh before the per-unit states (re-reads the active units' history), same events
         old = _Legacy(store)
         refresh_sums(old, registry_url, experiment_id, defs, None, end, variants, full=True)  # type: ignore[arg-type]
@@ -377,7 +415,7 @@ def monitor_end_to_end(n: int, home: Path, repeat: int = 3) -> float:
     rec = registry.create_experiment("warehouse-bench", variants={"control": 0.5, "treatment": 0.5},
                                      metrics=metrics, start_at=START, hypothesis="bench")
     registry.start(rec.id, at=START)
-    save_source(settings.registry_url, rec.id, _spec(str(dataset(n) / "*.parquet"), "parquet"))
+    save_source(settings.registry_url, rec.id, _spec(str(dataset(n) / "*" / "*.parquet"), "parquet"))
     best = math.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -400,6 +438,10 @@ def main(argv: list[str]) -> None:
     duck_sizes = _sizes("BATTLEGROUND_BENCH_WH_DUCKDB", "200000,2000000" if quick else "1000000,10000000,100000000")
     other = _sizes("BATTLEGROUND_BENCH_WH_OTHERS", "200000" if quick else "20000000")
     engines = [e.strip() for e in os.environ.get("BATTLEGROUND_BENCH_WH_ENGINES", "duckdb,spark,chdb,postgres").split(",")]
+    if os.environ.get("BATTLEGROUND_BENCH_WH_SIZE"):
+        # one DuckDB point (the 100M run): no other engine, no history re-read refresh
+        duck_sizes, other, engines = _sizes("BATTLEGROUND_BENCH_WH_SIZE", ""), [], ["duckdb"]
+        os.environ["BATTLEGROUND_BENCH_WH_LEGACY"] = "0"
     unknown = sorted(set(engines) - set(ENGINES))
     if unknown:
         raise SystemExit(f"BATTLEGROUND_BENCH_WH_ENGINES: unknown engine(s) {unknown}; choose from {list(ENGINES)}")
@@ -419,13 +461,14 @@ def main(argv: list[str]) -> None:
             for n in sorted({*duck_sizes, *other}):
                 t0 = time.perf_counter()
                 dataset(n)
+                data_s = time.perf_counter() - t0
                 r = measure("duckdb", n, settings.registry_url, next(exp_ids))
                 duck[n] = r
                 rows.append(r)
                 print(f"  duckdb  {n:>11,} events: full {r['full_s']:.3f} s ({r['rows_per_s'] / 1e6:.1f}M events/s, "
                       f"peak +{r['peak_mb']:.0f} MB), daily refresh {r['inc_s']:.3f} s ({r['inc_ratio']:.2f}x full, "
                       f"exact: {r['exact']}; same-day re-check {r['recheck_s']:.3f} s; before the per-unit "
-                      f"states {r['legacy_s']:.3f} s = {r['legacy_s'] / r['full_s']:.2f}x full) [data ready in {time.perf_counter() - t0 - r['full_s']:.0f} s]; {_load()}",
+                      f"states {r['legacy_s']:.3f} s = {r['legacy_s'] / r['full_s']:.2f}x full) [data generated or found in {data_s:.0f} s]; {_load()}",
                       flush=True)
         for engine in (e for e in engines if e != "duckdb"):
             for n in other:
@@ -439,7 +482,8 @@ def main(argv: list[str]) -> None:
                 same = f", same sums as DuckDB: {_same(r['sums'], duck[n]['sums'])}" if n in duck else ""
                 print(f"  {engine:<7} {n:>11,} events: full {r['full_s']:.3f} s ({r['rows_per_s'] / 1e6:.2f}M "
                       f"events/s, peak +{r['peak_mb']:.0f} MB{ratio}{same}), daily refresh {r['inc_s']:.3f} s "
-                      f"({r['inc_ratio']:.2f}x full, exact: {r['exact']}); {_load()}", flush=True)
+                      f"({r['inc_ratio']:.2f}x full, exact: {r['exact']}; same-day re-check {r['recheck_s']:.3f} s; "
+                      f"history re-read refresh {r['legacy_s']:.3f} s); {_load()}", flush=True)
         if "duckdb" in engines:
             big = max(duck_sizes)
             mon = monitor_end_to_end(big, home)

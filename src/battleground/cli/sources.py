@@ -59,6 +59,9 @@ def add_command(
     catalog: list[str] = typer.Option([], "--catalog", help="An Iceberg source's pyiceberg catalog, "
                                       "repeatable: --catalog type=sql --catalog uri=sqlite:///cat.db "
                                       "(LOCATION is then namespace.table)."),
+    attribute: list[str] = typer.Option([], "--attribute", help="A user attribute for breakdowns and "
+                                        "post-stratification, from a numeric column, repeatable: "
+                                        "--attribute country=country_code."),
     timezone: str | None = typer.Option(None, "--timezone", help="UTC: the zone of timezone-naive timestamps."),
     check: bool = typer.Option(True, "--check/--no-check", help="Read the source's columns now and check the "
                                "mapping against them (default)."),
@@ -80,7 +83,7 @@ def add_command(
                           exposures=exposures, exposures_location=exposures_location,
                           exposures_format=exposures_format,
                           exposure_columns=_mapping(exposure_column, "--exposure-column"), timezone=timezone,
-                          catalog=_mapping(catalog, "--catalog"))
+                          catalog=_mapping(catalog, "--catalog"), attributes=_mapping(attribute, "--attribute"))
         exp_id = _experiment_id(settings, experiment)
         if exp_id is None:
             check_project_source(spec)

@@ -169,4 +169,14 @@ def _compile(sql: str, name: str, params: Mapping[str, Any] | None, events: exp.
                     table.replace(named)
                 else:
                     table.replace(exp.Subquery(this=events.copy(), alias=as_alias))
+    if name == "clickhouse":  # ClickHouse's TIMESTAMP is DateTime, whole seconds: keep the microseconds
+        tree = tree.transform(_microsecond_casts)
     return tree.sql(dialect=name, pretty=pretty)
+
+
+def _microsecond_casts(node: exp.Expression) -> exp.Expression:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.TIMESTAMP and not node.to.expressions:
+        return exp.cast(node.this, exp.DataType.build("Nullable(DateTime64(6))", dialect="clickhouse"))
+    return node

@@ -22,7 +22,9 @@ steps: four scans of the source per check. Now, on DuckDB (the embedded store an
 reads in place), the cache also holds each unit's state at the cutoff (its first exposure, variants,
 covariate and window aggregates; a Parquet file in ``cache_dir``), and one query reads only the events
 after the cutoff (``ts >= cutoff``, pushed into the scan) plus the look-back of units first exposed
-after it; what is exact is stated in ``_incremental_sql.py``. Other engines keep the history re-read.
+after it; what is exact is stated in ``_incremental_sql.py``. PostgreSQL, Spark and chdb run the same
+refresh with the states in battleground's store (:class:`_PulledRunner`: the engine runs read-only
+queries, the step runs in a local DuckDB); MariaDB/MySQL keep the history re-read.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from battleground.storage._sums_sql import DAILY_COLUMNS, MetricQuery, as_query
 from battleground.storage.events import decode_sums
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from battleground.storage.events import EventStore
     from battleground.storage.sums import ExperimentSums
 
@@ -150,9 +154,11 @@ def refresh_sums(
     On DuckDB (the embedded store, and sources DuckDB reads in place: Parquet, Delta, Iceberg) the
     per-unit states at the cutoff are cached as a Parquet file in ``cache_dir`` (default
     ``sums_cache/`` beside a SQLite registry, else under the temporary directory) and a refresh reads
-    only the events after the cutoff (see ``_incremental_sql.py``). On other engines, and for capped
-    metrics, a refresh re-reads the whole history of the units active since the cutoff (exact, but it
-    scans the source)."""
+    only the events after the cutoff (see ``_incremental_sql.py``). On PostgreSQL, Spark and chdb the
+    states are cached the same way and the engine runs read-only queries: the first states, then per
+    step the recent events, merged with the states in a local DuckDB. On other engines (MariaDB), and
+    for capped metrics, a refresh re-reads the whole history of the units active since the cutoff
+    (exact, but it scans the source)."""
     if not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a whole number of days >= 1, got {days!r}")
     defs = [as_query(m) for m in metrics]
@@ -192,22 +198,33 @@ def _by_users(store: EventStore, registry_url: str, experiment_id: int, defs: Se
     return _step(store, experiment_id, defs, start, multiple_exposures, state, shifts, cutoff, end), shifts
 
 
-# ------------------------------------------------------------------ the pruned refresh (DuckDB)
+# ------------------------------------------------------------------ the pruned refresh
 class _DuckDBRunner:
-    """Runs the incremental queries on a DuckDB store's own connection, values bound as literals."""
+    """Runs the incremental queries on a DuckDB connection (the embedded store's, a DuckDB source's),
+    values bound as literals; the events are read where they are (``relation``: a source's mapping)."""
 
-    def __init__(self, store: EventStore, connection: Any) -> None:
-        self.store, self.connection = store, connection
+    def __init__(self, connection: Any, relation: Any = None) -> None:
+        self.connection, self.relation = connection, relation
 
     @classmethod
     def of(cls, store: EventStore) -> _DuckDBRunner | None:
-        """A runner for the embedded DuckDB store or a DuckDB source; ``None`` for other engines."""
+        """The runner of ``store``: DuckDB's own, one that pulls the recent events from PostgreSQL, Spark
+        or chdb, or ``None`` (other engines keep the history re-read)."""
         if store.backend == "duckdb":
-            return cls(store, store.connection)  # type: ignore[attr-defined]
+            return cls(store.connection)  # type: ignore[attr-defined]
         engine = getattr(store, "engine", None)
         if store.backend == "warehouse" and engine is not None and engine.dialect == "duckdb":
-            return cls(store, contextlib.nullcontext(engine.connection))
+            return cls(contextlib.nullcontext(engine.connection), getattr(store, "relation", None))
+        if store.backend in ("postgresql", "warehouse") and store.dialect in _PULLED:
+            return _PulledRunner(store)
         return None
+
+    def load(self, defs: Sequence[MetricQuery], params: dict[str, Any]) -> None:
+        """Make the events a step over ``[:cutoff, :end)`` reads available: here they already are."""
+
+    def first(self, sql: str, params: dict[str, Any], path: Path) -> None:
+        """The first unit states (``sql`` reads every event before the cutoff) into ``path``."""
+        self.copy(sql, params, path)
 
     def _text(self, sql: str, params: dict[str, Any]) -> str:
         """The query as DuckDB runs it: compiled once per text and relation, then the values written in
@@ -215,7 +232,7 @@ class _DuckDBRunner:
         from battleground.storage._compile import literal
         from battleground.storage._events_sql import _TOKEN
 
-        text = _duckdb_text(sql, getattr(self.store, "relation", None))
+        text = _duckdb_text(sql, self.relation)
         return _TOKEN.sub(lambda m: m.group(0) if m.group(1) is None
                           else literal(params[m.group(1)], "duckdb").sql(dialect="duckdb"), text)
 
@@ -235,6 +252,78 @@ class _DuckDBRunner:
             cursor = con.execute(self._text(sql, params))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+# engines whose refresh pulls the recent events (MySQL/MariaDB lack the FULL JOIN of the first states)
+_PULLED = ("postgres", "spark", "clickhouse")
+_PULLED_COLUMNS = ("experiment_id", "variant", "user_id", "event_type", "ts", "value", "covariate")
+
+
+class _PulledRunner(_DuckDBRunner):
+    """The pruned refresh on an engine that cannot read battleground's cached states (PostgreSQL, Spark,
+    chdb), without writing anything into it. The engine runs two read-only queries of the shared
+    definitions: once, the first unit states (one row per unit, brought back and cached as Parquet in
+    battleground's store, like DuckDB's); then, per step, the events that the step reads
+    (:func:`recent_events_sql`: the recent days, and the look-back of units exposed in them). The step
+    itself (states moved forward, the active units' sums) runs on those rows and the cached states in an
+    in-memory DuckDB, with the same SQL as on DuckDB, so the result is the same, exactly."""
+
+    def __init__(self, store: EventStore) -> None:
+        import duckdb
+
+        local = duckdb.connect(":memory:")
+        local.execute("SET TimeZone = 'UTC'")
+        super().__init__(contextlib.nullcontext(local))
+        self.store, self.local = store, local
+        self._events(self._empty())
+
+    def _empty(self) -> pa.Table:
+        from battleground.storage._arrow import EVENT_SCHEMA
+
+        return EVENT_SCHEMA.empty_table().select(list(_PULLED_COLUMNS))
+
+    def _events(self, table: pa.Table) -> None:
+        self.local.register("events", table)
+
+    def load(self, defs: Sequence[MetricQuery], params: dict[str, Any]) -> None:
+        from battleground.storage._incremental_sql import recent_events_sql
+
+        rows = self.store._query(recent_events_sql(defs), params, scan=True)
+        self._events(_as_table(rows, self._empty().schema))
+
+    def first(self, sql: str, params: dict[str, Any], path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self._events(self._empty())  # the states' columns and types, as DuckDB gives them
+        schema = self.local.sql(f"SELECT * FROM ({self._text(sql, params)}) s LIMIT 0").to_arrow_table().schema
+        table = _as_table(self.store._query(sql, params, scan=True), schema)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+
+
+def _as_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """Rows from an engine's driver as an Arrow table of ``schema``: instants as naive UTC (drivers give
+    aware or naive ones), numbers as floats or ints (PostgreSQL's sums are ``Decimal``)."""
+    import pyarrow as pa
+
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for field, values in zip(schema, columns, strict=True):
+        t = field.type
+        if pa.types.is_timestamp(t):
+            values = tuple(v.astimezone(dt.UTC).replace(tzinfo=None) if v is not None and v.tzinfo is not None
+                           else v for v in values)
+        elif pa.types.is_floating(t):
+            values = tuple(None if v is None else float(v) for v in values)
+        elif pa.types.is_integer(t):
+            values = tuple(None if v is None else int(v) for v in values)
+        elif pa.types.is_boolean(t):
+            values = tuple(None if v is None else bool(v) for v in values)
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            values = tuple(None if v is None else str(v) for v in values)
+        arrays.append(pa.array(values, type=t))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 _TEXTS: dict[tuple[str, str | None], str] = {}
@@ -296,8 +385,8 @@ def _pruned(runner: _DuckDBRunner, registry_url: str, experiment_id: int, defs: 
         for stale in folder.glob(f"{prefix}*.parquet"):
             stale.unlink(missing_ok=True)
         state = path_of(cutoff.date())
-        runner.copy(state_sql(defs, multiple), {**base, "cutoff": base["start"], "since": base["scan_start"],
-                                                "end": cutoff}, state)
+        runner.first(state_sql(defs, multiple), {**base, "cutoff": base["start"], "since": base["scan_start"],
+                                                 "end": cutoff}, state)
         records = _tagged(runner.fetch(state_sums_sql(defs, multiple, _read(state), fixed_shifts=False), base), "new")
         shifts = _shifts_of(records, len(defs))
         arms = _by_arm(records)
@@ -306,15 +395,18 @@ def _pruned(runner: _DuckDBRunner, registry_url: str, experiment_id: int, defs: 
         day, arms, shifts = cached[0], cached[1]["arms"], cached[1]["shifts"]
         if day < cutoff.date():  # settle the days between: the states at the new cutoff, saved
             moved = path_of(cutoff.date())
-            runner.copy(state_sql(defs, multiple, _read(state)),
-                        between(dt.datetime.combine(day, dt.time()), cutoff), moved)
+            settle = between(dt.datetime.combine(day, dt.time()), cutoff)
+            runner.load(defs, settle)
+            runner.copy(state_sql(defs, multiple, _read(state)), settle, moved)
             records = _tagged(runner.fetch(state_sums_sql(defs, multiple, _read(moved), fixed_shifts=True),
                                            {**base, **shifts}), "new")
             arms = _by_arm(records)
             _save(registry_url, experiment_id, key, cutoff.date(), arms, shifts, state=moved.name)
             state.unlink(missing_ok=True)
             state = moved
-    rows = runner.fetch(active_sums_sql(defs, multiple, _read(state)), between(cutoff, end, **shifts))
+    step = between(cutoff, end, **shifts)
+    runner.load(defs, step)
+    rows = runner.fetch(active_sums_sql(defs, multiple, _read(state)), step)
     return _combine(arms, _by_arm(_tagged(rows, "old")), _by_arm(_tagged(rows, "new")), len(defs)), shifts
 
 

@@ -43,7 +43,7 @@ from battleground.storage._sums_sql import (
     _terms,
 )
 
-__all__ = ["active_sums_sql", "state_sql", "state_sums_sql"]
+__all__ = ["active_sums_sql", "recent_events_sql", "state_sql", "state_sums_sql"]
 
 
 def _lookback_types(metrics: Sequence[MetricQuery]) -> list[str]:
@@ -65,13 +65,47 @@ def _least(a: str, b: str, fn: str) -> str:
     return f"COALESCE({fn}({a}, {b}), {a}, {b})"
 
 
+def _types(metrics: Sequence[MetricQuery]) -> str:
+    return ", ".join(f":et{i}" for i in range(len(_event_types(metrics))))
+
+
+def _tail_where(metrics: Sequence[MetricQuery]) -> str:
+    """The events after the cutoff that a step reads (a plain time range: the engine prunes it)."""
+    return (f"experiment_id = :experiment AND ts >= :cutoff AND ts < :end "
+            f"AND event_type IN (:exposure, {_types(metrics)})")
+
+
+def _lookback_where(metrics: Sequence[MetricQuery]) -> str:
+    """The events in ``[:since, :cutoff)`` a step reads for units first exposed after the cutoff (their
+    CUPED pre-period, and explicit covariates); empty without look-backs."""
+    index = {et: i for i, et in enumerate(_event_types(metrics))}
+    pre_types = ", ".join(f":et{index[et]}" for et in _lookback_types(metrics))
+    if not pre_types:
+        return ""
+    return (f"experiment_id = :experiment AND ts >= :since AND ts < :cutoff AND (event_type IN ({pre_types}) "
+            f"OR (covariate IS NOT NULL AND event_type IN (:exposure, {_types(metrics)})))")
+
+
+def recent_events_sql(metrics: Sequence[MetricQuery]) -> str:
+    """Exactly the events a step over ``[:cutoff, :end)`` reads (:func:`state_sql` with an ``old`` state,
+    :func:`active_sums_sql`): those after the cutoff, and the look-back of the units exposed after it.
+    Engines that cannot read battleground's cached states (PostgreSQL, Spark, chdb, …) run this, a
+    read-only query pruned by time, and the step runs on those rows beside the states."""
+    cols = "experiment_id, variant, user_id, event_type, ts, value, covariate"
+    sql = f"SELECT {cols} FROM events WHERE {_tail_where(metrics)}"
+    look = _lookback_where(metrics)
+    if look:
+        sql += (f"\nUNION ALL\nSELECT {cols} FROM events WHERE {look} AND user_id IN (SELECT user_id FROM events "
+                "WHERE experiment_id = :experiment AND event_type = :exposure AND ts >= :cutoff AND ts < :end "
+                "AND ts >= :start)")
+    return sql
+
+
 def _merged_ctes(metrics: Sequence[MetricQuery], multiple: str, old: str | None, active: bool) -> tuple[str, list[str]]:
     """The CTEs up to ``merged`` (the state at ``:end`` of the units read) and the aggregate aliases."""
     _exposure(multiple)  # validates ``multiple``
     keep = multiple == "keep"
     key = "user_id, variant" if keep else "user_id"
-    index = {et: i for i, et in enumerate(_event_types(metrics))}
-    types = ", ".join(f":et{i}" for i in range(len(index)))
     cols = _Columns()
     _per_metric(metrics, cols)
     aliases = list(cols.exprs.values())
@@ -84,21 +118,18 @@ def _merged_ctes(metrics: Sequence[MetricQuery], multiple: str, old: str | None,
         old_rel = f"SELECT {state_cols} FROM {old}"
     if active:
         old_rel = f"SELECT * FROM ({old_rel}) o0 WHERE user_id IN (SELECT user_id FROM act)"
-    pre_types = ", ".join(f":et{index[et]}" for et in _lookback_types(metrics))
+    look = _lookback_where(metrics)
     # the look-back of units first exposed after the cutoff (and their explicit covariates then)
     pre = f"""
     UNION ALL
     SELECT user_id, variant, event_type, ts, value, covariate FROM events
-    WHERE experiment_id = :experiment AND ts >= :since AND ts < :cutoff
-      AND (event_type IN ({pre_types}) OR (covariate IS NOT NULL AND event_type IN (:exposure, {types})))
-      AND user_id IN (SELECT user_id FROM fresh)""" if pre_types else ""
+    WHERE {look} AND user_id IN (SELECT user_id FROM fresh)""" if look else ""
     o_aggs = ", ".join(f"o.{a} AS o_{a}" for a in aliases)
     sums = ",\n           ".join(f"COALESCE(u.o_{a}, {_ZERO}) + COALESCE(g.{a}, {_ZERO}) AS {a}" for a in aliases)
     ctes = f"""
 WITH tail AS (
     SELECT user_id, variant, event_type, ts, value, covariate FROM events
-    WHERE experiment_id = :experiment AND ts >= :cutoff AND ts < :end
-      AND event_type IN (:exposure, {types})
+    WHERE {_tail_where(metrics)}
 ),
 act AS (SELECT DISTINCT user_id FROM tail),
 fx AS (

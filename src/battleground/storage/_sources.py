@@ -69,6 +69,10 @@ class SourceSpec:
         catalog: the pyiceberg catalog properties of an ``iceberg`` source (``type``, ``uri``,
             ``warehouse``, …; ``name`` names the catalog), e.g. ``{"type": "sql", "uri":
             "sqlite:///catalog.db", "warehouse": "file:///lake"}``.
+        attributes: user attribute → numeric source column, for breakdowns and post-stratification
+            (``breakdown_by``, ``post_stratify_by``): each row where the column is set counts as an
+            attribute event at that row's time, so a user's slice is the smallest value on their rows
+            at or before their first exposure, as for attribute events in battleground's own store.
     """
 
     name: str
@@ -84,6 +88,7 @@ class SourceSpec:
     timezone: str | None = None
     spark_conf: dict[str, str] = field(default_factory=dict)
     catalog: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -101,6 +106,10 @@ class SourceSpec:
         if unknown:
             raise SourceError(f"source {self.name!r}: unknown column mapping key(s) {sorted(unknown)}; map "
                               f"{list(_REQUIRED + _OPTIONAL)}")
+        for attr, column in self.attributes.items():
+            if not attr or not column or attr == self.exposure_event:
+                raise SourceError(f"source {self.name!r}: attributes must map an attribute name to a column, "
+                                  f"got {attr!r}: {column!r}; e.g. attributes={{'country': 'country_code'}}")
         if self.timezone not in (None, "UTC"):
             raise SourceError(f"source {self.name!r}: timezone must be 'UTC' (store UTC or timezone-aware "
                               f"timestamps), got {self.timezone!r}")
@@ -245,23 +254,45 @@ def _lit(value: Any) -> exp.Expression:
     return exp.Literal.number(value) if isinstance(value, int) else exp.Literal.string(str(value))
 
 
-def _mapped(spec: SourceSpec, relation: exp.Expression, experiment_id: int, exposure_rows: bool) -> exp.Select:
+def _col(name: str | None, kind: str, alias: str) -> exp.Expr:
     from sqlglot import exp
 
-    def col(name: str | None, kind: str, alias: str) -> exp.Expr:
-        value: exp.Expression = exp.column(name) if name else exp.Null()
-        return exp.alias_(exp.cast(value, exp.DataType.build(kind)), alias)
+    value: exp.Expression = exp.column(name) if name else exp.Null()
+    return exp.alias_(exp.cast(value, exp.DataType.build(kind)), alias)
+
+
+def _check_attributes(spec: SourceSpec, found: dict[str, str]) -> None:
+    for attr, column in spec.attributes.items():
+        if column not in found:
+            raise SourceError(f"source {spec.name!r}: column {column!r} (attribute {attr!r}) is not in "
+                              f"{spec.location}; its columns are {sorted(found)}; map it with "
+                              f"attributes={{{attr!r}: '<column>'}}")
+        kind = found[column]
+        if kind and not any(t in kind for t in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")):
+            raise SourceError(f"source {spec.name!r}: column {column!r} (attribute {attr!r}) is {kind}, not a "
+                              "number; slices are numeric codes: map a numeric column (a view can code a text "
+                              "one, e.g. CASE country WHEN 'DE' THEN 1 … END)")
+
+
+def _mapped(spec: SourceSpec, relation: exp.Expression, experiment_id: int, exposure_rows: bool,
+            attribute: tuple[str, str] | None = None) -> exp.Select:
+    """The source's rows in battleground's event columns; with ``attribute`` (name, column), the rows
+    where that column is set as attribute events (event type ``name``, value the column)."""
+    from sqlglot import exp
 
     variant = spec.column("variant")
     select = exp.select(
         exp.alias_(_lit(int(experiment_id)), "experiment_id"),
-        col(variant, "VARCHAR", "variant") if variant else exp.alias_(exp.Literal.string(""), "variant"),
-        col(spec.column("user_id"), "VARCHAR", "user_id"),
-        col(spec.column("event_type"), "VARCHAR", "event_type"),
-        col(spec.column("ts"), "TIMESTAMP", "ts"),
-        col(spec.column("value"), "DOUBLE", "value"),
-        col(spec.column("covariate"), "DOUBLE", "covariate"),
+        _col(variant, "VARCHAR", "variant") if variant else exp.alias_(exp.Literal.string(""), "variant"),
+        _col(spec.column("user_id"), "VARCHAR", "user_id"),
+        exp.alias_(exp.Literal.string(attribute[0]), "event_type") if attribute
+        else _col(spec.column("event_type"), "VARCHAR", "event_type"),
+        _col(spec.column("ts"), "TIMESTAMP", "ts"),
+        _col(attribute[1] if attribute else spec.column("value"), "DOUBLE", "value"),
+        _col(None if attribute else spec.column("covariate"), "DOUBLE", "covariate"),
     ).from_(relation.copy())
+    if attribute:
+        return select.where(exp.column(attribute[1]).is_(exp.Null()).not_())
     if not exposure_rows:  # exposures come from elsewhere: the source's own exposure rows are not used
         select = select.where(exp.NEQ(this=exp.column(str(spec.column("event_type"))),
                                       expression=exp.Literal.string("exposure")))
@@ -316,8 +347,12 @@ def open_source(
     if spec.exposures == "events" and not needed["variant"]:
         raise SourceError(f"source {spec.name!r}: exposures='events' needs a variant column; map it with "
                           "columns={'variant': '<column>'}")
-    _check(spec, _columns(engine, relation, spec.name), needed, spec.location, engine.dialect)
+    found = _columns(engine, relation, spec.name)
+    _check(spec, found, needed, spec.location, engine.dialect)
+    _check_attributes(spec, found)
     union: exp.Query = _mapped(spec, relation, experiment_id, spec.exposures == "events")
+    for attribute in spec.attributes.items():
+        union = exp.union(union, _mapped(spec, relation, experiment_id, True, attribute), distinct=False)
     if spec.exposures == "events" and spec.exposure_event != "exposure":
         raise SourceError(f"source {spec.name!r}: exposure rows must have event type 'exposure'; map a view")
     if spec.exposures == "table":
