@@ -84,6 +84,28 @@ def test_spark(spark: Any, events_table: Any, reference: dict[Any, ExperimentSum
     check(WarehouseEventStore(spark_engine(spark, events_table)), reference, cases)
 
 
+def test_spark_instants_in_a_session_outside_utc(spark: Any, events_table: Any, reference: dict[Any, ExperimentSums],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TIMESTAMP (instant) column read by a session and a Python process in New York: the windows
+    and the rows that come back are still UTC, as battleground reads every instant."""
+    import time
+
+    before = spark.conf.get("spark.sql.session.timeZone")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        engine = spark_engine(spark, events_table, "events_ltz", instants=True)
+        first = min(events_table.column("ts").to_pylist())
+        assert engine.fetch("SELECT MIN(ts) FROM events_ltz") == [(first,)]
+        check(WarehouseEventStore(engine, "events_ltz"), reference, [("first", WINDOW)])
+        assert spark.conf.get("spark.sql.session.timeZone") == "America/New_York"  # the user's setting stays
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_mariadb(mariadb_url: str, events_table: Any, reference: dict[Any, ExperimentSums]) -> None:
     check(WarehouseEventStore(mariadb_engine(mariadb_url, events_table)), reference)
 

@@ -101,6 +101,29 @@ def test_spark_table_with_exposures_table(scenario: Any, spark: Any) -> None:
     assert_same_result(monitor(settings, exp_id).result(), want)
 
 
+def test_spark_table_with_assignment_log_in_a_session_outside_utc(scenario: Any, spark: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """battleground's exposure log joined to a Spark table by a session and a process in New York:
+    the same result as the own store (the log's naive times are UTC, not the session's zone)."""
+    import time
+
+    settings, exp_id, events = scenario
+    want = monitor(settings, exp_id).result()
+    before = spark.conf.get("spark.sql.session.timeZone")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        spark.createDataFrame(user_table(events, aware=True).to_pandas()).createOrReplaceTempView("team_events_ny")
+        save_source(settings.registry_url, exp_id, SourceSpec("spark-ny", "team_events_ny", connection="spark",
+                                                              columns=MAPPING))
+        assert_same_result(monitor(settings, exp_id).result(), want)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 @pytest.mark.parametrize(("change", "words"), [
     ({"columns": {**MAPPING, "ts": "when"}}, ["'lake'", "'when'", "(ts)", "columns={'ts'"]),
     ({"columns": {**MAPPING, "value": "name"}}, ["'lake'", "'name'", "(value)", "not a number"]),

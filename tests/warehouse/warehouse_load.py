@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +20,9 @@ def duckdb_engine(table: pa.Table) -> DuckDBEngine:
     return engine
 
 
-def spark_engine(spark: Any, table: pa.Table, name: str = "events") -> SparkEngine:
+def spark_engine(spark: Any, table: pa.Table, name: str = "events", *, instants: bool = False) -> SparkEngine:
+    """The events as a Spark temporary view; ``instants``: ``ts`` as Spark's TIMESTAMP (an instant,
+    shown in the session's time zone) instead of TIMESTAMP_NTZ."""
     from pyspark.sql.types import (
         DoubleType,
         IntegerType,
@@ -26,15 +30,19 @@ def spark_engine(spark: Any, table: pa.Table, name: str = "events") -> SparkEngi
         StructField,
         StructType,
         TimestampNTZType,
+        TimestampType,
     )
 
     schema = StructType([
         StructField("event_id", StringType()), StructField("experiment_id", IntegerType()),
         StructField("variant", StringType()), StructField("user_id", StringType()),
-        StructField("event_type", StringType()), StructField("ts", TimestampNTZType()),
+        StructField("event_type", StringType()), StructField("ts", TimestampType() if instants else TimestampNTZType()),
         StructField("value", DoubleType()), StructField("covariate", DoubleType()),
     ])
     rows = [tuple(r.values()) for r in table.to_pylist()]
+    if instants:  # the stored naive times are UTC: hand Spark aware datetimes so it keeps the instants
+        at = list(schema.names).index("ts")
+        rows = [(*r[:at], r[at].replace(tzinfo=dt.timezone.utc), *r[at + 1:]) for r in rows]
     spark.createDataFrame(rows, schema).createOrReplaceTempView(name)
     return SparkEngine(spark)
 

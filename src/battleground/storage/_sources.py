@@ -374,8 +374,13 @@ def open_source(
         if engine.dialect == "duckdb":
             engine.connection.register(name, assignment_log)  # type: ignore[attr-defined]
         elif engine.dialect == "spark":
+            import pandas as pd
+
             session = engine.session  # type: ignore[attr-defined]
-            session.createDataFrame(assignment_log.to_pandas()).createOrReplaceTempView(name)
+            frame = assignment_log.to_pandas()
+            # the log's naive times are UTC; naive, Spark would read them in the session's zone
+            frame["ts"] = pd.to_datetime(frame["ts"]).dt.tz_localize("UTC")
+            session.createDataFrame(frame).createOrReplaceTempView(name)
         else:
             raise SourceError(f"source {spec.name!r}: the assignment log joins sources on DuckDB or Spark only; "
                               f"on {engine.dialect} set exposures='table' (an exposures table in that engine)")

@@ -116,7 +116,29 @@ class SparkEngine:
         self.session = session
 
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.session.sql(sql).collect()]
+        """The rows of ``sql``, run with the session's time zone set to UTC (battleground's instants
+        are UTC: the query's literals and its TIMESTAMP columns are read so), and the user's setting
+        put back. Spark hands TIMESTAMP values to Python in the process's local time; they come back
+        as naive UTC, as every engine gives them."""
+        conf = self.session.conf
+        zone = conf.get("spark.sql.session.timeZone")
+        conf.set("spark.sql.session.timeZone", "UTC")
+        try:
+            frame = self.session.sql(sql)
+            rows = frame.collect()
+            instants = [i for i, f in enumerate(frame.schema.fields) if f.dataType.typeName() == "timestamp"]
+        finally:
+            conf.set("spark.sql.session.timeZone", zone)
+        if not instants:
+            return [tuple(r) for r in rows]
+        out = []
+        for r in rows:
+            values = list(r)
+            for i in instants:
+                if values[i] is not None:  # naive local time → the instant → naive UTC
+                    values[i] = values[i].astimezone(dt.timezone.utc).replace(tzinfo=None)
+            out.append(tuple(values))
+        return out
 
 
 class ChdbEngine:
