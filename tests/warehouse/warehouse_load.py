@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Any
 
 import pyarrow as pa
@@ -42,7 +41,7 @@ def spark_engine(spark: Any, table: pa.Table, name: str = "events", *, instants:
     rows = [tuple(r.values()) for r in table.to_pylist()]
     if instants:  # the stored naive times are UTC: hand Spark aware datetimes so it keeps the instants
         at = list(schema.names).index("ts")
-        rows = [(*r[:at], r[at].replace(tzinfo=dt.timezone.utc), *r[at + 1:]) for r in rows]
+        rows = [(*r[:at], r[at].replace(tzinfo=dt.UTC), *r[at + 1:]) for r in rows]
     spark.createDataFrame(rows, schema).createOrReplaceTempView(name)
     return SparkEngine(spark)
 

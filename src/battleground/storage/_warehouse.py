@@ -136,7 +136,7 @@ class SparkEngine:
             values = list(r)
             for i in instants:
                 if values[i] is not None:  # naive local time → the instant → naive UTC
-                    values[i] = values[i].astimezone(dt.timezone.utc).replace(tzinfo=None)
+                    values[i] = values[i].astimezone(dt.UTC).replace(tzinfo=None)
             out.append(tuple(values))
         return out
 
